@@ -1,0 +1,97 @@
+"""Keep a :class:`ConfigSnapshot` hot from the compacted config topic.
+
+Every request-path instance reads the whole topic from the beginning with
+``assign()`` (no group: each instance needs every record), so a restarted
+instance rebuilds its snapshot. ``synced`` is set once the reader has reached
+the high-water mark seen at start; Tansu's ``end_offsets`` is not exact, so
+the high-water mark is taken from fetch responses instead.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka import TopicPartition
+
+from core.kafka import make_consumer
+from core.settings import Settings
+from core.snapshot import ConfigSnapshot, events_from_file
+from schemas import CodecError, decode
+
+__all__ = ["ConfigFollower", "publish_config_events"]
+
+log = logging.getLogger(__name__)
+
+
+class ConfigFollower:
+    def __init__(self, settings: Settings, snapshot: ConfigSnapshot) -> None:
+        self._settings = settings
+        self.snapshot = snapshot
+        self.synced = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._consumer = None
+
+    async def start(self) -> None:
+        if self._settings.routes_file:
+            self.snapshot.load(events_from_file(self._settings.routes_file))
+        tp = TopicPartition(self._settings.topics.config, 0)
+        self._consumer = make_consumer(self._settings)
+        await self._consumer.start()
+        self._consumer.assign([tp])
+        await self._consumer.seek_to_beginning(tp)
+        self._task = asyncio.create_task(self._run(tp), name="config-follower")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def wait_synced(self, timeout_s: float = 30.0) -> None:
+        await asyncio.wait_for(self.synced.wait(), timeout_s)
+
+    async def ready(self) -> None:
+        """Readiness check: raise until the snapshot has caught up."""
+        if not self.synced.is_set():
+            raise RuntimeError("config snapshot not yet synced")
+
+    async def _run(self, tp: TopicPartition) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        empty_polls = 0
+        while True:
+            batches = await consumer.getmany(tp, timeout_ms=200, max_records=500)
+            for record in batches.get(tp, []):
+                try:
+                    _, event = decode(record.value, expected="ConfigEvent")
+                    self.snapshot.apply(event)
+                except CodecError as exc:
+                    log.error("skipping config record at offset %s: %s", record.offset, exc)
+                except Exception:
+                    log.exception("config event at offset %s could not be applied", record.offset)
+            if not self.synced.is_set():
+                highwater = consumer.highwater(tp)
+                position = await consumer.position(tp)
+                empty_polls = 0 if batches else empty_polls + 1
+                if (highwater is not None and position >= highwater) or empty_polls >= 5:
+                    self.synced.set()
+
+
+async def publish_config_events(producer, settings: Settings, events: list[dict]) -> None:  # type: ignore[no-untyped-def]
+    """Write ConfigEvents to the config topic, keyed ``<kind>/<id>`` so
+    compaction keeps the latest of each resource. The control plane's outbox
+    relay is the production caller; tests use it to stage configuration."""
+    from schemas import encode
+
+    for event in events:
+        await producer.send_and_wait(
+            settings.topics.config,
+            key=f"{event['kind']}/{event['id']}".encode(),
+            value=encode("ConfigEvent", event),
+            partition=0,
+        )

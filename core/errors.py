@@ -1,0 +1,196 @@
+"""The one error model.
+
+Every error a caller or operator can see is a :class:`JunctionError` with a
+machine-readable ``code``, an HTTP ``status``, a human ``message`` and, for
+input errors, the ``fields`` at fault. ``retriable`` tells egress whether a
+retry may help. Errors cross Kafka as (code, message) in Reply and DeadLetter
+messages; :func:`error_from_code` rebuilds the class on the other side.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+__all__ = [
+    "BadGateway",
+    "BodyTooLarge",
+    "Conflict",
+    "DeadlineExceeded",
+    "FieldError",
+    "Forbidden",
+    "InvalidInput",
+    "JunctionError",
+    "MethodNotAllowed",
+    "NotFound",
+    "PreconditionFailed",
+    "RateLimited",
+    "ServiceUnavailable",
+    "Unauthorized",
+    "UpstreamError",
+    "UpstreamUnreachable",
+    "error_from_code",
+]
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+class JunctionError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    retriable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        fields: list[FieldError] | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.message = message or HTTPStatus(status or self.status).phrase
+        self.fields = list(fields or [])
+        if code is not None:
+            self.code = code  # type: ignore[misc]
+        if status is not None:
+            self.status = status  # type: ignore[misc]
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+        super().__init__(self.message)
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.fields:
+            body["fields"] = [f.to_dict() for f in self.fields]
+        body.update(self.extra)
+        return body
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, status={self.status}, message={self.message!r})"
+
+
+class ClientError(JunctionError):
+    status = 400
+    code = "bad_request"
+
+
+class InvalidInput(ClientError):
+    status = 422
+    code = "invalid_input"
+
+
+class MalformedBody(ClientError):
+    status = 400
+    code = "malformed_body"
+
+
+class Unauthorized(ClientError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ClientError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ClientError):
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(ClientError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class Conflict(ClientError):
+    status = 409
+    code = "conflict"
+
+
+class PreconditionFailed(ClientError):
+    status = 412
+    code = "precondition_failed"
+
+
+class BodyTooLarge(ClientError):
+    status = 413
+    code = "body_too_large"
+
+
+class RateLimited(ClientError):
+    status = 429
+    code = "rate_limited"
+
+
+class ServerError(JunctionError):
+    status = 500
+    code = "internal_error"
+
+
+class UpstreamError(ServerError):
+    status = 502
+    code = "upstream_error"
+
+
+class UpstreamUnreachable(UpstreamError):
+    code = "upstream_unreachable"
+    retriable = True
+
+
+class CircuitOpen(UpstreamError):
+    status = 503
+    code = "circuit_open"
+
+
+class TransformError(UpstreamError):
+    code = "transform_failed"
+
+
+class TransformTimeout(TransformError):
+    code = "transform_timeout"
+
+
+class TransformMemory(TransformError):
+    code = "transform_memory"
+
+
+class ServiceUnavailable(ServerError):
+    status = 503
+    code = "service_unavailable"
+    retriable = True
+
+
+class DeadlineExceeded(ServerError):
+    status = 504
+    code = "deadline_exceeded"
+
+
+def _all_subclasses(cls: type) -> list[type]:
+    out = []
+    for sub in cls.__subclasses__():
+        out.append(sub)
+        out.extend(_all_subclasses(sub))
+    return out
+
+
+def error_from_code(code: str, message: str, status: int | None = None) -> JunctionError:
+    """Rebuild an error read off a Reply or DeadLetter message.
+
+    Codes with no class of their own (a script's rejection code, say) come back
+    as a plain :class:`JunctionError` carrying the code and status they had.
+    """
+    for cls in [JunctionError, *_all_subclasses(JunctionError)]:
+        if cls.code == code and (status is None or cls.status == status):
+            return cls(message)
+    return JunctionError(message, code=code, status=status or 500)

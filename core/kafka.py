@@ -1,0 +1,176 @@
+"""The one Kafka client factory.
+
+``make_producer``, ``make_consumer``, ``make_admin`` and the faust transport
+below are the only places that set latency, session and idempotence values;
+they all read them from the broker profile in settings.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from core.settings import Settings
+
+__all__ = ["ensure_topics", "make_admin", "make_consumer", "make_producer", "topic_specs", "wait_for_broker"]
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+    profile = settings.broker
+    kwargs: dict[str, Any] = dict(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.group_prefix}-producer",
+        linger_ms=profile.linger_ms,
+        acks="all",
+        enable_idempotence=profile.enable_idempotence,
+        max_request_size=MAX_MESSAGE_BYTES,
+        request_timeout_ms=10_000,
+    )
+    kwargs.update(overrides)
+    return AIOKafkaProducer(**kwargs)
+
+
+def make_consumer(settings: Settings, *topics: str, group: str | None = None, **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer; with ``group`` it joins that consumer group (name prefixed
+    by ``group_prefix``), without it the caller uses ``assign()``."""
+    profile = settings.broker
+    kwargs: dict[str, Any] = dict(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.group_prefix}-consumer",
+        fetch_max_wait_ms=profile.fetch_max_wait_ms,
+        max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
+        fetch_max_bytes=4 * MAX_MESSAGE_BYTES,
+        session_timeout_ms=profile.session_timeout_ms,
+        heartbeat_interval_ms=profile.heartbeat_interval_ms,
+        rebalance_timeout_ms=profile.rebalance_timeout_ms,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    if group is not None:
+        kwargs["group_id"] = settings.group_id(group)
+    kwargs.update(overrides)
+    return AIOKafkaConsumer(*topics, **kwargs)
+
+
+def make_admin(settings: Settings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=10_000)
+
+
+def topic_specs(settings: Settings) -> list[NewTopic]:
+    """Every topic Junction uses, with explicit partition counts.
+
+    faust does not create its source topics, and auto-creation picks its own
+    count; so all are created up front.
+    """
+    t = settings.topics
+    n = settings.partitions
+    return [
+        NewTopic(t.requests, n, 1),
+        NewTopic(t.calls, n, 1),
+        NewTopic(t.replies, settings.reply_partitions, 1),
+        NewTopic(t.dlq, n, 1),
+        NewTopic(t.config, 1, 1, topic_configs={"cleanup.policy": "compact"}),
+    ]
+
+
+async def wait_for_broker(settings: Settings, timeout_s: float = 30.0) -> None:
+    """Return once the broker answers metadata requests."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + timeout_s
+    while True:
+        admin = make_admin(settings)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return
+        except (KafkaConnectionError, OSError, asyncio.TimeoutError) as exc:
+            if loop.time() > until:
+                raise TimeoutError(f"Kafka at {settings.bootstrap_servers} did not answer in {timeout_s}s") from exc
+            await asyncio.sleep(0.2)
+        finally:
+            await admin.close()
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create missing topics; returns the names created."""
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
+        created = []
+        for spec in missing:
+            try:
+                await admin.create_topics([spec])
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        await admin.close()
+
+
+# -- faust ---------------------------------------------------------------
+
+def faust_app(settings: Settings, name: str, **conf: Any) -> Any:
+    """A faust App whose aiokafka consumer uses the broker profile's fetch wait.
+
+    faust hard-codes ``fetch_max_wait_ms=1500`` in its driver, which costs
+    about 650 ms per hop on Tansu; this is the one place that overrides it.
+    """
+    import faust
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    profile = settings.broker
+
+    class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+        def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
+            consumer = super()._create_worker_consumer(transport)
+            # The value is read when the consumer starts its fetcher.
+            consumer._fetch_max_wait_ms = profile.fetch_max_wait_ms
+            return consumer
+
+    class _Consumer(faust_aiokafka.Consumer):
+        def _new_consumer_thread(self) -> Any:
+            return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    class _Transport(faust_aiokafka.Transport):
+        Consumer = _Consumer
+
+    class App(faust.App):
+        def _new_transport(self) -> Any:
+            return _Transport(self.conf.broker_consumer, self)
+
+        def _new_producer_transport(self) -> Any:
+            return _Transport(self.conf.broker_producer, self)
+
+    options: dict[str, Any] = dict(
+        broker=f"kafka://{settings.bootstrap_servers}",
+        broker_session_timeout=profile.session_timeout_ms / 1000,
+        broker_heartbeat_interval=profile.heartbeat_interval_ms / 1000,
+        broker_rebalance_timeout=profile.rebalance_timeout_ms / 1000,
+        broker_request_timeout=max(30.0, profile.session_timeout_ms / 1000 + 1),
+        producer_linger=profile.linger_ms / 1000,
+        producer_acks=-1,
+        producer_max_request_size=MAX_MESSAGE_BYTES,
+        consumer_max_fetch_size=MAX_MESSAGE_BYTES,
+        consumer_auto_offset_reset="earliest",
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        topic_partitions=settings.partitions,
+        web_enabled=False,
+        datadir=f"{settings.data_dir}/{{conf.name}}-data",
+        store="memory://",
+        value_serializer="raw",
+        key_serializer="raw",
+    )
+    options.update(conf)
+    return App(settings.group_id(name), **options)

@@ -1,0 +1,273 @@
+"""The one settings object.
+
+Defaults live in one table; every field can be overridden by a ``JUNCTION_<NAME>``
+environment variable (upper-case field name). This is the only module that reads
+the environment. Broker-specific latency and group values sit in one
+:class:`BrokerProfile`, chosen by ``JUNCTION_BROKER_PROFILE`` (``embedded`` for
+Tansu, ``kafka`` for Apache Kafka); each of its fields can be overridden too,
+as ``JUNCTION_BROKER_<FIELD>``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, get_type_hints
+
+__all__ = ["BrokerProfile", "InvalidConfiguration", "Settings", "Topics", "load_settings"]
+
+
+class InvalidConfiguration(ValueError):
+    """A setting has a value Junction cannot use."""
+
+
+@dataclass(frozen=True)
+class BrokerProfile:
+    """Values that depend on which Kafka-protocol broker runs underneath.
+
+    Tansu (the embedded broker) does not answer a waiting fetch early, refuses
+    idempotent producers and leaves a restarted group waiting a whole session
+    timeout; Apache Kafka does none of that. See docs/brokers.md.
+    """
+
+    name: str
+    fetch_max_wait_ms: int
+    linger_ms: int
+    session_timeout_ms: int
+    heartbeat_interval_ms: int
+    enable_idempotence: bool
+    # faust waits for its whole group to join before processing; short timeouts
+    # keep the first message close to start-up.
+    rebalance_timeout_ms: int
+    # Tansu's end_offsets is the last batch's base + 1, so a reply reader that
+    # starts "at the end" may see a few old records; it must tolerate them.
+    exact_end_offsets: bool
+
+
+BROKER_PROFILES: dict[str, BrokerProfile] = {
+    "embedded": BrokerProfile(
+        name="embedded",
+        fetch_max_wait_ms=4,
+        linger_ms=0,
+        session_timeout_ms=4000,
+        heartbeat_interval_ms=400,
+        enable_idempotence=False,
+        rebalance_timeout_ms=4000,
+        exact_end_offsets=False,
+    ),
+    "kafka": BrokerProfile(
+        name="kafka",
+        # Apache Kafka answers a waiting fetch as soon as data arrives, so a
+        # longer wait costs nothing in latency and saves idle round trips.
+        fetch_max_wait_ms=100,
+        linger_ms=0,
+        session_timeout_ms=10000,
+        heartbeat_interval_ms=1000,
+        enable_idempotence=True,
+        rebalance_timeout_ms=10000,
+        exact_end_offsets=True,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names, derived from one prefix so a test run can isolate itself."""
+
+    prefix: str = "junction"
+
+    @property
+    def requests(self) -> str:
+        return f"{self.prefix}.requests"
+
+    @property
+    def calls(self) -> str:
+        return f"{self.prefix}.calls"
+
+    @property
+    def replies(self) -> str:
+        return f"{self.prefix}.replies"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}.dlq"
+
+    @property
+    def config(self) -> str:
+        return f"{self.prefix}.config"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Kafka
+    kafka_bootstrap_servers: str = ""  # empty: start the embedded broker
+    broker_profile: str = "embedded"
+    embedded_broker_port: int = 9092
+    topic_prefix: str = "junction"
+    group_prefix: str = "junction"
+    partitions: int = 4
+    reply_partitions: int = 16
+    # Stores
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/test"
+    database_schema: str = "junction"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "junction:"
+    # Ports
+    ingress_host: str = "127.0.0.1"
+    ingress_port: int = 8080
+    control_host: str = "127.0.0.1"
+    control_port: int = 8081
+    processors_port: int = 8082
+    egress_port: int = 8083
+    demo_upstream_port: int = 8090
+    # Request path
+    max_body_bytes: int = 10 * 1024 * 1024
+    default_timeout_ms: int = 5000
+    max_timeout_ms: int = 120_000
+    routes_file: str = ""  # YAML or JSON routes, until the control plane supplies them
+    reply_lease_ttl_ms: int = 10_000
+    egress_concurrency: int = 1000
+    egress_connect_timeout_ms: int = 2000
+    allow_private_targets: bool = True
+    # Control plane
+    jwt_secret: str = ""
+    jwt_ttl_s: int = 900
+    admin_email: str = ""
+    admin_password: str = ""
+    seal_key: str = ""  # base64 32-byte key for sealing caller credentials
+    bcrypt_rounds: int = 12  # password hashing cost; tests lower it to stay fast
+    control_max_body_bytes: int = 1024 * 1024  # management API request body limit
+    # Sandbox
+    sandbox_workers: int = 2
+    sandbox_cpu_ms: int = 1000
+    sandbox_timeout_ms: int = 2000
+    sandbox_memory_mb: int = 256
+    # Misc
+    data_dir: str = ".junction"  # local state (faust's table data); nothing here is the only copy
+    log_level: str = "INFO"
+    instance_id: str = ""
+
+    # Derived -----------------------------------------------------------
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)
+
+    @property
+    def broker(self) -> BrokerProfile:
+        profile = BROKER_PROFILES[self.broker_profile]
+        return replace(profile, **_broker_overrides(self._env))
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.embedded_broker_port}"
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return not self.kafka_bootstrap_servers
+
+    def group_id(self, role: str) -> str:
+        return f"{self.group_prefix}.{role}"
+
+    def redis_key(self, *parts: str) -> str:
+        return self.redis_prefix + ":".join(parts)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings in a child process."""
+        env: dict[str, str] = {}
+        for f in fields(self):
+            if f.name.startswith("_"):
+                continue
+            value = getattr(self, f.name)
+            env[f"JUNCTION_{f.name.upper()}"] = (
+                ("1" if value else "0") if isinstance(value, bool) else str(value)
+            )
+        env.update({k: v for k, v in self._env.items() if k.startswith("JUNCTION_BROKER_") and k != "JUNCTION_BROKER_PROFILE"})
+        return env
+
+    def with_overrides(self, **changes: Any) -> "Settings":
+        return replace(self, **changes)
+
+    _env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+
+_PROFILE_FIELDS = {f.name: f for f in fields(BrokerProfile) if f.name != "name"}
+
+
+def _coerce(name: str, raw: str, kind: Any) -> Any:
+    try:
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError(raw)
+        if kind is int:
+            return int(raw)
+        return raw
+    except ValueError:
+        raise InvalidConfiguration(f"{name}: cannot read {raw!r} as {kind.__name__}") from None
+
+
+def _broker_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    hints = get_type_hints(BrokerProfile)
+    out: dict[str, Any] = {}
+    for name in _PROFILE_FIELDS:
+        key = f"JUNCTION_BROKER_{name.upper()}"
+        if key in env:
+            out[name] = _coerce(key, env[key], hints[name])
+    return out
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build settings from defaults, then ``JUNCTION_*`` variables, then ``overrides``.
+
+    ``KAFKA_BOOTSTRAP_SERVERS`` (the name Kafka tools use) is honoured as well,
+    so an external Kafka can be pointed at without learning a new variable.
+    """
+    env = dict(os.environ if env is None else env)
+    hints = get_type_hints(Settings)
+    values: dict[str, Any] = {}
+    if env.get("KAFKA_BOOTSTRAP_SERVERS") and "JUNCTION_KAFKA_BOOTSTRAP_SERVERS" not in env:
+        env["JUNCTION_KAFKA_BOOTSTRAP_SERVERS"] = env["KAFKA_BOOTSTRAP_SERVERS"]
+    for f in fields(Settings):
+        if f.name.startswith("_"):
+            continue
+        key = f"JUNCTION_{f.name.upper()}"
+        if key in env:
+            values[f.name] = _coerce(key, env[key], hints[f.name])
+    if "broker_profile" not in values and "JUNCTION_KAFKA_BOOTSTRAP_SERVERS" in env and env["JUNCTION_KAFKA_BOOTSTRAP_SERVERS"]:
+        values["broker_profile"] = "kafka"
+    values.update(overrides)
+    settings = Settings(**values, _env={k: v for k, v in env.items() if k.startswith("JUNCTION_")})
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    if s.broker_profile not in BROKER_PROFILES:
+        raise InvalidConfiguration(
+            f"JUNCTION_BROKER_PROFILE: {s.broker_profile!r} is not one of {sorted(BROKER_PROFILES)}"
+        )
+    if s.broker.fetch_max_wait_ms < 2:
+        # On Tansu 0 returns nothing and 1 stalls; on Kafka 0 busy-polls.
+        raise InvalidConfiguration("JUNCTION_BROKER_FETCH_MAX_WAIT_MS must be at least 2")
+    for name in ("partitions", "reply_partitions", "max_body_bytes", "default_timeout_ms", "sandbox_workers"):
+        if getattr(s, name) < 1:
+            raise InvalidConfiguration(f"JUNCTION_{name.upper()} must be positive")
+    if s.default_timeout_ms > s.max_timeout_ms:
+        raise InvalidConfiguration("JUNCTION_DEFAULT_TIMEOUT_MS exceeds JUNCTION_MAX_TIMEOUT_MS")
+    if not s.redis_prefix:
+        raise InvalidConfiguration("JUNCTION_REDIS_PREFIX must not be empty")
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, type) rows for the configuration reference."""
+    rows = []
+    for f in fields(Settings):
+        if f.name.startswith("_"):
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else ""
+        rows.append((f"JUNCTION_{f.name.upper()}", repr(default), type(default).__name__))
+    return rows

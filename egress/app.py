@@ -1,0 +1,23 @@
+"""Run the egress worker with its health endpoints."""
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from core.http import error_middleware, health_routes, serve
+from core.settings import Settings
+from egress.worker import EgressWorker
+
+__all__ = ["run"]
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    worker = EgressWorker(settings)
+    await worker.start()
+    app = web.Application(middlewares=[error_middleware])
+    app.add_routes(health_routes({"kafka": worker.ping_broker, "redis": worker.ping_redis, "consumer": worker.check}))
+    try:
+        await serve(app, settings.ingress_host, settings.egress_port, stop)
+    finally:
+        await worker.stop()

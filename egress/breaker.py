@@ -1,0 +1,35 @@
+"""One circuit breaker per upstream origin (pybreaker).
+
+Unreachable upstreams and 5xx answers count as failures; client errors do not.
+While open, calls fail fast with 503 ``circuit_open`` instead of waiting on a
+dead upstream.
+"""
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import pybreaker
+
+from core.errors import CircuitOpen
+
+__all__ = ["Breakers"]
+
+
+class Breakers:
+    def __init__(self, *, fail_max: int = 5, reset_timeout_s: float = 10.0) -> None:
+        self._fail_max = fail_max
+        self._reset = reset_timeout_s
+        self._by_origin: dict[str, pybreaker.CircuitBreaker] = {}
+
+    def for_url(self, url: str) -> pybreaker.CircuitBreaker:
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        breaker = self._by_origin.get(origin)
+        if breaker is None:
+            breaker = pybreaker.CircuitBreaker(fail_max=self._fail_max, reset_timeout=self._reset, name=origin)
+            self._by_origin[origin] = breaker
+        return breaker
+
+    @staticmethod
+    def open_error(breaker: pybreaker.CircuitBreaker) -> CircuitOpen:
+        return CircuitOpen(f"circuit open for {breaker.name}: too many recent failures", extra={"retry_after_s": breaker.reset_timeout})

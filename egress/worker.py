@@ -1,0 +1,265 @@
+"""The egress worker: consume OutboundCalls, call upstreams, produce Replies.
+
+At least once: offsets are committed only for finished calls, and a
+redelivered call whose ``call_id`` was already taken is not made again.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import pybreaker
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from core.errors import DeadlineExceeded, JunctionError, UpstreamError
+from core.kafka import make_consumer, make_producer
+from core.messages import dead_letter, error_reply, now_ms, reply_target
+from core.metrics import DEAD_LETTERS, DUPLICATES_SKIPPED, EXPIRED_DROPPED, UPSTREAM_CALLS, UPSTREAM_LATENCY
+from core.redis import make_redis
+from core.settings import Settings
+from egress.breaker import Breakers
+from egress.caller import RestCaller, UpstreamResponse
+from egress.offsets import OffsetTracker
+from egress.retry import IDEMPOTENT_METHODS, with_retries
+from schemas import CodecError, decode, encode
+
+__all__ = ["EgressWorker"]
+
+log = logging.getLogger(__name__)
+
+
+class _Revocations(ConsumerRebalanceListener):
+    def __init__(self, worker: "EgressWorker") -> None:
+        self._worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._worker._commit()
+        self._worker._offsets.forget(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        return None
+
+
+class EgressWorker:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._offsets = OffsetTracker()
+        self._sem = asyncio.Semaphore(settings.egress_concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._caller = RestCaller(connect_timeout_s=settings.egress_connect_timeout_ms / 1000, max_connections=settings.egress_concurrency)
+        self._breakers = Breakers()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._redis: aioredis.Redis | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._commit_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+    async def start(self) -> None:
+        self._redis = make_redis(self._settings)
+        self._producer = make_producer(self._settings)
+        await self._producer.start()
+        await self._caller.start()
+        self._consumer = make_consumer(self._settings, group="egress")
+        await self._consumer.start()
+        self._consumer.subscribe([self._settings.topics.calls], listener=_Revocations(self))
+        self._loop_task = asyncio.create_task(self._consume(), name="egress-consume")
+        self._commit_task = asyncio.create_task(self._commit_periodically(), name="egress-commit")
+
+    async def stop(self, *, grace_s: float = 5.0) -> None:
+        """Stop taking calls, let those in flight finish (bounded), commit, leave."""
+        for task in (self._loop_task, self._commit_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        with contextlib.suppress(KafkaError, CommitFailedError):
+            await self._commit()
+        if self._consumer is not None:
+            await self._consumer.stop()
+        await self._caller.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def kill(self) -> None:
+        """Stop without finishing or committing: as a crash would, for tests of redelivery."""
+        for task in (self._loop_task, self._commit_task, *self._tasks):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*(t for t in (self._loop_task, self._commit_task, *self._tasks) if t), return_exceptions=True)
+        if self._consumer is not None:
+            await self._consumer.stop()
+        await self._caller.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def check(self) -> None:
+        if self._loop_task is None or self._loop_task.done():
+            raise RuntimeError("egress consumer is not running")
+
+    async def ping_redis(self) -> None:
+        assert self._redis is not None
+        await self._redis.ping()
+
+    async def ping_broker(self) -> None:
+        assert self._producer is not None
+        await self._producer.client.fetch_all_metadata()
+
+    # -- consuming ---------------------------------------------------------
+    async def _consume(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=1000, max_records=500)
+            for tp, records in batches.items():
+                for record in records:
+                    await self._sem.acquire()
+                    self._offsets.started(tp, record.offset)
+                    task = asyncio.create_task(self._handle(tp, record.offset, record.value))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+
+    async def _commit_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            try:
+                await self._commit()
+            except (CommitFailedError, KafkaError) as exc:
+                log.warning("commit failed, will retry: %s", exc)
+
+    async def _commit(self) -> None:
+        offsets = self._offsets.committable()
+        if offsets and self._consumer is not None:
+            await self._consumer.commit(offsets)
+            self._offsets.mark_committed(offsets)
+
+    # -- one call ----------------------------------------------------------
+    async def _handle(self, tp: TopicPartition, offset: int, raw: bytes) -> None:
+        try:
+            try:
+                _, call = decode(raw, expected="OutboundCall")
+            except CodecError as exc:
+                await self._dead_letter({}, JunctionError(str(exc), code="undecodable"), raw)
+                return
+            await self._process(call, raw)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("egress failed on %s@%s", tp, offset)
+        finally:
+            self._offsets.finished(tp, offset)
+            self._sem.release()
+
+    async def _process(self, call: dict[str, Any], raw: bytes) -> None:
+        if call["deadline_ms"] <= now_ms():
+            EXPIRED_DROPPED.labels("egress").inc()
+            return
+        if await self._already_done(call):
+            DUPLICATES_SKIPPED.inc()
+            return
+        started = time.perf_counter()
+        try:
+            reply = await self._call_upstream(call)
+            UPSTREAM_CALLS.labels(call["org"], f"{reply['status'] // 100}xx").inc()
+        except JunctionError as err:
+            UPSTREAM_CALLS.labels(call["org"], err.code).inc()
+            reply = error_reply(call, err, stage="egress")
+            if isinstance(err, UpstreamError):
+                await self._dead_letter(call, err, call.get("original") or raw)
+        finally:
+            UPSTREAM_LATENCY.observe(time.perf_counter() - started)
+        await self._reply(call, reply)
+        await self._mark_done(call)
+
+    def _done_key(self, call: dict[str, Any]) -> str:
+        return self._settings.redis_key("egress-done", call["call_id"])
+
+    async def _already_done(self, call: dict[str, Any]) -> bool:
+        """Whether a previous delivery of this call already produced its reply.
+
+        A call whose worker died mid-flight is made again (at least once);
+        only a completed one is skipped.
+        """
+        assert self._redis is not None
+        try:
+            return bool(await self._redis.exists(self._done_key(call)))
+        except (aioredis.RedisError, OSError) as exc:
+            # Fail open: a possible duplicate call beats a lost one.
+            log.warning("de-duplication unavailable, calling anyway: %s", exc)
+            return False
+
+    async def _mark_done(self, call: dict[str, Any]) -> None:
+        assert self._redis is not None
+        ttl_ms = max(call["deadline_ms"] - now_ms(), 1) + 60_000
+        try:
+            await self._redis.set(self._done_key(call), b"1", px=ttl_ms)
+        except (aioredis.RedisError, OSError) as exc:
+            log.warning("could not record call %s as done: %s", call["call_id"], exc)
+
+    async def _call_upstream(self, call: dict[str, Any]) -> dict[str, Any]:
+        if call.get("protocol", "rest") != "rest":
+            raise UpstreamError(f"protocol {call['protocol']!r} is not supported by this egress", code="unsupported_protocol", status=501)
+        method = call["method"]
+        breaker = self._breakers.for_url(call["url"])
+        headers = [(h["name"], h["value"]) for h in call["headers"]]
+
+        async def attempt() -> UpstreamResponse:
+            remaining = (call["deadline_ms"] - now_ms()) / 1000
+            if remaining <= 0:
+                raise DeadlineExceeded("deadline passed before the upstream answered")
+            try:
+                with breaker.calling():
+                    response = await self._caller.call(method, call["url"], headers, call["body"], remaining)
+                    if response.status >= 500:
+                        # Counted as a breaker failure, but the caller still gets the upstream's answer.
+                        raise _UpstreamFailed(response)
+                    return response
+            except _UpstreamFailed as failed:
+                return failed.response
+            except pybreaker.CircuitBreakerError:
+                raise self._breakers.open_error(breaker) from None
+
+        may_retry = method in IDEMPOTENT_METHODS or bool(call.get("idempotency_key"))
+        response = await with_retries(attempt, may_retry=may_retry, deadline_ms=call["deadline_ms"])
+        return {
+            "correlation_id": call["correlation_id"],
+            "org": call["org"],
+            "status": response.status,
+            "headers": [{"name": k, "value": v} for k, v in response.headers],
+            "body": response.body,
+            "stage": "egress",
+            "config_version": call.get("config_version", 0),
+            "produced_at_ms": now_ms(),
+        }
+
+    async def _reply(self, call: dict[str, Any], reply: dict[str, Any]) -> None:
+        target = reply_target(call)
+        if target is None:
+            return
+        assert self._producer is not None
+        topic, partition = target
+        await self._producer.send_and_wait(topic, key=call["correlation_id"].encode(), value=encode("Reply", reply), partition=partition)
+
+    async def _dead_letter(self, call: dict[str, Any], err: JunctionError, original: bytes) -> None:
+        assert self._producer is not None
+        record = dead_letter(call, err, stage="egress", original_topic=self._settings.topics.requests if call.get("original") else self._settings.topics.calls, original=original)
+        await self._producer.send_and_wait(self._settings.topics.dlq, key=(call.get("correlation_id") or "").encode(), value=encode("DeadLetter", record))
+        DEAD_LETTERS.labels("egress", err.code).inc()
+
+
+class _UpstreamFailed(Exception):
+    def __init__(self, response: UpstreamResponse) -> None:
+        self.response = response

@@ -1,0 +1,93 @@
+"""The ingress application: one cleanup-context generator per resource."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from core.config_feed import ConfigFollower
+from core.http import error_middleware, health_routes
+from core.kafka import make_producer
+from core.redis import make_redis
+from core.settings import Settings
+from core.snapshot import ConfigSnapshot
+from ingress.gateway import Gateway
+from ingress.lease import PartitionLease
+from ingress.replies import ReplyReader
+
+__all__ = ["create_app"]
+
+SNAPSHOT = web.AppKey("snapshot", ConfigSnapshot)
+READER = web.AppKey("reply_reader", ReplyReader)
+
+
+def create_app(settings: Settings, *, instance_id: str | None = None) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    owner = instance_id or settings.instance_id or f"ingress-{uuid.uuid4().hex[:12]}"
+    snapshot = ConfigSnapshot()
+    app[SNAPSHOT] = snapshot
+    state: dict[str, object] = {}
+
+    async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+        state["redis"] = redis = make_redis(settings)
+        yield
+        await redis.aclose()
+
+    async def config_ctx(app: web.Application) -> AsyncIterator[None]:
+        follower = ConfigFollower(settings, snapshot)
+        state["follower"] = follower
+        await follower.start()
+        await follower.wait_synced()
+        yield
+        await follower.stop()
+
+    async def producer_ctx(app: web.Application) -> AsyncIterator[None]:
+        state["producer"] = producer = make_producer(settings)
+        await producer.start()
+        yield
+        await producer.stop()
+
+    async def replies_ctx(app: web.Application) -> AsyncIterator[None]:
+        lease = PartitionLease(settings, state["redis"], owner)  # type: ignore[arg-type]
+        partition = await lease.acquire()
+        reader = ReplyReader(settings, partition)
+        await reader.start()
+        app[READER] = reader
+        state["lease"] = lease
+        gateway = Gateway(settings, snapshot, state["producer"], reader)  # type: ignore[arg-type]
+        state["gateway"] = gateway
+        yield
+        await reader.stop()
+        await lease.release()
+
+    app.cleanup_ctx.extend([redis_ctx, config_ctx, producer_ctx, replies_ctx])
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await state["gateway"].handle(request)  # type: ignore[attr-defined]
+
+    async def redis_ready() -> None:
+        await state["redis"].ping()  # type: ignore[attr-defined]
+
+    async def broker_ready() -> None:
+        producer = state["producer"]
+        await producer.client.fetch_all_metadata()  # type: ignore[attr-defined]
+
+    async def replies_ready() -> None:
+        await state["lease"].check()  # type: ignore[attr-defined]
+        await app[READER].check()
+
+    async def config_ready() -> None:
+        await state["follower"].ready()  # type: ignore[attr-defined]
+
+    app.add_routes(health_routes({"redis": redis_ready, "kafka": broker_ready, "replies": replies_ready, "config": config_ready}))
+    app.router.add_route("*", "/{org}/{path:.*}", handle)
+    app.router.add_route("*", "/{org}", handle)
+    return app
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    from core.http import serve
+
+    await serve(create_app(settings), settings.ingress_host, settings.ingress_port, stop)

@@ -1,0 +1,85 @@
+"""A lease on one reply partition, held in Redis with a heartbeat.
+
+Each ingress instance owns one partition of the replies topic, so egress can
+address its replies there and no other instance reads them. The lease is a
+``SET NX PX`` key renewed by a heartbeat; a crashed instance's lease expires
+and the partition is free again.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import redis.asyncio as aioredis
+
+from core.settings import Settings
+
+__all__ = ["NoPartitionFree", "PartitionLease"]
+
+log = logging.getLogger(__name__)
+
+# Renew or release only if we still hold it: never extend someone else's lease.
+_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+
+
+class NoPartitionFree(RuntimeError):
+    pass
+
+
+class PartitionLease:
+    def __init__(self, settings: Settings, redis: aioredis.Redis, owner: str) -> None:
+        self._settings = settings
+        self._redis = redis
+        self.owner = owner
+        self.partition: int | None = None
+        self.lost = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def _key(self, partition: int) -> str:
+        return self._settings.redis_key("reply-lease", self._settings.topics.replies, str(partition))
+
+    async def acquire(self) -> int:
+        ttl = self._settings.reply_lease_ttl_ms
+        for partition in range(self._settings.reply_partitions):
+            if await self._redis.set(self._key(partition), self.owner, nx=True, px=ttl):
+                self.partition = partition
+                self._task = asyncio.create_task(self._heartbeat(), name="reply-lease-heartbeat")
+                log.info("leased reply partition %s", partition)
+                return partition
+        raise NoPartitionFree(
+            f"all {self._settings.reply_partitions} reply partitions are leased; "
+            "raise JUNCTION_REPLY_PARTITIONS to run more ingress instances"
+        )
+
+    async def _heartbeat(self) -> None:
+        ttl = self._settings.reply_lease_ttl_ms
+        assert self.partition is not None
+        while True:
+            await asyncio.sleep(ttl / 3000)
+            try:
+                renewed = await self._redis.eval(_RENEW, 1, self._key(self.partition), self.owner, ttl)
+            except (aioredis.RedisError, OSError) as exc:
+                log.warning("could not renew reply lease: %s", exc)
+                continue
+            if not renewed:
+                # Someone else holds it now: replies addressed to us may go to them.
+                log.error("lost the lease on reply partition %s", self.partition)
+                self.lost.set()
+                return
+
+    async def check(self) -> None:
+        if self.partition is None or self.lost.is_set():
+            raise RuntimeError("no reply partition lease")
+
+    async def release(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.partition is not None:
+            with contextlib.suppress(aioredis.RedisError, OSError):
+                await self._redis.eval(_RELEASE, 1, self._key(self.partition), self.owner)
+            self.partition = None

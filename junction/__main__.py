@@ -1,0 +1,3 @@
+from junction.cli import main
+
+raise SystemExit(main())

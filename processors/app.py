@@ -1,0 +1,73 @@
+"""The faust application: one agent from requests to calls."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from core.config_feed import ConfigFollower
+from core.http import error_middleware, health_routes, serve
+from core.kafka import faust_app
+from core.settings import Settings
+from core.snapshot import ConfigSnapshot
+from processors.router import Router
+
+__all__ = ["build_app", "run"]
+
+log = logging.getLogger(__name__)
+
+
+def build_app(settings: Settings) -> Any:
+    app = faust_app(settings, "processors")
+    raw: dict[str, Any] = dict(value_type=bytes, key_type=bytes, value_serializer="raw", key_serializer="raw")
+    requests = app.topic(settings.topics.requests, **raw)
+    outputs: dict[str, Any] = {}
+
+    def topic(name: str) -> Any:
+        if name not in outputs:
+            outputs[name] = app.topic(name, **raw)
+        return outputs[name]
+
+    snapshot = ConfigSnapshot()
+    follower = ConfigFollower(settings, snapshot)
+    router = Router(settings, snapshot)
+
+    @app.agent(requests, concurrency=64)
+    async def route(stream: Any) -> Any:
+        async for value in stream:
+            outcome = await router.process(value)
+            for msg in outcome.messages:
+                await topic(msg.topic).send(key=msg.key, value=msg.value, partition=msg.partition)
+
+    @app.task
+    async def side_services() -> None:
+        # Cancelled when the worker stops; the finally clauses close everything.
+        await follower.start()
+        try:
+            health = web.Application(middlewares=[error_middleware])
+            health.add_routes(health_routes({"config": follower.ready, "kafka": _consumer_ready(app)}))
+            await serve(health, settings.ingress_host, settings.processors_port, asyncio.Event())
+        finally:
+            await follower.stop()
+
+    app.junction_snapshot = snapshot  # for introspection in tests and the CLI
+    return app
+
+
+def _consumer_ready(app: Any) -> Any:
+    async def check() -> None:
+        if not app.consumer.assignment():
+            raise RuntimeError("no partitions assigned yet")
+
+    return check
+
+
+def run(settings: Settings) -> None:
+    """Run the processors until SIGINT or SIGTERM (faust's worker owns the loop)."""
+    import faust
+
+    app = build_app(settings)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, override_logging=False)
+    worker.execute_from_commandline()

@@ -1,0 +1,129 @@
+"""Turn an InboundCall into an OutboundCall (or an error Reply).
+
+The faust agent hands each record here; this module knows nothing of faust,
+so its logic is the same whichever stream runtime feeds it.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+
+from core.errors import JunctionError, NotFound, ServiceUnavailable
+from core.messages import dead_letter, error_reply, now_ms, reply_target, strip_secrets
+from core.metrics import DEAD_LETTERS, EXPIRED_DROPPED
+from core.settings import Settings
+from core.snapshot import ConfigSnapshot, RouteMatch
+from schemas import CodecError, decode, encode
+
+__all__ = ["Outgoing", "Router"]
+
+log = logging.getLogger(__name__)
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\+?\}")
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    topic: str
+    key: bytes
+    value: bytes
+    partition: int | None = None
+
+
+@dataclass
+class Outcome:
+    messages: list[Outgoing] = field(default_factory=list)
+    dropped: str | None = None
+
+
+def build_url(target_url: str, params: dict[str, str], query: list[dict[str, str]]) -> str:
+    """The outbound URL: the target with ``{param}`` placeholders filled from
+    the path, and the caller's query appended."""
+
+    def fill(m: re.Match[str]) -> str:
+        value = params.get(m.group(1), "")
+        return quote(value, safe="/" if m.group(0).endswith("+}") else "")
+
+    url = _PLACEHOLDER.sub(fill, target_url)
+    if not query:
+        return url
+    parts = urlsplit(url)
+    extra = urlencode([(q["name"], q["value"]) for q in query])
+    return urlunsplit(parts._replace(query=f"{parts.query}&{extra}" if parts.query else extra))
+
+
+class Router:
+    def __init__(self, settings: Settings, snapshot: ConfigSnapshot) -> None:
+        self._settings = settings
+        self._snapshot = snapshot
+
+    async def process(self, raw: bytes) -> Outcome:
+        topics = self._settings.topics
+        try:
+            _, call = decode(raw, expected="InboundCall")
+        except CodecError as exc:
+            err = JunctionError(f"undecodable message: {exc}", code="undecodable", status=400)
+            return Outcome([self._dlq({}, err, raw)])
+        if call["deadline_ms"] <= now_ms():
+            EXPIRED_DROPPED.labels("processors").inc()
+            return Outcome(dropped="expired")
+        try:
+            match = self._resolve(call)
+            outbound = self._outbound(call, match, raw)
+        except JunctionError as err:
+            out = self._reply(call, error_reply(call, err, stage="processors"))
+            return Outcome(out)
+        return Outcome([Outgoing(topics.calls, call["correlation_id"].encode(), encode("OutboundCall", outbound))])
+
+    def _resolve(self, call: dict[str, Any]) -> RouteMatch:
+        api = self._snapshot.api(call["api_id"]) if call.get("api_id") else None
+        if api is None:
+            # Async producers may name only org, method and path.
+            return self._snapshot.resolve(call["org"], call["method"], call["path"])
+        org = self._snapshot.orgs.get(call["org"])
+        if org is None:
+            raise NotFound(f"unknown organisation {call['org']!r}", code="org_not_found")
+        return RouteMatch(org, api, self._snapshot.connector(api.get("connector", "")), call.get("path_params") or {})
+
+    def _outbound(self, call: dict[str, Any], match: RouteMatch, raw: bytes) -> dict[str, Any]:
+        connector = match.connector
+        if connector is None:
+            raise ServiceUnavailable(f"API {match.api.get('id')} has no connector configured", code="connector_missing")
+        target = connector.get("target") or {}
+        method = str(target.get("method") or "*").upper()
+        params = {**(call.get("path_params") or {}), **match.path_params}
+        return {
+            "correlation_id": call["correlation_id"],
+            "call_id": uuid.uuid4().hex,
+            "org": call["org"],
+            "api_id": str(match.api.get("id", "")),
+            "connector_id": str(connector.get("id", "")),
+            "connector_version": int(connector.get("version", 0)),
+            "config_version": int(match.api.get("version", 0)),
+            "protocol": target.get("protocol", "rest"),
+            "method": call["method"] if method == "*" else method,
+            "url": build_url(str(target.get("url", "")), params, call["query"]),
+            "soap_operation": target.get("operation"),
+            "headers": call["headers"],
+            "body": call["body"],
+            "deadline_ms": call["deadline_ms"],
+            "reply_topic": call.get("reply_topic"),
+            "reply_partition": call.get("reply_partition", -1),
+            "attempt": call.get("attempt", 1),
+            "original": encode("InboundCall", strip_secrets(call)) if call.get("sealed_credentials") else raw,
+        }
+
+    def _reply(self, call: dict[str, Any], reply: dict[str, Any]) -> list[Outgoing]:
+        target = reply_target(call)
+        if target is None:
+            return []
+        topic, partition = target
+        return [Outgoing(topic, call["correlation_id"].encode(), encode("Reply", reply), partition)]
+
+    def _dlq(self, call: dict[str, Any], err: JunctionError, raw: bytes) -> Outgoing:
+        DEAD_LETTERS.labels("processors", err.code).inc()
+        record = dead_letter(call, err, stage="processors", original_topic=self._settings.topics.requests, original=raw)
+        return Outgoing(self._settings.topics.dlq, (call.get("correlation_id") or "").encode(), encode("DeadLetter", record))

@@ -1,0 +1,115 @@
+"""Session fixtures: real Kafka-protocol broker, PostgreSQL and Redis.
+
+Each run isolates itself by name: its own topic prefix, group prefix, Redis key
+prefix and PostgreSQL schema, so leftovers from earlier runs never matter.
+
+Broker selection:
+- ``KAFKA_BOOTSTRAP_SERVERS`` set: use that Kafka (broker profile ``kafka``).
+- ``JUNCTION_TESTCONTAINERS=1`` and Docker present: Apache Kafka, PostgreSQL
+  and Redis from testcontainers.
+- otherwise: the embedded broker (Tansu) on a free loopback port.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from core.kafka import ensure_topics, wait_for_broker
+from core.settings import Settings, load_settings
+from junction.broker import EmbeddedBroker, free_port
+
+RUN_ID = uuid.uuid4().hex[:10]
+
+
+def _use_testcontainers() -> bool:
+    return os.environ.get("JUNCTION_TESTCONTAINERS") == "1" and shutil.which("docker") is not None
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    return RUN_ID
+
+
+@pytest.fixture(scope="session")
+def external_services() -> Iterator[dict[str, str]]:
+    """Bootstrap servers, database URL and Redis URL for this session."""
+    env = {k: v for k, v in os.environ.items()}
+    if env.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield {"kafka": env["KAFKA_BOOTSTRAP_SERVERS"], "profile": "kafka"}
+        return
+    if _use_testcontainers():
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.postgres import PostgresContainer
+        from testcontainers.redis import RedisContainer
+
+        with KafkaContainer().with_kraft() as kafka, PostgresContainer("postgres:16") as pg, RedisContainer() as rds:
+            yield {
+                "kafka": kafka.get_bootstrap_server(),
+                "profile": "kafka",
+                "database_url": pg.get_connection_url().replace("+psycopg2", ""),
+                "redis_url": f"redis://{rds.get_container_host_ip()}:{rds.get_exposed_port(6379)}/0",
+            }
+        return
+    broker = EmbeddedBroker(free_port())
+    broker.start()
+    try:
+        asyncio.run(broker.wait_ready())
+        yield {"kafka": broker.bootstrap, "profile": "embedded", "broker": broker}  # type: ignore[dict-item]
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(external_services: dict[str, str]) -> Settings:
+    """Settings isolated to this run, with the topics created."""
+    overrides: dict[str, object] = dict(
+        kafka_bootstrap_servers=external_services["kafka"],
+        broker_profile=external_services["profile"],
+        topic_prefix=f"t{RUN_ID}",
+        group_prefix=f"t{RUN_ID}",
+        redis_prefix=f"jt:{RUN_ID}:",
+        database_schema=f"t_{RUN_ID}",
+        ingress_port=free_port(),
+        control_port=free_port(),
+        processors_port=free_port(),
+        egress_port=free_port(),
+        demo_upstream_port=free_port(),
+        jwt_secret=f"test-secret-{RUN_ID}",
+    )
+    for key in ("database_url", "redis_url"):
+        if key in external_services:
+            overrides[key] = external_services[key]
+    s = load_settings(**overrides)
+    asyncio.run(_prepare(s))
+    return s
+
+
+async def _prepare(s: Settings) -> None:
+    await wait_for_broker(s)
+    await ensure_topics(s)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session", autouse=True)
+async def _drop_schema_at_end(settings: Settings) -> AsyncIterator[None]:
+    yield
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE')
+    finally:
+        await conn.close()
+    import redis.asyncio as aioredis
+
+    r = aioredis.from_url(settings.redis_url)
+    try:
+        keys = [k async for k in r.scan_iter(match=settings.redis_prefix + "*", count=1000)]
+        if keys:
+            await r.delete(*keys)
+    finally:
+        await r.aclose()

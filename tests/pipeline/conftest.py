@@ -1,0 +1,74 @@
+"""The walking pipeline on real components: broker, processors (faust, a
+child process), egress and ingress (in this process, so tests can restart
+them), and upstream servers on loopback."""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest_asyncio
+from aiohttp import web
+
+from core.settings import Settings
+from egress.worker import EgressWorker
+from junction.broker import free_port
+from junction.demo import echo_app
+from tests.support import IngressInstance, ProcessorsProcess, Stage, wait_until
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def upstream() -> AsyncIterator[str]:
+    """The echo upstream; also serves /slow?ms=N."""
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(int(request.query.get("ms", "3000")) / 1000)
+        return web.json_response({"slow": True, "tag": request.query.get("tag")})
+
+    app = echo_app([web.get("/slow", slow)])
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def processors(settings: Settings) -> AsyncIterator[ProcessorsProcess]:
+    proc = ProcessorsProcess(settings)
+    await proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def egress(settings: Settings) -> AsyncIterator[dict[str, Any]]:
+    holder: dict[str, Any] = {"worker": EgressWorker(settings)}
+    await holder["worker"].start()
+    yield holder
+    await holder["worker"].stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def stage(settings: Settings) -> AsyncIterator[Stage]:
+    s = Stage(settings)
+    await s.start()
+    yield s
+    await s.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def ingress(settings: Settings, processors: ProcessorsProcess, egress: dict[str, Any]) -> AsyncIterator[IngressInstance]:
+    inst = IngressInstance(settings)
+    await inst.start()
+    yield inst
+    await inst.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def echo_api(stage: Stage, ingress: IngressInstance, upstream: str) -> dict[str, Any]:
+    """A fresh organisation with an echo API at /echo, visible to ingress."""
+    staged = await stage.api(upstream + "/echo")
+    await wait_until(lambda: staged["api"]["id"] in ingress.snapshot.apis)
+    return staged

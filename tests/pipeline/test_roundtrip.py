@@ -1,0 +1,58 @@
+"""A REST call through ingress → Kafka → processors → egress and back."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+from typing import Any
+
+import aiohttp
+
+from tests.support import IngressInstance
+
+
+async def test_method_path_query_headers_body_round_trip(ingress: IngressInstance, echo_api: dict[str, Any]) -> None:
+    org = echo_api["org"]
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{ingress.url}/{org}/echo?x=1&y=two", data=b"hello", headers={"X-Custom": "abc", "Connection": "keep-alive"}) as r:
+            assert r.status == 200
+            got = await r.json()
+            assert "X-Correlation-Id" in r.headers
+    assert got["method"] == "POST"
+    assert got["path"] == "/echo"
+    assert got["query"] == {"x": "1", "y": "two"}
+    assert got["headers"]["X-Custom"] == "abc"
+    assert got["body"] == "hello"
+
+
+async def test_binary_and_one_megabyte_bodies(ingress: IngressInstance, echo_api: dict[str, Any]) -> None:
+    org = echo_api["org"]
+    payload = bytes(range(256)) * 4096  # 1 MiB, every byte value
+    async with aiohttp.ClientSession() as s:
+        async with s.put(f"{ingress.url}/{org}/echo", data=io.BytesIO(payload), headers={"Content-Type": "application/octet-stream"}) as r:
+            assert r.status == 200
+            got = await r.json()
+    assert got["method"] == "PUT"
+    assert got["body_base64"] is True
+    assert base64.b64decode(got["body"]) == payload
+
+
+async def test_unknown_org_and_route_are_404(ingress: IngressInstance, echo_api: dict[str, Any]) -> None:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{ingress.url}/no-such-org-xyz/echo") as r:
+            assert r.status == 404
+            body = await r.json()
+            assert body["code"] == "org_not_found"
+        async with s.get(f"{ingress.url}/{echo_api['org']}/nope") as r:
+            assert r.status == 404
+            assert (await r.json())["code"] == "route_not_found"
+
+
+async def test_body_over_limit_is_413(ingress: IngressInstance, echo_api: dict[str, Any]) -> None:
+    limit = ingress.settings.max_body_bytes
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{ingress.url}/{echo_api['org']}/echo", data=io.BytesIO(b"x" * (limit + 1))) as r:
+            assert r.status == 413
+            body = await r.json()
+    assert body["code"] == "body_too_large"
+    assert body["limit"] == limit

@@ -1,0 +1,137 @@
+"""Helpers the end-to-end tests share: running services on loopback."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from core.config_feed import publish_config_events
+from core.kafka import make_producer
+from core.settings import Settings
+from core.snapshot import ConfigSnapshot
+from ingress.app import SNAPSHOT, create_app
+from junction.broker import free_port
+
+__all__ = ["IngressInstance", "ProcessorsProcess", "Stage", "wait_http_ok"]
+
+
+async def wait_http_ok(url: str, timeout_s: float = 60.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    loop = asyncio.get_running_loop()
+    until = loop.time() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while True:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"process exited with {proc.returncode} before {url} was ready")
+            try:
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                    if resp.status == 200:
+                        return
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                pass
+            if loop.time() > until:
+                raise TimeoutError(f"{url} not ready in {timeout_s}s")
+            await asyncio.sleep(0.1)
+
+
+@dataclass
+class ProcessorsProcess:
+    settings: Settings
+    process: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        env = {**os.environ, **self.settings.to_env(), "JUNCTION_LOG_LEVEL": "WARNING"}
+        self.process = subprocess.Popen([sys.executable, "-m", "junction", "serve", "processors"], env=env, stdin=subprocess.DEVNULL)
+        await wait_http_ok(f"http://127.0.0.1:{self.settings.processors_port}/readyz", proc=self.process)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@dataclass
+class IngressInstance:
+    settings: Settings
+    port: int = field(default_factory=free_port)
+    runner: web.AppRunner | None = None
+    app: web.Application | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def snapshot(self) -> ConfigSnapshot:
+        assert self.app is not None
+        return self.app[SNAPSHOT]
+
+    async def start(self) -> None:
+        self.app = create_app(self.settings)
+        self.runner = web.AppRunner(self.app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+
+class Stage:
+    """Stages configuration the way the control plane's relay does: ConfigEvents on the config topic."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._producer = make_producer(settings)
+        self._event_id = int(uuid.uuid4().int % 10**9)
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    def _event(self, kind: str, doc: dict[str, Any] | None, id_: str, org: str, op: str = "upsert") -> dict[str, Any]:
+        self._event_id += 1
+        return {"event_id": self._event_id, "kind": kind, "id": id_, "org": org, "version": int((doc or {}).get("version", 0)),
+                "op": op, "document": json.dumps(doc) if doc is not None else None}
+
+    async def api(
+        self, upstream_url: str, *, org: str | None = None, path: str = "/echo", methods: list[str] | None = None,
+        timeout_ms: int = 5000, target_method: str = "*", version: int = 1,
+    ) -> dict[str, Any]:
+        org = org or f"o{uuid.uuid4().hex[:8]}"
+        api_id, conn_id = uuid.uuid4().hex, uuid.uuid4().hex
+        connector = {"id": conn_id, "org": org, "name": "c", "target": {"protocol": "rest", "url": upstream_url, "method": target_method}, "version": version}
+        api = {"id": api_id, "org": org, "name": "a", "protocol": "rest", "methods": methods or ["*"], "path": path,
+               "connector": conn_id, "timeout_ms": timeout_ms, "version": version}
+        await publish_config_events(self._producer, self.settings, [
+            self._event("org", {"id": org, "slug": org, "name": org}, org, org),
+            self._event("connector", connector, conn_id, org),
+            self._event("api", api, api_id, org),
+        ])
+        return {"org": org, "api": api, "connector": connector}
+
+    async def delete_api(self, staged: dict[str, Any]) -> None:
+        await publish_config_events(self._producer, self.settings, [self._event("api", None, staged["api"]["id"], staged["org"], op="delete")])
+
+
+async def wait_until(predicate: Any, timeout_s: float = 10.0, interval: float = 0.02) -> None:
+    loop = asyncio.get_running_loop()
+    until = loop.time() + timeout_s
+    while not predicate():
+        if loop.time() > until:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(interval)
