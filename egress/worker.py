@@ -24,6 +24,7 @@ from core.redis import make_redis
 from core.settings import Settings
 from egress.breaker import Breakers
 from egress.caller import RestCaller, UpstreamResponse
+from egress.dedupe import CompletedCalls
 from egress.offsets import OffsetTracker
 from egress.retry import IDEMPOTENT_METHODS, with_retries
 from schemas import CodecError, decode, encode
@@ -56,12 +57,15 @@ class EgressWorker:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._redis: aioredis.Redis | None = None
+        self._completed: CompletedCalls | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._commit_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------
     async def start(self) -> None:
         self._redis = make_redis(self._settings)
+        self._completed = CompletedCalls(self._settings, self._redis)
+        await self._completed.start()
         self._producer = make_producer(self._settings)
         await self._producer.start()
         await self._caller.start()
@@ -83,6 +87,8 @@ class EgressWorker:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._completed is not None:
+            await self._completed.stop()
         with contextlib.suppress(KafkaError, CommitFailedError):
             await self._commit()
         if self._consumer is not None:
@@ -95,10 +101,12 @@ class EgressWorker:
 
     async def kill(self) -> None:
         """Stop without finishing or committing: as a crash would, for tests of redelivery."""
-        for task in (self._loop_task, self._commit_task, *self._tasks):
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(*(t for t in (self._loop_task, self._commit_task, *self._tasks) if t), return_exceptions=True)
+        doomed = [t for t in (self._loop_task, self._commit_task, *self._tasks) if t is not None]
+        if self._completed is not None and self._completed._task is not None:
+            doomed.append(self._completed._task)
+        for task in doomed:
+            task.cancel()
+        await asyncio.gather(*doomed, return_exceptions=True)
         if self._consumer is not None:
             await self._consumer.stop()
         await self._caller.stop()
@@ -122,15 +130,30 @@ class EgressWorker:
     # -- consuming ---------------------------------------------------------
     async def _consume(self) -> None:
         assert self._consumer is not None
+        assert self._completed is not None
         while True:
             batches = await self._consumer.getmany(timeout_ms=1000, max_records=500)
+            decoded: list[tuple[TopicPartition, int, bytes, dict[str, Any] | None]] = []
             for tp, records in batches.items():
                 for record in records:
-                    await self._sem.acquire()
-                    self._offsets.started(tp, record.offset)
-                    task = asyncio.create_task(self._handle(tp, record.offset, record.value))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    try:
+                        _, call = decode(record.value, expected="OutboundCall")
+                    except CodecError as exc:
+                        await self._dead_letter({}, JunctionError(str(exc), code="undecodable"), record.value)
+                        continue
+                    decoded.append((tp, record.offset, record.value, call))
+            already = await self._completed.done([c["call_id"] for _, _, _, c in decoded if c])
+            for tp, offset, raw, call in decoded:
+                if call is None:
+                    continue
+                if call["call_id"] in already:
+                    DUPLICATES_SKIPPED.inc()
+                    continue
+                await self._sem.acquire()
+                self._offsets.started(tp, offset)
+                task = asyncio.create_task(self._handle(tp, offset, raw, call))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     async def _commit_periodically(self) -> None:
         while True:
@@ -147,13 +170,8 @@ class EgressWorker:
             self._offsets.mark_committed(offsets)
 
     # -- one call ----------------------------------------------------------
-    async def _handle(self, tp: TopicPartition, offset: int, raw: bytes) -> None:
+    async def _handle(self, tp: TopicPartition, offset: int, raw: bytes, call: dict[str, Any]) -> None:
         try:
-            try:
-                _, call = decode(raw, expected="OutboundCall")
-            except CodecError as exc:
-                await self._dead_letter({}, JunctionError(str(exc), code="undecodable"), raw)
-                return
             await self._process(call, raw)
         except asyncio.CancelledError:
             raise
@@ -167,9 +185,6 @@ class EgressWorker:
         if call["deadline_ms"] <= now_ms():
             EXPIRED_DROPPED.labels("egress").inc()
             return
-        if await self._already_done(call):
-            DUPLICATES_SKIPPED.inc()
-            return
         started = time.perf_counter()
         try:
             reply = await self._call_upstream(call)
@@ -182,32 +197,8 @@ class EgressWorker:
         finally:
             UPSTREAM_LATENCY.observe(time.perf_counter() - started)
         await self._reply(call, reply)
-        await self._mark_done(call)
-
-    def _done_key(self, call: dict[str, Any]) -> str:
-        return self._settings.redis_key("egress-done", call["call_id"])
-
-    async def _already_done(self, call: dict[str, Any]) -> bool:
-        """Whether a previous delivery of this call already produced its reply.
-
-        A call whose worker died mid-flight is made again (at least once);
-        only a completed one is skipped.
-        """
-        assert self._redis is not None
-        try:
-            return bool(await self._redis.exists(self._done_key(call)))
-        except (aioredis.RedisError, OSError) as exc:
-            # Fail open: a possible duplicate call beats a lost one.
-            log.warning("de-duplication unavailable, calling anyway: %s", exc)
-            return False
-
-    async def _mark_done(self, call: dict[str, Any]) -> None:
-        assert self._redis is not None
-        ttl_ms = max(call["deadline_ms"] - now_ms(), 1) + 60_000
-        try:
-            await self._redis.set(self._done_key(call), b"1", px=ttl_ms)
-        except (aioredis.RedisError, OSError) as exc:
-            log.warning("could not record call %s as done: %s", call["call_id"], exc)
+        assert self._completed is not None
+        self._completed.mark(call["call_id"], call["deadline_ms"])
 
     async def _call_upstream(self, call: dict[str, Any]) -> dict[str, Any]:
         if call.get("protocol", "rest") != "rest":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def build_app(settings: Settings) -> Any:
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     app = faust_app(settings, "processors")
     raw: dict[str, Any] = dict(value_type=bytes, key_type=bytes, value_serializer="raw", key_serializer="raw")
     requests = app.topic(settings.topics.requests, **raw)

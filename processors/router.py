@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
@@ -97,7 +96,8 @@ class Router:
         params = {**(call.get("path_params") or {}), **match.path_params}
         return {
             "correlation_id": call["correlation_id"],
-            "call_id": uuid.uuid4().hex,
+            # Deterministic, so a call redelivered to processors is recognised by egress.
+            "call_id": f"{call['correlation_id']}.{call.get('attempt', 1)}",
             "org": call["org"],
             "api_id": str(match.api.get("id", "")),
             "connector_id": str(connector.get("id", "")),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -82,6 +83,7 @@ def settings(external_services: dict[str, str]) -> Settings:
         egress_port=free_port(),
         demo_upstream_port=free_port(),
         jwt_secret=f"test-secret-{RUN_ID}",
+        data_dir=tempfile.mkdtemp(prefix=f"junction-{RUN_ID}-"),
     )
     for key in ("database_url", "redis_url"):
         if key in external_services:

@@ -1,0 +1,130 @@
+"""The Avro single-object codec: round trips and clear errors."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import fastavro
+import pytest
+from hypothesis import given, settings as hsettings, strategies as st
+
+from schemas import MESSAGE_TYPES, CodecError, decode, encode
+from schemas.codec import schema
+
+text = st.text(max_size=40)
+pairs = st.lists(st.fixed_dictionaries({"name": text, "value": text}), max_size=5)
+longs = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+ints = st.integers(min_value=-(2**31), max_value=2**31 - 1)
+
+inbound = st.fixed_dictionaries({
+    "correlation_id": text, "org": text, "api_id": text, "config_version": longs, "method": text, "path": text,
+    "path_params": st.dictionaries(text, text, max_size=4), "query": pairs, "headers": pairs,
+    "body": st.binary(max_size=2048), "received_at_ms": longs, "deadline_ms": longs,
+    "reply_topic": st.none() | text, "reply_partition": ints, "attempt": ints,
+    "idempotency_key": st.none() | text, "sealed_credentials": st.none() | st.binary(max_size=64),
+})
+reply = st.fixed_dictionaries({
+    "correlation_id": text, "org": text, "status": ints, "headers": pairs, "body": st.binary(max_size=2048),
+    "error_code": st.none() | text, "error_message": st.none() | text, "stage": text,
+    "config_version": longs, "produced_at_ms": longs,
+})
+outbound = st.fixed_dictionaries({
+    "correlation_id": text, "call_id": text, "org": text, "api_id": text, "connector_id": text,
+    "connector_version": longs, "config_version": longs, "protocol": text, "method": text, "url": text,
+    "soap_operation": st.none() | text, "headers": pairs, "body": st.binary(max_size=512), "deadline_ms": longs,
+    "reply_topic": st.none() | text, "reply_partition": ints, "attempt": ints, "original": st.none() | st.binary(max_size=64),
+})
+dead = st.fixed_dictionaries({
+    "correlation_id": text, "org": text, "stage": text, "error_code": text, "error_message": text,
+    "original_topic": text, "original": st.binary(max_size=512), "attempt": ints, "api_id": text,
+    "connector_id": text, "connector_version": longs, "config_version": longs, "failed_at_ms": longs,
+    "details": st.lists(text, max_size=4),
+})
+config = st.fixed_dictionaries({
+    "event_id": longs, "kind": text, "id": text, "org": text, "version": longs, "op": text,
+    "document": st.none() | text, "emitted_at_ms": longs,
+})
+messages = st.one_of(
+    st.tuples(st.just("InboundCall"), inbound), st.tuples(st.just("Reply"), reply),
+    st.tuples(st.just("OutboundCall"), outbound), st.tuples(st.just("DeadLetter"), dead),
+    st.tuples(st.just("ConfigEvent"), config),
+)
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(messages)
+def test_round_trip_of_generated_messages(message: tuple[str, dict]) -> None:
+    name, record = message
+    data = encode(name, record)
+    assert data[:2] == b"\xc3\x01"
+    assert decode(data) == (name, record)
+
+
+def test_any_avro_library_reads_a_message_from_the_avsc_files_alone() -> None:
+    """The body after the 10-byte header is plain Avro binary for the .avsc schema."""
+    record = {"correlation_id": "c", "status": 201, "body": b"\x00\xff"}
+    data = encode("Reply", record)
+    raw = json.loads(Path("schemas/Reply.avsc").read_text())
+    header = json.loads(Path("schemas/Header.avsc").read_text())
+    parsed = fastavro.parse_schema(raw, named_schemas={"junction.Header": fastavro.parse_schema(header, named_schemas={})})
+    got = fastavro.schemaless_reader(io.BytesIO(data[10:]), parsed, None)
+    assert got["status"] == 201 and got["body"] == b"\x00\xff"
+
+
+def test_fingerprints_differ_per_type() -> None:
+    heads = {encode(n, _minimal(n))[2:10] for n in MESSAGE_TYPES}
+    assert len(heads) == len(MESSAGE_TYPES)
+
+
+def _minimal(name: str) -> dict:
+    required = {f["name"] for f in schema(name)["fields"] if "default" not in f}
+    sample = {"string": "s", "long": 1, "int": 1, "bytes": b"b"}
+    return {f["name"]: sample[f["type"]] for f in schema(name)["fields"] if f["name"] in required}
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"", "truncated"),
+        (b"\xc3\x01\x00", "truncated"),
+        (b"\xc3\x02" + b"\x00" * 20, "bad_magic"),
+        (b"{\"json\": true}", "bad_magic"),
+        (b"\xc3\x01" + b"\x01" * 8 + b"\x02x", "unknown_fingerprint"),
+    ],
+)
+def test_bad_bytes_give_a_clear_error(data: bytes, reason: str) -> None:
+    with pytest.raises(CodecError) as info:
+        decode(data)
+    assert info.value.reason == reason
+
+
+@hsettings(max_examples=100, deadline=None)
+@given(inbound, st.integers(min_value=1, max_value=200))
+def test_truncated_messages_never_crash(record: dict, cut: int) -> None:
+    data = encode("InboundCall", record)
+    cut = min(cut, len(data) - 1)
+    # Decoding is deterministic, so a proper prefix can never hold a whole record.
+    with pytest.raises(CodecError) as info:
+        decode(data[: len(data) - cut])
+    assert info.value.reason == "truncated"
+
+
+def test_wrong_type_expected_is_refused() -> None:
+    data = encode("Reply", {"correlation_id": "x", "status": 200})
+    with pytest.raises(CodecError) as info:
+        decode(data, expected="InboundCall")
+    assert info.value.reason == "unexpected_type"
+
+
+def test_trailing_bytes_are_refused() -> None:
+    data = encode("Reply", {"correlation_id": "x", "status": 200}) + b"\x00"
+    with pytest.raises(CodecError) as info:
+        decode(data)
+    assert info.value.reason == "trailing_bytes"
+
+
+def test_invalid_record_is_a_codec_error() -> None:
+    with pytest.raises(CodecError) as info:
+        encode("Reply", {"correlation_id": "x", "status": "not-an-int"})
+    assert info.value.reason == "invalid_record"
