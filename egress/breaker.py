@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pybreaker
 
-from core.errors import CircuitOpen
+from core.errors import CircuitOpen, ClientError, JunctionError
 
 __all__ = ["Breakers"]
 
@@ -26,7 +26,11 @@ class Breakers:
         origin = f"{parts.scheme}://{parts.netloc}"
         breaker = self._by_origin.get(origin)
         if breaker is None:
-            breaker = pybreaker.CircuitBreaker(fail_max=self._fail_max, reset_timeout=self._reset, name=origin)
+            breaker = pybreaker.CircuitBreaker(
+                fail_max=self._fail_max, reset_timeout=self._reset, name=origin,
+                # A refused argument or a SOAP fault is an answer, not an outage.
+                exclude=[ClientError, lambda e: isinstance(e, JunctionError) and e.code == "soap_fault"],
+            )
             self._by_origin[origin] = breaker
         return breaker
 

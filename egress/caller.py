@@ -36,6 +36,16 @@ class RestCaller:
             await self._session.close()
             self._session = None
 
+    async def get_bytes(self, url: str, timeout_s: float) -> bytes:
+        """A GET whose non-2xx answer is an error (used to load WSDLs)."""
+        response = await self.call("GET", url, [], b"", timeout_s)
+        if not 200 <= response.status < 300:
+            raise UpstreamError(f"GET {url} answered {response.status}", code="wsdl_unavailable")
+        return response.body
+
+    async def post(self, url: str, headers: list[tuple[str, str]], body: bytes, timeout_s: float) -> UpstreamResponse:
+        return await self.call("POST", url, headers, body, timeout_s)
+
     async def call(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes, timeout_s: float) -> UpstreamResponse:
         assert self._session is not None, "RestCaller.start() was not awaited"
         timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(self._connect_timeout_s, timeout_s))

@@ -25,6 +25,7 @@ from core.settings import Settings
 from egress.breaker import Breakers
 from egress.caller import RestCaller, UpstreamResponse
 from egress.dedupe import CompletedCalls
+from egress.soap import SoapCaller
 from egress.offsets import OffsetTracker
 from egress.retry import IDEMPOTENT_METHODS, with_retries
 from schemas import CodecError, decode, encode
@@ -53,6 +54,7 @@ class EgressWorker:
         self._sem = asyncio.Semaphore(settings.egress_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._caller = RestCaller(connect_timeout_s=settings.egress_connect_timeout_ms / 1000, max_connections=settings.egress_concurrency)
+        self._soap = SoapCaller(self._caller.get_bytes, self._caller.post)
         self._breakers = Breakers()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -201,9 +203,10 @@ class EgressWorker:
         self._completed.mark(call["call_id"], call["deadline_ms"])
 
     async def _call_upstream(self, call: dict[str, Any]) -> dict[str, Any]:
-        if call.get("protocol", "rest") != "rest":
-            raise UpstreamError(f"protocol {call['protocol']!r} is not supported by this egress", code="unsupported_protocol", status=501)
-        method = call["method"]
+        protocol = call.get("protocol", "rest")
+        if protocol not in ("rest", "soap"):
+            raise UpstreamError(f"protocol {protocol!r} is not supported by this egress", code="unsupported_protocol", status=501)
+        method = "POST" if protocol == "soap" else call["method"]
         breaker = self._breakers.for_url(call["url"])
         headers = [(h["name"], h["value"]) for h in call["headers"]]
 
@@ -213,6 +216,9 @@ class EgressWorker:
                 raise DeadlineExceeded("deadline passed before the upstream answered")
             try:
                 with breaker.calling():
+                    if protocol == "soap":
+                        status, body = await self._soap.call(call["url"], call.get("soap_operation") or "", call["body"], headers, remaining)
+                        return UpstreamResponse(status, [("Content-Type", "application/json")], body)
                     response = await self._caller.call(method, call["url"], headers, call["body"], remaining)
                     if response.status >= 500:
                         # Counted as a breaker failure, but the caller still gets the upstream's answer.

@@ -94,6 +94,9 @@ class Router:
         target = connector.get("target") or {}
         method = str(target.get("method") or "*").upper()
         params = {**(call.get("path_params") or {}), **match.path_params}
+        protocol = target.get("protocol", "rest")
+        # A SOAP target's URL is its WSDL: the caller's query does not belong on it.
+        url = str(target.get("url", "")) if protocol == "soap" else build_url(str(target.get("url", "")), params, call["query"])
         return {
             "correlation_id": call["correlation_id"],
             # Deterministic, so a call redelivered to processors is recognised by egress.
@@ -103,9 +106,9 @@ class Router:
             "connector_id": str(connector.get("id", "")),
             "connector_version": int(connector.get("version", 0)),
             "config_version": int(match.api.get("version", 0)),
-            "protocol": target.get("protocol", "rest"),
+            "protocol": protocol,
             "method": call["method"] if method == "*" else method,
-            "url": build_url(str(target.get("url", "")), params, call["query"]),
+            "url": url,
             "soap_operation": target.get("operation"),
             "headers": call["headers"],
             "body": call["body"],

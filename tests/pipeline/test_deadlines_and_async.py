@@ -1,0 +1,76 @@
+"""Expired work is dropped at every stage; async producers post straight onto the topic."""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest_asyncio
+from aiohttp import web
+
+from core.kafka import make_producer
+from core.settings import Settings
+from junction.broker import free_port
+from schemas import encode
+from tests.support import IngressInstance, Stage, wait_until
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def recorder() -> AsyncIterator[tuple[str, list[str]]]:
+    """An upstream that records the X-Tag of every call it receives."""
+    seen: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("X-Tag", ""))
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}", seen
+    await runner.cleanup()
+
+
+def _inbound(org: str, tag: str, deadline_ms: int, api_id: str = "") -> bytes:
+    return encode("InboundCall", {
+        "correlation_id": uuid.uuid4().hex, "org": org, "api_id": api_id, "method": "POST", "path": "/echo",
+        "headers": [{"name": "X-Tag", "value": tag}], "body": b"{}", "deadline_ms": deadline_ms,
+    })
+
+
+async def test_expired_calls_never_reach_the_upstream(
+    settings: Settings, ingress: IngressInstance, stage: Stage, recorder: tuple[str, list[str]]
+) -> None:
+    url, seen = recorder
+    staged = await stage.api(url)
+    await wait_until(lambda: staged["api"]["id"] in ingress.snapshot.apis)
+    from core.metrics import EXPIRED_DROPPED
+
+    dropped_by_egress = EXPIRED_DROPPED.labels("egress")._value.get()
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        now = int(time.time() * 1000)
+        # Expired before processors see it.
+        await producer.send_and_wait(settings.topics.requests, _inbound(staged["org"], "expired-in", now - 1))
+        # Expired before egress sees it: an OutboundCall straight onto the calls topic.
+        await producer.send_and_wait(settings.topics.calls, encode("OutboundCall", {
+            "correlation_id": uuid.uuid4().hex, "call_id": uuid.uuid4().hex, "org": staged["org"], "method": "POST",
+            "url": url + "/x", "headers": [{"name": "X-Tag", "value": "expired-out"}], "deadline_ms": now - 1,
+        }))
+        # A live async call with no reply_to, naming only org, method and path: it is delivered.
+        await producer.send_and_wait(settings.topics.requests, _inbound(staged["org"], "live", now + 10_000))
+        await wait_until(lambda: "live" in seen, timeout_s=15)
+        # Egress runs in this process: its drop counter shows it saw and dropped the expired call.
+        await wait_until(lambda: EXPIRED_DROPPED.labels("egress")._value.get() > dropped_by_egress, timeout_s=10)
+        await asyncio.sleep(0.5)  # give any wrongly forwarded expired call time to arrive
+    finally:
+        await producer.stop()
+    assert "expired-in" not in seen
+    assert "expired-out" not in seen
+    assert seen.count("live") == 1
