@@ -12,14 +12,21 @@ async def make_pool(settings: Settings, *, min_size: int = 1, max_size: int = 10
     """A pool whose connections search ``database_schema`` first.
 
     Each test run gets its own schema, so runs never see each other's rows.
+    The path is a startup parameter rather than a ``SET`` in ``init``: asyncpg
+    runs ``RESET ALL`` when a connection returns to the pool, which would undo a SET.
     """
     schema = settings.database_schema
-
-    async def init(conn: asyncpg.Connection) -> None:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        await conn.execute(f'SET search_path TO "{schema}", public')
-
-    return await asyncpg.create_pool(settings.database_url, min_size=min_size, max_size=max_size, init=init)
+    except asyncpg.UniqueViolationError:
+        pass  # another process created it at the same moment
+    finally:
+        await conn.close()
+    return await asyncpg.create_pool(
+        settings.database_url, min_size=min_size, max_size=max_size,
+        server_settings={"search_path": f'"{schema}", public'},
+    )
 
 
 async def ping_pool(pool: asyncpg.Pool) -> None:

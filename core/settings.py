@@ -138,6 +138,7 @@ class Settings:
     seal_key: str = ""  # base64 32-byte key for sealing caller credentials
     bcrypt_rounds: int = 12  # password hashing cost; tests lower it to stay fast
     control_max_body_bytes: int = 1024 * 1024  # management API request body limit
+    token: str = ""  # bearer token the junction CLI sends to the management API (JUNCTION_TOKEN)
     # Sandbox
     sandbox_workers: int = 2
     sandbox_cpu_ms: int = 1000

@@ -26,6 +26,8 @@ from core.routing import RouteTable, parse_template
 
 __all__ = ["ConfigSnapshot", "RouteMatch", "events_from_file"]
 
+HISTORY = 8  # connector versions kept for calls still in flight
+
 log = logging.getLogger(__name__)
 
 
@@ -43,6 +45,8 @@ class ConfigSnapshot:
         self._org_ids: dict[str, str] = {}  # id -> slug
         self.apis: dict[str, dict[str, Any]] = {}
         self.connectors: dict[str, dict[str, Any]] = {}
+        # Recent versions of each connector, so a call finishes on the version it started with.
+        self._connector_history: dict[str, dict[int, dict[str, Any]]] = {}
         self._tables: dict[str, RouteTable] = {}
         self.last_event_id = 0
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
@@ -65,8 +69,11 @@ class ConfigSnapshot:
     def api(self, api_id: str) -> dict[str, Any] | None:
         return self.apis.get(api_id)
 
-    def connector(self, connector_id: str) -> dict[str, Any] | None:
-        return self.connectors.get(connector_id)
+    def connector(self, connector_id: str, version: int | None = None) -> dict[str, Any] | None:
+        """The current connector, or the given version of it while it is recent."""
+        if version is None:
+            return self.connectors.get(connector_id)
+        return self._connector_history.get(connector_id, {}).get(int(version))
 
     def version_of(self, kind: str, id_: str) -> int | None:
         store = {"api": self.apis, "connector": self.connectors}.get(kind)
@@ -92,8 +99,14 @@ class ConfigSnapshot:
                 return
             if op == "delete":
                 store.pop(id_, None)
+                self._connector_history.pop(id_, None)
             elif doc is not None:
                 store[id_] = doc
+                if kind == "connector":
+                    history = self._connector_history.setdefault(id_, {})
+                    history[int(doc.get("version", 0))] = doc
+                    for old in sorted(history)[:-HISTORY]:
+                        del history[old]
             if kind == "api":
                 self._rebuild(self._org_of(doc or current or {}))
         else:

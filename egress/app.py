@@ -16,7 +16,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     worker = EgressWorker(settings)
     await worker.start()
     app = web.Application(middlewares=[error_middleware])
-    app.add_routes(health_routes({"kafka": worker.ping_broker, "redis": worker.ping_redis, "consumer": worker.check}))
+    app.add_routes(health_routes({"kafka": worker.ping_broker, "redis": worker.ping_redis, "consumer": worker.check,
+                                  "config": worker.config_ready}))
     try:
         await serve(app, settings.ingress_host, settings.egress_port, stop)
     finally:

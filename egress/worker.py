@@ -16,11 +16,14 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from core.config_feed import ConfigFollower
 from core.errors import DeadlineExceeded, JunctionError, UpstreamError
 from core.kafka import make_consumer, make_producer
 from core.messages import dead_letter, error_reply, now_ms, reply_target
 from core.metrics import DEAD_LETTERS, DUPLICATES_SKIPPED, EXPIRED_DROPPED, UPSTREAM_CALLS, UPSTREAM_LATENCY
 from core.redis import make_redis
+from core.scripts import has_response_transform, pairs_to_records, script_ctx, script_response
+from core.snapshot import ConfigSnapshot
 from core.settings import Settings
 from egress.breaker import Breakers
 from egress.caller import RestCaller, UpstreamResponse
@@ -49,7 +52,13 @@ class _Revocations(ConsumerRebalanceListener):
 
 class EgressWorker:
     def __init__(self, settings: Settings) -> None:
+        from sandbox import SandboxPool
+
         self._settings = settings
+        self.snapshot = ConfigSnapshot()
+        self._follower = ConfigFollower(settings, self.snapshot)
+        self._sandbox = SandboxPool(workers=settings.sandbox_workers, cpu_ms=settings.sandbox_cpu_ms,
+                                    timeout_ms=settings.sandbox_timeout_ms, memory_mb=settings.sandbox_memory_mb)
         self._offsets = OffsetTracker()
         self._sem = asyncio.Semaphore(settings.egress_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -65,6 +74,9 @@ class EgressWorker:
 
     # -- lifecycle ---------------------------------------------------------
     async def start(self) -> None:
+        await self._sandbox.start()
+        await self._follower.start()
+        await self._follower.wait_synced()
         self._redis = make_redis(self._settings)
         self._completed = CompletedCalls(self._settings, self._redis)
         await self._completed.start()
@@ -95,11 +107,16 @@ class EgressWorker:
             await self._commit()
         if self._consumer is not None:
             await self._consumer.stop()
+        await self._shutdown_clients()
+
+    async def _shutdown_clients(self) -> None:
         await self._caller.stop()
         if self._producer is not None:
             await self._producer.stop()
         if self._redis is not None:
             await self._redis.aclose()
+        await self._follower.stop()
+        await self._sandbox.stop()
 
     async def kill(self) -> None:
         """Stop without finishing or committing: as a crash would, for tests of redelivery."""
@@ -111,15 +128,14 @@ class EgressWorker:
         await asyncio.gather(*doomed, return_exceptions=True)
         if self._consumer is not None:
             await self._consumer.stop()
-        await self._caller.stop()
-        if self._producer is not None:
-            await self._producer.stop()
-        if self._redis is not None:
-            await self._redis.aclose()
+        await self._shutdown_clients()
 
     async def check(self) -> None:
         if self._loop_task is None or self._loop_task.done():
             raise RuntimeError("egress consumer is not running")
+
+    async def config_ready(self) -> None:
+        await self._follower.ready()
 
     async def ping_redis(self) -> None:
         assert self._redis is not None
@@ -191,11 +207,13 @@ class EgressWorker:
         try:
             reply = await self._call_upstream(call)
             UPSTREAM_CALLS.labels(call["org"], f"{reply['status'] // 100}xx").inc()
+            reply = await self._transform_response(call, reply)
         except JunctionError as err:
             UPSTREAM_CALLS.labels(call["org"], err.code).inc()
             reply = error_reply(call, err, stage="egress")
             if isinstance(err, UpstreamError):
-                await self._dead_letter(call, err, call.get("original") or raw)
+                details = [*err.extra.get("traceback", []), *getattr(err, "script_logs", [])]
+                await self._dead_letter(call, err, call.get("original") or raw, details)
         finally:
             UPSTREAM_LATENCY.observe(time.perf_counter() - started)
         await self._reply(call, reply)
@@ -242,6 +260,27 @@ class EgressWorker:
             "produced_at_ms": now_ms(),
         }
 
+    async def _transform_response(self, call: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
+        """Run the connector's transform_response, on the version the call started with."""
+        from sandbox import ScriptRef
+
+        if not call.get("connector_id"):
+            return reply
+        connector = self.snapshot.connector(call["connector_id"], call.get("connector_version"))
+        if connector is None:
+            connector = self.snapshot.connector(call["connector_id"])
+        if not has_response_transform(connector):
+            return reply
+        assert connector is not None
+        ref = ScriptRef(call["org"], str(connector["id"]), int(connector.get("version", 0)), connector["script"])
+        api = self.snapshot.api(call.get("api_id", ""))
+        response = script_response(reply["status"], [(h["name"], h["value"]) for h in reply["headers"]], reply["body"])
+        result = await self._sandbox.transform_response(ref, response, script_ctx(call["org"], api, connector))
+        if result.value is None:
+            return reply
+        return {**reply, "status": int(result.value["status"]), "headers": pairs_to_records(result.value["headers"]),
+                "body": result.value["body"]}
+
     async def _reply(self, call: dict[str, Any], reply: dict[str, Any]) -> None:
         target = reply_target(call)
         if target is None:
@@ -250,9 +289,11 @@ class EgressWorker:
         topic, partition = target
         await self._producer.send_and_wait(topic, key=call["correlation_id"].encode(), value=encode("Reply", reply), partition=partition)
 
-    async def _dead_letter(self, call: dict[str, Any], err: JunctionError, original: bytes) -> None:
+    async def _dead_letter(self, call: dict[str, Any], err: JunctionError, original: bytes, details: list[str] | None = None) -> None:
         assert self._producer is not None
-        record = dead_letter(call, err, stage="egress", original_topic=self._settings.topics.requests if call.get("original") else self._settings.topics.calls, original=original)
+        topics = self._settings.topics
+        record = dead_letter(call, err, stage="egress", original_topic=topics.requests if call.get("original") else topics.calls,
+                             original=original, details=details)
         await self._producer.send_and_wait(self._settings.topics.dlq, key=(call.get("correlation_id") or "").encode(), value=encode("DeadLetter", record))
         DEAD_LETTERS.labels("egress", err.code).inc()
 

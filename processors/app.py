@@ -12,8 +12,11 @@ from core.config_feed import ConfigFollower
 from core.http import error_middleware, health_routes, serve
 from core.kafka import faust_app
 from core.settings import Settings
+from core.db import make_pool, ping_pool
 from core.snapshot import ConfigSnapshot
+from processors.request_log import RequestLog
 from processors.router import Router
+from sandbox import SandboxPool
 
 __all__ = ["build_app", "run"]
 
@@ -34,10 +37,16 @@ def build_app(settings: Settings) -> Any:
 
     snapshot = ConfigSnapshot()
     follower = ConfigFollower(settings, snapshot)
-    router = Router(settings, snapshot)
+    pool = SandboxPool(workers=settings.sandbox_workers, cpu_ms=settings.sandbox_cpu_ms,
+                       timeout_ms=settings.sandbox_timeout_ms, memory_mb=settings.sandbox_memory_mb)
+    request_log = RequestLog()
+    router = Router(settings, snapshot, sandbox=pool, request_log=request_log)
+    ready = asyncio.Event()
 
     @app.agent(requests, concurrency=64)
     async def route(stream: Any) -> Any:
+        # Nothing is processed before the snapshot and the sandbox are up.
+        await ready.wait()
         async for value in stream:
             outcome = await router.process(value)
             for msg in outcome.messages:
@@ -46,16 +55,35 @@ def build_app(settings: Settings) -> Any:
     @app.task
     async def side_services() -> None:
         # Cancelled when the worker stops; the finally clauses close everything.
+        db = await make_pool(settings, min_size=1, max_size=4)
+        request_log.attach(db)
+        await pool.start()
         await follower.start()
         try:
+            await follower.wait_synced()
+            ready.set()
             health = web.Application(middlewares=[error_middleware])
-            health.add_routes(health_routes({"config": follower.ready, "kafka": _consumer_ready(app)}))
+            health.add_routes(health_routes({
+                "config": follower.ready, "kafka": _consumer_ready(app), "database": lambda: ping_pool(db),
+                "sandbox": _running(pool),
+            }))
             await serve(health, settings.ingress_host, settings.processors_port, asyncio.Event())
         finally:
             await follower.stop()
+            await pool.stop()
+            request_log.attach(None)
+            await db.close()
 
     app.junction_snapshot = snapshot  # for introspection in tests and the CLI
     return app
+
+
+def _running(pool: SandboxPool) -> Any:
+    async def check() -> None:
+        if pool._state != "running":
+            raise RuntimeError("sandbox pool is not running")
+
+    return check
 
 
 def _consumer_ready(app: Any) -> Any:

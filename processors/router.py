@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
-from core.errors import JunctionError, NotFound, ServiceUnavailable
+from core.errors import JunctionError, NotFound, ServiceUnavailable, TransformError
 from core.messages import dead_letter, error_reply, now_ms, reply_target, strip_secrets
 from core.metrics import DEAD_LETTERS, EXPIRED_DROPPED
 from core.settings import Settings
+from core.scripts import pairs_to_records, script_ctx, script_request
 from core.snapshot import ConfigSnapshot, RouteMatch
+from processors.request_log import RequestLog
 from schemas import CodecError, decode, encode
 
 __all__ = ["Outgoing", "Router"]
@@ -55,9 +57,12 @@ def build_url(target_url: str, params: dict[str, str], query: list[dict[str, str
 
 
 class Router:
-    def __init__(self, settings: Settings, snapshot: ConfigSnapshot) -> None:
+    def __init__(self, settings: Settings, snapshot: ConfigSnapshot, *, sandbox: Any = None, request_log: RequestLog | None = None) -> None:
+        """``sandbox`` is a started :class:`sandbox.SandboxPool` (None: scripts cannot run)."""
         self._settings = settings
         self._snapshot = snapshot
+        self._sandbox = sandbox
+        self._request_log = request_log or RequestLog(None)
 
     async def process(self, raw: bytes) -> Outcome:
         topics = self._settings.topics
@@ -69,11 +74,18 @@ class Router:
         if call["deadline_ms"] <= now_ms():
             EXPIRED_DROPPED.labels("processors").inc()
             return Outcome(dropped="expired")
+        match: RouteMatch | None = None
         try:
             match = self._resolve(call)
-            outbound = self._outbound(call, match, raw)
+            outbound = await self._outbound(call, match, raw)
         except JunctionError as err:
             out = self._reply(call, error_reply(call, err, stage="processors"))
+            if isinstance(err, TransformError):
+                details = [*err.extra.get("traceback", []), *getattr(err, "script_logs", [])]
+                out.append(self._dlq(call, err, raw, details))
+                if match is not None:
+                    await self._request_log.failure(org=match.org, api=match.api, call=call, status=err.status,
+                                                    error_code=err.code, details=details)
             return Outcome(out)
         return Outcome([Outgoing(topics.calls, call["correlation_id"].encode(), encode("OutboundCall", outbound))])
 
@@ -87,16 +99,41 @@ class Router:
             raise NotFound(f"unknown organisation {call['org']!r}", code="org_not_found")
         return RouteMatch(org, api, self._snapshot.connector(api.get("connector", "")), call.get("path_params") or {})
 
-    def _outbound(self, call: dict[str, Any], match: RouteMatch, raw: bytes) -> dict[str, Any]:
+    async def _transform(self, call: dict[str, Any], match: RouteMatch, connector: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
+        """Run the connector's transform_request; returns the call with the script's changes."""
+        from sandbox import ScriptRef
+
+        if self._sandbox is None:
+            raise ServiceUnavailable("connector scripts cannot run: no sandbox pool", code="sandbox_unavailable")
+        ref = ScriptRef(call["org"], str(connector["id"]), int(connector.get("version", 0)), connector["script"])
+        result = await self._sandbox.transform_request(ref, script_request(call, params), script_ctx(call["org"], match.api, connector))
+        value = result.value or {}
+        return {
+            **call,
+            "method": str(value.get("method", call["method"])).upper(),
+            "query": pairs_to_records(value.get("query", [])),
+            "headers": pairs_to_records(value.get("headers", [])),
+            "body": value.get("body", b""),
+            "_url": value.get("url"),
+            "_method_set": str(value.get("method", call["method"])).upper() != call["method"],
+        }
+
+    async def _outbound(self, call: dict[str, Any], match: RouteMatch, raw: bytes) -> dict[str, Any]:
         connector = match.connector
         if connector is None:
             raise ServiceUnavailable(f"API {match.api.get('id')} has no connector configured", code="connector_missing")
         target = connector.get("target") or {}
-        method = str(target.get("method") or "*").upper()
         params = {**(call.get("path_params") or {}), **match.path_params}
+        if connector.get("script"):
+            call = await self._transform(call, match, connector, params)
+        method = str(target.get("method") or "*").upper()
         protocol = target.get("protocol", "rest")
-        # A SOAP target's URL is its WSDL: the caller's query does not belong on it.
-        url = str(target.get("url", "")) if protocol == "soap" else build_url(str(target.get("url", "")), params, call["query"])
+        if call.get("_url"):
+            url = str(call["_url"])  # the script chose the address itself
+        elif protocol == "soap":
+            url = str(target.get("url", ""))  # a SOAP target's URL is its WSDL: no query on it
+        else:
+            url = build_url(str(target.get("url", "")), params, call["query"])
         return {
             "correlation_id": call["correlation_id"],
             # Deterministic, so a call redelivered to processors is recognised by egress.
@@ -107,7 +144,8 @@ class Router:
             "connector_version": int(connector.get("version", 0)),
             "config_version": int(match.api.get("version", 0)),
             "protocol": protocol,
-            "method": call["method"] if method == "*" else method,
+            # The script's choice wins over the target's, which wins over the caller's.
+            "method": call["method"] if method == "*" or call.get("_method_set") else method,
             "url": url,
             "soap_operation": target.get("operation"),
             "headers": call["headers"],
@@ -126,7 +164,9 @@ class Router:
         topic, partition = target
         return [Outgoing(topic, call["correlation_id"].encode(), encode("Reply", reply), partition)]
 
-    def _dlq(self, call: dict[str, Any], err: JunctionError, raw: bytes) -> Outgoing:
+    def _dlq(self, call: dict[str, Any], err: JunctionError, raw: bytes, details: list[str] | None = None) -> Outgoing:
         DEAD_LETTERS.labels("processors", err.code).inc()
-        record = dead_letter(call, err, stage="processors", original_topic=self._settings.topics.requests, original=raw)
+        if call.get("sealed_credentials"):
+            raw = encode("InboundCall", strip_secrets(call))
+        record = dead_letter(call, err, stage="processors", original_topic=self._settings.topics.requests, original=raw, details=details)
         return Outgoing(self._settings.topics.dlq, (call.get("correlation_id") or "").encode(), encode("DeadLetter", record))

@@ -114,17 +114,21 @@ class Stage:
         script: str | None = None,
     ) -> dict[str, Any]:
         org = org or f"o{uuid.uuid4().hex[:8]}"
-        api_id, conn_id = uuid.uuid4().hex, uuid.uuid4().hex
+        org_id = str(uuid.uuid5(uuid.NAMESPACE_DNS, org))  # ids are uuids, as the control plane makes them
+        api_id, conn_id = str(uuid.uuid4()), str(uuid.uuid4())
         connector = {"id": conn_id, "org": org, "name": "c", "version": version, "script": script,
                      "target": target or {"protocol": "rest", "url": upstream_url, "method": target_method}}
         api = {"id": api_id, "org": org, "name": "a", "protocol": "rest", "methods": methods or ["*"], "path": path,
                "connector": conn_id, "timeout_ms": timeout_ms, "version": version}
         await publish_config_events(self._producer, self.settings, [
-            self._event("org", {"id": org, "slug": org, "name": org}, org, org),
+            self._event("org", {"id": org_id, "slug": org, "name": org}, org_id, org),
             self._event("connector", connector, conn_id, org),
             self._event("api", api, api_id, org),
         ])
-        return {"org": org, "api": api, "connector": connector}
+        return {"org": org, "org_id": org_id, "api": api, "connector": connector}
+
+    async def publish(self, kind: str, doc: dict[str, Any], org: str) -> None:
+        await publish_config_events(self._producer, self.settings, [self._event(kind, doc, str(doc["id"]), org)])
 
     async def delete_api(self, staged: dict[str, Any]) -> None:
         await publish_config_events(self._producer, self.settings, [self._event("api", None, staged["api"]["id"], staged["org"], op="delete")])

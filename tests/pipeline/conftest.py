@@ -14,6 +14,7 @@ from core.settings import Settings
 from egress.worker import EgressWorker
 from junction.broker import free_port
 from junction.demo import echo_app
+from junction.demo_soap import soap_app
 from tests.support import IngressInstance, ProcessorsProcess, Stage, wait_until
 
 
@@ -72,3 +73,13 @@ async def echo_api(stage: Stage, ingress: IngressInstance, upstream: str) -> dic
     staged = await stage.api(upstream + "/echo")
     await wait_until(lambda: staged["api"]["id"] in ingress.snapshot.apis)
     return staged
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def soap_upstream() -> AsyncIterator[str]:
+    runner = web.AppRunner(soap_app(), access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}/orders?wsdl"
+    await runner.cleanup()

@@ -1,26 +1,12 @@
 """REST in, SOAP out: egress calls a real SOAP server described by its WSDL."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest_asyncio
-from aiohttp import web
 
-from junction.broker import free_port
-from junction.demo_soap import soap_app
 from tests.support import IngressInstance, Stage, wait_until
-
-
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def soap_upstream() -> AsyncIterator[str]:
-    runner = web.AppRunner(soap_app(), access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}/orders?wsdl"
-    await runner.cleanup()
 
 
 @pytest_asyncio.fixture(loop_scope="session")

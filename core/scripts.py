@@ -1,0 +1,54 @@
+"""Between pipeline messages and the connector script contract.
+
+The sandbox speaks plain dicts (``docs/connectors.md``): a request is
+``{"method", "path", "path_params", "query", "headers", "body", "url"}`` with
+``[name, value]`` pairs, a response ``{"status", "headers", "body"}``. Messages
+carry ``{"name", "value"}`` records. These functions convert, so processors,
+egress and the control plane's try-out endpoint shape calls the same way.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["has_response_transform", "pairs_to_records", "records_to_pairs", "script_ctx", "script_request", "script_response"]
+
+
+def records_to_pairs(records: list[dict[str, str]]) -> list[list[str]]:
+    return [[r["name"], r["value"]] for r in records]
+
+
+def pairs_to_records(pairs: list[list[str]] | list[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"name": str(n), "value": str(v)} for n, v in pairs]
+
+
+def script_request(call: dict[str, Any], path_params: dict[str, str]) -> dict[str, Any]:
+    return {
+        "method": call["method"],
+        "path": call["path"],
+        "path_params": dict(path_params),
+        "query": records_to_pairs(call["query"]),
+        "headers": records_to_pairs(call["headers"]),
+        "body": call["body"],
+        "url": None,
+    }
+
+
+def script_response(status: int, headers: list[tuple[str, str]], body: bytes) -> dict[str, Any]:
+    return {"status": status, "headers": [[k, v] for k, v in headers], "body": body}
+
+
+def script_ctx(org: str, api: dict[str, Any] | None, connector: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "org": org,
+        "api": str((api or {}).get("name", "")),
+        "api_id": str((api or {}).get("id", "")),
+        "config_version": int((api or {}).get("version", 0)),
+        "connector_version": int(connector.get("version", 0)),
+        "settings": dict(connector.get("settings") or {}),
+    }
+
+
+def has_response_transform(connector: dict[str, Any] | None) -> bool:
+    """Cheap pre-check that spares a sandbox round trip for scripts without one."""
+    script = (connector or {}).get("script") or ""
+    return "transform_response" in script
