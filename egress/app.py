@@ -17,7 +17,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     await worker.start()
     app = web.Application(middlewares=[error_middleware])
     app.add_routes(health_routes({"kafka": worker.ping_broker, "redis": worker.ping_redis, "consumer": worker.check,
-                                  "config": worker.config_ready}))
+                                  "config": worker.config_ready, "sandbox": worker.sandbox_ready}))
     try:
         await serve(app, settings.ingress_host, settings.egress_port, stop)
     finally:

@@ -134,6 +134,9 @@ class EgressWorker:
         if self._loop_task is None or self._loop_task.done():
             raise RuntimeError("egress consumer is not running")
 
+    async def sandbox_ready(self) -> None:
+        await self._sandbox.check()
+
     async def config_ready(self) -> None:
         await self._follower.ready()
 

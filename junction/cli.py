@@ -68,6 +68,25 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from control.replay import read_dead_letters, replay_dead_letters
+
+    async def go() -> object:
+        ids = set(args.correlation_ids) if getattr(args, "correlation_ids", None) else None
+        letters = await read_dead_letters(settings, org=args.org, limit=args.limit, correlation_ids=ids)
+        if args.dlq_command == "list":
+            return [v.to_dict() for v in letters]
+        if not ids and not args.all:
+            raise SystemExit("junction dlq replay: name correlation ids, or pass --all (with --org to narrow it)")
+        outcomes = await replay_dead_letters(settings, letters, timeout_ms=args.timeout_ms)
+        return [o.to_dict() for o in outcomes]
+
+    print(json.dumps(asyncio.run(go()), indent=2, default=str))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="junction", description="Junction API integration gateway")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,6 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("topics", help="create the topics Junction needs")
     p.set_defaults(func=cmd_topics)
+
+    p = sub.add_parser("dlq", help="list and replay dead letters (docs/replay.md)")
+    dlq = p.add_subparsers(dest="dlq_command", required=True)
+    for name, help_ in (("list", "show dead letters, oldest first"), ("replay", "send dead letters back to the topic they failed on")):
+        q = dlq.add_parser(name, help=help_)
+        q.add_argument("--org", help="only this organisation (slug)")
+        q.add_argument("--limit", type=int, default=100, help="at most this many, newest (default 100)")
+        q.set_defaults(func=cmd_dlq)
+        if name == "replay":
+            q.add_argument("correlation_ids", nargs="*", help="the dead letters to replay")
+            q.add_argument("--all", action="store_true", help="replay every dead letter listed (with --org and --limit)")
+            q.add_argument("--timeout-ms", type=int, default=None, help="deadline of the replayed call")
 
     try:
         from junction.admin_cli import register

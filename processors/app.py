@@ -65,7 +65,7 @@ def build_app(settings: Settings) -> Any:
             health = web.Application(middlewares=[error_middleware])
             health.add_routes(health_routes({
                 "config": follower.ready, "kafka": _consumer_ready(app), "database": lambda: ping_pool(db),
-                "sandbox": _running(pool),
+                "sandbox": pool.check,
             }))
             await serve(health, settings.ingress_host, settings.processors_port, asyncio.Event())
         finally:
@@ -76,14 +76,6 @@ def build_app(settings: Settings) -> Any:
 
     app.junction_snapshot = snapshot  # for introspection in tests and the CLI
     return app
-
-
-def _running(pool: SandboxPool) -> Any:
-    async def check() -> None:
-        if pool._state != "running":
-            raise RuntimeError("sandbox pool is not running")
-
-    return check
 
 
 def _consumer_ready(app: Any) -> Any:

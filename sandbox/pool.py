@@ -188,6 +188,15 @@ class SandboxPool:
 
     # ------------------------------------------------------------ lifecycle
 
+    @property
+    def running(self) -> bool:
+        return self._state == "running"
+
+    async def check(self) -> None:
+        """Readiness check: raise unless the pool takes calls."""
+        if not self.running:
+            raise RuntimeError(f"sandbox pool is {self._state}")
+
     async def start(self) -> None:
         if self._state == "running":
             return
