@@ -42,6 +42,9 @@ def echo_app(extra_routes: list[web.RouteDef] | None = None) -> web.Application:
 
 
 async def run_upstream(host: str, port: int, stop: asyncio.Event) -> None:
-    from core.http import serve
+    """The demo upstream of ``make run``: the echo at any path, and the SOAP
+    order service at ``/orders`` (WSDL at ``/orders?wsdl``)."""
+    from core.http import health_routes, serve
+    from junction.demo_soap import soap_routes
 
-    await serve(echo_app(), host, port, stop)
+    await serve(echo_app([*health_routes({}), *soap_routes()]), host, port, stop)

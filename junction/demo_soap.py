@@ -6,14 +6,13 @@ SOAP backend in the README's REST-to-SOAP example and in the tests.
 """
 from __future__ import annotations
 
-import asyncio
 from xml.etree.ElementTree import Element
 from xml.sax.saxutils import escape
 
 from aiohttp import web
 from defusedxml.ElementTree import fromstring
 
-__all__ = ["NS", "soap_app", "run_soap_upstream"]
+__all__ = ["NS", "soap_app", "soap_routes"]
 
 NS = "urn:junction:demo:orders"
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -71,7 +70,9 @@ def _fault(message: str, status: int = 500) -> web.Response:
     return web.Response(status=status, body=body.encode(), content_type="text/xml")
 
 
-def soap_app() -> web.Application:
+def soap_routes() -> list[web.RouteDef]:
+    """The service's routes, to mount on any app (the demo upstream serves them beside the echo)."""
+
     async def wsdl(request: web.Request) -> web.Response:
         location = f"{request.scheme}://{request.host}/orders"
         return web.Response(body=WSDL.format(ns=NS, location=location).encode(), content_type="text/xml")
@@ -102,13 +103,10 @@ def soap_app() -> web.Application:
             return await wsdl(request)
         raise web.HTTPNotFound()
 
+    return [web.get("/orders", get), web.post("/orders", call)]
+
+
+def soap_app() -> web.Application:
     app = web.Application()
-    app.router.add_get("/orders", get)
-    app.router.add_post("/orders", call)
+    app.add_routes(soap_routes())
     return app
-
-
-async def run_soap_upstream(host: str, port: int, stop: asyncio.Event) -> None:
-    from core.http import serve
-
-    await serve(soap_app(), host, port, stop)

@@ -94,7 +94,8 @@ async def _supervise(settings: Settings, demo: bool) -> int:
         created = await ensure_topics(settings)
         if created:
             log.info("created topics: %s", ", ".join(created))
-        admin_line = await _prepare_control(settings)
+        admin_email, admin_line = await _prepare_control(settings)
+        print(admin_line, flush=True)  # now, in case start-up fails later: a generated password is shown once
 
         env = {**os.environ, **settings.to_env()}
         host = settings.ingress_host
@@ -113,7 +114,7 @@ async def _supervise(settings: Settings, demo: bool) -> int:
         if demo:
             from junction.demo_setup import create_demo
 
-            await create_demo(settings)
+            await create_demo(settings, admin_email)
         _banner(settings, demo, admin_line)
 
         while not stop.is_set():
@@ -144,16 +145,14 @@ def _restart(child: Child) -> None:
     child.start()
 
 
-async def _prepare_control(settings: Settings) -> str:
-    """Apply migrations and make sure a global admin exists; returns a line to print."""
+async def _prepare_control(settings: Settings) -> tuple[str, str]:
+    """Apply migrations and make sure a global admin exists; returns (email, a line to print)."""
     from control.admin import ensure_admin
-    from control.migrate import migrate
 
-    await migrate(settings)
-    email, password = await ensure_admin(settings)
+    email, password = await ensure_admin(settings)  # applies the migrations first
     if password:
-        return f"Global admin: {email}  password: {password}  (set JUNCTION_ADMIN_EMAIL/JUNCTION_ADMIN_PASSWORD to choose)"
-    return f"Global admin: {email}"
+        return email, f"Global admin: {email}  password: {password}  (set JUNCTION_ADMIN_EMAIL/JUNCTION_ADMIN_PASSWORD to choose)"
+    return email, f"Global admin: {email} (password as set before; JUNCTION_ADMIN_PASSWORD chooses one for a new admin)"
 
 
 def _banner(settings: Settings, demo: bool, admin_line: str) -> None:
@@ -172,6 +171,7 @@ def _banner(settings: Settings, demo: bool, admin_line: str) -> None:
             "",
             "Try the demo:",
             f"  curl -s '{ingress}/demo/echo?x=1' -d hello",
+            f"  curl -s {ingress}/demo/orders/A-42          # REST in, SOAP out, through a connector script",
         ]
     lines += ["", "Ctrl-C stops everything.", ""]
     print("\n".join(lines), flush=True)

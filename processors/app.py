@@ -91,5 +91,9 @@ def run(settings: Settings) -> None:
     import faust
 
     app = build_app(settings)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, override_logging=False)
+    # faust narrates every start-up step at INFO; keep its own logs at WARNING unless debugging.
+    level = "debug" if settings.log_level.upper() == "DEBUG" else "warning"
+    worker = faust.Worker(app, loglevel=level, quiet=True, override_logging=False)
+    logging.getLogger("faust").setLevel(level.upper())
+    logging.getLogger("mode").setLevel(level.upper())
     worker.execute_from_commandline()

@@ -23,6 +23,7 @@ from schemas import CodecError, decode, encode
 __all__ = ["Outgoing", "Router"]
 
 log = logging.getLogger(__name__)
+SUPPORTED_AUTH_MODES = frozenset({"none"})
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\+?\}")
 
 
@@ -119,6 +120,10 @@ class Router:
         }
 
     async def _outbound(self, call: dict[str, Any], match: RouteMatch, raw: bytes) -> dict[str, Any]:
+        mode = (match.api.get("auth") or {}).get("mode", "none")
+        if mode not in SUPPORTED_AUTH_MODES:
+            # Fail closed: an API configured for caller authentication this build cannot check is not served open.
+            raise JunctionError(f"caller authentication {mode!r} is not available in this version", code="auth_unavailable", status=501)
         connector = match.connector
         if connector is None:
             raise ServiceUnavailable(f"API {match.api.get('id')} has no connector configured", code="connector_missing")

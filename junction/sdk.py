@@ -1,0 +1,338 @@
+"""Typed async Python client for the Junction management API (/api/v1).
+
+    async with JunctionClient("http://127.0.0.1:8081") as jc:
+        await jc.login("admin@example.com", "secret")
+        org = await jc.create_org("acme", "Acme Inc.")
+        conn = await jc.create_connector("acme", "orders-backend",
+                                         {"protocol": "rest", "url": "https://orders.internal/api/{id}", "method": "GET"})
+        api = await jc.create_api("acme", "orders", ["GET"], "/orders/{id}", conn["id"])
+
+Every method raises :class:`JunctionAPIError` for a non-2xx answer, carrying
+the status, the machine-readable code, the message and the fields at fault.
+"""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal, TypedDict, cast
+
+import aiohttp
+
+__all__ = [
+    "Api", "AuditEntry", "AuditPage", "Connector", "Diff", "FieldError", "JunctionAPIError", "JunctionClient",
+    "Org", "Token", "User", "Version",
+]
+
+Kind = Literal["apis", "connectors"]
+
+
+class Token(TypedDict):
+    access_token: str
+    token_type: str
+    expires_in: int
+
+
+class Org(TypedDict):
+    id: str
+    slug: str
+    name: str
+    enabled: bool
+    version: int
+    created_at: str
+    updated_at: str
+
+
+class User(TypedDict):
+    id: str
+    org_id: str | None
+    email: str
+    role: str
+    version: int
+    created_at: str
+    updated_at: str
+
+
+class Connector(TypedDict, total=False):
+    id: str
+    org: str
+    org_id: str
+    name: str
+    description: str
+    target: dict[str, Any]
+    script: str | None
+    settings: dict[str, Any]
+    version: int
+    created_at: str
+    updated_at: str
+
+
+class Api(TypedDict, total=False):
+    id: str
+    org: str
+    org_id: str
+    name: str
+    description: str
+    protocol: str
+    methods: list[str]
+    path: str
+    connector: str
+    timeout_ms: int
+    auth: dict[str, Any]
+    enabled: bool
+    version: int
+    created_at: str
+    updated_at: str
+
+
+class Version(TypedDict):
+    id: str
+    version: int
+    content: dict[str, Any]
+    created_by: str | None
+    created_at: str
+
+
+class Change(TypedDict):
+    field: str
+    before: Any
+    after: Any
+
+
+class Diff(TypedDict):
+    id: str
+    changes: list[Change]
+
+
+class AuditEntry(TypedDict):
+    id: int
+    at: str
+    actor_id: str | None
+    actor_email: str | None
+    org_id: str | None
+    action: str
+    resource_type: str
+    resource_id: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    request_id: str | None
+
+
+class AuditPage(TypedDict):
+    items: list[AuditEntry]
+    next_cursor: int | None
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+
+@dataclass
+class JunctionAPIError(Exception):
+    status: int
+    code: str
+    message: str
+    fields: list[FieldError] = field(default_factory=list)
+    request_id: str | None = None
+    body: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        extra = "; ".join(f"{f.field}: {f.message}" for f in self.fields)
+        return f"{self.status} {self.code}: {self.message}" + (f" ({extra})" if extra else "")
+
+
+def _etag(version: int | None) -> dict[str, str]:
+    return {"If-Match": f'W/"{version}"'} if version is not None else {}
+
+
+class JunctionClient:
+    """One client per control URL; reuse it (it holds a connection pool)."""
+
+    def __init__(self, base_url: str = "http://127.0.0.1:8081", token: str | None = None, *,
+                 timeout_s: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> JunctionClient:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(self, method: str, path: str, body: Any = None, *, query: dict[str, Any] | None = None,
+                      headers: dict[str, str] | None = None) -> Any:
+        """Call ``/api/v1{path}``; the decoded JSON, or None for 204."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        h = dict(headers or {})
+        if self.token:
+            h["Authorization"] = f"Bearer {self.token}"
+        params = {k: str(v) for k, v in (query or {}).items() if v is not None}
+        async with self._session.request(method, f"{self.base_url}/api/v1{path}", json=body, params=params,
+                                         headers=h) as resp:
+            if resp.status == 204:
+                return None
+            try:
+                data = await resp.json(content_type=None)
+            except ValueError:
+                data = {"code": "bad_response", "message": (await resp.text())[:500]}
+            if resp.status >= 400:
+                data = data if isinstance(data, dict) else {}
+                raise JunctionAPIError(resp.status, str(data.get("code", "error")), str(data.get("message", "")),
+                                       [FieldError(f["field"], f["message"]) for f in data.get("fields", [])],
+                                       data.get("request_id"), data)
+            return data
+
+    # -- auth ------------------------------------------------------------
+    async def login(self, email: str, password: str) -> Token:
+        token = cast(Token, await self.request("POST", "/auth/login", {"email": email, "password": password}))
+        self.token = token["access_token"]
+        return token
+
+    # -- organisations ---------------------------------------------------
+    async def list_orgs(self) -> list[Org]:
+        return cast(list[Org], (await self.request("GET", "/orgs"))["items"])
+
+    async def create_org(self, slug: str, name: str, *, enabled: bool | None = None) -> Org:
+        body: dict[str, Any] = {"slug": slug, "name": name}
+        if enabled is not None:
+            body["enabled"] = enabled
+        return cast(Org, await self.request("POST", "/orgs", body))
+
+    async def get_org(self, org: str) -> Org:
+        return cast(Org, await self.request("GET", f"/orgs/{org}"))
+
+    async def update_org(self, org: str, *, if_version: int | None = None, **fields: Any) -> Org:
+        return cast(Org, await self.request("PATCH", f"/orgs/{org}", fields, headers=_etag(if_version)))
+
+    async def delete_org(self, org: str) -> None:
+        await self.request("DELETE", f"/orgs/{org}")
+
+    # -- users -----------------------------------------------------------
+    async def list_users(self, org: str) -> list[User]:
+        return cast(list[User], (await self.request("GET", f"/orgs/{org}/users"))["items"])
+
+    async def create_user(self, org: str, email: str, password: str, role: str = "org_viewer") -> User:
+        return cast(User, await self.request("POST", f"/orgs/{org}/users",
+                                             {"email": email, "password": password, "role": role}))
+
+    async def get_user(self, org: str, user_id: str) -> User:
+        return cast(User, await self.request("GET", f"/orgs/{org}/users/{user_id}"))
+
+    async def update_user(self, org: str, user_id: str, *, role: str | None = None,
+                          password: str | None = None) -> User:
+        body = {k: v for k, v in (("role", role), ("password", password)) if v is not None}
+        return cast(User, await self.request("PATCH", f"/orgs/{org}/users/{user_id}", body))
+
+    async def delete_user(self, org: str, user_id: str) -> None:
+        await self.request("DELETE", f"/orgs/{org}/users/{user_id}")
+
+    # -- connectors ------------------------------------------------------
+    async def list_connectors(self, org: str) -> list[Connector]:
+        return cast(list[Connector], (await self.request("GET", f"/orgs/{org}/connectors"))["items"])
+
+    async def create_connector(self, org: str, name: str, target: dict[str, Any], *, script: str | None = None,
+                               settings: dict[str, Any] | None = None, **extra: Any) -> Connector:
+        body = {"name": name, "target": target, **extra}
+        if script is not None:
+            body["script"] = script
+        if settings is not None:
+            body["settings"] = settings
+        return cast(Connector, await self.request("POST", f"/orgs/{org}/connectors", body))
+
+    async def get_connector(self, org: str, connector_id: str) -> Connector:
+        return cast(Connector, await self.request("GET", f"/orgs/{org}/connectors/{connector_id}"))
+
+    async def replace_connector(self, org: str, connector_id: str, body: dict[str, Any], *,
+                                if_version: int | None = None) -> Connector:
+        return cast(Connector, await self.request("PUT", f"/orgs/{org}/connectors/{connector_id}", body,
+                                                  headers=_etag(if_version)))
+
+    async def update_connector(self, org: str, connector_id: str, *, if_version: int | None = None,
+                               **fields: Any) -> Connector:
+        return cast(Connector, await self.request("PATCH", f"/orgs/{org}/connectors/{connector_id}", fields,
+                                                  headers=_etag(if_version)))
+
+    async def delete_connector(self, org: str, connector_id: str) -> None:
+        await self.request("DELETE", f"/orgs/{org}/connectors/{connector_id}")
+
+    async def test_connector(self, org: str, connector_id: str, *, method: str = "GET", path: str = "/",
+                             query: dict[str, str] | None = None, headers: dict[str, str] | None = None,
+                             body: str | None = None) -> dict[str, Any]:
+        """Run the connector's request transform on a sample request (no upstream call)."""
+        req: dict[str, Any] = {"method": method, "path": path, "query": query or {}, "headers": headers or {}}
+        if body is not None:
+            req["body"] = body
+        return cast(dict[str, Any], await self.request("POST", f"/orgs/{org}/connectors/{connector_id}/test",
+                                                       {"request": req}))
+
+    # -- APIs ------------------------------------------------------------
+    async def list_apis(self, org: str) -> list[Api]:
+        return cast(list[Api], (await self.request("GET", f"/orgs/{org}/apis"))["items"])
+
+    async def create_api(self, org: str, name: str, methods: list[str], path: str, connector: str, *,
+                         timeout_ms: int | None = None, auth: dict[str, Any] | None = None, **extra: Any) -> Api:
+        body: dict[str, Any] = {"name": name, "methods": methods, "path": path, "connector": connector, **extra}
+        if timeout_ms is not None:
+            body["timeout_ms"] = timeout_ms
+        if auth is not None:
+            body["auth"] = auth
+        return cast(Api, await self.request("POST", f"/orgs/{org}/apis", body))
+
+    async def get_api(self, org: str, api_id: str) -> Api:
+        return cast(Api, await self.request("GET", f"/orgs/{org}/apis/{api_id}"))
+
+    async def replace_api(self, org: str, api_id: str, body: dict[str, Any], *, if_version: int | None = None) -> Api:
+        return cast(Api, await self.request("PUT", f"/orgs/{org}/apis/{api_id}", body, headers=_etag(if_version)))
+
+    async def update_api(self, org: str, api_id: str, *, if_version: int | None = None, **fields: Any) -> Api:
+        return cast(Api, await self.request("PATCH", f"/orgs/{org}/apis/{api_id}", fields, headers=_etag(if_version)))
+
+    async def delete_api(self, org: str, api_id: str) -> None:
+        await self.request("DELETE", f"/orgs/{org}/apis/{api_id}")
+
+    # -- versions (kind is "apis" or "connectors") -------------------------
+    async def versions(self, org: str, kind: Kind, resource_id: str) -> list[Version]:
+        return cast(list[Version], (await self.request("GET", f"/orgs/{org}/{kind}/{resource_id}/versions"))["items"])
+
+    async def version(self, org: str, kind: Kind, resource_id: str, n: int) -> Version:
+        return cast(Version, await self.request("GET", f"/orgs/{org}/{kind}/{resource_id}/versions/{n}"))
+
+    async def diff(self, org: str, kind: Kind, resource_id: str, a: int, b: int) -> Diff:
+        return cast(Diff, await self.request("GET", f"/orgs/{org}/{kind}/{resource_id}/versions/{a}/diff/{b}"))
+
+    async def rollback(self, org: str, kind: Kind, resource_id: str, version: int) -> dict[str, Any]:
+        return cast(dict[str, Any], await self.request("POST", f"/orgs/{org}/{kind}/{resource_id}/rollback",
+                                                       {"version": version}))
+
+    # -- audit -------------------------------------------------------------
+    async def audit(self, *, org: str | None = None, actor: str | None = None, resource_type: str | None = None,
+                    resource_id: str | None = None, since: str | None = None, until: str | None = None,
+                    limit: int | None = None, cursor: int | None = None) -> AuditPage:
+        query = {"org": org, "actor": actor, "resource_type": resource_type, "resource_id": resource_id,
+                 "since": since, "until": until, "limit": limit, "cursor": cursor}
+        return cast(AuditPage, await self.request("GET", "/audit", query=query))
+
+    async def iter_audit(self, **filters: Any) -> AsyncIterator[AuditEntry]:
+        """Every matching entry, newest first, following the cursor."""
+        cursor = None
+        while True:
+            page = await self.audit(**filters, cursor=cursor)
+            for entry in page["items"]:
+                yield entry
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return
+
+    async def openapi(self) -> dict[str, Any]:
+        return cast(dict[str, Any], await self.request("GET", "/openapi.json"))
