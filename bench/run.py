@@ -21,14 +21,14 @@ from pathlib import Path
 from bench.load import fixed_concurrency, fixed_rate
 from core.kafka import ensure_topics, wait_for_broker
 from core.settings import load_settings
-from junction.broker import EmbeddedBroker, free_port
+from junction.broker import EmbeddedBroker, die_with_parent, free_port
 from tests.support import wait_http_ok
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, *args], env=env, stdin=subprocess.DEVNULL)
+    return subprocess.Popen([sys.executable, *args], env=env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
 
 
 async def measure(url: str, *, concurrency: int, rate: float, seconds: float) -> dict[str, object]:

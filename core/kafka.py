@@ -38,14 +38,17 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(**kwargs)
 
 
-def make_consumer(settings: Settings, *topics: str, group: str | None = None, **overrides: Any) -> AIOKafkaConsumer:
+def make_consumer(
+    settings: Settings, *topics: str, group: str | None = None, background: bool = False, **overrides: Any
+) -> AIOKafkaConsumer:
     """A consumer; with ``group`` it joins that consumer group (name prefixed
-    by ``group_prefix``), without it the caller uses ``assign()``."""
+    by ``group_prefix``), without it the caller uses ``assign()``. A
+    ``background`` reader is off the request path and polls less often."""
     profile = settings.broker
     kwargs: dict[str, Any] = dict(
         bootstrap_servers=settings.bootstrap_servers,
         client_id=f"{settings.group_prefix}-consumer",
-        fetch_max_wait_ms=profile.fetch_max_wait_ms,
+        fetch_max_wait_ms=profile.background_fetch_max_wait_ms if background else profile.fetch_max_wait_ms,
         max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
         fetch_max_bytes=4 * MAX_MESSAGE_BYTES,
         session_timeout_ms=profile.session_timeout_ms,

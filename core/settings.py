@@ -33,6 +33,9 @@ class BrokerProfile:
 
     name: str
     fetch_max_wait_ms: int
+    # Readers off the request path (the config snapshot): a longer wait means
+    # fewer idle fetches, at a cost of up to this much propagation delay.
+    background_fetch_max_wait_ms: int
     linger_ms: int
     session_timeout_ms: int
     heartbeat_interval_ms: int
@@ -49,6 +52,7 @@ BROKER_PROFILES: dict[str, BrokerProfile] = {
     "embedded": BrokerProfile(
         name="embedded",
         fetch_max_wait_ms=4,
+        background_fetch_max_wait_ms=100,
         linger_ms=0,
         session_timeout_ms=4000,
         heartbeat_interval_ms=400,
@@ -61,6 +65,7 @@ BROKER_PROFILES: dict[str, BrokerProfile] = {
         # Apache Kafka answers a waiting fetch as soon as data arrives, so a
         # longer wait costs nothing in latency and saves idle round trips.
         fetch_max_wait_ms=100,
+        background_fetch_max_wait_ms=500,
         linger_ms=0,
         session_timeout_ms=10000,
         heartbeat_interval_ms=1000,

@@ -14,6 +14,7 @@ Documents (JSON in ConfigEvent.document):
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable, Iterable
@@ -79,6 +80,21 @@ class ConfigSnapshot:
         store = {"api": self.apis, "connector": self.connectors}.get(kind)
         doc = store.get(id_) if store is not None else None
         return None if doc is None else int(doc.get("version", 0))
+
+    async def caught_up(self, kind: str, id_: str, version: int, timeout_s: float) -> bool:
+        """Wait until this snapshot holds ``version`` (or later) of a resource.
+
+        Instances read the config topic independently, so one may see a change
+        a moment before another; a stage that receives work made with a newer
+        version waits for it briefly instead of answering from stale config.
+        """
+        loop = asyncio.get_running_loop()
+        until = loop.time() + timeout_s
+        while (self.version_of(kind, id_) or 0) < version:
+            if loop.time() >= until:
+                return False
+            await asyncio.sleep(0.01)
+        return True
 
     def on_change(self, listener: Callable[[dict[str, Any]], None]) -> None:
         self._listeners.append(listener)

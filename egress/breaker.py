@@ -1,6 +1,7 @@
 """One circuit breaker per upstream origin (pybreaker).
 
-Unreachable upstreams and 5xx answers count as failures; client errors do not.
+Unreachable upstreams and 5xx answers count as failures; client errors,
+SOAP faults and deadline expiries do not.
 While open, calls fail fast with 503 ``circuit_open`` instead of waiting on a
 dead upstream.
 """
@@ -10,7 +11,9 @@ from urllib.parse import urlsplit
 
 import pybreaker
 
-from core.errors import CircuitOpen, ClientError, JunctionError
+import asyncio
+
+from core.errors import CircuitOpen, ClientError, DeadlineExceeded, JunctionError
 
 __all__ = ["Breakers"]
 
@@ -28,8 +31,11 @@ class Breakers:
         if breaker is None:
             breaker = pybreaker.CircuitBreaker(
                 fail_max=self._fail_max, reset_timeout=self._reset, name=origin,
-                # A refused argument or a SOAP fault is an answer, not an outage.
-                exclude=[ClientError, lambda e: isinstance(e, JunctionError) and e.code == "soap_fault"],
+                # A refused argument or a SOAP fault is an answer, not an outage; a call
+                # cut short by its own deadline or cancelled by a shutdown says nothing
+                # about the upstream's health.
+                exclude=[ClientError, DeadlineExceeded, asyncio.CancelledError,
+                         lambda e: isinstance(e, JunctionError) and e.code == "soap_fault"],
             )
             self._by_origin[origin] = breaker
         return breaker

@@ -29,6 +29,7 @@ class CompletedCalls:
         self._redis = redis
         self._flush_every_s = flush_every_s
         self._pending: list[tuple[str, int]] = []
+        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def _key(self, call_id: str) -> str:
@@ -59,6 +60,7 @@ class CompletedCalls:
     def mark(self, call_id: str, deadline_ms: int) -> None:
         # Keep the record a minute past the deadline: later redeliveries are dropped as expired anyway.
         self._pending.append((call_id, max(deadline_ms - now_ms(), 1) + 60_000))
+        self._wake.set()
 
     async def flush(self) -> None:
         if not self._pending:
@@ -73,6 +75,9 @@ class CompletedCalls:
             log.warning("could not record %d completed calls: %s", len(batch), exc)
 
     async def _flush_periodically(self) -> None:
+        # Sleeps while idle; once woken, waits a moment so completions batch up.
         while True:
+            await self._wake.wait()
             await asyncio.sleep(self._flush_every_s)
+            self._wake.clear()
             await self.flush()

@@ -269,6 +269,9 @@ class EgressWorker:
 
         if not call.get("connector_id"):
             return reply
+        if call.get("connector_version"):
+            remaining_s = (call["deadline_ms"] - now_ms()) / 1000
+            await self.snapshot.caught_up("connector", call["connector_id"], int(call["connector_version"]), min(remaining_s, 2.0))
         connector = self.snapshot.connector(call["connector_id"], call.get("connector_version"))
         if connector is None:
             connector = self.snapshot.connector(call["connector_id"])

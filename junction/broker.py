@@ -5,11 +5,12 @@ import asyncio
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 from dataclasses import dataclass
 
-__all__ = ["EmbeddedBroker", "free_port"]
+__all__ = ["EmbeddedBroker", "die_with_parent", "free_port"]
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +19,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def die_with_parent() -> None:
+    """In the child before exec: ask Linux to stop the broker when its parent dies,
+    so a killed supervisor or test run never leaves a broker behind."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass  # not Linux: the supervisor's own shutdown still stops it
 
 
 def _broker_binary() -> str:
@@ -50,6 +64,7 @@ class EmbeddedBroker:
             stdin=subprocess.DEVNULL,
             # Its own process group, so a Ctrl-C to our group reaches it only through us.
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         log.info("embedded broker (pid %s) on %s", self.process.pid, self.bootstrap)
 

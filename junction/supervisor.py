@@ -20,7 +20,7 @@ import aiohttp
 
 from core.kafka import ensure_topics, wait_for_broker
 from core.settings import Settings
-from junction.broker import EmbeddedBroker
+from junction.broker import EmbeddedBroker, die_with_parent
 
 __all__ = ["Child", "up"]
 
@@ -36,7 +36,8 @@ class Child:
     restarts: list[float] = field(default_factory=list)
 
     def start(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "junction", "serve", self.name], env=self.env, stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen([sys.executable, "-m", "junction", "serve", self.name], env=self.env,
+                                        stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
         log.info("started %s (pid %s)", self.name, self.process.pid)
 
     def alive(self) -> bool:

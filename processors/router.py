@@ -24,6 +24,7 @@ __all__ = ["Outgoing", "Router"]
 
 log = logging.getLogger(__name__)
 SUPPORTED_AUTH_MODES = frozenset({"none"})
+CATCH_UP_S = 2.0  # longest wait for this instance's config to reach the version ingress used
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\+?\}")
 
 
@@ -77,10 +78,13 @@ class Router:
             return Outcome(dropped="expired")
         match: RouteMatch | None = None
         try:
-            match = self._resolve(call)
+            match = await self._resolve(call)
             outbound = await self._outbound(call, match, raw)
         except JunctionError as err:
             out = self._reply(call, error_reply(call, err, stage="processors"))
+            if not out and not isinstance(err, TransformError):
+                # Nobody waits for a reply (an async producer's call): the dead letter is the only record.
+                out.append(self._dlq(call, err, raw))
             if isinstance(err, TransformError):
                 details = [*err.extra.get("traceback", []), *getattr(err, "script_logs", [])]
                 out.append(self._dlq(call, err, raw, details))
@@ -90,7 +94,11 @@ class Router:
             return Outcome(out)
         return Outcome([Outgoing(topics.calls, call["correlation_id"].encode(), encode("OutboundCall", outbound))])
 
-    def _resolve(self, call: dict[str, Any]) -> RouteMatch:
+    async def _resolve(self, call: dict[str, Any]) -> RouteMatch:
+        if call.get("api_id") and call.get("config_version"):
+            # Ingress matched this call on a version we may not have read yet.
+            remaining_s = (call["deadline_ms"] - now_ms()) / 1000
+            await self._snapshot.caught_up("api", call["api_id"], int(call["config_version"]), min(remaining_s, CATCH_UP_S))
         api = self._snapshot.api(call["api_id"]) if call.get("api_id") else None
         if api is None:
             # Async producers may name only org, method and path.

@@ -18,7 +18,7 @@ from core.kafka import make_producer
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot
 from ingress.app import SNAPSHOT, create_app
-from junction.broker import free_port
+from junction.broker import die_with_parent, free_port
 
 __all__ = ["IngressInstance", "ProcessorsProcess", "Stage", "wait_http_ok"]
 
@@ -48,7 +48,8 @@ class ProcessorsProcess:
 
     async def start(self) -> None:
         env = {**os.environ, **self.settings.to_env(), "JUNCTION_LOG_LEVEL": "WARNING"}
-        self.process = subprocess.Popen([sys.executable, "-m", "junction", "serve", "processors"], env=env, stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen([sys.executable, "-m", "junction", "serve", "processors"], env=env,
+                                        stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
         await wait_http_ok(f"http://127.0.0.1:{self.settings.processors_port}/readyz", proc=self.process)
 
     def stop(self) -> None:

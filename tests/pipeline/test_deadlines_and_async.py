@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest_asyncio
 from aiohttp import web
 
@@ -49,6 +50,10 @@ async def test_expired_calls_never_reach_the_upstream(
     url, seen = recorder
     staged = await stage.api(url)
     await wait_until(lambda: staged["api"]["id"] in ingress.snapshot.apis)
+    # One synchronous call first: once it is answered, processors know the API too.
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{ingress.url}/{staged['org']}/echo", headers={"X-Tag": "sync"}) as r:
+            assert r.status == 200
     from core.metrics import EXPIRED_DROPPED
 
     dropped_by_egress = EXPIRED_DROPPED.labels("egress")._value.get()
@@ -73,4 +78,24 @@ async def test_expired_calls_never_reach_the_upstream(
         await producer.stop()
     assert "expired-in" not in seen
     assert "expired-out" not in seen
-    assert seen.count("live") == 1
+    assert seen.count("live") == 1 and seen.count("sync") == 1
+
+
+async def test_an_async_call_to_an_unknown_route_is_dead_lettered_not_lost(settings: Settings, ingress: IngressInstance) -> None:
+    from control.replay import read_dead_letters
+
+    org = f"nobody-{uuid.uuid4().hex[:6]}"
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topics.requests, _inbound(org, "lost?", int(time.time() * 1000) + 10_000))
+    finally:
+        await producer.stop()
+    letters: list = []
+    for _ in range(50):
+        letters = await read_dead_letters(settings, org=org)
+        if letters:
+            break
+    assert letters, "an undeliverable async call left no trace"
+    assert letters[0].letter["error_code"] == "org_not_found"
+    assert letters[0].letter["stage"] == "processors"

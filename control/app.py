@@ -1,0 +1,105 @@
+"""The control application: management API on /api/v1 plus health routes.
+
+Resources live in ``cleanup_ctx`` generators, one per resource: the asyncpg
+pool (migrations run when it opens), Redis, the outbox relay with its Kafka
+producer, and the sandbox pool for the connector try-out endpoint.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from control.auth import TokenIssuer, resolve_jwt_secret
+from control.bodies import request_schemas
+from control.handlers import routes
+from control.middleware import authenticate
+from control.migrate import apply_migrations
+from control.outbox import OutboxRelay
+from control.state import STATE, ControlState
+from core.db import make_pool, ping_pool
+from core.http import error_middleware, health_routes
+from core.redis import make_redis
+from core.settings import Settings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, relay: bool = True, sandbox: bool = True) -> web.Application:
+    """Build the app; ``relay=False`` / ``sandbox=False`` leave those out (tests, tools)."""
+    st = ControlState(settings=settings, schemas=request_schemas(settings))
+    # aiohttp's own limit is a backstop; read_json answers the 413 with our error body.
+    app = web.Application(middlewares=[error_middleware, authenticate()],
+                          client_max_size=settings.control_max_body_bytes + 1)
+    app[STATE] = st
+
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        st.pool = await make_pool(settings)
+        try:
+            await apply_migrations(st.pool)
+            st.tokens = TokenIssuer(await resolve_jwt_secret(settings, st.pool), settings.jwt_ttl_s)
+            yield
+        finally:
+            await st.pool.close()
+
+    async def redis(app: web.Application) -> AsyncIterator[None]:
+        st.redis = make_redis(settings)
+        try:
+            yield
+        finally:
+            await st.redis.aclose()
+
+    async def outbox(app: web.Application) -> AsyncIterator[None]:
+        st.relay = OutboxRelay(settings, st.db)
+        await st.relay.start()
+        try:
+            yield
+        finally:
+            await st.relay.stop()
+
+    async def sandbox_pool(app: web.Application) -> AsyncIterator[None]:
+        try:
+            from sandbox import SandboxPool
+        except ImportError:
+            log.warning("sandbox package not available; connector try-out is disabled")
+            yield
+            return
+        pool = SandboxPool(workers=settings.sandbox_workers, cpu_ms=settings.sandbox_cpu_ms,
+                           timeout_ms=settings.sandbox_timeout_ms, memory_mb=settings.sandbox_memory_mb)
+        await pool.start()
+        st.sandbox = pool
+        try:
+            yield
+        finally:
+            st.sandbox = None
+            with contextlib.suppress(Exception):
+                await pool.stop()
+
+    app.cleanup_ctx.append(database)
+    app.cleanup_ctx.append(redis)
+    if relay:
+        app.cleanup_ctx.append(outbox)
+    if sandbox:
+        app.cleanup_ctx.append(sandbox_pool)
+
+    async def check_db() -> None:
+        await ping_pool(st.db)
+
+    async def check_redis() -> None:
+        await st.redis.ping()
+
+    async def check_kafka() -> None:
+        if st.relay is None:
+            raise RuntimeError("outbox relay not running")
+        await st.relay.ready()
+
+    checks = {"db": check_db, "redis": check_redis}
+    if relay:
+        checks["kafka"] = check_kafka
+    app.add_routes(health_routes(checks))
+    app.add_routes(routes())
+    return app

@@ -1,0 +1,122 @@
+"""Request body schemas, as JSON Schema data.
+
+The same dicts drive request validation (:mod:`control.validation`) and the
+OpenAPI document (:mod:`control.openapi`), so the two cannot drift apart.
+Limits that come from settings are filled in by :func:`request_schemas`.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from core.routing import ANY_METHOD, HTTP_METHODS
+from core.settings import Settings
+
+__all__ = ["SLUG_PATTERN", "request_schemas"]
+
+Schema = dict[str, Any]
+
+SLUG_PATTERN = "^[a-z][a-z0-9-]{1,62}$"
+NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$"
+EMAIL_PATTERN = "^[^@\\s]{1,64}@[^@\\s]{1,189}$"
+METHODS = sorted(HTTP_METHODS)
+# "*" accepts any method: an API answering every method, a connector passing the caller's on.
+ANY_METHODS = [ANY_METHOD, *METHODS]
+
+_login: Schema = {
+    "type": "object", "additionalProperties": False, "required": ["email", "password"],
+    "properties": {
+        "email": {"type": "string", "minLength": 1, "maxLength": 254},
+        "password": {"type": "string", "minLength": 1, "maxLength": 72},
+    },
+}
+_org_props: Schema = {
+    "slug": {"type": "string", "pattern": SLUG_PATTERN, "description": "URL prefix on ingress: http://<ingress>/<slug>/..."},
+    "name": {"type": "string", "minLength": 1, "maxLength": 200},
+    "enabled": {"type": "boolean"},
+}
+_user_props: Schema = {
+    "email": {"type": "string", "pattern": EMAIL_PATTERN, "maxLength": 254},
+    "password": {"type": "string", "minLength": 8, "maxLength": 72},
+    "role": {"type": "string", "enum": ["org_admin", "org_viewer"]},
+}
+_target: Schema = {
+    "type": "object", "additionalProperties": False, "required": ["protocol", "url"],
+    "properties": {
+        "protocol": {"type": "string", "enum": ["rest", "soap"]},
+        "url": {"type": "string", "minLength": 1, "maxLength": 2048, "description": "http or https URL"},
+        "method": {"type": "string", "enum": ANY_METHODS},
+        "headers": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 4096}},
+        "wsdl": {"type": "string", "maxLength": 2048},
+        "operation": {"type": "string", "maxLength": 200},
+        "timeout_ms": {"type": "integer", "minimum": 1},
+    },
+}
+_connector_props: Schema = {
+    "name": {"type": "string", "pattern": NAME_PATTERN},
+    "description": {"type": "string", "maxLength": 2000},
+    "target": _target,
+    "script": {"type": ["string", "null"], "maxLength": 262144},
+    "settings": {"type": "object"},
+}
+_auth: Schema = {
+    "type": "object", "required": ["mode"],
+    "description": "Caller authentication; keys other than mode are the method's own settings.",
+    "properties": {"mode": {"type": "string", "enum": ["none", "api_key", "basic", "oauth2"]}},
+}
+_api_props: Schema = {
+    "name": {"type": "string", "pattern": NAME_PATTERN},
+    "description": {"type": "string", "maxLength": 2000},
+    "protocol": {"type": "string", "enum": ["rest", "soap"]},
+    "methods": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "string", "enum": ANY_METHODS}},
+    "path": {"type": "string", "minLength": 1, "maxLength": 512, "description": "path template such as /orders/{id}"},
+    "connector": {"type": "string", "description": "id of a connector in the same organisation"},
+    "timeout_ms": {"type": "integer", "minimum": 1},
+    "auth": _auth,
+    "enabled": {"type": "boolean"},
+}
+_test_request: Schema = {
+    "type": "object", "additionalProperties": False, "required": ["request"],
+    "properties": {
+        "request": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "method": {"type": "string", "enum": METHODS},
+                "path": {"type": "string", "maxLength": 2048},
+                "query": {"type": "object", "additionalProperties": {"type": "string"}},
+                "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                "body": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+
+
+def _obj(props: Schema, required: list[str]) -> Schema:
+    out: Schema = {"type": "object", "additionalProperties": False, "properties": copy.deepcopy(props)}
+    if required:
+        out["required"] = required
+    return out
+
+
+def request_schemas(settings: Settings) -> dict[str, Schema]:
+    """Every request body schema, by OpenAPI component name."""
+    api_props = copy.deepcopy(_api_props)
+    api_props["timeout_ms"]["maximum"] = settings.max_timeout_ms
+    connector_props = copy.deepcopy(_connector_props)
+    connector_props["target"]["properties"]["timeout_ms"]["maximum"] = settings.max_timeout_ms
+    api_required = ["name", "methods", "path", "connector"]
+    connector_required = ["name", "target"]
+    return {
+        "LoginRequest": copy.deepcopy(_login),
+        "OrgCreate": _obj(_org_props, ["slug", "name"]),
+        "OrgUpdate": _obj(_org_props, []),
+        "UserCreate": _obj(_user_props, ["email", "password", "role"]),
+        "UserUpdate": _obj({k: v for k, v in _user_props.items() if k != "email"}, []),
+        "ConnectorCreate": _obj(connector_props, connector_required),
+        "ConnectorUpdate": _obj(connector_props, []),
+        "ApiCreate": _obj(api_props, api_required),
+        "ApiUpdate": _obj(api_props, []),
+        "RollbackRequest": _obj({"version": {"type": "integer", "minimum": 1}}, ["version"]),
+        "ConnectorTestRequest": copy.deepcopy(_test_request),
+    }

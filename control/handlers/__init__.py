@@ -1,0 +1,13 @@
+"""HTTP handlers, one module per resource; :func:`routes` lists them all."""
+from __future__ import annotations
+
+from aiohttp import web
+
+__all__ = ["routes"]
+
+
+def routes() -> list[web.RouteDef]:
+    from control.handlers import audit, auth, connector_test, meta, orgs, resources, users
+
+    return [*auth.routes(), *orgs.routes(), *users.routes(), *resources.routes(), *audit.routes(),
+            *connector_test.routes(), *meta.routes()]

@@ -1,0 +1,74 @@
+"""GET /api/v1/audit: filtered, newest first, paginated by cursor."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from aiohttp import web
+
+from control.handlers.common import principal, reply, state
+from control.store.audit import AuditFilter, audit_view, query_audit
+from control.store.orgs import find_org
+from control.validation import raise_if
+from core.errors import FieldError
+
+__all__ = ["routes", "RESOURCE_TYPES"]
+
+RESOURCE_TYPES = ("org", "user", "api", "connector")
+QUERY_PARAMS = ("org", "actor", "resource_type", "resource_id", "since", "until", "limit", "cursor")
+
+
+def _time(raw: str, name: str, errors: list[FieldError]) -> datetime | None:
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        errors.append(FieldError(name, "must be an ISO 8601 date-time"))
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _int(raw: str, name: str, low: int, high: int, errors: list[FieldError]) -> int | None:
+    if not raw.isdigit() or len(raw) > 18 or not low <= int(raw) <= high:
+        errors.append(FieldError(name, f"must be an integer from {low} to {high}"))
+        return None
+    return int(raw)
+
+
+async def list_audit(request: web.Request) -> web.Response:
+    p = principal(request)
+    q = request.query
+    errors: list[FieldError] = []
+    for name in q:
+        if name not in QUERY_PARAMS:
+            errors.append(FieldError(name, "unknown query parameter"))
+    for name in QUERY_PARAMS:
+        if "\x00" in q.get(name, ""):
+            errors.append(FieldError(name, "must not contain NUL characters"))
+    raise_if(errors)
+    rtype = q.get("resource_type")
+    if rtype is not None and rtype not in RESOURCE_TYPES:
+        errors.append(FieldError("resource_type", f"must be one of {', '.join(RESOURCE_TYPES)}"))
+    since = _time(q["since"], "since", errors) if "since" in q else None
+    until = _time(q["until"], "until", errors) if "until" in q else None
+    limit = _int(q["limit"], "limit", 1, 500, errors) if "limit" in q else 100
+    cursor = _int(q["cursor"], "cursor", 1, 2**62, errors) if "cursor" in q else None
+    raise_if(errors)
+    async with state(request).db.acquire() as conn:
+        org_id: str | None = None
+        if "org" in q:
+            org = await find_org(conn, q["org"])
+            if org is None or not p.can_read(str(org["id"])):
+                return reply({"items": [], "next_cursor": None})
+            org_id = str(org["id"])
+        elif not p.is_global_admin:
+            org_id = p.org_id  # others see only their own organisation's trail
+        assert limit is not None
+        rows = await query_audit(conn, AuditFilter(org_id=org_id, actor=q.get("actor"), resource_type=rtype,
+                                                   resource_id=q.get("resource_id"), since=since, until=until,
+                                                   before_id=cursor, limit=limit))
+    items = [audit_view(r) for r in rows]
+    next_cursor = items[-1]["id"] if len(items) == limit else None
+    return reply({"items": items, "next_cursor": next_cursor})
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/api/v1/audit", list_audit, allow_head=False)]

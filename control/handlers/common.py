@@ -1,0 +1,74 @@
+"""Helpers every handler shares: state, the caller, bodies, org lookup, and
+recording a change (audit row + outbox rows in the caller's transaction)."""
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from control.rbac import PRINCIPAL, Principal
+from control.state import STATE, ControlState
+from control.store.audit import AuditEntry, insert_audit
+from control.store.orgs import find_org
+from control.store.outbox import OutboxEvent, enqueue, notify_channel
+from control.validation import validate_body
+from control.versions import etag
+from core.errors import NotFound, Unauthorized
+from core import http as core_http
+from core.http import json_response
+
+__all__ = ["body", "org_for", "principal", "record", "reply", "state"]
+
+
+# core.http stores the request id under a RequestKey (newer) or a plain string (older).
+_REQUEST_ID_KEY: Any = getattr(core_http, "REQUEST_ID_KEY", "request_id")
+
+
+def request_id(request: web.Request) -> str | None:
+    return request.get(_REQUEST_ID_KEY) or request.headers.get(core_http.REQUEST_ID)
+
+
+def state(request: web.Request) -> ControlState:
+    return request.app[STATE]
+
+
+def principal(request: web.Request) -> Principal:
+    p = request.get(PRINCIPAL)
+    if p is None:
+        raise Unauthorized("authentication required")
+    return p
+
+
+async def body(request: web.Request, schema_name: str) -> dict[str, Any]:
+    st = state(request)
+    return await validate_body(request, st.schemas[schema_name], st.settings.control_max_body_bytes)
+
+
+async def org_for(conn: asyncpg.Connection, request: web.Request, *, write: bool = False,
+                  lock: bool = False) -> asyncpg.Record:
+    """The organisation named in the path, if the caller may see it (else 404)
+    and, with ``write``, change it (else 403). ``lock`` serialises writers."""
+    ref = request.match_info["org"]
+    org = await find_org(conn, ref, for_update=lock)
+    p = principal(request)
+    if org is None or not p.can_read(str(org["id"])):
+        raise NotFound(f"organisation {ref!r} not found", code="org_not_found")
+    if write:
+        p.require_write(str(org["id"]))
+    return org
+
+
+async def record(conn: asyncpg.Connection, request: web.Request, *, action: str, resource_type: str,
+                 resource_id: str, org_id: str | None, before: dict[str, Any] | None,
+                 after: dict[str, Any] | None, events: list[OutboxEvent]) -> None:
+    """The audit row and config events of one change, in the change's transaction."""
+    p = principal(request)
+    await insert_audit(conn, AuditEntry(p.user_id, p.email, org_id, action, resource_type, resource_id,
+                                        before, after, request_id(request)))
+    await enqueue(conn, events, notify_channel(state(request).settings.database_schema))
+
+
+def reply(data: Any, *, status: int = 200, version: int | None = None) -> web.Response:
+    headers = {"ETag": etag(version)} if version is not None else None
+    return json_response(data, status=status, headers=headers)

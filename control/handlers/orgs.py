@@ -1,0 +1,107 @@
+"""Organisations: /api/v1/orgs and /api/v1/orgs/{org}."""
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+from aiohttp import web
+
+from control.documents import api_event, connector_event, org_event
+from control.handlers.common import body, org_for, principal, record, reply, state
+from control.store.orgs import delete_org, insert_org, list_orgs, org_view, update_org
+from control.store.resources import API, CONNECTOR, resource_view
+from control.validation import is_uuid
+from control.versions import check_if_match
+from core.errors import Conflict, FieldError, InvalidInput
+
+__all__ = ["routes"]
+
+
+def _check_slug(slug: str) -> None:
+    if is_uuid(slug):
+        raise InvalidInput("slug must not look like an id", fields=[FieldError("slug", "must not be a UUID")])
+
+
+async def create(request: web.Request) -> web.Response:
+    principal(request).require_global_admin()
+    data = await body(request, "OrgCreate")
+    _check_slug(data["slug"])
+    async with state(request).db.acquire() as conn, conn.transaction():
+        try:
+            row = await insert_org(conn, str(uuid.uuid4()), data["slug"], data["name"], data.get("enabled", True))
+        except asyncpg.UniqueViolationError:
+            raise Conflict(f"slug {data['slug']!r} is taken", code="slug_taken",
+                           fields=[FieldError("slug", "is taken")]) from None
+        org = org_view(row)
+        await record(conn, request, action="create", resource_type="org", resource_id=org["id"],
+                     org_id=org["id"], before=None, after=org, events=[org_event(org)])
+    return reply(org, status=201, version=org["version"])
+
+
+async def list_(request: web.Request) -> web.Response:
+    p = principal(request)
+    async with state(request).db.acquire() as conn:
+        rows = await list_orgs(conn, None if p.is_global_admin else p.org_id)
+    return reply({"items": [org_view(r) for r in rows]})
+
+
+async def get(request: web.Request) -> web.Response:
+    async with state(request).db.acquire() as conn:
+        org = org_view(await org_for(conn, request))
+    return reply(org, version=org["version"])
+
+
+async def patch(request: web.Request) -> web.Response:
+    data = await body(request, "OrgUpdate")
+    if "slug" in data:
+        _check_slug(data["slug"])
+    if ("slug" in data or "enabled" in data):
+        # The slug is the ingress URL prefix and enabled switches all traffic:
+        # platform decisions, so only a global admin makes them.
+        principal(request).require_global_admin()
+    async with state(request).db.acquire() as conn, conn.transaction():
+        before = org_view(await org_for(conn, request, write=True, lock=True))
+        check_if_match(request.headers.get("If-Match"), before["version"])
+        merged = {k: data.get(k, before[k]) for k in ("slug", "name", "enabled")}
+        if all(merged[k] == before[k] for k in merged):
+            return reply(before, version=before["version"])
+        try:
+            async with conn.transaction():
+                after = org_view(await update_org(conn, before["id"], merged["slug"], merged["name"], merged["enabled"]))
+        except asyncpg.UniqueViolationError:
+            raise Conflict(f"slug {merged['slug']!r} is taken", code="slug_taken",
+                           fields=[FieldError("slug", "is taken")]) from None
+        events = [org_event(after)]
+        if after["slug"] != before["slug"]:
+            # Documents carry the slug; re-emit them so a replay of the
+            # compacted topic routes under the new one.
+            for kind, make in ((CONNECTOR, connector_event), (API, api_event)):
+                events += [make(resource_view(r, after["slug"])) for r in await kind.list(conn, after["id"])]
+        await record(conn, request, action="update", resource_type="org", resource_id=after["id"],
+                     org_id=after["id"], before=before, after=after, events=events)
+    return reply(after, version=after["version"])
+
+
+async def delete(request: web.Request) -> web.Response:
+    principal(request).require_global_admin()
+    async with state(request).db.acquire() as conn, conn.transaction():
+        before = org_view(await org_for(conn, request, write=True, lock=True))
+        check_if_match(request.headers.get("If-Match"), before["version"])
+        events = [api_event(resource_view(r, before["slug"]), "delete") for r in await API.list(conn, before["id"])]
+        events += [connector_event(resource_view(r, before["slug"]), "delete")
+                   for r in await CONNECTOR.list(conn, before["id"])]
+        events.append(org_event(before, "delete"))
+        await delete_org(conn, before["id"])
+        await record(conn, request, action="delete", resource_type="org", resource_id=before["id"],
+                     org_id=before["id"], before=before, after=None, events=events)
+    return web.Response(status=204)
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post("/api/v1/orgs", create),
+        web.get("/api/v1/orgs", list_, allow_head=False),
+        web.get("/api/v1/orgs/{org}", get, allow_head=False),
+        web.patch("/api/v1/orgs/{org}", patch),
+        web.delete("/api/v1/orgs/{org}", delete),
+    ]

@@ -1,0 +1,221 @@
+"""Versioned resources — APIs and connectors — under /api/v1/orgs/{org}.
+
+Create writes version 1; PUT (replace), PATCH (top-level merge) and rollback
+write the next version. Every write holds the organisation's row lock, so
+route and name clash checks see every concurrent change.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from control.checks import prepare_api, prepare_connector
+from control.documents import api_event, connector_event
+from control.handlers.common import body, org_for, principal, record, reply, state
+from control.store.outbox import OutboxEvent
+from control.store.resources import API, CONNECTOR, Kind, content_of, resource_view, version_view
+from control.validation import is_uuid
+from control.versions import check_if_match, diff
+from core.errors import Conflict, FieldError, InvalidInput, NotFound
+
+__all__ = ["routes"]
+
+Prepare = Callable[[asyncpg.Connection, web.Request, str, "str | None", dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+async def _prepare_api(conn: asyncpg.Connection, request: web.Request, org_id: str, id_: str | None,
+                       data: dict[str, Any]) -> dict[str, Any]:
+    return await prepare_api(conn, state(request).settings, org_id, id_, data)
+
+
+async def _prepare_connector(conn: asyncpg.Connection, request: web.Request, org_id: str, id_: str | None,
+                             data: dict[str, Any]) -> dict[str, Any]:
+    return await prepare_connector(data)
+
+
+@dataclass(frozen=True)
+class Spec:
+    kind: Kind
+    plural: str
+    create_schema: str
+    update_schema: str
+    prepare: Prepare
+    event: Callable[[dict[str, Any], str], OutboxEvent]
+
+    @property
+    def label(self) -> str:
+        return "API" if self.kind is API else "connector"
+
+
+SPECS = (
+    Spec(API, "apis", "ApiCreate", "ApiUpdate", _prepare_api, api_event),
+    Spec(CONNECTOR, "connectors", "ConnectorCreate", "ConnectorUpdate", _prepare_connector, connector_event),
+)
+
+
+async def _current(conn: asyncpg.Connection, spec: Spec, org_id: str, ref: str, *, lock: bool = False) -> asyncpg.Record:
+    row = await spec.kind.get(conn, org_id, ref, for_update=lock) if is_uuid(ref) else None
+    if row is None:
+        raise NotFound(f"{spec.label} {ref!r} not found")
+    return row
+
+
+async def _check_name(conn: asyncpg.Connection, spec: Spec, org_id: str, name: str, id_: str | None) -> None:
+    if await spec.kind.name_taken(conn, org_id, name, id_):
+        raise Conflict(f"a {spec.label} named {name!r} exists in this organisation", code="name_taken",
+                       fields=[FieldError("name", "is taken")])
+
+
+def _handlers(spec: Spec) -> list[web.RouteDef]:
+    base = f"/api/v1/orgs/{{org}}/{spec.plural}"
+    one = base + "/{id}"
+
+    async def write_version(conn: asyncpg.Connection, request: web.Request, org: asyncpg.Record,
+                            before: dict[str, Any] | None, content: dict[str, Any], action: str) -> dict[str, Any]:
+        org_id = str(org["id"])
+        id_ = before["id"] if before else str(uuid.uuid4())
+        version = before["version"] + 1 if before else 1
+        row = await spec.kind.write(conn, org_id, id_, version, content, principal(request).user_id)
+        after = resource_view(row, org["slug"])
+        await record(conn, request, action=action, resource_type=spec.kind.name, resource_id=id_, org_id=org_id,
+                     before=before, after=after, events=[spec.event(after, "upsert")])
+        return after
+
+    async def create(request: web.Request) -> web.Response:
+        data = await body(request, spec.create_schema)
+        async with state(request).db.acquire() as conn, conn.transaction():
+            org = await org_for(conn, request, write=True, lock=True)
+            await _check_name(conn, spec, str(org["id"]), data["name"], None)
+            content = await spec.prepare(conn, request, str(org["id"]), None, data)
+            after = await write_version(conn, request, org, None, content, "create")
+        return reply(after, status=201, version=after["version"])
+
+    async def list_(request: web.Request) -> web.Response:
+        async with state(request).db.acquire() as conn:
+            org = await org_for(conn, request)
+            rows = await spec.kind.list(conn, str(org["id"]))
+        return reply({"items": [resource_view(r, org["slug"]) for r in rows]})
+
+    async def get(request: web.Request) -> web.Response:
+        async with state(request).db.acquire() as conn:
+            org = await org_for(conn, request)
+            view = resource_view(await _current(conn, spec, str(org["id"]), request.match_info["id"]), org["slug"])
+        return reply(view, version=view["version"])
+
+    async def update(request: web.Request, *, replace: bool) -> web.Response:
+        data = await body(request, spec.create_schema if replace else spec.update_schema)
+        async with state(request).db.acquire() as conn, conn.transaction():
+            org = await org_for(conn, request, write=True, lock=True)
+            org_id = str(org["id"])
+            row = await _current(conn, spec, org_id, request.match_info["id"], lock=True)
+            before = resource_view(row, org["slug"])
+            check_if_match(request.headers.get("If-Match"), before["version"])
+            old = content_of(row)
+            merged = data if replace else {**old, **data}
+            await _check_name(conn, spec, org_id, merged["name"], before["id"])
+            content = await spec.prepare(conn, request, org_id, before["id"], merged)
+            if content == old:  # nothing changed: no new version, no audit row
+                return reply(before, version=before["version"])
+            after = await write_version(conn, request, org, before, content, "update")
+        return reply(after, version=after["version"])
+
+    async def put(request: web.Request) -> web.Response:
+        return await update(request, replace=True)
+
+    async def patch(request: web.Request) -> web.Response:
+        return await update(request, replace=False)
+
+    async def delete(request: web.Request) -> web.Response:
+        async with state(request).db.acquire() as conn, conn.transaction():
+            org = await org_for(conn, request, write=True, lock=True)
+            org_id = str(org["id"])
+            before = resource_view(await _current(conn, spec, org_id, request.match_info["id"], lock=True), org["slug"])
+            check_if_match(request.headers.get("If-Match"), before["version"])
+            if spec.kind is CONNECTOR:
+                users = await conn.fetch("SELECT id FROM apis WHERE org_id = $1 AND connector_id = $2", org_id, before["id"])
+                if users:
+                    raise Conflict("the connector is used by APIs; delete or repoint them first", code="connector_in_use",
+                                   extra={"apis": [str(r["id"]) for r in users]})
+            await spec.kind.delete(conn, org_id, before["id"])
+            await record(conn, request, action="delete", resource_type=spec.kind.name, resource_id=before["id"],
+                         org_id=org_id, before=before, after=None, events=[spec.event(before, "delete")])
+        return web.Response(status=204)
+
+    async def versions(request: web.Request) -> web.Response:
+        async with state(request).db.acquire() as conn:
+            org = await org_for(conn, request)
+            row = await _current(conn, spec, str(org["id"]), request.match_info["id"])
+            rows = await spec.kind.list_versions(conn, str(org["id"]), str(row["id"]))
+        return reply({"items": [dict(version_view(r), id=str(row["id"])) for r in rows]})
+
+    async def _version(conn: asyncpg.Connection, org_id: str, id_: str, n: int) -> dict[str, Any]:
+        row = await spec.kind.get_version(conn, org_id, id_, n)
+        if row is None:
+            raise NotFound(f"version {n} not found", code="version_not_found")
+        return dict(version_view(row), id=id_)
+
+    def _int(raw: str | None, name: str) -> int:
+        if raw is None or not raw.isdigit() or len(raw) > 9 or int(raw) < 1:
+            raise InvalidInput(f"{name} must be a positive integer", fields=[FieldError(name, "must be a positive integer")])
+        return int(raw)
+
+    async def version(request: web.Request) -> web.Response:
+        n = _int(request.match_info["n"], "n")
+        async with state(request).db.acquire() as conn:
+            org = await org_for(conn, request)
+            row = await _current(conn, spec, str(org["id"]), request.match_info["id"])
+            return reply(await _version(conn, str(org["id"]), str(row["id"]), n))
+
+    async def _diff(request: web.Request, a: int, b: int) -> web.Response:
+        async with state(request).db.acquire() as conn:
+            org = await org_for(conn, request)
+            row = await _current(conn, spec, str(org["id"]), request.match_info["id"])
+            va = await _version(conn, str(org["id"]), str(row["id"]), a)
+            vb = await _version(conn, str(org["id"]), str(row["id"]), b)
+        return reply({"id": str(row["id"]), "from": a, "to": b, "changes": diff(va["content"], vb["content"])})
+
+    async def diff_path(request: web.Request) -> web.Response:
+        return await _diff(request, _int(request.match_info["a"], "a"), _int(request.match_info["b"], "b"))
+
+    async def diff_query(request: web.Request) -> web.Response:
+        return await _diff(request, _int(request.query.get("from"), "from"), _int(request.query.get("to"), "to"))
+
+    async def rollback(request: web.Request) -> web.Response:
+        data = await body(request, "RollbackRequest")
+        async with state(request).db.acquire() as conn, conn.transaction():
+            org = await org_for(conn, request, write=True, lock=True)
+            org_id = str(org["id"])
+            row = await _current(conn, spec, org_id, request.match_info["id"], lock=True)
+            before = resource_view(row, org["slug"])
+            check_if_match(request.headers.get("If-Match"), before["version"])
+            target = await spec.kind.get_version(conn, org_id, before["id"], data["version"])
+            if target is None:
+                raise NotFound(f"version {data['version']} not found", code="version_not_found")
+            old = content_of(target)
+            await _check_name(conn, spec, org_id, old["name"], before["id"])
+            content = await spec.prepare(conn, request, org_id, before["id"], old)
+            after = await write_version(conn, request, org, before, content, "rollback")
+        return reply(after, version=after["version"])
+
+    return [
+        web.post(base, create),
+        web.get(base, list_, allow_head=False),
+        web.get(one, get, allow_head=False),
+        web.put(one, put),
+        web.patch(one, patch),
+        web.delete(one, delete),
+        web.get(one + "/versions", versions, allow_head=False),
+        web.get(one + "/versions/{n}", version, allow_head=False),
+        web.get(one + "/versions/{a}/diff/{b}", diff_path, allow_head=False),
+        web.get(one + "/diff", diff_query, allow_head=False),
+        web.post(one + "/rollback", rollback),
+    ]
+
+
+def routes() -> list[web.RouteDef]:
+    return [r for spec in SPECS for r in _handlers(spec)]

@@ -1,0 +1,275 @@
+"""The OpenAPI 3.1 document of the management API, as data.
+
+Request bodies come from :mod:`control.bodies` — the very schemas the
+validator enforces — so the document cannot promise what the code refuses.
+A schemathesis test (tests/control/test_control_openapi.py) runs the live
+server against it.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from control.bodies import request_schemas
+from core.settings import Settings
+
+__all__ = ["build_openapi"]
+
+Schema = dict[str, Any]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(props: Schema, required: list[str] | None = None) -> Schema:
+    return {"type": "object", "properties": props, "required": required if required is not None else list(props)}
+
+
+_STR = {"type": "string"}
+_STR_OR_NULL = {"type": ["string", "null"]}
+_INT = {"type": "integer"}
+_BOOL = {"type": "boolean"}
+_TIME = {"type": "string", "format": "date-time"}
+
+_ERROR_TEXT = {
+    "400": "Malformed JSON body (code malformed_body).",
+    "401": "Missing, expired or invalid bearer token; wrong login.",
+    "403": "Your role may not do this (a viewer writing, an org admin doing a global admin's job).",
+    "404": "No such resource, or it belongs to another organisation.",
+    "409": "Conflict: name or slug taken, route clash (code route_clash), connector in use.",
+    "412": "If-Match does not name the current version (code precondition_failed).",
+    "413": "Request body larger than the limit (code body_too_large).",
+    "422": "Invalid input: see fields[] for each field at fault.",
+}
+
+
+def _response_schemas() -> dict[str, Schema]:
+    resource_common = {"id": _STR, "org": _STR, "org_id": _STR, "version": _INT,
+                       "name": _STR, "created_at": _TIME, "updated_at": _TIME}
+    return {
+        "Error": {
+            "type": "object", "required": ["code", "message"],
+            "properties": {
+                "code": _STR, "message": _STR, "request_id": _STR,
+                "fields": {"type": "array", "items": _obj({"field": _STR, "message": _STR})},
+            },
+        },
+        "Token": _obj({"access_token": _STR, "token_type": {"type": "string", "enum": ["bearer"]}, "expires_in": _INT}),
+        "Org": _obj({"id": _STR, "slug": _STR, "name": _STR, "enabled": _BOOL, "version": _INT,
+                     "created_at": _TIME, "updated_at": _TIME}),
+        "User": _obj({"id": _STR, "org_id": _STR_OR_NULL, "email": _STR,
+                      "role": {"type": "string", "enum": ["global_admin", "org_admin", "org_viewer"]},
+                      "version": _INT, "created_at": _TIME, "updated_at": _TIME}),
+        "Api": _obj({**resource_common, "protocol": _STR, "methods": {"type": "array", "items": _STR},
+                     "path": _STR, "connector": _STR, "timeout_ms": _INT,
+                     "auth": {"type": "object", "required": ["mode"], "properties": {"mode": _STR}},
+                     "enabled": _BOOL}),
+        "Connector": _obj({**resource_common, "target": {"type": "object", "required": ["protocol", "url"],
+                                                        "properties": {"protocol": _STR, "url": _STR}},
+                           "script": _STR_OR_NULL, "settings": {"type": "object"}}),
+        "Version": _obj({"id": _STR, "version": _INT, "content": {"type": "object"},
+                         "created_by": _STR_OR_NULL, "created_at": _TIME}),
+        "Diff": _obj({"id": _STR, "from": _INT, "to": _INT, "changes": {"type": "array", "items": {
+            "type": "object", "required": ["field", "before", "after"],
+            "properties": {"field": _STR, "before": {}, "after": {}}}}}),
+        "AuditEntry": _obj({"id": _INT, "at": _TIME, "actor_id": _STR_OR_NULL, "actor_email": _STR_OR_NULL,
+                            "org_id": _STR_OR_NULL, "action": _STR, "resource_type": _STR, "resource_id": _STR,
+                            "before": {"type": ["object", "null"]}, "after": {"type": ["object", "null"]},
+                            "request_id": _STR_OR_NULL}),
+        "AuditPage": _obj({"items": {"type": "array", "items": _ref("AuditEntry")},
+                           "next_cursor": {"type": ["integer", "null"]}}),
+        "ConnectorTestResult": {
+            "type": "object", "required": ["logs"],
+            "properties": {
+                "request": {"type": "object", "description": "the transformed request; body as text, or base64 with body_base64 true"},
+                "error": _obj({"code": _STR, "message": _STR, "line": {"type": ["integer", "null"]}}),
+                "logs": {"type": "array", "items": _STR},
+            },
+        },
+    }
+
+
+def _list_of(name: str) -> Schema:
+    return _obj({"items": {"type": "array", "items": _ref(name)}})
+
+
+def _json(schema: Schema, description: str, etag: bool = False) -> Schema:
+    out: Schema = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if etag:
+        out["headers"] = {"ETag": {"description": 'W/"<version>"', "schema": _STR}}
+    return out
+
+
+def _errors(*codes: str) -> dict[str, Schema]:
+    return {c: _json(_ref("Error"), _ERROR_TEXT[c]) for c in codes}
+
+
+_IF_MATCH = {"name": "If-Match", "in": "header", "required": False, "schema": _STR,
+             "description": 'ETag of the version you read (W/"<n>"); a mismatch answers 412.'}
+
+
+def _path_param(name: str, description: str, schema: Schema | None = None) -> Schema:
+    return {"name": name, "in": "path", "required": True, "schema": schema or _STR, "description": description}
+
+
+ORG = _path_param("org", "organisation slug or id")
+ID = _path_param("id", "resource id")
+USER = _path_param("user", "user id")
+
+
+def _op(summary: str, responses: dict[str, Schema], *, body: str | None = None, params: list[Schema] | None = None,
+        public: bool = False, tag: str = "") -> Schema:
+    op: Schema = {"summary": summary, "operationId": "", "responses": responses}
+    if tag:
+        op["tags"] = [tag]
+    if params:
+        op["parameters"] = params
+    if body:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(body)}}}
+    if public:
+        op["security"] = []
+    return op
+
+
+def _versioned(plural: str, schema: str, create: str, update: str, label: str) -> dict[str, Schema]:
+    base = f"/api/v1/orgs/{{org}}/{plural}"
+    one = base + "/{id}"
+    read_err = _errors("401", "404")
+    write_err = _errors("400", "401", "403", "404", "409", "413", "422")
+    upd_err = _errors("400", "401", "403", "404", "409", "412", "413", "422")
+    n_schema = {"type": "integer", "minimum": 1}
+    return {
+        base: {
+            "parameters": [ORG],
+            "get": _op(f"List {label}s", {"200": _json(_list_of(schema), f"{label}s of the organisation"), **read_err}, tag=label),
+            "post": _op(f"Create a {label} (version 1)", {"201": _json(_ref(schema), "created", True), **write_err},
+                        body=create, tag=label),
+        },
+        one: {
+            "parameters": [ORG, ID],
+            "get": _op(f"Get a {label}", {"200": _json(_ref(schema), "current version", True), **read_err}, tag=label),
+            "put": _op(f"Replace a {label} (next version)", {"200": _json(_ref(schema), "updated", True), **upd_err},
+                       body=create, params=[_IF_MATCH], tag=label),
+            "patch": _op(f"Change some fields of a {label} (next version)",
+                         {"200": _json(_ref(schema), "updated", True), **upd_err}, body=update, params=[_IF_MATCH], tag=label),
+            "delete": _op(f"Delete a {label}", {"204": {"description": "deleted"},
+                                               **_errors("401", "403", "404", "409", "412")}, params=[_IF_MATCH], tag=label),
+        },
+        one + "/versions": {
+            "parameters": [ORG, ID],
+            "get": _op("List versions", {"200": _json(_list_of("Version"), "every version, oldest first"), **read_err}, tag=label),
+        },
+        one + "/versions/{n}": {
+            "parameters": [ORG, ID, _path_param("n", "version number", n_schema)],
+            "get": _op("Get one version", {"200": _json(_ref("Version"), "that version"), **_errors("401", "404", "422")}, tag=label),
+        },
+        one + "/versions/{a}/diff/{b}": {
+            "parameters": [ORG, ID, _path_param("a", "from version", n_schema), _path_param("b", "to version", n_schema)],
+            "get": _op("Diff two versions", {"200": _json(_ref("Diff"), "changed fields"), **_errors("401", "404", "422")}, tag=label),
+        },
+        one + "/diff": {
+            "parameters": [ORG, ID,
+                           {"name": "from", "in": "query", "required": True, "schema": n_schema},
+                           {"name": "to", "in": "query", "required": True, "schema": n_schema}],
+            "get": _op("Diff two versions (query form)", {"200": _json(_ref("Diff"), "changed fields"),
+                                                          **_errors("401", "404", "422")}, tag=label),
+        },
+        one + "/rollback": {
+            "parameters": [ORG, ID],
+            "post": _op("Create a new version equal to an old one",
+                        {"200": _json(_ref(schema), "the new version", True), **upd_err},
+                        body="RollbackRequest", params=[_IF_MATCH], tag=label),
+        },
+    }
+
+
+def build_openapi(settings: Settings) -> Schema:
+    schemas = {**copy.deepcopy(request_schemas(settings)), **_response_schemas()}
+    ok_only = {"200": _json({"type": "object"}, "ok")}
+    paths: dict[str, Schema] = {
+        "/healthz": {"get": _op("Liveness", ok_only, public=True, tag="health")},
+        "/readyz": {"get": _op("Readiness: database, Redis, Kafka producer", {
+            **ok_only, "503": _json({"type": "object"}, "a dependency is down")}, public=True, tag="health")},
+        "/metrics": {"get": _op("Prometheus metrics", {"200": {"description": "text exposition format",
+                                                            "content": {"text/plain": {"schema": _STR}}}},
+                                public=True, tag="health")},
+        "/api/v1/openapi.json": {"get": _op("This document", {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+                                            public=True, tag="meta")},
+        "/api/v1/auth/login": {"post": _op("Exchange email and password for a bearer token", {
+            "200": _json(_ref("Token"), "token"), **_errors("400", "401", "413", "422")},
+            body="LoginRequest", public=True, tag="auth")},
+        "/api/v1/orgs": {
+            "get": _op("List organisations (a global admin sees all, others their own)",
+                       {"200": _json(_list_of("Org"), "organisations"), **_errors("401")}, tag="orgs"),
+            "post": _op("Create an organisation (global admin)", {"201": _json(_ref("Org"), "created", True),
+                                                                  **_errors("400", "401", "403", "409", "413", "422")},
+                        body="OrgCreate", tag="orgs"),
+        },
+        "/api/v1/orgs/{org}": {
+            "parameters": [ORG],
+            "get": _op("Get an organisation", {"200": _json(_ref("Org"), "organisation", True), **_errors("401", "404")}, tag="orgs"),
+            "patch": _op("Change an organisation (slug and enabled: global admin only)",
+                         {"200": _json(_ref("Org"), "updated", True),
+                          **_errors("400", "401", "403", "404", "409", "412", "413", "422")},
+                         body="OrgUpdate", params=[_IF_MATCH], tag="orgs"),
+            "delete": _op("Delete an organisation with everything in it (global admin)",
+                          {"204": {"description": "deleted"}, **_errors("401", "403", "404", "412")},
+                          params=[_IF_MATCH], tag="orgs"),
+        },
+        "/api/v1/orgs/{org}/users": {
+            "parameters": [ORG],
+            "get": _op("List users", {"200": _json(_list_of("User"), "users"), **_errors("401", "404")}, tag="users"),
+            "post": _op("Create a user", {"201": _json(_ref("User"), "created", True),
+                                          **_errors("400", "401", "403", "404", "409", "413", "422")},
+                        body="UserCreate", tag="users"),
+        },
+        "/api/v1/orgs/{org}/users/{user}": {
+            "parameters": [ORG, USER],
+            "get": _op("Get a user", {"200": _json(_ref("User"), "user", True), **_errors("401", "404")}, tag="users"),
+            "patch": _op("Change a user's role or password", {"200": _json(_ref("User"), "updated", True),
+                                                              **_errors("400", "401", "403", "404", "412", "413", "422")},
+                         body="UserUpdate", params=[_IF_MATCH], tag="users"),
+            "delete": _op("Delete a user", {"204": {"description": "deleted"}, **_errors("401", "403", "404", "412")},
+                          params=[_IF_MATCH], tag="users"),
+        },
+        **_versioned("connectors", "Connector", "ConnectorCreate", "ConnectorUpdate", "connector"),
+        "/api/v1/orgs/{org}/connectors/{id}/test": {
+            "parameters": [ORG, ID],
+            "post": _op("Run the connector's request transform on a sample request",
+                        {"200": _json(_ref("ConnectorTestResult"), "the transformed request or the script's error"),
+                         **_errors("400", "401", "403", "404", "413", "422"),
+                         "503": _json(_ref("Error"), "the sandbox is not available")},
+                        body="ConnectorTestRequest", tag="connector"),
+        },
+        **_versioned("apis", "Api", "ApiCreate", "ApiUpdate", "API"),
+        "/api/v1/audit": {"get": _op("Audit trail, newest first", {
+            "200": _json(_ref("AuditPage"), "one page; pass next_cursor as cursor for the next"),
+            **_errors("401", "422")}, params=[
+                {"name": "org", "in": "query", "schema": _STR, "description": "slug or id"},
+                {"name": "actor", "in": "query", "schema": _STR, "description": "user id or email"},
+                {"name": "resource_type", "in": "query", "schema": {"type": "string", "enum": ["org", "user", "api", "connector"]}},
+                {"name": "resource_id", "in": "query", "schema": _STR},
+                {"name": "since", "in": "query", "schema": _TIME},
+                {"name": "until", "in": "query", "schema": _TIME},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                {"name": "cursor", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+            ], tag="audit")},
+    }
+    for path, item in paths.items():
+        for method, op in item.items():
+            if isinstance(op, dict) and "responses" in op:
+                op["operationId"] = method + "".join(
+                    p.strip("{}").title() for p in path.replace("/api/v1", "").split("/") if p)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Junction management API", "version": "1",
+                 "description": "Organisations, users, connectors, APIs, versions and audit. See docs/control.md."},
+        "servers": [{"url": "/"}],
+        "security": [{"bearerAuth": []}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+    }

@@ -1,0 +1,133 @@
+"""The outbox relay: publishes committed config changes to the compacted
+config topic, in outbox id order, then marks them published.
+
+It wakes on NOTIFY (sent in the change's transaction, so at commit) and polls
+every 200 ms as a fallback. One relay at a time publishes, chosen by a
+transaction-scoped advisory lock, so several control instances never
+interleave. A missing broker is retried with backoff; the API keeps working
+and the rows wait.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import asyncpg
+
+from control.store.outbox import fetch_pending, mark_published, notify_channel
+from core.config_feed import publish_config_events
+from core.kafka import make_producer
+from core.settings import Settings
+
+__all__ = ["OutboxRelay"]
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.2
+BATCH = 500
+MAX_BACKOFF_S = 5.0
+
+
+class OutboxRelay:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._producer: Any = None
+        self._listen_conn: asyncpg.Connection | None = None
+        self._channel = notify_channel(settings.database_schema)
+        self.published = 0
+        self.last_error: str | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._close_listener()
+        await self._close_producer()
+
+    async def ready(self) -> None:
+        """Readiness check: the producer is connected."""
+        if self._producer is None:
+            raise RuntimeError(self.last_error or "Kafka producer not connected")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- internals ---------------------------------------------------------
+    async def _run(self) -> None:
+        backoff = POLL_S
+        while True:
+            try:
+                await self._ensure_listener()
+                await self._ensure_producer()
+                while await self._drain_once() == BATCH:
+                    pass
+                backoff = POLL_S
+                self.last_error = None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker or database away: keep the API up, retry later
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("outbox relay: %s; retrying in %.1fs", self.last_error, backoff)
+                await self._close_producer()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_S)
+            self._wake.clear()
+
+    async def _drain_once(self) -> int:
+        async with self._pool.acquire() as conn, conn.transaction():
+            leader = await conn.fetchval(
+                "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || ':junction-outbox'))")
+            if not leader:
+                return 0
+            events = await fetch_pending(conn, BATCH)
+            if not events:
+                return 0
+            await publish_config_events(self._producer, self._settings, events)
+            await mark_published(conn, [e["event_id"] for e in events])
+        self.published += len(events)
+        return len(events)
+
+    async def _ensure_producer(self) -> None:
+        if self._producer is not None:
+            return
+        producer = make_producer(self._settings)
+        try:
+            await producer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
+        self._producer = producer
+
+    async def _close_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
+    async def _ensure_listener(self) -> None:
+        if self._listen_conn is not None and not self._listen_conn.is_closed():
+            return
+        # A dedicated connection, so LISTEN never ties up a pool slot.
+        conn = await asyncpg.connect(self._settings.database_url)
+        await conn.add_listener(self._channel, lambda *_: self._wake.set())
+        self._listen_conn = conn
+
+    async def _close_listener(self) -> None:
+        conn, self._listen_conn = self._listen_conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()

@@ -1,0 +1,55 @@
+"""Organisations."""
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from control.validation import is_uuid
+
+__all__ = ["delete_org", "find_org", "insert_org", "list_orgs", "lock_org", "org_view", "update_org"]
+
+_COLS = "id, slug, name, enabled, version, created_at, updated_at"
+
+
+def org_view(row: asyncpg.Record) -> dict[str, Any]:
+    return {"id": str(row["id"]), "slug": row["slug"], "name": row["name"], "enabled": row["enabled"],
+            "version": row["version"], "created_at": row["created_at"].isoformat(),
+            "updated_at": row["updated_at"].isoformat()}
+
+
+async def find_org(conn: asyncpg.Connection, ref: str, *, for_update: bool = False) -> asyncpg.Record | None:
+    """By id (a UUID) or by slug."""
+    lock = " FOR UPDATE" if for_update else ""
+    if is_uuid(ref):
+        return await conn.fetchrow(f"SELECT {_COLS} FROM organisations WHERE id = $1{lock}", ref)
+    return await conn.fetchrow(f"SELECT {_COLS} FROM organisations WHERE slug = $1{lock}", ref)
+
+
+async def lock_org(conn: asyncpg.Connection, org_id: str) -> None:
+    """Serialise writes inside one organisation (route clashes, name clashes)."""
+    await conn.execute("SELECT 1 FROM organisations WHERE id = $1 FOR UPDATE", org_id)
+
+
+async def list_orgs(conn: asyncpg.Connection, only_id: str | None = None) -> list[asyncpg.Record]:
+    if only_id is None:
+        return await conn.fetch(f"SELECT {_COLS} FROM organisations ORDER BY created_at, slug")
+    return await conn.fetch(f"SELECT {_COLS} FROM organisations WHERE id = $1", only_id)
+
+
+async def insert_org(conn: asyncpg.Connection, org_id: str, slug: str, name: str, enabled: bool) -> asyncpg.Record:
+    return await conn.fetchrow(
+        f"INSERT INTO organisations (id, slug, name, enabled) VALUES ($1, $2, $3, $4) RETURNING {_COLS}",
+        org_id, slug, name, enabled)
+
+
+async def update_org(conn: asyncpg.Connection, org_id: str, slug: str, name: str, enabled: bool) -> asyncpg.Record:
+    return await conn.fetchrow(
+        f"UPDATE organisations SET slug = $2, name = $3, enabled = $4, version = version + 1, updated_at = now()"
+        f" WHERE id = $1 RETURNING {_COLS}", org_id, slug, name, enabled)
+
+
+async def delete_org(conn: asyncpg.Connection, org_id: str) -> None:
+    # APIs reference connectors without cascade; remove them first.
+    await conn.execute("DELETE FROM apis WHERE org_id = $1", org_id)
+    await conn.execute("DELETE FROM organisations WHERE id = $1", org_id)

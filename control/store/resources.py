@@ -1,0 +1,96 @@
+"""APIs and connectors: versioned resources with the same shape of tables.
+
+The current row holds the latest content; every version, the first included,
+is also an immutable row in the ``*_versions`` table.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+__all__ = ["API", "CONNECTOR", "Kind", "resource_view"]
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str  # "api" or "connector", as in ConfigEvent.kind and audit rows
+    table: str
+    versions: str
+    fk: str
+
+    async def get(self, conn: asyncpg.Connection, org_id: str, id_: str, *, for_update: bool = False) -> asyncpg.Record | None:
+        lock = " FOR UPDATE" if for_update else ""
+        return await conn.fetchrow(
+            f"SELECT id, org_id, version, content, created_at, updated_at FROM {self.table}"
+            f" WHERE org_id = $1 AND id = $2{lock}", org_id, id_)
+
+    async def list(self, conn: asyncpg.Connection, org_id: str) -> list[asyncpg.Record]:
+        return await conn.fetch(
+            f"SELECT id, org_id, version, content, created_at, updated_at FROM {self.table}"
+            f" WHERE org_id = $1 ORDER BY created_at, name", org_id)
+
+    async def name_taken(self, conn: asyncpg.Connection, org_id: str, name: str, ignore: str | None) -> bool:
+        return bool(await conn.fetchval(
+            f"SELECT 1 FROM {self.table} WHERE org_id = $1 AND name = $2 AND ($3::uuid IS NULL OR id <> $3::uuid)",
+            org_id, name, ignore))
+
+    async def write(self, conn: asyncpg.Connection, org_id: str, id_: str, version: int,
+                    content: dict[str, Any], actor_id: str | None) -> asyncpg.Record:
+        """Insert (version 1) or update the current row, and add the version row."""
+        doc = json.dumps(content)
+        extra_col, extra_val = ("connector_id", content.get("connector")) if self.name == "api" else (None, None)
+        if version == 1:
+            cols = "id, org_id, name, version, content" + (f", {extra_col}" if extra_col else "")
+            vals = "$1, $2, $3, 1, $4::jsonb" + (", $5" if extra_col else "")
+            args: list[Any] = [id_, org_id, content["name"], doc] + ([extra_val] if extra_col else [])
+            row = await conn.fetchrow(
+                f"INSERT INTO {self.table} ({cols}) VALUES ({vals})"
+                f" RETURNING id, org_id, version, content, created_at, updated_at", *args)
+        else:
+            sets = "name = $3, version = $4, content = $5::jsonb, updated_at = now()" + (
+                f", {extra_col} = $6" if extra_col else "")
+            args = [org_id, id_, content["name"], version, doc] + ([extra_val] if extra_col else [])
+            row = await conn.fetchrow(
+                f"UPDATE {self.table} SET {sets} WHERE org_id = $1 AND id = $2"
+                f" RETURNING id, org_id, version, content, created_at, updated_at", *args)
+        await conn.execute(
+            f"INSERT INTO {self.versions} ({self.fk}, org_id, version, content, created_by)"
+            f" VALUES ($1, $2, $3, $4::jsonb, $5)", id_, org_id, version, doc, actor_id)
+        return row
+
+    async def delete(self, conn: asyncpg.Connection, org_id: str, id_: str) -> None:
+        await conn.execute(f"DELETE FROM {self.table} WHERE org_id = $1 AND id = $2", org_id, id_)
+
+    async def list_versions(self, conn: asyncpg.Connection, org_id: str, id_: str) -> list[asyncpg.Record]:
+        return await conn.fetch(
+            f"SELECT version, content, created_by, created_at FROM {self.versions}"
+            f" WHERE org_id = $1 AND {self.fk} = $2 ORDER BY version", org_id, id_)
+
+    async def get_version(self, conn: asyncpg.Connection, org_id: str, id_: str, version: int) -> asyncpg.Record | None:
+        return await conn.fetchrow(
+            f"SELECT version, content, created_by, created_at FROM {self.versions}"
+            f" WHERE org_id = $1 AND {self.fk} = $2 AND version = $3", org_id, id_, version)
+
+
+API = Kind("api", "apis", "api_versions", "api_id")
+CONNECTOR = Kind("connector", "connectors", "connector_versions", "connector_id")
+
+
+def content_of(row: asyncpg.Record) -> dict[str, Any]:
+    content = row["content"]
+    return json.loads(content) if isinstance(content, str) else dict(content)
+
+
+def resource_view(row: asyncpg.Record, org_slug: str) -> dict[str, Any]:
+    return {"id": str(row["id"]), "org": org_slug, "org_id": str(row["org_id"]), "version": row["version"],
+            **content_of(row), "created_at": row["created_at"].isoformat(),
+            "updated_at": row["updated_at"].isoformat()}
+
+
+def version_view(row: asyncpg.Record) -> dict[str, Any]:
+    return {"version": row["version"], "content": content_of(row),
+            "created_by": str(row["created_by"]) if row["created_by"] else None,
+            "created_at": row["created_at"].isoformat()}

@@ -1,0 +1,171 @@
+"""Request validation: JSON parsing, a small JSON Schema checker for the
+schemas in :mod:`control.bodies`, and the checks a schema cannot express.
+
+Every problem becomes one :class:`~core.errors.FieldError`; all of them are
+reported together in a 422, malformed JSON in a 400.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from core.errors import BodyTooLarge, FieldError, InvalidInput, MalformedBody
+
+__all__ = ["check_schema", "check_url", "is_uuid", "read_json", "validate_body"]
+
+_JSON_TYPES: dict[str, Any] = {
+    "string": str, "object": dict, "array": list, "boolean": bool, "null": type(None),
+}
+
+
+def is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return True
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("number out of range")
+    return value
+
+
+async def read_json(request: web.Request, max_bytes: int) -> Any:
+    """The body as JSON, or MalformedBody / BodyTooLarge."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise BodyTooLarge(f"request body exceeds {max_bytes} bytes")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise BodyTooLarge(f"request body exceeds {max_bytes} bytes") from None
+    if len(raw) > max_bytes:
+        raise BodyTooLarge(f"request body exceeds {max_bytes} bytes")
+    if not raw.strip():
+        raise MalformedBody("request body is empty; a JSON object is expected")
+    try:
+        return json.loads(raw, parse_constant=_reject_constant, parse_float=_parse_float)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedBody(f"request body is not valid JSON: {exc}") from None
+
+
+def _type_ok(value: Any, kind: str) -> bool:
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, _JSON_TYPES[kind])
+
+
+def _full_match(pattern: str, value: str) -> bool:
+    # The schemas anchor with ^...$; Python's $ also matches before a final
+    # newline, so match the whole string explicitly.
+    core = pattern[1:] if pattern.startswith("^") else pattern
+    core = core[:-1] if core.endswith("$") else core
+    return re.fullmatch(core, value) is not None
+
+
+def check_schema(value: Any, schema: dict[str, Any], path: str = "") -> list[FieldError]:
+    """Errors of ``value`` against the subset of JSON Schema the bodies use."""
+    where = path or "(body)"
+    kinds = schema.get("type")
+    if kinds is not None:
+        kinds_list = kinds if isinstance(kinds, list) else [kinds]
+        if not any(_type_ok(value, k) for k in kinds_list):
+            return [FieldError(where, f"must be of type {' or '.join(kinds_list)}")]
+    errors: list[FieldError] = []
+    if isinstance(value, str):
+        if "\x00" in value:
+            errors.append(FieldError(where, "must not contain NUL characters"))
+        if len(value) < schema.get("minLength", 0):
+            errors.append(FieldError(where, f"must be at least {schema['minLength']} characters"))
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            errors.append(FieldError(where, f"must be at most {schema['maxLength']} characters"))
+        if "pattern" in schema and not _full_match(schema["pattern"], value):
+            errors.append(FieldError(where, f"must match {schema['pattern']}"))
+    if "enum" in schema and value not in schema["enum"]:
+        errors.append(FieldError(where, f"must be one of {', '.join(map(str, schema['enum']))}"))
+    if _type_ok(value, "number"):
+        if "minimum" in schema and value < schema["minimum"]:
+            errors.append(FieldError(where, f"must be at least {schema['minimum']}"))
+        if "maximum" in schema and value > schema["maximum"]:
+            errors.append(FieldError(where, f"must be at most {schema['maximum']}"))
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0):
+            errors.append(FieldError(where, f"must have at least {schema['minItems']} items"))
+        if schema.get("uniqueItems") and len({json.dumps(v, sort_keys=True) for v in value}) != len(value):
+            errors.append(FieldError(where, "must not repeat items"))
+        if "items" in schema:
+            for i, item in enumerate(value):
+                errors.extend(check_schema(item, schema["items"], f"{path}[{i}]"))
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        for name in schema.get("required", []):
+            if name not in value:
+                errors.append(FieldError(_join(path, name), "is required"))
+        extra = schema.get("additionalProperties", True)
+        for name, item in value.items():
+            if "\x00" in name:
+                errors.append(FieldError(where, "keys must not contain NUL characters"))
+            elif name in props:
+                errors.extend(check_schema(item, props[name], _join(path, name)))
+            elif extra is False:
+                errors.append(FieldError(_join(path, name), "unknown field"))
+            elif isinstance(extra, dict):
+                errors.extend(check_schema(item, extra, _join(path, name)))
+            else:
+                errors.extend(_no_nul(item, _join(path, name)))
+    return errors
+
+
+def _no_nul(value: Any, path: str) -> list[FieldError]:
+    # Free-form JSON lands in jsonb, which refuses \u0000.
+    if isinstance(value, str):
+        return [FieldError(path, "must not contain NUL characters")] if "\x00" in value else []
+    if isinstance(value, dict):
+        return [e for k, v in value.items() for e in (_no_nul(k, path) + _no_nul(v, _join(path, str(k))))]
+    if isinstance(value, list):
+        return [e for i, v in enumerate(value) for e in _no_nul(v, f"{path}[{i}]")]
+    return []
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def raise_if(errors: list[FieldError]) -> None:
+    if errors:
+        first = errors[0]
+        raise InvalidInput(f"{first.field}: {first.message}", fields=errors)
+
+
+async def validate_body(request: web.Request, schema: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    body = await read_json(request, max_bytes)
+    raise_if(check_schema(body, schema))
+    return body
+
+
+def check_url(url: str, field: str) -> list[FieldError]:
+    """Outbound targets are absolute http(s) URLs with a host."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        return [FieldError(field, "is not a valid URL")]
+    if parts.scheme not in ("http", "https"):
+        return [FieldError(field, "must be an http or https URL")]
+    if not parts.hostname or any(c.isspace() for c in url):
+        return [FieldError(field, "must be an absolute URL with a host")]
+    return []

@@ -1,0 +1,93 @@
+"""The SDK and the CLI against the live control server."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import uuid
+from typing import Any
+
+import pytest
+
+from junction.sdk import JunctionAPIError, JunctionClient
+
+
+async def test_sdk_round_trip(control: Any) -> None:
+    async with JunctionClient(control.base_url) as jc:
+        with pytest.raises(JunctionAPIError) as info:
+            await jc.list_orgs()
+        assert info.value.status == 401
+        await jc.login("root@example.com", "root-password-1")
+        slug = f"sdk-{uuid.uuid4().hex[:8]}"
+        org = await jc.create_org(slug, "SDK org")
+        assert org["slug"] == slug
+        conn = await jc.create_connector(slug, "backend", {"protocol": "rest", "url": "http://127.0.0.1:9/o/{id}"})
+        api = await jc.create_api(slug, "orders", ["GET"], "/orders/{id}", conn["id"], timeout_ms=3000)
+        assert api["version"] == 1
+        api2 = await jc.update_api(slug, api["id"], if_version=1, timeout_ms=4000)
+        assert api2["version"] == 2
+        with pytest.raises(JunctionAPIError) as info:
+            await jc.update_api(slug, api["id"], if_version=1, timeout_ms=1)
+        assert info.value.status == 412 and info.value.code == "precondition_failed"
+        with pytest.raises(JunctionAPIError) as info:
+            await jc.create_api(slug, "bad", ["GET"], "/x", conn["id"], timeout_ms=0)
+        assert info.value.status == 422 and info.value.fields[0].field == "timeout_ms"
+        diff = await jc.diff(slug, "apis", api["id"], 1, 2)
+        assert diff["changes"] == [{"field": "timeout_ms", "before": 3000, "after": 4000}]
+        back = await jc.rollback(slug, "apis", api["id"], 1)
+        assert back["version"] == 3 and back["timeout_ms"] == 3000
+        assert [v["version"] for v in await jc.versions(slug, "apis", api["id"])] == [1, 2, 3]
+        user = await jc.create_user(slug, f"v{uuid.uuid4().hex[:6]}@x.io", "password-1", "org_viewer")
+        assert (await jc.get_user(slug, user["id"]))["role"] == "org_viewer"
+        entries = [e async for e in jc.iter_audit(org=slug, limit=2)]
+        assert {e["resource_type"] for e in entries} == {"org", "connector", "api", "user"}
+        assert (await jc.openapi())["openapi"].startswith("3.1")
+        await jc.delete_api(slug, api["id"])
+        await jc.delete_connector(slug, conn["id"])
+        await jc.delete_org(slug)
+
+
+async def _cli(control: Any, *argv: str) -> tuple[int, Any, str]:
+    env = {**os.environ, **control.settings.to_env(), "JUNCTION_TOKEN": control.admin_token}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "junction", *argv, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    try:
+        data = json.loads(out) if out.strip() else None
+    except ValueError:
+        data = out.decode()
+    return proc.returncode or 0, data, err.decode()
+
+
+async def test_cli(control: Any) -> None:
+    url = ["--url", control.base_url]
+    rc, data, err = await _cli(control, "migrate")
+    assert rc == 0 and data["applied"] == [], err
+    slug = f"cli-{uuid.uuid4().hex[:8]}"
+    rc, data, err = await _cli(control, "orgs", "create", slug, "CLI org", *url)
+    assert rc == 0 and data["slug"] == slug, err
+    rc, data, err = await _cli(control, "connectors", "create", slug, "--name", "b", "--target-url",
+                               "http://127.0.0.1:9/x", "--method", "get", *url)
+    assert rc == 0, err
+    conn_id = data["id"]
+    rc, data, err = await _cli(control, "apis", "create", slug, "--name", "a", "--methods", "GET,POST",
+                               "--path", "/a/{id}", "--connector", conn_id, *url)
+    assert rc == 0 and data["methods"] == ["GET", "POST"], err
+    api_id = data["id"]
+    rc, data, err = await _cli(control, "apis", "update", slug, api_id, "--timeout-ms", "1500", *url)
+    assert rc == 0 and data["version"] == 2, err
+    rc, data, err = await _cli(control, "versions", "apis", slug, api_id, "--diff", "1", "2", *url)
+    assert rc == 0 and data["changes"][0]["field"] == "timeout_ms", err
+    rc, data, err = await _cli(control, "rollback", "apis", slug, api_id, "1", *url)
+    assert rc == 0 and data["version"] == 3, err
+    rc, data, err = await _cli(control, "audit", "--org", slug, "--resource-type", "api", *url)
+    assert rc == 0 and [e["action"] for e in data["items"]] == ["rollback", "update", "create"], err
+    rc, data, err = await _cli(control, "apis", "create", slug, "--name", "bad", "--methods", "GET",
+                               "--path", "nope", "--connector", conn_id, *url)
+    assert rc == 1 and json.loads(err)["code"] == "invalid_path"
+    email = f"adm{uuid.uuid4().hex[:6]}@x.io"
+    rc, data, err = await _cli(control, "admin", "create", email)
+    assert rc == 0 and data["role"] == "global_admin" and data["generated_password"], err
+    await control.login(email, data["generated_password"])
