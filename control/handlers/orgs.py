@@ -17,9 +17,15 @@ from core.errors import Conflict, FieldError, InvalidInput
 __all__ = ["routes"]
 
 
+# Ingress answers these paths itself, so no organisation may be served under them.
+RESERVED_SLUGS = frozenset({"healthz", "readyz", "metrics"})
+
+
 def _check_slug(slug: str) -> None:
     if is_uuid(slug):
         raise InvalidInput("slug must not look like an id", fields=[FieldError("slug", "must not be a UUID")])
+    if slug in RESERVED_SLUGS:
+        raise InvalidInput(f"slug {slug!r} is reserved", fields=[FieldError("slug", f"is reserved ({', '.join(sorted(RESERVED_SLUGS))})")])
 
 
 async def create(request: web.Request) -> web.Response:

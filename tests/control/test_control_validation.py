@@ -85,7 +85,7 @@ async def test_name_clash_is_409(control: Any) -> None:
 
 
 async def test_bad_slug_and_url(control: Any) -> None:
-    for slug in ("UPPER", "a", "-x", "has space", str(uuid.uuid4())):
+    for slug in ("UPPER", "a", "-x", "has space", str(uuid.uuid4()), "healthz", "readyz", "metrics"):
         r = await control.call("POST", "/api/v1/orgs", control.admin_token, {"slug": slug, "name": "n"})
         assert r.status == 422 and "slug" in _fields(r.body), (slug, r.body)
     org = await control.new_org("url")

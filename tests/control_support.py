@@ -1,0 +1,178 @@
+"""Control-plane fixtures: a live control app on a free port, backed by the
+session's real PostgreSQL schema, Redis prefix and Kafka broker. Shared by the
+control tests and the end-to-end tests that configure the pipeline through it."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDict
+import asyncpg
+import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestServer
+from aiokafka import TopicPartition
+
+from control import create_app
+from control.admin import create_admin
+from core.kafka import make_consumer
+from core.settings import Settings
+from junction.broker import free_port
+from schemas import decode
+
+ADMIN_EMAIL = "root@example.com"
+ADMIN_PASSWORD = "root-password-1"
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: Any  # case-insensitive
+
+
+class ConfigWatch:
+    """Reads the config topic from the beginning in the background and keeps
+    every event plus the latest per ``kind/id``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.events: list[dict[str, Any]] = []
+        self.latest: dict[str, dict[str, Any]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._consumer: Any = None
+
+    async def start(self) -> None:
+        tp = TopicPartition(self.settings.topics.config, 0)
+        self._consumer = make_consumer(self.settings)
+        await self._consumer.start()
+        self._consumer.assign([tp])
+        await self._consumer.seek_to_beginning(tp)
+
+        async def run() -> None:
+            while True:
+                batch = await self._consumer.getmany(tp, timeout_ms=100)
+                for rec in batch.get(tp, []):
+                    _, event = decode(rec.value, expected="ConfigEvent")
+                    self.events.append(event)
+                    self.latest[f"{event['kind']}/{event['id']}"] = event
+
+        self._task = asyncio.create_task(run())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer:
+            await self._consumer.stop()
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+        loop = asyncio.get_running_loop()
+        until = loop.time() + timeout_s
+        while not predicate():
+            if loop.time() > until:
+                raise AssertionError("config events did not arrive in time")
+            await asyncio.sleep(0.05)
+
+    def document(self, kind: str, id_: str) -> dict[str, Any] | None:
+        event = self.latest.get(f"{kind}/{id_}")
+        return json.loads(event["document"]) if event and event["document"] else None
+
+
+@dataclass
+class Control:
+    base_url: str
+    settings: Settings
+    session: aiohttp.ClientSession
+    pool: asyncpg.Pool
+    watch: ConfigWatch
+    app: Any = None
+    admin_token: str = ""
+    _tokens: dict[str, str] = field(default_factory=dict)
+
+    async def call(self, method: str, path: str, token: str | None = None, json_body: Any = None,
+                   *, data: Any = None, headers: dict[str, str] | None = None) -> Reply:
+        h = dict(headers or {})
+        if token:
+            h["Authorization"] = f"Bearer {token}"
+        kwargs: dict[str, Any] = {"headers": h}
+        if data is not None:
+            kwargs["data"] = data
+        elif json_body is not None:
+            kwargs["json"] = json_body
+        async with self.session.request(method, self.base_url + path, **kwargs) as resp:
+            raw = await resp.read()
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                body = raw.decode(errors="replace")
+            return Reply(resp.status, body, CIMultiDict(resp.headers))
+
+    async def login(self, email: str, password: str) -> str:
+        r = await self.call("POST", "/api/v1/auth/login", json_body={"email": email, "password": password})
+        assert r.status == 200, r.body
+        return r.body["access_token"]
+
+    async def new_org(self, prefix: str = "org") -> dict[str, Any]:
+        slug = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        r = await self.call("POST", "/api/v1/orgs", self.admin_token, {"slug": slug, "name": slug})
+        assert r.status == 201, r.body
+        return r.body
+
+    async def new_user(self, org: str, role: str) -> tuple[dict[str, Any], str]:
+        email = f"u{uuid.uuid4().hex[:12]}@example.com"
+        r = await self.call("POST", f"/api/v1/orgs/{org}/users", self.admin_token,
+                            {"email": email, "password": "password-123", "role": role})
+        assert r.status == 201, r.body
+        return r.body, await self.login(email, "password-123")
+
+    async def new_connector(self, org: str, token: str | None = None, **fields: Any) -> dict[str, Any]:
+        body = {"name": f"c-{uuid.uuid4().hex[:8]}", "target": {"protocol": "rest", "url": "http://127.0.0.1:9/x",
+                                                               "method": "GET"}, **fields}
+        r = await self.call("POST", f"/api/v1/orgs/{org}/connectors", token or self.admin_token, body)
+        assert r.status == 201, r.body
+        return r.body
+
+    async def new_api(self, org: str, connector: str, token: str | None = None, **fields: Any) -> dict[str, Any]:
+        body = {"name": f"a-{uuid.uuid4().hex[:8]}", "methods": ["GET"], "path": f"/p{uuid.uuid4().hex[:8]}/{{id}}",
+                "connector": connector, **fields}
+        r = await self.call("POST", f"/api/v1/orgs/{org}/apis", token or self.admin_token, body)
+        assert r.status == 201, r.body
+        return r.body
+
+
+@pytest.fixture(scope="session")
+def control_settings(settings: Settings) -> Settings:
+    # Cheap bcrypt keeps user-heavy property tests fast; production uses 12.
+    return settings.with_overrides(bcrypt_rounds=4, control_port=free_port(),
+                                   jwt_secret=settings.jwt_secret.ljust(40, "x"))
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def control(control_settings: Settings) -> AsyncIterator[Control]:
+    s = control_settings
+    app = create_app(s)
+    server = TestServer(app, host="127.0.0.1", port=s.control_port)
+    await server.start_server()
+    pool = await asyncpg.create_pool(s.database_url, min_size=1, max_size=4,
+                                     server_settings={"search_path": s.database_schema})
+    watch = ConfigWatch(s)
+    await watch.start()
+    session = aiohttp.ClientSession()
+    c = Control(f"http://127.0.0.1:{s.control_port}", s, session, pool, watch, app)
+    await create_admin(s, ADMIN_EMAIL, ADMIN_PASSWORD)
+    c.admin_token = await c.login(ADMIN_EMAIL, ADMIN_PASSWORD)
+    try:
+        yield c
+    finally:
+        await session.close()
+        await watch.stop()
+        await pool.close()
+        await server.close()
