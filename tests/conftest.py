@@ -26,6 +26,8 @@ from core.kafka import ensure_topics, wait_for_broker
 from core.settings import Settings, load_settings
 from junction.broker import EmbeddedBroker, free_port
 
+from tests.control_support import control, control_settings  # noqa: E402,F401  (fixtures for every test folder)
+
 RUN_ID = uuid.uuid4().hex[:10]
 
 

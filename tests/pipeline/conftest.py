@@ -83,6 +83,3 @@ async def soap_upstream() -> AsyncIterator[str]:
     await web.TCPSite(runner, "127.0.0.1", port).start()
     yield f"http://127.0.0.1:{port}/orders?wsdl"
     await runner.cleanup()
-
-
-from tests.control_support import control, control_settings  # noqa: E402,F401  (fixtures)
