@@ -2,7 +2,8 @@
 
 Starts the embedded broker (or uses KAFKA_BOOTSTRAP_SERVERS), the upstream
 stub, and ingress, processors and egress as separate processes (as
-``junction up`` runs them), then the baseline. Writes bench/results/pipeline.json
+``junction up`` runs them), then the broker floor (three bare aiokafka hops at
+the same rate) and the in-process baseline. Writes bench/results/pipeline.json
 and prints a one-line summary.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
+from bench.broker_floor import broker_floor
 from bench.load import fixed_concurrency, fixed_rate
 from core.kafka import ensure_topics, wait_for_broker
 from core.settings import load_settings
@@ -81,6 +83,7 @@ async def main(seconds: float, concurrency: int, rate: float) -> dict[str, objec
         for p in procs[1:]:
             p.wait(timeout=20)
         del procs[1:]
+        floor = (await broker_floor(settings, rate=rate, seconds=seconds)).summary()
 
         base_port = free_port()
         procs.append(_spawn(["-m", "bench.baseline", "--port", str(base_port), "--routes", str(routes)], env))
@@ -93,6 +96,7 @@ async def main(seconds: float, concurrency: int, rate: float) -> dict[str, objec
             "params": {"seconds": seconds, "concurrency": concurrency, "rate": rate},
             "pipeline": pipeline,
             "baseline": baseline,
+            "broker_floor_three_hops_at_rate": floor,
             "targets": {"rps_min": 1000, "p99_ms_max_at_300rps": 30},
         }
     finally:
@@ -119,12 +123,13 @@ def cli() -> None:
     stamp = time.strftime("%Y%m%dT%H%M%S")
     for name in (f"pipeline-{stamp}.json", "pipeline.json"):
         (RESULTS / name).write_text(json.dumps(result, indent=2))
-    p, b = result["pipeline"], result["baseline"]
+    p, b, f = result["pipeline"], result["baseline"], result["broker_floor_three_hops_at_rate"]
     print(
         f"pipeline: {p['throughput']['rps']} req/s @c{args.concurrency}, p50/p95/p99 {p['latency_at_rate']['p50_ms']}/"
         f"{p['latency_at_rate']['p95_ms']}/{p['latency_at_rate']['p99_ms']} ms @{args.rate:.0f} req/s | "
         f"baseline: {b['throughput']['rps']} req/s, p50/p95/p99 {b['latency_at_rate']['p50_ms']}/"
-        f"{b['latency_at_rate']['p95_ms']}/{b['latency_at_rate']['p99_ms']} ms"
+        f"{b['latency_at_rate']['p95_ms']}/{b['latency_at_rate']['p99_ms']} ms | "
+        f"broker floor (3 bare hops @{args.rate:.0f}/s): p50/p99 {f['p50_ms']}/{f['p99_ms']} ms"
     )
 
 

@@ -22,6 +22,10 @@ __all__ = ["build_app", "run"]
 
 log = logging.getLogger(__name__)
 
+AGENT_CONCURRENCY = 4
+BATCH_MAX = 256
+BATCH_WITHIN_S = 0.001
+
 
 def build_app(settings: Settings) -> Any:
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
@@ -40,15 +44,21 @@ def build_app(settings: Settings) -> Any:
     router = Router(settings, snapshot, sandbox=pool, request_log=request_log)
     ready = asyncio.Event()
 
-    @app.agent(requests, concurrency=64)
+    @app.agent(requests, concurrency=AGENT_CONCURRENCY)
     async def route(stream: Any) -> Any:
         # Nothing is processed before the snapshot and the sandbox are up.
         await ready.wait()
         producer = clients["producer"]
-        async for value in stream:
-            outcome = await router.process(value)
-            for msg in outcome.messages:
-                await producer.send_and_wait(msg.topic, key=msg.key, value=msg.value, partition=msg.partition)
+        # Whatever has arrived is handled together: calls are routed (and their
+        # scripts run) concurrently, and the batch's output is produced in one go
+        # and awaited once before faust acks the batch, so a crash redelivers
+        # rather than loses it.
+        async for values in stream.take(BATCH_MAX, within=BATCH_WITHIN_S):
+            outcomes = await asyncio.gather(*(router.process(v) for v in values))
+            sends = [await producer.send(m.topic, key=m.key, value=m.value, partition=m.partition)
+                     for outcome in outcomes for m in outcome.messages]
+            if sends:
+                await asyncio.gather(*sends)
 
     @app.task
     async def side_services() -> None:
