@@ -14,8 +14,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# A local sandbox: its demo upstreams are on loopback, so private targets are allowed
+# (set JUNCTION_ALLOW_PRIVATE_TARGETS=0 to try the SSRF guard).
 run: $(STAMP)
-	$(VENV)/bin/junction up --demo
+	JUNCTION_ALLOW_PRIVATE_TARGETS=$${JUNCTION_ALLOW_PRIVATE_TARGETS:-1} $(VENV)/bin/junction up --demo
 
 test: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)

@@ -51,7 +51,7 @@ async def main(seconds: float, concurrency: int, rate: float) -> dict[str, objec
         overrides: dict[str, object] = dict(
             topic_prefix=f"b{run}", group_prefix=f"b{run}", redis_prefix=f"jb:{run}:", database_schema=f"b_{run}",
             ingress_port=free_port(), processors_port=free_port(), egress_port=free_port(),
-            data_dir=str(work), log_level="WARNING",
+            data_dir=str(work), log_level="WARNING", allow_private_targets=True,
         )
         if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
             broker = EmbeddedBroker(free_port())

@@ -134,7 +134,7 @@ class Settings:
     reply_lease_ttl_ms: int = 10_000
     egress_concurrency: int = 1000
     egress_connect_timeout_ms: int = 2000
-    allow_private_targets: bool = True
+    allow_private_targets: bool = False  # SSRF guard; `make run` and the tests allow loopback
     # Control plane
     jwt_secret: str = ""
     jwt_ttl_s: int = 900

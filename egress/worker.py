@@ -29,6 +29,7 @@ from egress.breaker import Breakers
 from egress.caller import RestCaller, UpstreamResponse
 from egress.dedupe import CompletedCalls
 from egress.soap import SoapCaller
+from egress.targets import TargetPolicy
 from egress.offsets import OffsetTracker
 from egress.retry import IDEMPOTENT_METHODS, with_retries
 from schemas import CodecError, decode, encode
@@ -65,6 +66,7 @@ class EgressWorker:
         self._caller = RestCaller(connect_timeout_s=settings.egress_connect_timeout_ms / 1000, max_connections=settings.egress_concurrency)
         self._soap = SoapCaller(self._caller.get_bytes, self._caller.post)
         self._breakers = Breakers()
+        self._targets = TargetPolicy(allow_private=settings.allow_private_targets)
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._redis: aioredis.Redis | None = None
@@ -228,6 +230,7 @@ class EgressWorker:
         if protocol not in ("rest", "soap"):
             raise UpstreamError(f"protocol {protocol!r} is not supported by this egress", code="unsupported_protocol", status=501)
         method = "POST" if protocol == "soap" else call["method"]
+        await self._targets.check(call["url"])
         breaker = self._breakers.for_url(call["url"])
         headers = [(h["name"], h["value"]) for h in call["headers"]]
 

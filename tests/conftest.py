@@ -85,6 +85,7 @@ def settings(external_services: dict[str, str]) -> Settings:
         egress_port=free_port(),
         demo_upstream_port=free_port(),
         jwt_secret=f"test-secret-{RUN_ID}",
+        allow_private_targets=True,  # every upstream in the tests is on loopback
         data_dir=tempfile.mkdtemp(prefix=f"junction-{RUN_ID}-"),
     )
     for key in ("database_url", "redis_url"):
