@@ -20,6 +20,7 @@ from control.store.outbox import fetch_pending, mark_published, notify_channel
 from core.config_feed import publish_config_events
 from core.kafka import make_producer
 from core.settings import Settings
+from core.tasks import cancel_and_wait
 
 __all__ = ["OutboxRelay"]
 
@@ -46,11 +47,8 @@ class OutboxRelay:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self._close_listener()
         await self._close_producer()
 

@@ -9,7 +9,6 @@ the high-water mark is taken from fetch responses instead.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from aiokafka import TopicPartition
@@ -18,6 +17,7 @@ from core.kafka import make_consumer
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot, events_from_file
 from schemas import CodecError, decode
+from core.tasks import cancel_and_wait
 
 __all__ = ["ConfigFollower", "publish_config_events"]
 
@@ -43,11 +43,8 @@ class ConfigFollower:
         self._task = asyncio.create_task(self._run(tp), name="config-follower")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None

@@ -10,13 +10,13 @@ lost. Redis trouble fails open for the same reason.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import redis.asyncio as aioredis
 
 from core.messages import now_ms
 from core.settings import Settings
+from core.tasks import cancel_and_wait
 
 __all__ = ["CompletedCalls"]
 
@@ -39,11 +39,8 @@ class CompletedCalls:
         self._task = asyncio.create_task(self._flush_periodically(), name="egress-dedupe-flush")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self.flush()
 
     async def done(self, call_ids: list[str]) -> set[str]:

@@ -22,6 +22,7 @@ from core.kafka import make_consumer, make_producer
 from core.messages import dead_letter, error_reply, now_ms, reply_target
 from core.metrics import DEAD_LETTERS, DUPLICATES_SKIPPED, EXPIRED_DROPPED, UPSTREAM_CALLS, UPSTREAM_LATENCY
 from core.redis import make_redis
+from core.tasks import cancel_and_wait
 from core.scripts import has_response_transform, pairs_to_records, script_ctx, script_response
 from core.snapshot import ConfigSnapshot
 from core.settings import Settings
@@ -94,10 +95,7 @@ class EgressWorker:
     async def stop(self, *, grace_s: float = 5.0) -> None:
         """Stop taking calls, let those in flight finish (bounded), commit, leave."""
         for task in (self._loop_task, self._commit_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(task)
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
             for task in pending:

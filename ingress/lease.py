@@ -14,6 +14,7 @@ import logging
 import redis.asyncio as aioredis
 
 from core.settings import Settings
+from core.tasks import cancel_and_wait
 
 __all__ = ["NoPartitionFree", "PartitionLease"]
 
@@ -74,11 +75,8 @@ class PartitionLease:
             raise RuntimeError("no reply partition lease")
 
     async def release(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self.partition is not None:
             with contextlib.suppress(aioredis.RedisError, OSError):
                 await self._redis.eval(_RELEASE, 1, self._key(self.partition), self.owner)

@@ -9,7 +9,6 @@ reaches another caller because correlation ids are unique per call.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -19,6 +18,7 @@ from core.kafka import make_consumer
 from core.metrics import LATE_REPLIES
 from core.settings import Settings
 from schemas import CodecError, decode
+from core.tasks import cancel_and_wait
 
 __all__ = ["ReplyReader"]
 
@@ -45,11 +45,8 @@ class ReplyReader:
         self._task = asyncio.create_task(self._run(), name="reply-reader")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +22,20 @@ from core.snapshot import ConfigSnapshot
 from ingress.app import SNAPSHOT, create_app
 from junction.broker import die_with_parent, free_port
 
-__all__ = ["IngressInstance", "ProcessorsProcess", "Stage", "wait_http_ok"]
+__all__ = ["IngressInstance", "ProcessorsProcess", "Stage", "serving", "wait_http_ok", "wait_until"]
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` on a free loopback port for the block; yields its base URL."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 async def wait_http_ok(url: str, timeout_s: float = 60.0, proc: subprocess.Popen[bytes] | None = None) -> None:

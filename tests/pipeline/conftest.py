@@ -12,10 +12,9 @@ from aiohttp import web
 
 from core.settings import Settings
 from egress.worker import EgressWorker
-from junction.broker import free_port
 from junction.demo import echo_app
 from junction.demo_soap import soap_app
-from tests.support import IngressInstance, ProcessorsProcess, Stage, wait_until
+from tests.support import IngressInstance, ProcessorsProcess, Stage, serving, wait_until
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -26,13 +25,8 @@ async def upstream() -> AsyncIterator[str]:
         await asyncio.sleep(int(request.query.get("ms", "3000")) / 1000)
         return web.json_response({"slow": True, "tag": request.query.get("tag")})
 
-    app = echo_app([web.get("/slow", slow)])
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    async with serving(echo_app([web.get("/slow", slow)])) as url:
+        yield url
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -77,9 +71,5 @@ async def echo_api(stage: Stage, ingress: IngressInstance, upstream: str) -> dic
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def soap_upstream() -> AsyncIterator[str]:
-    runner = web.AppRunner(soap_app(), access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}/orders?wsdl"
-    await runner.cleanup()
+    async with serving(soap_app()) as url:
+        yield url + "/orders?wsdl"

@@ -13,9 +13,8 @@ from aiohttp import web
 
 from core.kafka import make_producer
 from core.settings import Settings
-from junction.broker import free_port
 from schemas import encode
-from tests.support import IngressInstance, Stage, wait_until
+from tests.support import IngressInstance, Stage, serving, wait_until
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -29,12 +28,8 @@ async def recorder() -> AsyncIterator[tuple[str, list[str]]]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", record)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}", seen
-    await runner.cleanup()
+    async with serving(app) as url:
+        yield url, seen
 
 
 def _inbound(org: str, tag: str, deadline_ms: int, api_id: str = "") -> bytes:

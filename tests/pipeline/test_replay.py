@@ -11,7 +11,7 @@ from aiohttp import web
 from control.replay import read_dead_letters, replay_dead_letters
 from core.settings import Settings
 from junction.broker import free_port
-from tests.support import IngressInstance, Stage, wait_until
+from tests.support import IngressInstance, Stage, serving, wait_until
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -24,12 +24,8 @@ async def tagged_upstream() -> AsyncIterator[tuple[str, list[bytes]]]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", record)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}/in", bodies
-    await runner.cleanup()
+    async with serving(app) as url:
+        yield url + "/in", bodies
 
 
 async def test_a_dead_letter_replayed_after_the_upstream_is_fixed_is_delivered_once(
