@@ -47,7 +47,9 @@ def test_compile_check_accepts_valid_script() -> None:
 @pytest.mark.parametrize("module", sorted(LIBRARY_CHECKS))
 async def test_every_allowlisted_module(pool, module) -> None:
     source = f"import {module}\n\ndef transform_request(request, ctx):\n    {LIBRARY_CHECKS[module]}\n"
-    await pool.transform_request(ref(source, connector_id=f"all-{module}", version=1), make_request(), make_ctx())
+    # The check inside the script raises if the module misbehaves; the call then fails.
+    result = await pool.transform_request(ref(source, connector_id=f"all-{module}", version=1), make_request(), make_ctx())
+    assert result.value is not None and result.value["method"] == make_request()["method"]
 
 
 async def test_from_imports_and_aliases(pool) -> None:

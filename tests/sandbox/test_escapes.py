@@ -136,7 +136,8 @@ async def test_infinite_loop_is_killed_and_replaced(strict_pool) -> None:
 
 async def test_cpu_limit_is_a_timeout(pool) -> None:
     # cpu_ms=1000 with a 3 s wall clock: RLIMIT_CPU/SIGXCPU fires first.
-    await _contained(pool, "x = 0\nwhile True:\n    x += 1", {"transform_timeout"})
+    err = await _contained(pool, "x = 0\nwhile True:\n    x += 1", {"transform_timeout"})
+    assert err.code == "transform_timeout" and err.status == 502
 
 
 @pytest.mark.parametrize("body", ["return 'x' * 10**10", "return bytearray(10**10)",
