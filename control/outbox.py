@@ -5,7 +5,8 @@ It wakes on NOTIFY (sent in the change's transaction, so at commit) and polls
 every 200 ms as a fallback. One relay at a time publishes, chosen by a
 transaction-scoped advisory lock, so several control instances never
 interleave. A missing broker is retried with backoff; the API keeps working
-and the rows wait.
+and the rows wait. Each time it connects it first re-publishes the whole
+current configuration (:mod:`control.resync`), since a broker may have lost it.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from control.resync import current_config_events
 from control.store.outbox import fetch_pending, mark_published, notify_channel
 from core.config_feed import publish_config_events
 from core.kafka import make_producer
@@ -66,7 +68,8 @@ class OutboxRelay:
         while True:
             try:
                 await self._ensure_listener()
-                await self._ensure_producer()
+                if await self._ensure_producer():
+                    await self._resync()
                 while await self._drain_once() == BATCH:
                     pass
                 backoff = POLL_S
@@ -98,9 +101,19 @@ class OutboxRelay:
         self.published += len(events)
         return len(events)
 
-    async def _ensure_producer(self) -> None:
+    async def _resync(self) -> None:
+        """Re-publish the current configuration: the broker may have lost it."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Under the relay's lock, so a snapshot never interleaves with a batch.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':junction-outbox'))")
+            events = await current_config_events(conn)
+            await publish_config_events(self._producer, self._settings, events)
+        log.info("outbox relay: re-published %d configuration records", len(events))
+
+    async def _ensure_producer(self) -> bool:
+        """Connect if not connected; True when a new connection was made."""
         if self._producer is not None:
-            return
+            return False
         producer = make_producer(self._settings)
         try:
             await producer.start()
@@ -109,6 +122,7 @@ class OutboxRelay:
                 await producer.stop()
             raise
         self._producer = producer
+        return True
 
     async def _close_producer(self) -> None:
         producer, self._producer = self._producer, None

@@ -140,3 +140,34 @@ async def test_property_api_driven_configuration(
             assert r.status == 405
             assert set(r.headers["Allow"].split(",")) == set(api_methods)
     assert ingress.snapshot.api(api["id"])["timeout_ms"] == timeout_ms
+
+
+async def test_a_broker_that_lost_the_configuration_is_reseeded_from_postgresql(settings: Settings, control: Any, upstream: str) -> None:
+    """PostgreSQL is the truth and the topic a copy: the embedded broker forgets everything on restart,
+    so a relay that (re)connects re-publishes the current configuration."""
+    from control.outbox import OutboxRelay
+    from core.db import make_pool
+    from core.kafka import ensure_topics
+
+    org = (await control.new_org("seed"))["slug"]
+    conn = await _connector(control, org, upstream + "/echo")
+    api = await control.new_api(org, conn["id"], path="/s", methods=["GET"])
+    r = await control.call("PATCH", f"/api/v1/orgs/{org}/apis/{api['id']}", control.admin_token, {"timeout_ms": 1234})
+    assert r.body["version"] == 2
+    # A fresh, empty set of topics stands for a broker that lost its data.
+    fresh = settings.with_overrides(topic_prefix=f"{settings.topic_prefix}-fresh{uuid.uuid4().hex[:6]}")
+    await ensure_topics(fresh)
+    pool = await make_pool(fresh, max_size=2)
+    relay = OutboxRelay(fresh, pool)
+    reader = IngressInstance(fresh)
+    try:
+        await relay.start()
+        await reader.start()
+        await wait_until(lambda: reader.snapshot.version_of("api", api["id"]) == 2, timeout_s=10)
+        assert reader.snapshot.api(api["id"])["timeout_ms"] == 1234
+        assert reader.snapshot.connector(conn["id"]) is not None
+        assert org in reader.snapshot.orgs
+    finally:
+        await reader.stop()
+        await relay.stop()
+        await pool.close()

@@ -1,0 +1,42 @@
+"""Re-publish the whole current configuration to the config topic.
+
+PostgreSQL is the source of truth; the topic is a copy. A broker that lost
+its data (the embedded broker keeps everything in memory, so every restart
+does) would otherwise leave the request path with an empty snapshot for
+configuration whose outbox rows were relayed long ago. The relay calls this
+once each time it (re)connects: readers ignore versions they already hold, so
+re-publishing is harmless.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import asyncpg
+
+from control.documents import api_event, connector_event, org_event
+from control.store.orgs import list_orgs, org_view
+from control.store.outbox import OutboxEvent
+from control.store.resources import API, CONNECTOR, resource_view
+
+__all__ = ["current_config_events"]
+
+
+async def current_config_events(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    """ConfigEvents for every organisation, connector and API as they are now,
+    orgs first and connectors before the APIs that use them."""
+    last_id = int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM outbox"))
+    events: list[OutboxEvent] = []
+    orgs = await list_orgs(conn)
+    for row in orgs:
+        events.append(org_event(org_view(row)))
+    for kind, to_event in ((CONNECTOR, connector_event), (API, api_event)):
+        for org in orgs:
+            for row in await kind.list(conn, str(org["id"])):
+                events.append(to_event(resource_view(row, org["slug"])))
+    now_ms = int(time.time() * 1000)
+    # One event id for the whole snapshot: the last outbox id it already reflects.
+    return [{"event_id": last_id, "kind": e.kind, "id": e.resource_id, "org": e.org_slug, "version": e.version,
+             "op": e.op, "document": None if e.document is None else json.dumps(e.document),
+             "emitted_at_ms": now_ms} for e in events]
