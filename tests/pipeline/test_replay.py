@@ -1,6 +1,7 @@
 """Operators replay dead letters onto the topic they failed on."""
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -59,6 +60,14 @@ async def test_a_dead_letter_replayed_after_the_upstream_is_fixed_is_delivered_o
     await stage.publish("connector", {**staged["connector"], "version": 2,
                                       "target": {"protocol": "rest", "url": good_url, "method": "POST"}}, org)
     await wait_until(lambda: ingress.snapshot.version_of("connector", staged["connector"]["id"]) == 2)
+    # A live call succeeding shows processors route with the fixed connector too.
+    async with aiohttp.ClientSession() as s:
+        for _ in range(100):
+            async with s.post(f"{ingress.url}/{org}/echo", data=b"probe") as r:
+                if r.status == 200:
+                    break
+            await asyncio.sleep(0.05)
+        assert r.status == 200
     outcomes = await replay_dead_letters(settings, letters)
     assert [o.status for o in outcomes] == ["replayed"]
     assert outcomes[0].attempt == 2
