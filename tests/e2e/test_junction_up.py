@@ -1,0 +1,101 @@
+"""`make run` end to end: `junction up --demo` starts everything, serves the demo, and Ctrl-C stops it all."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+
+import aiohttp
+import asyncpg
+import pytest
+
+from core.settings import Settings
+from junction.broker import free_port
+from tests.support import wait_http_ok
+
+
+def _descendants(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout.split("\n")
+    children: dict[int, list[int]] = {}
+    for line in out:
+        if line.strip():
+            child, parent = map(int, line.split())
+            children.setdefault(parent, []).append(child)
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(")")[1].split()[0] != "Z"
+
+
+@pytest.mark.timeout(180)
+async def test_junction_up_serves_the_demo_and_sigint_stops_everything(settings: Settings) -> None:
+    run = uuid.uuid4().hex[:8]
+    ports = {name: free_port() for name in ("INGRESS", "CONTROL", "PROCESSORS", "EGRESS", "DEMO_UPSTREAM", "EMBEDDED_BROKER")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUNCTION_") and k != "KAFKA_BOOTSTRAP_SERVERS"}
+    env.update({f"JUNCTION_{name}_PORT": str(port) for name, port in ports.items()})
+    env.update({
+        "JUNCTION_DATABASE_URL": settings.database_url, "JUNCTION_REDIS_URL": settings.redis_url,
+        "JUNCTION_DATABASE_SCHEMA": f"up_{run}", "JUNCTION_REDIS_PREFIX": f"jup:{run}:",
+        "JUNCTION_TOPIC_PREFIX": f"up{run}", "JUNCTION_GROUP_PREFIX": f"up{run}",
+        "JUNCTION_ALLOW_PRIVATE_TARGETS": "1", "JUNCTION_ADMIN_EMAIL": "ops@example.com",
+        "JUNCTION_ADMIN_PASSWORD": "a-long-password", "JUNCTION_DATA_DIR": tempfile.mkdtemp(prefix="junction-up-"),
+        "JUNCTION_LOG_LEVEL": "WARNING",
+    })
+    if settings.broker.name == "kafka":
+        env["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers  # the suite runs on an external Kafka
+    proc = subprocess.Popen([sys.executable, "-m", "junction", "up", "--demo"], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    ingress = f"http://127.0.0.1:{ports['INGRESS']}"
+    try:
+        await wait_http_ok(f"{ingress}/readyz", timeout_s=90, proc=proc)
+        echo: dict = {}
+        async with aiohttp.ClientSession() as s:
+            for _ in range(100):  # the demo is created through the management API just after readiness
+                async with s.post(f"{ingress}/demo/echo?x=1", data=b"hello") as r:
+                    if r.status == 200:
+                        echo = await r.json()
+                        break
+                await asyncio.sleep(0.1)
+            assert echo["method"] == "POST" and echo["query"] == {"x": "1"} and echo["body"] == "hello"
+            async with s.get(f"{ingress}/demo/orders/A-42") as r:
+                assert r.status == 200
+                order = await r.json()
+            assert order["id"] == "A-42" and order["currency"] == "EUR"
+            async with s.post(f"http://127.0.0.1:{ports['CONTROL']}/api/v1/auth/login",
+                              json={"email": "ops@example.com", "password": "a-long-password"}) as r:
+                assert r.status == 200 and (await r.json())["token_type"] == "bearer"
+        started = _descendants(proc.pid)
+        assert len(started) >= 6  # broker, control, egress, processors, ingress, demo upstream (+ sandbox workers)
+        proc.send_signal(signal.SIGINT)
+        output, _ = await asyncio.to_thread(proc.communicate, timeout=60)
+        assert proc.returncode == 0, output.decode(errors="replace")[-2000:]
+        assert b"curl -s" in output  # it printed what to curl
+        for _ in range(50):
+            if not any(_alive(pid) for pid in started):
+                break
+            await asyncio.sleep(0.1)
+        assert not [pid for pid in started if _alive(pid)], "processes left running after Ctrl-C"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "up_{run}" CASCADE')
+        finally:
+            await conn.close()
