@@ -115,6 +115,8 @@ class EgressWorker:
             await self._producer.stop()
         if self._redis is not None:
             await self._redis.aclose()
+            # A command cancelled mid-flight (by kill) leaves its connection checked out.
+            await self._redis.connection_pool.disconnect(inuse_connections=True)
         await self._follower.stop()
         await self._sandbox.stop()
 
