@@ -5,7 +5,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import pytest_asyncio
