@@ -3,8 +3,8 @@
 Every error a caller or operator can see is a :class:`JunctionError` with a
 machine-readable ``code``, an HTTP ``status``, a human ``message`` and, for
 input errors, the ``fields`` at fault. ``retriable`` tells egress whether a
-retry may help. Errors cross Kafka as (code, message) in Reply and DeadLetter
-messages; :func:`error_from_code` rebuilds the class on the other side.
+retry may help. Errors cross Kafka already rendered: a Reply carries the
+status, the JSON body and ``error_code``; a DeadLetter the code and message.
 """
 from __future__ import annotations
 
@@ -35,7 +35,6 @@ __all__ = [
     "Unauthorized",
     "UpstreamError",
     "UpstreamUnreachable",
-    "error_from_code",
 ]
 
 
@@ -180,23 +179,3 @@ class ServiceUnavailable(ServerError):
 class DeadlineExceeded(ServerError):
     status = 504
     code = "deadline_exceeded"
-
-
-def _all_subclasses(cls: type) -> list[type]:
-    out = []
-    for sub in cls.__subclasses__():
-        out.append(sub)
-        out.extend(_all_subclasses(sub))
-    return out
-
-
-def error_from_code(code: str, message: str, status: int | None = None) -> JunctionError:
-    """Rebuild an error read off a Reply or DeadLetter message.
-
-    Codes with no class of their own (a script's rejection code, say) come back
-    as a plain :class:`JunctionError` carrying the code and status they had.
-    """
-    for cls in [JunctionError, *_all_subclasses(JunctionError)]:
-        if cls.code == code and (status is None or cls.status == status):
-            return cls(message)
-    return JunctionError(message, code=code, status=status or 500)
