@@ -39,6 +39,8 @@ __all__ = ["EgressWorker"]
 
 log = logging.getLogger(__name__)
 
+KILL_WAIT_S = 3.0
+
 
 class _Revocations(ConsumerRebalanceListener):
     def __init__(self, worker: "EgressWorker") -> None:
@@ -100,7 +102,8 @@ class EgressWorker:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
             for task in pending:
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            if pending:
+                await asyncio.wait(pending, timeout=KILL_WAIT_S)
         if self._completed is not None:
             await self._completed.stop()
         with contextlib.suppress(KafkaError, CommitFailedError):
@@ -127,9 +130,11 @@ class EgressWorker:
             doomed.append(self._completed._task)
         for task in doomed:
             task.cancel()
-        await asyncio.gather(*doomed, return_exceptions=True)
+        # A crash waits for nothing: a task still unwinding after this is abandoned.
+        await asyncio.wait(doomed, timeout=KILL_WAIT_S)
         if self._consumer is not None:
-            await self._consumer.stop()
+            with contextlib.suppress(asyncio.TimeoutError, KafkaError):
+                await asyncio.wait_for(self._consumer.stop(), KILL_WAIT_S)
         await self._shutdown_clients()
 
     async def check(self) -> None:
