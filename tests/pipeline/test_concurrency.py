@@ -117,3 +117,14 @@ async def test_restarting_egress_mid_run_loses_no_accepted_request(
             assert got == tag
     # Those in flight at the crash are redelivered and answered well within the deadline.
     assert statuses.count(200) == len(statuses), statuses.count(504)
+    # The crashed member never left the group: once its session expires the group rebalances
+    # again. Let that settle, and show calls flow afterwards, before the next test runs.
+    await asyncio.sleep(settings.broker.session_timeout_ms / 1000 + 1)
+    async with aiohttp.ClientSession() as s:
+        for i in range(40):
+            async with s.post(f"{ingress.url}/{org}/echo", data=f"after-{i}", timeout=aiohttp.ClientTimeout(total=30)) as r:
+                if r.status == 200 and (await r.json())["body"] == f"after-{i}":
+                    break
+            await asyncio.sleep(0.25)
+        else:
+            raise AssertionError("egress did not settle after the restart")
