@@ -21,17 +21,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def die_with_parent() -> None:
-    """In the child before exec: ask Linux to stop the broker when its parent dies,
-    so a killed supervisor or test run never leaves a broker behind."""
+def _load_prctl() -> object | None:
     try:
         import ctypes
 
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass  # not Linux: the supervisor's own shutdown still stops it
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None  # not Linux: the supervisor's own shutdown still stops its children
+
+
+# Loaded here, not in the child: a dlopen between fork and exec can deadlock
+# when the parent has other threads.
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In the child before exec: ask Linux to stop this process when its parent dies,
+    so a killed supervisor or test run never leaves a broker or service behind."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)  # type: ignore[operator]
 
 
 def _broker_binary() -> str:
