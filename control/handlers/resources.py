@@ -107,14 +107,20 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
             view = resource_view(await _current(conn, spec, str(org["id"]), request.match_info["id"]), org["slug"])
         return reply(view, version=view["version"])
 
+    async def locked_current(conn: Any, request: web.Request) -> tuple[Any, str, Any, dict[str, Any]]:
+        """The organisation (locked for writing) and the resource's current row,
+        once the caller's If-Match agrees with its version."""
+        org = await org_for(conn, request, write=True, lock=True)
+        org_id = str(org["id"])
+        row = await _current(conn, spec, org_id, request.match_info["id"], lock=True)
+        before = resource_view(row, org["slug"])
+        check_if_match(request.headers.get("If-Match"), before["version"])
+        return org, org_id, row, before
+
     async def update(request: web.Request, *, replace: bool) -> web.Response:
         data = await body(request, spec.create_schema if replace else spec.update_schema)
         async with state(request).db.acquire() as conn, conn.transaction():
-            org = await org_for(conn, request, write=True, lock=True)
-            org_id = str(org["id"])
-            row = await _current(conn, spec, org_id, request.match_info["id"], lock=True)
-            before = resource_view(row, org["slug"])
-            check_if_match(request.headers.get("If-Match"), before["version"])
+            org, org_id, row, before = await locked_current(conn, request)
             old = content_of(row)
             merged = data if replace else {**old, **data}
             await _check_name(conn, spec, org_id, merged["name"], before["id"])
@@ -188,11 +194,7 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
     async def rollback(request: web.Request) -> web.Response:
         data = await body(request, "RollbackRequest")
         async with state(request).db.acquire() as conn, conn.transaction():
-            org = await org_for(conn, request, write=True, lock=True)
-            org_id = str(org["id"])
-            row = await _current(conn, spec, org_id, request.match_info["id"], lock=True)
-            before = resource_view(row, org["slug"])
-            check_if_match(request.headers.get("If-Match"), before["version"])
+            org, org_id, row, before = await locked_current(conn, request)
             target = await spec.kind.get_version(conn, org_id, before["id"], data["version"])
             if target is None:
                 raise NotFound(f"version {data['version']} not found", code="version_not_found")
