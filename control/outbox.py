@@ -134,7 +134,7 @@ class OutboxRelay:
         if self._listen_conn is not None and not self._listen_conn.is_closed():
             return
         # A dedicated connection, so LISTEN never ties up a pool slot.
-        conn = await asyncpg.connect(self._settings.database_url)
+        conn = await asyncpg.connect(self._settings.database_dsn)
         await conn.add_listener(self._channel, lambda *_: self._wake.set())
         self._listen_conn = conn
 

@@ -16,7 +16,7 @@ async def make_pool(settings: Settings, *, min_size: int = 1, max_size: int = 10
     runs ``RESET ALL`` when a connection returns to the pool, which would undo a SET.
     """
     schema = settings.database_schema
-    conn = await asyncpg.connect(settings.database_url)
+    conn = await asyncpg.connect(settings.database_dsn)
     try:
         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     except asyncpg.UniqueViolationError:
@@ -24,7 +24,7 @@ async def make_pool(settings: Settings, *, min_size: int = 1, max_size: int = 10
     finally:
         await conn.close()
     return await asyncpg.create_pool(
-        settings.database_url, min_size=min_size, max_size=max_size,
+        settings.database_dsn, min_size=min_size, max_size=max_size,
         server_settings={"search_path": f'"{schema}", public'},
     )
 

@@ -12,6 +12,6 @@ __all__ = ["make_redis"]
 def make_redis(settings: Settings, *, max_connections: int = 64) -> aioredis.Redis:
     # A blocking pool makes bursts wait for a connection instead of failing.
     pool = aioredis.BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=max_connections, timeout=5, health_check_interval=30
+        settings.redis_dsn, max_connections=max_connections, timeout=5, health_check_interval=30
     )
     return aioredis.Redis(connection_pool=pool, auto_close_connection_pool=True)

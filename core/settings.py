@@ -114,10 +114,13 @@ class Settings:
     partitions: int = 4
     reply_partitions: int = 16
     # Stores
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/test"
+    database_url: str = ""  # empty: the embedded PostgreSQL that `junction up` starts
     database_schema: str = "junction"
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = ""  # empty: the embedded Redis that `junction up` starts
     redis_prefix: str = "junction:"
+    # Off the usual 5432/6379, so a system PostgreSQL or Redis never clashes with them.
+    embedded_postgres_port: int = 15432
+    embedded_redis_port: int = 16379
     # Ports
     ingress_host: str = "127.0.0.1"
     ingress_port: int = 8080
@@ -171,6 +174,23 @@ class Settings:
     @property
     def uses_embedded_broker(self) -> bool:
         return not self.kafka_bootstrap_servers
+
+    @property
+    def uses_embedded_postgres(self) -> bool:
+        return not self.database_url
+
+    @property
+    def uses_embedded_redis(self) -> bool:
+        return not self.redis_url
+
+    @property
+    def database_dsn(self) -> str:
+        """Where to connect: the configured URL, else the embedded server's."""
+        return self.database_url or f"postgresql://postgres@127.0.0.1:{self.embedded_postgres_port}/junction"
+
+    @property
+    def redis_dsn(self) -> str:
+        return self.redis_url or f"redis://127.0.0.1:{self.embedded_redis_port}/0"
 
     def group_id(self, role: str) -> str:
         return f"{self.group_prefix}.{role}"

@@ -36,11 +36,11 @@ _PRCTL = _load_prctl()
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """In the child before exec: ask Linux to stop this process when its parent dies,
-    so a killed supervisor or test run never leaves a broker or service behind."""
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """In the child before exec: ask Linux to send ``sig`` to this process when its parent
+    dies, so a killed supervisor or test run never leaves a broker or service behind."""
     if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)  # type: ignore[operator]
+        _PRCTL(_PR_SET_PDEATHSIG, int(sig))  # type: ignore[operator]
 
 
 def _broker_binary() -> str:

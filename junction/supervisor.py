@@ -21,6 +21,7 @@ import aiohttp
 from core.kafka import ensure_topics, wait_for_broker
 from core.settings import Settings
 from junction.broker import EmbeddedBroker, die_with_parent
+from junction.embedded_stores import EmbeddedStores, StoreStartError
 
 __all__ = ["Child", "up"]
 
@@ -85,8 +86,11 @@ async def _supervise(settings: Settings, demo: bool) -> int:
         loop.add_signal_handler(sig, stop.set)
 
     broker: EmbeddedBroker | None = None
+    stores = EmbeddedStores(settings)
     children: list[Child] = []
     try:
+        await stores.start()
+        settings = stores.apply(settings)
         if settings.uses_embedded_broker:
             broker = EmbeddedBroker(settings.embedded_broker_port)
             broker.start()
@@ -133,6 +137,7 @@ async def _supervise(settings: Settings, demo: bool) -> int:
             child.wait(timeout=15)
         if broker is not None:
             broker.stop()
+        stores.stop()
 
 
 def _restart(child: Child) -> None:
@@ -165,6 +170,8 @@ def _banner(settings: Settings, demo: bool, admin_line: str) -> None:
         f"  ingress:   {ingress}   (health: {ingress}/readyz)",
         f"  control:   {control}/api/v1   (OpenAPI: {control}/api/v1/openapi.json)",
         f"  broker:    {settings.bootstrap_servers} ({'embedded' if settings.uses_embedded_broker else 'external'})",
+        f"  database:  {settings.database_dsn}",
+        f"  redis:     {settings.redis_dsn}",
         f"  {admin_line}",
     ]
     if demo:
@@ -183,6 +190,6 @@ def up(settings: Settings, *, demo: bool = False) -> int:
         return asyncio.run(_supervise(settings, demo))
     except KeyboardInterrupt:
         return 0
-    except (RuntimeError, TimeoutError) as exc:
+    except (RuntimeError, TimeoutError, StoreStartError) as exc:
         print(f"junction up: {exc}", file=sys.stderr)
         return 1

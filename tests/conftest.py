@@ -8,10 +8,14 @@ Broker selection:
 - ``JUNCTION_TESTCONTAINERS=1`` and Docker present: Apache Kafka, PostgreSQL
   and Redis from testcontainers.
 - otherwise: the embedded broker (Tansu) on a free loopback port.
+
+PostgreSQL and Redis: ``JUNCTION_DATABASE_URL`` / ``JUNCTION_REDIS_URL`` when set,
+otherwise embedded servers of this run's own, on free ports, with throwaway data.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -25,6 +29,7 @@ import pytest_asyncio
 from core.kafka import ensure_topics, wait_for_broker
 from core.settings import Settings, load_settings
 from junction.broker import EmbeddedBroker, free_port
+from junction.embedded_stores import EmbeddedStores
 
 from tests.control_support import control, control_settings  # noqa: E402,F401  (fixtures for every test folder)
 
@@ -44,9 +49,6 @@ def run_id() -> str:
 def external_services() -> Iterator[dict[str, str]]:
     """Bootstrap servers, database URL and Redis URL for this session."""
     env = {k: v for k, v in os.environ.items()}
-    if env.get("KAFKA_BOOTSTRAP_SERVERS"):
-        yield {"kafka": env["KAFKA_BOOTSTRAP_SERVERS"], "profile": "kafka"}
-        return
     if _use_testcontainers():
         from testcontainers.kafka import KafkaContainer
         from testcontainers.postgres import PostgresContainer
@@ -60,13 +62,30 @@ def external_services() -> Iterator[dict[str, str]]:
                 "redis_url": f"redis://{rds.get_container_host_ip()}:{rds.get_exposed_port(6379)}/0",
             }
         return
-    broker = EmbeddedBroker(free_port())
-    broker.start()
-    try:
-        asyncio.run(broker.wait_ready())
-        yield {"kafka": broker.bootstrap, "profile": "embedded", "broker": broker}  # type: ignore[dict-item]
-    finally:
-        broker.stop()
+    with contextlib.ExitStack() as stack:
+        services: dict[str, str] = {}
+        if env.get("KAFKA_BOOTSTRAP_SERVERS"):
+            services.update(kafka=env["KAFKA_BOOTSTRAP_SERVERS"], profile="kafka")
+        else:
+            broker = EmbeddedBroker(free_port())
+            broker.start()
+            stack.callback(broker.stop)
+            asyncio.run(broker.wait_ready())
+            services.update(kafka=broker.bootstrap, profile="embedded")
+        # A configured URL wins; otherwise this run's own throwaway servers, like `junction up` starts.
+        data_dir = tempfile.mkdtemp(prefix=f"junction-stores-{RUN_ID}-")
+        os.chmod(data_dir, 0o755)  # this run's own folder: PostgreSQL may run as nobody and must reach it
+        store_settings = load_settings(
+            data_dir=data_dir,
+            embedded_postgres_port=free_port(), embedded_redis_port=free_port(),
+        )
+        stores = EmbeddedStores(store_settings, durable=False)
+        stack.callback(shutil.rmtree, data_dir, True)
+        stack.callback(stores.stop)
+        asyncio.run(stores.start())
+        started = stores.apply(store_settings)
+        services.update(database_url=started.database_dsn, redis_url=started.redis_dsn)
+        yield services
 
 
 @pytest.fixture(scope="session")
@@ -104,14 +123,14 @@ async def _prepare(s: Settings) -> None:
 @pytest_asyncio.fixture(scope="session", loop_scope="session", autouse=True)
 async def _drop_schema_at_end(settings: Settings) -> AsyncIterator[None]:
     yield
-    conn = await asyncpg.connect(settings.database_url)
+    conn = await asyncpg.connect(settings.database_dsn)
     try:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE')
     finally:
         await conn.close()
     import redis.asyncio as aioredis
 
-    r = aioredis.from_url(settings.redis_url)
+    r = aioredis.from_url(settings.redis_dsn)
     try:
         keys = [k async for k in r.scan_iter(match=settings.redis_prefix + "*", count=1000)]
         if keys:

@@ -161,7 +161,7 @@ async def control(control_settings: Settings) -> AsyncIterator[Control]:
     app = create_app(s)
     server = TestServer(app, host="127.0.0.1", port=s.control_port)
     await server.start_server()
-    pool = await asyncpg.create_pool(s.database_url, min_size=1, max_size=4,
+    pool = await asyncpg.create_pool(s.database_dsn, min_size=1, max_size=4,
                                      server_settings={"search_path": s.database_schema})
     watch = ConfigWatch(s)
     await watch.start()

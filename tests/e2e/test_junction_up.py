@@ -94,7 +94,7 @@ async def test_junction_up_serves_the_demo_and_sigint_stops_everything(settings:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        conn = await asyncpg.connect(settings.database_url)
+        conn = await asyncpg.connect(settings.database_dsn)
         try:
             await conn.execute(f'DROP SCHEMA IF EXISTS "up_{run}" CASCADE')
         finally:
