@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,7 +11,6 @@ import tempfile
 import uuid
 
 import aiohttp
-import asyncpg
 import pytest
 
 from core.settings import Settings
@@ -42,60 +42,82 @@ def _alive(pid: int) -> bool:
         return f.read().split(")")[1].split()[0] != "Z"
 
 
-@pytest.mark.timeout(180)
-async def test_junction_up_serves_the_demo_and_sigint_stops_everything(settings: Settings) -> None:
+def _up(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "junction", "up", "--demo"], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+async def _serves_the_demo(ingress: str, control: str) -> None:
+    echo: dict = {}
+    async with aiohttp.ClientSession() as s:
+        for _ in range(100):  # the demo is created through the management API just after readiness
+            async with s.post(f"{ingress}/demo/echo?x=1", data=b"hello") as r:
+                if r.status == 200:
+                    echo = await r.json()
+                    break
+            await asyncio.sleep(0.1)
+        assert echo["method"] == "POST" and echo["query"] == {"x": "1"} and echo["body"] == "hello"
+        async with s.get(f"{ingress}/demo/orders/A-42") as r:
+            assert r.status == 200
+            order = await r.json()
+        assert order["id"] == "A-42" and order["currency"] == "EUR"
+        async with s.post(f"{control}/api/v1/auth/login",
+                          json={"email": "ops@example.com", "password": "a-long-password"}) as r:
+            assert r.status == 200 and (await r.json())["token_type"] == "bearer"
+
+
+async def _interrupt(proc: subprocess.Popen[bytes], started: list[int]) -> bytes:
+    proc.send_signal(signal.SIGINT)
+    output, _ = await asyncio.to_thread(proc.communicate, timeout=60)
+    assert proc.returncode == 0, output.decode(errors="replace")[-2000:]
+    for _ in range(50):
+        if not any(_alive(pid) for pid in started):
+            break
+        await asyncio.sleep(0.1)
+    assert not [pid for pid in started if _alive(pid)], "processes left running after Ctrl-C"
+    return output
+
+
+@pytest.mark.timeout(240)
+async def test_junction_up_with_nothing_preinstalled_serves_the_demo_and_keeps_it_across_a_restart(settings: Settings) -> None:
+    """No database or Redis URL: `junction up` starts embedded PostgreSQL and Redis, serves the demo, stops them
+    on Ctrl-C, and a second start on the same data finds the configuration and the admin again."""
     run = uuid.uuid4().hex[:8]
-    ports = {name: free_port() for name in ("INGRESS", "CONTROL", "PROCESSORS", "EGRESS", "DEMO_UPSTREAM", "EMBEDDED_BROKER")}
+    ports = {name: free_port() for name in ("INGRESS", "CONTROL", "PROCESSORS", "EGRESS", "DEMO_UPSTREAM",
+                                            "EMBEDDED_BROKER", "EMBEDDED_POSTGRES", "EMBEDDED_REDIS")}
+    data_dir = tempfile.mkdtemp(prefix="junction-up-")
+    os.chmod(data_dir, 0o755)  # our own folder; the embedded PostgreSQL may run as nobody
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUNCTION_") and k != "KAFKA_BOOTSTRAP_SERVERS"}
     env.update({f"JUNCTION_{name}_PORT": str(port) for name, port in ports.items()})
     env.update({
-        "JUNCTION_DATABASE_URL": settings.database_url, "JUNCTION_REDIS_URL": settings.redis_url,
-        "JUNCTION_DATABASE_SCHEMA": f"up_{run}", "JUNCTION_REDIS_PREFIX": f"jup:{run}:",
         "JUNCTION_TOPIC_PREFIX": f"up{run}", "JUNCTION_GROUP_PREFIX": f"up{run}",
         "JUNCTION_ALLOW_PRIVATE_TARGETS": "1", "JUNCTION_ADMIN_EMAIL": "ops@example.com",
-        "JUNCTION_ADMIN_PASSWORD": "a-long-password", "JUNCTION_DATA_DIR": tempfile.mkdtemp(prefix="junction-up-"),
+        "JUNCTION_ADMIN_PASSWORD": "a-long-password", "JUNCTION_DATA_DIR": data_dir,
         "JUNCTION_LOG_LEVEL": "WARNING",
     })
     if settings.broker.name == "kafka":
         env["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers  # the suite runs on an external Kafka
-    proc = subprocess.Popen([sys.executable, "-m", "junction", "up", "--demo"], env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     ingress = f"http://127.0.0.1:{ports['INGRESS']}"
+    control = f"http://127.0.0.1:{ports['CONTROL']}"
+    proc = _up(env)
     try:
         await wait_http_ok(f"{ingress}/readyz", timeout_s=90, proc=proc)
-        echo: dict = {}
-        async with aiohttp.ClientSession() as s:
-            for _ in range(100):  # the demo is created through the management API just after readiness
-                async with s.post(f"{ingress}/demo/echo?x=1", data=b"hello") as r:
-                    if r.status == 200:
-                        echo = await r.json()
-                        break
-                await asyncio.sleep(0.1)
-            assert echo["method"] == "POST" and echo["query"] == {"x": "1"} and echo["body"] == "hello"
-            async with s.get(f"{ingress}/demo/orders/A-42") as r:
-                assert r.status == 200
-                order = await r.json()
-            assert order["id"] == "A-42" and order["currency"] == "EUR"
-            async with s.post(f"http://127.0.0.1:{ports['CONTROL']}/api/v1/auth/login",
-                              json={"email": "ops@example.com", "password": "a-long-password"}) as r:
-                assert r.status == 200 and (await r.json())["token_type"] == "bearer"
+        await _serves_the_demo(ingress, control)
         started = _descendants(proc.pid)
-        assert len(started) >= 6  # broker, control, egress, processors, ingress, demo upstream (+ sandbox workers)
-        proc.send_signal(signal.SIGINT)
-        output, _ = await asyncio.to_thread(proc.communicate, timeout=60)
-        assert proc.returncode == 0, output.decode(errors="replace")[-2000:]
+        # broker, PostgreSQL, Redis, control, egress, processors, ingress, demo upstream (+ sandbox workers)
+        assert len(started) >= 8
+        output = await _interrupt(proc, started)
         assert b"curl -s" in output  # it printed what to curl
-        for _ in range(50):
-            if not any(_alive(pid) for pid in started):
-                break
-            await asyncio.sleep(0.1)
-        assert not [pid for pid in started if _alive(pid)], "processes left running after Ctrl-C"
+        assert f"127.0.0.1:{ports['EMBEDDED_POSTGRES']}".encode() in output
+
+        # Second start: the configuration made through the management API is still in PostgreSQL.
+        proc = _up(env)
+        await wait_http_ok(f"{ingress}/readyz", timeout_s=90, proc=proc)
+        await _serves_the_demo(ingress, control)
+        output = await _interrupt(proc, _descendants(proc.pid))
+        assert b"password as set before" in output
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        conn = await asyncpg.connect(settings.database_dsn)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "up_{run}" CASCADE')
-        finally:
-            await conn.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
