@@ -75,19 +75,37 @@ _api_props: Schema = {
     "auth": _auth,
     "enabled": {"type": "boolean"},
 }
-_test_request: Schema = {
-    "type": "object", "additionalProperties": False, "required": ["request"],
-    "properties": {
-        "request": {
-            "type": "object", "additionalProperties": False,
-            "properties": {
-                "method": {"type": "string", "enum": METHODS},
-                "path": {"type": "string", "maxLength": 2048},
-                "query": {"type": "object", "additionalProperties": {"type": "string"}},
-                "headers": {"type": "object", "additionalProperties": {"type": "string"}},
-                "body": {"type": ["string", "null"]},
-            },
-        }
+_pairs: Schema = {"type": "object", "additionalProperties": {"type": "string", "maxLength": 8192}}
+_sample_body: Schema = {
+    "body": {"type": ["string", "null"], "maxLength": 524288,
+             "description": "the body as text (UTF-8), or base64 with body_base64 true"},
+    "body_base64": {"type": "boolean"},
+    "json": {"description": "the body as JSON (instead of body); sets Content-Type: application/json unless given"},
+}
+_test_props: Schema = {
+    "script": {"type": ["string", "null"], "maxLength": 262144,
+               "description": "unsaved script to run instead of the saved one; compiled first (422 script_invalid)"},
+    "settings": {"type": "object", "description": "ctx.settings for this try-out (default: the saved connector's)"},
+    "request": {
+        "type": "object", "additionalProperties": False,
+        "description": "sample request for transform_request; default GET / when neither request nor response is given",
+        "properties": {
+            "method": {"type": "string", "enum": METHODS},
+            "path": {"type": "string", "maxLength": 2048},
+            "path_params": {**_pairs, "description": "route parameters, as the API's path template would give them"},
+            "query": _pairs,
+            "headers": _pairs,
+            **_sample_body,
+        },
+    },
+    "response": {
+        "type": "object", "additionalProperties": False,
+        "description": "sample upstream response for transform_response (a SOAP result is JSON)",
+        "properties": {
+            "status": {"type": "integer", "minimum": 100, "maximum": 599},
+            "headers": _pairs,
+            **_sample_body,
+        },
     },
 }
 
@@ -105,6 +123,18 @@ def request_schemas(settings: Settings) -> dict[str, Schema]:
     api_props["timeout_ms"]["maximum"] = settings.max_timeout_ms
     connector_props = copy.deepcopy(_connector_props)
     connector_props["target"]["properties"]["timeout_ms"]["maximum"] = settings.max_timeout_ms
+    # PATCH merges a connector's target key by key: every key is optional, and
+    # null removes an optional one (protocol and url stay).
+    update_target = copy.deepcopy(connector_props["target"])
+    update_target.pop("required")
+    update_target["description"] = ("merged into the current target: the keys given replace those keys, "
+                                    "null removes one")
+    for key, prop in update_target["properties"].items():
+        if key not in ("protocol", "url"):
+            prop["type"] = [prop["type"], "null"]
+            if "enum" in prop:
+                prop["enum"] = [*prop["enum"], None]
+    connector_update_props = {**connector_props, "target": update_target}
     api_required = ["name", "methods", "path", "connector"]
     connector_required = ["name", "target"]
     return {
@@ -114,9 +144,11 @@ def request_schemas(settings: Settings) -> dict[str, Schema]:
         "UserCreate": _obj(_user_props, ["email", "password", "role"]),
         "UserUpdate": _obj({k: v for k, v in _user_props.items() if k != "email"}, []),
         "ConnectorCreate": _obj(connector_props, connector_required),
-        "ConnectorUpdate": _obj(connector_props, []),
+        "ConnectorUpdate": _obj(connector_update_props, []),
         "ApiCreate": _obj(api_props, api_required),
         "ApiUpdate": _obj(api_props, []),
         "RollbackRequest": _obj({"version": {"type": "integer", "minimum": 1}}, ["version"]),
-        "ConnectorTestRequest": copy.deepcopy(_test_request),
+        "ConnectorTestRequest": _obj(_test_props, []),
+        # A connector not saved yet: the script is the point.
+        "ConnectorTryRequest": _obj({**_test_props, "script": {**_test_props["script"], "type": "string"}}, ["script"]),
     }

@@ -14,7 +14,7 @@ from core.errors import Conflict, FieldError, InvalidInput
 from core.routing import RouteTable, parse_template
 from core.settings import Settings
 
-__all__ = ["prepare_api", "prepare_connector"]
+__all__ = ["check_script", "prepare_api", "prepare_connector"]
 
 API_DEFAULTS: dict[str, Any] = {"protocol": "rest", "auth": {"mode": "none"}, "enabled": True}
 CONNECTOR_DEFAULTS: dict[str, Any] = {"script": None, "settings": {}}
@@ -49,11 +49,11 @@ async def prepare_connector(data: dict[str, Any]) -> dict[str, Any]:
     if content["target"].get("protocol") == "soap" and not content["target"].get("operation"):
         raise_if([FieldError("target.operation", "is required for a soap target")])
     if content.get("script"):
-        await _check_script(content["script"])
+        await check_script(content["script"])
     return content
 
 
-async def _check_script(source: str) -> None:
+async def check_script(source: str) -> None:
     """Refuse a script that does not compile under the sandbox rules
     (ScriptCompileError: 422 ``script_invalid`` with field ``script`` and line)."""
     try:

@@ -80,10 +80,16 @@ def _response_schemas() -> dict[str, Schema]:
         "AuditPage": _obj({"items": {"type": "array", "items": _ref("AuditEntry")},
                            "next_cursor": {"type": ["integer", "null"]}}),
         "ConnectorTestResult": {
-            "type": "object", "required": ["logs"],
+            "type": "object", "required": ["ran", "logs"],
             "properties": {
-                "request": {"type": "object", "description": "the transformed request; body as text, or base64 with body_base64 true"},
-                "error": _obj({"code": _STR, "message": _STR, "line": {"type": ["integer", "null"]}}),
+                "ran": {"type": "array", "items": {"type": "string", "enum": ["transform_request", "transform_response"]},
+                        "description": "the script functions that ran"},
+                "request": {"type": "object", "description": "the transformed request (method, path, path_params, "
+                            "query and headers as [name, value] pairs, url); body as text, or base64 with body_base64 true"},
+                "response": {"type": "object", "description": "the transformed response (status, headers, body), "
+                             "or the sample unchanged when the script has no transform_response"},
+                "error": _obj({"code": _STR, "message": _STR, "line": {"type": ["integer", "null"]},
+                               "status": _INT, "stage": {"type": "string", "enum": ["request", "response"]}}),
                 "logs": {"type": "array", "items": _STR},
             },
         },
@@ -236,11 +242,19 @@ def build_openapi(settings: Settings) -> Schema:
         **_versioned("connectors", "Connector", "ConnectorCreate", "ConnectorUpdate", "connector"),
         "/api/v1/orgs/{org}/connectors/{id}/test": {
             "parameters": [ORG, ID],
-            "post": _op("Run the connector's request transform on a sample request",
-                        {"200": _json(_ref("ConnectorTestResult"), "the transformed request or the script's error"),
+            "post": _op("Try the connector's script (or an unsaved one) on a sample request and/or response",
+                        {"200": _json(_ref("ConnectorTestResult"), "the transformed request and response, or the script's error"),
                          **_errors("400", "401", "403", "404", "413", "422"),
                          "503": _json(_ref("Error"), "the sandbox is not available")},
                         body="ConnectorTestRequest", tag="connector"),
+        },
+        "/api/v1/orgs/{org}/connectors/test": {
+            "parameters": [ORG],
+            "post": _op("Try a script for a connector not saved yet on a sample request and/or response",
+                        {"200": _json(_ref("ConnectorTestResult"), "the transformed request and response, or the script's error"),
+                         **_errors("400", "401", "403", "404", "413", "422"),
+                         "503": _json(_ref("Error"), "the sandbox is not available")},
+                        body="ConnectorTryRequest", tag="connector"),
         },
         **_versioned("apis", "Api", "ApiCreate", "ApiUpdate", "API"),
         "/api/v1/audit": {"get": _op("Audit trail, newest first", {

@@ -1,8 +1,8 @@
 """Management subcommands of the ``junction`` CLI, built on :mod:`junction.sdk`.
 
 ``register(subparsers)`` adds: login, orgs, users, connectors, apis, versions,
-rollback, audit, admin create, migrate. Every handler is ``func(args,
-settings) -> int`` and prints JSON. The control URL comes from ``--url``
+rollback, audit, admin create, admin reset-password, migrate. Every handler is
+``func(args, settings) -> int`` and prints JSON. The control URL comes from ``--url``
 (default http://127.0.0.1:8081), the token from ``--token`` or JUNCTION_TOKEN.
 """
 from __future__ import annotations
@@ -56,13 +56,20 @@ def _client_cmd(call: Call) -> Callable[[argparse.Namespace, Settings], int]:
 
 
 def _body(args: argparse.Namespace, flags: dict[str, Any]) -> dict[str, Any]:
-    """The request body: --file/--json first, then the flags that were given."""
+    """The request body: --file/--json first, then the flags that were given.
+    A flag inside an object (``--target-url`` in ``target``) replaces only its key."""
     body: dict[str, Any] = {}
     if getattr(args, "file", None):
         body.update(json.loads(Path(args.file).read_text()))
     if getattr(args, "json", None):
         body.update(json.loads(args.json))
-    body.update({k: v for k, v in flags.items() if v is not None})
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(body.get(key), dict) and key == "target":
+            body[key] = {**body[key], **value}
+        else:
+            body[key] = value
     return body
 
 
@@ -134,13 +141,23 @@ def _register_users(sub: Any) -> None:
 
 
 def _connector_flags(a: argparse.Namespace) -> dict[str, Any]:
+    """Only the target keys given: an update merges them into the current target
+    (the server keeps protocol, operation and method unless they are given)."""
     flags: dict[str, Any] = {"name": a.name}
-    if a.target_url:
-        flags["target"] = {"protocol": a.protocol, "url": a.target_url,
-                           **({"method": a.method.upper()} if a.method else {})}
+    target = {k: v for k, v in (("protocol", a.protocol), ("url", a.target_url), ("operation", a.operation),
+                                ("method", a.method.upper() if a.method else None)) if v is not None}
+    if target:
+        flags["target"] = target
     if a.script_file:
         flags["script"] = Path(a.script_file).read_text()
     return flags
+
+
+def _whole_connector(body: dict[str, Any]) -> dict[str, Any]:
+    """Create and replace send a whole target: REST unless a protocol is given."""
+    if isinstance(body.get("target"), dict):
+        body["target"].setdefault("protocol", "rest")
+    return body
 
 
 def _api_flags(a: argparse.Namespace) -> dict[str, Any]:
@@ -166,19 +183,27 @@ def _register_resource(sub: Any, kind: str) -> None:
             p.add_argument("--auth-mode", choices=["none", "api_key", "basic", "oauth2"])
             p.add_argument("--enabled", type=_bool)
         else:
-            p.add_argument("--target-url")
-            p.add_argument("--protocol", default="rest", choices=["rest", "soap"])
-            p.add_argument("--method")
+            p.add_argument("--target-url", help="REST URL, or the WSDL URL of a SOAP target")
+            p.add_argument("--protocol", choices=["rest", "soap"],
+                           help="default: rest on create and replace; update keeps the current one")
+            p.add_argument("--operation", help="SOAP operation")
+            p.add_argument("--method", help="outbound method (REST); '*' passes the caller's on")
             p.add_argument("--script-file", help="Python file with transform_request(request, ctx)")
         _body_opts(p)
 
-    p = _action(g, "create", lambda c, a: c.request("POST", f"/orgs/{a.org}/{kind}", _body(a, flags(a))), "create")
+    def whole(body: dict[str, Any]) -> dict[str, Any]:
+        return body if is_api else _whole_connector(body)
+
+    p = _action(g, "create", lambda c, a: c.request("POST", f"/orgs/{a.org}/{kind}", whole(_body(a, flags(a)))),
+                "create")
     p.add_argument("org")
     add_flags(p)
     for name, method in (("update", "PATCH"), ("replace", "PUT")):
         def call(c: JunctionClient, a: argparse.Namespace, method: str = method) -> Awaitable[Any]:
             headers = {"If-Match": f'W/"{a.if_version}"'} if a.if_version else None
-            return c.request(method, f"/orgs/{a.org}/{kind}/{a.id}", _body(a, flags(a)), headers=headers)
+            data = _body(a, flags(a))
+            return c.request(method, f"/orgs/{a.org}/{kind}/{a.id}", whole(data) if method == "PUT" else data,
+                             headers=headers)
 
         p = _action(g, name, call, "change some fields" if method == "PATCH" else "replace the whole resource")
         p.add_argument("org")
@@ -190,13 +215,47 @@ def _register_resource(sub: Any, kind: str) -> None:
         p.add_argument("org")
         p.add_argument("id")
     if not is_api:
-        p = _action(g, "test", lambda c, a: c.test_connector(a.org, a.id, method=a.method, path=a.path, body=a.body),
-                    "run the request transform on a sample request")
+        p = _action(g, "test", _test_connector,
+                    "try a connector script on a sample request and/or response (no upstream call)")
         p.add_argument("org")
-        p.add_argument("id")
-        p.add_argument("--method", default="GET")
-        p.add_argument("--path", default="/")
-        p.add_argument("--body")
+        p.add_argument("id", nargs="?", help="a saved connector; without it, --script-file is tried on its own")
+        p.add_argument("--script-file", help="an unsaved script to run instead of the saved one")
+        p.add_argument("--method")
+        p.add_argument("--path")
+        p.add_argument("--path-param", action="append", type=_pair("="), metavar="NAME=VALUE", default=[],
+                       help="a route parameter, as the API's path template gives it (repeatable)")
+        p.add_argument("--query", action="append", type=_pair("="), metavar="NAME=VALUE", default=[])
+        p.add_argument("--header", action="append", type=_pair(":"), metavar="NAME:VALUE", default=[])
+        p.add_argument("--body", help="request body (text)")
+        p.add_argument("--response-status", type=int, help="try transform_response on a sample response with this status")
+        p.add_argument("--response-header", action="append", type=_pair(":"), metavar="NAME:VALUE", default=[])
+        p.add_argument("--response-body", help="the sample response's body (a SOAP result is JSON)")
+
+
+def _pair(sep: str) -> Callable[[str], tuple[str, str]]:
+    def parse(text: str) -> tuple[str, str]:
+        name, found, value = text.partition(sep)
+        if not found or not name.strip():
+            raise argparse.ArgumentTypeError(f"expected NAME{sep}VALUE, got {text!r}")
+        return name.strip(), value.strip() if sep == ":" else value
+
+    return parse
+
+
+def _test_connector(c: JunctionClient, a: argparse.Namespace) -> Awaitable[Any]:
+    if a.id is None and not a.script_file:
+        raise SystemExit("junction connectors test: give a connector id, or --script-file for a connector not saved yet")
+    response = None
+    if a.response_status is not None or a.response_header or a.response_body is not None:
+        response = {"status": a.response_status or 200, "headers": dict(a.response_header)}
+        if a.response_body is not None:
+            response["body"] = a.response_body
+    return c.test_connector(
+        a.org, a.id, script=Path(a.script_file).read_text() if a.script_file else None,
+        method=a.method.upper() if a.method else None, path=a.path,
+        path_params=dict(a.path_param) if a.path_param else None, query=dict(a.query) if a.query else None,
+        headers=dict(a.header) if a.header else None, body=a.body,
+        response=response)
 
 
 def _register_versions(sub: Any) -> None:
@@ -245,12 +304,29 @@ def _ask_password() -> str:
 def cmd_admin_create(args: argparse.Namespace, settings: Settings) -> int:
     import secrets
 
-    from control.admin import create_admin
+    from control.admin import check_new_password, create_admin
     from core.errors import JunctionError
 
     password = args.password or secrets.token_urlsafe(12)
     try:
+        check_new_password(password)
         user = asyncio.run(create_admin(settings, args.email, password))
+    except JunctionError as err:
+        print(json.dumps(err.to_dict()), file=sys.stderr)
+        return 1
+    _print({**user, **({} if args.password else {"generated_password": password})})
+    return 0
+
+
+def cmd_admin_reset_password(args: argparse.Namespace, settings: Settings) -> int:
+    import secrets
+
+    from control.admin import reset_password
+    from core.errors import JunctionError
+
+    password = args.password or secrets.token_urlsafe(12)
+    try:
+        user = asyncio.run(reset_password(settings, args.email, password))
     except JunctionError as err:
         print(json.dumps(err.to_dict()), file=sys.stderr)
         return 1
@@ -289,5 +365,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("email")
     p.add_argument("--password", help="default: generate one and print it")
     p.set_defaults(func=cmd_admin_create)
+    p = admin.add_parser("reset-password", help="set a user's password directly in the database (a lost admin password)")
+    p.add_argument("email")
+    p.add_argument("--password", help="default: generate one and print it")
+    p.set_defaults(func=cmd_admin_reset_password)
     p = subparsers.add_parser("migrate", help="apply database migrations")
     p.set_defaults(func=cmd_migrate)

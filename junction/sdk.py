@@ -143,6 +143,9 @@ class JunctionAPIError(Exception):
         return f"{self.status} {self.code}: {self.message}" + (f" ({extra})" if extra else "")
 
 
+_UNSET: Any = object()  # "not given", where None is a value (JSON null)
+
+
 def _etag(version: int | None) -> dict[str, str]:
     return {"If-Match": f'W/"{version}"'} if version is not None else {}
 
@@ -266,15 +269,42 @@ class JunctionClient:
     async def delete_connector(self, org: str, connector_id: str) -> None:
         await self.request("DELETE", f"/orgs/{org}/connectors/{connector_id}")
 
-    async def test_connector(self, org: str, connector_id: str, *, method: str = "GET", path: str = "/",
+    async def test_connector(self, org: str, connector_id: str | None = None, *, script: str | None = None,
+                             settings: dict[str, Any] | None = None, method: str | None = None,
+                             path: str | None = None, path_params: dict[str, str] | None = None,
                              query: dict[str, str] | None = None, headers: dict[str, str] | None = None,
-                             body: str | None = None) -> dict[str, Any]:
-        """Run the connector's request transform on a sample request (no upstream call)."""
-        req: dict[str, Any] = {"method": method, "path": path, "query": query or {}, "headers": headers or {}}
-        if body is not None:
-            req["body"] = body
+                             body: str | None = None, json: Any = _UNSET,
+                             response: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Try a connector script in the sandbox (no upstream call).
+
+        ``connector_id`` None tries ``script`` for a connector not saved yet;
+        otherwise the saved connector's script runs, or ``script`` instead of it.
+        The sample request (``method``, ``path``, ``path_params``, ``query``,
+        ``headers``, ``body`` or ``json``) goes through ``transform_request``;
+        ``response`` (``{"status", "headers", "body" or "json"}``) through
+        ``transform_response``. With only ``response`` given, only that runs.
+        Answers ``{"ran", "request"?, "response"?, "error"?, "logs"}``.
+        """
+        req: dict[str, Any] = {k: v for k, v in (("method", method), ("path", path), ("path_params", path_params),
+                                                 ("query", query), ("headers", headers), ("body", body))
+                               if v is not None}
+        if json is not _UNSET:
+            req["json"] = json
+        payload: dict[str, Any] = {}
+        if req or response is None:
+            payload["request"] = req
+        if response is not None:
+            payload["response"] = response
+        if script is not None:
+            payload["script"] = script
+        if settings is not None:
+            payload["settings"] = settings
+        if connector_id is None:
+            if script is None:
+                raise ValueError("test_connector: give a connector_id, or a script for a connector not saved yet")
+            return cast(dict[str, Any], await self.request("POST", f"/orgs/{org}/connectors/test", payload))
         return cast(dict[str, Any], await self.request("POST", f"/orgs/{org}/connectors/{connector_id}/test",
-                                                       {"request": req}))
+                                                       payload))
 
     # -- APIs ------------------------------------------------------------
     async def list_apis(self, org: str) -> list[Api]:

@@ -158,7 +158,7 @@ async def _prepare_control(settings: Settings) -> tuple[str, str]:
     email, password = await ensure_admin(settings)  # applies the migrations first
     if password:
         return email, f"Global admin: {email}  password: {password}  (set JUNCTION_ADMIN_EMAIL/JUNCTION_ADMIN_PASSWORD to choose)"
-    return email, f"Global admin: {email} (password as set before; JUNCTION_ADMIN_PASSWORD chooses one for a new admin)"
+    return email, f"Global admin: {email} (password as set before; to set a new one: junction admin reset-password {email})"
 
 
 def _banner(settings: Settings, demo: bool, admin_line: str) -> None:

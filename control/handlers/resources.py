@@ -1,8 +1,9 @@
 """Versioned resources — APIs and connectors — under /api/v1/orgs/{org}.
 
-Create writes version 1; PUT (replace), PATCH (top-level merge) and rollback
-write the next version. Every write holds the organisation's row lock, so
-route and name clash checks see every concurrent change.
+Create writes version 1; PUT (replace), PATCH (top-level merge; a connector's
+``target`` merges key by key) and rollback write the next version. Every
+write holds the organisation's row lock, so route and name clash checks see
+every concurrent change.
 """
 from __future__ import annotations
 
@@ -38,6 +39,21 @@ async def _prepare_connector(conn: asyncpg.Connection, request: web.Request, org
     return await prepare_connector(data)
 
 
+def _merge_top(old: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    return {**old, **data}
+
+
+def _merge_connector(old: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """PATCH of a connector: top-level fields replace, but ``target`` merges key
+    by key, so changing its URL keeps the protocol, operation and method; a
+    null removes a key."""
+    merged = {**old, **data}
+    if "target" in data:
+        target = {**(old.get("target") or {}), **data["target"]}
+        merged["target"] = {k: v for k, v in target.items() if v is not None}
+    return merged
+
+
 @dataclass(frozen=True)
 class Spec:
     kind: Kind
@@ -46,6 +62,7 @@ class Spec:
     update_schema: str
     prepare: Prepare
     event: Callable[[dict[str, Any], str], OutboxEvent]
+    merge: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] = _merge_top
 
     @property
     def label(self) -> str:
@@ -54,7 +71,8 @@ class Spec:
 
 SPECS = (
     Spec(API, "apis", "ApiCreate", "ApiUpdate", _prepare_api, api_event),
-    Spec(CONNECTOR, "connectors", "ConnectorCreate", "ConnectorUpdate", _prepare_connector, connector_event),
+    Spec(CONNECTOR, "connectors", "ConnectorCreate", "ConnectorUpdate", _prepare_connector, connector_event,
+         _merge_connector),
 )
 
 
@@ -122,7 +140,7 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
         async with state(request).db.acquire() as conn, conn.transaction():
             org, org_id, row, before = await locked_current(conn, request)
             old = content_of(row)
-            merged = data if replace else {**old, **data}
+            merged = data if replace else spec.merge(old, data)
             await _check_name(conn, spec, org_id, merged["name"], before["id"])
             content = await spec.prepare(conn, request, org_id, before["id"], merged)
             if content == old:  # nothing changed: no new version, no audit row

@@ -5,7 +5,8 @@ from typing import Any
 
 import asyncpg
 
-__all__ = ["delete_user", "find_login", "get_user", "insert_user", "list_users", "update_user", "user_view"]
+__all__ = ["delete_user", "find_login", "get_user", "insert_user", "list_users", "set_password", "update_user",
+           "user_view"]
 
 _COLS = "id, org_id, email, role, version, created_at, updated_at"
 
@@ -45,6 +46,13 @@ async def update_user(conn: asyncpg.Connection, org_id: str, user_id: str, role:
     return await conn.fetchrow(
         f"UPDATE users SET role = $3, password_hash = coalesce($4, password_hash), version = version + 1,"
         f" updated_at = now() WHERE org_id = $1 AND id = $2 RETURNING {_COLS}", org_id, user_id, role, password_hash)
+
+
+async def set_password(conn: asyncpg.Connection, user_id: str, password_hash: str) -> asyncpg.Record:
+    """Any user's, global admins' included (they belong to no organisation)."""
+    return await conn.fetchrow(
+        f"UPDATE users SET password_hash = $2, version = version + 1, updated_at = now() WHERE id = $1"
+        f" RETURNING {_COLS}", user_id, password_hash)
 
 
 async def delete_user(conn: asyncpg.Connection, org_id: str, user_id: str) -> None:
