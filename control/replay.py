@@ -15,7 +15,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from core.kafka import make_consumer, make_producer
+from core.kafka import make_consumer, make_producer, topic_partitions
 from core.messages import now_ms
 from core.redis import make_redis
 from core.settings import Settings
@@ -50,13 +50,12 @@ class ReplayOutcome:
 async def read_dead_letters(settings: Settings, *, org: str | None = None, limit: int = 100,
                             correlation_ids: set[str] | None = None) -> list[DeadLetterView]:
     """The newest ``limit`` dead letters (of ``org`` if given), oldest first."""
+    tps = await topic_partitions(settings, settings.topics.dlq)
+    if not tps:
+        return []
     consumer = make_consumer(settings)
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(settings.topics.dlq) or set()
-        tps = [TopicPartition(settings.topics.dlq, p) for p in sorted(partitions)]
-        if not tps:
-            return []
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         found: list[DeadLetterView] = []

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
@@ -100,6 +100,25 @@ async def wait_for_broker(settings: Settings, timeout_s: float = 30.0) -> None:
             await asyncio.sleep(0.2)
         finally:
             await admin.close()
+
+
+async def topic_partitions(settings: Settings, topic: str) -> list[TopicPartition]:
+    """Every partition of ``topic`` (none if it does not exist), asked of the broker.
+
+    A consumer's metadata cache is no answer: on Apache Kafka it may hold no topic at all
+    right after start, until a subscription or assignment asks for one.
+    """
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    out: list[TopicPartition] = []
+    for entry in described:
+        if entry.get("error_code", 0) == 0 and entry.get("topic") == topic:
+            out += [TopicPartition(topic, p["partition"]) for p in entry.get("partitions", [])]
+    return sorted(out)
 
 
 async def ensure_topics(settings: Settings) -> list[str]:
