@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench install clean lint
+.PHONY: run test test-kafka kafka bench install clean lint
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,18 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
+# The pipeline, control-plane and reliability tests again, on Apache Kafka of the run's own
+# (fetched with Maven into .junction/kafka/, started on free ports, thrown away after).
+KAFKA_TESTS ?= tests/pipeline tests/control tests/e2e tests/kafka
+test-kafka: $(STAMP)
+	JUNCTION_TEST_BROKER=kafka $(PY) -m pytest -p no:cacheprovider $(KAFKA_TESTS) $(PYTEST_ARGS)
+
+# Apache Kafka in the foreground on 127.0.0.1:19092 (fetched with Maven on first use); Ctrl-C stops it.
+kafka: $(STAMP)
+	$(PY) -m junction.kafka_local run
+
 bench: $(STAMP)
-	$(PY) -m bench.run $(BENCH_ARGS)
+	$(PY) -m bench.run --broker $${BROKER:-embedded} $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/results/*.json

@@ -12,9 +12,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError, for_code
 
-from core.settings import Settings
+from core.settings import InvalidConfiguration, Settings
 
 __all__ = ["ensure_topics", "make_admin", "make_consumer", "make_producer", "topic_specs", "wait_for_broker"]
 
@@ -131,10 +131,18 @@ async def ensure_topics(settings: Settings) -> list[str]:
         created = []
         for spec in missing:
             try:
-                await admin.create_topics([spec])
-                created.append(spec.name)
+                response = await admin.create_topics([spec])
             except TopicAlreadyExistsError:
-                pass
+                continue
+            # The broker answers a refused topic (a bad config, too many partitions) in the response, not
+            # as an exception: a topic silently made with other settings, or not at all, breaks later.
+            for name, code, *rest in response.topic_errors:
+                if code == TopicAlreadyExistsError.errno:
+                    continue
+                if code != 0:
+                    message = rest[0] if rest else ""
+                    raise InvalidConfiguration(f"the broker refused topic {name}: {for_code(code).__name__} {message}")
+                created.append(name)
         return created
     finally:
         await admin.close()

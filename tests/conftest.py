@@ -5,6 +5,8 @@ prefix and PostgreSQL schema, so leftovers from earlier runs never matter.
 
 Broker selection:
 - ``KAFKA_BOOTSTRAP_SERVERS`` set: use that Kafka (broker profile ``kafka``).
+- ``JUNCTION_TEST_BROKER=kafka`` (``make test-kafka``): Apache Kafka of the run's own, fetched from
+  Maven Central by junction.kafka_local, on free ports with a fresh log directory.
 - ``JUNCTION_TESTCONTAINERS=1`` and Docker present: Apache Kafka, PostgreSQL
   and Redis from testcontainers.
 - otherwise: the embedded broker (Tansu) on a free loopback port.
@@ -20,6 +22,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from pathlib import Path
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
@@ -30,6 +33,7 @@ from core.kafka import ensure_topics, wait_for_broker
 from core.settings import Settings, load_settings
 from junction.broker import EmbeddedBroker, free_port
 from junction.embedded_stores import EmbeddedStores
+from junction.kafka_local import LocalKafka, fetch
 
 from tests.control_support import control, control_settings  # noqa: E402,F401  (fixtures for every test folder)
 
@@ -38,6 +42,21 @@ RUN_ID = uuid.uuid4().hex[:10]
 
 def _use_testcontainers() -> bool:
     return os.environ.get("JUNCTION_TESTCONTAINERS") == "1" and shutil.which("docker") is not None
+
+
+def _local_kafka(stack: contextlib.ExitStack) -> LocalKafka:
+    """Apache Kafka of this run's own (``make test-kafka``): fetched with Maven, a fresh log directory,
+    so tests may restart or kill it. Small segments let compaction run within a test."""
+    home = Path(tempfile.mkdtemp(prefix=f"junction-kafka-{RUN_ID}-"))
+    stack.callback(shutil.rmtree, home, True)
+    kafka = LocalKafka(home, free_port(), free_port(), libs=fetch(), overrides={
+        "log.cleaner.backoff.ms": 200, "log.cleaner.min.compaction.lag.ms": 0, "log.segment.delete.delay.ms": 500,
+        "group.initial.rebalance.delay.ms": 0,
+    })
+    kafka.start()
+    stack.callback(kafka.stop)
+    asyncio.run(kafka.wait_ready())
+    return kafka
 
 
 @pytest.fixture(scope="session")
@@ -66,6 +85,9 @@ def external_services() -> Iterator[dict[str, str]]:
         services: dict[str, str] = {}
         if env.get("KAFKA_BOOTSTRAP_SERVERS"):
             services.update(kafka=env["KAFKA_BOOTSTRAP_SERVERS"], profile="kafka")
+        elif env.get("JUNCTION_TEST_BROKER") == "kafka":
+            kafka = _local_kafka(stack)
+            services.update(kafka=kafka.bootstrap, profile="kafka", local_kafka=kafka)  # type: ignore[dict-item]
         else:
             broker = EmbeddedBroker(free_port())
             broker.start()
