@@ -13,12 +13,14 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
 from core.settings import Settings
 from junction.sdk import JunctionAPIError, JunctionClient
+
+T = TypeVar("T")
 
 __all__ = ["register"]
 
@@ -295,6 +297,13 @@ def _login(c: JunctionClient, a: argparse.Namespace) -> Awaitable[Any]:
     return c.login(a.email, a.password or _ask_password())
 
 
+async def _on_database(settings: Settings, work: Callable[[Settings], Awaitable[T]]) -> T:
+    from junction.embedded_stores import database_for_command
+
+    async with database_for_command(settings) as ready:
+        return await work(ready)
+
+
 def _ask_password() -> str:
     import getpass
 
@@ -310,7 +319,7 @@ def cmd_admin_create(args: argparse.Namespace, settings: Settings) -> int:
     password = args.password or secrets.token_urlsafe(12)
     try:
         check_new_password(password)
-        user = asyncio.run(create_admin(settings, args.email, password))
+        user = asyncio.run(_on_database(settings, lambda s: create_admin(s, args.email, password)))
     except JunctionError as err:
         print(json.dumps(err.to_dict()), file=sys.stderr)
         return 1
@@ -326,7 +335,7 @@ def cmd_admin_reset_password(args: argparse.Namespace, settings: Settings) -> in
 
     password = args.password or secrets.token_urlsafe(12)
     try:
-        user = asyncio.run(reset_password(settings, args.email, password))
+        user = asyncio.run(_on_database(settings, lambda s: reset_password(s, args.email, password)))
     except JunctionError as err:
         print(json.dumps(err.to_dict()), file=sys.stderr)
         return 1
@@ -338,14 +347,14 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from core.db import make_pool
     from control.migrate import apply_migrations
 
-    async def run() -> list[str]:
-        pool = await make_pool(settings, max_size=1)
+    async def run(s: Settings) -> list[str]:
+        pool = await make_pool(s, max_size=1)
         try:
             return await apply_migrations(pool)
         finally:
             await pool.close()
 
-    _print({"applied": asyncio.run(run()), "schema": settings.database_schema})
+    _print({"applied": asyncio.run(_on_database(settings, run)), "schema": settings.database_schema})
     return 0
 
 

@@ -14,6 +14,7 @@ is a clear error (see :func:`postgres_data_dir`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import functools
 import hashlib
@@ -27,13 +28,17 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.settings import Settings
 from junction.broker import die_with_parent
 
-__all__ = ["EmbeddedPostgres", "EmbeddedRedis", "EmbeddedStores", "PortTaken", "StoreStartError", "check_port_free"]
+__all__ = [
+    "DataInUse", "EmbeddedPostgres", "EmbeddedRedis", "EmbeddedStores", "PortTaken", "StoreStartError",
+    "check_port_free", "database_for_command",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,10 @@ class StoreStartError(RuntimeError):
 
 class PortTaken(StoreStartError):
     pass
+
+
+class DataInUse(StoreStartError):
+    """Another running Junction holds the data directory (and so runs its stores)."""
 
 
 def check_port_free(port: int, what: str, variable: str) -> None:
@@ -415,7 +424,7 @@ class EmbeddedStores:
     servers as if they were leftovers.
     """
 
-    def __init__(self, settings: Settings, *, durable: bool = True) -> None:
+    def __init__(self, settings: Settings, *, durable: bool = True, with_redis: bool = True) -> None:
         root = Path(settings.data_dir)
         self._root = root
         self._lock_fd: int | None = None
@@ -423,7 +432,10 @@ class EmbeddedStores:
             EmbeddedPostgres(root / "postgres" / "data", settings.embedded_postgres_port, durable=durable)
             if settings.uses_embedded_postgres else None
         )
-        self.redis = EmbeddedRedis(root / "redis", settings.embedded_redis_port) if settings.uses_embedded_redis else None
+        self.redis = (
+            EmbeddedRedis(root / "redis", settings.embedded_redis_port)
+            if settings.uses_embedded_redis and with_redis else None
+        )
 
     @property
     def needed(self) -> bool:
@@ -470,10 +482,32 @@ class EmbeddedStores:
         except BlockingIOError:
             owner = os.read(fd, 32).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise StoreStartError(
+            raise DataInUse(
                 f"another Junction (pid {owner}) is running with the data in {self._root.resolve()}; "
                 "stop it, or set JUNCTION_DATA_DIR for a second instance"
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
+
+
+@contextlib.asynccontextmanager
+async def database_for_command(settings: Settings) -> AsyncIterator[Settings]:
+    """Settings for a command that works on the database directly (``junction migrate``, ``admin``).
+
+    With the embedded PostgreSQL: the one a running ``junction up`` holds, or else one started for
+    the command alone, so that an admin's password can be reset while the gateway is down.
+    """
+    if not settings.uses_embedded_postgres:
+        yield settings
+        return
+    stores = EmbeddedStores(settings, with_redis=False)
+    try:
+        await stores.start()
+    except DataInUse:
+        yield settings  # a running junction up serves it on the configured port
+        return
+    try:
+        yield stores.apply(settings)
+    finally:
+        stores.stop()

@@ -30,7 +30,6 @@ from core.kafka import ensure_topics, make_admin, make_consumer
 from core.settings import Settings
 from junction.broker import die_with_parent, free_port
 from junction.kafka_local import LocalKafka
-from schemas import decode
 from tests.support import IngressInstance, Stage, serving, wait_http_ok, wait_until
 
 pytestmark = pytest.mark.slow

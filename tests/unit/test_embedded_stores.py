@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -160,3 +161,20 @@ def test_redis_dies_with_its_parent(data_dir: Path) -> None:
             break
         time.sleep(0.05)
     assert not _pid_alive(server_pid)
+
+
+def test_admin_commands_work_with_the_gateway_down_and_leave_no_server(data_dir: Path) -> None:
+    """`junction admin reset-password` is how a user regains the admin: it must not need `make run` up."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUNCTION_")}
+    env.update(JUNCTION_DATA_DIR=str(data_dir), JUNCTION_EMBEDDED_POSTGRES_PORT=str(free_port()), JUNCTION_BCRYPT_ROUNDS="4")
+
+    def junction(*args: str) -> dict:
+        done = subprocess.run([sys.executable, "-m", "junction", *args], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout)
+
+    assert junction("admin", "create", "ops@example.com", "--password", "first-password")["email"] == "ops@example.com"
+    reset = junction("admin", "reset-password", "ops@example.com")
+    assert reset["email"] == "ops@example.com" and len(reset["generated_password"]) >= 12
+    pid_file = data_dir / "postgres" / "data" / "postmaster.pid"
+    assert not pid_file.exists()  # the command's own PostgreSQL was stopped again
