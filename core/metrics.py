@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 
 __all__ = [
     "CONTENT_TYPE_LATEST", "EXPIRED_DROPPED", "INGRESS_REQUESTS", "INGRESS_LATENCY", "LATE_REPLIES",
-    "UPSTREAM_CALLS", "UPSTREAM_LATENCY", "DEAD_LETTERS", "DUPLICATES_SKIPPED", "render",
+    "UPSTREAM_CALLS", "UPSTREAM_LATENCY", "DEAD_LETTERS", "DUPLICATES_SKIPPED", "PRODUCE_RETRIES", "TASK_CRASHES", "render",
 ]
 
 INGRESS_REQUESTS = Counter("junction_ingress_requests_total", "Calls answered at the edge", ["org", "status"])
@@ -23,6 +23,8 @@ UPSTREAM_CALLS = Counter("junction_upstream_calls_total", "Outbound calls", ["or
 UPSTREAM_LATENCY = Histogram("junction_upstream_latency_seconds", "Outbound call latency")
 DEAD_LETTERS = Counter("junction_dead_letters_total", "Messages written to the dead-letter topic", ["stage", "code"])
 DUPLICATES_SKIPPED = Counter("junction_duplicates_skipped_total", "Redelivered outbound calls not made again")
+PRODUCE_RETRIES = Counter("junction_produce_retries_total", "Produce attempts retried while the broker was away", ["stage"])
+TASK_CRASHES = Counter("junction_task_crashes_total", "Crashes of supervised long-lived tasks (each is restarted)", ["task"])
 
 
 def render() -> bytes:

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from core.messages import now_ms
 from core.settings import Settings
-from core.tasks import cancel_and_wait
+from core.tasks import Supervised
 
 __all__ = ["CompletedCalls"]
 
@@ -30,18 +30,24 @@ class CompletedCalls:
         self._flush_every_s = flush_every_s
         self._pending: list[tuple[str, int]] = []
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Supervised("egress-dedupe-flush", self._flush_periodically)
 
     def _key(self, call_id: str) -> str:
         return self._settings.redis_key("egress-done", call_id)
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._flush_periodically(), name="egress-dedupe-flush")
+        self._loop.start()
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-        self._task = None
+        await self._loop.stop()
         await self.flush()
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        return self._loop.task
+
+    async def check(self) -> None:
+        await self._loop.check()
 
     async def done(self, call_ids: list[str]) -> set[str]:
         """The ids among ``call_ids`` whose reply was already produced."""

@@ -22,6 +22,14 @@ class OffsetTracker:
         self._in_flight.setdefault(tp, set()).add(offset)
         self._next[tp] = max(self._next.get(tp, 0), offset + 1)
 
+    def seen(self, tp: TopicPartition, offset: int) -> bool:
+        """Whether ``offset`` was already started here (a re-fetch after the loop restarted)."""
+        return offset < self._next.get(tp, -1)
+
+    def resume_from(self, tp: TopicPartition) -> int | None:
+        """The first offset of ``tp`` never started here, if any was."""
+        return self._next.get(tp)
+
     def finished(self, tp: TopicPartition, offset: int) -> None:
         self._in_flight.get(tp, set()).discard(offset)
 

@@ -14,15 +14,15 @@ from typing import Any
 import pybreaker
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from core.config_feed import ConfigFollower
 from core.errors import DeadlineExceeded, JunctionError, UpstreamError
 from core.kafka import make_consumer, make_producer
 from core.messages import dead_letter, error_reply, now_ms, reply_target
-from core.metrics import DEAD_LETTERS, DUPLICATES_SKIPPED, EXPIRED_DROPPED, UPSTREAM_CALLS, UPSTREAM_LATENCY
+from core.metrics import DEAD_LETTERS, DUPLICATES_SKIPPED, EXPIRED_DROPPED, PRODUCE_RETRIES, UPSTREAM_CALLS, UPSTREAM_LATENCY
 from core.redis import make_redis
-from core.tasks import cancel_and_wait
+from core.tasks import Supervised
 from core.scripts import has_response_transform, pairs_to_records, script_ctx, script_response
 from core.snapshot import ConfigSnapshot
 from core.settings import Settings
@@ -74,8 +74,8 @@ class EgressWorker:
         self._producer: AIOKafkaProducer | None = None
         self._redis: aioredis.Redis | None = None
         self._completed: CompletedCalls | None = None
-        self._loop_task: asyncio.Task[None] | None = None
-        self._commit_task: asyncio.Task[None] | None = None
+        self._consume_loop = Supervised("egress-consume", self._consume)
+        self._commit_loop = Supervised("egress-commit", self._commit_periodically)
 
     # -- lifecycle ---------------------------------------------------------
     async def start(self) -> None:
@@ -91,13 +91,13 @@ class EgressWorker:
         self._consumer = make_consumer(self._settings, group="egress")
         await self._consumer.start()
         self._consumer.subscribe([self._settings.topics.calls], listener=_Revocations(self))
-        self._loop_task = asyncio.create_task(self._consume(), name="egress-consume")
-        self._commit_task = asyncio.create_task(self._commit_periodically(), name="egress-commit")
+        self._consume_loop.start()
+        self._commit_loop.start()
 
     async def stop(self, *, grace_s: float = 5.0) -> None:
         """Stop taking calls, let those in flight finish (bounded), commit, leave."""
-        for task in (self._loop_task, self._commit_task):
-            await cancel_and_wait(task)
+        for loop in (self._consume_loop, self._commit_loop):
+            await loop.stop()
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
             for task in pending:
@@ -125,9 +125,9 @@ class EgressWorker:
 
     async def kill(self) -> None:
         """Stop without finishing or committing: as a crash would, for tests of redelivery."""
-        doomed = [t for t in (self._loop_task, self._commit_task, *self._tasks) if t is not None]
-        if self._completed is not None and self._completed._task is not None:
-            doomed.append(self._completed._task)
+        doomed = [t for t in (self._consume_loop.task, self._commit_loop.task, *self._tasks) if t is not None]
+        if self._completed is not None and self._completed.task is not None:
+            doomed.append(self._completed.task)
         for task in doomed:
             task.cancel()
         # A crash waits for nothing: a task still unwinding after this is abandoned.
@@ -138,8 +138,10 @@ class EgressWorker:
         await self._shutdown_clients()
 
     async def check(self) -> None:
-        if self._loop_task is None or self._loop_task.done():
-            raise RuntimeError("egress consumer is not running")
+        await self._consume_loop.check()
+        await self._commit_loop.check()
+        if self._completed is not None:
+            await self._completed.check()
 
     async def sandbox_ready(self) -> None:
         await self._sandbox.check()
@@ -159,29 +161,56 @@ class EgressWorker:
     async def _consume(self) -> None:
         assert self._consumer is not None
         assert self._completed is not None
+        if self._consume_loop.crashes:
+            # Restarted after a crash: records fetched but never started must be fetched again.
+            for tp in self._consumer.assignment():
+                resume = self._offsets.resume_from(tp)
+                if resume is not None:
+                    self._consumer.seek(tp, resume)
         while True:
             batches = await self._consumer.getmany(timeout_ms=1000, max_records=500)
-            decoded: list[tuple[TopicPartition, int, bytes, dict[str, Any] | None]] = []
+            decoded: list[tuple[TopicPartition, int, bytes, dict[str, Any]]] = []
             for tp, records in batches.items():
                 for record in records:
+                    if self._offsets.seen(tp, record.offset):
+                        continue  # already started before a restart of this loop
                     try:
                         _, call = decode(record.value, expected="OutboundCall")
                     except CodecError as exc:
-                        await self._dead_letter({}, JunctionError(str(exc), code="undecodable"), record.value)
+                        self._start(tp, record.offset, self._undecodable(exc, record.value))
                         continue
                     decoded.append((tp, record.offset, record.value, call))
-            already = await self._completed.done([c["call_id"] for _, _, _, c in decoded if c])
+            already = await self._completed.done([c["call_id"] for _, _, _, c in decoded])
             for tp, offset, raw, call in decoded:
-                if call is None:
-                    continue
                 if call["call_id"] in already:
                     DUPLICATES_SKIPPED.inc()
+                    self._offsets.started(tp, offset)
+                    self._offsets.finished(tp, offset)
                     continue
                 await self._sem.acquire()
-                self._offsets.started(tp, offset)
-                task = asyncio.create_task(self._handle(tp, offset, raw, call))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._start(tp, offset, self._handle(tp, offset, raw, call), acquired=True)
+
+    def _start(self, tp: TopicPartition, offset: int, work: Any, *, acquired: bool = False) -> None:
+        """Run ``work`` for one record; its offset is committable only once the work has finished."""
+        self._offsets.started(tp, offset)
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception:  # noqa: BLE001 - logged; the offset stays uncommitted
+                log.exception("%s@%s could not be finished; it stays uncommitted and is redelivered", tp, offset)
+                return
+            finally:
+                if acquired:
+                    self._sem.release()
+            self._offsets.finished(tp, offset)
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _undecodable(self, exc: CodecError, raw: bytes) -> None:
+        await self._dead_letter({}, JunctionError(str(exc), code="undecodable"), raw)
 
     async def _commit_periodically(self) -> None:
         while True:
@@ -199,15 +228,21 @@ class EgressWorker:
 
     # -- one call ----------------------------------------------------------
     async def _handle(self, tp: TopicPartition, offset: int, raw: bytes, call: dict[str, Any]) -> None:
+        """One call, isolated: whatever fails in it becomes its own error reply and dead letter.
+
+        Returning means the reply and any dead letter were acknowledged by the broker; only then
+        is the offset finished (see :meth:`_start`). A cancellation (stop, crash) leaves it unfinished,
+        so the call is redelivered rather than lost.
+        """
         try:
             await self._process(call, raw)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("egress failed on %s@%s", tp, offset)
-        finally:
-            self._offsets.finished(tp, offset)
-            self._sem.release()
+        except Exception as exc:  # noqa: BLE001 - one bad call must not take the worker down
+            log.exception("egress failed on %s@%s (%s)", tp, offset, call.get("correlation_id"))
+            err = JunctionError("egress failed on this call", code="internal_error", status=500)
+            await self._dead_letter(call, err, call.get("original") or raw, [repr(exc)])
+            await self._reply(call, error_reply(call, err, stage="egress"))
 
     async def _process(self, call: dict[str, Any], raw: bytes) -> None:
         if call["deadline_ms"] <= now_ms():
@@ -299,16 +334,34 @@ class EgressWorker:
         target = reply_target(call)
         if target is None:
             return
-        assert self._producer is not None
         topic, partition = target
-        await self._producer.send_and_wait(topic, key=call["correlation_id"].encode(), value=encode("Reply", reply), partition=partition)
+        await self._produce(topic, call["correlation_id"].encode(), encode("Reply", reply), partition)
+
+    async def _produce(self, topic: str, key: bytes, value: bytes, partition: int | None = None) -> None:
+        """Send and wait for the broker's acknowledgement, retrying while the broker is away.
+
+        The record's offset is not committed until this returns, so giving up here would lose
+        the call; if the worker stops meanwhile, the call is redelivered to the next owner.
+        """
+        assert self._producer is not None
+        backoff = 0.05
+        while True:
+            try:
+                await self._producer.send_and_wait(topic, key=key, value=value, partition=partition)
+                return
+            except KafkaError as exc:
+                if not exc.retriable and not isinstance(exc, (KafkaTimeoutError, KafkaConnectionError)):
+                    raise
+                PRODUCE_RETRIES.labels("egress").inc()
+                log.warning("producing to %s failed (%s); retrying in %.2fs", topic, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
 
     async def _dead_letter(self, call: dict[str, Any], err: JunctionError, original: bytes, details: list[str] | None = None) -> None:
-        assert self._producer is not None
         topics = self._settings.topics
         record = dead_letter(call, err, stage="egress", original_topic=topics.requests if call.get("original") else topics.calls,
                              original=original, details=details)
-        await self._producer.send_and_wait(self._settings.topics.dlq, key=(call.get("correlation_id") or "").encode(), value=encode("DeadLetter", record))
+        await self._produce(topics.dlq, (call.get("correlation_id") or "").encode(), encode("DeadLetter", record))
         DEAD_LETTERS.labels("egress", err.code).inc()
 
 

@@ -50,17 +50,13 @@ def create_app(settings: Settings, *, instance_id: str | None = None) -> web.App
         await producer.stop()
 
     async def replies_ctx(app: web.Application) -> AsyncIterator[None]:
-        lease = PartitionLease(settings, state["redis"], owner)  # type: ignore[arg-type]
-        partition = await lease.acquire()
-        reader = ReplyReader(settings, partition)
+        reader = ReplyReader(settings, PartitionLease(settings, state["redis"], owner))  # type: ignore[arg-type]
         await reader.start()
         app[READER] = reader
-        state["lease"] = lease
         gateway = Gateway(settings, snapshot, state["producer"], reader)  # type: ignore[arg-type]
         state["gateway"] = gateway
         yield
         await reader.stop()
-        await lease.release()
 
     app.cleanup_ctx.extend([redis_ctx, config_ctx, producer_ctx, replies_ctx])
 
@@ -75,7 +71,6 @@ def create_app(settings: Settings, *, instance_id: str | None = None) -> web.App
         await producer.client.fetch_all_metadata()  # type: ignore[attr-defined]
 
     async def replies_ready() -> None:
-        await state["lease"].check()  # type: ignore[attr-defined]
         await app[READER].check()
 
     async def config_ready() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 import redis.asyncio as aioredis
 
@@ -42,6 +43,10 @@ class PartitionLease:
         return self._settings.redis_key("reply-lease", self._settings.topics.replies, str(partition))
 
     async def acquire(self) -> int:
+        """Lease a free partition (a new one after a loss) and keep it with a heartbeat."""
+        await cancel_and_wait(self._task)
+        self.lost = asyncio.Event()
+        self.partition = None
         ttl = self._settings.reply_lease_ttl_ms
         for partition in range(self._settings.reply_partitions):
             if await self._redis.set(self._key(partition), self.owner, nx=True, px=ttl):
@@ -57,21 +62,32 @@ class PartitionLease:
     async def _heartbeat(self) -> None:
         ttl = self._settings.reply_lease_ttl_ms
         assert self.partition is not None
+        renewed_at = time.monotonic()
         while True:
             await asyncio.sleep(ttl / 3000)
             try:
                 renewed = await self._redis.eval(_RENEW, 1, self._key(self.partition), self.owner, ttl)
             except (aioredis.RedisError, OSError) as exc:
-                log.warning("could not renew reply lease: %s", exc)
-                continue
+                if time.monotonic() - renewed_at < ttl / 1000:
+                    log.warning("could not renew reply lease: %s", exc)
+                    continue
+                # Unrenewed past its lifetime: another instance may hold it by now.
+                renewed = 0
             if not renewed:
                 # Someone else holds it now: replies addressed to us may go to them.
                 log.error("lost the lease on reply partition %s", self.partition)
                 self.lost.set()
                 return
+            renewed_at = time.monotonic()
+
+    @property
+    def held(self) -> bool:
+        """Whether the lease is ours and still being renewed (a crashed heartbeat renews nothing)."""
+        alive = self._task is not None and not self._task.done()
+        return self.partition is not None and not self.lost.is_set() and alive
 
     async def check(self) -> None:
-        if self.partition is None or self.lost.is_set():
+        if not self.held:
             raise RuntimeError("no reply partition lease")
 
     async def release(self) -> None:

@@ -5,6 +5,11 @@ The reader consumes this instance's leased reply partition with ``assign()``
 and resolves the future registered under each correlation id. A reply with no
 waiter (late, or read again after a restart) is counted and dropped: it never
 reaches another caller because correlation ids are unique per call.
+
+The lease decides what is read: the moment it is lost, the partition is no
+longer consumed here (its replies now belong to whoever took it), and the
+reader leases another one. Calls produced meanwhile cannot name a partition and
+are refused with 503 rather than sent where nobody reads.
 """
 from __future__ import annotations
 
@@ -14,11 +19,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from core.errors import ServiceUnavailable
 from core.kafka import make_consumer
 from core.metrics import LATE_REPLIES
 from core.settings import Settings
+from core.tasks import Supervised
+from ingress.lease import PartitionLease
 from schemas import CodecError, decode
-from core.tasks import cancel_and_wait
 
 __all__ = ["ReplyReader"]
 
@@ -26,27 +33,22 @@ log = logging.getLogger(__name__)
 
 
 class ReplyReader:
-    def __init__(self, settings: Settings, partition: int) -> None:
+    def __init__(self, settings: Settings, lease: PartitionLease) -> None:
         self._settings = settings
-        self.tp = TopicPartition(settings.topics.replies, partition)
+        self._lease = lease
+        self._tp: TopicPartition | None = None
         self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Supervised("reply-reader", self._run)
 
     async def start(self) -> None:
         self._consumer = make_consumer(self._settings)
         await self._consumer.start()
-        self._consumer.assign([self.tp])
-        # Start at the end: earlier replies belong to a previous holder of the
-        # lease. On the embedded broker the end is approximate, and the few
-        # older replies read are dropped for want of a waiter.
-        await self._consumer.seek_to_end(self.tp)
-        await self._consumer.position(self.tp)
-        self._task = asyncio.create_task(self._run(), name="reply-reader")
+        await self._take(await self._lease.acquire())
+        self._loop.start()
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-        self._task = None
+        await self._loop.stop()
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
@@ -54,6 +56,14 @@ class ReplyReader:
             if not fut.done():
                 fut.cancel()
         self._waiters.clear()
+        await self._lease.release()
+
+    @property
+    def tp(self) -> TopicPartition:
+        """The partition replies to this instance go to; refused while none is leased."""
+        if self._tp is None or not self._lease.held:
+            raise ServiceUnavailable("this ingress instance holds no reply partition", code="service_unavailable")
+        return self._tp
 
     def expect(self, correlation_id: str) -> asyncio.Future[dict[str, Any]]:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -68,14 +78,35 @@ class ReplyReader:
         return len(self._waiters)
 
     async def check(self) -> None:
-        if self._task is None or self._task.done():
-            raise RuntimeError("reply reader is not running")
+        await self._lease.check()
+        await self._loop.check()
+
+    async def _take(self, partition: int) -> None:
+        assert self._consumer is not None
+        tp = TopicPartition(self._settings.topics.replies, partition)
+        self._consumer.assign([tp])
+        # Start at the end: earlier replies belong to a previous holder of the
+        # lease. On the embedded broker the end is approximate, and the few
+        # older replies read are dropped for want of a waiter.
+        await self._consumer.seek_to_end(tp)
+        await self._consumer.position(tp)
+        self._tp = tp
 
     async def _run(self) -> None:
         assert self._consumer is not None
         while True:
-            batches = await self._consumer.getmany(self.tp, timeout_ms=1000, max_records=1000)
-            for record in batches.get(self.tp, []):
+            if not self._lease.held:
+                lost, self._tp = self._tp, None
+                self._consumer.assign([])  # stop reading it at once: it is someone else's now
+                log.error("reply partition %s lost; leasing another", lost.partition if lost else None)
+                await self._take(await self._lease.acquire())  # NoPartitionFree crashes the loop: retried
+                continue
+            tp = self._tp
+            assert tp is not None
+            batches = await self._consumer.getmany(tp, timeout_ms=200, max_records=1000)
+            if not self._lease.held:
+                continue  # read after the loss: not ours to hand out
+            for record in batches.get(tp, []):
                 try:
                     _, reply = decode(record.value, expected="Reply")
                 except CodecError as exc:
