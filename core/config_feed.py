@@ -17,7 +17,7 @@ from core.kafka import make_consumer
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot, events_from_file
 from schemas import CodecError, decode
-from core.tasks import cancel_and_wait
+from core.tasks import Supervised
 
 __all__ = ["ConfigFollower", "publish_config_events"]
 
@@ -29,7 +29,7 @@ class ConfigFollower:
         self._settings = settings
         self.snapshot = snapshot
         self.synced = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop: Supervised | None = None
         self._consumer = None
 
     async def start(self) -> None:
@@ -40,11 +40,13 @@ class ConfigFollower:
         await self._consumer.start()
         self._consumer.assign([tp])
         await self._consumer.seek_to_beginning(tp)
-        self._task = asyncio.create_task(self._run(tp), name="config-follower")
+        self._loop = Supervised("config-follower", lambda: self._run(tp))
+        self._loop.start()
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-        self._task = None
+        if self._loop is not None:
+            await self._loop.stop()
+            self._loop = None
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
@@ -56,6 +58,8 @@ class ConfigFollower:
         """Readiness check: raise until the snapshot has caught up."""
         if not self.synced.is_set():
             raise RuntimeError("config snapshot not yet synced")
+        if self._loop is not None:
+            await self._loop.check()
 
     async def _run(self, tp: TopicPartition) -> None:
         assert self._consumer is not None

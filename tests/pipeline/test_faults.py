@@ -1,0 +1,152 @@
+"""Faults inside a stage: each is survived, visible, and loses no call.
+
+Faults are injected into the real running components (a broker error while producing, a crash of a
+supervised loop, a stolen lease, a record that cannot be decoded); everything else is real.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+from aiokafka.errors import KafkaConnectionError
+
+from control.replay import read_dead_letters
+from core.kafka import make_producer
+from core.metrics import PRODUCE_RETRIES, TASK_CRASHES
+from core.settings import Settings
+from ingress.app import READER
+from tests.support import IngressInstance, wait_until
+
+
+async def _echo(ingress: IngressInstance, org: str, body: str) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{ingress.url}/{org}/echo", data=body, timeout=aiohttp.ClientTimeout(total=30)) as r:
+            return r.status, await r.json()
+
+
+async def _readyz(url: str) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{url}/readyz") as r:
+            return r.status, await r.json()
+
+
+def _counter(metric: Any, *labels: str) -> float:
+    return metric.labels(*labels)._value.get()
+
+
+async def test_a_broker_error_while_egress_produces_the_reply_is_retried_not_lost(
+    egress: dict[str, Any], ingress: IngressInstance, echo_api: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    producer = egress["worker"]._producer
+    real = producer.send_and_wait
+    failures = {"left": 2}
+
+    async def flaky(*args: Any, **kwargs: Any) -> Any:
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise KafkaConnectionError("injected: broker unreachable")
+        return await real(*args, **kwargs)
+
+    before = _counter(PRODUCE_RETRIES, "egress")
+    producer.send_and_wait = flaky
+    try:
+        with caplog.at_level(logging.WARNING, logger="egress.worker"):
+            status, body = await _echo(ingress, echo_api["org"], "survives a produce failure")
+    finally:
+        producer.send_and_wait = real
+    assert status == 200 and body["body"] == "survives a produce failure"
+    assert failures["left"] == 0
+    assert _counter(PRODUCE_RETRIES, "egress") == before + 2
+    assert any("injected: broker unreachable" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_crashed_reply_reader_is_logged_counted_unready_and_restarted(
+    ingress: IngressInstance, echo_api: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    assert ingress.app is not None
+    reader = ingress.app[READER]
+    consumer = reader._consumer
+    real = consumer.getmany
+    crashed = asyncio.Event()
+
+    async def poisoned(*args: Any, **kwargs: Any) -> Any:
+        if not crashed.is_set():
+            crashed.set()
+            raise RuntimeError("injected: reply reader fault")
+        return await real(*args, **kwargs)
+
+    before = _counter(TASK_CRASHES, "reply-reader")
+    consumer.getmany = poisoned
+    try:
+        with caplog.at_level(logging.ERROR, logger="core.tasks"):
+            await asyncio.wait_for(crashed.wait(), 10)
+            status, checks = await _readyz(ingress.url)
+            assert status == 503 and "reply-reader" in checks["checks"]["replies"]
+            assert _counter(TASK_CRASHES, "reply-reader") == before + 1
+            crash_logs = [r for r in caplog.records if "reply-reader crashed" in r.getMessage()]
+            assert crash_logs and crash_logs[0].exc_info is not None  # with its traceback
+            # Restarted: the next call is answered.
+            status, body = await _echo(ingress, echo_api["org"], "after the crash")
+            assert status == 200 and body["body"] == "after the crash"
+            await wait_until(lambda: reader._loop._running_since is not None, timeout_s=10)
+    finally:
+        consumer.getmany = real
+
+    async def ready_again() -> bool:
+        return (await _readyz(ingress.url))[0] == 200
+
+    for _ in range(100):
+        if await ready_again():
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("ingress never became ready again after the reader restarted")
+
+
+async def test_a_stolen_reply_lease_stops_that_partition_and_the_instance_serves_from_another(
+    settings: Settings, ingress: IngressInstance, echo_api: dict[str, Any]
+) -> None:
+    assert ingress.app is not None
+    reader = ingress.app[READER]
+    lease = reader._lease
+    first = reader.tp.partition
+    r = aioredis.from_url(settings.redis_dsn)
+    try:
+        # Another instance takes the partition (as after a long pause of this one, when the lease expired).
+        await r.set(lease._key(first), "someone-else", px=settings.reply_lease_ttl_ms)
+        await wait_until(lambda: reader._tp is not None and reader._tp.partition != first,
+                         timeout_s=settings.reply_lease_ttl_ms / 1000 + 5)
+        assert reader._consumer.assignment() == {reader.tp}  # the stolen partition is no longer read
+        assert await r.get(lease._key(first)) == b"someone-else"  # and never taken back
+        status, body = await _echo(ingress, echo_api["org"], "on the new partition")
+        assert status == 200 and body["body"] == "on the new partition"
+    finally:
+        await r.delete(lease._key(first))
+        await r.aclose()
+
+
+async def test_an_undecodable_call_is_dead_lettered_and_the_next_call_is_served(
+    settings: Settings, ingress: IngressInstance, echo_api: dict[str, Any]
+) -> None:
+    producer = make_producer(settings)
+    await producer.start()
+    key = b"poison-" + echo_api["org"].encode()
+    try:
+        await producer.send_and_wait(settings.topics.calls, key=key, value=b"\xc3\x01not an avro record")
+    finally:
+        await producer.stop()
+    status, body = await _echo(ingress, echo_api["org"], "after the poison")
+    assert status == 200 and body["body"] == "after the poison"
+    found: list[Any] = []
+    for _ in range(50):
+        found = [v for v in await read_dead_letters(settings, limit=0)
+                 if v.letter["stage"] == "egress" and v.letter["error_code"] == "undecodable"
+                 and v.letter["original"] == b"\xc3\x01not an avro record"]
+        if found:
+            break
+        await asyncio.sleep(0.1)
+    assert found, "the undecodable record left no dead letter"
