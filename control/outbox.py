@@ -16,15 +16,16 @@ import logging
 from typing import Any
 
 import asyncpg
+from aiokafka import AIOKafkaProducer
 
 from control.resync import current_config_events
 from control.store.outbox import fetch_pending, mark_published, notify_channel
-from core.config_feed import publish_config_events
 from core.kafka import make_producer
 from core.settings import Settings
 from core.tasks import cancel_and_wait
+from schemas import encode
 
-__all__ = ["OutboxRelay"]
+__all__ = ["OutboxRelay", "publish_config_events"]
 
 log = logging.getLogger(__name__)
 
@@ -143,3 +144,16 @@ class OutboxRelay:
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close()
+
+
+async def publish_config_events(producer: AIOKafkaProducer, settings: Settings, events: list[dict[str, Any]]) -> None:
+    """Write ConfigEvents to the config topic, keyed ``<kind>/<id>`` so
+    compaction keeps the latest of each resource. The control plane's outbox
+    relay is the production caller; tests use it to stage configuration."""
+    for event in events:
+        await producer.send_and_wait(
+            settings.topics.config,
+            key=f"{event['kind']}/{event['id']}".encode(),
+            value=encode("ConfigEvent", event),
+            partition=0,
+        )

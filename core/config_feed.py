@@ -19,7 +19,7 @@ from core.snapshot import ConfigSnapshot, events_from_file
 from schemas import CodecError, decode
 from core.tasks import Supervised
 
-__all__ = ["ConfigFollower", "publish_config_events"]
+__all__ = ["ConfigFollower"]
 
 log = logging.getLogger(__name__)
 
@@ -81,18 +81,3 @@ class ConfigFollower:
                 empty_polls = 0 if batches else empty_polls + 1
                 if (highwater is not None and position >= highwater) or empty_polls >= 5:
                     self.synced.set()
-
-
-async def publish_config_events(producer, settings: Settings, events: list[dict]) -> None:  # type: ignore[no-untyped-def]
-    """Write ConfigEvents to the config topic, keyed ``<kind>/<id>`` so
-    compaction keeps the latest of each resource. The control plane's outbox
-    relay is the production caller; tests use it to stage configuration."""
-    from schemas import encode
-
-    for event in events:
-        await producer.send_and_wait(
-            settings.topics.config,
-            key=f"{event['kind']}/{event['id']}".encode(),
-            value=encode("ConfigEvent", event),
-            partition=0,
-        )

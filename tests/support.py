@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from core.config_feed import publish_config_events
+from control.outbox import publish_config_events
 from core.kafka import make_producer
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot
