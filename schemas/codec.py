@@ -61,19 +61,32 @@ def _load_named() -> dict[str, dict[str, Any]]:
     return named
 
 
+def _parse(path: Path) -> tuple[Any, bytes]:
+    schema_ = parse_schema(json.loads(path.read_text()), named_schemas=_load_named())
+    return schema_, fingerprint(to_parsing_canonical_form(schema_))
+
+
 @lru_cache(maxsize=None)
-def _registry() -> tuple[dict[str, Any], dict[bytes, str], dict[str, bytes]]:
+def _registry() -> tuple[dict[str, Any], dict[bytes, tuple[str, Any]], dict[str, bytes]]:
+    """Current schemas by name; every known writer schema (current and previous) by fingerprint.
+
+    ``previous/<Name>.<n>.avsc`` keeps each earlier version of a schema, so a message written
+    before an upgrade (still on a topic, or in a dead letter) is read into the current shape,
+    new fields taking their defaults.
+    """
     parsed: dict[str, Any] = {}
-    by_fp: dict[bytes, str] = {}
+    by_fp: dict[bytes, tuple[str, Any]] = {}
     fp_of: dict[str, bytes] = {}
     for name in MESSAGE_TYPES:
-        named = _load_named()
-        raw = json.loads((_DIR / f"{name}.avsc").read_text())
-        schema_ = parse_schema(raw, named_schemas=named)
-        fp = fingerprint(to_parsing_canonical_form(schema_))
+        schema_, fp = _parse(_DIR / f"{name}.avsc")
         parsed[name] = schema_
-        by_fp[fp] = name
+        by_fp[fp] = (name, schema_)
         fp_of[name] = fp
+    for path in sorted((_DIR / "previous").glob("*.avsc")):
+        name = path.name.split(".", 1)[0]
+        if name in parsed:
+            writer, fp = _parse(path)
+            by_fp.setdefault(fp, (name, writer))
     return parsed, by_fp, fp_of
 
 
@@ -123,15 +136,16 @@ def decode(data: bytes, expected: str | None = None) -> tuple[str, dict[str, Any
     if data[:2] != MAGIC:
         raise CodecError("bad_magic", f"bad magic {data[:2].hex()}, expected c301 (Avro single-object encoding)")
     parsed, by_fp, _ = _registry()
-    name = by_fp.get(data[2:HEADER_LEN])
-    if name is None:
+    known = by_fp.get(data[2:HEADER_LEN])
+    if known is None:
         raise CodecError("unknown_fingerprint", f"unknown schema fingerprint {data[2:HEADER_LEN].hex()}")
+    name, writer = known
     if expected is not None and name != expected:
         raise CodecError("unexpected_type", f"expected {expected}, got {name}")
     buf = io.BytesIO(data)
     buf.seek(HEADER_LEN)
     try:
-        record = schemaless_reader(buf, parsed[name], None)
+        record = schemaless_reader(buf, writer, parsed[name] if writer is not parsed[name] else None)
     except (EOFError, StopIteration, IndexError, ValueError, UnicodeDecodeError, OverflowError, MemoryError) as exc:
         raise CodecError("truncated", f"{name}: body is truncated or corrupt ({type(exc).__name__})") from None
     if buf.tell() != len(data):

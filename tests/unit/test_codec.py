@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from schemas import MESSAGE_TYPES, CodecError, decode, encode
-from schemas.codec import schema
+from fastavro.schema import to_parsing_canonical_form
+
+from schemas.codec import fingerprint, schema
 
 text = st.text(max_size=40)
 pairs = st.lists(st.fixed_dictionaries({"name": text, "value": text}), max_size=5)
@@ -34,12 +36,13 @@ outbound = st.fixed_dictionaries({
     "connector_version": longs, "config_version": longs, "protocol": text, "method": text, "url": text,
     "soap_operation": st.none() | text, "headers": pairs, "body": st.binary(max_size=512), "deadline_ms": longs,
     "reply_topic": st.none() | text, "reply_partition": ints, "attempt": ints, "original": st.none() | st.binary(max_size=64),
+    "inbound_partition": ints, "inbound_offset": longs,
 })
 dead = st.fixed_dictionaries({
     "correlation_id": text, "org": text, "stage": text, "error_code": text, "error_message": text,
     "original_topic": text, "original": st.binary(max_size=512), "attempt": ints, "api_id": text,
     "connector_id": text, "connector_version": longs, "config_version": longs, "failed_at_ms": longs,
-    "details": st.lists(text, max_size=4),
+    "details": st.lists(text, max_size=4), "inbound_partition": ints, "inbound_offset": longs,
 })
 config = st.fixed_dictionaries({
     "event_id": longs, "kind": text, "id": text, "org": text, "version": longs, "op": text,
@@ -128,3 +131,25 @@ def test_invalid_record_is_a_codec_error() -> None:
     with pytest.raises(CodecError) as info:
         encode("Reply", {"correlation_id": "x", "status": "not-an-int"})
     assert info.value.reason == "invalid_record"
+
+
+@hsettings(max_examples=100, deadline=None)
+@given(st.one_of(st.tuples(st.just("OutboundCall"), outbound), st.tuples(st.just("DeadLetter"), dead)))
+def test_a_message_written_with_a_previous_schema_is_read_into_the_current_one(message: tuple[str, dict]) -> None:
+    """Schemas evolve compatibly: what an earlier version wrote (still on a topic, or in a dead letter)
+    decodes after an upgrade, new fields taking their defaults."""
+    name, record = message
+    record = {k: v for k, v in record.items() if not k.startswith("inbound_")}  # fields the old version lacks
+    old = fastavro.parse_schema(json.loads(Path(f"schemas/previous/{name}.1.avsc").read_text()), named_schemas=_header_named())
+    buf = io.BytesIO()
+    buf.write(b"\xc3\x01" + fingerprint(to_parsing_canonical_form(old)))
+    fastavro.schemaless_writer(buf, old, record)
+    got_name, got = decode(buf.getvalue())
+    assert got_name == name
+    assert {k: got[k] for k in record} == record
+    assert got["inbound_partition"] == -1 and got["inbound_offset"] == -1
+
+
+def _header_named() -> dict:
+    header = json.loads(Path("schemas/Header.avsc").read_text())
+    return {"junction.Header": fastavro.parse_schema(header, named_schemas={})}
