@@ -294,11 +294,11 @@ class LocalKafka:
     def start(self) -> None:
         """Fetch if needed, write the config, format storage on first use, and start the broker."""
         self.home.mkdir(parents=True, exist_ok=True)
+        self._clear_leftover()
+        _check_port_free(self.port)  # before a fetch, which may take minutes
+        _check_port_free(self.controller_port)
         if self.libs is None:
             self.libs = fetch(self.home)
-        self._clear_leftover()
-        _check_port_free(self.port)
-        _check_port_free(self.controller_port)
         self._write_config()
         self._format_once()
         self.process = subprocess.Popen(
@@ -311,8 +311,12 @@ class LocalKafka:
         self._pid_file.write_text(f"{self.process.pid} {os.getpid()}\n")
         log.info("Apache Kafka %s (pid %s) on %s, data in %s", KAFKA_VERSION, self.process.pid, self.bootstrap, self.data_dir)
 
-    async def wait_ready(self, timeout_s: float = 60.0) -> None:
-        """Return once the broker answers a client's metadata request (a TCP accept is not enough)."""
+    async def wait_ready(self, timeout_s: float = 120.0) -> None:
+        """Return once the broker answers a client's metadata request (a TCP accept is not enough).
+
+        The generous default is for a loaded 2-core machine, where the JVM's start-up alone has
+        taken 40s; a Kafka that exits fails this at once instead.
+        """
         loop = asyncio.get_running_loop()
         until = loop.time() + timeout_s
         while True:
@@ -327,7 +331,7 @@ class LocalKafka:
                 await admin.start()
                 await admin.list_topics()
                 return
-            except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+            except (KafkaError, OSError, TimeoutError) as exc:
                 if loop.time() > until:
                     raise TimeoutError(f"Kafka on {self.bootstrap} not ready within {timeout_s}s; see {self.log_file}") from exc
                 await asyncio.sleep(0.25)
@@ -336,7 +340,9 @@ class LocalKafka:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Shut down cleanly (SIGTERM: Kafka flushes and closes its logs), SIGKILL if it hangs."""
-        if self.process is not None and self.process.poll() is None:
+        if self.process is None:
+            return  # never started here: the pid file, if any, is another run's
+        if self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=timeout_s)
@@ -392,7 +398,8 @@ def _run(kafka: LocalKafka) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m junction.kafka_local", description="Run Apache Kafka locally (KRaft, no Docker).")
+    parser = argparse.ArgumentParser(prog="python -m junction.kafka_local",
+                                     description="Run Apache Kafka locally (KRaft, no Docker).")
     sub = parser.add_subparsers(dest="command", required=True)
     run_p = sub.add_parser("run", help="fetch, format and run Kafka in the foreground until Ctrl-C")
     run_p.add_argument("--port", type=int, default=DEFAULT_PORT, help="client port (default %(default)s)")
