@@ -50,6 +50,7 @@ _target: Schema = {
         "wsdl": {"type": "string", "maxLength": 2048},
         "operation": {"type": "string", "maxLength": 200},
         "timeout_ms": {"type": "integer", "minimum": 1},
+        "follow_redirects": {"type": "boolean", "description": "follow the upstream's redirects (each hop passes the SSRF guard); default false"},
     },
 }
 _connector_props: Schema = {

@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from core.kafka import make_consumer, make_producer, topic_partitions
-from core.messages import now_ms
+from core.messages import now_ms, strip_secrets
 from core.redis import make_redis
 from core.settings import Settings
 from schemas import CodecError, decode, encode
@@ -100,6 +100,39 @@ def _revived(letter: dict[str, Any], timeout_ms: int) -> tuple[str, str, bytes, 
     return name, original["correlation_id"], encode(name, original), attempt
 
 
+async def read_inbound(settings: Settings, partition: int, offset: int) -> bytes | None:
+    """The InboundCall at ``offset`` of the requests topic, or None where it no longer is
+    (past retention, or a broker that lost its data)."""
+    tp = TopicPartition(settings.topics.requests, partition)
+    consumer = make_consumer(settings)
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, offset)
+        for _ in range(10):
+            records = (await consumer.getmany(tp, timeout_ms=200, max_records=1)).get(tp, [])
+            if records:
+                return records[0].value if records[0].offset == offset else None
+            highwater = consumer.highwater(tp)
+            if highwater is not None and highwater <= offset:
+                return None
+        return None
+    finally:
+        await consumer.stop()
+
+
+async def _replayable(settings: Settings, letter: dict[str, Any]) -> dict[str, Any]:
+    """The letter to revive: a call that failed in egress goes back through processors from its InboundCall
+    (so a fixed connector applies); where that is gone, the OutboundCall itself is redelivered to egress."""
+    if letter.get("original_topic") != settings.topics.calls or int(letter.get("inbound_offset", -1)) < 0:
+        return letter
+    inbound = await read_inbound(settings, int(letter["inbound_partition"]), int(letter["inbound_offset"]))
+    if inbound is None:
+        return letter
+    _, call = decode(inbound, expected="InboundCall")
+    return {**letter, "original": encode("InboundCall", strip_secrets(call)), "original_topic": settings.topics.requests}
+
+
 async def replay_dead_letters(settings: Settings, letters: list[DeadLetterView], *, timeout_ms: int | None = None) -> list[ReplayOutcome]:
     timeout_ms = timeout_ms or settings.default_timeout_ms
     producer = make_producer(settings)
@@ -108,9 +141,9 @@ async def replay_dead_letters(settings: Settings, letters: list[DeadLetterView],
     outcomes: list[ReplayOutcome] = []
     try:
         for view in letters:
-            letter = view.letter
-            cid = letter["correlation_id"]
+            cid = view.letter["correlation_id"]
             try:
+                letter = await _replayable(settings, view.letter)
                 name, key, payload, attempt = _revived(letter, timeout_ms)
             except CodecError as exc:
                 outcomes.append(ReplayOutcome(cid, "not_replayable", int(letter.get("attempt", 1)), reason=str(exc)))

@@ -15,6 +15,9 @@ import asyncio
 
 from core.errors import CircuitOpen, ClientError, DeadlineExceeded, JunctionError
 
+# Refusals and answers that say nothing about the upstream's health: they never open its breaker.
+_NOT_THE_UPSTREAMS_FAULT = frozenset({"soap_fault", "target_not_allowed", "too_many_redirects"})
+
 __all__ = ["Breakers"]
 
 
@@ -35,7 +38,7 @@ class Breakers:
                 # cut short by its own deadline or cancelled by a shutdown says nothing
                 # about the upstream's health.
                 exclude=[ClientError, DeadlineExceeded, asyncio.CancelledError,
-                         lambda e: isinstance(e, JunctionError) and e.code == "soap_fault"],
+                         lambda e: isinstance(e, JunctionError) and e.code in _NOT_THE_UPSTREAMS_FAULT],
             )
             self._by_origin[origin] = breaker
         return breaker

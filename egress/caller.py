@@ -1,16 +1,41 @@
-"""The outbound REST call, on one pooled aiohttp session."""
+"""The outbound REST call, on one pooled aiohttp session.
+
+Every connection of the session goes through the SSRF guard (egress/targets.py):
+its connector resolves names with the guard's resolver and connects to exactly
+the addresses that resolver checked, and a client middleware checks literal
+addresses, on each redirect hop too. The Host header and TLS (SNI, certificate
+check) stay those of the URL's host name.
+
+Redirects are not followed unless the call asks for it (a connector's
+``target.follow_redirects``); a redirect not followed is the upstream's answer,
+3xx and Location as they came. Followed, each hop is guarded like the first and
+at most ``max_redirects`` hops are taken (502 ``too_many_redirects`` beyond).
+"""
 from __future__ import annotations
 
 import asyncio
 import io
+import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from core.errors import DeadlineExceeded, UpstreamError, UpstreamUnreachable
 from core.headers import end_to_end
+from egress.targets import TargetPolicy
 
-__all__ = ["RestCaller", "UpstreamResponse"]
+__all__ = ["RestCaller", "UpstreamResponse", "follows_redirects"]
+
+MAX_REDIRECTS = 5
+
+
+def follows_redirects(connector: Mapping[str, Any] | None) -> bool:
+    """Whether a connector's target lets its calls follow redirects (``target.follow_redirects``; default no)."""
+    target = (connector or {}).get("target") or {}
+    return target.get("follow_redirects") is True
 
 
 @dataclass(frozen=True)
@@ -21,41 +46,72 @@ class UpstreamResponse:
 
 
 class RestCaller:
-    def __init__(self, *, connect_timeout_s: float, max_connections: int = 1000) -> None:
+    def __init__(self, *, connect_timeout_s: float, max_connections: int = 1000, allow_private: bool = False,
+                 targets: TargetPolicy | None = None, resolver: AbstractResolver | None = None,
+                 max_redirects: int = MAX_REDIRECTS, dns_cache_s: float = 60, ssl_context: ssl.SSLContext | None = None,
+                 max_response_bytes: int | None = None) -> None:
+        """``targets`` is the SSRF guard (default: one refusing private targets unless
+        ``allow_private``); ``resolver`` the name resolution it wraps (default getaddrinfo);
+        ``dns_cache_s`` 0 resolves on every new connection; ``ssl_context`` replaces the
+        default verification (system CAs, the URL's host name); ``max_response_bytes`` refuses larger
+        answers with 502 ``upstream_response_too_large``."""
         self._connect_timeout_s = connect_timeout_s
+        self._max_response_bytes = max_response_bytes
         self._max_connections = max_connections
+        self.targets = targets if targets is not None else TargetPolicy(allow_private=allow_private)
+        self._resolver = resolver
+        self._max_redirects = max_redirects
+        self._dns_cache_s = dns_cache_s
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._session: aiohttp.ClientSession | None = None
 
+    follows_redirects = staticmethod(follows_redirects)
+
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0, ttl_dns_cache=60, enable_cleanup_closed=True)
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections, limit_per_host=0, enable_cleanup_closed=True,
+            use_dns_cache=self._dns_cache_s > 0, ttl_dns_cache=self._dns_cache_s or None,
+            resolver=self.targets.resolver(self._resolver), ssl=self._ssl,
+        )
         # No cookie jar: cookies of one tenant's upstream must never reach another call.
-        self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
+        # No trust_env: an environment proxy would make the connector's host a different one.
+        self._session = aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False, trust_env=False,
+            middlewares=(self.targets.middleware,),
+        )
 
     async def stop(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
 
-    async def get_bytes(self, url: str, timeout_s: float) -> bytes:
-        """A GET whose non-2xx answer is an error (used to load WSDLs)."""
-        response = await self.call("GET", url, [], b"", timeout_s)
+    async def get_bytes(self, url: str, timeout_s: float, *, follow_redirects: bool = False) -> bytes:
+        """A GET whose non-2xx answer is an error (used to load WSDLs and the documents they import)."""
+        response = await self.call("GET", url, [], b"", timeout_s, follow_redirects=follow_redirects)
         if not 200 <= response.status < 300:
             raise UpstreamError(f"GET {url} answered {response.status}", code="wsdl_unavailable")
         return response.body
 
-    async def post(self, url: str, headers: list[tuple[str, str]], body: bytes, timeout_s: float) -> UpstreamResponse:
-        return await self.call("POST", url, headers, body, timeout_s)
+    async def post(self, url: str, headers: list[tuple[str, str]], body: bytes, timeout_s: float, *,
+                   follow_redirects: bool = False) -> UpstreamResponse:
+        return await self.call("POST", url, headers, body, timeout_s, follow_redirects=follow_redirects)
 
-    async def call(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes, timeout_s: float) -> UpstreamResponse:
+    async def call(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes, timeout_s: float, *,
+                   follow_redirects: bool = False) -> UpstreamResponse:
+        """One outbound request. Raises ``TargetNotAllowed`` (502 ``target_not_allowed``)
+        before connecting anywhere the guard refuses, redirect hops included."""
         assert self._session is not None, "RestCaller.start() was not awaited"
         timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(self._connect_timeout_s, timeout_s))
         try:
             async with self._session.request(
                 method, url, headers=end_to_end(headers), data=_payload(body), timeout=timeout,
-                allow_redirects=False, skip_auto_headers=("User-Agent", "Content-Type"),
+                allow_redirects=follow_redirects, max_redirects=self._max_redirects + 1,  # aiohttp counts the answer that stops it
+                skip_auto_headers=("User-Agent", "Content-Type"),
             ) as resp:
-                payload = await resp.read()
+                payload = await _read_limited(resp, self._max_response_bytes)
                 return UpstreamResponse(resp.status, list(resp.headers.items()), payload)
+        except aiohttp.TooManyRedirects:
+            raise UpstreamError(f"the upstream redirected more than {self._max_redirects} times", code="too_many_redirects") from None
         except asyncio.TimeoutError:
             raise DeadlineExceeded(f"upstream did not answer within {timeout_s * 1000:.0f} ms", code="upstream_timeout") from None
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, ConnectionError) as exc:
@@ -64,6 +120,28 @@ class RestCaller:
             raise UpstreamError(f"invalid upstream URL: {exc}", code="invalid_upstream_url") from None
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"upstream error: {type(exc).__name__}: {exc}") from None
+
+
+async def _read_limited(resp: aiohttp.ClientResponse, limit: int | None) -> bytes:
+    """The whole body, refused past ``limit``: an answer larger than a message can carry would
+    otherwise fail later, when the reply is produced, with no clear error to the caller."""
+    if limit is None:
+        return await resp.read()
+    if resp.content_length is not None and resp.content_length > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(256 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> UpstreamError:
+    return UpstreamError(f"the upstream's answer exceeds {limit} bytes (JUNCTION_MAX_BODY_BYTES)",
+                         code="upstream_response_too_large")
 
 
 def _payload(body: bytes) -> bytes | io.BytesIO | None:

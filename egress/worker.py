@@ -66,7 +66,8 @@ class EgressWorker:
         self._offsets = OffsetTracker()
         self._sem = asyncio.Semaphore(settings.egress_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._caller = RestCaller(connect_timeout_s=settings.egress_connect_timeout_ms / 1000, max_connections=settings.egress_concurrency)
+        self._caller = RestCaller(connect_timeout_s=settings.egress_connect_timeout_ms / 1000, max_connections=settings.egress_concurrency,
+                                  allow_private=settings.allow_private_targets, max_response_bytes=settings.max_body_bytes)
         self._soap = SoapCaller(self._caller.get_bytes, self._caller.post)
         self._breakers = Breakers()
         self._targets = TargetPolicy(allow_private=settings.allow_private_targets)
@@ -283,7 +284,8 @@ class EgressWorker:
                     if protocol == "soap":
                         status, body = await self._soap.call(call["url"], call.get("soap_operation") or "", call["body"], headers, remaining)
                         return UpstreamResponse(status, [("Content-Type", "application/json")], body)
-                    response = await self._caller.call(method, call["url"], headers, call["body"], remaining)
+                    follow = self._caller.follows_redirects(self.snapshot.connector(call.get("connector_id") or ""))
+                    response = await self._caller.call(method, call["url"], headers, call["body"], remaining, follow_redirects=follow)
                     if response.status >= 500:
                         # Counted as a breaker failure, but the caller still gets the upstream's answer.
                         raise _UpstreamFailed(response)
@@ -359,8 +361,10 @@ class EgressWorker:
 
     async def _dead_letter(self, call: dict[str, Any], err: JunctionError, original: bytes, details: list[str] | None = None) -> None:
         topics = self._settings.topics
+        # A call of schema version 1 carries its InboundCall; a current one points at it (see replay).
         record = dead_letter(call, err, stage="egress", original_topic=topics.requests if call.get("original") else topics.calls,
                              original=original, details=details)
+        record.update(inbound_partition=int(call.get("inbound_partition", -1)), inbound_offset=int(call.get("inbound_offset", -1)))
         await self._produce(topics.dlq, (call.get("correlation_id") or "").encode(), encode("DeadLetter", record))
         DEAD_LETTERS.labels("egress", err.code).inc()
 

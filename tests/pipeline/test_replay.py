@@ -54,7 +54,10 @@ async def test_a_dead_letter_replayed_after_the_upstream_is_fixed_is_delivered_o
     assert letters, "the failed call left no dead letter"
     view = letters[0].to_dict()
     assert view["stage"] == "egress" and view["error_code"] == "upstream_unreachable"
-    assert view["original_topic"] == settings.topics.requests
+    # The dead letter holds the OutboundCall, and points at the InboundCall it came from, which replay
+    # sends through processors again (so the fixed connector applies).
+    assert view["original_topic"] == settings.topics.calls
+    assert view["inbound_partition"] >= 0 and view["inbound_offset"] >= 0
 
     # The operator fixes the connector, then replays.
     await stage.publish("connector", {**staged["connector"], "version": 2,
