@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-kafka kafka bench install clean lint
+.PHONY: run test test-kafka kafka bench bench-config install clean lint
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ kafka: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.run --broker $${BROKER:-embedded} $(BENCH_ARGS)
+
+# The configuration snapshot at scale (10,000 APIs in one organisation; 100 of 1,000 each):
+# cold start, one change applied, route resolution. Writes bench/results/config.json.
+bench-config: $(STAMP)
+	$(PY) -m bench.config_bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/results/*.json

@@ -25,7 +25,7 @@ def baseline_app(routes_file: str) -> web.Application:
     snapshot = ConfigSnapshot()
     snapshot.load(events_from_file(routes_file))
     router = Router(settings, snapshot)
-    caller = RestCaller(connect_timeout_s=2)
+    caller = RestCaller(connect_timeout_s=2, allow_private=True)
 
     async def handle(request: web.Request) -> web.Response:
         org, path = request.match_info["org"], "/" + request.match_info["path"]

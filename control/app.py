@@ -20,7 +20,7 @@ from control.migrate import apply_migrations
 from control.outbox import OutboxRelay
 from control.state import STATE, ControlState
 from core.db import make_pool, ping_pool
-from core.http import error_middleware, health_routes
+from core.http import SERVE_OPTIONS, error_middleware, health_routes, serve_options
 from core.redis import make_redis
 from core.settings import Settings
 
@@ -36,6 +36,8 @@ def create_app(settings: Settings, *, relay: bool = True, sandbox: bool = True) 
     app = web.Application(middlewares=[error_middleware, authenticate()],
                           client_max_size=settings.control_max_body_bytes + 1)
     app[STATE] = st
+    # How core.http.serve runs it: the HTTP limits, and /metrics on its own listener.
+    app[SERVE_OPTIONS] = serve_options(settings, metrics_port=settings.control_metrics_port)
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         st.pool = await make_pool(settings)

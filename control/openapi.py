@@ -100,6 +100,20 @@ def _list_of(name: str) -> Schema:
     return _obj({"items": {"type": "array", "items": _ref(name)}})
 
 
+def _page_of(name: str) -> Schema:
+    return _obj({"items": {"type": "array", "items": _ref(name)},
+                 "next_cursor": {"type": ["string", "null"],
+                                 "description": "pass as cursor for the next page; null on the last page"}})
+
+
+_PAGE_PARAMS = [
+    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+     "description": "items per page (default 100)"},
+    {"name": "cursor", "in": "query", "required": False, "schema": _STR,
+     "description": "the next_cursor of the previous page (opaque); a bad one answers 422"},
+]
+
+
 def _json(schema: Schema, description: str, etag: bool = False) -> Schema:
     out: Schema = {"description": description, "content": {"application/json": {"schema": schema}}}
     if etag:
@@ -148,7 +162,9 @@ def _versioned(plural: str, schema: str, create: str, update: str, label: str) -
     return {
         base: {
             "parameters": [ORG],
-            "get": _op(f"List {label}s", {"200": _json(_list_of(schema), f"{label}s of the organisation"), **read_err}, tag=label),
+            "get": _op(f"List {label}s, a page at a time (oldest first)",
+                       {"200": _json(_page_of(schema), f"one page of the organisation's {label}s"),
+                        **_errors("401", "404", "422")}, params=copy.deepcopy(_PAGE_PARAMS), tag=label),
             "post": _op(f"Create a {label} (version 1)", {"201": _json(_ref(schema), "created", True), **write_err},
                         body=create, tag=label),
         },
@@ -197,9 +213,6 @@ def build_openapi(settings: Settings) -> Schema:
         "/healthz": {"get": _op("Liveness", ok_only, public=True, tag="health")},
         "/readyz": {"get": _op("Readiness: database, Redis, Kafka producer", {
             **ok_only, "503": _json({"type": "object"}, "a dependency is down")}, public=True, tag="health")},
-        "/metrics": {"get": _op("Prometheus metrics", {"200": {"description": "text exposition format",
-                                                            "content": {"text/plain": {"schema": _STR}}}},
-                                public=True, tag="health")},
         "/api/v1/openapi.json": {"get": _op("This document", {"200": _json({"type": "object"}, "OpenAPI 3.1")},
                                             public=True, tag="meta")},
         "/api/v1/auth/login": {"post": _op("Exchange email and password for a bearer token", {

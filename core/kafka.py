@@ -12,6 +12,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError, for_code
 
 from core.settings import InvalidConfiguration, Settings
@@ -20,7 +21,17 @@ __all__ = ["ensure_topics", "make_admin", "make_consumer", "make_producer", "top
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# Room around a body in a message: headers, URL, ids, the Avro envelope.
+ENVELOPE_BYTES = 1024 * 1024
+
+
+def message_limit(settings: Settings) -> int:
+    """The largest record any Junction client writes or reads, and the topics' max.message.bytes.
+
+    Derived from the body limit: a call carries its body once (never a copy of another message),
+    and an upstream's answer is held to the same limit by egress.
+    """
+    return settings.max_body_bytes + ENVELOPE_BYTES
 
 
 def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
@@ -31,7 +42,7 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
         linger_ms=profile.linger_ms,
         acks="all",
         enable_idempotence=profile.enable_idempotence,
-        max_request_size=MAX_MESSAGE_BYTES,
+        max_request_size=message_limit(settings),
         request_timeout_ms=10_000,
     )
     kwargs.update(overrides)
@@ -49,8 +60,8 @@ def make_consumer(
         bootstrap_servers=settings.bootstrap_servers,
         client_id=f"{settings.group_prefix}-consumer",
         fetch_max_wait_ms=profile.background_fetch_max_wait_ms if background else profile.fetch_max_wait_ms,
-        max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
-        fetch_max_bytes=4 * MAX_MESSAGE_BYTES,
+        max_partition_fetch_bytes=message_limit(settings),
+        fetch_max_bytes=4 * message_limit(settings),
         session_timeout_ms=profile.session_timeout_ms,
         heartbeat_interval_ms=profile.heartbeat_interval_ms,
         rebalance_timeout_ms=profile.rebalance_timeout_ms,
@@ -75,11 +86,12 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     """
     t = settings.topics
     n = settings.partitions
+    sized = {"max.message.bytes": str(message_limit(settings))}
     return [
-        NewTopic(t.requests, n, 1),
-        NewTopic(t.calls, n, 1),
-        NewTopic(t.replies, settings.reply_partitions, 1),
-        NewTopic(t.dlq, n, 1),
+        NewTopic(t.requests, n, 1, topic_configs=sized),
+        NewTopic(t.calls, n, 1, topic_configs=sized),
+        NewTopic(t.replies, settings.reply_partitions, 1, topic_configs=sized),
+        NewTopic(t.dlq, n, 1, topic_configs=sized),
         NewTopic(t.config, 1, 1, topic_configs={"cleanup.policy": "compact"}),
     ]
 
@@ -143,9 +155,28 @@ async def ensure_topics(settings: Settings) -> list[str]:
                     message = rest[0] if rest else ""
                     raise InvalidConfiguration(f"the broker refused topic {name}: {for_code(code).__name__} {message}")
                 created.append(name)
+        if settings.broker.enforces_message_size:
+            await _check_message_sizes(admin, settings)
         return created
     finally:
         await admin.close()
+
+
+async def _check_message_sizes(admin: AIOKafkaAdminClient, settings: Settings) -> None:
+    """Refuse to start when a topic would refuse a call the body limit allows (a topic made earlier,
+    or by hand, with a smaller max.message.bytes): better now than as lost calls later."""
+    needed = message_limit(settings)
+    topics = [spec.name for spec in topic_specs(settings) if "max.message.bytes" in (spec.topic_configs or {})]
+    responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t, None) for t in topics])
+    for response in responses:
+        for *_, name, entries in response.resources:
+            for entry in entries:
+                if entry[0] == "max.message.bytes" and int(entry[1]) < needed:
+                    raise InvalidConfiguration(
+                        f"topic {name} accepts records up to {entry[1]} bytes, but JUNCTION_MAX_BODY_BYTES="
+                        f"{settings.max_body_bytes} needs {needed}: raise the topic's max.message.bytes, "
+                        "or lower JUNCTION_MAX_BODY_BYTES"
+                    )
 
 
 # -- faust ---------------------------------------------------------------
@@ -190,8 +221,8 @@ def faust_app(settings: Settings, name: str, **conf: Any) -> Any:
         broker_request_timeout=max(30.0, profile.session_timeout_ms / 1000 + 1),
         producer_linger=profile.linger_ms / 1000,
         producer_acks=-1,
-        producer_max_request_size=MAX_MESSAGE_BYTES,
-        consumer_max_fetch_size=MAX_MESSAGE_BYTES,
+        producer_max_request_size=message_limit(settings),
+        consumer_max_fetch_size=message_limit(settings),
         consumer_auto_offset_reset="earliest",
         topic_allow_declare=False,
         topic_disable_leader=True,

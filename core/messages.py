@@ -2,12 +2,24 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import time
 from typing import Any
 
 from core.errors import JunctionError
 
-__all__ = ["dead_letter", "error_reply", "now_ms", "reply_target", "strip_secrets"]
+__all__ = [
+    "INVALID_REPLY_PARTITION", "INVALID_REPLY_TOPIC", "dead_letter", "error_reply", "is_results_topic", "now_ms",
+    "reply_route_error", "reply_target", "strip_secrets",
+]
+
+log = logging.getLogger(__name__)
+
+INVALID_REPLY_TOPIC = "invalid_reply_topic"
+INVALID_REPLY_PARTITION = "invalid_reply_partition"
+# What Kafka accepts as a topic name.
+_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 
 def now_ms() -> int:
@@ -33,11 +45,69 @@ def error_reply(call: dict[str, Any], err: JunctionError, *, stage: str) -> dict
     }
 
 
-def reply_target(call: dict[str, Any]) -> tuple[str, int] | None:
-    """(topic, partition) the caller asked replies on, or None for fire-and-forget."""
-    if call.get("reply_topic") and int(call.get("reply_partition", -1)) >= 0:
-        return call["reply_topic"], int(call["reply_partition"])
+def _topics_of(settings: Any) -> Any:
+    """The :class:`core.settings.Topics` of a Settings (or the Topics themselves)."""
+    return getattr(settings, "topics", settings)
+
+
+def is_results_topic(name: Any, settings: Any = None) -> bool:
+    """Whether replies may be written to topic ``name``: a *results topic*.
+
+    With ``settings`` (a Settings or its Topics, prefix ``p``): ``p.replies`` or a name starting with
+    ``p.results.``; never the config, requests, calls or dead-letter topic. Without them (a caller
+    that does not know the prefix) only the shape is checked: a name ending in ``.replies`` or holding
+    ``.results.``, and not ending like one of Junction's own other topics.
+    """
+    if not isinstance(name, str) or not _TOPIC_NAME.match(name):
+        return False
+    if settings is None:
+        if name.endswith((".config", ".requests", ".calls", ".dlq")):
+            return False
+        head, sep, rest = name.partition(".results.")
+        return (bool(sep) and bool(head) and bool(rest)) or (name.endswith(".replies") and len(name) > len(".replies"))
+    topics = _topics_of(settings)
+    if name in (topics.config, topics.requests, topics.calls, topics.dlq):
+        return False
+    results = f"{topics.prefix}.results."
+    return name == topics.replies or (name.startswith(results) and len(name) > len(results))
+
+
+def reply_route_error(call: dict[str, Any], settings: Any = None) -> JunctionError | None:
+    """Why the reply routing a call names cannot be used, or None if it can (or names none).
+
+    Checks what needs no broker: the topic is a results topic (see :func:`is_results_topic`) and,
+    when a topic is named, the partition is not negative. Whether the partition exists is the
+    caller's to ask the broker (processors do).
+    """
+    topic = call.get("reply_topic")
+    if not topic:
+        return None  # fire-and-forget
+    if not is_results_topic(topic, settings):
+        return JunctionError(f"reply_topic {str(topic)[:256]!r} is not a results topic", code=INVALID_REPLY_TOPIC, status=400)
+    try:
+        partition = int(call.get("reply_partition", -1))
+    except (TypeError, ValueError):
+        partition = -1
+    if partition < 0:
+        return JunctionError(f"reply_partition {call.get('reply_partition')!r} is not a partition of {topic}: a "
+                             "reply_topic needs a reply_partition from 0", code=INVALID_REPLY_PARTITION, status=400)
     return None
+
+
+def reply_target(call: dict[str, Any], settings: Any = None) -> tuple[str, int] | None:
+    """(topic, partition) the caller asked replies on, or None: fire-and-forget, or a routing
+    that must not be used (see :func:`reply_route_error`), which is logged and never raises.
+
+    Pass ``settings`` (a Settings or its Topics) to check the topic against this deployment's
+    names; without them only its shape is checked. The partition's upper bound is not checked here.
+    """
+    if not call.get("reply_topic"):
+        return None
+    err = reply_route_error(call, settings)
+    if err is not None:
+        log.warning("not replying to %s: %s", call.get("correlation_id"), err.message)
+        return None
+    return str(call["reply_topic"]), int(call["reply_partition"])
 
 
 def strip_secrets(call: dict[str, Any]) -> dict[str, Any]:

@@ -46,6 +46,9 @@ class BrokerProfile:
     # Tansu's end_offsets is the last batch's base + 1, so a reply reader that
     # starts "at the end" may see a few old records; it must tolerate them.
     exact_end_offsets: bool
+    # Apache Kafka refuses records over a topic's max.message.bytes, so start-up checks the topics
+    # against the body limit; Tansu enforces no size limit, and cannot describe topic configs.
+    enforces_message_size: bool
 
 
 BROKER_PROFILES: dict[str, BrokerProfile] = {
@@ -59,6 +62,7 @@ BROKER_PROFILES: dict[str, BrokerProfile] = {
         enable_idempotence=False,
         rebalance_timeout_ms=4000,
         exact_end_offsets=False,
+        enforces_message_size=False,
     ),
     "kafka": BrokerProfile(
         name="kafka",
@@ -72,6 +76,7 @@ BROKER_PROFILES: dict[str, BrokerProfile] = {
         enable_idempotence=True,
         rebalance_timeout_ms=10000,
         exact_end_offsets=True,
+        enforces_message_size=True,
     ),
 }
 
@@ -129,6 +134,12 @@ class Settings:
     processors_port: int = 8082
     egress_port: int = 8083
     demo_upstream_port: int = 8090
+    # /metrics of each service, on a listener of its own (never the public ingress port); 0: not served
+    metrics_host: str = "127.0.0.1"
+    ingress_metrics_port: int = 9080
+    control_metrics_port: int = 9081
+    processors_metrics_port: int = 9082
+    egress_metrics_port: int = 9083
     # Request path
     max_body_bytes: int = 10 * 1024 * 1024
     default_timeout_ms: int = 5000
@@ -138,6 +149,11 @@ class Settings:
     egress_concurrency: int = 1000
     egress_connect_timeout_ms: int = 2000
     allow_private_targets: bool = False  # SSRF guard; `make run` and the tests allow loopback
+    # Every HTTP listener (ingress, control, health, metrics): slow clients and open connections
+    http_header_timeout_ms: int = 10_000  # a request head must arrive within this
+    http_body_timeout_ms: int = 60_000  # a whole request body must arrive within this, after its head
+    http_keepalive_timeout_ms: int = 75_000  # an idle kept-alive connection is closed after this
+    http_max_connections: int = 10_000  # open connections per listener; more are answered 503 and closed
     # Control plane
     jwt_secret: str = ""
     jwt_ttl_s: int = 900

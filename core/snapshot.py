@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,13 @@ class RouteMatch:
 
 
 class ConfigSnapshot:
+    """Organisations, APIs and connectors by id, and one route table per organisation.
+
+    Each API has its own entry in its organisation's table: applying an event
+    touches only the entries of the resource it names (an organisation's
+    event, the entries of that organisation's APIs whose table changes).
+    """
+
     def __init__(self) -> None:
         self.orgs: dict[str, dict[str, Any]] = {}  # by slug
         self._org_ids: dict[str, str] = {}  # id -> slug
@@ -48,9 +55,14 @@ class ConfigSnapshot:
         self.connectors: dict[str, dict[str, Any]] = {}
         # Recent versions of each connector, so a call finishes on the version it started with.
         self._connector_history: dict[str, dict[int, dict[str, Any]]] = {}
-        self._tables: dict[str, RouteTable] = {}
-        self.last_event_id = 0
-        self._listeners: list[Callable[[dict[str, Any]], None]] = []
+        self._tables: dict[str, RouteTable] = {}  # by organisation slug
+        self._placed: dict[str, str] = {}  # API id -> the slug of the table holding its route
+        # Ties between routes of equal precedence go to the API seen first (the order of ``apis``).
+        self._api_order: dict[str, int] = {}
+        self._next_order = 0
+        # API ids by the ``org`` and ``org_id`` of their documents, to find those an organisation's event moves.
+        self._apis_by_org: dict[str, set[str]] = {}
+        self._apis_by_org_id: dict[str, set[str]] = {}
 
     # -- reading ----------------------------------------------------------
     def resolve(self, org_slug: str, method: str, path: str) -> RouteMatch:
@@ -96,76 +108,127 @@ class ConfigSnapshot:
             await asyncio.sleep(0.01)
         return True
 
-    def on_change(self, listener: Callable[[dict[str, Any]], None]) -> None:
-        self._listeners.append(listener)
-
     # -- writing ----------------------------------------------------------
     def apply(self, event: dict[str, Any]) -> None:
         """Apply one ConfigEvent record. Events older than what was applied
         for the same resource are ignored, so replays and duplicates are harmless."""
         kind, id_, op = event["kind"], event["id"], event["op"]
         doc = json.loads(event["document"]) if event.get("document") else None
-        self.last_event_id = max(self.last_event_id, int(event.get("event_id", 0)))
         if kind == "org":
             self._apply_org(id_, op, doc)
-        elif kind in ("api", "connector"):
-            store = self.apis if kind == "api" else self.connectors
-            current = store.get(id_)
+        elif kind == "api":
+            self._apply_api(id_, op, doc)
+        elif kind == "connector":
+            current = self.connectors.get(id_)
             if current is not None and doc is not None and int(doc.get("version", 0)) < int(current.get("version", 0)) and op != "delete":
                 return
             if op == "delete":
-                store.pop(id_, None)
+                self.connectors.pop(id_, None)
                 self._connector_history.pop(id_, None)
             elif doc is not None:
-                store[id_] = doc
-                if kind == "connector":
-                    history = self._connector_history.setdefault(id_, {})
-                    history[int(doc.get("version", 0))] = doc
+                self.connectors[id_] = doc
+                history = self._connector_history.setdefault(id_, {})
+                history[int(doc.get("version", 0))] = doc
+                if len(history) > HISTORY:
                     for old in sorted(history)[:-HISTORY]:
                         del history[old]
-            if kind == "api":
-                self._rebuild(self._org_of(doc or current or {}))
         else:
             log.debug("ignoring config event of kind %s", kind)
-        for listener in self._listeners:
-            listener(event)
+
+    def _apply_api(self, id_: str, op: str, doc: dict[str, Any] | None) -> None:
+        current = self.apis.get(id_)
+        if current is not None and doc is not None and int(doc.get("version", 0)) < int(current.get("version", 0)) and op != "delete":
+            return
+        if op == "delete":
+            if current is not None:
+                self._unindex(id_, current)
+                del self.apis[id_]
+                self._api_order.pop(id_, None)
+            self._unplace(id_)
+        elif doc is not None:
+            if current is None:
+                self._api_order[id_] = self._next_order
+                self._next_order += 1
+            else:
+                self._unindex(id_, current)
+            self.apis[id_] = doc
+            self._index(id_, doc)
+            self._place(id_)
+
+    def _index(self, id_: str, doc: dict[str, Any]) -> None:
+        self._apis_by_org.setdefault(str(doc.get("org", "")), set()).add(id_)
+        if doc.get("org_id"):
+            self._apis_by_org_id.setdefault(str(doc["org_id"]), set()).add(id_)
+
+    def _unindex(self, id_: str, doc: dict[str, Any]) -> None:
+        for index, key in ((self._apis_by_org, str(doc.get("org", ""))), (self._apis_by_org_id, str(doc.get("org_id") or ""))):
+            ids = index.get(key)
+            if ids is not None:
+                ids.discard(id_)
+                if not ids:
+                    del index[key]
 
     def _org_of(self, doc: dict[str, Any]) -> str:
         org = doc.get("org", "")
         return self._org_ids.get(org, org)
+
+    def _unplace(self, id_: str) -> None:
+        slug = self._placed.pop(id_, None)
+        if slug is None:
+            return
+        table = self._tables[slug]
+        table.remove(id_)
+        if not len(table):
+            del self._tables[slug]
+
+    def _place(self, id_: str) -> None:
+        """Put the API's route, and only it, where its document says: in its
+        organisation's table, unless it is disabled or its path is bad."""
+        self._unplace(id_)
+        api = self.apis[id_]
+        slug = self._org_of(api)
+        if not slug or api.get("enabled") is False:
+            return
+        try:
+            template = parse_template(api["path"])
+            table = self._tables.get(slug)
+            if table is None:
+                table = self._tables[slug] = RouteTable()
+            table.add(template, api.get("methods") or ["*"], api, key=id_, order=self._api_order[id_])
+        except Exception as exc:  # a bad document must not take the others down
+            log.error("skipping API %s: %s", api.get("id"), exc)
+            return
+        self._placed[id_] = slug
 
     def _apply_org(self, id_: str, op: str, doc: dict[str, Any] | None) -> None:
         old_slug = self._org_ids.get(id_)
         if op == "delete":
             if old_slug:
                 self.orgs.pop(old_slug, None)
-                self._tables.pop(old_slug, None)
                 self._org_ids.pop(id_, None)
+                self._place_all(self._apis_by_org.get(id_, ()))
             return
         assert doc is not None
         slug = doc["slug"]
         if old_slug and old_slug != slug:
             self.orgs.pop(old_slug, None)
-            self._tables.pop(old_slug, None)
         self.orgs[slug] = doc
         self._org_ids[id_] = slug
-        for api in self.apis.values():
-            if api.get("org_id") == id_:
+        # APIs naming the organisation by id change table when its slug does;
+        # APIs carrying its org_id take its slug.
+        moved = set(self._apis_by_org.get(id_, ())) if old_slug != slug else set()
+        for api_id in list(self._apis_by_org_id.get(id_, ())):
+            api = self.apis[api_id]
+            if api.get("org") != slug:
+                self._unindex(api_id, api)
                 api["org"] = slug
-        self._rebuild(slug)
+                self._index(api_id, api)
+                moved.add(api_id)
+        self._place_all(moved)
 
-    def _rebuild(self, org_slug: str) -> None:
-        if not org_slug:
-            return
-        table = RouteTable()
-        for api in self.apis.values():
-            if self._org_of(api) != org_slug or api.get("enabled") is False:
-                continue
-            try:
-                table.add(parse_template(api["path"]), api.get("methods") or ["*"], api)
-            except Exception as exc:  # a bad document must not take the others down
-                log.error("skipping API %s: %s", api.get("id"), exc)
-        self._tables[org_slug] = table
+    def _place_all(self, ids: Iterable[str]) -> None:
+        for api_id in list(ids):
+            self._place(api_id)
 
     def load(self, events: Iterable[dict[str, Any]]) -> None:
         for event in events:

@@ -5,7 +5,7 @@ import asyncio
 
 from aiohttp import web
 
-from core.http import error_middleware, health_routes, serve
+from core.http import SERVE_OPTIONS, error_middleware, health_routes, serve, serve_options
 from core.settings import Settings
 from egress.worker import EgressWorker
 
@@ -16,6 +16,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     worker = EgressWorker(settings)
     await worker.start()
     app = web.Application(middlewares=[error_middleware])
+    app[SERVE_OPTIONS] = serve_options(settings, metrics_port=settings.egress_metrics_port)
     app.add_routes(health_routes({"kafka": worker.ping_broker, "redis": worker.ping_redis, "consumer": worker.check,
                                   "config": worker.config_ready, "sandbox": worker.sandbox_ready}))
     try:

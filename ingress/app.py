@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from core.config_feed import ConfigFollower
-from core.http import error_middleware, health_routes
+from core.errors import NotFound
+from core.http import SERVE_OPTIONS, error_middleware, health_routes, serve_options
 from core.kafka import make_producer
 from core.redis import make_redis
 from core.settings import Settings
@@ -25,6 +26,7 @@ READER = web.AppKey("reply_reader", ReplyReader)
 
 def create_app(settings: Settings, *, instance_id: str | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app[SERVE_OPTIONS] = serve_options(settings, metrics_port=settings.ingress_metrics_port)
     owner = instance_id or settings.instance_id or f"ingress-{uuid.uuid4().hex[:12]}"
     snapshot = ConfigSnapshot()
     app[SNAPSHOT] = snapshot
@@ -76,7 +78,13 @@ def create_app(settings: Settings, *, instance_id: str | None = None) -> web.App
     async def config_ready() -> None:
         await state["follower"].ready()  # type: ignore[attr-defined]
 
+    async def no_metrics(request: web.Request) -> web.StreamResponse:
+        # Every organisation's traffic is in /metrics: it is served on the metrics listener, never here.
+        raise NotFound(f"no route for {request.path}")
+
     app.add_routes(health_routes({"redis": redis_ready, "kafka": broker_ready, "replies": replies_ready, "config": config_ready}))
+    app.router.add_route("*", "/metrics", no_metrics)
+    app.router.add_route("*", "/metrics/{tail:.*}", no_metrics)
     app.router.add_route("*", "/{org}/{path:.*}", handle)
     app.router.add_route("*", "/{org}", handle)
     return app

@@ -20,8 +20,8 @@ from typing import Any, Literal, TypedDict, cast
 import aiohttp
 
 __all__ = [
-    "Api", "AuditEntry", "AuditPage", "Connector", "Diff", "FieldError", "JunctionAPIError", "JunctionClient",
-    "Org", "Token", "User", "Version",
+    "Api", "ApiPage", "AuditEntry", "AuditPage", "Connector", "ConnectorPage", "Diff", "FieldError",
+    "JunctionAPIError", "JunctionClient", "Org", "Token", "User", "Version",
 ]
 
 Kind = Literal["apis", "connectors"]
@@ -121,6 +121,16 @@ class AuditEntry(TypedDict):
 class AuditPage(TypedDict):
     items: list[AuditEntry]
     next_cursor: int | None
+
+
+class ApiPage(TypedDict):
+    items: list[Api]
+    next_cursor: str | None  # opaque; None on the last page
+
+
+class ConnectorPage(TypedDict):
+    items: list[Connector]
+    next_cursor: str | None
 
 
 @dataclass(frozen=True)
@@ -240,9 +250,36 @@ class JunctionClient:
     async def delete_user(self, org: str, user_id: str) -> None:
         await self.request("DELETE", f"/orgs/{org}/users/{user_id}")
 
+    # -- paginated lists ---------------------------------------------------
+    async def _page(self, org: str, kind: Kind, limit: int | None, cursor: str | None) -> dict[str, Any]:
+        page = await self.request("GET", f"/orgs/{org}/{kind}", query={"limit": limit, "cursor": cursor})
+        return {"items": page["items"], "next_cursor": page.get("next_cursor")}
+
+    async def _iter(self, org: str, kind: Kind, page_size: int | None) -> AsyncIterator[Any]:
+        cursor = None
+        while True:
+            page = await self._page(org, kind, page_size, cursor)
+            for item in page["items"]:
+                yield item
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return
+
     # -- connectors ------------------------------------------------------
-    async def list_connectors(self, org: str) -> list[Connector]:
-        return cast(list[Connector], (await self.request("GET", f"/orgs/{org}/connectors"))["items"])
+    async def list_connectors(self, org: str, *, page_size: int | None = 1000) -> list[Connector]:
+        """Every connector of the organisation, oldest first (following the cursor)."""
+        return [c async for c in self.iter_connectors(org, page_size=page_size)]
+
+    async def list_connectors_page(self, org: str, *, limit: int | None = None,
+                                   cursor: str | None = None) -> ConnectorPage:
+        """One page: ``limit`` (1 to 1000, default 100) connectors after ``cursor``
+        (the ``next_cursor`` of the previous page)."""
+        return cast(ConnectorPage, await self._page(org, "connectors", limit, cursor))
+
+    async def iter_connectors(self, org: str, *, page_size: int | None = 1000) -> AsyncIterator[Connector]:
+        """Every connector of the organisation, oldest first, a page at a time."""
+        async for item in self._iter(org, "connectors", page_size):
+            yield item
 
     async def create_connector(self, org: str, name: str, target: dict[str, Any], *, script: str | None = None,
                                settings: dict[str, Any] | None = None, **extra: Any) -> Connector:
@@ -307,8 +344,19 @@ class JunctionClient:
                                                        payload))
 
     # -- APIs ------------------------------------------------------------
-    async def list_apis(self, org: str) -> list[Api]:
-        return cast(list[Api], (await self.request("GET", f"/orgs/{org}/apis"))["items"])
+    async def list_apis(self, org: str, *, page_size: int | None = 1000) -> list[Api]:
+        """Every API of the organisation, oldest first (following the cursor)."""
+        return [a async for a in self.iter_apis(org, page_size=page_size)]
+
+    async def list_apis_page(self, org: str, *, limit: int | None = None, cursor: str | None = None) -> ApiPage:
+        """One page: ``limit`` (1 to 1000, default 100) APIs after ``cursor``
+        (the ``next_cursor`` of the previous page)."""
+        return cast(ApiPage, await self._page(org, "apis", limit, cursor))
+
+    async def iter_apis(self, org: str, *, page_size: int | None = 1000) -> AsyncIterator[Api]:
+        """Every API of the organisation, oldest first, a page at a time."""
+        async for item in self._iter(org, "apis", page_size):
+            yield item
 
     async def create_api(self, org: str, name: str, methods: list[str], path: str, connector: str, *,
                          timeout_ms: int | None = None, auth: dict[str, Any] | None = None, **extra: Any) -> Api:

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from core.http import HttpLimits
 from core.kafka import ensure_topics, wait_for_broker
-from core.settings import Settings
+from core.settings import InvalidConfiguration, Settings
 from junction.broker import EmbeddedBroker, die_with_parent
-from junction.embedded_stores import EmbeddedStores, StoreStartError
+from junction.embedded_stores import EmbeddedStores, StoreStartError, check_port_free
 
-__all__ = ["Child", "up"]
+__all__ = ["Child", "check_ports", "up"]
 
 log = logging.getLogger("junction.up")
 
@@ -79,7 +80,48 @@ async def _wait_ready(children: list[Child], timeout_s: float = 60.0) -> None:
                 await asyncio.sleep(0.2)
 
 
+def _ports(settings: Settings, demo: bool) -> list[tuple[int, str, str]]:
+    """(port, what listens there, the variable that moves it) for everything `junction up` starts."""
+    ports = [
+        (settings.ingress_port, "ingress", "JUNCTION_INGRESS_PORT"),
+        (settings.control_port, "the management API", "JUNCTION_CONTROL_PORT"),
+        (settings.processors_port, "processors' health", "JUNCTION_PROCESSORS_PORT"),
+        (settings.egress_port, "egress' health", "JUNCTION_EGRESS_PORT"),
+    ]
+    for service in ("ingress", "control", "processors", "egress"):
+        port = getattr(settings, f"{service}_metrics_port")
+        if port:  # 0: that service serves no /metrics
+            ports.append((port, f"{service} metrics", f"JUNCTION_{service.upper()}_METRICS_PORT"))
+    if demo:
+        ports.append((settings.demo_upstream_port, "the demo upstream", "JUNCTION_DEMO_UPSTREAM_PORT"))
+    if settings.uses_embedded_broker:
+        ports.append((settings.embedded_broker_port, "the embedded broker", "JUNCTION_EMBEDDED_BROKER_PORT"))
+    return ports
+
+
+def check_ports(settings: Settings, demo: bool) -> None:
+    """Refuse to start, naming the port and its variable, when a port is taken (say, by a `junction up`
+    already running) or given twice. A child that cannot bind would otherwise crash-loop while the health
+    checks reach whatever holds the port. The embedded PostgreSQL and Redis check their own ports."""
+    stores = []
+    if settings.uses_embedded_postgres:
+        stores.append((settings.embedded_postgres_port, "the embedded PostgreSQL", "JUNCTION_EMBEDDED_POSTGRES_PORT"))
+    if settings.uses_embedded_redis:
+        stores.append((settings.embedded_redis_port, "the embedded Redis", "JUNCTION_EMBEDDED_REDIS_PORT"))
+    seen: dict[int, tuple[str, str]] = {}
+    for port, what, variable in [*_ports(settings, demo), *stores]:
+        if port in seen:
+            other, other_variable = seen[port]
+            raise StoreStartError(f"port {port} is given to both {other} ({other_variable}) and {what} ({variable}); "
+                                  "choose another for one of them")
+        seen[port] = (what, variable)
+    for port, what, variable in _ports(settings, demo):
+        check_port_free(port, what, variable)
+
+
 async def _supervise(settings: Settings, demo: bool) -> int:
+    HttpLimits.from_settings(settings)  # bad values stop us here, not in every child
+    check_ports(settings, demo)  # before anything starts
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -169,6 +211,7 @@ def _banner(settings: Settings, demo: bool, admin_line: str) -> None:
         "Junction is up.",
         f"  ingress:   {ingress}   (health: {ingress}/readyz)",
         f"  control:   {control}/api/v1   (OpenAPI: {control}/api/v1/openapi.json)",
+        f"  metrics:   {_metrics_line(settings)}",
         f"  broker:    {settings.bootstrap_servers} ({'embedded' if settings.uses_embedded_broker else 'external'})",
         f"  database:  {settings.database_dsn}",
         f"  redis:     {settings.redis_dsn}",
@@ -185,11 +228,18 @@ def _banner(settings: Settings, demo: bool, admin_line: str) -> None:
     print("\n".join(lines), flush=True)
 
 
+def _metrics_line(settings: Settings) -> str:
+    served = [f"{service} http://{settings.metrics_host}:{port}/metrics"
+              for service in ("ingress", "control", "processors", "egress")
+              if (port := getattr(settings, f"{service}_metrics_port"))]
+    return ", ".join(served) or "not served"
+
+
 def up(settings: Settings, *, demo: bool = False) -> int:
     try:
         return asyncio.run(_supervise(settings, demo))
     except KeyboardInterrupt:
         return 0
-    except (RuntimeError, TimeoutError, StoreStartError) as exc:
+    except (RuntimeError, TimeoutError, StoreStartError, InvalidConfiguration) as exc:
         print(f"junction up: {exc}", file=sys.stderr)
         return 1

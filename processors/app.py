@@ -7,15 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from core.config_feed import ConfigFollower
-from core.http import error_middleware, health_routes, serve
+from core.http import SERVE_OPTIONS, error_middleware, health_routes, serve, serve_options
 from core.kafka import faust_app, make_producer
+from core.metrics import PRODUCE_RETRIES
 from core.settings import Settings
 from core.db import make_pool, ping_pool
 from core.snapshot import ConfigSnapshot
 from processors.request_log import RequestLog
-from processors.router import Router
+from processors.router import Outgoing, Router
 from sandbox import SandboxPool
 
 __all__ = ["build_app", "run"]
@@ -53,12 +55,12 @@ def build_app(settings: Settings) -> Any:
         # scripts run) concurrently, and the batch's output is produced in one go
         # and awaited once before faust acks the batch, so a crash redelivers
         # rather than loses it.
-        async for values in stream.take(BATCH_MAX, within=BATCH_WITHIN_S):
-            outcomes = await asyncio.gather(*(router.process(v) for v in values))
-            sends = [await producer.send(m.topic, key=m.key, value=m.value, partition=m.partition)
-                     for outcome in outcomes for m in outcome.messages]
-            if sends:
-                await asyncio.gather(*sends)
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            # Each call is isolated: the router turns whatever fails in one into that call's
+            # error reply and dead letter, and the rest of the batch goes on.
+            outcomes = await asyncio.gather(*(
+                router.process(e.value, inbound=(e.message.partition, e.message.offset)) for e in events))
+            await _produce_acknowledged(producer, [m for outcome in outcomes for m in outcome.messages])
 
     @app.task
     async def side_services() -> None:
@@ -73,6 +75,7 @@ def build_app(settings: Settings) -> Any:
             await follower.wait_synced()
             ready.set()
             health = web.Application(middlewares=[error_middleware])
+            health[SERVE_OPTIONS] = serve_options(settings, metrics_port=settings.processors_metrics_port)
             health.add_routes(health_routes({
                 "config": follower.ready, "kafka": _consumer_ready(app), "database": lambda: ping_pool(db),
                 "sandbox": pool.check,
@@ -87,6 +90,30 @@ def build_app(settings: Settings) -> Any:
 
     app.junction_snapshot = snapshot  # for introspection in tests and the CLI
     return app
+
+
+async def _produce_acknowledged(producer: Any, messages: list[Outgoing]) -> None:
+    """Send a batch's output and wait for the broker's acknowledgement of every record.
+
+    faust acks the batch only after this returns, so a broker that is away means waiting and
+    retrying (the records were not acknowledged; sending again may duplicate, which the stages
+    downstream tolerate), never dropping: a crash meanwhile redelivers the batch.
+    """
+    pending = messages
+    backoff = 0.05
+    while pending:
+        sends = [await producer.send(m.topic, key=m.key, value=m.value, partition=m.partition) for m in pending]
+        results = await asyncio.gather(*sends, return_exceptions=True)
+        failed = [(m, r) for m, r in zip(pending, results) if isinstance(r, BaseException)]
+        for _, exc in failed:
+            if not isinstance(exc, KafkaError) or not (exc.retriable or isinstance(exc, (KafkaTimeoutError, KafkaConnectionError))):
+                raise exc
+        if failed:
+            PRODUCE_RETRIES.labels("processors").inc(len(failed))
+            log.warning("%d records not acknowledged (%s); retrying in %.2fs", len(failed), failed[0][1], backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+        pending = [m for m, _ in failed]
 
 
 def _consumer_ready(app: Any) -> Any:

@@ -5,27 +5,40 @@ so its logic is the same whichever stream runtime feeds it.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 
-from core.errors import JunctionError, NotFound, ServiceUnavailable, TransformError
-from core.messages import dead_letter, error_reply, now_ms, reply_target, strip_secrets
+import yarl
+
+from core.errors import JunctionError, MethodNotAllowed, NotFound, ServiceUnavailable, TransformError
+from core.kafka import topic_partitions
+from core.messages import INVALID_REPLY_PARTITION, INVALID_REPLY_TOPIC, dead_letter, error_reply, now_ms, reply_route_error, reply_target, strip_secrets
 from core.metrics import DEAD_LETTERS, EXPIRED_DROPPED
+from core.routing import ANY_METHOD, PathTemplate, parse_template, split_path
 from core.settings import Settings
 from core.scripts import pairs_to_records, script_ctx, script_request
 from core.snapshot import ConfigSnapshot, RouteMatch
 from processors.request_log import RequestLog
 from schemas import CodecError, decode, encode
 
-__all__ = ["Outgoing", "Router"]
+__all__ = ["InvalidPathParameter", "Outgoing", "PartitionCounts", "Router", "build_url", "fill_target"]
 
 log = logging.getLogger(__name__)
 SUPPORTED_AUTH_MODES = frozenset({"none"})
 CATCH_UP_S = 2.0  # longest wait for this instance's config to reach the version ingress used
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\+?\}")
+_DOT_SEGMENTS = frozenset({".", ".."})
+_SEPARATORS = re.compile(r"[/\\]")
+# Errors that say the message itself may not run here, whoever sent it: always dead-lettered
+# (with a reply too when the call names a usable one), never an upstream call.
+ALWAYS_DEAD_LETTERED = frozenset({"org_not_found", "route_not_found", "api_not_in_org", "api_disabled", "method_not_allowed"})
 
 
 @dataclass(frozen=True)
@@ -42,20 +55,163 @@ class Outcome:
     dropped: str | None = None
 
 
-def build_url(target_url: str, params: dict[str, str], query: list[dict[str, str]]) -> str:
-    """The outbound URL: the target with ``{param}`` placeholders filled from
-    the path, and the caller's query appended."""
+class InvalidPathParameter(JunctionError):
+    status = 400
+    code = "invalid_path_parameter"
+
+
+def _decoded(value: str) -> str:
+    """``value`` percent-decoded until nothing changes (a double-encoded dot is still a dot)."""
+    for _ in range(10):
+        once = unquote(value)
+        if once == value:
+            break
+        value = once
+    return value
+
+
+def _climbs(value: str) -> bool:
+    """Whether ``value``, however often percent-decoded, has a ``.`` or ``..`` segment, splitting at
+    ``/`` or ``\\`` and ignoring ``;`` parameters (``..;`` is ``..`` to some servers)."""
+    return any(part.split(";", 1)[0] in _DOT_SEGMENTS for part in _SEPARATORS.split(_decoded(value)))
+
+
+def _encode_param(value: str, greedy: bool) -> str:
+    """A path parameter as it goes into a URL: percent-encoded, ``/`` kept only for ``{name+}``.
+    A lone ``.`` or ``..`` is encoded too (``..`` -> ``%2E%2E``): it never reads as a dot segment."""
+    if not greedy and value in _DOT_SEGMENTS:
+        return "%2E" * len(value)
+    return quote(value, safe="/" if greedy else "", errors="strict")
+
+
+def fill_target(target_url: str, params: dict[str, str]) -> str:
+    """The target with its ``{name}`` / ``{name+}`` placeholders filled, percent-encoded.
+
+    Pure encoding: no value is refused here (see :func:`build_url`, which does refuse).
+    """
 
     def fill(m: re.Match[str]) -> str:
-        value = params.get(m.group(1), "")
-        return quote(value, safe="/" if m.group(0).endswith("+}") else "")
+        try:
+            return _encode_param(params.get(m.group(1), ""), m.group(0).endswith("+}"))
+        except UnicodeEncodeError:
+            raise InvalidPathParameter(f"path parameter {m.group(1)!r} is not valid text", extra={"parameter": m.group(1)}) from None
 
-    url = _PLACEHOLDER.sub(fill, target_url)
+    return _PLACEHOLDER.sub(fill, target_url)
+
+
+def _path_prefix(target_url: str) -> str:
+    """The part of the target's path no parameter can change: up to the last ``/`` before the
+    first placeholder (all of it when it has none)."""
+    path = urlsplit(target_url).path
+    cut = path.find("{")
+    if cut < 0:
+        return path
+    return path[: path.rfind("/", 0, cut) + 1]
+
+
+def _sent_paths(url: str, target_url: str) -> list[tuple[str, str]]:
+    """(path, prefix) as aiohttp would put them on the request line, for both ways a URL can be
+    handed to it: already encoded (``yarl.URL(url, encoded=True)``) and as a plain string
+    (``yarl.URL(url)``, which decodes ``%2E`` and resolves dot segments)."""
+    prefix = _path_prefix(target_url) or "/"
+    out = []
+    for encoded in (True, False):
+        try:
+            sent = yarl.URL(url, encoded=encoded).raw_path
+            base = yarl.URL("http://prefix.invalid" + prefix, encoded=encoded).raw_path
+        except (ValueError, TypeError) as exc:
+            raise JunctionError(f"the outbound URL is not valid: {exc}", code="invalid_upstream_url", status=502) from None
+        out.append((sent, base))
+    return out
+
+
+def _check_within(url: str, target_url: str) -> None:
+    """Refuse a filled-in URL that would leave the target's path prefix or carries a dot segment,
+    whichever way aiohttp is handed it."""
+    for sent, base in _sent_paths(url, target_url):
+        if not sent.startswith(base):
+            raise InvalidPathParameter(f"the path parameters would take the call outside {base}")
+        if any(_climbs(segment) for segment in sent[len(base):].split("/")):
+            raise InvalidPathParameter("the path parameters would put a '.' or '..' segment in the outbound path")
+
+
+def build_url(target_url: str, params: dict[str, str], query: list[dict[str, str]]) -> str:
+    """The outbound URL: the target with ``{param}`` placeholders filled from
+    the path, and the caller's query appended.
+
+    A ``{name}`` value is percent-encoded whole (``/`` too); a ``{name+}`` value keeps its ``/``. A value
+    with a ``.`` or ``..`` segment, even percent-encoded (once or more) or behind ``%2F``, is refused with
+    :class:`InvalidPathParameter`; so is anything that would make the URL leave the target's path prefix,
+    as aiohttp would send it (encoded or not).
+    """
+    for name in dict.fromkeys(m.group(1) for m in _PLACEHOLDER.finditer(target_url)):
+        value = params.get(name, "")
+        if _climbs(value):
+            raise InvalidPathParameter(f"path parameter {name!r} has a '.' or '..' segment (percent-encoded or not)",
+                                       extra={"parameter": name})
+    url = fill_target(target_url, params)
+    _check_within(url, target_url)
     if not query:
         return url
     parts = urlsplit(url)
     extra = urlencode([(q["name"], q["value"]) for q in query])
     return urlunsplit(parts._replace(query=f"{parts.query}&{extra}" if parts.query else extra))
+
+
+class PartitionCounts:
+    """How many partitions a topic has, asked of the broker and kept.
+
+    Partitions are never removed from a topic, so a known count stays a lower bound: a partition
+    below it is answered from memory; one at or above it asks the broker again (at most every
+    ``recheck_s`` per topic: the topic may have grown). A topic that does not exist is remembered
+    as such for ``recheck_s``. Concurrent questions about one topic share one broker request.
+    """
+
+    MAX_TOPICS = 1024
+
+    def __init__(self, settings: Settings, lookup: Callable[[Settings, str], Awaitable[list[Any]]] = topic_partitions,
+                 *, recheck_s: float = 5.0) -> None:
+        self._settings = settings
+        self._lookup = lookup
+        self._recheck_s = recheck_s
+        self._known: dict[str, tuple[int, float]] = {}
+        self._pending: dict[str, asyncio.Future[int]] = {}
+
+    async def count(self, topic: str, partition: int = 0) -> int:
+        known = self._known.get(topic)
+        if known is not None:
+            n, at = known
+            if partition < n or time.monotonic() - at < self._recheck_s:
+                return n
+        fut = self._pending.get(topic)
+        if fut is None:
+            fut = self._pending[topic] = asyncio.ensure_future(self._fetch(topic))
+            fut.add_done_callback(lambda _: self._pending.pop(topic, None))
+        return await asyncio.shield(fut)
+
+    async def _fetch(self, topic: str) -> int:
+        n = len(await self._lookup(self._settings, topic))
+        if topic not in self._known and len(self._known) >= self.MAX_TOPICS:
+            self._known.pop(next(iter(self._known)))
+        self._known[topic] = (n, time.monotonic())
+        return n
+
+
+@lru_cache(maxsize=4096)
+def _template(path: str) -> PathTemplate:
+    return parse_template(path)
+
+
+def _allows(api: dict[str, Any], method: str) -> bool:
+    methods = {str(m).upper() for m in (api.get("methods") or [ANY_METHOD])}
+    return ANY_METHOD in methods or method in methods or (method == "HEAD" and "GET" in methods)
+
+
+def _owned_by(api: dict[str, Any], org: dict[str, Any], slug: str) -> bool:
+    """Whether the API belongs to the organisation: by id when both documents carry one, else by slug."""
+    if api.get("org_id") and org.get("id"):
+        return str(api["org_id"]) == str(org["id"])
+    return bool(api.get("org")) and api.get("org") in (slug, org.get("id"))
 
 
 class Router:
@@ -65,8 +221,29 @@ class Router:
         self._snapshot = snapshot
         self._sandbox = sandbox
         self._request_log = request_log or RequestLog(None)
+        self._partitions = PartitionCounts(settings)
 
-    async def process(self, raw: bytes) -> Outcome:
+    async def process(self, raw: bytes, *, inbound: tuple[int, int] = (-1, -1)) -> Outcome:
+        """The messages one InboundCall turns into; never raises for a bad message.
+
+        ``inbound`` is where ``raw`` sits on the requests topic (partition, offset): an OutboundCall
+        carries that pointer instead of a copy of the InboundCall, for dead letters and replay.
+        """
+        try:
+            return await self._process(raw, inbound)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad message must not fail its batch
+            log.exception("processors failed on a message")
+            try:
+                _, call = decode(raw, expected="InboundCall")
+            except CodecError:
+                call = {}
+            err = JunctionError("processors failed on this call", code="internal_error", status=500)
+            out = self._reply(call, error_reply(call, err, stage="processors")) if call else []
+            return Outcome([*out, self._dlq(call, err, raw, [repr(exc)])])
+
+    async def _process(self, raw: bytes, inbound: tuple[int, int]) -> Outcome:
         topics = self._settings.topics
         try:
             _, call = decode(raw, expected="InboundCall")
@@ -76,23 +253,52 @@ class Router:
         if call["deadline_ms"] <= now_ms():
             EXPIRED_DROPPED.labels("processors").inc()
             return Outcome(dropped="expired")
+        try:
+            await self._check_reply_route(call)
+        except JunctionError as err:
+            # The reply cannot be routed: the dead letter is the only record, and nothing is called.
+            return Outcome([self._dlq(call, err, raw)])
         match: RouteMatch | None = None
         try:
             match = await self._resolve(call)
             outbound = await self._outbound(call, match, raw)
         except JunctionError as err:
             out = self._reply(call, error_reply(call, err, stage="processors"))
-            if not out and not isinstance(err, TransformError):
-                # Nobody waits for a reply (an async producer's call): the dead letter is the only record.
-                out.append(self._dlq(call, err, raw))
             if isinstance(err, TransformError):
                 details = [*err.extra.get("traceback", []), *getattr(err, "script_logs", [])]
                 out.append(self._dlq(call, err, raw, details))
                 if match is not None:
                     await self._request_log.failure(org=match.org, api=match.api, call=call, status=err.status,
                                                     error_code=err.code, details=details)
+            elif not out or err.code in ALWAYS_DEAD_LETTERED:
+                # Nobody waits for a reply (an async producer's call), or the message was not allowed
+                # to run at all: the dead letter records it.
+                out.append(self._dlq(call, err, raw))
             return Outcome(out)
+        outbound.update(inbound_partition=inbound[0], inbound_offset=inbound[1])
         return Outcome([Outgoing(topics.calls, call["correlation_id"].encode(), encode("OutboundCall", outbound))])
+
+    async def _check_reply_route(self, call: dict[str, Any]) -> None:
+        """The reply routing names a results topic and one of its partitions (or nothing)."""
+        err = reply_route_error(call, self._settings)
+        if err is not None:
+            raise err
+        topic = call.get("reply_topic")
+        if not topic:
+            return
+        partition = int(call["reply_partition"])
+        try:
+            count = await self._partitions.count(topic, partition)
+        except Exception as exc:  # noqa: BLE001 - the broker could not say; a replay can retry the call
+            if topic == self._settings.topics.replies:
+                count = self._settings.reply_partitions  # created with this many; good enough while the broker is away
+            else:
+                raise ServiceUnavailable(f"could not learn the partitions of {topic}: {exc}", code="broker_unavailable") from None
+        if count == 0:
+            raise JunctionError(f"reply_topic {topic} does not exist: create it first", code=INVALID_REPLY_TOPIC, status=400)
+        if partition >= count:
+            raise JunctionError(f"reply_partition {partition} is not a partition of {topic} (it has {count})",
+                                code=INVALID_REPLY_PARTITION, status=400)
 
     async def _resolve(self, call: dict[str, Any]) -> RouteMatch:
         if call.get("api_id") and call.get("config_version"):
@@ -101,12 +307,27 @@ class Router:
             await self._snapshot.caught_up("api", call["api_id"], int(call["config_version"]), min(remaining_s, CATCH_UP_S))
         api = self._snapshot.api(call["api_id"]) if call.get("api_id") else None
         if api is None:
-            # Async producers may name only org, method and path.
+            # Async producers may name only org, method and path; resolving checks everything below.
             return self._snapshot.resolve(call["org"], call["method"], call["path"])
+        # The message names its API: check it as resolving would, whoever sent it.
         org = self._snapshot.orgs.get(call["org"])
-        if org is None:
+        if org is None or org.get("enabled") is False:
             raise NotFound(f"unknown organisation {call['org']!r}", code="org_not_found")
-        return RouteMatch(org, api, self._snapshot.connector(api.get("connector", "")), call.get("path_params") or {})
+        if not _owned_by(api, org, call["org"]):
+            raise NotFound(f"API {call['api_id']} is not an API of {call['org']}", code="api_not_in_org")
+        if api.get("enabled") is False:
+            raise NotFound(f"API {call['api_id']} is disabled", code="api_disabled")
+        if not _allows(api, call["method"]):
+            allowed = sorted({str(m).upper() for m in api.get("methods") or []})
+            raise MethodNotAllowed(f"{call['method']} is not allowed on {call['path']}", headers={"Allow": ",".join(allowed)})
+        try:
+            params = _template(str(api.get("path", ""))).match(split_path(call["path"]))
+        except JunctionError:
+            params = None
+        if params is None:
+            raise NotFound(f"no API at {call['path']}", code="route_not_found")
+        # The parameters come from the path, not from the message.
+        return RouteMatch(org, api, self._snapshot.connector(api.get("connector", "")), params)
 
     async def _transform(self, call: dict[str, Any], match: RouteMatch, connector: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
         """Run the connector's transform_request; returns the call with the script's changes."""
@@ -136,7 +357,7 @@ class Router:
         if connector is None:
             raise ServiceUnavailable(f"API {match.api.get('id')} has no connector configured", code="connector_missing")
         target = connector.get("target") or {}
-        params = {**(call.get("path_params") or {}), **match.path_params}
+        params = dict(match.path_params)  # what the API's template took from the path: the message's own are not trusted
         if connector.get("script"):
             call = await self._transform(call, match, connector, params)
         method = str(target.get("method") or "*").upper()
@@ -167,11 +388,10 @@ class Router:
             "reply_topic": call.get("reply_topic"),
             "reply_partition": call.get("reply_partition", -1),
             "attempt": call.get("attempt", 1),
-            "original": encode("InboundCall", strip_secrets(call)) if call.get("sealed_credentials") else raw,
         }
 
     def _reply(self, call: dict[str, Any], reply: dict[str, Any]) -> list[Outgoing]:
-        target = reply_target(call)
+        target = reply_target(call, self._settings)
         if target is None:
             return []
         topic, partition = target

@@ -125,6 +125,8 @@ def settings(external_services: dict[str, str]) -> Settings:
         processors_port=free_port(),
         egress_port=free_port(),
         demo_upstream_port=free_port(),
+        # 0: no metrics listener; each test that wants one sets a port (many processes share these settings)
+        ingress_metrics_port=0, control_metrics_port=0, processors_metrics_port=0, egress_metrics_port=0,
         jwt_secret=f"test-secret-{RUN_ID}",
         allow_private_targets=True,  # every upstream in the tests is on loopback
         data_dir=tempfile.mkdtemp(prefix=f"junction-{RUN_ID}-"),

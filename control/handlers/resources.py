@@ -4,12 +4,20 @@ Create writes version 1; PUT (replace), PATCH (top-level merge; a connector's
 ``target`` merges key by key) and rollback write the next version. Every
 write holds the organisation's row lock, so route and name clash checks see
 every concurrent change.
+
+Lists are paginated: ``?limit=N`` (1 to 1000, default 100) and ``?cursor=``
+the opaque ``next_cursor`` of the previous page; ``next_cursor`` is null on
+the last page. The order is stable: creation time, then id.
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -20,11 +28,15 @@ from control.documents import api_event, connector_event
 from control.handlers.common import body, org_for, principal, record, reply, state
 from control.store.outbox import OutboxEvent
 from control.store.resources import API, CONNECTOR, Kind, content_of, resource_view, version_view
-from control.validation import is_uuid
+from control.validation import is_uuid, raise_if
 from control.versions import check_if_match, diff
 from core.errors import Conflict, FieldError, InvalidInput, NotFound
 
 __all__ = ["routes"]
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+MAX_CURSOR_LEN = 200
 
 Prepare = Callable[[asyncpg.Connection, web.Request, str, "str | None", dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -52,6 +64,46 @@ def _merge_connector(old: dict[str, Any], data: dict[str, Any]) -> dict[str, Any
         target = {**(old.get("target") or {}), **data["target"]}
         merged["target"] = {k: v for k, v in target.items() if v is not None}
     return merged
+
+
+def encode_cursor(created_at: datetime, id_: str) -> str:
+    """The position after a row, opaque to clients."""
+    raw = json.dumps([created_at.isoformat(), str(id_)], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str] | None:
+    """The ``(created_at, id)`` a cursor names, or None if it is not one we made."""
+    if not cursor or len(cursor) > MAX_CURSOR_LEN:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, id_ = json.loads(raw)
+        position = (datetime.fromisoformat(at), str(uuid.UUID(id_)))
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        return None
+    if position[0].tzinfo is None or encode_cursor(*position) != cursor:
+        return None
+    return position
+
+
+def page_query(request: web.Request) -> tuple[int, tuple[datetime, str] | None]:
+    """``limit`` and the position ``cursor`` names; 422 naming each bad one."""
+    errors: list[FieldError] = []
+    limit, after = DEFAULT_PAGE, None
+    raw_limit = request.query.get("limit")
+    if raw_limit is not None:
+        if not raw_limit.isascii() or not raw_limit.isdigit() or len(raw_limit) > 4 or not 1 <= int(raw_limit) <= MAX_PAGE:
+            errors.append(FieldError("limit", f"must be an integer from 1 to {MAX_PAGE}"))
+        else:
+            limit = int(raw_limit)
+    raw_cursor = request.query.get("cursor")
+    if raw_cursor is not None:
+        after = decode_cursor(raw_cursor)
+        if after is None:
+            errors.append(FieldError("cursor", "is not a next_cursor this list gave"))
+    raise_if(errors)
+    return limit, after
 
 
 @dataclass(frozen=True)
@@ -114,10 +166,14 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
         return reply(after, status=201, version=after["version"])
 
     async def list_(request: web.Request) -> web.Response:
+        limit, after = page_query(request)
         async with state(request).db.acquire() as conn:
             org = await org_for(conn, request)
-            rows = await spec.kind.list(conn, str(org["id"]))
-        return reply({"items": [resource_view(r, org["slug"]) for r in rows]})
+            rows = await spec.kind.page(conn, str(org["id"]), limit + 1, after)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1]["created_at"], str(rows[-1]["id"])) if more else None
+        return reply({"items": [resource_view(r, org["slug"]) for r in rows], "next_cursor": next_cursor})
 
     async def get(request: web.Request) -> web.Response:
         async with state(request).db.acquire() as conn:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -31,6 +32,19 @@ class Kind:
         return await conn.fetch(
             f"SELECT id, org_id, version, content, created_at, updated_at FROM {self.table}"
             f" WHERE org_id = $1 ORDER BY created_at, name", org_id)
+
+    async def page(self, conn: asyncpg.Connection, org_id: str, limit: int,
+                   after: tuple[datetime, str] | None = None) -> list[asyncpg.Record]:
+        """Up to ``limit`` rows in a stable order (creation time, then id), those
+        after the ``(created_at, id)`` of the previous page's last row if given."""
+        if after is None:
+            return await conn.fetch(
+                f"SELECT id, org_id, version, content, created_at, updated_at FROM {self.table}"
+                f" WHERE org_id = $1 ORDER BY created_at, id LIMIT $2", org_id, limit)
+        return await conn.fetch(
+            f"SELECT id, org_id, version, content, created_at, updated_at FROM {self.table}"
+            f" WHERE org_id = $1 AND (created_at, id) > ($3::timestamptz, $4::uuid)"
+            f" ORDER BY created_at, id LIMIT $2", org_id, limit, after[0], after[1])
 
     async def name_taken(self, conn: asyncpg.Connection, org_id: str, name: str, ignore: str | None) -> bool:
         return bool(await conn.fetchval(

@@ -84,7 +84,8 @@ async def test_junction_up_with_nothing_preinstalled_serves_the_demo_and_keeps_i
     on Ctrl-C, and a second start on the same data finds the configuration and the admin again."""
     run = uuid.uuid4().hex[:8]
     ports = {name: free_port() for name in ("INGRESS", "CONTROL", "PROCESSORS", "EGRESS", "DEMO_UPSTREAM",
-                                            "EMBEDDED_BROKER", "EMBEDDED_POSTGRES", "EMBEDDED_REDIS")}
+                                            "EMBEDDED_BROKER", "EMBEDDED_POSTGRES", "EMBEDDED_REDIS",
+                                            "INGRESS_METRICS", "CONTROL_METRICS", "PROCESSORS_METRICS", "EGRESS_METRICS")}
     data_dir = tempfile.mkdtemp(prefix="junction-up-")
     os.chmod(data_dir, 0o755)  # our own folder; the embedded PostgreSQL may run as nobody
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUNCTION_") and k != "KAFKA_BOOTSTRAP_SERVERS"}
