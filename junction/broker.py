@@ -10,9 +10,26 @@ import socket
 import subprocess
 from dataclasses import dataclass
 
-__all__ = ["EmbeddedBroker", "die_with_parent", "free_port"]
+__all__ = ["EmbeddedBroker", "PortTaken", "check_port_free", "die_with_parent", "free_port"]
 
 log = logging.getLogger(__name__)
+
+
+class PortTaken(RuntimeError):
+    """A loopback port Junction was told to listen on is in use."""
+
+
+def check_port_free(port: int, what: str, variable: str) -> None:
+    """Fail early and by name: a server that cannot bind dies with a log line nobody reads.
+
+    SO_REUSEADDR, as the servers themselves bind: a port in TIME_WAIT is not taken.
+    """
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise PortTaken(f"port {port} for {what} is taken; choose another with {variable}") from None
 
 
 def free_port() -> int:

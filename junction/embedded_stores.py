@@ -24,7 +24,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -33,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.settings import Settings
-from junction.broker import die_with_parent
+from junction.broker import PortTaken, check_port_free, die_with_parent
 
 __all__ = [
     "DataInUse", "EmbeddedPostgres", "EmbeddedRedis", "EmbeddedStores", "PortTaken", "StoreStartError",
@@ -49,22 +48,8 @@ class StoreStartError(RuntimeError):
     """An embedded store could not start; the message says what to do."""
 
 
-class PortTaken(StoreStartError):
-    pass
-
-
 class DataInUse(StoreStartError):
     """Another running Junction holds the data directory (and so runs its stores)."""
-
-
-def check_port_free(port: int, what: str, variable: str) -> None:
-    """Fail early and by name: a server that cannot bind dies with a log line nobody reads."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            raise PortTaken(f"port {port} for {what} is taken; choose another with {variable}") from None
 
 
 def _package_dir(name: str) -> Path:

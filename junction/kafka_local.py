@@ -17,7 +17,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,10 +28,10 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from junction.broker import die_with_parent
+from junction.broker import PortTaken, check_port_free, die_with_parent
 
 __all__ = [
-    "DEFAULT_HOME", "DEFAULT_PORT", "KAFKA_VERSION", "POM", "KafkaLocalError", "LocalKafka", "PortInUse",
+    "DEFAULT_HOME", "DEFAULT_PORT", "KAFKA_VERSION", "POM", "KafkaLocalError", "LocalKafka",
     "fetch", "main",
 ]
 
@@ -46,10 +45,6 @@ _POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 
 class KafkaLocalError(RuntimeError):
     """The local Kafka could not be fetched, formatted or started."""
-
-
-class PortInUse(KafkaLocalError):
-    """A port the local Kafka needs is taken by another process."""
 
 
 def _pom_version(pom: Path = POM) -> str:
@@ -118,19 +113,6 @@ def _parent_of(pid: int) -> int | None:
     except OSError:
         return None
     return int(stat.rsplit(")", 1)[1].split()[1])  # after "pid (comm) state": the parent's pid
-
-
-def _check_port_free(port: int) -> None:
-    with socket.socket() as s:
-        # Kafka binds with SO_REUSEADDR too, so a port in TIME_WAIT is not "taken".
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError as exc:
-            raise PortInUse(
-                f"127.0.0.1:{port} is taken by another process (`ss -ltnp 'sport = :{port}'` shows which); "
-                "stop it or choose another port"
-            ) from exc
 
 
 _LOG4J2 = """\
@@ -295,8 +277,8 @@ class LocalKafka:
         """Fetch if needed, write the config, format storage on first use, and start the broker."""
         self.home.mkdir(parents=True, exist_ok=True)
         self._clear_leftover()
-        _check_port_free(self.port)  # before a fetch, which may take minutes
-        _check_port_free(self.controller_port)
+        check_port_free(self.port, "Apache Kafka", "--port")  # before a fetch, which may take minutes
+        check_port_free(self.controller_port, "Apache Kafka's controller", "--controller-port")
         if self.libs is None:
             self.libs = fetch(self.home)
         self._write_config()
@@ -414,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(fetch(args.home))
             return 0
         return _run(LocalKafka(args.home, port=args.port, controller_port=args.controller_port))
-    except KafkaLocalError as exc:
+    except (KafkaLocalError, PortTaken) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -21,8 +21,8 @@ import aiohttp
 from core.http import HttpLimits
 from core.kafka import ensure_topics, wait_for_broker
 from core.settings import InvalidConfiguration, Settings
-from junction.broker import EmbeddedBroker, die_with_parent
-from junction.embedded_stores import EmbeddedStores, StoreStartError, check_port_free
+from junction.broker import EmbeddedBroker, check_port_free, die_with_parent
+from junction.embedded_stores import EmbeddedStores, StoreStartError
 
 __all__ = ["Child", "check_ports", "up"]
 

@@ -19,8 +19,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from core.settings import load_settings
-from junction.broker import free_port
-from junction.embedded_stores import EmbeddedPostgres, EmbeddedStores, PortTaken, StoreStartError
+from junction.broker import PortTaken, free_port
+from junction.embedded_stores import EmbeddedPostgres, EmbeddedStores, StoreStartError
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from junction import kafka_local
-from junction.broker import free_port
-from junction.kafka_local import KAFKA_VERSION, POM, KafkaLocalError, LocalKafka, PortInUse, fetch
+from junction.broker import PortTaken, free_port
+from junction.kafka_local import KAFKA_VERSION, POM, KafkaLocalError, LocalKafka, fetch
 
 COMPOSE_KAFKA = yaml.safe_load(Path("infra/docker-compose.yml").read_text())["services"]["kafka"]
 # Addresses differ by design (container host names versus loopback ports); compared separately below.
@@ -114,7 +114,7 @@ def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         for kafka in (LocalKafka(tmp_path, port, free_port(), libs=tmp_path),
                       LocalKafka(tmp_path, free_port(), port, libs=tmp_path)):
-            with pytest.raises(PortInUse, match=f"127.0.0.1:{port} is taken"):
+            with pytest.raises(PortTaken, match=f"port {port} for Apache Kafka.* is taken; choose another with --"):
                 kafka.start()
             assert kafka.process is None
 
