@@ -109,7 +109,8 @@ class RestCaller:
                 skip_auto_headers=("User-Agent", "Content-Type"),
             ) as resp:
                 payload = await _read_limited(resp, self._max_response_bytes)
-                return UpstreamResponse(resp.status, list(resp.headers.items()), payload)
+                # Plain str names: aiohttp's istr does not cross to the sandbox's worker processes.
+                return UpstreamResponse(resp.status, [(str(k), v) for k, v in resp.headers.items()], payload)
         except aiohttp.TooManyRedirects:
             raise UpstreamError(f"the upstream redirected more than {self._max_redirects} times", code="too_many_redirects") from None
         except asyncio.TimeoutError:

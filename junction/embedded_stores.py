@@ -489,8 +489,10 @@ async def database_for_command(settings: Settings) -> AsyncIterator[Settings]:
     stores = EmbeddedStores(settings, with_redis=False)
     try:
         await stores.start()
-    except DataInUse:
-        yield settings  # a running junction up serves it on the configured port
+    except (DataInUse, PortTaken):
+        # A running junction up serves it on the configured port: this folder's, or (port taken)
+        # one started from elsewhere with the same port. Either way, that is the database to use.
+        yield settings
         return
     try:
         yield stores.apply(settings)

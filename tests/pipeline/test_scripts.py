@@ -140,3 +140,27 @@ async def test_a_saved_version_takes_effect_on_the_next_call_within_2_seconds(
                     break
             assert time.monotonic() - saved < 2.0, "version 2 not live within 2 s"
             await asyncio.sleep(0.05)
+
+
+RESPONSE_ONLY = '''
+def transform_request(request, ctx):
+    pass
+
+def transform_response(response, ctx):
+    response.headers["X-Seen-By"] = "script"
+    response.set_json({"upstream_status": response.status, "echoed": response.json()["body"]})
+'''
+
+
+async def test_a_rest_connector_with_transform_response_gets_the_upstream_headers(
+    ingress: IngressInstance, stage: Stage, upstream: str
+) -> None:
+    """The upstream's headers reach the script as plain names (aiohttp's istr once broke every such call)."""
+    staged = await stage.api(upstream + "/echo", script=RESPONSE_ONLY)
+    await wait_until(lambda: staged["api"]["id"] in ingress.snapshot.apis)
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{ingress.url}/{staged['org']}/echo", data=b"shaped") as r:
+            assert r.status == 200, await r.text()
+            assert r.headers["X-Seen-By"] == "script"
+            got = await r.json()
+    assert got == {"upstream_status": 200, "echoed": "shaped"}
