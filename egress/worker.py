@@ -144,6 +144,15 @@ class EgressWorker:
         if self._completed is not None:
             await self._completed.check()
 
+    async def wait_assigned(self, timeout_s: float = 60.0) -> None:
+        """Until the group has given this worker its partitions (a join takes seconds on Apache Kafka)."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + timeout_s
+        while self._consumer is None or not self._consumer.assignment():
+            if loop.time() > until:
+                raise TimeoutError(f"egress was assigned no partition within {timeout_s}s")
+            await asyncio.sleep(0.05)
+
     async def sandbox_ready(self) -> None:
         await self._sandbox.check()
 

@@ -41,6 +41,7 @@ async def processors(settings: Settings) -> AsyncIterator[ProcessorsProcess]:
 async def egress(settings: Settings) -> AsyncIterator[dict[str, Any]]:
     holder: dict[str, Any] = {"worker": EgressWorker(settings)}
     await holder["worker"].start()
+    await holder["worker"].wait_assigned()  # calls made before the group settles would wait out a rebalance
     yield holder
     await holder["worker"].stop()
 
