@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  follower: {f['apis_in_snapshot']:,} APIs ({f['events']:,} events) from the embedded broker,"
                   f" start to synced {f['cpu_s']:.2f} s [{f['start_to_synced_s']:.2f} s]; event loop held at most"
                   f" {f['longest_event_loop_block_cpu_ms']:.1f} ms [{f['longest_event_loop_block_ms']:.1f} ms]"
-                  f" (a batch of up to 500 records)")
+                  f" (records already fetched are applied without yielding)")
         else:
             print(f"  follower: {f}")
     print(f"  written to {out}")

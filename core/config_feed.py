@@ -75,6 +75,8 @@ class ConfigFollower:
                     log.error("skipping config record at offset %s: %s", record.offset, exc)
                 except Exception:
                     log.exception("config event at offset %s could not be applied", record.offset)
+            # A cold start reads thousands of events in a row: let requests and heartbeats in between batches.
+            await asyncio.sleep(0)
             if not self.synced.is_set():
                 highwater = consumer.highwater(tp)
                 position = await consumer.position(tp)

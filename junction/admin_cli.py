@@ -172,7 +172,8 @@ def _register_resource(sub: Any, kind: str) -> None:
     is_api = kind == "apis"
     noun = "API" if is_api else "connector"
     g = sub.add_parser(kind, help=f"{noun}s of an organisation").add_subparsers(dest="action", required=True)
-    _action(g, "list", lambda c, a: c.request("GET", f"/orgs/{a.org}/{kind}"), "list").add_argument("org")
+    # Every page, not the first: the SDK follows the cursor.
+    _action(g, "list", lambda c, a: c.list_apis(a.org) if is_api else c.list_connectors(a.org), "list").add_argument("org")
     flags = _api_flags if is_api else _connector_flags
 
     def add_flags(p: argparse.ArgumentParser) -> None:
