@@ -19,7 +19,7 @@ from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError,
 from core.config_feed import ConfigFollower
 from core.errors import DeadlineExceeded, JunctionError, UpstreamError
 from core.kafka import make_consumer, make_producer
-from core.messages import dead_letter, error_reply, now_ms, reply_target
+from core.messages import INVALID_REPLY_PARTITION, dead_letter, error_reply, now_ms, reply_route_error, reply_target
 from core.metrics import DEAD_LETTERS, DUPLICATES_SKIPPED, EXPIRED_DROPPED, PRODUCE_RETRIES, UPSTREAM_CALLS, UPSTREAM_LATENCY
 from core.redis import make_redis
 from core.tasks import Supervised
@@ -258,6 +258,12 @@ class EgressWorker:
         if call["deadline_ms"] <= now_ms():
             EXPIRED_DROPPED.labels("egress").inc()
             return
+        route_error = await self._reply_route_error(call)
+        if route_error is not None:
+            # Processors check this too; a call written straight onto the calls topic is checked here,
+            # before anything is called: its only record is the dead letter.
+            await self._dead_letter(call, route_error, raw)
+            return
         started = time.perf_counter()
         try:
             reply = await self._call_upstream(call)
@@ -341,8 +347,22 @@ class EgressWorker:
         return {**reply, "status": int(result.value["status"]), "headers": pairs_to_records(result.value["headers"]),
                 "body": result.value["body"]}
 
+    async def _reply_route_error(self, call: dict[str, Any]) -> JunctionError | None:
+        err = reply_route_error(call, self._settings)
+        if err is not None or not call.get("reply_topic"):
+            return err
+        assert self._producer is not None
+        try:
+            partitions = await asyncio.wait_for(self._producer.partitions_for(call["reply_topic"]), 5)
+        except (KafkaError, asyncio.TimeoutError):
+            return None  # cannot tell now; producing the reply will retry meanwhile
+        if int(call["reply_partition"]) not in partitions:
+            return JunctionError(f"reply_partition {call['reply_partition']} is not a partition of {call['reply_topic']}",
+                                 code=INVALID_REPLY_PARTITION, status=400)
+        return None
+
     async def _reply(self, call: dict[str, Any], reply: dict[str, Any]) -> None:
-        target = reply_target(call)
+        target = reply_target(call, self._settings)
         if target is None:
             return
         topic, partition = target

@@ -10,6 +10,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,7 +23,7 @@ from core.snapshot import ConfigSnapshot
 from ingress.app import SNAPSHOT, create_app
 from junction.broker import die_with_parent, free_port
 
-__all__ = ["IngressInstance", "ProcessorsProcess", "Stage", "serving", "wait_http_ok", "wait_until"]
+__all__ = ["IngressInstance", "ProcessorsProcess", "Stage", "alive", "descendants", "serving", "wait_http_ok", "wait_until"]
 
 
 @contextlib.asynccontextmanager
@@ -157,3 +158,29 @@ async def wait_until(predicate: Any, timeout_s: float = 10.0, interval: float = 
         if loop.time() > until:
             raise TimeoutError("condition not met in time")
         await asyncio.sleep(interval)
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -47,6 +47,8 @@ from typing import Any
 
 import pytest
 
+from tests.support import alive, descendants
+
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
 
@@ -254,32 +256,6 @@ def _taken_port() -> tuple[int, str] | None:
     return None
 
 
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def _tail(path: Path, n: int = 4000) -> str:
     try:
         return path.read_text(errors="replace")[-n:]
@@ -322,7 +298,7 @@ class Gateway:
 
     def stop(self) -> list[int]:
         """Ctrl-C, as a user stops `make run`; the pids still alive afterwards (killed, then reported)."""
-        started = _descendants(self.proc.pid)
+        started = descendants(self.proc.pid)
         try:
             if self.proc.poll() is None:
                 self.proc.send_signal(signal.SIGINT)
@@ -333,9 +309,9 @@ class Gateway:
                     self.proc.wait(timeout=10)
                     raise AssertionError(f"junction up did not stop within 60s of SIGINT:\n{_tail(self.log)}")
             until = time.monotonic() + 15
-            while time.monotonic() < until and any(_alive(p) for p in started):
+            while time.monotonic() < until and any(alive(p) for p in started):
                 time.sleep(0.1)
-            left = [p for p in started if _alive(p)]
+            left = [p for p in started if alive(p)]
             for pid in left:
                 try:
                     os.kill(pid, signal.SIGKILL)

@@ -15,31 +15,7 @@ import pytest
 
 from core.settings import Settings
 from junction.broker import free_port
-from tests.support import wait_http_ok
-
-
-def _descendants(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout.split("\n")
-    children: dict[int, list[int]] = {}
-    for line in out:
-        if line.strip():
-            child, parent = map(int, line.split())
-            children.setdefault(parent, []).append(child)
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split(")")[1].split()[0] != "Z"
+from tests.support import alive, descendants, wait_http_ok
 
 
 def _up(env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -71,10 +47,10 @@ async def _interrupt(proc: subprocess.Popen[bytes], started: list[int]) -> bytes
     output, _ = await asyncio.to_thread(proc.communicate, timeout=60)
     assert proc.returncode == 0, output.decode(errors="replace")[-2000:]
     for _ in range(50):
-        if not any(_alive(pid) for pid in started):
+        if not any(alive(pid) for pid in started):
             break
         await asyncio.sleep(0.1)
-    assert not [pid for pid in started if _alive(pid)], "processes left running after Ctrl-C"
+    assert not [pid for pid in started if alive(pid)], "processes left running after Ctrl-C"
     return output
 
 
@@ -104,7 +80,7 @@ async def test_junction_up_with_nothing_preinstalled_serves_the_demo_and_keeps_i
     try:
         await wait_http_ok(f"{ingress}/readyz", timeout_s=90, proc=proc)
         await _serves_the_demo(ingress, control)
-        started = _descendants(proc.pid)
+        started = descendants(proc.pid)
         # broker, PostgreSQL, Redis, control, egress, processors, ingress, demo upstream (+ sandbox workers)
         assert len(started) >= 8
         output = await _interrupt(proc, started)
@@ -115,7 +91,7 @@ async def test_junction_up_with_nothing_preinstalled_serves_the_demo_and_keeps_i
         proc = _up(env)
         await wait_http_ok(f"{ingress}/readyz", timeout_s=90, proc=proc)
         await _serves_the_demo(ingress, control)
-        output = await _interrupt(proc, _descendants(proc.pid))
+        output = await _interrupt(proc, descendants(proc.pid))
         assert b"password as set before" in output
     finally:
         if proc.poll() is None:

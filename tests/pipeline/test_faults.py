@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import uuid
 from typing import Any
 
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from aiohttp import web
 from aiokafka.errors import KafkaConnectionError
 
 from control.replay import read_dead_letters
@@ -19,7 +22,8 @@ from core.kafka import make_producer
 from core.metrics import PRODUCE_RETRIES, TASK_CRASHES
 from core.settings import Settings
 from ingress.app import READER
-from tests.support import IngressInstance, wait_until
+from schemas import encode
+from tests.support import IngressInstance, serving, wait_until
 
 
 async def _echo(ingress: IngressInstance, org: str, body: str) -> tuple[int, dict[str, Any]]:
@@ -150,3 +154,44 @@ async def test_an_undecodable_call_is_dead_lettered_and_the_next_call_is_served(
             break
         await asyncio.sleep(0.1)
     assert found, "the undecodable record left no dead letter"
+
+
+async def test_an_outbound_call_posted_straight_to_egress_with_a_bad_reply_route_is_dead_lettered_uncalled(
+    settings: Settings, ingress: IngressInstance
+) -> None:
+    """Processors are not the only way onto the calls topic: egress checks the reply routing itself."""
+    calls: list[str] = []
+
+    async def count(request: web.Request) -> web.Response:
+        calls.append(request.path_qs)
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", count)
+    async with serving(app) as counting:
+        await _post_forged_calls(settings, counting, calls)
+
+
+async def _post_forged_calls(settings: Settings, upstream: str, calls: list[str]) -> None:
+    org = f"o{uuid.uuid4().hex[:8]}"
+    producer = make_producer(settings)
+    await producer.start()
+    cases = {"p999": (settings.topics.replies, 999), "config": (settings.topics.config, 0)}
+    try:
+        for tag, (topic, partition) in cases.items():
+            await producer.send_and_wait(settings.topics.calls, key=tag.encode(), value=encode("OutboundCall", {
+                "correlation_id": f"{org}-{tag}", "call_id": f"{org}-{tag}.1", "org": org, "method": "POST",
+                "url": f"{upstream}/echo?forged={tag}", "body": b"forged", "deadline_ms": int(time.time() * 1000) + 10_000,
+                "reply_topic": topic, "reply_partition": partition}))
+    finally:
+        await producer.stop()
+    expected = {f"{org}-p999": "invalid_reply_partition", f"{org}-config": "invalid_reply_topic"}
+    found: dict[str, str] = {}
+    for _ in range(100):
+        found = {v.letter["correlation_id"]: v.letter["error_code"]
+                 for v in await read_dead_letters(settings, org=org, limit=0) if v.letter["stage"] == "egress"}
+        if len(found) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert found == expected
+    assert not calls
