@@ -117,10 +117,6 @@ class SoapCaller:
 
         return load
 
-    def forget(self, wsdl_url: str) -> None:
-        """Drop a cached WSDL (a connector's target changed)."""
-        self._clients.pop(wsdl_url, None)
-
     async def call(self, wsdl_url: str, operation: str, body: bytes, headers: list[tuple[str, str]], timeout_s: float, *,
                    address: str | None = None, follow_redirects: bool = False) -> tuple[int, bytes]:
         """Call ``operation``; the envelope goes to ``address`` if given (a connector's

@@ -52,7 +52,6 @@ class Outgoing:
 @dataclass
 class Outcome:
     messages: list[Outgoing] = field(default_factory=list)
-    dropped: str | None = None
 
 
 class InvalidPathParameter(JunctionError):
@@ -252,7 +251,7 @@ class Router:
             return Outcome([self._dlq({}, err, raw)])
         if call["deadline_ms"] <= now_ms():
             EXPIRED_DROPPED.labels("processors").inc()
-            return Outcome(dropped="expired")
+            return Outcome()
         try:
             await self._check_reply_route(call)
         except JunctionError as err:

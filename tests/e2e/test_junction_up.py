@@ -26,7 +26,9 @@ def _up(env: dict[str, str]) -> subprocess.Popen[bytes]:
 async def _serves_the_demo(ingress: str, control: str) -> None:
     echo: dict = {}
     async with aiohttp.ClientSession() as s:
-        for _ in range(100):  # the demo is created through the management API just after readiness
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 60
+        while loop.time() < until:  # the demo is created through the management API just after readiness
             async with s.post(f"{ingress}/demo/echo?x=1", data=b"hello") as r:
                 if r.status == 200:
                     echo = await r.json()
