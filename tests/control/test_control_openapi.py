@@ -9,6 +9,10 @@ from typing import Any
 
 import hypothesis
 import schemathesis
+# schemathesis imports its OpenAPI loader lazily, inside the test. Late in a long run (the Kafka run, after the
+# pipeline tests) CPython 3.11 then failed to compile it ("SystemError: AST constructor recursion depth
+# mismatch"); imported here, it is compiled at collection, before any test has run.
+import schemathesis.specs.openapi.schemas  # noqa: F401
 from hypothesis import HealthCheck, given, settings as hsettings
 from schemathesis import GenerationMode
 from schemathesis.checks import (content_type_conformance, not_a_server_error, response_schema_conformance,
