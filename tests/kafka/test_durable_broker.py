@@ -32,7 +32,8 @@ from junction.broker import die_with_parent, free_port
 from junction.kafka_local import LocalKafka
 from tests.support import IngressInstance, Stage, serving, wait_http_ok, wait_until
 
-pytestmark = pytest.mark.slow
+# Each kills and restarts real processes and waits out group sessions: minutes on a loaded 2-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
