@@ -11,7 +11,7 @@ import time
 import uuid
 
 from aiokafka import TopicPartition
-from aiokafka.admin import NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.load import LoadResult
 from core.kafka import make_admin, make_consumer, make_producer
@@ -20,12 +20,25 @@ from core.settings import Settings
 __all__ = ["broker_floor"]
 
 
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str], timeout_s: float = 10.0) -> None:
+    """Apache Kafka elects a new topic's leaders a moment after creating it; reading before that
+    only earns retried NotLeaderForPartition errors in the output."""
+    until = time.monotonic() + timeout_s
+    while time.monotonic() < until:
+        described = await admin.describe_topics(topics)
+        if all(t.get("error_code", 0) == 0 and t.get("partitions") and all(p.get("leader", -1) >= 0 for p in t["partitions"])
+               for t in described):
+            return
+        await asyncio.sleep(0.1)
+
+
 async def broker_floor(settings: Settings, *, rate: float, seconds: float, hops: int = 3, partitions: int = 4) -> LoadResult:
     topics = [f"{settings.topic_prefix}.floor{i}.{uuid.uuid4().hex[:6]}" for i in range(hops + 1)]
     admin = make_admin(settings)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(t, partitions, 1) for t in topics[1:]])
+        await _wait_for_leaders(admin, topics[1:])
     finally:
         await admin.close()
     producer = make_producer(settings)
