@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from control.outbox import publish_config_events
@@ -21,6 +20,7 @@ from core.kafka import make_producer
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot
 from ingress.app import SNAPSHOT, create_app
+from bench.procs import wait_http_ok  # one copy: bench may not import tests, tests may import bench
 from junction.broker import die_with_parent, free_port
 
 __all__ = ["IngressInstance", "ProcessorsProcess", "Stage", "alive", "descendants", "serving", "wait_http_ok", "wait_until"]
@@ -37,24 +37,6 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
-
-
-async def wait_http_ok(url: str, timeout_s: float = 60.0, proc: subprocess.Popen[bytes] | None = None) -> None:
-    loop = asyncio.get_running_loop()
-    until = loop.time() + timeout_s
-    async with aiohttp.ClientSession() as session:
-        while True:
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"process exited with {proc.returncode} before {url} was ready")
-            try:
-                async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
-                    if resp.status == 200:
-                        return
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                pass
-            if loop.time() > until:
-                raise TimeoutError(f"{url} not ready in {timeout_s}s")
-            await asyncio.sleep(0.1)
 
 
 @dataclass
