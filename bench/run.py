@@ -222,14 +222,15 @@ def summary(result: dict[str, Any], t: dict[str, Any]) -> str:
     met = lambda ok: "MET" if ok else "MISSED"  # noqa: E731
     scope = "" if result["broker"]["kind"] == "kafka" else " (the targets are for Apache Kafka; shown for comparison)"
     return (
-        f"[{result['broker']['version']}] pipeline: {p['throughput']['rps']} req/s @c{result['params']['concurrency']}, "
+        f"[{result['broker']['version']}, warm-up {result['params']['warmup_seconds']:.0f} s] "
+        f"pipeline: {p['throughput']['rps']} req/s @c{result['params']['concurrency']}, "
         f"p50/p95/p99 {la['p50_ms']}/{la['p95_ms']}/{la['p99_ms']} ms @{rate:.0f} req/s "
         f"(after the throughput run: {lb['p50_ms']}/{lb['p95_ms']}/{lb['p99_ms']}) | "
         f"baseline: {b['throughput']['rps']} req/s, p50/p95/p99 {b['latency_at_rate']['p50_ms']}/"
         f"{b['latency_at_rate']['p95_ms']}/{b['latency_at_rate']['p99_ms']} ms | "
         f"broker floor (3 bare hops @{rate:.0f}/s): p50/p99 {f['p50_ms']}/{f['p99_ms']} ms | "
-        f"CPU ms/call: {cpu_text} (other processes on the machine: {p['cpu_during_throughput']['other processes']['cores']} "
-        f"cores during the throughput phase) | "
+        f"CPU ms/call: {cpu_text} (cores used by other processes during the throughput phases: pipeline "
+        f"{p['cpu_during_throughput']['other processes']['cores']}, baseline {b['cpu_during_throughput']['other processes']['cores']}) | "
         f"targets{scope}: throughput >= {TARGET_RATIO}x baseline: {t['throughput_ratio']}x {met(t['throughput_met'])}; "
         f"p99 <= {TARGET_P99_MS:.0f} ms @{rate:.0f} req/s: {t['p99_ms_worst']} ms {met(t['p99_met'])}"
         + (f" ({t['pipeline_errors']} failed calls)" if t["pipeline_errors"] else "")
