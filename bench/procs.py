@@ -50,7 +50,7 @@ async def wait_http_ok(url: str, timeout_s: float = 60.0, proc: subprocess.Popen
                 async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
                     if resp.status == 200:
                         return
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (aiohttp.ClientError, TimeoutError):
                 pass
             if loop.time() > until:
                 raise TimeoutError(f"{url} not ready in {timeout_s}s")

@@ -212,6 +212,10 @@ def targets(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _met(ok: bool) -> str:
+    return "MET" if ok else "MISSED"
+
+
 def summary(result: dict[str, Any], t: dict[str, Any]) -> str:
     p, b, f = result["pipeline"], result["baseline"], result["broker_floor_three_hops_at_rate"]
     rate = result["params"]["rate"]
@@ -219,7 +223,6 @@ def summary(result: dict[str, Any], t: dict[str, Any]) -> str:
     cpu = {**p["cpu_during_throughput"], "baseline": b["cpu_during_throughput"]["baseline"]}
     cpu_text = ", ".join(f"{name} {cpu[name]['ms_per_call']}" for name in ("ingress", "processors", "egress", "broker", "baseline")
                          if name in cpu)
-    met = lambda ok: "MET" if ok else "MISSED"  # noqa: E731
     scope = "" if result["broker"]["kind"] == "kafka" else " (the targets are for Apache Kafka; shown for comparison)"
     return (
         f"[{result['broker']['version']}, warm-up {result['params']['warmup_seconds']:.0f} s] "
@@ -231,8 +234,8 @@ def summary(result: dict[str, Any], t: dict[str, Any]) -> str:
         f"broker floor (3 bare hops @{rate:.0f}/s): p50/p99 {f['p50_ms']}/{f['p99_ms']} ms | "
         f"CPU ms/call: {cpu_text} (cores used by other processes during the throughput phases: pipeline "
         f"{p['cpu_during_throughput']['other processes']['cores']}, baseline {b['cpu_during_throughput']['other processes']['cores']}) | "
-        f"targets{scope}: throughput >= {TARGET_RATIO}x baseline: {t['throughput_ratio']}x {met(t['throughput_met'])}; "
-        f"p99 <= {TARGET_P99_MS:.0f} ms @{rate:.0f} req/s: {t['p99_ms_worst']} ms {met(t['p99_met'])}"
+        f"targets{scope}: throughput >= {TARGET_RATIO}x baseline: {t['throughput_ratio']}x {_met(t['throughput_met'])}; "
+        f"p99 <= {TARGET_P99_MS:.0f} ms @{rate:.0f} req/s: {t['p99_ms_worst']} ms {_met(t['p99_met'])}"
         + (f" ({t['pipeline_errors']} failed calls)" if t["pipeline_errors"] else "")
     )
 
