@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from control.auth import TokenIssuer, resolve_jwt_secret
+from control.auth import TokenIssuer, dummy_hash, resolve_jwt_secret
 from control.bodies import request_schemas
 from control.handlers import routes
-from control.middleware import authenticate
+from control.middleware import authenticate, cors_preflight, rate_limit, response_headers
 from control.migrate import apply_migrations
 from control.outbox import OutboxRelay
 from control.state import STATE, ControlState
@@ -33,8 +33,9 @@ def create_app(settings: Settings, *, relay: bool = True, sandbox: bool = True) 
     """Build the app; ``relay=False`` / ``sandbox=False`` leave those out (tests, tools)."""
     st = ControlState(settings=settings, schemas=request_schemas(settings))
     # aiohttp's own limit is a backstop; read_json answers the 413 with our error body.
-    app = web.Application(middlewares=[error_middleware, authenticate()],
+    app = web.Application(middlewares=[error_middleware, cors_preflight(), rate_limit(), authenticate()],
                           client_max_size=settings.control_max_body_bytes + 1)
+    app.on_response_prepare.append(response_headers(settings))  # security and CORS headers, errors included
     app[STATE] = st
     # How core.http.serve runs it: the HTTP limits, and /metrics on its own listener.
     app[SERVE_OPTIONS] = serve_options(settings, metrics_port=settings.control_metrics_port)
@@ -44,6 +45,7 @@ def create_app(settings: Settings, *, relay: bool = True, sandbox: bool = True) 
         try:
             await apply_migrations(st.pool)
             st.tokens = TokenIssuer(await resolve_jwt_secret(settings, st.pool), settings.jwt_ttl_s)
+            await dummy_hash(settings.bcrypt_rounds)  # made now, not in the first unknown e-mail's login
             yield
         finally:
             await st.pool.close()
@@ -65,13 +67,12 @@ def create_app(settings: Settings, *, relay: bool = True, sandbox: bool = True) 
 
     async def sandbox_pool(app: web.Application) -> AsyncIterator[None]:
         try:
-            from sandbox import SandboxPool
+            from sandbox import pool_for
         except ImportError:
             log.warning("sandbox package not available; connector try-out is disabled")
             yield
             return
-        pool = SandboxPool(workers=settings.sandbox_workers, cpu_ms=settings.sandbox_cpu_ms,
-                           timeout_ms=settings.sandbox_timeout_ms, memory_mb=settings.sandbox_memory_mb)
+        pool = pool_for(settings)
         await pool.start()
         st.sandbox = pool
         try:

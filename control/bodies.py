@@ -40,6 +40,21 @@ _user_props: Schema = {
     "password": {"type": "string", "minLength": 8, "maxLength": 72},
     "role": {"type": "string", "enum": ["org_admin", "org_viewer"]},
 }
+_password: Schema = {"type": "string", "minLength": 8, "maxLength": 72}
+# The management API's own accounts (control/handlers/auth.py, control/handlers/security.py).
+_account_bodies: dict[str, Schema] = {
+    "PasswordChange": {"type": "object", "additionalProperties": False,
+                       "required": ["current_password", "new_password"],
+                       "properties": {"current_password": {"type": "string", "minLength": 1, "maxLength": 72},
+                                      "new_password": _password}},
+    "AdminCreate": {"type": "object", "additionalProperties": False, "required": ["email"],
+                    "properties": {"email": _user_props["email"],
+                                   "password": {**_password, "description": "default: generated and returned once"}}},
+    "AdminUpdate": {"type": "object", "additionalProperties": False, "required": ["enabled"],
+                    "properties": {"enabled": {"type": "boolean"}}},
+    "PasswordReset": {"type": "object", "additionalProperties": False,
+                      "properties": {"password": {**_password, "description": "default: generated and returned once"}}},
+}
 _target: Schema = {
     "type": "object", "additionalProperties": False, "required": ["protocol", "url"],
     "properties": {
@@ -59,11 +74,69 @@ _connector_props: Schema = {
     "target": _target,
     "script": {"type": ["string", "null"], "maxLength": 262144},
     "settings": {"type": "object"},
+    "secret_fields": {"type": "array", "maxItems": 100, "uniqueItems": True,
+                      "items": {"type": "string", "minLength": 1, "maxLength": 200},
+                      "description": "keys of settings kept sealed and write-only: reads show ********, and "
+                                     "sending ******** keeps the stored value"},
 }
+# An HTTP header name (RFC 9110 token), for the headers and parameters auth reads and sets.
+TOKEN_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$"
+SCOPE_PATTERN = "^[!#-\\[\\]-~]{1,200}$"  # RFC 6749 scope-token: printable ASCII but space, quote and backslash
+JWT_ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "HS256", "HS384", "HS512"]
+AUTH_MODES = ["none", "api_key", "basic", "jwt", "oauth2"]
+_scopes: Schema = {"type": "array", "maxItems": 50, "uniqueItems": True,
+                   "items": {"type": "string", "pattern": SCOPE_PATTERN}}
 _auth: Schema = {
-    "type": "object", "required": ["mode"],
-    "description": "Caller authentication; keys other than mode are the method's own settings.",
-    "properties": {"mode": {"type": "string", "enum": ["none", "api_key", "basic", "oauth2"]}},
+    "type": "object", "additionalProperties": False, "required": ["mode"],
+    "description": "Caller authentication (docs/consumers.md); which keys a mode takes is checked per mode.",
+    "properties": {
+        "mode": {"type": "string", "enum": AUTH_MODES},
+        "consumers": {"type": "array", "maxItems": 1000, "uniqueItems": True, "items": {"type": "string", "maxLength": 36},
+                      "description": "ids of the consumers allowed (default: every consumer of the organisation)"},
+        "consumer_header": {"type": "string", "pattern": TOKEN_PATTERN,
+                            "description": "header carrying the consumer's id upstream (default X-Consumer-Id)"},
+        "in": {"type": "string", "enum": ["header", "query"], "description": "api_key: where the key is (default header)"},
+        "name": {"type": "string", "pattern": TOKEN_PATTERN, "description": "api_key: header or parameter (default X-API-Key)"},
+        "jwks_url": {"type": "string", "maxLength": 2048, "description": "jwt: https URL of the issuer's keys"},
+        "secret": {"type": "string", "minLength": 32, "maxLength": 4096, "writeOnly": True,
+                   "description": "jwt: shared HMAC secret; stored sealed, never returned (reads show secret_set)"},
+        "secret_set": {"type": "boolean", "description": "read-only: a jwt secret is stored (ignored on writes)"},
+        "algorithms": {"type": "array", "minItems": 1, "uniqueItems": True,
+                       "items": {"type": "string", "enum": JWT_ALGORITHMS}},
+        "issuer": {"type": "string", "minLength": 1, "maxLength": 2048},
+        "audience": {"type": "string", "minLength": 1, "maxLength": 2048},
+        "scopes": {**_scopes, "description": "jwt, oauth2: scopes every token must hold"},
+        "consumer_claim": {"type": "string", "minLength": 1, "maxLength": 200, "description": "jwt: default sub"},
+        "leeway_s": {"type": "integer", "minimum": 0, "maximum": 600, "description": "jwt: clock skew allowed (default 30)"},
+    },
+}
+RATE_LIMIT_BY = ["consumer", "api", "org", "ip"]
+_rate_limit: Schema = {
+    "type": ["object", "null"], "additionalProperties": False, "required": ["requests", "per_seconds", "by"],
+    "description": "at most `requests` calls per `per_seconds` seconds for each `by`; null removes it",
+    "properties": {
+        "requests": {"type": "integer", "minimum": 1, "maximum": 1_000_000_000},
+        "per_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 31_536_000},
+        "by": {"type": "string", "enum": RATE_LIMIT_BY},
+    },
+}
+QUOTA_NAMES = ["apis", "connectors", "consumers", "script_bytes", "settings_bytes"]
+_quotas: Schema = {
+    "type": "object", "additionalProperties": False,
+    "description": "overrides of the deployment's quotas (global admin only); null returns one to the default",
+    "properties": {name: {"type": ["integer", "null"], "minimum": 0, "maximum": 2**31 - 1} for name in QUOTA_NAMES},
+}
+_consumer_props: Schema = {
+    "name": {"type": "string", "pattern": NAME_PATTERN},
+    "enabled": {"type": "boolean"},
+}
+_key_create: Schema = {
+    "expires_at": {"type": ["string", "null"], "format": "date-time", "maxLength": 64,
+                   "description": "RFC 3339, in the future; none: the key does not expire"},
+}
+_basic_set: Schema = {
+    "username": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}$"},
+    "password": {"type": "string", "minLength": 8, "maxLength": 72},
 }
 _api_props: Schema = {
     "name": {"type": "string", "pattern": NAME_PATTERN},
@@ -74,6 +147,7 @@ _api_props: Schema = {
     "connector": {"type": "string", "description": "id of a connector in the same organisation"},
     "timeout_ms": {"type": "integer", "minimum": 1},
     "auth": _auth,
+    "rate_limit": _rate_limit,
     "enabled": {"type": "boolean"},
 }
 _pairs: Schema = {"type": "object", "additionalProperties": {"type": "string", "maxLength": 8192}}
@@ -141,13 +215,19 @@ def request_schemas(settings: Settings) -> dict[str, Schema]:
     return {
         "LoginRequest": copy.deepcopy(_login),
         "OrgCreate": _obj(_org_props, ["slug", "name"]),
-        "OrgUpdate": _obj(_org_props, []),
+        "OrgUpdate": _obj({**_org_props, "rate_limit": _rate_limit, "quotas": _quotas}, []),
         "UserCreate": _obj(_user_props, ["email", "password", "role"]),
-        "UserUpdate": _obj({k: v for k, v in _user_props.items() if k != "email"}, []),
+        "UserUpdate": _obj({**{k: v for k, v in _user_props.items() if k != "email"}, "enabled": {"type": "boolean"}}, []),
+        **copy.deepcopy(_account_bodies),
         "ConnectorCreate": _obj(connector_props, connector_required),
         "ConnectorUpdate": _obj(connector_update_props, []),
         "ApiCreate": _obj(api_props, api_required),
         "ApiUpdate": _obj(api_props, []),
+        "ConsumerCreate": _obj(_consumer_props, ["name"]),
+        "ConsumerUpdate": _obj(_consumer_props, []),
+        "KeyCreate": _obj(_key_create, []),
+        "BasicSet": _obj(_basic_set, ["username", "password"]),
+        "OAuthClientCreate": _obj({"scopes": _scopes}, []),
         "RollbackRequest": _obj({"version": {"type": "integer", "minimum": 1}}, ["version"]),
         "ConnectorTestRequest": _obj(_test_props, []),
         # A connector not saved yet: the script is the point.

@@ -4,12 +4,15 @@ from __future__ import annotations
 from typing import Any
 
 from control.store.outbox import OutboxEvent
+from core.connector_secrets import SEALED_KEY
 
-__all__ = ["api_event", "connector_event", "org_event"]
+__all__ = ["api_event", "connector_event", "consumer_event", "org_event"]
 
 
 def org_event(org: dict[str, Any], op: str = "upsert") -> OutboxEvent:
-    doc = None if op == "delete" else {k: org[k] for k in ("id", "slug", "name", "enabled")}
+    doc = None
+    if op != "delete":
+        doc = {**{k: org[k] for k in ("id", "slug", "name", "enabled")}, "rate_limit": org.get("rate_limit")}
     return OutboxEvent("org", org["id"], org["slug"], org["version"], op, doc)
 
 
@@ -19,7 +22,7 @@ def api_event(api: dict[str, Any], op: str = "upsert") -> OutboxEvent:
         doc = {"id": api["id"], "org": api["org"], "org_id": api["org_id"], "name": api["name"],
                "protocol": api.get("protocol", "rest"), "methods": api["methods"], "path": api["path"],
                "connector": api["connector"], "timeout_ms": api["timeout_ms"], "auth": api["auth"],
-               "version": api["version"], "enabled": api.get("enabled", True)}
+               "rate_limit": api.get("rate_limit"), "version": api["version"], "enabled": api.get("enabled", True)}
     return OutboxEvent("api", api["id"], api["org"], api["version"], op, doc)
 
 
@@ -29,4 +32,18 @@ def connector_event(conn: dict[str, Any], op: str = "upsert") -> OutboxEvent:
         doc = {"id": conn["id"], "org": conn["org"], "org_id": conn["org_id"], "name": conn["name"],
                "target": conn["target"], "script": conn.get("script"), "settings": conn.get("settings") or {},
                "version": conn["version"]}
+        if conn.get(SEALED_KEY):  # secret settings travel sealed, apart from the plain ones
+            doc[SEALED_KEY] = conn[SEALED_KEY]
     return OutboxEvent("connector", conn["id"], conn["org"], conn["version"], op, doc)
+
+
+def consumer_event(consumer: dict[str, Any], credentials: dict[str, Any] | None, op: str = "upsert") -> OutboxEvent:
+    """``credentials`` is :func:`control.store.consumers.credential_hashes` of this consumer."""
+    doc = None
+    if op != "delete":
+        creds = credentials or {}
+        doc = {"id": consumer["id"], "org": consumer["org"], "org_id": consumer["org_id"], "name": consumer["name"],
+               "enabled": consumer.get("enabled", True), "version": consumer["version"],
+               "keys": creds.get("keys", []), "basic": creds.get("basic"),
+               "oauth_clients": creds.get("oauth_clients", [])}
+    return OutboxEvent("consumer", consumer["id"], consumer["org"], consumer["version"], op, doc)

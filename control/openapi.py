@@ -35,12 +35,14 @@ _TIME = {"type": "string", "format": "date-time"}
 _ERROR_TEXT = {
     "400": "Malformed JSON body (code malformed_body).",
     "401": "Missing, expired or invalid bearer token; wrong login.",
-    "403": "Your role may not do this (a viewer writing, an org admin doing a global admin's job).",
+    "403": "Your role may not do this (a viewer writing, an org admin doing a global admin's job), "
+           "or over a quota (code quota_exceeded, with quota and limit).",
     "404": "No such resource, or it belongs to another organisation.",
-    "409": "Conflict: name or slug taken, route clash (code route_clash), connector in use.",
+    "409": "Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use.",
     "412": "If-Match does not name the current version (code precondition_failed).",
     "413": "Request body larger than the limit (code body_too_large).",
     "422": "Invalid input: see fields[] for each field at fault.",
+    "429": "Too many failed logins (code login_blocked) or requests (code rate_limited): wait Retry-After seconds.",
 }
 
 
@@ -57,17 +59,36 @@ def _response_schemas() -> dict[str, Schema]:
         },
         "Token": _obj({"access_token": _STR, "token_type": {"type": "string", "enum": ["bearer"]}, "expires_in": _INT}),
         "Org": _obj({"id": _STR, "slug": _STR, "name": _STR, "enabled": _BOOL, "version": _INT,
-                     "created_at": _TIME, "updated_at": _TIME}),
+                     "created_at": _TIME, "updated_at": _TIME, "rate_limit": {"type": ["object", "null"]},
+                     "quotas": {"type": "object"}},
+                    ["id", "slug", "name", "enabled", "version", "created_at", "updated_at"]),
         "User": _obj({"id": _STR, "org_id": _STR_OR_NULL, "email": _STR,
                       "role": {"type": "string", "enum": ["global_admin", "org_admin", "org_viewer"]},
-                      "version": _INT, "created_at": _TIME, "updated_at": _TIME}),
+                      "enabled": _BOOL, "version": _INT, "created_at": _TIME, "updated_at": _TIME}),
         "Api": _obj({**resource_common, "protocol": _STR, "methods": {"type": "array", "items": _STR},
                      "path": _STR, "connector": _STR, "timeout_ms": _INT,
-                     "auth": {"type": "object", "required": ["mode"], "properties": {"mode": _STR}},
-                     "enabled": _BOOL}),
+                     "auth": {"type": "object", "required": ["mode"], "properties": {"mode": _STR},
+                              "description": "a jwt secret shows as secret_set: true, never itself"},
+                     "rate_limit": {"type": ["object", "null"]}, "enabled": _BOOL},
+                    [*resource_common, "protocol", "methods", "path", "connector", "timeout_ms", "auth", "enabled"]),
         "Connector": _obj({**resource_common, "target": {"type": "object", "required": ["protocol", "url"],
                                                         "properties": {"protocol": _STR, "url": _STR}},
-                           "script": _STR_OR_NULL, "settings": {"type": "object"}}),
+                           "script": _STR_OR_NULL, "settings": {"type": "object", "description":
+                                                                "secret_fields show as ********"},
+                           "secret_fields": {"type": "array", "items": _STR}},
+                          [*resource_common, "target", "script", "settings"]),
+        "Consumer": _obj({**resource_common, "enabled": _BOOL,
+                          "keys": {"type": "array", "items": _obj({"id": _STR, "prefix": _STR, "expires_at": _STR_OR_NULL})},
+                          "basic": {"type": ["object", "null"], "properties": {"username": _STR}},
+                          "oauth_clients": {"type": "array", "items": _obj({"client_id": _STR,
+                                                                             "scopes": {"type": "array", "items": _STR}})}}),
+        "ApiKey": _obj({"id": _STR, "prefix": _STR, "expires_at": _STR_OR_NULL, "last_used_at": _STR_OR_NULL,
+                        "created_at": _TIME}),
+        "NewApiKey": _obj({"id": _STR, "key": {**_STR, "description": "shown this once; only its hash is kept"},
+                           "prefix": _STR, "expires_at": _STR_OR_NULL, "created_at": _TIME}),
+        "OAuthClient": _obj({"client_id": _STR, "scopes": {"type": "array", "items": _STR}, "created_at": _TIME}),
+        "NewOAuthClient": _obj({"client_id": _STR, "client_secret": {**_STR, "description": "shown this once"},
+                                "scopes": {"type": "array", "items": _STR}, "created_at": _TIME}),
         "Version": _obj({"id": _STR, "version": _INT, "content": {"type": "object"},
                          "created_by": _STR_OR_NULL, "created_at": _TIME}),
         "Diff": _obj({"id": _STR, "from": _INT, "to": _INT, "changes": {"type": "array", "items": {
@@ -206,6 +227,144 @@ def _versioned(plural: str, schema: str, create: str, update: str, label: str) -
     }
 
 
+def _consumers() -> dict[str, Schema]:
+    base = "/api/v1/orgs/{org}/consumers"
+    one = base + "/{id}"
+    tag = "consumer"
+    read_err = _errors("401", "403", "404")
+    write_err = _errors("400", "401", "403", "404", "409", "412", "413", "422")
+    n_schema = {"type": "integer", "minimum": 1}
+    key = _path_param("key_id", "API key id")
+    client = _path_param("client_id", "OAuth client id")
+    return {
+        base: {
+            "parameters": [ORG],
+            "get": _op("List consumers, a page at a time (oldest first)",
+                       {"200": _json(_page_of("Consumer"), "one page of the organisation's consumers"),
+                        **_errors("401", "403", "404", "422")}, params=copy.deepcopy(_PAGE_PARAMS), tag=tag),
+            "post": _op("Create a consumer (version 1)", {"201": _json(_ref("Consumer"), "created", True),
+                                                          **_errors("400", "401", "403", "404", "409", "413", "422")},
+                        body="ConsumerCreate", tag=tag),
+        },
+        one: {
+            "parameters": [ORG, ID],
+            "get": _op("Get a consumer", {"200": _json(_ref("Consumer"), "current version", True), **read_err}, tag=tag),
+            "patch": _op("Rename, disable or enable a consumer (next version)",
+                         {"200": _json(_ref("Consumer"), "updated", True), **write_err},
+                         body="ConsumerUpdate", params=[_IF_MATCH], tag=tag),
+            "delete": _op("Delete a consumer with its credentials",
+                          {"204": {"description": "deleted"}, **_errors("401", "403", "404", "409", "412")},
+                          params=[_IF_MATCH], tag=tag),
+        },
+        one + "/versions": {
+            "parameters": [ORG, ID],
+            "get": _op("List versions", {"200": _json(_list_of("Version"), "every version, oldest first"), **read_err},
+                       tag=tag),
+        },
+        one + "/versions/{n}": {
+            "parameters": [ORG, ID, _path_param("n", "version number", n_schema)],
+            "get": _op("Get one version", {"200": _json(_ref("Version"), "that version"),
+                                           **_errors("401", "403", "404", "422")}, tag=tag),
+        },
+        one + "/versions/{a}/diff/{b}": {
+            "parameters": [ORG, ID, _path_param("a", "from version", n_schema), _path_param("b", "to version", n_schema)],
+            "get": _op("Diff two versions", {"200": _json(_ref("Diff"), "changed fields"),
+                                             **_errors("401", "403", "404", "422")}, tag=tag),
+        },
+        one + "/keys": {
+            "parameters": [ORG, ID],
+            "get": _op("List the consumer's API keys (never the keys)", {"200": _json(_list_of("ApiKey"), "keys"),
+                                                                         **read_err}, tag=tag),
+            "post": _op("Create an API key: the key is in this answer only",
+                        {"201": _json(_ref("NewApiKey"), "created", True), **write_err},
+                        body="KeyCreate", params=[_IF_MATCH], tag=tag),
+        },
+        one + "/keys/{key_id}": {
+            "parameters": [ORG, ID, key],
+            "delete": _op("Revoke an API key", {"204": {"description": "revoked"},
+                                                **_errors("401", "403", "404", "412")}, params=[_IF_MATCH], tag=tag),
+        },
+        one + "/basic": {
+            "parameters": [ORG, ID],
+            "post": _op("Set or replace the consumer's username and password (bcrypt)",
+                        {"200": _json(_ref("Consumer"), "updated", True), **write_err},
+                        body="BasicSet", params=[_IF_MATCH], tag=tag),
+            "delete": _op("Remove the consumer's username and password", {"204": {"description": "removed"},
+                          **_errors("401", "403", "404", "412")}, params=[_IF_MATCH], tag=tag),
+        },
+        one + "/oauth-clients": {
+            "parameters": [ORG, ID],
+            "get": _op("List the consumer's OAuth clients (never the secrets)",
+                       {"200": _json(_list_of("OAuthClient"), "clients"), **read_err}, tag=tag),
+            "post": _op("Create an OAuth client: the secret is in this answer only",
+                        {"201": _json(_ref("NewOAuthClient"), "created", True), **write_err},
+                        body="OAuthClientCreate", params=[_IF_MATCH], tag=tag),
+        },
+        one + "/oauth-clients/{client_id}": {
+            "parameters": [ORG, ID, client],
+            "delete": _op("Delete an OAuth client", {"204": {"description": "deleted"},
+                                                     **_errors("401", "403", "404", "412")}, params=[_IF_MATCH], tag=tag),
+        },
+    }
+
+
+def _accounts() -> dict[str, Schema]:
+    """Sessions, global admins, security events and usage (docs/security.md)."""
+    admin = _path_param("id", "global admin's user id")
+    counts = {"type": "array", "items": _obj({"requests": _INT}, ["requests"])}
+    day = [{"name": "day", "in": "query", "required": False, "schema": {"type": "string", "format": "date"},
+            "description": "UTC day, YYYY-MM-DD (default today)"}]
+    event = _obj({"id": _STR, "at_ms": _INT, "kind": _STR, "org": _STR_OR_NULL, "source": _STR_OR_NULL,
+                  "subject": _STR_OR_NULL, "detail": {"type": "object"}})
+    with_password = {"allOf": [_ref("User"), {"type": "object", "properties": {"generated_password": {
+        **_STR, "description": "only when no password was given: shown this once"}}}]}
+    return {
+        "/api/v1/auth/logout": {"post": _op("Revoke the token this request carries", {
+            "204": {"description": "revoked"}, **_errors("401")}, tag="auth")},
+        "/api/v1/me/password": {"post": _op(
+            "Change your own password: every earlier token is revoked; the answer is a new one",
+            {"200": _json(_ref("Token"), "a new token"), **_errors("400", "401", "403", "413", "422", "429")},
+            body="PasswordChange", tag="auth")},
+        "/api/v1/security-events": {"get": _op("Security events, newest first (global admin)", {
+            "200": _json({"type": "object", "required": ["items", "next_cursor"], "properties": {
+                "items": {"type": "array", "items": event}, "next_cursor": _STR_OR_NULL}}, "one page"),
+            **_errors("401", "403", "422")}, params=[
+                {"name": "org", "in": "query", "schema": _STR, "description": "slug or id"},
+                {"name": "kind", "in": "query", "schema": _STR, "description": "such as login_failure, login_blocked"},
+                *copy.deepcopy(_PAGE_PARAMS)], tag="security")},
+        "/api/v1/admins": {
+            "get": _op("List global admins, a page at a time (global admin)", {
+                "200": _json(_page_of("User"), "one page"), **_errors("401", "403", "422")},
+                params=copy.deepcopy(_PAGE_PARAMS), tag="security"),
+            "post": _op("Create a global admin (global admin)", {
+                "201": _json(with_password, "created", True), **_errors("400", "401", "403", "409", "413", "422")},
+                body="AdminCreate", tag="security"),
+        },
+        "/api/v1/admins/{id}": {
+            "parameters": [admin],
+            "patch": _op("Disable or enable a global admin (not yourself, not the last enabled one)", {
+                "200": _json(_ref("User"), "updated", True),
+                **_errors("400", "401", "403", "404", "409", "412", "413", "422")},
+                body="AdminUpdate", params=[_IF_MATCH], tag="security"),
+        },
+        "/api/v1/admins/{id}/password": {
+            "parameters": [admin],
+            "post": _op("Reset another global admin's password; their tokens are revoked", {
+                "200": _json(with_password, "updated", True), **_errors("400", "401", "403", "404", "413", "422")},
+                body="PasswordReset", tag="security"),
+        },
+        "/api/v1/usage": {"get": _op("Management API requests per organisation and user on a day (global admin)", {
+            "200": _json(_obj({"day": _STR, "orgs": counts, "users": counts}), "counts, largest first"),
+            **_errors("401", "403", "422")}, params=day, tag="security")},
+        "/api/v1/orgs/{org}/usage": {
+            "parameters": [ORG],
+            "get": _op("Management API requests of an organisation and its users on a day (its admins)", {
+                "200": _json(_obj({"day": _STR, "org_id": _STR, "requests": _INT, "users": counts}), "counts"),
+                **_errors("401", "403", "404", "422")}, params=day, tag="security"),
+        },
+    }
+
+
 def build_openapi(settings: Settings) -> Schema:
     schemas = {**copy.deepcopy(request_schemas(settings)), **_response_schemas()}
     ok_only = {"200": _json({"type": "object"}, "ok")}
@@ -216,7 +375,7 @@ def build_openapi(settings: Settings) -> Schema:
         "/api/v1/openapi.json": {"get": _op("This document", {"200": _json({"type": "object"}, "OpenAPI 3.1")},
                                             public=True, tag="meta")},
         "/api/v1/auth/login": {"post": _op("Exchange email and password for a bearer token", {
-            "200": _json(_ref("Token"), "token"), **_errors("400", "401", "413", "422")},
+            "200": _json(_ref("Token"), "token"), **_errors("400", "401", "413", "422", "429")},
             body="LoginRequest", public=True, tag="auth")},
         "/api/v1/orgs": {
             "get": _op("List organisations (a global admin sees all, others their own)",
@@ -270,6 +429,8 @@ def build_openapi(settings: Settings) -> Schema:
                         body="ConnectorTryRequest", tag="connector"),
         },
         **_versioned("apis", "Api", "ApiCreate", "ApiUpdate", "API"),
+        **_consumers(),
+        **_accounts(),
         "/api/v1/audit": {"get": _op("Audit trail, newest first", {
             "200": _json(_ref("AuditPage"), "one page; pass next_cursor as cursor for the next"),
             **_errors("401", "422")}, params=[
@@ -291,7 +452,8 @@ def build_openapi(settings: Settings) -> Schema:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Junction management API", "version": "1",
-                 "description": "Organisations, users, connectors, APIs, versions and audit. See docs/control.md."},
+                 "description": "Organisations, users, connectors, APIs, consumers, versions and audit. "
+                                "See docs/control.md and docs/consumers.md."},
         "servers": [{"url": "/"}],
         "security": [{"bearerAuth": []}],
         "paths": paths,

@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from core.kafka import make_consumer, make_producer, topic_partitions
-from core.messages import now_ms, strip_secrets
+from core.messages import now_ms
 from core.redis import make_redis
 from core.settings import Settings
 from schemas import CodecError, decode, encode
@@ -122,15 +122,19 @@ async def read_inbound(settings: Settings, partition: int, offset: int) -> bytes
 
 
 async def _replayable(settings: Settings, letter: dict[str, Any]) -> dict[str, Any]:
-    """The letter to revive: a call that failed in egress goes back through processors from its InboundCall
-    (so a fixed connector applies); where that is gone, the OutboundCall itself is redelivered to egress."""
-    if letter.get("original_topic") != settings.topics.calls or int(letter.get("inbound_offset", -1)) < 0:
+    """The letter to revive: a call goes back through processors from its InboundCall on the requests topic
+    (so a fixed connector applies), as it was written there: its sealed credential, bound to its correlation
+    id, still opens only in processors, which check it again (a key revoked since is refused). Where that
+    record is gone, the letter's own copy is revived (without credential: an API with caller auth refuses it)."""
+    if int(letter.get("inbound_offset", -1)) < 0:
         return letter
     inbound = await read_inbound(settings, int(letter["inbound_partition"]), int(letter["inbound_offset"]))
     if inbound is None:
         return letter
     _, call = decode(inbound, expected="InboundCall")
-    return {**letter, "original": encode("InboundCall", strip_secrets(call)), "original_topic": settings.topics.requests}
+    if call.get("correlation_id") != letter.get("correlation_id"):
+        return letter  # not the record the letter points at (a topic that was re-created)
+    return {**letter, "original": inbound, "original_topic": settings.topics.requests}
 
 
 async def replay_dead_letters(settings: Settings, letters: list[DeadLetterView], *, timeout_ms: int | None = None) -> list[ReplayOutcome]:

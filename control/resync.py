@@ -15,7 +15,8 @@ from typing import Any
 
 import asyncpg
 
-from control.documents import api_event, connector_event, org_event
+from control.documents import api_event, connector_event, consumer_event, org_event
+from control.store.consumers import CONSUMER, credential_hashes
 from control.store.orgs import list_orgs, org_view
 from control.store.outbox import OutboxEvent
 from control.store.resources import API, CONNECTOR, resource_view
@@ -24,13 +25,20 @@ __all__ = ["current_config_events"]
 
 
 async def current_config_events(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    """ConfigEvents for every organisation, connector and API as they are now,
-    orgs first and connectors before the APIs that use them."""
+    """ConfigEvents for every organisation, connector, consumer and API as
+    they are now, orgs first and connectors and consumers before the APIs that use them."""
     last_id = int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM outbox"))
     events: list[OutboxEvent] = []
     orgs = await list_orgs(conn)
+    policies = {str(r["id"]): r["rate_limit"] for r in await conn.fetch("SELECT id, rate_limit FROM organisations")}
     for row in orgs:
-        events.append(org_event(org_view(row)))
+        rate_limit = policies.get(str(row["id"]))
+        events.append(org_event({**org_view(row), "rate_limit": json.loads(rate_limit) if rate_limit else None}))
+    for org in orgs:
+        hashes = await credential_hashes(conn, str(org["id"]))
+        for row in await CONSUMER.list(conn, str(org["id"])):
+            view = resource_view(row, org["slug"])
+            events.append(consumer_event(view, hashes.get(view["id"])))
     for kind, to_event in ((CONNECTOR, connector_event), (API, api_event)):
         for org in orgs:
             for row in await kind.list(conn, str(org["id"])):

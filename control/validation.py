@@ -15,9 +15,11 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from core.errors import BodyTooLarge, FieldError, InvalidInput, MalformedBody
+from core.errors import BodyTooLarge, FieldError, Forbidden, InvalidInput, MalformedBody
+from core.settings import Settings
 
-__all__ = ["check_schema", "check_url", "is_uuid", "read_json", "validate_body"]
+__all__ = ["check_auth", "check_quota", "check_schema", "check_url", "is_uuid", "quota_limit", "read_json",
+           "validate_body"]
 
 _JSON_TYPES: dict[str, Any] = {
     "string": str, "object": dict, "array": list, "boolean": bool, "null": type(None),
@@ -102,6 +104,8 @@ def check_schema(value: Any, schema: dict[str, Any], path: str = "") -> list[Fie
             errors.append(FieldError(where, f"must be at least {schema['minimum']}"))
         if "maximum" in schema and value > schema["maximum"]:
             errors.append(FieldError(where, f"must be at most {schema['maximum']}"))
+        if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+            errors.append(FieldError(where, f"must be greater than {schema['exclusiveMinimum']}"))
     if isinstance(value, list):
         if len(value) < schema.get("minItems", 0):
             errors.append(FieldError(where, f"must have at least {schema['minItems']} items"))
@@ -169,3 +173,73 @@ def check_url(url: str, field: str) -> list[FieldError]:
     if not parts.hostname or any(c.isspace() for c in url):
         return [FieldError(field, "must be an absolute URL with a host")]
     return []
+
+
+# What each auth mode takes besides mode, consumers and consumer_header.
+# secret_sealed is the stored form of a jwt secret (never accepted from a client: the body schema refuses it).
+AUTH_SETTINGS: dict[str, frozenset[str]] = {
+    "none": frozenset(),
+    "api_key": frozenset({"in", "name"}),
+    "basic": frozenset(),
+    "jwt": frozenset({"jwks_url", "secret", "secret_set", "secret_sealed", "algorithms", "issuer", "audience",
+                      "scopes", "consumer_claim", "leeway_s"}),
+    "oauth2": frozenset({"scopes"}),
+}
+_AUTH_COMMON = frozenset({"mode", "consumers", "consumer_header"})
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+
+
+def check_auth(auth: dict[str, Any], rate_limit: dict[str, Any] | None) -> list[FieldError]:
+    """The checks of an API's ``auth`` (and how ``rate_limit`` counts) that a
+    schema cannot express: the keys each mode takes, one key source for jwt,
+    algorithms that fit it, and consumer ids that are ids."""
+    mode = auth.get("mode", "none")
+    errors: list[FieldError] = []
+    for key in sorted(set(auth) - _AUTH_COMMON - AUTH_SETTINGS.get(mode, frozenset())):
+        errors.append(FieldError(f"auth.{key}", f"is not a setting of mode {mode}"))
+    for i, ref in enumerate(auth.get("consumers") or []):
+        if not is_uuid(ref):
+            errors.append(FieldError(f"auth.consumers[{i}]", "is not a consumer id"))
+    if mode == "jwt":
+        errors += _check_jwt(auth)
+    if rate_limit and rate_limit.get("by") == "consumer" and mode == "none":
+        errors.append(FieldError("rate_limit.by", "consumer needs an auth mode that identifies the caller "
+                                                  "(auth.mode is none)"))
+    return errors
+
+
+def _check_jwt(auth: dict[str, Any]) -> list[FieldError]:
+    errors: list[FieldError] = []
+    has_url, has_secret = "jwks_url" in auth, "secret" in auth or "secret_sealed" in auth
+    if has_url and has_secret:
+        errors.append(FieldError("auth.secret", "give jwks_url or secret, not both"))
+    elif not has_url and not has_secret:
+        errors.append(FieldError("auth.jwks_url", "jwks_url or secret is required for mode jwt"))
+    if has_url:
+        url_errors = check_url(auth["jwks_url"], "auth.jwks_url")
+        if not url_errors and urlsplit(auth["jwks_url"]).scheme != "https":
+            url_errors = [FieldError("auth.jwks_url", "must be an https URL")]
+        errors += url_errors
+    if "algorithms" not in auth:
+        errors.append(FieldError("auth.algorithms", "is required for mode jwt"))
+    elif has_url != has_secret:
+        for i, alg in enumerate(auth["algorithms"]):
+            if (alg in HMAC_ALGORITHMS) != has_secret:
+                kind = "an HMAC algorithm (HS256, HS384, HS512) with secret" if has_secret \
+                    else "an asymmetric algorithm (RS*, ES*, PS256) with jwks_url"
+                errors.append(FieldError(f"auth.algorithms[{i}]", f"must be {kind}"))
+    return errors
+
+
+def quota_limit(settings: Settings, overrides: dict[str, Any] | None, name: str) -> int:
+    """An organisation's limit: its own override, else the deployment's ``quota_<name>``."""
+    own = (overrides or {}).get(name)
+    return int(own) if own is not None else int(getattr(settings, f"quota_{name}"))
+
+
+def check_quota(name: str, field: str, used: int, limit: int, what: str) -> None:
+    """403 ``quota_exceeded`` naming the field and the limit when ``used`` passes ``limit``."""
+    if used > limit:
+        raise Forbidden(f"{what}: over the organisation's quota of {limit}", code="quota_exceeded",
+                        fields=[FieldError(field, f"over the quota of {limit} ({name})")],
+                        extra={"quota": name, "limit": limit})

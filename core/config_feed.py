@@ -13,10 +13,10 @@ import logging
 
 from aiokafka import TopicPartition
 
+from core.consume import fetch_decoded
 from core.kafka import make_consumer
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot, events_from_file
-from schemas import CodecError, decode
 from core.tasks import Supervised
 
 __all__ = ["ConfigFollower"]
@@ -66,13 +66,11 @@ class ConfigFollower:
         consumer = self._consumer
         empty_polls = 0
         while True:
-            batches = await consumer.getmany(tp, timeout_ms=200, max_records=500)
-            for record in batches.get(tp, []):
+            fetched = await fetch_decoded(consumer, tp, expected="ConfigEvent", reader="config-follower",
+                                          timeout_ms=200, max_records=500)
+            for record, event in fetched.decoded:
                 try:
-                    _, event = decode(record.value, expected="ConfigEvent")
                     self.snapshot.apply(event)
-                except CodecError as exc:
-                    log.error("skipping config record at offset %s: %s", record.offset, exc)
                 except Exception:
                     log.exception("config event at offset %s could not be applied", record.offset)
             # A cold start reads thousands of events in a row: let requests and heartbeats in between batches.
@@ -80,6 +78,6 @@ class ConfigFollower:
             if not self.synced.is_set():
                 highwater = consumer.highwater(tp)
                 position = await consumer.position(tp)
-                empty_polls = 0 if batches else empty_polls + 1
+                empty_polls = 0 if fetched else empty_polls + 1
                 if (highwater is not None and position >= highwater) or empty_polls >= 5:
                     self.synced.set()

@@ -1,9 +1,31 @@
-"""Header rules shared by the edge and the outbound caller."""
+"""Header rules shared by the edge and the outbound caller.
+
+One shape from ingress to egress: a list of :class:`Header` records
+``{"name", "value"}``, as the Avro messages carry them (InboundCall,
+OutboundCall, Reply). Pairs ``(name, value)`` exist only where a library or
+the script contract wants them, converted with :func:`records_to_pairs` and
+:func:`pairs_to_records`.
+
+Hop-by-hop headers are dropped exactly once per direction, where headers
+leave Junction, because that is the only point after which nothing can add
+one again:
+
+- On the way in (caller → ingress → processors → egress → upstream): in
+  egress, by :meth:`egress.caller.RestCaller.call`, for REST and SOAP alike.
+  Ingress puts the caller's headers into the InboundCall as received, so this
+  one filter also covers what a connector's ``transform_request`` adds and an
+  OutboundCall written straight onto the calls topic.
+- On the way back (upstream → egress → Reply → ingress → caller): in ingress,
+  when the Reply becomes the HTTP response (``ingress/gateway.py``). Egress
+  puts the upstream's headers into the Reply as received, so this filter also
+  covers what ``transform_response`` adds and the error replies of every stage.
+"""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TypedDict
 
-__all__ = ["HOP_BY_HOP", "end_to_end"]
+__all__ = ["HOP_BY_HOP", "Header", "end_to_end", "pairs_to_records", "records_to_pairs"]
 
 # RFC 9110 §7.6.1 connection-specific fields, plus the framing fields that the
 # HTTP library recomputes for each hop.
@@ -11,6 +33,20 @@ HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
     "te", "trailer", "transfer-encoding", "upgrade", "content-length", "host",
 })
+
+
+class Header(TypedDict):
+    name: str
+    value: str
+
+
+def records_to_pairs(records: Iterable[Header]) -> list[tuple[str, str]]:
+    return [(r["name"], r["value"]) for r in records]
+
+
+def pairs_to_records(pairs: Iterable[tuple[str, str]] | Iterable[list[str]]) -> list[Header]:
+    # str(): aiohttp's istr names do not cross to the sandbox's worker processes.
+    return [{"name": str(n), "value": str(v)} for n, v in pairs]
 
 
 def end_to_end(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -70,6 +70,10 @@ def make_consumer(
     )
     if group is not None:
         kwargs["group_id"] = settings.group_id(group)
+        if settings.instance_id and profile.static_membership:
+            # Static membership (KIP-345): a restarted instance takes back its partitions at once
+            # instead of waiting out the dead member's session and a rebalance.
+            kwargs["group_instance_id"] = f"{settings.instance_id}-{group}"
     kwargs.update(overrides)
     return AIOKafkaConsumer(*topics, **kwargs)
 
@@ -233,5 +237,7 @@ def faust_app(settings: Settings, name: str, **conf: Any) -> Any:
         value_serializer="raw",
         key_serializer="raw",
     )
+    if settings.instance_id and profile.static_membership:
+        options["consumer_group_instance_id"] = f"{settings.instance_id}-{name}"  # static membership, as make_consumer
     options.update(conf)
     return App(settings.group_id(name), **options)

@@ -5,9 +5,11 @@ import json
 import logging
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from core.errors import JunctionError
+from schemas.types import DeadLetter, InboundCall, Reply
 
 __all__ = [
     "INVALID_REPLY_PARTITION", "INVALID_REPLY_TOPIC", "dead_letter", "error_reply", "is_results_topic", "now_ms",
@@ -26,7 +28,7 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def error_reply(call: dict[str, Any], err: JunctionError, *, stage: str) -> dict[str, Any]:
+def error_reply(call: Mapping[str, Any], err: JunctionError, *, stage: str) -> Reply:
     """The Reply that carries ``err`` to the caller, rendered once, as JSON."""
     body = {**err.to_dict(), "correlation_id": call["correlation_id"]}
     headers = [{"name": "Content-Type", "value": "application/json"}]
@@ -110,14 +112,14 @@ def reply_target(call: dict[str, Any], settings: Any = None) -> tuple[str, int] 
     return str(call["reply_topic"]), int(call["reply_partition"])
 
 
-def strip_secrets(call: dict[str, Any]) -> dict[str, Any]:
+def strip_secrets(call: InboundCall | dict[str, Any]) -> dict[str, Any]:
     """A copy without sealed caller credentials: what may be logged or dead-lettered."""
     return {**call, "sealed_credentials": None} if "sealed_credentials" in call else dict(call)
 
 
 def dead_letter(
-    call: dict[str, Any], err: JunctionError, *, stage: str, original_topic: str, original: bytes, details: list[str] | None = None
-) -> dict[str, Any]:
+    call: Mapping[str, Any], err: JunctionError, *, stage: str, original_topic: str, original: bytes, details: list[str] | None = None
+) -> DeadLetter:
     lines = list(details or err.extra.get("traceback", []))
     return {
         "correlation_id": call.get("correlation_id", ""),

@@ -14,4 +14,6 @@ def make_redis(settings: Settings, *, max_connections: int = 64) -> aioredis.Red
     pool = aioredis.BlockingConnectionPool.from_url(
         settings.redis_dsn, max_connections=max_connections, timeout=5, health_check_interval=30
     )
-    return aioredis.Redis(connection_pool=pool, auto_close_connection_pool=True)
+    # from_pool: the client owns the pool and disconnects it on aclose() (a plain Redis(connection_pool=...)
+    # leaves its connections open, to be reported unclosed when collected).
+    return aioredis.Redis.from_pool(pool)

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.connector_secrets import script_settings
+from core.sealing import Sealer
+
 __all__ = ["has_response_transform", "pairs_to_records", "records_to_pairs", "script_ctx", "script_request", "script_response"]
 
 
@@ -37,14 +40,18 @@ def script_response(status: int, headers: list[tuple[str, str]], body: bytes) ->
     return {"status": status, "headers": [[k, v] for k, v in headers], "body": body}
 
 
-def script_ctx(org: str, api: dict[str, Any] | None, connector: dict[str, Any]) -> dict[str, Any]:
+def script_ctx(org: str, api: dict[str, Any] | None, connector: dict[str, Any],
+               sealer: Sealer | None = None, *, consumer: str | None = None) -> dict[str, Any]:
+    """The script's ``ctx``; with a ``sealer``, its settings include the secret ones. ``consumer``
+    is the authenticated caller's consumer id (None for an anonymous call): never its credential."""
     return {
         "org": org,
+        "consumer": consumer,
         "api": str((api or {}).get("name", "")),
         "api_id": str((api or {}).get("id", "")),
         "config_version": int((api or {}).get("version", 0)),
         "connector_version": int(connector.get("version", 0)),
-        "settings": dict(connector.get("settings") or {}),
+        "settings": script_settings(connector, sealer),
     }
 
 

@@ -49,6 +49,10 @@ class BrokerProfile:
     # Apache Kafka refuses records over a topic's max.message.bytes, so start-up checks the topics
     # against the body limit; Tansu enforces no size limit, and cannot describe topic configs.
     enforces_message_size: bool
+    # Static membership (KIP-345) when an instance id is set: on Apache Kafka a restarted member takes
+    # back its partitions in milliseconds. Tansu makes every static join wait about 6 s, longer than a
+    # plain rejoin after a short session timeout, so the embedded profile leaves it off.
+    static_membership: bool
 
 
 BROKER_PROFILES: dict[str, BrokerProfile] = {
@@ -57,12 +61,15 @@ BROKER_PROFILES: dict[str, BrokerProfile] = {
         fetch_max_wait_ms=4,
         background_fetch_max_wait_ms=100,
         linger_ms=0,
-        session_timeout_ms=4000,
-        heartbeat_interval_ms=400,
+        # A killed member's partitions wait out its session: short, so a restarted stage serves again
+        # within seconds (measured in tests/e2e/test_stage_crash.py).
+        session_timeout_ms=2500,
+        heartbeat_interval_ms=300,
         enable_idempotence=False,
         rebalance_timeout_ms=4000,
         exact_end_offsets=False,
         enforces_message_size=False,
+        static_membership=False,
     ),
     "kafka": BrokerProfile(
         name="kafka",
@@ -77,6 +84,7 @@ BROKER_PROFILES: dict[str, BrokerProfile] = {
         rebalance_timeout_ms=10000,
         exact_end_offsets=True,
         enforces_message_size=True,
+        static_membership=True,
     ),
 }
 
@@ -159,10 +167,28 @@ class Settings:
     jwt_ttl_s: int = 900
     admin_email: str = ""
     admin_password: str = ""
-    seal_key: str = ""  # base64 32-byte key for sealing caller credentials
+    seal_key: str = ""  # base64 32-byte key for sealing secrets (core/sealing.py); junction up keeps one in PostgreSQL if unset
+    # Security violations (core/security.py): this many failures per subject within the window block it for block_s
+    security_max_failures: int = 10
+    security_window_s: int = 60
+    security_block_s: int = 300
+    oauth_token_ttl_s: int = 900  # lifetime of the tokens ingress issues at POST /{org}/oauth/token (docs/auth.md)
     bcrypt_rounds: int = 12  # password hashing cost; tests lower it to stay fast
     control_max_body_bytes: int = 1024 * 1024  # management API request body limit
+    # Management API accounts (docs/security.md). Logins are blocked per e-mail after security_max_failures,
+    # per client address after this many (higher: one office behind one NAT shares an address)
+    control_login_address_max_failures: int = 50
+    control_trusted_proxies: str = ""  # comma-separated peer addresses whose X-Forwarded-For names the client
+    control_rate_limit_requests: int = 6000  # per token (unauthenticated: per address) per window; 0: no limit
+    control_rate_limit_per_seconds: int = 60
+    control_cors_origins: str = ""  # comma-separated origins of the console ("*": any, without credentials)
     token: str = ""  # bearer token the junction CLI sends to the management API (JUNCTION_TOKEN)
+    # Quotas per organisation (docs/consumers.md); a global admin may override them per organisation
+    quota_apis: int = 10_000
+    quota_connectors: int = 10_000
+    quota_consumers: int = 10_000
+    quota_script_bytes: int = 256 * 1024  # a connector script, UTF-8
+    quota_settings_bytes: int = 64 * 1024  # a connector's settings, as JSON
     # Sandbox
     sandbox_workers: int = 2
     sandbox_cpu_ms: int = 1000

@@ -6,11 +6,21 @@ The request path only calls :meth:`ConfigSnapshot.resolve` and
 :meth:`ConfigSnapshot.connector`; where events come from does not matter to it.
 
 Documents (JSON in ConfigEvent.document):
-  org:       {"id", "slug", "name"}
-  api:       {"id", "org" (slug), "name", "protocol", "methods", "path",
-              "connector" (id), "timeout_ms", "auth", "version"}
-  connector: {"id", "org" (slug), "name", "target": {"protocol", "url", "method", ...},
-              "script" (str or null), "settings" (dict), "version"}
+  org:       {"id", "slug", "name", "enabled", "rate_limit" (dict or null)}
+  api:       {"id", "org" (slug), "org_id", "name", "protocol", "methods", "path",
+              "connector" (id), "timeout_ms", "auth" (a jwt secret as "secret_sealed"),
+              "rate_limit" (dict or null), "version", "enabled"}
+  connector: {"id", "org" (slug), "org_id", "name", "target": {"protocol", "url", "method", ...},
+              "script" (str or null), "settings" (dict, without the secret ones),
+              "secret_settings_sealed" (only with secret settings), "version"}
+  consumer:  {"id", "org" (slug), "org_id", "name", "enabled", "version",
+              "keys": [{"id", "prefix", "hash" (hex SHA-256 of the key), "expires_at_ms" (int or null)}],
+              "basic": {"username", "password_hash" (bcrypt)} or null,
+              "oauth_clients": [{"client_id", "secret_hash" (hex SHA-256), "scopes": [...]}]}
+  consumer:  {"id", "org" (slug), "org_id", "name", "enabled", "version",
+              "keys": [{"id", "prefix", "hash" (sha256 hex of the key), "expires_at_ms"}],
+              "basic": {"username", "password_hash"} | null,
+              "oauth_clients": [{"client_id", "secret_hash", "scopes"}]}
 """
 from __future__ import annotations
 
@@ -63,6 +73,12 @@ class ConfigSnapshot:
         # API ids by the ``org`` and ``org_id`` of their documents, to find those an organisation's event moves.
         self._apis_by_org: dict[str, set[str]] = {}
         self._apis_by_org_id: dict[str, set[str]] = {}
+        # Consumers (callers of APIs) and the indexes caller authentication looks them up by.
+        self.consumers: dict[str, dict[str, Any]] = {}
+        self._key_hashes: dict[str, tuple[str, str]] = {}  # sha256 of a key -> (consumer id, key id)
+        self._usernames: dict[str, set[str]] = {}  # Basic username -> consumer ids (of any organisation)
+        self._consumer_names: dict[str, set[str]] = {}
+        self._client_ids: dict[str, str] = {}  # OAuth2 client id -> consumer id
 
     # -- reading ----------------------------------------------------------
     def resolve(self, org_slug: str, method: str, path: str) -> RouteMatch:
@@ -88,8 +104,47 @@ class ConfigSnapshot:
             return self.connectors.get(connector_id)
         return self._connector_history.get(connector_id, {}).get(int(version))
 
+    def consumer(self, consumer_id: str) -> dict[str, Any] | None:
+        return self.consumers.get(consumer_id)
+
+    def consumer_by_key_hash(self, key_hash: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """(consumer, key) of the API key whose SHA-256 (hex) is ``key_hash``."""
+        found = self._key_hashes.get(key_hash)
+        consumer = self.consumers.get(found[0]) if found else None
+        if found is None or consumer is None:
+            return None
+        key = next((k for k in consumer.get("keys") or [] if str(k.get("id")) == found[1]), None)
+        return None if key is None else (consumer, key)
+
+    def consumer_by_username(self, org: dict[str, Any], username: str) -> dict[str, Any] | None:
+        return self._one_of(org, self._usernames.get(username, ()))
+
+    def consumer_by_reference(self, org: dict[str, Any], ref: str) -> dict[str, Any] | None:
+        """An organisation's consumer by id, else by name (when exactly one has it)."""
+        by_id = self._one_of(org, (ref,) if ref in self.consumers else ())
+        return by_id or self._one_of(org, self._consumer_names.get(ref, ()))
+
+    def consumer_by_client_id(self, org: dict[str, Any], client_id: str) -> dict[str, Any] | None:
+        cid = self._client_ids.get(client_id)
+        return self._one_of(org, (cid,) if cid else ())
+
+    def _one_of(self, org: dict[str, Any], ids: Iterable[str]) -> dict[str, Any] | None:
+        """The single consumer among ``ids`` that belongs to ``org`` (by id when both say, else slug)."""
+        found = []
+        for cid in ids:
+            c = self.consumers.get(cid)
+            if c is None:
+                continue
+            if c.get("org_id") and org.get("id"):
+                mine = str(c["org_id"]) == str(org["id"])
+            else:
+                mine = bool(c.get("org")) and c.get("org") == org.get("slug")
+            if mine:
+                found.append(c)
+        return found[0] if len(found) == 1 else None
+
     def version_of(self, kind: str, id_: str) -> int | None:
-        store = {"api": self.apis, "connector": self.connectors}.get(kind)
+        store = {"api": self.apis, "connector": self.connectors, "consumer": self.consumers}.get(kind)
         doc = store.get(id_) if store is not None else None
         return None if doc is None else int(doc.get("version", 0))
 
@@ -132,8 +187,53 @@ class ConfigSnapshot:
                 if len(history) > HISTORY:
                     for old in sorted(history)[:-HISTORY]:
                         del history[old]
+        elif kind == "consumer":
+            self._apply_consumer(id_, op, doc)
         else:
             log.debug("ignoring config event of kind %s", kind)
+
+    def _apply_consumer(self, id_: str, op: str, doc: dict[str, Any] | None) -> None:
+        current = self.consumers.get(id_)
+        if current is not None and doc is not None and int(doc.get("version", 0)) < int(current.get("version", 0)) and op != "delete":
+            return
+        if current is not None:
+            self._unindex_consumer(id_, current)
+            del self.consumers[id_]
+        if op != "delete" and doc is not None:
+            self.consumers[id_] = doc
+            self._index_consumer(id_, doc)
+
+    def _consumer_entries(self, doc: dict[str, Any]) -> list[tuple[dict[str, set[str]], str]]:
+        entries: list[tuple[dict[str, set[str]], str]] = [(self._consumer_names, str(doc.get("name") or ""))]
+        username = (doc.get("basic") or {}).get("username")
+        if username:
+            entries.append((self._usernames, str(username)))
+        return entries
+
+    def _index_consumer(self, id_: str, doc: dict[str, Any]) -> None:
+        for key in doc.get("keys") or []:
+            if key.get("hash"):
+                self._key_hashes[str(key["hash"]).lower()] = (id_, str(key.get("id")))
+        for client in doc.get("oauth_clients") or []:
+            if client.get("client_id"):
+                self._client_ids[str(client["client_id"])] = id_
+        for index, name in self._consumer_entries(doc):
+            index.setdefault(name, set()).add(id_)
+
+    def _unindex_consumer(self, id_: str, doc: dict[str, Any]) -> None:
+        for key in doc.get("keys") or []:
+            h = str(key.get("hash") or "").lower()
+            if self._key_hashes.get(h, ("",))[0] == id_:
+                del self._key_hashes[h]
+        for client in doc.get("oauth_clients") or []:
+            if self._client_ids.get(str(client.get("client_id"))) == id_:
+                del self._client_ids[str(client.get("client_id"))]
+        for index, name in self._consumer_entries(doc):
+            ids = index.get(name)
+            if ids is not None:
+                ids.discard(id_)
+                if not ids:
+                    del index[name]
 
     def _apply_api(self, id_: str, op: str, doc: dict[str, Any] | None) -> None:
         current = self.apis.get(id_)

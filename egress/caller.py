@@ -1,6 +1,6 @@
 """The outbound REST call, on one pooled aiohttp session.
 
-Every connection of the session goes through the SSRF guard (egress/targets.py):
+Every connection of the session goes through the SSRF guard (core/ssrf.py):
 its connector resolves names with the guard's resolver and connects to exactly
 the addresses that resolver checked, and a client middleware checks literal
 addresses, on each redirect hop too. The Host header and TLS (SNI, certificate
@@ -25,7 +25,7 @@ from aiohttp.abc import AbstractResolver
 
 from core.errors import DeadlineExceeded, UpstreamError, UpstreamUnreachable
 from core.headers import end_to_end
-from egress.targets import TargetPolicy
+from core.ssrf import TargetPolicy
 
 __all__ = ["RestCaller", "UpstreamResponse", "follows_redirects"]
 
@@ -104,6 +104,7 @@ class RestCaller:
         timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(self._connect_timeout_s, timeout_s))
         try:
             async with self._session.request(
+                # The one hop-by-hop filter on the way in (core/headers.py): after it, nothing adds a header.
                 method, url, headers=end_to_end(headers), data=_payload(body), timeout=timeout,
                 allow_redirects=follow_redirects, max_redirects=self._max_redirects + 1,  # aiohttp counts the answer that stops it
                 skip_auto_headers=("User-Agent", "Content-Type"),

@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from core.errors import DeadlineExceeded, InvalidInput, JunctionError, UpstreamError
-from egress.targets import TargetNotAllowed
+from core.ssrf import TargetNotAllowed
 
 __all__ = ["MAX_DOCUMENTS", "SoapCaller", "SoapFault"]
 

@@ -1,7 +1,10 @@
 """The egress worker: consume OutboundCalls, call upstreams, produce Replies.
 
-At least once: offsets are committed only for finished calls, and a
-redelivered call whose ``call_id`` was already taken is not made again.
+At least once: offsets are committed only for finished calls (a call is
+finished once its Reply and any dead letter were acknowledged by the broker;
+see egress/outbox.py), and a redelivered call whose ``call_id`` was already
+taken is not made again. The worker builds none of its collaborators: they
+come from egress/assemble.py.
 """
 from __future__ import annotations
 
@@ -12,28 +15,22 @@ import time
 from typing import Any
 
 import pybreaker
-import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaError, KafkaTimeoutError
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
 
-from core.config_feed import ConfigFollower
+from core.consume import fetch_decoded
 from core.errors import DeadlineExceeded, JunctionError, UpstreamError
-from core.kafka import make_consumer, make_producer
+from core.headers import pairs_to_records, records_to_pairs
 from core.messages import INVALID_REPLY_PARTITION, dead_letter, error_reply, now_ms, reply_route_error, reply_target
-from core.metrics import DEAD_LETTERS, DUPLICATES_SKIPPED, EXPIRED_DROPPED, PRODUCE_RETRIES, UPSTREAM_CALLS, UPSTREAM_LATENCY
-from core.redis import make_redis
+from core.metrics import DEAD_LETTERS, DUPLICATES_SKIPPED, EXPIRED_DROPPED, UPSTREAM_CALLS, UPSTREAM_LATENCY
 from core.tasks import Supervised
-from core.scripts import has_response_transform, pairs_to_records, script_ctx, script_response
-from core.snapshot import ConfigSnapshot
+from core.scripts import has_response_transform, script_ctx, script_response
 from core.settings import Settings
-from egress.breaker import Breakers
-from egress.caller import RestCaller, UpstreamResponse
-from egress.dedupe import CompletedCalls
-from egress.soap import SoapCaller
-from egress.targets import TargetPolicy
-from egress.offsets import OffsetTracker
+from egress.assemble import EgressParts, build_parts
+from egress.caller import UpstreamResponse
+from egress.outbox import Outgoing
 from egress.retry import IDEMPOTENT_METHODS, with_retries
-from schemas import CodecError, decode, encode
+from schemas import CodecError, encode
 
 __all__ = ["EgressWorker"]
 
@@ -55,26 +52,28 @@ class _Revocations(ConsumerRebalanceListener):
 
 
 class EgressWorker:
-    def __init__(self, settings: Settings) -> None:
-        from sandbox import SandboxPool
-
+    def __init__(self, settings: Settings, parts: EgressParts | None = None) -> None:
+        """``parts`` are the collaborators to use; without them, those :func:`build_parts` makes
+        from ``settings`` (the convenience tests use; build inside the running event loop)."""
+        parts = parts if parts is not None else build_parts(settings)
         self._settings = settings
-        self.snapshot = ConfigSnapshot()
-        self._follower = ConfigFollower(settings, self.snapshot)
-        self._sandbox = SandboxPool(workers=settings.sandbox_workers, cpu_ms=settings.sandbox_cpu_ms,
-                                    timeout_ms=settings.sandbox_timeout_ms, memory_mb=settings.sandbox_memory_mb)
-        self._offsets = OffsetTracker()
+        self.snapshot = parts.snapshot
+        self._follower = parts.follower
+        self._sandbox = parts.sandbox
+        self._sealer = parts.sealer
+        self._offsets = parts.offsets
         self._sem = asyncio.Semaphore(settings.egress_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._caller = RestCaller(connect_timeout_s=settings.egress_connect_timeout_ms / 1000, max_connections=settings.egress_concurrency,
-                                  allow_private=settings.allow_private_targets, max_response_bytes=settings.max_body_bytes)
-        self._soap = SoapCaller(self._caller.get_bytes, self._caller.post)
-        self._breakers = Breakers()
-        self._targets = TargetPolicy(allow_private=settings.allow_private_targets)
-        self._consumer: AIOKafkaConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
-        self._redis: aioredis.Redis | None = None
-        self._completed: CompletedCalls | None = None
+        self._caller = parts.caller
+        self._soap = parts.soap
+        self._breakers = parts.breakers
+        self._targets = parts.targets
+        self._consumer = parts.consumer
+        self._producer = parts.producer
+        self._outbox = parts.outbox
+        self._redis = parts.redis
+        self._completed = parts.completed
+        self._consumer_started = False
         self._consume_loop = Supervised("egress-consume", self._consume)
         self._commit_loop = Supervised("egress-commit", self._commit_periodically)
 
@@ -83,14 +82,12 @@ class EgressWorker:
         await self._sandbox.start()
         await self._follower.start()
         await self._follower.wait_synced()
-        self._redis = make_redis(self._settings)
-        self._completed = CompletedCalls(self._settings, self._redis)
         await self._completed.start()
-        self._producer = make_producer(self._settings)
         await self._producer.start()
+        self._outbox.start()
         await self._caller.start()
-        self._consumer = make_consumer(self._settings, group="egress")
         await self._consumer.start()
+        self._consumer_started = True
         self._consumer.subscribe([self._settings.topics.calls], listener=_Revocations(self))
         self._consume_loop.start()
         self._commit_loop.start()
@@ -105,50 +102,45 @@ class EgressWorker:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=KILL_WAIT_S)
-        if self._completed is not None:
-            await self._completed.stop()
+        await self._completed.stop()
         with contextlib.suppress(KafkaError, CommitFailedError):
             await self._commit()
-        if self._consumer is not None:
-            await self._consumer.stop()
+        await self._consumer.stop()
         await self._shutdown_clients()
 
     async def _shutdown_clients(self) -> None:
+        await self._outbox.stop()
         await self._caller.stop()
-        if self._producer is not None:
-            await self._producer.stop()
-        if self._redis is not None:
-            await self._redis.aclose()
-            # A command cancelled mid-flight (by kill) leaves its connection checked out.
-            await self._redis.connection_pool.disconnect(inuse_connections=True)
+        await self._producer.stop()
+        await self._redis.aclose()
+        # A command cancelled mid-flight (by kill) leaves its connection checked out.
+        await self._redis.connection_pool.disconnect(inuse_connections=True)
         await self._follower.stop()
         await self._sandbox.stop()
 
     async def kill(self) -> None:
         """Stop without finishing or committing: as a crash would, for tests of redelivery."""
-        doomed = [t for t in (self._consume_loop.task, self._commit_loop.task, *self._tasks) if t is not None]
-        if self._completed is not None and self._completed.task is not None:
-            doomed.append(self._completed.task)
+        doomed = [t for t in (self._consume_loop.task, self._commit_loop.task, self._outbox.task, self._completed.task,
+                              *self._tasks) if t is not None]
         for task in doomed:
             task.cancel()
         # A crash waits for nothing: a task still unwinding after this is abandoned.
         await asyncio.wait(doomed, timeout=KILL_WAIT_S)
-        if self._consumer is not None:
-            with contextlib.suppress(asyncio.TimeoutError, KafkaError):
-                await asyncio.wait_for(self._consumer.stop(), KILL_WAIT_S)
+        with contextlib.suppress(asyncio.TimeoutError, KafkaError):
+            await asyncio.wait_for(self._consumer.stop(), KILL_WAIT_S)
         await self._shutdown_clients()
 
     async def check(self) -> None:
         await self._consume_loop.check()
         await self._commit_loop.check()
-        if self._completed is not None:
-            await self._completed.check()
+        await self._outbox.check()
+        await self._completed.check()
 
     async def wait_assigned(self, timeout_s: float = 60.0) -> None:
         """Until the group has given this worker its partitions (a join takes seconds on Apache Kafka)."""
         loop = asyncio.get_running_loop()
         until = loop.time() + timeout_s
-        while self._consumer is None or not self._consumer.assignment():
+        while not self._consumer_started or not self._consumer.assignment():
             if loop.time() > until:
                 raise TimeoutError(f"egress was assigned no partition within {timeout_s}s")
             await asyncio.sleep(0.05)
@@ -160,36 +152,32 @@ class EgressWorker:
         await self._follower.ready()
 
     async def ping_redis(self) -> None:
-        assert self._redis is not None
         await self._redis.ping()
 
     async def ping_broker(self) -> None:
-        assert self._producer is not None
         await self._producer.client.fetch_all_metadata()
 
     # -- consuming ---------------------------------------------------------
     async def _consume(self) -> None:
-        assert self._consumer is not None
-        assert self._completed is not None
         if self._consume_loop.crashes:
             # Restarted after a crash: records fetched but never started must be fetched again.
             for tp in self._consumer.assignment():
                 resume = self._offsets.resume_from(tp)
                 if resume is not None:
                     self._consumer.seek(tp, resume)
+
+        def seen(record: Any) -> bool:
+            # Already started before a restart of this loop.
+            return self._offsets.seen(TopicPartition(record.topic, record.partition), record.offset)
+
         while True:
-            batches = await self._consumer.getmany(timeout_ms=1000, max_records=500)
-            decoded: list[tuple[TopicPartition, int, bytes, dict[str, Any]]] = []
-            for tp, records in batches.items():
-                for record in records:
-                    if self._offsets.seen(tp, record.offset):
-                        continue  # already started before a restart of this loop
-                    try:
-                        _, call = decode(record.value, expected="OutboundCall")
-                    except CodecError as exc:
-                        self._start(tp, record.offset, self._undecodable(exc, record.value))
-                        continue
-                    decoded.append((tp, record.offset, record.value, call))
+            fetched = await fetch_decoded(self._consumer, expected="OutboundCall", reader="egress",
+                                          timeout_ms=1000, max_records=500, skip=seen)
+            for record, exc in fetched.undecodable:
+                # Logged and counted like every reader's; egress also leaves the record in the dead letters.
+                tp = TopicPartition(record.topic, record.partition)
+                self._start(tp, record.offset, self._outbox.deliver([self._undecodable(exc, record.value)]))
+            decoded = [(TopicPartition(r.topic, r.partition), r.offset, r.value, call) for r, call in fetched.decoded]
             already = await self._completed.done([c["call_id"] for _, _, _, c in decoded])
             for tp, offset, raw, call in decoded:
                 if call["call_id"] in already:
@@ -219,8 +207,8 @@ class EgressWorker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _undecodable(self, exc: CodecError, raw: bytes) -> None:
-        await self._dead_letter({}, JunctionError(str(exc), code="undecodable"), raw)
+    def _undecodable(self, exc: CodecError, raw: bytes) -> Outgoing:
+        return self._dead_letter({}, JunctionError(str(exc), code="undecodable"), raw)
 
     async def _commit_periodically(self) -> None:
         while True:
@@ -232,7 +220,7 @@ class EgressWorker:
 
     async def _commit(self) -> None:
         offsets = self._offsets.committable()
-        if offsets and self._consumer is not None:
+        if offsets and self._consumer_started:
             await self._consumer.commit(offsets)
             self._offsets.mark_committed(offsets)
 
@@ -240,30 +228,36 @@ class EgressWorker:
     async def _handle(self, tp: TopicPartition, offset: int, raw: bytes, call: dict[str, Any]) -> None:
         """One call, isolated: whatever fails in it becomes its own error reply and dead letter.
 
-        Returning means the reply and any dead letter were acknowledged by the broker; only then
-        is the offset finished (see :meth:`_start`). A cancellation (stop, crash) leaves it unfinished,
-        so the call is redelivered rather than lost.
+        Returning means the reply and any dead letter were acknowledged by the broker (they go out
+        with those of the other calls finishing now, see egress/outbox.py); only then is the offset
+        finished (see :meth:`_start`). A cancellation (stop, crash) leaves it unfinished, so the call
+        is redelivered rather than lost.
         """
+        called = False
         try:
-            await self._process(call, raw)
+            records, called = await self._process(call, raw)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - one bad call must not take the worker down
             log.exception("egress failed on %s@%s (%s)", tp, offset, call.get("correlation_id"))
             err = JunctionError("egress failed on this call", code="internal_error", status=500)
-            await self._dead_letter(call, err, call.get("original") or raw, [repr(exc)])
-            await self._reply(call, error_reply(call, err, stage="egress"))
+            records = [self._dead_letter(call, err, call.get("original") or raw, [repr(exc)]),
+                       *self._reply(call, error_reply(call, err, stage="egress"))]
+        await self._outbox.deliver(records)
+        if called:
+            self._completed.mark(call["call_id"], call["deadline_ms"])
 
-    async def _process(self, call: dict[str, Any], raw: bytes) -> None:
+    async def _process(self, call: dict[str, Any], raw: bytes) -> tuple[list[Outgoing], bool]:
+        """The records to produce for the call (its reply, dead letters), and whether the upstream was called."""
         if call["deadline_ms"] <= now_ms():
             EXPIRED_DROPPED.labels("egress").inc()
-            return
+            return [], False
         route_error = await self._reply_route_error(call)
         if route_error is not None:
             # Processors check this too; a call written straight onto the calls topic is checked here,
             # before anything is called: its only record is the dead letter.
-            await self._dead_letter(call, route_error, raw)
-            return
+            return [self._dead_letter(call, route_error, raw)], False
+        records: list[Outgoing] = []
         started = time.perf_counter()
         try:
             reply = await self._call_upstream(call)
@@ -274,12 +268,10 @@ class EgressWorker:
             reply = error_reply(call, err, stage="egress")
             if isinstance(err, UpstreamError):
                 details = [*err.extra.get("traceback", []), *getattr(err, "script_logs", [])]
-                await self._dead_letter(call, err, call.get("original") or raw, details)
+                records.append(self._dead_letter(call, err, call.get("original") or raw, details))
         finally:
             UPSTREAM_LATENCY.observe(time.perf_counter() - started)
-        await self._reply(call, reply)
-        assert self._completed is not None
-        self._completed.mark(call["call_id"], call["deadline_ms"])
+        return [*records, *self._reply(call, reply)], True
 
     async def _call_upstream(self, call: dict[str, Any]) -> dict[str, Any]:
         protocol = call.get("protocol", "rest")
@@ -288,7 +280,7 @@ class EgressWorker:
         method = "POST" if protocol == "soap" else call["method"]
         await self._targets.check(call["url"])
         breaker = self._breakers.for_url(call["url"])
-        headers = [(h["name"], h["value"]) for h in call["headers"]]
+        headers = records_to_pairs(call["headers"])
 
         async def attempt() -> UpstreamResponse:
             remaining = (call["deadline_ms"] - now_ms()) / 1000
@@ -316,7 +308,7 @@ class EgressWorker:
             "correlation_id": call["correlation_id"],
             "org": call["org"],
             "status": response.status,
-            "headers": [{"name": k, "value": v} for k, v in response.headers],
+            "headers": pairs_to_records(response.headers),  # as received: ingress filters them once (core/headers.py)
             "body": response.body,
             "stage": "egress",
             "config_version": call.get("config_version", 0),
@@ -340,8 +332,8 @@ class EgressWorker:
         assert connector is not None
         ref = ScriptRef(call["org"], str(connector["id"]), int(connector.get("version", 0)), connector["script"])
         api = self.snapshot.api(call.get("api_id", ""))
-        response = script_response(reply["status"], [(h["name"], h["value"]) for h in reply["headers"]], reply["body"])
-        result = await self._sandbox.transform_response(ref, response, script_ctx(call["org"], api, connector))
+        response = script_response(reply["status"], records_to_pairs(reply["headers"]), reply["body"])
+        result = await self._sandbox.transform_response(ref, response, script_ctx(call["org"], api, connector, self._sealer))
         if result.value is None:
             return reply
         return {**reply, "status": int(result.value["status"]), "headers": pairs_to_records(result.value["headers"]),
@@ -351,7 +343,6 @@ class EgressWorker:
         err = reply_route_error(call, self._settings)
         if err is not None or not call.get("reply_topic"):
             return err
-        assert self._producer is not None
         try:
             partitions = await asyncio.wait_for(self._producer.partitions_for(call["reply_topic"]), 5)
         except (KafkaError, asyncio.TimeoutError):
@@ -361,41 +352,21 @@ class EgressWorker:
                                  code=INVALID_REPLY_PARTITION, status=400)
         return None
 
-    async def _reply(self, call: dict[str, Any], reply: dict[str, Any]) -> None:
+    def _reply(self, call: dict[str, Any], reply: dict[str, Any]) -> list[Outgoing]:
         target = reply_target(call, self._settings)
         if target is None:
-            return
+            return []
         topic, partition = target
-        await self._produce(topic, call["correlation_id"].encode(), encode("Reply", reply), partition)
+        return [Outgoing(topic, call["correlation_id"].encode(), encode("Reply", reply), partition)]
 
-    async def _produce(self, topic: str, key: bytes, value: bytes, partition: int | None = None) -> None:
-        """Send and wait for the broker's acknowledgement, retrying while the broker is away.
-
-        The record's offset is not committed until this returns, so giving up here would lose
-        the call; if the worker stops meanwhile, the call is redelivered to the next owner.
-        """
-        assert self._producer is not None
-        backoff = 0.05
-        while True:
-            try:
-                await self._producer.send_and_wait(topic, key=key, value=value, partition=partition)
-                return
-            except KafkaError as exc:
-                if not exc.retriable and not isinstance(exc, (KafkaTimeoutError, KafkaConnectionError)):
-                    raise
-                PRODUCE_RETRIES.labels("egress").inc()
-                log.warning("producing to %s failed (%s); retrying in %.2fs", topic, exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-
-    async def _dead_letter(self, call: dict[str, Any], err: JunctionError, original: bytes, details: list[str] | None = None) -> None:
+    def _dead_letter(self, call: dict[str, Any], err: JunctionError, original: bytes, details: list[str] | None = None) -> Outgoing:
         topics = self._settings.topics
         # A call of schema version 1 carries its InboundCall; a current one points at it (see replay).
         record = dead_letter(call, err, stage="egress", original_topic=topics.requests if call.get("original") else topics.calls,
                              original=original, details=details)
         record.update(inbound_partition=int(call.get("inbound_partition", -1)), inbound_offset=int(call.get("inbound_offset", -1)))
-        await self._produce(topics.dlq, (call.get("correlation_id") or "").encode(), encode("DeadLetter", record))
         DEAD_LETTERS.labels("egress", err.code).inc()
+        return Outgoing(topics.dlq, (call.get("correlation_id") or "").encode(), encode("DeadLetter", record))
 
 
 class _UpstreamFailed(Exception):

@@ -7,15 +7,20 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from core.callerauth import CallerAuth
 from core.config_feed import ConfigFollower
 from core.errors import NotFound
 from core.http import SERVE_OPTIONS, error_middleware, health_routes, serve_options
 from core.kafka import make_producer
 from core.redis import make_redis
+from core.sealing import sealer_for
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot
+from core.ssrf import TargetPolicy  # the one SSRF guard: JWKS fetches too
+from ingress.auth import EdgeAuth
 from ingress.gateway import Gateway
 from ingress.lease import PartitionLease
+from ingress.oauth_token import TokenEndpoint
 from ingress.replies import ReplyReader
 
 __all__ = ["create_app"]
@@ -55,15 +60,23 @@ def create_app(settings: Settings, *, instance_id: str | None = None) -> web.App
         reader = ReplyReader(settings, PartitionLease(settings, state["redis"], owner))  # type: ignore[arg-type]
         await reader.start()
         app[READER] = reader
-        gateway = Gateway(settings, snapshot, state["producer"], reader)  # type: ignore[arg-type]
+        caller_auth = CallerAuth(settings, snapshot, sealer_for(settings) if settings.seal_key else None,
+                                 guard=TargetPolicy(allow_private=settings.allow_private_targets))
+        edge = EdgeAuth(settings, state["redis"], caller_auth)  # type: ignore[arg-type]
+        gateway = Gateway(settings, snapshot, state["producer"], reader, edge)  # type: ignore[arg-type]
         state["gateway"] = gateway
+        state["token"] = TokenEndpoint(settings, snapshot, edge)
         yield
         await reader.stop()
+        await caller_auth.close()
 
     app.cleanup_ctx.extend([redis_ctx, config_ctx, producer_ctx, replies_ctx])
 
     async def handle(request: web.Request) -> web.StreamResponse:
         return await state["gateway"].handle(request)  # type: ignore[attr-defined]
+
+    async def token(request: web.Request) -> web.StreamResponse:
+        return await state["token"].handle(request)  # type: ignore[attr-defined]
 
     async def redis_ready() -> None:
         await state["redis"].ping()  # type: ignore[attr-defined]
@@ -85,6 +98,8 @@ def create_app(settings: Settings, *, instance_id: str | None = None) -> web.App
     app.add_routes(health_routes({"redis": redis_ready, "kafka": broker_ready, "replies": replies_ready, "config": config_ready}))
     app.router.add_route("*", "/metrics", no_metrics)
     app.router.add_route("*", "/metrics/{tail:.*}", no_metrics)
+    # Before the catch-all: an API of the organisation at /oauth/token is shadowed by the token endpoint.
+    app.router.add_route("POST", "/{org}/oauth/token", token)
     app.router.add_route("*", "/{org}/{path:.*}", handle)
     app.router.add_route("*", "/{org}", handle)
     return app

@@ -15,6 +15,7 @@ from core.headers import end_to_end
 from core.metrics import INGRESS_LATENCY, INGRESS_REQUESTS
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot
+from ingress.auth import Admission, EdgeAuth
 from ingress.replies import ReplyReader
 from schemas import encode
 
@@ -28,11 +29,13 @@ def _now_ms() -> int:
 
 
 class Gateway:
-    def __init__(self, settings: Settings, snapshot: ConfigSnapshot, producer: AIOKafkaProducer, replies: ReplyReader) -> None:
+    def __init__(self, settings: Settings, snapshot: ConfigSnapshot, producer: AIOKafkaProducer, replies: ReplyReader,
+                 auth: EdgeAuth) -> None:
         self._settings = settings
         self._snapshot = snapshot
         self._producer = producer
         self._replies = replies
+        self._auth = auth
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
@@ -41,10 +44,12 @@ class Gateway:
         status = 500
         try:
             match = self._snapshot.resolve(org, request.method, path)
+            admission = await self._auth.admit(request, match)
             body = await self._read_body(request)
             timeout_ms = min(int(match.api.get("timeout_ms") or self._settings.default_timeout_ms), self._settings.max_timeout_ms)
-            reply = await self._call(request, org, path, match.api, match.path_params, body, timeout_ms)
+            reply = await self._call(request, org, path, match.api, match.path_params, body, timeout_ms, admission)
             response = self._response(reply)
+            response.headers.update(admission.response_headers)
             status = response.status
             return response
         except Exception as exc:
@@ -64,7 +69,8 @@ class Gateway:
             raise BodyTooLarge(f"body exceeds the limit of {limit} bytes", extra={"limit": limit}) from None
 
     async def _call(
-        self, request: web.Request, org: str, path: str, api: dict[str, Any], params: dict[str, str], body: bytes, timeout_ms: int
+        self, request: web.Request, org: str, path: str, api: dict[str, Any], params: dict[str, str], body: bytes, timeout_ms: int,
+        admission: Admission,
     ) -> dict[str, Any]:
         received = _now_ms()
         deadline = received + timeout_ms
@@ -77,8 +83,10 @@ class Gateway:
             "method": request.method,
             "path": path,
             "path_params": params,
-            "query": [{"name": k, "value": v} for k, v in request.query.items()],
-            "headers": [{"name": k, "value": v} for k, v in end_to_end(request.headers.items())],
+            "query": [{"name": k, "value": v} for k, v in admission.query],  # less the caller's credential
+            "headers": [{"name": k, "value": v} for k, v in admission.headers],  # filtered once, in egress (core/headers.py)
+            # Sealed for this correlation id only: it opens for processors, and for no other call.
+            "sealed_credentials": self._auth.caller_auth.seal(admission.credential, correlation_id),
             "body": body,
             "received_at_ms": received,
             "deadline_ms": deadline,

@@ -20,12 +20,12 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from core.errors import ServiceUnavailable
+from core.consume import fetch_decoded
 from core.kafka import make_consumer
 from core.metrics import LATE_REPLIES
 from core.settings import Settings
 from core.tasks import Supervised
 from ingress.lease import PartitionLease
-from schemas import CodecError, decode
 
 __all__ = ["ReplyReader"]
 
@@ -103,15 +103,11 @@ class ReplyReader:
                 continue
             tp = self._tp
             assert tp is not None
-            batches = await self._consumer.getmany(tp, timeout_ms=200, max_records=1000)
+            fetched = await fetch_decoded(self._consumer, tp, expected="Reply", reader="reply-reader",
+                                          timeout_ms=200, max_records=1000)
             if not self._lease.held:
                 continue  # read after the loss: not ours to hand out
-            for record in batches.get(tp, []):
-                try:
-                    _, reply = decode(record.value, expected="Reply")
-                except CodecError as exc:
-                    log.error("undecodable reply at offset %s: %s", record.offset, exc)
-                    continue
+            for _, reply in fetched.decoded:
                 fut = self._waiters.pop(reply["correlation_id"], None)
                 if fut is None or fut.done():
                     LATE_REPLIES.inc()

@@ -131,7 +131,45 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         register(sub)
+        _register_consumers(sub)
     return parser
+
+
+def _register_consumers(sub: Any) -> None:
+    """``junction consumers create|list|get|update|delete`` and ``junction consumers keys create|list|revoke``."""
+    from junction.admin_cli import _action, _bool
+
+    g = sub.add_parser("consumers", help="an organisation's callers and their API keys (docs/consumers.md)")
+    acts = g.add_subparsers(dest="action", required=True)
+    _action(acts, "list", lambda c, a: c.list_consumers(a.org), "list").add_argument("org")
+    p = _action(acts, "create", lambda c, a: c.create_consumer(a.org, a.name), "create")
+    p.add_argument("org")
+    p.add_argument("name")
+    for name, call in (("get", lambda c, a: c.get_consumer(a.org, a.id)),
+                       ("delete", lambda c, a: c.delete_consumer(a.org, a.id))):
+        p = _action(acts, name, call, name)
+        p.add_argument("org")
+        p.add_argument("id")
+    p = _action(acts, "update", lambda c, a: c.update_consumer(
+        a.org, a.id, **{k: v for k, v in (("name", a.name), ("enabled", a.enabled)) if v is not None}),
+        "rename, disable (--enabled false) or enable")
+    p.add_argument("org")
+    p.add_argument("id")
+    p.add_argument("--name")
+    p.add_argument("--enabled", type=_bool)
+    keys = acts.add_parser("keys", help="API keys of a consumer").add_subparsers(dest="key_action", required=True)
+    p = _action(keys, "create", lambda c, a: c.create_key(a.org, a.id, expires_at=a.expires_at),
+                "create a key: printed this once")
+    p.add_argument("org")
+    p.add_argument("id", help="consumer id")
+    p.add_argument("--expires-at", help="RFC 3339, e.g. 2030-01-01T00:00:00Z (default: never)")
+    p = _action(keys, "list", lambda c, a: c.list_keys(a.org, a.id), "list (ids, prefixes, expiry, last use)")
+    p.add_argument("org")
+    p.add_argument("id", help="consumer id")
+    p = _action(keys, "revoke", lambda c, a: c.revoke_key(a.org, a.id, a.key_id), "revoke a key")
+    p.add_argument("org")
+    p.add_argument("id", help="consumer id")
+    p.add_argument("key_id")
 
 
 def main(argv: list[str] | None = None) -> int:

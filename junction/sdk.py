@@ -20,11 +20,12 @@ from typing import Any, Literal, TypedDict, cast
 import aiohttp
 
 __all__ = [
-    "Api", "ApiPage", "AuditEntry", "AuditPage", "Connector", "ConnectorPage", "Diff", "FieldError",
-    "JunctionAPIError", "JunctionClient", "Org", "Token", "User", "Version",
+    "Api", "ApiKey", "ApiPage", "AuditEntry", "AuditPage", "Connector", "ConnectorPage", "Consumer", "ConsumerPage",
+    "Diff", "FieldError", "JunctionAPIError", "JunctionClient", "NewApiKey", "NewOAuthClient", "OAuthClient", "Org",
+    "Token", "User", "Version",
 ]
 
-Kind = Literal["apis", "connectors"]
+Kind = Literal["apis", "connectors", "consumers"]
 
 
 class Token(TypedDict):
@@ -48,6 +49,7 @@ class User(TypedDict):
     org_id: str | None
     email: str
     role: str
+    enabled: bool
     version: int
     created_at: str
     updated_at: str
@@ -83,6 +85,51 @@ class Api(TypedDict, total=False):
     version: int
     created_at: str
     updated_at: str
+
+
+class Consumer(TypedDict, total=False):
+    id: str
+    org: str
+    org_id: str
+    name: str
+    enabled: bool
+    keys: list[dict[str, Any]]  # id, prefix, expires_at: never the key
+    basic: dict[str, Any] | None  # {"username"}
+    oauth_clients: list[dict[str, Any]]  # client_id, scopes
+    version: int
+    created_at: str
+    updated_at: str
+
+
+class ConsumerPage(TypedDict):
+    items: list[Consumer]
+    next_cursor: str | None
+
+
+class ApiKey(TypedDict):
+    id: str
+    prefix: str
+    expires_at: str | None
+    last_used_at: str | None
+    created_at: str
+
+
+class NewApiKey(TypedDict):
+    id: str
+    key: str  # shown this once
+    prefix: str
+    expires_at: str | None
+    created_at: str
+
+
+class OAuthClient(TypedDict):
+    client_id: str
+    scopes: list[str]
+    created_at: str
+
+
+class NewOAuthClient(OAuthClient):
+    client_secret: str  # shown this once
 
 
 class Version(TypedDict):
@@ -212,6 +259,52 @@ class JunctionClient:
         self.token = token["access_token"]
         return token
 
+    async def logout(self) -> None:
+        """Revoke this client's token."""
+        await self.request("POST", "/auth/logout")
+        self.token = None
+
+    async def change_password(self, current_password: str, new_password: str) -> Token:
+        """Your own password; every earlier token is revoked, and this client switches to the new one."""
+        token = cast(Token, await self.request("POST", "/me/password", {"current_password": current_password,
+                                                                       "new_password": new_password}))
+        self.token = token["access_token"]
+        return token
+
+    # -- global admins, security events, usage (global admins) ------------
+    async def list_admins(self) -> list[User]:
+        items: list[User] = []
+        cursor = None
+        while True:
+            page = await self.request("GET", "/admins", query={"limit": 1000, "cursor": cursor})
+            items += page["items"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return items
+
+    async def create_admin(self, email: str, password: str | None = None) -> dict[str, Any]:
+        """Without a password, one is generated: ``generated_password`` in the answer, shown once."""
+        body = {"email": email, **({"password": password} if password is not None else {})}
+        return cast(dict[str, Any], await self.request("POST", "/admins", body))
+
+    async def set_admin_enabled(self, admin_id: str, enabled: bool) -> User:
+        return cast(User, await self.request("PATCH", f"/admins/{admin_id}", {"enabled": enabled}))
+
+    async def reset_admin_password(self, admin_id: str, password: str | None = None) -> dict[str, Any]:
+        body = {"password": password} if password is not None else {}
+        return cast(dict[str, Any], await self.request("POST", f"/admins/{admin_id}/password", body))
+
+    async def security_events(self, *, org: str | None = None, kind: str | None = None, limit: int | None = None,
+                              cursor: str | None = None) -> dict[str, Any]:
+        """One page, newest first: ``{"items", "next_cursor"}``."""
+        return cast(dict[str, Any], await self.request(
+            "GET", "/security-events", query={"org": org, "kind": kind, "limit": limit, "cursor": cursor}))
+
+    async def usage(self, org: str | None = None, *, day: str | None = None) -> dict[str, Any]:
+        """Requests per organisation and user on ``day`` (UTC, default today); ``org``: that one only."""
+        return cast(dict[str, Any], await self.request("GET", f"/orgs/{org}/usage" if org else "/usage",
+                                                       query={"day": day}))
+
     # -- organisations ---------------------------------------------------
     async def list_orgs(self) -> list[Org]:
         return cast(list[Org], (await self.request("GET", "/orgs"))["items"])
@@ -243,8 +336,8 @@ class JunctionClient:
         return cast(User, await self.request("GET", f"/orgs/{org}/users/{user_id}"))
 
     async def update_user(self, org: str, user_id: str, *, role: str | None = None,
-                          password: str | None = None) -> User:
-        body = {k: v for k, v in (("role", role), ("password", password)) if v is not None}
+                          password: str | None = None, enabled: bool | None = None) -> User:
+        body = {k: v for k, v in (("role", role), ("password", password), ("enabled", enabled)) if v is not None}
         return cast(User, await self.request("PATCH", f"/orgs/{org}/users/{user_id}", body))
 
     async def delete_user(self, org: str, user_id: str) -> None:
@@ -379,7 +472,70 @@ class JunctionClient:
     async def delete_api(self, org: str, api_id: str) -> None:
         await self.request("DELETE", f"/orgs/{org}/apis/{api_id}")
 
-    # -- versions (kind is "apis" or "connectors") -------------------------
+    # -- consumers and their credentials (docs/consumers.md) --------------
+    async def list_consumers(self, org: str, *, page_size: int | None = 1000) -> list[Consumer]:
+        """Every consumer of the organisation, oldest first (following the cursor)."""
+        return [c async for c in self.iter_consumers(org, page_size=page_size)]
+
+    async def list_consumers_page(self, org: str, *, limit: int | None = None,
+                                  cursor: str | None = None) -> ConsumerPage:
+        return cast(ConsumerPage, await self._page(org, "consumers", limit, cursor))
+
+    async def iter_consumers(self, org: str, *, page_size: int | None = 1000) -> AsyncIterator[Consumer]:
+        async for item in self._iter(org, "consumers", page_size):
+            yield item
+
+    async def create_consumer(self, org: str, name: str, *, enabled: bool | None = None) -> Consumer:
+        body: dict[str, Any] = {"name": name}
+        if enabled is not None:
+            body["enabled"] = enabled
+        return cast(Consumer, await self.request("POST", f"/orgs/{org}/consumers", body))
+
+    async def get_consumer(self, org: str, consumer_id: str) -> Consumer:
+        return cast(Consumer, await self.request("GET", f"/orgs/{org}/consumers/{consumer_id}"))
+
+    async def update_consumer(self, org: str, consumer_id: str, *, if_version: int | None = None,
+                              **fields: Any) -> Consumer:
+        """``name`` and/or ``enabled`` (False disables the consumer)."""
+        return cast(Consumer, await self.request("PATCH", f"/orgs/{org}/consumers/{consumer_id}", fields,
+                                                 headers=_etag(if_version)))
+
+    async def delete_consumer(self, org: str, consumer_id: str) -> None:
+        await self.request("DELETE", f"/orgs/{org}/consumers/{consumer_id}")
+
+    async def create_key(self, org: str, consumer_id: str, *, expires_at: str | None = None) -> NewApiKey:
+        """A new API key; ``key`` is in this answer only (RFC 3339 ``expires_at``, or none)."""
+        body = {"expires_at": expires_at} if expires_at is not None else {}
+        return cast(NewApiKey, await self.request("POST", f"/orgs/{org}/consumers/{consumer_id}/keys", body))
+
+    async def list_keys(self, org: str, consumer_id: str) -> list[ApiKey]:
+        return cast(list[ApiKey], (await self.request("GET", f"/orgs/{org}/consumers/{consumer_id}/keys"))["items"])
+
+    async def revoke_key(self, org: str, consumer_id: str, key_id: str) -> None:
+        await self.request("DELETE", f"/orgs/{org}/consumers/{consumer_id}/keys/{key_id}")
+
+    async def set_basic(self, org: str, consumer_id: str, username: str, password: str) -> Consumer:
+        return cast(Consumer, await self.request("POST", f"/orgs/{org}/consumers/{consumer_id}/basic",
+                                                 {"username": username, "password": password}))
+
+    async def delete_basic(self, org: str, consumer_id: str) -> None:
+        await self.request("DELETE", f"/orgs/{org}/consumers/{consumer_id}/basic")
+
+    async def create_oauth_client(self, org: str, consumer_id: str, *,
+                                  scopes: list[str] | None = None) -> NewOAuthClient:
+        """A new OAuth client; ``client_secret`` is in this answer only."""
+        body = {"scopes": scopes} if scopes is not None else {}
+        return cast(NewOAuthClient, await self.request("POST", f"/orgs/{org}/consumers/{consumer_id}/oauth-clients",
+                                                       body))
+
+    async def list_oauth_clients(self, org: str, consumer_id: str) -> list[OAuthClient]:
+        return cast(list[OAuthClient],
+                    (await self.request("GET", f"/orgs/{org}/consumers/{consumer_id}/oauth-clients"))["items"])
+
+    async def delete_oauth_client(self, org: str, consumer_id: str, client_id: str) -> None:
+        await self.request("DELETE", f"/orgs/{org}/consumers/{consumer_id}/oauth-clients/{client_id}")
+
+    # -- versions (kind is "apis", "connectors" or "consumers"; no rollback for consumers) --
     async def versions(self, org: str, kind: Kind, resource_id: str) -> list[Version]:
         return cast(list[Version], (await self.request("GET", f"/orgs/{org}/{kind}/{resource_id}/versions"))["items"])
 

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ import aiohttp
 
 from core.http import HttpLimits
 from core.kafka import ensure_topics, wait_for_broker
+from core.sealing import resolve_seal_key
 from core.settings import InvalidConfiguration, Settings
 from junction.broker import EmbeddedBroker, check_port_free, die_with_parent
 from junction.embedded_stores import EmbeddedStores, StoreStartError
@@ -141,6 +143,7 @@ async def _supervise(settings: Settings, demo: bool) -> int:
         created = await ensure_topics(settings)
         if created:
             log.info("created topics: %s", ", ".join(created))
+        settings = await resolve_seal_key(settings)  # every child seals and opens with the same key
         admin_email, admin_line = await _prepare_control(settings)
         print(admin_line, flush=True)  # now, in case start-up fails later: a generated password is shown once
 
@@ -154,7 +157,9 @@ async def _supervise(settings: Settings, demo: bool) -> int:
         ]
         if demo:
             names.insert(0, ("demo-upstream", f"http://{host}:{settings.demo_upstream_port}/healthz"))
-        children = [Child(name, env, url) for name, url in names]
+        # Each child's own stable instance id: restarted, it rejoins its consumer groups as the same
+        # static member and takes back its partitions at once (core/kafka.py).
+        children = [Child(name, {**env, "JUNCTION_INSTANCE_ID": _instance_id(settings, name)}, url) for name, url in names]
         for child in children:
             child.start()
         await _wait_ready(children)
@@ -180,6 +185,13 @@ async def _supervise(settings: Settings, demo: bool) -> int:
         if broker is not None:
             broker.stop()
         stores.stop()
+
+
+def _instance_id(settings: Settings, service: str) -> str:
+    """Unique per host and `junction up` (two cannot share the ports), stable across restarts."""
+    if settings.instance_id:
+        return f"{settings.instance_id}-{service}"
+    return f"{socket.gethostname()}-{settings.ingress_port}-{service}"
 
 
 def _restart(child: Child) -> None:

@@ -9,16 +9,19 @@ from typing import Any
 from aiohttp import web
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
+from core.callerauth import CallerAuth
 from core.config_feed import ConfigFollower
 from core.http import SERVE_OPTIONS, error_middleware, health_routes, serve, serve_options
 from core.kafka import faust_app, make_producer
 from core.metrics import PRODUCE_RETRIES
+from core.sealing import sealer_for
 from core.settings import Settings
 from core.db import make_pool, ping_pool
 from core.snapshot import ConfigSnapshot
+from core.ssrf import TargetPolicy  # the one SSRF guard: JWKS fetches too
 from processors.request_log import RequestLog
 from processors.router import Outgoing, Router
-from sandbox import SandboxPool
+from sandbox import pool_for
 
 __all__ = ["build_app", "run"]
 
@@ -40,10 +43,11 @@ def build_app(settings: Settings) -> Any:
     clients: dict[str, Any] = {}  # created on the worker's loop, in side_services
     snapshot = ConfigSnapshot()
     follower = ConfigFollower(settings, snapshot)
-    pool = SandboxPool(workers=settings.sandbox_workers, cpu_ms=settings.sandbox_cpu_ms,
-                       timeout_ms=settings.sandbox_timeout_ms, memory_mb=settings.sandbox_memory_mb)
+    pool = pool_for(settings)
     request_log = RequestLog()
-    router = Router(settings, snapshot, sandbox=pool, request_log=request_log)
+    caller_auth = CallerAuth(settings, snapshot, sealer_for(settings) if settings.seal_key else None,
+                             guard=TargetPolicy(allow_private=settings.allow_private_targets))
+    router = Router(settings, snapshot, sandbox=pool, request_log=request_log, caller_auth=caller_auth)
     ready = asyncio.Event()
 
     @app.agent(requests, concurrency=AGENT_CONCURRENCY)
@@ -83,6 +87,7 @@ def build_app(settings: Settings) -> Any:
             await serve(health, settings.ingress_host, settings.processors_port, asyncio.Event())
         finally:
             await follower.stop()
+            await router.close()
             await pool.stop()
             await producer.stop()
             request_log.attach(None)

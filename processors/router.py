@@ -17,21 +17,23 @@ from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 
 import yarl
 
+from core.callerauth import CallerAuth, Principal, consumer_header, mode_of, without
 from core.errors import JunctionError, MethodNotAllowed, NotFound, ServiceUnavailable, TransformError
 from core.kafka import topic_partitions
 from core.messages import INVALID_REPLY_PARTITION, INVALID_REPLY_TOPIC, dead_letter, error_reply, now_ms, reply_route_error, reply_target, strip_secrets
 from core.metrics import DEAD_LETTERS, EXPIRED_DROPPED
 from core.routing import ANY_METHOD, PathTemplate, parse_template, split_path
+from core.sealing import sealer_for
 from core.settings import Settings
 from core.scripts import pairs_to_records, script_ctx, script_request
 from core.snapshot import ConfigSnapshot, RouteMatch
 from processors.request_log import RequestLog
 from schemas import CodecError, decode, encode
+from schemas.types import Header, OutboundCall
 
 __all__ = ["InvalidPathParameter", "Outgoing", "PartitionCounts", "Router", "build_url", "fill_target"]
 
 log = logging.getLogger(__name__)
-SUPPORTED_AUTH_MODES = frozenset({"none"})
 CATCH_UP_S = 2.0  # longest wait for this instance's config to reach the version ingress used
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\+?\}")
 _DOT_SEGMENTS = frozenset({".", ".."})
@@ -47,6 +49,18 @@ class Outgoing:
     key: bytes
     value: bytes
     partition: int | None = None
+
+
+@dataclass(frozen=True)
+class ScriptedRequest:
+    """The call as the connector's transform_request left it (the call itself when there is no script)."""
+
+    method: str
+    method_set: bool  # the script chose the method: it wins over the target's
+    query: list[Header]
+    headers: list[Header]
+    body: bytes
+    url: str | None  # the script chose the whole address
 
 
 @dataclass
@@ -196,6 +210,10 @@ class PartitionCounts:
         return n
 
 
+def records_to_tuples(records: list[dict[str, str]]) -> list[tuple[str, str]]:
+    return [(r["name"], r["value"]) for r in records]
+
+
 @lru_cache(maxsize=4096)
 def _template(path: str) -> PathTemplate:
     return parse_template(path)
@@ -214,11 +232,14 @@ def _owned_by(api: dict[str, Any], org: dict[str, Any], slug: str) -> bool:
 
 
 class Router:
-    def __init__(self, settings: Settings, snapshot: ConfigSnapshot, *, sandbox: Any = None, request_log: RequestLog | None = None) -> None:
+    def __init__(self, settings: Settings, snapshot: ConfigSnapshot, *, sandbox: Any = None, request_log: RequestLog | None = None,
+                 caller_auth: CallerAuth | None = None) -> None:
         """``sandbox`` is a started :class:`sandbox.SandboxPool` (None: scripts cannot run)."""
         self._settings = settings
         self._snapshot = snapshot
         self._sandbox = sandbox
+        # The authority on callers: every message's sealed credential is checked here, whoever sent it.
+        self._caller_auth = caller_auth or CallerAuth(settings, snapshot, sealer_for(settings) if settings.seal_key else None)
         self._request_log = request_log or RequestLog(None)
         self._partitions = PartitionCounts(settings)
 
@@ -240,7 +261,7 @@ class Router:
                 call = {}
             err = JunctionError("processors failed on this call", code="internal_error", status=500)
             out = self._reply(call, error_reply(call, err, stage="processors")) if call else []
-            return Outcome([*out, self._dlq(call, err, raw, [repr(exc)])])
+            return Outcome([*out, self._dlq(call, err, raw, [repr(exc)], inbound)])
 
     async def _process(self, raw: bytes, inbound: tuple[int, int]) -> Outcome:
         topics = self._settings.topics
@@ -248,7 +269,7 @@ class Router:
             _, call = decode(raw, expected="InboundCall")
         except CodecError as exc:
             err = JunctionError(f"undecodable message: {exc}", code="undecodable", status=400)
-            return Outcome([self._dlq({}, err, raw)])
+            return Outcome([self._dlq({}, err, raw, inbound=inbound)])
         if call["deadline_ms"] <= now_ms():
             EXPIRED_DROPPED.labels("processors").inc()
             return Outcome()
@@ -256,7 +277,7 @@ class Router:
             await self._check_reply_route(call)
         except JunctionError as err:
             # The reply cannot be routed: the dead letter is the only record, and nothing is called.
-            return Outcome([self._dlq(call, err, raw)])
+            return Outcome([self._dlq(call, err, raw, inbound=inbound)])
         match: RouteMatch | None = None
         try:
             match = await self._resolve(call)
@@ -265,14 +286,14 @@ class Router:
             out = self._reply(call, error_reply(call, err, stage="processors"))
             if isinstance(err, TransformError):
                 details = [*err.extra.get("traceback", []), *getattr(err, "script_logs", [])]
-                out.append(self._dlq(call, err, raw, details))
+                out.append(self._dlq(call, err, raw, details, inbound))
                 if match is not None:
                     await self._request_log.failure(org=match.org, api=match.api, call=call, status=err.status,
                                                     error_code=err.code, details=details)
             elif not out or err.code in ALWAYS_DEAD_LETTERED:
                 # Nobody waits for a reply (an async producer's call), or the message was not allowed
                 # to run at all: the dead letter records it.
-                out.append(self._dlq(call, err, raw))
+                out.append(self._dlq(call, err, raw, inbound=inbound))
             return Outcome(out)
         outbound.update(inbound_partition=inbound[0], inbound_offset=inbound[1])
         return Outcome([Outgoing(topics.calls, call["correlation_id"].encode(), encode("OutboundCall", outbound))])
@@ -328,45 +349,64 @@ class Router:
         # The parameters come from the path, not from the message.
         return RouteMatch(org, api, self._snapshot.connector(api.get("connector", "")), params)
 
-    async def _transform(self, call: dict[str, Any], match: RouteMatch, connector: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
-        """Run the connector's transform_request; returns the call with the script's changes."""
+    async def close(self) -> None:
+        await self._caller_auth.close()
+
+    async def _authenticate(self, call: dict[str, Any], match: RouteMatch) -> tuple[dict[str, Any], Principal]:
+        """The caller of ``call`` (Unauthorized / Forbidden otherwise), and the call without its
+        credential and with the consumer header only this check may set."""
+        api = match.api
+        principal = await self._caller_auth.authenticate_sealed(api, match.org, call.get("sealed_credentials"), call["correlation_id"])
+        if mode_of(api).NAME == "none":
+            return call, principal
+        # A producer may have put the credential in the clear, too: it never goes further.
+        headers, query = records_to_tuples(call["headers"]), records_to_tuples(call["query"])
+        found = self._caller_auth.extract(api, headers, query)
+        strip = found.strip_headers | {consumer_header(api.get("auth") or {}).lower()}
+        return {**call, "sealed_credentials": None,
+                "headers": [{"name": k, "value": v} for k, v in without(headers, strip)],
+                "query": [{"name": k, "value": v} for k, v in without(query, found.strip_query)]}, principal
+
+    async def _transform(self, call: dict[str, Any], match: RouteMatch, connector: dict[str, Any], params: dict[str, str],
+                         consumer: str | None = None) -> ScriptedRequest:
+        """Run the connector's transform_request; what the script made of the call."""
         from sandbox import ScriptRef
 
         if self._sandbox is None:
             raise ServiceUnavailable("connector scripts cannot run: no sandbox pool", code="sandbox_unavailable")
         ref = ScriptRef(call["org"], str(connector["id"]), int(connector.get("version", 0)), connector["script"])
-        result = await self._sandbox.transform_request(ref, script_request(call, params), script_ctx(call["org"], match.api, connector))
+        ctx = script_ctx(call["org"], match.api, connector, self._caller_auth.env.sealer, consumer=consumer)
+        result = await self._sandbox.transform_request(ref, script_request(call, params), ctx)
         value = result.value or {}
-        return {
-            **call,
-            "method": str(value.get("method", call["method"])).upper(),
-            "query": pairs_to_records(value.get("query", [])),
-            "headers": pairs_to_records(value.get("headers", [])),
-            "body": value.get("body", b""),
-            "_url": value.get("url"),
-            "_method_set": str(value.get("method", call["method"])).upper() != call["method"],
-        }
+        method = str(value.get("method", call["method"])).upper()
+        return ScriptedRequest(method=method, method_set=method != call["method"],
+                               query=pairs_to_records(value.get("query", [])),
+                               headers=pairs_to_records(value.get("headers", [])),
+                               body=value.get("body", b""), url=value.get("url"))
 
-    async def _outbound(self, call: dict[str, Any], match: RouteMatch, raw: bytes) -> dict[str, Any]:
-        mode = (match.api.get("auth") or {}).get("mode", "none")
-        if mode not in SUPPORTED_AUTH_MODES:
-            # Fail closed: an API configured for caller authentication this build cannot check is not served open.
-            raise JunctionError(f"caller authentication {mode!r} is not available in this version", code="auth_unavailable", status=501)
+    async def _outbound(self, call: dict[str, Any], match: RouteMatch, raw: bytes) -> OutboundCall:
+        call, principal = await self._authenticate(call, match)
         connector = match.connector
         if connector is None:
             raise ServiceUnavailable(f"API {match.api.get('id')} has no connector configured", code="connector_missing")
         target = connector.get("target") or {}
         params = dict(match.path_params)  # what the API's template took from the path: the message's own are not trusted
+        scripted = ScriptedRequest(call["method"], False, call["query"], call["headers"], call["body"], None)
         if connector.get("script"):
-            call = await self._transform(call, match, connector, params)
+            scripted = await self._transform(call, match, connector, params, principal.consumer_id)
+        headers = scripted.headers
+        if principal.consumer_id is not None:
+            # After the script: the upstream learns who called from Junction, never from the caller or a script.
+            name = consumer_header(match.api.get("auth") or {})
+            headers = [h for h in headers if h["name"].lower() != name.lower()] + [{"name": name, "value": principal.consumer_id}]
         method = str(target.get("method") or "*").upper()
         protocol = target.get("protocol", "rest")
-        if call.get("_url"):
-            url = str(call["_url"])  # the script chose the address itself
+        if scripted.url:
+            url = str(scripted.url)  # the script chose the address itself
         elif protocol == "soap":
             url = str(target.get("url", ""))  # a SOAP target's URL is its WSDL: no query on it
         else:
-            url = build_url(str(target.get("url", "")), params, call["query"])
+            url = build_url(str(target.get("url", "")), params, scripted.query)
         return {
             "correlation_id": call["correlation_id"],
             # Deterministic, so a call redelivered to processors is recognised by egress.
@@ -378,11 +418,11 @@ class Router:
             "config_version": int(match.api.get("version", 0)),
             "protocol": protocol,
             # The script's choice wins over the target's, which wins over the caller's.
-            "method": call["method"] if method == "*" or call.get("_method_set") else method,
+            "method": scripted.method if method == "*" or scripted.method_set else method,
             "url": url,
             "soap_operation": target.get("operation"),
-            "headers": call["headers"],
-            "body": call["body"],
+            "headers": headers,
+            "body": scripted.body,
             "deadline_ms": call["deadline_ms"],
             "reply_topic": call.get("reply_topic"),
             "reply_partition": call.get("reply_partition", -1),
@@ -396,9 +436,12 @@ class Router:
         topic, partition = target
         return [Outgoing(topic, call["correlation_id"].encode(), encode("Reply", reply), partition)]
 
-    def _dlq(self, call: dict[str, Any], err: JunctionError, raw: bytes, details: list[str] | None = None) -> Outgoing:
+    def _dlq(self, call: dict[str, Any], err: JunctionError, raw: bytes, details: list[str] | None = None,
+             inbound: tuple[int, int] = (-1, -1)) -> Outgoing:
         DEAD_LETTERS.labels("processors", err.code).inc()
         if call.get("sealed_credentials"):
             raw = encode("InboundCall", strip_secrets(call))
         record = dead_letter(call, err, stage="processors", original_topic=self._settings.topics.requests, original=raw, details=details)
+        # Where the call itself sits: a replay re-reads it from there, sealed credential included.
+        record.update(inbound_partition=inbound[0], inbound_offset=inbound[1])
         return Outgoing(self._settings.topics.dlq, (call.get("correlation_id") or "").encode(), encode("DeadLetter", record))

@@ -7,6 +7,6 @@ from __future__ import annotations
 
 from .contract import ScriptRef, TransformResult, compile_check
 from .errors import ScriptCompileError
-from .pool import SandboxPool
+from .pool import SandboxPool, pool_for
 
-__all__ = ["SandboxPool", "ScriptCompileError", "ScriptRef", "TransformResult", "compile_check"]
+__all__ = ["SandboxPool", "ScriptCompileError", "ScriptRef", "TransformResult", "compile_check", "pool_for"]

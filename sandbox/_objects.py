@@ -494,13 +494,15 @@ class Logger:
 
 
 class Ctx:
-    """Read-only call context: org, api, api_id, config_version, connector_version, settings, logger."""
+    """Read-only call context: org, consumer (the authenticated caller's id, or None), api, api_id,
+    config_version, connector_version, settings, logger."""
 
-    __slots__ = ("org", "api", "api_id", "config_version", "connector_version", "settings", "logger")
+    __slots__ = ("org", "consumer", "api", "api_id", "config_version", "connector_version", "settings", "logger")
 
     def __init__(self, data: dict, logs: _Logs) -> None:
         set_ = object.__setattr__
         set_(self, "org", data.get("org"))
+        set_(self, "consumer", data.get("consumer"))
         set_(self, "api", data.get("api"))
         set_(self, "api_id", data.get("api_id"))
         set_(self, "config_version", data.get("config_version"))

@@ -17,7 +17,7 @@ import signal
 import sys
 import warnings
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import (
     JunctionError,
@@ -31,7 +31,10 @@ from ._protocol import HEADER, MAX_FRAME, ProtocolError, dumps, loads_untrusted
 from .contract import ScriptRef, TransformResult
 from .errors import ScriptCompileError
 
-__all__ = ["SandboxPool"]
+if TYPE_CHECKING:
+    from core.settings import Settings
+
+__all__ = ["SandboxPool", "pool_for"]
 
 log = logging.getLogger("junction.sandbox")
 
@@ -164,6 +167,12 @@ class _Worker:
         except TimeoutError:
             pass
         return self.transport.get_returncode()
+
+
+def pool_for(settings: Settings) -> SandboxPool:
+    """The pool every service runs: its size and limits from settings, set in this one place."""
+    return SandboxPool(workers=settings.sandbox_workers, cpu_ms=settings.sandbox_cpu_ms,
+                       timeout_ms=settings.sandbox_timeout_ms, memory_mb=settings.sandbox_memory_mb)
 
 
 class SandboxPool:
@@ -465,6 +474,7 @@ def _plain_ctx(ctx: dict) -> dict:
         raise TypeError("ctx must be a dict")
     return {
         "org": ctx.get("org"),
+        "consumer": ctx.get("consumer"),
         "api": ctx.get("api"),
         "api_id": ctx.get("api_id"),
         "config_version": ctx.get("config_version"),

@@ -30,6 +30,7 @@ import pytest
 import pytest_asyncio
 
 from core.kafka import ensure_topics, wait_for_broker
+from core.sealing import new_seal_key
 from core.settings import Settings, load_settings
 from junction.broker import EmbeddedBroker, free_port
 from junction.embedded_stores import EmbeddedStores
@@ -128,6 +129,7 @@ def settings(external_services: dict[str, str]) -> Settings:
         # 0: no metrics listener; each test that wants one sets a port (many processes share these settings)
         ingress_metrics_port=0, control_metrics_port=0, processors_metrics_port=0, egress_metrics_port=0,
         jwt_secret=f"test-secret-{RUN_ID}",
+        seal_key=new_seal_key(),
         allow_private_targets=True,  # every upstream in the tests is on loopback
         data_dir=tempfile.mkdtemp(prefix=f"junction-{RUN_ID}-"),
     )

@@ -7,7 +7,7 @@ __all__ = ["routes"]
 
 
 def routes() -> list[web.RouteDef]:
-    from control.handlers import audit, auth, connector_test, meta, orgs, resources, users
+    from control.handlers import audit, auth, connector_test, consumers, meta, orgs, resources, security, users
 
-    return [*auth.routes(), *orgs.routes(), *users.routes(), *resources.routes(), *audit.routes(),
-            *connector_test.routes(), *meta.routes()]
+    return [*auth.routes(), *orgs.routes(), *users.routes(), *resources.routes(), *consumers.routes(),
+            *audit.routes(), *connector_test.routes(), *meta.routes(), *security.routes()]

@@ -13,7 +13,7 @@ from core.errors import FieldError
 
 __all__ = ["routes", "RESOURCE_TYPES"]
 
-RESOURCE_TYPES = ("org", "user", "api", "connector")
+RESOURCE_TYPES = ("org", "user", "api", "connector", "consumer")
 QUERY_PARAMS = ("org", "actor", "resource_type", "resource_id", "since", "until", "limit", "cursor")
 
 

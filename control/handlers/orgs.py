@@ -1,20 +1,28 @@
-"""Organisations: /api/v1/orgs and /api/v1/orgs/{org}."""
+"""Organisations: /api/v1/orgs and /api/v1/orgs/{org}.
+
+Besides slug, name and enabled, an organisation has a policy: a default
+``rate_limit`` for its APIs and ``quotas`` overriding the deployment's
+(global admins only). :func:`org_policy` reads it for the other handlers.
+"""
 from __future__ import annotations
 
+import json
 import uuid
+from typing import Any
 
 import asyncpg
 from aiohttp import web
 
-from control.documents import api_event, connector_event, org_event
+from control.documents import api_event, connector_event, consumer_event, org_event
 from control.handlers.common import body, org_for, principal, record, reply, state
+from control.store.consumers import CONSUMER, credential_hashes
 from control.store.orgs import delete_org, insert_org, list_orgs, org_view, update_org
 from control.store.resources import API, CONNECTOR, resource_view
 from control.validation import is_uuid
 from control.versions import check_if_match
 from core.errors import Conflict, FieldError, InvalidInput
 
-__all__ = ["routes"]
+__all__ = ["org_policy", "routes"]
 
 
 # Ingress answers these paths itself, so no organisation may be served under them.
@@ -28,6 +36,20 @@ def _check_slug(slug: str) -> None:
         raise InvalidInput(f"slug {slug!r} is reserved", fields=[FieldError("slug", f"is reserved ({', '.join(sorted(RESERVED_SLUGS))})")])
 
 
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+async def org_policy(conn: asyncpg.Connection, org_id: str) -> dict[str, Any]:
+    """``{"rate_limit": {...} or None, "quotas": {overrides}}`` of one organisation."""
+    row = await conn.fetchrow("SELECT rate_limit, quotas FROM organisations WHERE id = $1", org_id)
+    return {"rate_limit": _json(row["rate_limit"]) if row else None, "quotas": _json(row["quotas"]) if row else {}}
+
+
+async def with_policy(conn: asyncpg.Connection, org: dict[str, Any]) -> dict[str, Any]:
+    return {**org, **await org_policy(conn, org["id"])}
+
+
 async def create(request: web.Request) -> web.Response:
     principal(request).require_global_admin()
     data = await body(request, "OrgCreate")
@@ -38,7 +60,7 @@ async def create(request: web.Request) -> web.Response:
         except asyncpg.UniqueViolationError:
             raise Conflict(f"slug {data['slug']!r} is taken", code="slug_taken",
                            fields=[FieldError("slug", "is taken")]) from None
-        org = org_view(row)
+        org = await with_policy(conn, org_view(row))
         await record(conn, request, action="create", resource_type="org", resource_id=org["id"],
                      org_id=org["id"], before=None, after=org, events=[org_event(org)])
     return reply(org, status=201, version=org["version"])
@@ -48,12 +70,13 @@ async def list_(request: web.Request) -> web.Response:
     p = principal(request)
     async with state(request).db.acquire() as conn:
         rows = await list_orgs(conn, None if p.is_global_admin else p.org_id)
-    return reply({"items": [org_view(r) for r in rows]})
+        items = [await with_policy(conn, org_view(r)) for r in rows]
+    return reply({"items": items})
 
 
 async def get(request: web.Request) -> web.Response:
     async with state(request).db.acquire() as conn:
-        org = org_view(await org_for(conn, request))
+        org = await with_policy(conn, org_view(await org_for(conn, request)))
     return reply(org, version=org["version"])
 
 
@@ -61,19 +84,24 @@ async def patch(request: web.Request) -> web.Response:
     data = await body(request, "OrgUpdate")
     if "slug" in data:
         _check_slug(data["slug"])
-    if ("slug" in data or "enabled" in data):
-        # The slug is the ingress URL prefix and enabled switches all traffic:
-        # platform decisions, so only a global admin makes them.
+    if ("slug" in data or "enabled" in data or "quotas" in data):
+        # The slug is the ingress URL prefix, enabled switches all traffic and
+        # quotas bound what the organisation may hold: platform decisions, so
+        # only a global admin makes them.
         principal(request).require_global_admin()
     async with state(request).db.acquire() as conn, conn.transaction():
-        before = org_view(await org_for(conn, request, write=True, lock=True))
+        before = await with_policy(conn, org_view(await org_for(conn, request, write=True, lock=True)))
         check_if_match(request.headers.get("If-Match"), before["version"])
-        merged = {k: data.get(k, before[k]) for k in ("slug", "name", "enabled")}
-        if all(merged[k] == before[k] for k in merged):
+        merged = {k: data.get(k, before[k]) for k in ("slug", "name", "enabled", "rate_limit")}
+        quotas = {k: v for k, v in {**before["quotas"], **data.get("quotas", {})}.items() if v is not None}
+        if all(merged[k] == before[k] for k in merged) and quotas == before["quotas"]:
             return reply(before, version=before["version"])
         try:
             async with conn.transaction():
-                after = org_view(await update_org(conn, before["id"], merged["slug"], merged["name"], merged["enabled"]))
+                row = await update_org(conn, before["id"], merged["slug"], merged["name"], merged["enabled"])
+                await conn.execute("UPDATE organisations SET rate_limit = $2::jsonb, quotas = $3::jsonb WHERE id = $1",
+                                   before["id"], json.dumps(merged["rate_limit"]), json.dumps(quotas))
+                after = await with_policy(conn, org_view(row))
         except asyncpg.UniqueViolationError:
             raise Conflict(f"slug {merged['slug']!r} is taken", code="slug_taken",
                            fields=[FieldError("slug", "is taken")]) from None
@@ -83,6 +111,9 @@ async def patch(request: web.Request) -> web.Response:
             # compacted topic routes under the new one.
             for kind, make in ((CONNECTOR, connector_event), (API, api_event)):
                 events += [make(resource_view(r, after["slug"])) for r in await kind.list(conn, after["id"])]
+            hashes = await credential_hashes(conn, after["id"])
+            events += [consumer_event(view, hashes.get(view["id"])) for view in
+                       (resource_view(r, after["slug"]) for r in await CONSUMER.list(conn, after["id"]))]
         await record(conn, request, action="update", resource_type="org", resource_id=after["id"],
                      org_id=after["id"], before=before, after=after, events=events)
     return reply(after, version=after["version"])
@@ -96,6 +127,8 @@ async def delete(request: web.Request) -> web.Response:
         events = [api_event(resource_view(r, before["slug"]), "delete") for r in await API.list(conn, before["id"])]
         events += [connector_event(resource_view(r, before["slug"]), "delete")
                    for r in await CONNECTOR.list(conn, before["id"])]
+        events += [consumer_event(resource_view(r, before["slug"]), None, "delete")
+                   for r in await CONSUMER.list(conn, before["id"])]
         events.append(org_event(before, "delete"))
         await delete_org(conn, before["id"])
         await record(conn, request, action="delete", resource_type="org", resource_id=before["id"],

@@ -5,6 +5,14 @@ Create writes version 1; PUT (replace), PATCH (top-level merge; a connector's
 write holds the organisation's row lock, so route and name clash checks see
 every concurrent change.
 
+Secrets are write-only: an API's jwt ``auth.secret`` and a connector's
+``secret_fields`` are stored sealed (:mod:`core.sealing`) and every answer,
+version, diff and audit row shows them masked (:func:`present`); only the
+config document carries the sealed values.
+
+Creates count against the organisation's quotas under its row lock, so two
+concurrent creates cannot both take the last place.
+
 Lists are paginated: ``?limit=N`` (1 to 1000, default 100) and ``?cursor=``
 the opaque ``next_cursor`` of the previous page; ``next_cursor`` is null on
 the last page. The order is stable: creation time, then id.
@@ -26,11 +34,14 @@ from aiohttp import web
 from control.checks import prepare_api, prepare_connector
 from control.documents import api_event, connector_event
 from control.handlers.common import body, org_for, principal, record, reply, state
+from control.handlers.orgs import org_policy
 from control.store.outbox import OutboxEvent
 from control.store.resources import API, CONNECTOR, Kind, content_of, resource_view, version_view
-from control.validation import is_uuid, raise_if
+from control.validation import check_auth, check_quota, is_uuid, quota_limit, raise_if
 from control.versions import check_if_match, diff
+from core.connector_secrets import MASK, SEALED_KEY, masked, seal_secret_settings
 from core.errors import Conflict, FieldError, InvalidInput, NotFound
+from core.sealing import SealError, sealer_for
 
 __all__ = ["routes"]
 
@@ -41,14 +52,88 @@ MAX_CURSOR_LEN = 200
 Prepare = Callable[[asyncpg.Connection, web.Request, str, "str | None", dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-async def _prepare_api(conn: asyncpg.Connection, request: web.Request, org_id: str, id_: str | None,
+JWT_SECRET_SEALED = "secret_sealed"
+
+
+async def _stored(conn: asyncpg.Connection, kind: Kind, org_id: str, id_: str) -> dict[str, Any]:
+    row = await kind.get(conn, org_id, id_)
+    return content_of(row) if row is not None else {}
+
+
+async def _prepare_api(conn: asyncpg.Connection, request: web.Request, org_id: str, id_: str,
                        data: dict[str, Any]) -> dict[str, Any]:
-    return await prepare_api(conn, state(request).settings, org_id, id_, data)
+    content = await prepare_api(conn, state(request).settings, org_id, id_, data)
+    auth = dict(content.get("auth") or {"mode": "none"})
+    auth.pop("secret_set", None)  # what reads show; echoing it back changes nothing
+    if auth.get("mode") == "jwt" and "secret" not in auth and "jwks_url" not in auth \
+            and JWT_SECRET_SEALED not in auth:
+        # Left out (a PUT or PATCH of what a read showed): keep the stored secret.
+        kept = ((await _stored(conn, API, org_id, id_)).get("auth") or {}).get(JWT_SECRET_SEALED)
+        if kept:
+            auth[JWT_SECRET_SEALED] = kept
+    raise_if(check_auth(auth, content.get("rate_limit")))
+    await _check_consumers(conn, org_id, auth.get("consumers") or [])
+    if "secret" in auth:
+        auth[JWT_SECRET_SEALED] = _seal_jwt_secret(request, id_, auth.pop("secret"),
+                                                   ((await _stored(conn, API, org_id, id_)).get("auth") or {}))
+    content["auth"] = auth
+    return content
 
 
-async def _prepare_connector(conn: asyncpg.Connection, request: web.Request, org_id: str, id_: str | None,
+def _seal_jwt_secret(request: web.Request, api_id: str, secret: str, stored_auth: dict[str, Any]) -> str:
+    """Sealed for this API only; the stored blob again when the secret is the
+    same, so an unchanged save writes no new version."""
+    sealer = sealer_for(state(request).settings)
+    context = f"api-jwt:{api_id}"
+    old = stored_auth.get(JWT_SECRET_SEALED)
+    if old:
+        try:
+            if sealer.open_json(old, context) == secret:
+                return str(old)
+        except SealError:
+            pass
+    return sealer.seal_json(secret, context)
+
+
+async def _check_consumers(conn: asyncpg.Connection, org_id: str, refs: list[str]) -> None:
+    known = {str(r["id"]) for r in await conn.fetch(
+        "SELECT id FROM consumers WHERE org_id = $1 AND id = ANY($2::uuid[])", org_id, refs)} if refs else set()
+    raise_if([FieldError(f"auth.consumers[{i}]", "no such consumer in this organisation")
+              for i, ref in enumerate(refs) if ref not in known])
+
+
+async def _prepare_connector(conn: asyncpg.Connection, request: web.Request, org_id: str, id_: str,
                              data: dict[str, Any]) -> dict[str, Any]:
-    return await prepare_connector(data)
+    content = await prepare_connector(data)
+    settings = state(request).settings
+    quotas = (await org_policy(conn, org_id))["quotas"]
+    if content.get("script"):
+        limit = quota_limit(settings, quotas, "script_bytes")
+        check_quota("script_bytes", "script", len(content["script"].encode()), limit, "the script is too large")
+    limit = quota_limit(settings, quotas, "settings_bytes")
+    check_quota("settings_bytes", "settings", len(json.dumps(content.get("settings") or {}).encode()), limit,
+                "the settings are too large")
+    previous = content.get(SEALED_KEY) or (await _stored(conn, CONNECTOR, org_id, id_)).get(SEALED_KEY)
+    sealer = sealer_for(settings) if content.get("secret_fields") else None
+    return seal_secret_settings(content, id_, previous, sealer)
+
+
+def present(kind: Kind, content: dict[str, Any]) -> dict[str, Any]:
+    """What people may see of a resource or a version's content: no sealed value."""
+    if kind is CONNECTOR:
+        return masked(content)
+    auth = content.get("auth")
+    if kind is API and isinstance(auth, dict) and JWT_SECRET_SEALED in auth:
+        shown = {k: v for k, v in auth.items() if k != JWT_SECRET_SEALED}
+        return {**content, "auth": {**shown, "secret_set": True}}
+    return content
+
+
+def _present_changes(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A diff of stored contents, its sealed values masked: a changed secret shows as changed."""
+    sealed = (f"auth.{JWT_SECRET_SEALED}", SEALED_KEY)
+    return [{**c, "before": MASK if c["before"] is not None else None, "after": MASK if c["after"] is not None else None}
+            if c["field"] in sealed else c for c in changes]
 
 
 def _merge_top(old: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
@@ -115,6 +200,7 @@ class Spec:
     prepare: Prepare
     event: Callable[[dict[str, Any], str], OutboxEvent]
     merge: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] = _merge_top
+    quota: str = ""
 
     @property
     def label(self) -> str:
@@ -122,10 +208,19 @@ class Spec:
 
 
 SPECS = (
-    Spec(API, "apis", "ApiCreate", "ApiUpdate", _prepare_api, api_event),
+    Spec(API, "apis", "ApiCreate", "ApiUpdate", _prepare_api, api_event, quota="apis"),
     Spec(CONNECTOR, "connectors", "ConnectorCreate", "ConnectorUpdate", _prepare_connector, connector_event,
-         _merge_connector),
+         _merge_connector, quota="connectors"),
 )
+
+
+async def check_count_quota(conn: asyncpg.Connection, request: web.Request, kind: Kind, org_id: str,
+                            name: str) -> None:
+    """Refuse one more of ``kind`` past the organisation's quota; the caller
+    holds the organisation's row lock, so the count cannot change meanwhile."""
+    limit = quota_limit(state(request).settings, (await org_policy(conn, org_id))["quotas"], name)
+    check_quota(name, f"quotas.{name}", await kind.count(conn, org_id) + 1, limit,
+                f"the organisation has {limit} {name}, its quota")
 
 
 async def _current(conn: asyncpg.Connection, spec: Spec, org_id: str, ref: str, *, lock: bool = False) -> asyncpg.Record:
@@ -145,15 +240,19 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
     base = f"/api/v1/orgs/{{org}}/{spec.plural}"
     one = base + "/{id}"
 
+    def shown(view: dict[str, Any]) -> dict[str, Any]:
+        return present(spec.kind, view)
+
     async def write_version(conn: asyncpg.Connection, request: web.Request, org: asyncpg.Record,
-                            before: dict[str, Any] | None, content: dict[str, Any], action: str) -> dict[str, Any]:
+                            before: dict[str, Any] | None, content: dict[str, Any], action: str,
+                            id_: str) -> dict[str, Any]:
         org_id = str(org["id"])
-        id_ = before["id"] if before else str(uuid.uuid4())
         version = before["version"] + 1 if before else 1
         row = await spec.kind.write(conn, org_id, id_, version, content, principal(request).user_id)
         after = resource_view(row, org["slug"])
         await record(conn, request, action=action, resource_type=spec.kind.name, resource_id=id_, org_id=org_id,
-                     before=before, after=after, events=[spec.event(after, "upsert")])
+                     before=shown(before) if before else None, after=shown(after),
+                     events=[spec.event(after, "upsert")])
         return after
 
     async def create(request: web.Request) -> web.Response:
@@ -161,9 +260,11 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
         async with state(request).db.acquire() as conn, conn.transaction():
             org = await org_for(conn, request, write=True, lock=True)
             await _check_name(conn, spec, str(org["id"]), data["name"], None)
-            content = await spec.prepare(conn, request, str(org["id"]), None, data)
-            after = await write_version(conn, request, org, None, content, "create")
-        return reply(after, status=201, version=after["version"])
+            await check_count_quota(conn, request, spec.kind, str(org["id"]), spec.quota)
+            id_ = str(uuid.uuid4())  # known before prepare: secrets are sealed for this id
+            content = await spec.prepare(conn, request, str(org["id"]), id_, data)
+            after = await write_version(conn, request, org, None, content, "create", id_)
+        return reply(shown(after), status=201, version=after["version"])
 
     async def list_(request: web.Request) -> web.Response:
         limit, after = page_query(request)
@@ -173,13 +274,13 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = encode_cursor(rows[-1]["created_at"], str(rows[-1]["id"])) if more else None
-        return reply({"items": [resource_view(r, org["slug"]) for r in rows], "next_cursor": next_cursor})
+        return reply({"items": [shown(resource_view(r, org["slug"])) for r in rows], "next_cursor": next_cursor})
 
     async def get(request: web.Request) -> web.Response:
         async with state(request).db.acquire() as conn:
             org = await org_for(conn, request)
             view = resource_view(await _current(conn, spec, str(org["id"]), request.match_info["id"]), org["slug"])
-        return reply(view, version=view["version"])
+        return reply(shown(view), version=view["version"])
 
     async def locked_current(conn: Any, request: web.Request) -> tuple[Any, str, Any, dict[str, Any]]:
         """The organisation (locked for writing) and the resource's current row,
@@ -200,9 +301,9 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
             await _check_name(conn, spec, org_id, merged["name"], before["id"])
             content = await spec.prepare(conn, request, org_id, before["id"], merged)
             if content == old:  # nothing changed: no new version, no audit row
-                return reply(before, version=before["version"])
-            after = await write_version(conn, request, org, before, content, "update")
-        return reply(after, version=after["version"])
+                return reply(shown(before), version=before["version"])
+            after = await write_version(conn, request, org, before, content, "update", before["id"])
+        return reply(shown(after), version=after["version"])
 
     async def put(request: web.Request) -> web.Response:
         return await update(request, replace=True)
@@ -223,7 +324,7 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
                                    extra={"apis": [str(r["id"]) for r in users]})
             await spec.kind.delete(conn, org_id, before["id"])
             await record(conn, request, action="delete", resource_type=spec.kind.name, resource_id=before["id"],
-                         org_id=org_id, before=before, after=None, events=[spec.event(before, "delete")])
+                         org_id=org_id, before=shown(before), after=None, events=[spec.event(before, "delete")])
         return web.Response(status=204)
 
     async def versions(request: web.Request) -> web.Response:
@@ -231,13 +332,16 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
             org = await org_for(conn, request)
             row = await _current(conn, spec, str(org["id"]), request.match_info["id"])
             rows = await spec.kind.list_versions(conn, str(org["id"]), str(row["id"]))
-        return reply({"items": [dict(version_view(r), id=str(row["id"])) for r in rows]})
+        return reply({"items": [shown_version(dict(version_view(r), id=str(row["id"]))) for r in rows]})
 
     async def _version(conn: asyncpg.Connection, org_id: str, id_: str, n: int) -> dict[str, Any]:
         row = await spec.kind.get_version(conn, org_id, id_, n)
         if row is None:
             raise NotFound(f"version {n} not found", code="version_not_found")
         return dict(version_view(row), id=id_)
+
+    def shown_version(v: dict[str, Any]) -> dict[str, Any]:
+        return {**v, "content": present(spec.kind, v["content"])}
 
     def _int(raw: str | None, name: str) -> int:
         if raw is None or not raw.isdigit() or len(raw) > 9 or int(raw) < 1:
@@ -249,7 +353,7 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
         async with state(request).db.acquire() as conn:
             org = await org_for(conn, request)
             row = await _current(conn, spec, str(org["id"]), request.match_info["id"])
-            return reply(await _version(conn, str(org["id"]), str(row["id"]), n))
+            return reply(shown_version(await _version(conn, str(org["id"]), str(row["id"]), n)))
 
     async def _diff(request: web.Request, a: int, b: int) -> web.Response:
         async with state(request).db.acquire() as conn:
@@ -257,7 +361,8 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
             row = await _current(conn, spec, str(org["id"]), request.match_info["id"])
             va = await _version(conn, str(org["id"]), str(row["id"]), a)
             vb = await _version(conn, str(org["id"]), str(row["id"]), b)
-        return reply({"id": str(row["id"]), "from": a, "to": b, "changes": diff(va["content"], vb["content"])})
+        return reply({"id": str(row["id"]), "from": a, "to": b,
+                      "changes": _present_changes(diff(va["content"], vb["content"]))})
 
     async def diff_path(request: web.Request) -> web.Response:
         return await _diff(request, _int(request.match_info["a"], "a"), _int(request.match_info["b"], "b"))
@@ -275,8 +380,8 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
             old = content_of(target)
             await _check_name(conn, spec, org_id, old["name"], before["id"])
             content = await spec.prepare(conn, request, org_id, before["id"], old)
-            after = await write_version(conn, request, org, before, content, "rollback")
-        return reply(after, version=after["version"])
+            after = await write_version(conn, request, org, before, content, "rollback", before["id"])
+        return reply(shown(after), version=after["version"])
 
     return [
         web.post(base, create),

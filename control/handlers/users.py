@@ -1,4 +1,10 @@
-"""Users of an organisation: /api/v1/orgs/{org}/users[/{user}]."""
+"""Users of an organisation: /api/v1/orgs/{org}/users[/{user}].
+
+An e-mail is unique inside an organisation only: creating a user whose e-mail has an account in
+another organisation answers 201 like any other creation (a separate account), so an org admin never
+learns that the e-mail exists elsewhere. The last enabled org admin of an organisation cannot be
+removed, demoted or disabled (409 ``last_admin``), by anyone, itself included.
+"""
 from __future__ import annotations
 
 import uuid
@@ -6,9 +12,18 @@ import uuid
 import asyncpg
 from aiohttp import web
 
-from control.auth import hash_password
+from control.auth import hash_password, revocation_instant, revoke_user_tokens
 from control.handlers.common import body, org_for, record, reply, state
-from control.store.users import delete_user, get_user, insert_user, list_users, update_user, user_view
+from control.rbac import ORG_ADMIN
+from control.store.users import (
+    count_enabled_admins,
+    delete_user,
+    get_user,
+    insert_user,
+    list_users,
+    update_user,
+    user_view,
+)
 from control.validation import is_uuid
 from control.versions import check_if_match
 from core.errors import Conflict, FieldError, NotFound
@@ -37,6 +52,7 @@ async def create(request: web.Request) -> web.Response:
                 row = await insert_user(conn, str(uuid.uuid4()), str(org["id"]), data["email"].lower(),
                                         password_hash, data["role"])
         except asyncpg.UniqueViolationError:
+            # Only an account of this same organisation clashes, which its admins can list anyway.
             raise Conflict("a user with this email exists", code="email_taken",
                            fields=[FieldError("email", "is taken")]) from None
         user = user_view(row)
@@ -59,27 +75,43 @@ async def get(request: web.Request) -> web.Response:
     return reply(user, version=user["version"])
 
 
+async def _keep_an_admin(conn: asyncpg.Connection, user: dict, *, role: str, enabled: bool) -> None:
+    """409 ``last_admin`` when ``user`` is its organisation's last enabled org admin and would stop
+    being one (the caller holds the organisation's row lock, so two such changes cannot both pass)."""
+    if user["role"] != ORG_ADMIN or not user["enabled"] or (role == ORG_ADMIN and enabled):
+        return
+    if await count_enabled_admins(conn, user["org_id"], except_id=user["id"]) == 0:
+        raise Conflict("the organisation's last admin cannot be removed, demoted or disabled", code="last_admin")
+
+
 async def patch(request: web.Request) -> web.Response:
     data = await body(request, "UserUpdate")
     st = state(request)
     new_hash = await hash_password(data["password"], st.settings.bcrypt_rounds) if "password" in data else None
+    not_before = revocation_instant() if new_hash else None
     async with st.db.acquire() as conn, conn.transaction():
-        org = await org_for(conn, request, write=True)
+        org = await org_for(conn, request, write=True, lock=True)
         before = user_view(await _user(conn, request, str(org["id"]), lock=True))
         check_if_match(request.headers.get("If-Match"), before["version"])
-        after = user_view(await update_user(conn, str(org["id"]), before["id"], data.get("role", before["role"]), new_hash))
+        role = data.get("role", before["role"])
+        await _keep_an_admin(conn, before, role=role, enabled=data.get("enabled", before["enabled"]))
+        after = user_view(await update_user(conn, str(org["id"]), before["id"], role, new_hash,
+                                            data.get("enabled"), not_before))
         # The audit row says the password changed, never what it is.
         audit_after = dict(after, password_changed=True) if new_hash else after
         await record(conn, request, action="update", resource_type="user", resource_id=after["id"],
                      org_id=after["org_id"], before=before, after=audit_after, events=[])
+    if not_before is not None:  # a new password ends the user's sessions
+        await revoke_user_tokens(st.redis, st.settings, after["id"], not_before)
     return reply(after, version=after["version"])
 
 
 async def delete(request: web.Request) -> web.Response:
     async with state(request).db.acquire() as conn, conn.transaction():
-        org = await org_for(conn, request, write=True)
+        org = await org_for(conn, request, write=True, lock=True)
         before = user_view(await _user(conn, request, str(org["id"]), lock=True))
         check_if_match(request.headers.get("If-Match"), before["version"])
+        await _keep_an_admin(conn, before, role="", enabled=False)
         await delete_user(conn, str(org["id"]), before["id"])
         await record(conn, request, action="delete", resource_type="user", resource_id=before["id"],
                      org_id=before["org_id"], before=before, after=None, events=[])

@@ -46,6 +46,9 @@ class Kind:
             f" WHERE org_id = $1 AND (created_at, id) > ($3::timestamptz, $4::uuid)"
             f" ORDER BY created_at, id LIMIT $2", org_id, limit, after[0], after[1])
 
+    async def count(self, conn: asyncpg.Connection, org_id: str) -> int:
+        return int(await conn.fetchval(f"SELECT count(*) FROM {self.table} WHERE org_id = $1", org_id))
+
     async def name_taken(self, conn: asyncpg.Connection, org_id: str, name: str, ignore: str | None) -> bool:
         return bool(await conn.fetchval(
             f"SELECT 1 FROM {self.table} WHERE org_id = $1 AND name = $2 AND ($3::uuid IS NULL OR id <> $3::uuid)",

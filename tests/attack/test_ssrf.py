@@ -33,7 +33,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from core.errors import JunctionError
 from egress.caller import MAX_REDIRECTS, RestCaller
 from egress.soap import SoapCaller
-from egress.targets import TargetNotAllowed, TargetPolicy
+from core.ssrf import TargetNotAllowed, TargetPolicy
 from junction.demo_soap import NS, WSDL, soap_routes
 
 ALLOWED = "127.0.0.2"  # the stand-in for a public upstream

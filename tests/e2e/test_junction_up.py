@@ -2,25 +2,16 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
 import subprocess
-import sys
-import tempfile
-import uuid
 
 import aiohttp
 import pytest
 
 from core.settings import Settings
-from junction.broker import free_port
+from tests.e2e.up_support import ADMIN_EMAIL, ADMIN_PASSWORD, up_env
 from tests.support import alive, descendants, wait_http_ok
-
-
-def _up(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "junction", "up", "--demo"], env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 async def _serves_the_demo(ingress: str, control: str) -> None:
@@ -40,7 +31,7 @@ async def _serves_the_demo(ingress: str, control: str) -> None:
             order = await r.json()
         assert order["id"] == "A-42" and order["currency"] == "EUR"
         async with s.post(f"{control}/api/v1/auth/login",
-                          json={"email": "ops@example.com", "password": "a-long-password"}) as r:
+                          json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}) as r:
             assert r.status == 200 and (await r.json())["token_type"] == "bearer"
 
 
@@ -60,25 +51,9 @@ async def _interrupt(proc: subprocess.Popen[bytes], started: list[int]) -> bytes
 async def test_junction_up_with_nothing_preinstalled_serves_the_demo_and_keeps_it_across_a_restart(settings: Settings) -> None:
     """No database or Redis URL: `junction up` starts embedded PostgreSQL and Redis, serves the demo, stops them
     on Ctrl-C, and a second start on the same data finds the configuration and the admin again."""
-    run = uuid.uuid4().hex[:8]
-    ports = {name: free_port() for name in ("INGRESS", "CONTROL", "PROCESSORS", "EGRESS", "DEMO_UPSTREAM",
-                                            "EMBEDDED_BROKER", "EMBEDDED_POSTGRES", "EMBEDDED_REDIS",
-                                            "INGRESS_METRICS", "CONTROL_METRICS", "PROCESSORS_METRICS", "EGRESS_METRICS")}
-    data_dir = tempfile.mkdtemp(prefix="junction-up-")
-    os.chmod(data_dir, 0o755)  # our own folder; the embedded PostgreSQL may run as nobody
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JUNCTION_") and k != "KAFKA_BOOTSTRAP_SERVERS"}
-    env.update({f"JUNCTION_{name}_PORT": str(port) for name, port in ports.items()})
-    env.update({
-        "JUNCTION_TOPIC_PREFIX": f"up{run}", "JUNCTION_GROUP_PREFIX": f"up{run}",
-        "JUNCTION_ALLOW_PRIVATE_TARGETS": "1", "JUNCTION_ADMIN_EMAIL": "ops@example.com",
-        "JUNCTION_ADMIN_PASSWORD": "a-long-password", "JUNCTION_DATA_DIR": data_dir,
-        "JUNCTION_LOG_LEVEL": "WARNING",
-    })
-    if settings.broker.name == "kafka":
-        env["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers  # the suite runs on an external Kafka
-    ingress = f"http://127.0.0.1:{ports['INGRESS']}"
-    control = f"http://127.0.0.1:{ports['CONTROL']}"
-    proc = _up(env)
+    up = up_env(settings)
+    ingress, control = up.ingress, up.control
+    proc = up.start("--demo")
     try:
         await wait_http_ok(f"{ingress}/readyz", timeout_s=90, proc=proc)
         await _serves_the_demo(ingress, control)
@@ -87,10 +62,10 @@ async def test_junction_up_with_nothing_preinstalled_serves_the_demo_and_keeps_i
         assert len(started) >= 8
         output = await _interrupt(proc, started)
         assert b"curl -s" in output  # it printed what to curl
-        assert f"127.0.0.1:{ports['EMBEDDED_POSTGRES']}".encode() in output
+        assert f"127.0.0.1:{up.ports['EMBEDDED_POSTGRES']}".encode() in output
 
         # Second start: the configuration made through the management API is still in PostgreSQL.
-        proc = _up(env)
+        proc = up.start("--demo")
         await wait_http_ok(f"{ingress}/readyz", timeout_s=90, proc=proc)
         await _serves_the_demo(ingress, control)
         output = await _interrupt(proc, descendants(proc.pid))
@@ -99,4 +74,4 @@ async def test_junction_up_with_nothing_preinstalled_serves_the_demo_and_keeps_i
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(up.data_dir, ignore_errors=True)

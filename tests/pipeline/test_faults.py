@@ -6,6 +6,7 @@ supervised loop, a stolen lease, a record that cannot be decoded); everything el
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -15,14 +16,18 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
+from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaConnectionError
 
 from control.replay import read_dead_letters
-from core.kafka import make_producer
+from core.consume import UNDECODABLE_RECORDS
+from core.config_feed import ConfigFollower
+from core.kafka import make_admin, make_producer
 from core.metrics import PRODUCE_RETRIES, TASK_CRASHES
 from core.settings import Settings
+from core.snapshot import ConfigSnapshot
 from ingress.app import READER
-from schemas import encode
+from schemas import CodecError, decode, encode
 from tests.support import IngressInstance, serving, wait_until
 
 
@@ -46,7 +51,7 @@ async def test_a_broker_error_while_egress_produces_the_reply_is_retried_not_los
     egress: dict[str, Any], ingress: IngressInstance, echo_api: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     producer = egress["worker"]._producer
-    real = producer.send_and_wait
+    real = producer.send  # egress sends a round's records together, then awaits their acknowledgements
     failures = {"left": 2}
 
     async def flaky(*args: Any, **kwargs: Any) -> Any:
@@ -56,12 +61,12 @@ async def test_a_broker_error_while_egress_produces_the_reply_is_retried_not_los
         return await real(*args, **kwargs)
 
     before = _counter(PRODUCE_RETRIES, "egress")
-    producer.send_and_wait = flaky
+    producer.send = flaky
     try:
-        with caplog.at_level(logging.WARNING, logger="egress.worker"):
+        with caplog.at_level(logging.WARNING, logger="egress"):
             status, body = await _echo(ingress, echo_api["org"], "survives a produce failure")
     finally:
-        producer.send_and_wait = real
+        producer.send = real
     assert status == 200 and body["body"] == "survives a produce failure"
     assert failures["left"] == 0
     assert _counter(PRODUCE_RETRIES, "egress") == before + 2
@@ -134,15 +139,20 @@ async def test_a_stolen_reply_lease_stops_that_partition_and_the_instance_serves
 
 
 async def test_an_undecodable_call_is_dead_lettered_and_the_next_call_is_served(
-    settings: Settings, ingress: IngressInstance, echo_api: dict[str, Any]
+    settings: Settings, ingress: IngressInstance, echo_api: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
+    before = _counter(UNDECODABLE_RECORDS, "egress")
     producer = make_producer(settings)
     await producer.start()
     key = b"poison-" + echo_api["org"].encode()
     try:
-        await producer.send_and_wait(settings.topics.calls, key=key, value=b"\xc3\x01not an avro record")
+        with caplog.at_level(logging.WARNING, logger="core.consume"):
+            sent = await producer.send_and_wait(settings.topics.calls, key=key, value=b"\xc3\x01not an avro record")
+            await wait_until(lambda: _counter(UNDECODABLE_RECORDS, "egress") == before + 1)
     finally:
         await producer.stop()
+    _assert_skip_logged(caplog, "egress", settings.topics.calls, sent.partition, sent.offset,
+                        b"\xc3\x01not an avro record", "OutboundCall")
     status, body = await _echo(ingress, echo_api["org"], "after the poison")
     assert status == 200 and body["body"] == "after the poison"
     found: list[Any] = []
@@ -195,3 +205,73 @@ async def _post_forged_calls(settings: Settings, upstream: str, calls: list[str]
         await asyncio.sleep(0.1)
     assert found == expected
     assert not calls
+
+
+def _assert_skip_logged(caplog: pytest.LogCaptureFixture, reader: str, topic: str, partition: int, offset: int,
+                        value: bytes, expected: str) -> None:
+    """Once, at WARNING, with where the record is and the codec's reason it could not be read."""
+    with pytest.raises(CodecError) as reason:
+        decode(value, expected=expected)
+    where = f"{topic}[{partition}]@{offset}"
+    found = [r for r in caplog.records if r.name == "core.consume" and where in r.getMessage()]
+    assert len(found) == 1, [r.getMessage() for r in caplog.records]
+    assert found[0].levelno == logging.WARNING and found[0].exc_info is None
+    assert reader in found[0].getMessage() and str(reason.value) in found[0].getMessage()
+
+
+async def test_an_undecodable_reply_is_skipped_logged_counted_and_the_next_call_is_answered(
+    settings: Settings, ingress: IngressInstance, echo_api: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    assert ingress.app is not None
+    partition = ingress.app[READER].tp.partition
+    before = _counter(UNDECODABLE_RECORDS, "reply-reader")
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="core.consume"):
+            sent = await producer.send_and_wait(settings.topics.replies, key=b"poison", value=b"\xc3\x01not a reply",
+                                                partition=partition)
+            await wait_until(lambda: _counter(UNDECODABLE_RECORDS, "reply-reader") == before + 1)
+    finally:
+        await producer.stop()
+    _assert_skip_logged(caplog, "reply-reader", settings.topics.replies, partition, sent.offset,
+                        b"\xc3\x01not a reply", "Reply")
+    status, body = await _echo(ingress, echo_api["org"], "after a poisoned reply")
+    assert status == 200 and body["body"] == "after a poisoned reply"
+    assert _counter(UNDECODABLE_RECORDS, "reply-reader") == before + 1  # logged and counted once
+
+
+async def test_an_undecodable_config_record_is_skipped_logged_counted_and_the_next_event_applies(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A config topic of its own: every reader of the shared one would meet the poison for the rest of the run.
+    own = settings.with_overrides(topic_prefix=f"{settings.topic_prefix}-poison-{uuid.uuid4().hex[:6]}")
+    admin = make_admin(own)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(own.topics.config, 1, 1, topic_configs={"cleanup.policy": "compact"})])
+    finally:
+        await admin.close()
+    event = {"event_id": 1, "kind": "org", "id": "o-after", "org": "o-after", "version": 1, "op": "upsert",
+             "document": json.dumps({"id": "o-after", "slug": "o-after", "name": "o-after"})}
+    poison = b"\xc3\x01not a config event"
+    producer = make_producer(own)
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(own.topics.config, key=b"poison", value=poison)
+        await producer.send_and_wait(own.topics.config, key=b"o-after", value=encode("ConfigEvent", event))
+    finally:
+        await producer.stop()
+    before = _counter(UNDECODABLE_RECORDS, "config-follower")
+    snapshot = ConfigSnapshot()
+    follower = ConfigFollower(own, snapshot)
+    with caplog.at_level(logging.WARNING, logger="core.consume"):
+        await follower.start()
+        try:
+            await follower.wait_synced()
+            await wait_until(lambda: "o-after" in snapshot.orgs)
+            await follower.ready()  # the follower is alive and serving, not crashed by the poison
+        finally:
+            await follower.stop()
+    assert _counter(UNDECODABLE_RECORDS, "config-follower") == before + 1
+    _assert_skip_logged(caplog, "config-follower", own.topics.config, 0, sent.offset, poison, "ConfigEvent")

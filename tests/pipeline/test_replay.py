@@ -79,3 +79,71 @@ async def test_a_dead_letter_replayed_after_the_upstream_is_fixed_is_delivered_o
     again = await replay_dead_letters(settings, letters)
     assert [o.status for o in again] == ["already_replayed"]
     assert bodies.count(payload) == 1
+
+
+async def test_a_replayed_call_of_an_api_with_caller_auth_is_checked_again_with_its_sealed_key(
+    settings: Settings, ingress: IngressInstance, stage: Stage, tagged_upstream: tuple[str, list[bytes]]
+) -> None:
+    """Replay re-reads the InboundCall, sealed credential included (never in clear: only processors open it,
+    and only for this correlation id). Processors check it again: a live key goes through, a revoked one is
+    refused and dead-lettered, and the upstream is not called."""
+    from tests.callerauth_support import consumer_doc, new_key, publish_consumer, secure_api
+
+    good_url, bodies = tagged_upstream
+    staged = await stage.api(f"http://127.0.0.1:{free_port()}/down", target_method="POST")
+    staged = await secure_api(stage, "", {"mode": "api_key"}, ingress, staged=staged)
+    key, entry = new_key()
+    doc = consumer_doc(staged, keys=[entry])
+    await publish_consumer(stage, doc, ingress)
+    org = staged["org"]
+    payloads = [f"paid-{i}-{uuid.uuid4().hex}".encode() for i in range(2)]
+    cids = []
+    async with aiohttp.ClientSession() as s:
+        for payload in payloads:
+            async with s.post(f"{ingress.url}/{org}/echo", data=payload, headers={"X-API-Key": key}) as r:
+                assert r.status == 502, await r.text()
+                cids.append((await r.json())["correlation_id"])
+    letters: list = []
+    for _ in range(50):
+        letters[:] = await read_dead_letters(settings, org=org, correlation_ids=set(cids))
+        if len(letters) == 2:
+            break
+    assert len(letters) == 2
+    assert all(key.encode() not in v.letter["original"] for v in letters)  # the dead letters hold no key
+
+    await stage.publish("connector", {**staged["connector"], "version": 2,
+                                      "target": {"protocol": "rest", "url": good_url, "method": "POST"}}, org)
+    await wait_until(lambda: ingress.snapshot.version_of("connector", staged["connector"]["id"]) == 2)
+    first = next(v for v in letters if v.letter["correlation_id"] == cids[0])
+    outcomes = await replay_dead_letters(settings, [first])
+    assert [o.status for o in outcomes] == ["replayed"]
+    await wait_until(lambda: payloads[0] in bodies, timeout_s=15)
+
+    # The key is revoked; the second call's replay is refused by processors with the credential's reason.
+    await publish_consumer(stage, {**doc, "keys": [], "version": 2}, ingress)
+    # Processors apply config in topic order (one partition): an API published after the revocation and
+    # served by them means they have the revocation too.
+    probe = await stage.api(good_url, target_method="POST")
+    await _until_served(f"{ingress.url}/{probe['org']}/echo")
+    second = next(v for v in letters if v.letter["correlation_id"] == cids[1])
+    outcomes = await replay_dead_letters(settings, [second])
+    assert [o.status for o in outcomes] == ["replayed"]
+    refused: list = []
+    for _ in range(100):
+        refused = [v for v in await read_dead_letters(settings, org=org, correlation_ids={cids[1]})
+                   if v.letter["stage"] == "processors"]
+        if refused:
+            break
+    assert refused, "the replay of a revoked key's call left no dead letter"
+    assert refused[0].letter["error_code"] == "invalid_credential"
+    assert payloads[1] not in bodies
+
+
+async def _until_served(url: str) -> None:
+    async with aiohttp.ClientSession() as s:
+        for _ in range(200):
+            async with s.post(url, data=b"probe") as r:
+                if r.status == 200:
+                    return
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"{url} was not served")

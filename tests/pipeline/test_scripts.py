@@ -164,3 +164,56 @@ async def test_a_rest_connector_with_transform_response_gets_the_upstream_header
             assert r.headers["X-Seen-By"] == "script"
             got = await r.json()
     assert got == {"upstream_status": 200, "echoed": "shaped"}
+
+
+SECRET_TO_HEADERS = '''
+def transform_request(request, ctx):
+    request.headers["x-upstream-token"] = ctx.settings["api_token"]
+    request.headers["x-region"] = ctx.settings["region"]
+
+def transform_response(response, ctx):
+    response.headers["x-token-seen-by-response"] = str(ctx.settings.get("api_token") == "tok-s3cr3t-" + ctx.settings["region"])
+'''
+
+
+async def test_secret_connector_settings_reach_both_scripts_and_travel_sealed(
+    settings: Settings, ingress: IngressInstance, stage: Stage, upstream: str
+) -> None:
+    """A secret setting is on the config topic only sealed; processors and egress open it for the scripts."""
+    from core.connector_secrets import SEALED_KEY
+    from core.sealing import sealer_for
+
+    secret = "tok-s3cr3t-eu"
+    staged = await stage.api(upstream + "/echo", script=SECRET_TO_HEADERS)
+    conn_id = staged["connector"]["id"]
+    sealed = sealer_for(settings).seal_json({"api_token": secret}, f"connector-secrets:{conn_id}")
+    connector = {**staged["connector"], "version": 2, "settings": {"region": "eu"}, "secret_fields": ["api_token"],
+                 SEALED_KEY: sealed}
+    await stage.publish("connector", connector, staged["org"])
+    await wait_until(lambda: ingress.snapshot.version_of("connector", conn_id) == 2)
+    async with aiohttp.ClientSession() as s:
+        for _ in range(100):
+            async with s.get(f"{ingress.url}/{staged['org']}/echo") as r:
+                got = await r.json()
+                if r.status == 200 and "x-upstream-token" in {k.lower() for k in got.get("headers", {})}:
+                    break
+            await asyncio.sleep(0.05)
+    headers = {k.lower(): v for k, v in got["headers"].items()}
+    assert headers["x-upstream-token"] == secret and headers["x-region"] == "eu"
+    assert r.headers["x-token-seen-by-response"] == "True"
+    # On the config topic the secret is never in clear.
+    consumer = make_consumer(settings)
+    await consumer.start()
+    try:
+        tp = TopicPartition(settings.topics.config, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        raw = b""
+        while True:
+            batch = (await consumer.getmany(tp, timeout_ms=500)).get(tp, [])
+            if not batch:
+                break
+            raw += b"".join(rec.value for rec in batch)
+    finally:
+        await consumer.stop()
+    assert sealed.encode() in raw and secret.encode() not in raw

@@ -153,3 +153,16 @@ def test_a_message_written_with_a_previous_schema_is_read_into_the_current_one(m
 def _header_named() -> dict:
     header = json.loads(Path("schemas/Header.avsc").read_text())
     return {"junction.Header": fastavro.parse_schema(header, named_schemas={})}
+
+
+def test_typed_messages_are_generated_from_the_current_schemas() -> None:
+    """schemas/types.py is what schemas/gen_types.py makes of the .avsc files today, and each TypedDict
+    has exactly the fields of its schema (a field added to a schema without regenerating fails here)."""
+    import typing
+    from pathlib import Path
+
+    from schemas import gen_types, types
+
+    assert (Path(gen_types.__file__).parent / "types.py").read_text() == gen_types.render()
+    for name in MESSAGE_TYPES:
+        assert set(typing.get_type_hints(getattr(types, name))) == {f["name"] for f in schema(name)["fields"]}, name

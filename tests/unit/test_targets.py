@@ -8,7 +8,7 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from egress.caller import follows_redirects
-from egress.targets import TargetNotAllowed, TargetPolicy, forbidden_address, literal_address
+from core.ssrf import TargetNotAllowed, TargetPolicy, forbidden_address, literal_address
 
 
 @pytest.mark.parametrize("url", [

@@ -1,0 +1,73 @@
+"""Build what an egress worker works with, from settings, in one place.
+
+The worker receives these parts and only starts, uses and stops them; a test can build
+the parts, replace one (``dataclasses.replace``), and hand them to a worker.
+Kafka clients bind to the running event loop, so build the parts inside it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from core.config_feed import ConfigFollower
+from core.kafka import make_consumer, make_producer
+from core.redis import make_redis
+from core.settings import Settings
+from core.snapshot import ConfigSnapshot
+from egress.breaker import Breakers
+from egress.caller import RestCaller
+from egress.dedupe import CompletedCalls
+from egress.offsets import OffsetTracker
+from egress.outbox import Outbox
+from egress.soap import SoapCaller
+from core.ssrf import TargetPolicy
+from core.sealing import Sealer, sealer_for
+from sandbox import SandboxPool, pool_for
+
+__all__ = ["EgressParts", "build_parts"]
+
+
+@dataclass
+class EgressParts:
+    snapshot: ConfigSnapshot
+    follower: ConfigFollower
+    sandbox: SandboxPool
+    targets: TargetPolicy
+    caller: RestCaller
+    soap: SoapCaller
+    breakers: Breakers
+    redis: aioredis.Redis
+    completed: CompletedCalls
+    offsets: OffsetTracker
+    consumer: AIOKafkaConsumer
+    producer: AIOKafkaProducer
+    outbox: Outbox
+    sealer: Sealer | None  # opens secret connector settings for transform_response
+
+
+def build_parts(settings: Settings) -> EgressParts:
+    snapshot = ConfigSnapshot()
+    # One SSRF guard: the one the caller connects through is the one the worker asks first.
+    targets = TargetPolicy(allow_private=settings.allow_private_targets)
+    caller = RestCaller(connect_timeout_s=settings.egress_connect_timeout_ms / 1000, max_connections=settings.egress_concurrency,
+                        targets=targets, max_response_bytes=settings.max_body_bytes)
+    redis = make_redis(settings)
+    producer = make_producer(settings)
+    return EgressParts(
+        snapshot=snapshot,
+        follower=ConfigFollower(settings, snapshot),
+        sandbox=pool_for(settings),
+        sealer=sealer_for(settings) if settings.seal_key else None,
+        targets=targets,
+        caller=caller,
+        soap=SoapCaller(caller.get_bytes, caller.post),
+        breakers=Breakers(),
+        redis=redis,
+        completed=CompletedCalls(settings, redis),
+        offsets=OffsetTracker(),
+        consumer=make_consumer(settings, group="egress"),
+        producer=producer,
+        outbox=Outbox(producer, stage="egress"),
+    )

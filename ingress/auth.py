@@ -1,0 +1,123 @@
+"""The edge's fast path for caller authentication and rate limits.
+
+For an API that takes a credential: refuse a source or credential that is blocked (429
+``source_blocked``), authenticate with the same :mod:`core.callerauth` modules processors use (401 /
+403 without touching Kafka), count failures per credential and per source address, and take the
+credential out of what is forwarded (it travels sealed, for processors only). Then, for every API,
+the rate limit (429 ``rate_limited``) with ``RateLimit-*`` headers on every answer.
+
+Processors check again: this is where bad calls are turned away cheaply, not where trust is decided.
+Source addresses are the peer address of the connection: a proxy in front of ingress must keep
+client addresses apart some other way (docs/auth.md).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from core.callerauth import MISSING, CallerAuth, Credential, Principal, consumer_header, limit_for, mode_of, without
+from core.callerauth.base import Pairs
+from core.errors import RateLimited, Unauthorized
+from core.ratelimit import SlidingWindow
+from core.security import ViolationTracker, record_security_event
+from core.settings import Settings
+from core.snapshot import RouteMatch
+
+__all__ = ["Admission", "EdgeAuth", "SourceBlocked", "source_of"]
+
+
+class SourceBlocked(RateLimited):
+    code = "source_blocked"
+
+
+def source_of(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What may travel on for an admitted call."""
+
+    headers: Pairs
+    query: Pairs
+    credential: Credential | None = field(repr=False)
+    principal: Principal
+    response_headers: dict[str, str]
+
+
+class EdgeAuth:
+    def __init__(self, settings: Settings, redis: aioredis.Redis, caller_auth: CallerAuth) -> None:
+        self._settings = settings
+        self._redis = redis
+        self.caller_auth = caller_auth
+        self.tracker = ViolationTracker(redis, settings, "ingress")
+        self._window = SlidingWindow(redis)
+
+    async def admit(self, request: web.Request, match: RouteMatch) -> Admission:
+        """Authenticate and rate-limit one call; raises Unauthorized, Forbidden or RateLimited."""
+        api, org = match.api, match.org
+        source = source_of(request)
+        # Hop-by-hop headers are dropped in egress (core/headers.py), except Proxy-Authorization: a credential
+        # for the hop to us, which must not sit in clear on a topic.
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() != "proxy-authorization"]
+        query = list(request.query.items())
+        credential: Credential | None = None
+        principal = Principal(None)
+        if self.caller_auth.requires_credential(api):
+            extracted = self.caller_auth.extract(api, headers, query)
+            credential = extracted.credential
+            subjects = self.subjects(org, source, credential)
+            await self.refuse_if_blocked(*subjects)
+            try:
+                principal = await self.caller_auth.authenticate(api, org, extracted)
+            except Unauthorized as err:
+                if err.code != MISSING:  # no credential at all is no guess
+                    await self.failed(org, source, credential, subjects, detail={"api_id": str(api.get("id")),
+                                                                                  "mode": mode_of(api).NAME, "code": err.code})
+                raise
+            if credential is not None:
+                await self.tracker.success(subjects[1])
+            # The credential goes on sealed, never in clear; a caller's own consumer header is not believed.
+            strip = extracted.strip_headers | {consumer_header(api.get("auth") or {}).lower()}
+            headers, query = without(headers, strip), without(query, extracted.strip_query)
+        response_headers = await self.rate_limit(api, org, principal, source)
+        return Admission(headers, query, credential, principal, response_headers)
+
+    @staticmethod
+    def subjects(org: dict[str, Any], source: str, credential: Credential | None) -> tuple[str, str]:
+        """The violation subjects of an attempt: its source address, and its credential (by the
+        credential's public name, within the organisation; "" when none was presented)."""
+        named = f"cred:{org.get('slug')}:{credential.mode}:{credential.subject}" if credential is not None else ""
+        return f"ip:{source}", named
+
+    async def refuse_if_blocked(self, *subjects: str) -> None:
+        retry = await self.tracker.blocked_for(*subjects)
+        if retry > 0:
+            raise SourceBlocked("too many failed attempts: try again later", headers={"Retry-After": str(retry)},
+                                extra={"retry_after_s": retry})
+
+    async def failed(self, org: dict[str, Any], source: str, credential: Credential | None, subjects: tuple[str, ...],
+                     *, detail: dict[str, Any]) -> None:
+        """Count a refused credential and record it; a subject this failure blocks is recorded too."""
+        subject = credential.subject if credential is not None else None
+        slug = str(org.get("slug", ""))
+        await record_security_event(self._redis, self._settings, "auth_failure", org=slug, source=source,
+                                    subject=subject, detail=detail)
+        for blocked in await self.tracker.failure(*subjects):
+            await record_security_event(self._redis, self._settings, "source_blocked", org=slug, source=source,
+                                        subject=subject if blocked.startswith("cred:") else source,
+                                        detail={**detail, "blocked": blocked.split(":", 1)[0],
+                                                "block_s": self.tracker.block_s})
+
+    async def rate_limit(self, api: dict[str, Any], org: dict[str, Any], principal: Principal, source: str) -> dict[str, str]:
+        limit = limit_for(api, org, principal.consumer_id, source)
+        if limit is None:
+            return {}
+        decision = await self._window.hit(self._settings.redis_key(*limit.window), limit.requests, limit.per_seconds)
+        if not decision.admitted:
+            raise RateLimited(f"over the limit of {limit.requests} requests per {limit.per_seconds:g} s",
+                              headers=decision.headers(), extra={"retry_after_s": int(decision.headers()["Retry-After"])})
+        return decision.headers()
