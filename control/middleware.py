@@ -20,6 +20,7 @@ from control.store.users import get_user
 from control.usage import count_request
 from control.validation import is_uuid
 from core.errors import Forbidden, JunctionError, RateLimited, Unauthorized
+from core.http import SECURITY_HEADERS
 from core.ratelimit import SlidingWindow
 from core.settings import InvalidConfiguration, Settings
 
@@ -32,12 +33,6 @@ Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 # The verified claims of the request's token, for logout (which revokes exactly that token).
 TOKEN_CLAIMS: Any = web.RequestKey("token_claims", dict) if hasattr(web, "RequestKey") else "token_claims"
 
-# JSON is never a document to render: nothing may load from it, nothing may frame it.
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
-    "Referrer-Policy": "no-referrer",
-}
 CORS_METHODS = "GET, POST, PUT, PATCH, DELETE"
 CORS_HEADERS = "Authorization, Content-Type, If-Match, X-Request-Id"
 CORS_EXPOSED = "ETag, X-Request-Id, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"

@@ -9,6 +9,7 @@ the high-water mark is taken from fetch responses instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from aiokafka import TopicPartition
@@ -31,6 +32,9 @@ class ConfigFollower:
         self.synced = asyncio.Event()
         self._loop: Supervised | None = None
         self._consumer = None
+        self._tp = TopicPartition(settings.topics.config, 0)
+        self._applied = 0  # offset after the last event applied
+        self._advanced = asyncio.Event()  # set (and replaced) whenever _applied moves
 
     async def start(self) -> None:
         if self._settings.routes_file:
@@ -54,6 +58,18 @@ class ConfigFollower:
     async def wait_synced(self, timeout_s: float = 30.0) -> None:
         await asyncio.wait_for(self.synced.wait(), timeout_s)
 
+    async def caught_up(self, timeout_s: float) -> None:
+        """Wait (at most ``timeout_s``) until every config event written before now is applied: for a
+        check that failed on configuration another instance may already have (a key made a moment ago)."""
+        if self._consumer is None:
+            return
+        end = (await self._consumer.end_offsets([self._tp])).get(self._tp, 0)
+        loop = asyncio.get_running_loop()
+        until = loop.time() + timeout_s
+        while self._applied < end and loop.time() < until:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._advanced.wait(), until - loop.time())
+
     async def ready(self) -> None:
         """Readiness check: raise until the snapshot has caught up."""
         if not self.synced.is_set():
@@ -73,6 +89,10 @@ class ConfigFollower:
                     self.snapshot.apply(event)
                 except Exception:
                     log.exception("config event at offset %s could not be applied", record.offset)
+            if fetched:
+                self._applied = await consumer.position(tp)
+                self._advanced.set()
+                self._advanced = asyncio.Event()
             # A cold start reads thousands of events in a row: let requests and heartbeats in between batches.
             await asyncio.sleep(0)
             if not self.synced.is_set():

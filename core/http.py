@@ -191,12 +191,21 @@ def serve_options(settings: Settings, *, metrics_port: int) -> ServeOptions:
     return ServeOptions(HttpLimits.from_settings(settings), settings.metrics_host, metrics_port)
 
 
+# JSON is never a document to render: nothing may load from it, nothing may frame it. Every error the
+# protocol layer answers carries them; control adds them to all its responses (control/middleware.py).
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+}
+
+
 def _raw_error(err: JunctionError) -> bytes:
     """A whole HTTP/1.1 error response for the protocol layer, where no request object exists."""
     body = json.dumps(err.to_dict(), separators=(",", ":")).encode()
     head = (f"HTTP/1.1 {err.status} {HTTPStatus(err.status).phrase}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n")
-    head += "".join(f"{k}: {v}\r\n" for k, v in err.headers.items())
+    head += "".join(f"{k}: {v}\r\n" for k, v in {**SECURITY_HEADERS, **err.headers}.items())
     return head.encode("ascii") + b"\r\n" + body
 
 
@@ -410,7 +419,7 @@ class _Protocol(web.RequestHandler):
                      err.status, err.code, type(exc).__name__ if exc is not None else "-")
         if request.writer.output_size > 0:
             raise ConnectionError("Response is sent already, cannot send another response with the error message")
-        response = json_response(err.to_dict(), status=err.status, headers=err.headers or None)
+        response = json_response(err.to_dict(), status=err.status, headers={**SECURITY_HEADERS, **err.headers})
         response.force_close()
         return response
 

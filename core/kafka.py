@@ -14,10 +14,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError, for_code
+from aiokafka.helpers import create_ssl_context
 
 from core.settings import InvalidConfiguration, Settings
 
-__all__ = ["ensure_topics", "make_admin", "make_consumer", "make_producer", "topic_specs", "wait_for_broker"]
+__all__ = [
+    "client_security", "ensure_topics", "make_admin", "make_consumer", "make_producer", "topic_specs", "wait_for_broker",
+]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,24 @@ def message_limit(settings: Settings) -> int:
     return settings.max_body_bytes + ENVELOPE_BYTES
 
 
+def client_security(settings: Settings) -> dict[str, Any]:
+    """aiokafka's authentication arguments for these settings: every client made here gets them.
+
+    Empty for PLAINTEXT, so a client of the embedded broker is configured exactly as before.
+    """
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return {}
+    out: dict[str, Any] = dict(
+        security_protocol=settings.kafka_security_protocol,
+        sasl_mechanism=settings.kafka_sasl_mechanism,
+        sasl_plain_username=settings.kafka_sasl_username,
+        sasl_plain_password=settings.kafka_sasl_password,
+    )
+    if settings.kafka_security_protocol == "SASL_SSL":
+        out["ssl_context"] = create_ssl_context(cafile=settings.kafka_ssl_cafile or None)
+    return out
+
+
 def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     profile = settings.broker
     kwargs: dict[str, Any] = dict(
@@ -44,6 +65,7 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
         enable_idempotence=profile.enable_idempotence,
         max_request_size=message_limit(settings),
         request_timeout_ms=10_000,
+        **client_security(settings),
     )
     kwargs.update(overrides)
     return AIOKafkaProducer(**kwargs)
@@ -67,6 +89,7 @@ def make_consumer(
         rebalance_timeout_ms=profile.rebalance_timeout_ms,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        **client_security(settings),
     )
     if group is not None:
         kwargs["group_id"] = settings.group_id(group)
@@ -79,7 +102,8 @@ def make_consumer(
 
 
 def make_admin(settings: Settings) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=10_000)
+    return AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=10_000,
+                               **client_security(settings))
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
@@ -237,6 +261,14 @@ def faust_app(settings: Settings, name: str, **conf: Any) -> Any:
         value_serializer="raw",
         key_serializer="raw",
     )
+    if settings.kafka_security_protocol != "PLAINTEXT":
+        security = client_security(settings)
+        # faust hands these to its aiokafka consumers and producers (credentials_to_aiokafka_auth);
+        # an ssl_context makes it SASL_SSL.
+        options["broker_credentials"] = faust.SASLCredentials(
+            username=security["sasl_plain_username"], password=security["sasl_plain_password"],
+            mechanism=security["sasl_mechanism"], ssl_context=security.get("ssl_context"),
+        )
     if settings.instance_id and profile.static_membership:
         options["consumer_group_instance_id"] = f"{settings.instance_id}-{name}"  # static membership, as make_consumer
     options.update(conf)

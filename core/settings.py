@@ -126,6 +126,14 @@ class Settings:
     group_prefix: str = "junction"
     partitions: int = 4
     reply_partitions: int = 16
+    # Authentication to Apache Kafka (docs/kafka-security.md): PLAINTEXT (none), SASL_PLAINTEXT or SASL_SSL.
+    # Each service runs with a principal of its own, which `junction kafka-acl` provisions.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"  # or SCRAM-SHA-256; used only with a SASL protocol
+    kafka_sasl_username: str = ""
+    # Kept out of repr, so printing or logging the settings never shows it.
+    kafka_sasl_password: str = field(default="", repr=False)
+    kafka_ssl_cafile: str = ""  # SASL_SSL: the CA that signed the brokers' certificates; empty: the system's
     # Stores
     database_url: str = ""  # empty: the embedded PostgreSQL that `junction up` starts
     database_schema: str = "junction"
@@ -328,6 +336,30 @@ def _validate(s: Settings) -> None:
         raise InvalidConfiguration("JUNCTION_DEFAULT_TIMEOUT_MS exceeds JUNCTION_MAX_TIMEOUT_MS")
     if not s.redis_prefix:
         raise InvalidConfiguration("JUNCTION_REDIS_PREFIX must not be empty")
+    _validate_kafka_security(s)
+
+
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def _validate_kafka_security(s: Settings) -> None:
+    if s.kafka_security_protocol not in KAFKA_SECURITY_PROTOCOLS:
+        raise InvalidConfiguration(
+            f"JUNCTION_KAFKA_SECURITY_PROTOCOL: {s.kafka_security_protocol!r} is not one of {list(KAFKA_SECURITY_PROTOCOLS)}"
+        )
+    if s.kafka_security_protocol == "PLAINTEXT":
+        return
+    if s.kafka_sasl_mechanism not in KAFKA_SASL_MECHANISMS:
+        raise InvalidConfiguration(
+            f"JUNCTION_KAFKA_SASL_MECHANISM: {s.kafka_sasl_mechanism!r} is not one of {list(KAFKA_SASL_MECHANISMS)}"
+        )
+    if not s.kafka_sasl_username or not s.kafka_sasl_password:
+        # Said before connecting: the broker would only answer "authentication failed".
+        raise InvalidConfiguration(
+            f"JUNCTION_KAFKA_SECURITY_PROTOCOL={s.kafka_security_protocol} needs "
+            "JUNCTION_KAFKA_SASL_USERNAME and JUNCTION_KAFKA_SASL_PASSWORD"
+        )
 
 
 def describe() -> list[tuple[str, str, str]]:

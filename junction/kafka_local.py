@@ -3,8 +3,11 @@
 The jars come from Maven (``infra/kafka/pom.xml``, the one place the version lives) into
 ``<home>/libs``; the data lives in ``<home>/data`` and survives restarts.
 
-    python -m junction.kafka_local run [--port 19092] [--home .junction/kafka]
+    python -m junction.kafka_local run [--port 19092] [--home .junction/kafka] [--sasl]
     python -m junction.kafka_local fetch [--home .junction/kafka]
+
+With ``--sasl`` (``LocalKafka(sasl=LocalSasl(...))``) clients must authenticate with SCRAM and the
+StandardAuthorizer denies whatever no ACL allows; docs/kafka-security.md.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -23,16 +27,19 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from core.settings import InvalidConfiguration, load_settings
 from junction.broker import PortTaken, check_port_free, die_with_parent
 
 __all__ = [
-    "DEFAULT_HOME", "DEFAULT_PORT", "KAFKA_VERSION", "POM", "KafkaLocalError", "LocalKafka",
-    "fetch", "main",
+    "DEFAULT_HOME", "DEFAULT_PORT", "KAFKA_VERSION", "POM", "KafkaLocalError", "LocalKafka", "LocalSasl",
+    "fetch", "main", "scram_salted_password",
 ]
 
 log = logging.getLogger(__name__)
@@ -98,6 +105,46 @@ def fetch(home: Path = DEFAULT_HOME, pom: Path = POM) -> Path:
     return libs
 
 
+_SCRAM_HASHES = {"SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}
+# Kafka refuses fewer than 4096 iterations; 8192 is what its own tools use.
+SCRAM_ITERATIONS = 8192
+
+
+def scram_salted_password(mechanism: str, password: str, salt: bytes, iterations: int = SCRAM_ITERATIONS) -> bytes:
+    """RFC 5802's SaltedPassword, Hi(password, salt, i): what Kafka stores instead of the password."""
+    if mechanism not in _SCRAM_HASHES:
+        raise KafkaLocalError(f"{mechanism!r} is not one of {sorted(_SCRAM_HASHES)}")
+    return hashlib.pbkdf2_hmac(_SCRAM_HASHES[mechanism], password.encode(), salt, iterations)
+
+
+@dataclass(frozen=True)
+class LocalSasl:
+    """SASL/SCRAM with ACLs for a LocalKafka: the admin is a super user, added when the storage is formatted.
+
+    The controller listener authenticates with SASL/PLAIN as a super user of its own, whose password is
+    made afresh on every start: SCRAM cannot serve it (the controller would need the metadata log, which
+    holds the SCRAM credentials, before it can read them).
+    """
+
+    mechanism: str = "SCRAM-SHA-512"
+    admin_username: str = "admin"
+    admin_password: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        if self.mechanism not in _SCRAM_HASHES:
+            raise KafkaLocalError(f"LocalSasl: {self.mechanism!r} is not one of {sorted(_SCRAM_HASHES)}")
+        for value in (self.admin_username, self.admin_password):
+            # Both go into a JAAS line and a StorageTool argument, which quote with '"' and split on ',' and '='.
+            if not value or any(c in value for c in '"\\,=[] \n'):
+                raise KafkaLocalError("LocalSasl: the admin's name and password must be non-empty, without quotes, "
+                                      "backslashes, commas, '=', brackets or spaces")
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """aiokafka's arguments to connect as the admin."""
+        return dict(security_protocol="SASL_PLAINTEXT", sasl_mechanism=self.mechanism,
+                    sasl_plain_username=self.admin_username, sasl_plain_password=self.admin_password)
+
+
 def _new_cluster_id() -> str:
     # Kafka's Uuid.randomUuid(): 16 random bytes, URL-safe base64 without padding, never starting
     # with '-' (it would read as a command-line option).
@@ -159,6 +206,7 @@ class LocalKafka:
         overrides: Mapping[str, object] | None = None,
         libs: Path | None = None,
         heap: str = "512m",
+        sasl: LocalSasl | None = None,
     ) -> None:
         self.home = Path(home).absolute()
         self.port = port
@@ -166,6 +214,9 @@ class LocalKafka:
         self.overrides = dict(overrides or {})
         self.libs = libs
         self.heap = heap
+        self.sasl = sasl
+        # The controller listener's own PLAIN password (with sasl): only in server.properties, new each start.
+        self._controller_password = secrets.token_urlsafe(24)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -208,8 +259,34 @@ class LocalKafka:
             "auto.create.topics.enable": False,
             "message.max.bytes": 16777216,
         }
+        if self.sasl is not None:
+            props.update(self._sasl_properties(self.sasl))
         props.update(self.overrides)
         return {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in props.items()}
+
+    def _sasl_properties(self, sasl: LocalSasl) -> dict[str, object]:
+        """Clients on SASL_PLAINTEXT with SCRAM, the controller on SASL/PLAIN, and nothing allowed without an ACL."""
+        mech = sasl.mechanism.lower()
+        return {
+            "listeners": f"SASL_PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{self.port}",
+            "listener.security.protocol.map": "CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            "inter.broker.listener.name": "SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms": sasl.mechanism,
+            "sasl.mechanism.inter.broker.protocol": sasl.mechanism,
+            # The broker's own connections to itself authenticate as the admin.
+            f"listener.name.sasl_plaintext.{mech}.sasl.jaas.config":
+                f'org.apache.kafka.common.security.scram.ScramLoginModule required '
+                f'username="{sasl.admin_username}" password="{sasl.admin_password}";',
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config":
+                f'org.apache.kafka.common.security.plain.PlainLoginModule required username="controller" '
+                f'password="{self._controller_password}" user_controller="{self._controller_password}";',
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found": False,
+            "super.users": f"User:{sasl.admin_username};User:controller",
+        }
 
     def _java(self, main_class: str, *args: str, heap: str) -> list[str]:
         assert self.libs is not None
@@ -222,7 +299,11 @@ class LocalKafka:
     def _write_config(self) -> None:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         lines = [f"{k}={v}" for k, v in self.server_properties().items()]
-        self.config_path.write_text("# Written by junction/kafka_local.py on every start.\n" + "\n".join(lines) + "\n")
+        # With SASL it holds the broker's own passwords: readable by this user only, from its creation on.
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write("# Written by junction/kafka_local.py on every start.\n" + "\n".join(lines) + "\n")
+        os.chmod(self.config_path, 0o600)  # a file an older version wrote keeps its mode otherwise
         (self.home / "log4j2.properties").write_text(_LOG4J2.format(logs=self.log_file.parent))
 
     def _format_once(self) -> None:
@@ -233,11 +314,22 @@ class LocalKafka:
             id_file.write_text(_new_cluster_id() + "\n")
         cmd = self._java(
             "kafka.tools.StorageTool", "format", "--cluster-id", id_file.read_text().strip(),
-            "--config", str(self.config_path), "--ignore-formatted", heap="256m",
+            "--config", str(self.config_path), "--ignore-formatted", *self._format_scram_args(), heap="256m",
         )
         done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise KafkaLocalError(f"formatting {self.data_dir} failed:\n{done.stdout}{done.stderr}")
+
+    def _format_scram_args(self) -> list[str]:
+        """The admin's SCRAM credential for the metadata log, as salt and salted password: the password itself
+        never appears on a command line, where any local user could read it."""
+        if self.sasl is None:
+            return []
+        salt = secrets.token_bytes(16)
+        salted = scram_salted_password(self.sasl.mechanism, self.sasl.admin_password, salt)
+        b64 = base64.b64encode
+        return ["--add-scram", f'{self.sasl.mechanism}=[name={self.sasl.admin_username},iterations={SCRAM_ITERATIONS},'
+                f'salt="{b64(salt).decode()}",saltedpassword="{b64(salted).decode()}"]']
 
     def _our_kafka(self, pid: int) -> bool:
         """Whether ``pid`` is a Kafka running this home's config (not a reused pid, not a zombie)."""
@@ -304,7 +396,8 @@ class LocalKafka:
         while True:
             if self.process is not None and self.process.poll() is not None:
                 raise KafkaLocalError(f"Kafka exited with {self.process.returncode}; see {self.log_file}")
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000,
+                                        **(self.sasl.client_kwargs() if self.sasl else {}))
             try:
                 # A bare connect first: aiokafka logs an error for every refused bootstrap.
                 _, writer = await asyncio.open_connection("127.0.0.1", self.port)
@@ -341,6 +434,14 @@ class LocalKafka:
             self.process.kill()
             self.process.wait(timeout=10)
         self.process = None
+
+
+def _sasl_from_settings() -> LocalSasl:
+    """The admin of ``run --sasl``: the credentials `junction kafka-acl` then connects with."""
+    settings = load_settings()
+    if not settings.kafka_sasl_username or not settings.kafka_sasl_password:
+        raise KafkaLocalError("--sasl needs the admin's JUNCTION_KAFKA_SASL_USERNAME and JUNCTION_KAFKA_SASL_PASSWORD")
+    return LocalSasl(settings.kafka_sasl_mechanism, settings.kafka_sasl_username, settings.kafka_sasl_password)
 
 
 class _Interrupted(Exception):
@@ -386,6 +487,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_p = sub.add_parser("run", help="fetch, format and run Kafka in the foreground until Ctrl-C")
     run_p.add_argument("--port", type=int, default=DEFAULT_PORT, help="client port (default %(default)s)")
     run_p.add_argument("--controller-port", type=int, default=None, help="KRaft controller port (default: port + 1)")
+    run_p.add_argument("--sasl", action="store_true",
+                       help="SASL/SCRAM and ACLs; the admin is JUNCTION_KAFKA_SASL_USERNAME/_PASSWORD with "
+                            "JUNCTION_KAFKA_SASL_MECHANISM (docs/kafka-security.md); on a home formatted without it, "
+                            "the admin has no credential")
     fetch_p = sub.add_parser("fetch", help="download Kafka's jars with Maven")
     for p in (run_p, fetch_p):
         p.add_argument("--home", type=Path, default=DEFAULT_HOME, help="jars, config and data (default %(default)s)")
@@ -395,8 +500,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "fetch":
             print(fetch(args.home))
             return 0
-        return _run(LocalKafka(args.home, port=args.port, controller_port=args.controller_port))
-    except (KafkaLocalError, PortTaken) as exc:
+        sasl = _sasl_from_settings() if args.sasl else None
+        return _run(LocalKafka(args.home, port=args.port, controller_port=args.controller_port, sasl=sasl))
+    except (KafkaLocalError, PortTaken, InvalidConfiguration) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -47,7 +47,8 @@ def build_app(settings: Settings) -> Any:
     request_log = RequestLog()
     caller_auth = CallerAuth(settings, snapshot, sealer_for(settings) if settings.seal_key else None,
                              guard=TargetPolicy(allow_private=settings.allow_private_targets))
-    router = Router(settings, snapshot, sandbox=pool, request_log=request_log, caller_auth=caller_auth)
+    router = Router(settings, snapshot, sandbox=pool, request_log=request_log, caller_auth=caller_auth,
+                    config_caught_up=follower.caught_up)
     ready = asyncio.Event()
 
     @app.agent(requests, concurrency=AGENT_CONCURRENCY)

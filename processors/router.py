@@ -18,7 +18,8 @@ from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 import yarl
 
 from core.callerauth import CallerAuth, Principal, consumer_header, mode_of, without
-from core.errors import JunctionError, MethodNotAllowed, NotFound, ServiceUnavailable, TransformError
+from core.callerauth.base import INVALID
+from core.errors import JunctionError, Unauthorized, MethodNotAllowed, NotFound, ServiceUnavailable, TransformError
 from core.kafka import topic_partitions
 from core.messages import INVALID_REPLY_PARTITION, INVALID_REPLY_TOPIC, dead_letter, error_reply, now_ms, reply_route_error, reply_target, strip_secrets
 from core.metrics import DEAD_LETTERS, EXPIRED_DROPPED
@@ -233,7 +234,8 @@ def _owned_by(api: dict[str, Any], org: dict[str, Any], slug: str) -> bool:
 
 class Router:
     def __init__(self, settings: Settings, snapshot: ConfigSnapshot, *, sandbox: Any = None, request_log: RequestLog | None = None,
-                 caller_auth: CallerAuth | None = None) -> None:
+                 caller_auth: CallerAuth | None = None,
+                 config_caught_up: Callable[[float], Awaitable[None]] | None = None) -> None:
         """``sandbox`` is a started :class:`sandbox.SandboxPool` (None: scripts cannot run)."""
         self._settings = settings
         self._snapshot = snapshot
@@ -241,6 +243,7 @@ class Router:
         # The authority on callers: every message's sealed credential is checked here, whoever sent it.
         self._caller_auth = caller_auth or CallerAuth(settings, snapshot, sealer_for(settings) if settings.seal_key else None)
         self._request_log = request_log or RequestLog(None)
+        self._config_caught_up = config_caught_up
         self._partitions = PartitionCounts(settings)
 
     async def process(self, raw: bytes, *, inbound: tuple[int, int] = (-1, -1)) -> Outcome:
@@ -356,7 +359,16 @@ class Router:
         """The caller of ``call`` (Unauthorized / Forbidden otherwise), and the call without its
         credential and with the consumer header only this check may set."""
         api = match.api
-        principal = await self._caller_auth.authenticate_sealed(api, match.org, call.get("sealed_credentials"), call["correlation_id"])
+        sealed, cid = call.get("sealed_credentials"), call["correlation_id"]
+        try:
+            principal = await self._caller_auth.authenticate_sealed(api, match.org, sealed, cid)
+        except Unauthorized as err:
+            if err.code != INVALID or self._config_caught_up is None:
+                raise
+            # A key or consumer made a moment ago may have reached ingress before this instance: once the
+            # config written so far is applied here, the credential is checked again (only on failure).
+            await self._config_caught_up(CATCH_UP_S)
+            principal = await self._caller_auth.authenticate_sealed(api, match.org, sealed, cid)
         if mode_of(api).NAME == "none":
             return call, principal
         # A producer may have put the credential in the clear, too: it never goes further.

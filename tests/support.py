@@ -44,10 +44,16 @@ class ProcessorsProcess:
     settings: Settings
     process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def log_file(self) -> Path:
+        return Path(self.settings.data_dir) / f"processors-{self.settings.processors_port}.log"
+
     async def start(self) -> None:
         env = {**os.environ, **self.settings.to_env(), "JUNCTION_LOG_LEVEL": "WARNING"}
-        self.process = subprocess.Popen([sys.executable, "-m", "junction", "serve", "processors"], env=env,
-                                        stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        with open(self.log_file, "ab") as out:  # tests read it (no credential may appear in any log)
+            self.process = subprocess.Popen([sys.executable, "-m", "junction", "serve", "processors"], env=env,
+                                            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                            preexec_fn=die_with_parent)
         await wait_http_ok(f"http://127.0.0.1:{self.settings.processors_port}/readyz", proc=self.process)
 
     def stop(self) -> None:

@@ -21,7 +21,7 @@ from core.settings import Settings
 from tests.callerauth_support import (  # noqa: F401 - clear_ingress_blocks is a fixture
     basic_doc, clear_ingress_blocks, client_secret_pair, consumer_doc, issuer, new_key, publish_consumer, secure_api,
 )
-from tests.support import IngressInstance, Stage
+from tests.support import IngressInstance, ProcessorsProcess, Stage
 
 pytestmark = pytest.mark.usefixtures("clear_ingress_blocks")
 
@@ -244,7 +244,8 @@ async def _all_topic_bytes(settings: Settings) -> bytes:
 
 
 async def test_no_credential_in_clear_on_any_topic_or_in_the_logs(stage: Stage, ingress: IngressInstance, upstream: str,
-                                                                  settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+                                                                  settings: Settings, caplog: pytest.LogCaptureFixture,
+                                                                  processors: ProcessorsProcess) -> None:
     caplog.set_level(logging.DEBUG)  # every record of this process (ingress, egress), whatever its level
     used: list[str] = []
     async with issuer() as jwks:
@@ -262,7 +263,7 @@ async def test_no_credential_in_clear_on_any_topic_or_in_the_logs(stage: Stage, 
             assert r.status == 502
         used.append(key)
     everything = await _all_topic_bytes(settings)
-    logs = caplog.text.encode()
+    logs = caplog.text.encode() + processors.log_file.read_bytes()  # this process's and the processors'
     assert everything, "nothing was read from the topics"
     for secret in used:
         assert secret.encode() not in everything, f"a credential of {len(secret)} chars is on a topic in clear"
