@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,9 +50,11 @@ async def record_security_event(redis: aioredis.Redis, settings: Settings, kind:
 
 
 async def list_security_events(redis: aioredis.Redis, settings: Settings, *, limit: int = 100,
-                               before: str | None = None, org: str | None = None,
+                               before: str | None = None, org: str | Collection[str] | None = None,
                                kind: str | None = None) -> tuple[list[SecurityEvent], str | None]:
-    """Newest first; ``before`` is the ``next_cursor`` of the previous page."""
+    """Newest first; ``before`` is the ``next_cursor`` of the previous page. ``org``: one name of the
+    organisation, or several (its id and its slug: control records the id, ingress the slug)."""
+    orgs = {org} if isinstance(org, str) else set(org or ())
     out: list[SecurityEvent] = []
     high = f"({before}" if before else "+"
     while len(out) < limit:
@@ -62,7 +65,7 @@ async def list_security_events(redis: aioredis.Redis, settings: Settings, *, lim
             sid = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
             high = f"({sid}"
             f = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()}
-            if (org and f.get("org") != org) or (kind and f.get("kind") != kind):
+            if (orgs and f.get("org") not in orgs) or (kind and f.get("kind") != kind):
                 continue
             out.append(SecurityEvent(sid, int(f.get("at_ms") or 0), f.get("kind", ""), f.get("org") or None,
                                      f.get("source") or None, f.get("subject") or None, json.loads(f.get("detail") or "{}")))

@@ -30,6 +30,7 @@ from egress.assemble import EgressParts, build_parts
 from egress.caller import UpstreamResponse
 from egress.outbox import Outgoing
 from egress.retry import IDEMPOTENT_METHODS, with_retries
+from egress.soap import SoapArgumentsInvalid, soap_options
 from schemas import CodecError, encode
 
 __all__ = ["EgressWorker"]
@@ -266,7 +267,9 @@ class EgressWorker:
         except JunctionError as err:
             UPSTREAM_CALLS.labels(call["org"], err.code).inc()
             reply = error_reply(call, err, stage="egress")
-            if isinstance(err, UpstreamError):
+            # A SOAP call whose arguments make no envelope is the caller's fault (422), but, like every failure
+            # to load a WSDL or build an envelope, it is kept for the operator.
+            if isinstance(err, (UpstreamError, SoapArgumentsInvalid)):
                 details = [*err.extra.get("traceback", []), *getattr(err, "script_logs", [])]
                 records.append(self._dead_letter(call, err, call.get("original") or raw, details))
         finally:
@@ -287,9 +290,14 @@ class EgressWorker:
             if remaining <= 0:
                 raise DeadlineExceeded("deadline passed before the upstream answered")
             try:
+                if protocol == "soap":
+                    # Loading the WSDL and building the envelope call nothing: outside the upstream's breaker.
+                    connector = await self._connector(call, remaining)
+                    prepared = await self._soap.prepare(call["url"], call.get("soap_operation") or "", call["body"], headers,
+                                                        remaining, **soap_options(call, connector))
                 with breaker.calling():
                     if protocol == "soap":
-                        status, body = await self._soap.call(call["url"], call.get("soap_operation") or "", call["body"], headers, remaining)
+                        status, body = await self._soap.send(prepared)
                         return UpstreamResponse(status, [("Content-Type", "application/json")], body)
                     follow = self._caller.follows_redirects(self.snapshot.connector(call.get("connector_id") or ""))
                     response = await self._caller.call(method, call["url"], headers, call["body"], remaining, follow_redirects=follow)
@@ -314,6 +322,13 @@ class EgressWorker:
             "config_version": call.get("config_version", 0),
             "produced_at_ms": now_ms(),
         }
+
+    async def _connector(self, call: dict[str, Any], remaining_s: float) -> dict[str, Any] | None:
+        """The connector version the call was made with (waited for briefly), else the current one."""
+        connector_id = call.get("connector_id") or ""
+        if connector_id and call.get("connector_version"):
+            await self.snapshot.caught_up("connector", connector_id, int(call["connector_version"]), min(remaining_s, 2.0))
+        return self.snapshot.connector(connector_id, call.get("connector_version") or None) or self.snapshot.connector(connector_id)
 
     async def _transform_response(self, call: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
         """Run the connector's transform_response, on the version the call started with."""

@@ -98,6 +98,12 @@ def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_kafka_acl(args: argparse.Namespace, settings: Settings) -> int:
+    from junction.kafka_acl import run
+
+    return run(args, settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="junction", description="Junction API integration gateway")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -112,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("topics", help="create the topics Junction needs")
     p.set_defaults(func=cmd_topics)
+
+    p = sub.add_parser("kafka-acl", help="create the Kafka SCRAM users and ACLs of each service (docs/kafka-security.md)")
+    from junction.kafka_acl import add_arguments as kafka_acl_arguments
+
+    kafka_acl_arguments(p)
+    p.set_defaults(func=cmd_kafka_acl)
 
     p = sub.add_parser("dlq", help="list and replay dead letters (docs/replay.md)")
     dlq = p.add_subparsers(dest="dlq_command", required=True)

@@ -141,8 +141,8 @@ class LocalSasl:
 
     def client_kwargs(self) -> dict[str, Any]:
         """aiokafka's arguments to connect as the admin."""
-        return dict(security_protocol="SASL_PLAINTEXT", sasl_mechanism=self.mechanism,
-                    sasl_plain_username=self.admin_username, sasl_plain_password=self.admin_password)
+        return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": self.mechanism,
+                "sasl_plain_username": self.admin_username, "sasl_plain_password": self.admin_password}
 
 
 def _new_cluster_id() -> str:
@@ -328,8 +328,8 @@ class LocalKafka:
         salt = secrets.token_bytes(16)
         salted = scram_salted_password(self.sasl.mechanism, self.sasl.admin_password, salt)
         b64 = base64.b64encode
-        return ["--add-scram", f'{self.sasl.mechanism}=[name={self.sasl.admin_username},iterations={SCRAM_ITERATIONS},'
-                f'salt="{b64(salt).decode()}",saltedpassword="{b64(salted).decode()}"]']
+        return ["--add-scram", (f'{self.sasl.mechanism}=[name={self.sasl.admin_username},iterations={SCRAM_ITERATIONS},'
+                f'salt="{b64(salt).decode()}",saltedpassword="{b64(salted).decode()}"]')]
 
     def _our_kafka(self, pid: int) -> bool:
         """Whether ``pid`` is a Kafka running this home's config (not a reused pid, not a zombie)."""

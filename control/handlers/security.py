@@ -67,12 +67,14 @@ async def security_events(request: web.Request) -> web.Response:
         errors.append(FieldError("cursor", "is not a next_cursor this list gave"))
     raise_if(errors)
     org = q.get("org")
+    orgs: set[str] = set()
     if org:
         async with st.db.acquire() as conn:
             row = await find_org(conn, org)
-        org = str(row["id"]) if row else org  # events name organisations by id
+        # Control's events name the organisation by id, ingress's (auth_failure, source_blocked) by slug.
+        orgs = {str(row["id"]), str(row["slug"])} if row else {org}
     events, next_cursor = await list_security_events(st.redis, st.settings, limit=limit, before=cursor,
-                                                     org=org or None, kind=q.get("kind") or None)
+                                                     org=orgs or None, kind=q.get("kind") or None)
     return reply({"items": [e.to_json() for e in events], "next_cursor": next_cursor})
 
 

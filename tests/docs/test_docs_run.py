@@ -64,6 +64,9 @@ DOCS = (
     "docs/configuration.md",
     "docs/architecture.md",
     "docs/sandbox.md",
+    "docs/auth.md",  # caller authentication on acme (the README's), then its management side, then control's accounts
+    "docs/consumers.md",
+    "docs/security.md",
 )
 
 # The README's default ports (its commands name them, so the test cannot move them): every port setting's

@@ -176,3 +176,41 @@ def test_main_fetch_prints_the_libs_directory(tmp_path: Path, capsys: pytest.Cap
     assert capsys.readouterr().out.strip() == str(tmp_path / "libs-here")
     with pytest.raises(SystemExit):
         kafka_local.main(["run", "--port", "not-a-port"])
+
+
+def test_without_sasl_nothing_changes_and_with_it_every_client_must_authenticate(tmp_path: Path) -> None:
+    plain = LocalKafka(tmp_path, 29092, 29093).server_properties()
+    assert not any(k.startswith(("sasl.", "listener.name.", "authorizer.", "super.")) for k in plain)
+    sasl = kafka_local.LocalSasl("SCRAM-SHA-256", "root", "s3cret-pw")
+    ours = LocalKafka(tmp_path, 29092, 29093, sasl=sasl).server_properties()
+    # No PLAINTEXT listener is left for a client to slip in by.
+    assert ours["listeners"] == "SASL_PLAINTEXT://127.0.0.1:29092,CONTROLLER://127.0.0.1:29093"
+    assert ours["listener.security.protocol.map"] == "CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT"
+    assert ours["sasl.enabled.mechanisms"] == ours["sasl.mechanism.inter.broker.protocol"] == "SCRAM-SHA-256"
+    assert ours["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert ours["allow.everyone.if.no.acl.found"] == "false"
+    assert ours["super.users"] == "User:root;User:controller"
+    assert 'username="root" password="s3cret-pw"' in ours["listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config"]
+
+
+def test_the_sasl_config_file_is_private_and_the_admin_password_is_never_on_a_command_line(tmp_path: Path) -> None:
+    sasl = kafka_local.LocalSasl("SCRAM-SHA-512", "root", "s3cret-pw")
+    assert "s3cret-pw" not in repr(sasl)
+    kafka = LocalKafka(tmp_path, 29092, 29093, sasl=sasl)
+    kafka._write_config()
+    assert kafka.config_path.stat().st_mode & 0o777 == 0o600
+    args = kafka._format_scram_args()
+    assert "s3cret-pw" not in " ".join(args)
+    fields = dict(part.split("=", 1) for part in args[1].removeprefix("SCRAM-SHA-512=[").removesuffix("]").split(","))
+    salt = base64.b64decode(fields["salt"].strip('"'))
+    # What the storage tool is given is the password's SCRAM form, as the broker will check it.
+    assert base64.b64decode(fields["saltedpassword"].strip('"')) == kafka_local.scram_salted_password(
+        "SCRAM-SHA-512", "s3cret-pw", salt, int(fields["iterations"]))
+    assert fields["name"] == "root" and LocalKafka(tmp_path, 29092)._format_scram_args() == []
+
+
+@pytest.mark.parametrize("bad", [{"mechanism": "PLAIN"}, {"admin_password": ""}, {"admin_password": 'a"b'},
+                                 {"admin_username": "a,b"}, {"admin_password": "a=b"}])
+def test_local_sasl_refuses_what_a_jaas_line_or_the_storage_tool_would_misread(bad: dict[str, str]) -> None:
+    with pytest.raises(KafkaLocalError):
+        kafka_local.LocalSasl(**{"admin_password": "ok-pw", **bad})
