@@ -135,6 +135,8 @@ def select_port(client: Any, wsdl_url: str, *, binding: str | None = None, port:
     name or ``{namespace}name``); by default the first SOAP 1.1 port, else the first SOAP 1.2."""
     ports = [(name, p) for service in client.wsdl.services.values() for name, p in service.ports.items()
              if type(p.binding).__name__ in (SOAP11_BINDING, SOAP12_BINDING)]
+    if not ports:
+        raise SoapWsdlError(f"the WSDL {wsdl_url} has no SOAP 1.1 or 1.2 port")
     if port is not None:
         chosen = [(n, p) for n, p in ports if n == port]
         what = f"port {port!r}"
@@ -144,9 +146,9 @@ def select_port(client: Any, wsdl_url: str, *, binding: str | None = None, port:
     else:
         chosen = ([(n, p) for n, p in ports if type(p.binding).__name__ == SOAP11_BINDING]
                   or [(n, p) for n, p in ports if type(p.binding).__name__ == SOAP12_BINDING])
-        what = "SOAP 1.1 or 1.2 port"
+        what = "SOAP port"
     if not chosen:
         known = sorted({f"{n} (binding {p.binding.name.localname})" for n, p in ports})
-        raise SoapWsdlError(f"the WSDL {wsdl_url} has no {what}; it has: {', '.join(known) or 'none'}", code="unknown_soap_port")
+        raise SoapWsdlError(f"the WSDL {wsdl_url} has no {what}; it has: {', '.join(known)}", code="unknown_soap_port")
     name, found = chosen[0]
     return Port(name, found.binding, found.binding_options.get("address"))

@@ -319,6 +319,9 @@ class _Services:
     # Not SOAP at all ------------------------------------------------------------------
     async def broken_wsdl(self, request: web.Request) -> web.Response:
         kind = request.match_info["kind"]
+        if "wsdl" not in request.query:  # a page for people, where a WSDL was expected
+            return web.Response(content_type="text/html", text=(
+                '<!DOCTYPE html><html><head><title>IIS Windows Server</title></head><body><img src="iisstart.png"></body></html>'))
         return _xml(_document("calculator.wsdl", {"http://www.dneonline.com/calculator.asmx": f"{self.s.base}/broken/{kind}"}))
 
     async def broken(self, request: web.Request) -> web.Response:

@@ -28,6 +28,7 @@ from control.handlers.common import body, org_for, reply, state
 from control.store.resources import CONNECTOR, content_of
 from control.validation import is_uuid, raise_if
 from core.errors import FieldError, JunctionError, NotFound, ServiceUnavailable
+from core.connector_secrets import MASK
 from core.scripts import script_ctx, script_request, script_response
 
 __all__ = ["routes"]
@@ -150,6 +151,9 @@ async def _try(request: web.Request, data: dict[str, Any], *, org: Any, connecto
     ref = ScriptRef(org["slug"], str(connector["id"]) if saved else f"try:{connector.get('id') or 'new'}",
                     version, script)
     settings = data["settings"] if "settings" in data else (connector.get("settings") or {})
+    # Secret settings stay sealed here: a try-out script could print them to whoever runs it. The script sees
+    # the mask in their place, so it runs instead of failing on a missing key.
+    settings = {**{name: MASK for name in connector.get("secret_fields") or []}, **settings}
     ctx = script_ctx(org["slug"], None, {"version": version, "settings": settings})
     stage = "request"
     try:
