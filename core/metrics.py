@@ -5,11 +5,12 @@ bounded (organisation slugs, stages, status classes), never ids.
 """
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 __all__ = [
     "CONTENT_TYPE_LATEST", "EXPIRED_DROPPED", "INGRESS_REQUESTS", "INGRESS_LATENCY", "LATE_REPLIES",
     "UPSTREAM_CALLS", "UPSTREAM_LATENCY", "DEAD_LETTERS", "DUPLICATES_SKIPPED", "PRODUCE_RETRIES", "TASK_CRASHES", "render",
+    "UPSTREAM_RETRIES", "BREAKER_STATE",
 ]
 
 INGRESS_REQUESTS = Counter("junction_ingress_requests_total", "Calls answered at the edge", ["org", "status"])
@@ -24,6 +25,11 @@ UPSTREAM_LATENCY = Histogram("junction_upstream_latency_seconds", "Outbound call
 DEAD_LETTERS = Counter("junction_dead_letters_total", "Messages written to the dead-letter topic", ["stage", "code"])
 DUPLICATES_SKIPPED = Counter("junction_duplicates_skipped_total", "Redelivered outbound calls not made again")
 PRODUCE_RETRIES = Counter("junction_produce_retries_total", "Produce attempts retried while the broker was away", ["stage"])
+# reason: unreachable or the transient status (429, 502, 503, 504).
+UPSTREAM_RETRIES = Counter("junction_upstream_retries_total", "Outbound attempts retried after a transient failure", ["reason"])
+# origin: scheme://host:port; at most egress.breaker.MAX_GAUGED_ORIGINS per process (least recently used dropped).
+BREAKER_STATE = Gauge("junction_breaker_state", "Circuit breaker of an upstream origin, as this process last saw it: "
+                      "0 closed, 1 half-open, 2 open", ["origin"])
 TASK_CRASHES = Counter("junction_task_crashes_total", "Crashes of supervised long-lived tasks (each is restarted)", ["task"])
 
 

@@ -164,6 +164,12 @@ class Settings:
     reply_lease_ttl_ms: int = 10_000
     egress_concurrency: int = 1000
     egress_connect_timeout_ms: int = 2000
+    # Resilience (docs/resilience.md); a connector's `retry` overrides the three retry_* defaults
+    retry_attempts: int = 3  # attempts of a transient failure, the first included (1: no retry)
+    retry_base_ms: int = 50  # backoff before the second attempt; doubles each time, with full jitter
+    retry_cap_ms: int = 1000  # longest backoff between two attempts
+    breaker_fail_max: int = 5  # consecutive upstream failures, counted across egress instances, that open its breaker
+    breaker_reset_ms: int = 10_000  # how long an open breaker refuses before it lets one trial call through
     allow_private_targets: bool = False  # SSRF guard; `make run` and the tests allow loopback
     # Every HTTP listener (ingress, control, health, metrics): slow clients and open connections
     http_header_timeout_ms: int = 10_000  # a request head must arrive within this

@@ -63,7 +63,7 @@ def build_parts(settings: Settings) -> EgressParts:
         targets=targets,
         caller=caller,
         soap=SoapCaller(caller.get_bytes, caller.post),
-        breakers=Breakers(),
+        breakers=Breakers(redis, settings),  # shared with every egress instance through Redis
         redis=redis,
         completed=CompletedCalls(settings, redis),
         offsets=OffsetTracker(),

@@ -1,48 +1,92 @@
-"""One circuit breaker per upstream origin (pybreaker).
+"""One circuit breaker per upstream origin, shared by every egress instance (core/breaker_state.py).
 
-Unreachable upstreams and 5xx answers count as failures; client errors,
-SOAP faults and deadline expiries do not.
-While open, calls fail fast with 503 ``circuit_open`` instead of waiting on a
-dead upstream.
+pybreaker decides what counts as a failure (its ``exclude`` list, as before); the state lives in
+Redis, so N failures seen by any mix of instances open the breaker for all of them. Unreachable
+upstreams and 5xx answers count as failures; client errors, SOAP faults and refused targets are
+answers; a call cut short by its own deadline or a shutdown says nothing either way.
+While open, calls fail at once with 503 ``circuit_open`` instead of waiting on a dead upstream.
 """
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import asyncio
+from collections import OrderedDict
+from dataclasses import dataclass
 
 import pybreaker
+import redis.asyncio as aioredis
 
-import asyncio
-
+from core.breaker_state import BreakerState, BreakerStore, origin_of
 from core.errors import CircuitOpen, ClientError, DeadlineExceeded, JunctionError
+from core.messages import now_ms
+from core.metrics import BREAKER_STATE
+from core.settings import Settings
 
 # Refusals and answers that say nothing about the upstream's health: they never open its breaker.
 _NOT_THE_UPSTREAMS_FAULT = frozenset({"soap_fault", "target_not_allowed", "too_many_redirects"})
+# Origins with a state gauge in this process: beyond it the least recently used one is dropped,
+# so /metrics stays bounded however many upstreams the connectors name.
+MAX_GAUGED_ORIGINS = 100
+_GAUGE_VALUE = {"closed": 0, "half_open": 1, "open": 2}
 
-__all__ = ["Breakers"]
+__all__ = ["MAX_GAUGED_ORIGINS", "Breakers", "Ticket"]
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """Leave to call an origin, from :meth:`Breakers.acquire`."""
+
+    origin: str
+    trial: bool
 
 
 class Breakers:
-    def __init__(self, *, fail_max: int = 5, reset_timeout_s: float = 10.0) -> None:
-        self._fail_max = fail_max
-        self._reset = reset_timeout_s
-        self._by_origin: dict[str, pybreaker.CircuitBreaker] = {}
+    def __init__(self, redis: aioredis.Redis, settings: Settings, *, fail_max: int | None = None,
+                 reset_ms: int | None = None) -> None:
+        self.store = BreakerStore(redis, settings, fail_max=fail_max, reset_ms=reset_ms)
+        # Only its classification is used: the state is the store's.
+        self._classifier = pybreaker.CircuitBreaker(exclude=[
+            ClientError, DeadlineExceeded, asyncio.CancelledError,
+            lambda e: isinstance(e, JunctionError) and e.code in _NOT_THE_UPSTREAMS_FAULT,
+        ])
+        self._gauged: OrderedDict[str, None] = OrderedDict()
 
-    def for_url(self, url: str) -> pybreaker.CircuitBreaker:
-        parts = urlsplit(url)
-        origin = f"{parts.scheme}://{parts.netloc}"
-        breaker = self._by_origin.get(origin)
-        if breaker is None:
-            breaker = pybreaker.CircuitBreaker(
-                fail_max=self._fail_max, reset_timeout=self._reset, name=origin,
-                # A refused argument or a SOAP fault is an answer, not an outage; a call
-                # cut short by its own deadline or cancelled by a shutdown says nothing
-                # about the upstream's health.
-                exclude=[ClientError, DeadlineExceeded, asyncio.CancelledError,
-                         lambda e: isinstance(e, JunctionError) and e.code in _NOT_THE_UPSTREAMS_FAULT],
-            )
-            self._by_origin[origin] = breaker
-        return breaker
+    async def acquire(self, url: str, lease_ms: int) -> Ticket:
+        """Leave to call ``url``'s origin now, or :class:`CircuitOpen` at once. ``lease_ms`` bounds
+        how long a half-open trial holds the origin (the call's remaining time)."""
+        origin = origin_of(url)
+        verdict, wait_ms = await self.store.acquire(origin, now_ms(), lease_ms)
+        if verdict == "refused":
+            self._gauge(origin, "open")
+            raise CircuitOpen(f"circuit open for {origin}: too many recent failures",
+                              extra={"retry_after_s": round(wait_ms / 1000, 3)})
+        self._gauge(origin, "half_open" if verdict == "trial" else "closed")
+        return Ticket(origin, verdict == "trial")
 
-    @staticmethod
-    def open_error(breaker: pybreaker.CircuitBreaker) -> CircuitOpen:
-        return CircuitOpen(f"circuit open for {breaker.name}: too many recent failures", extra={"retry_after_s": breaker.reset_timeout})
+    def is_failure(self, exc: BaseException) -> bool:
+        return self._classifier.is_system_error(exc)  # type: ignore[arg-type]
+
+    async def succeeded(self, ticket: Ticket) -> None:
+        await self.store.succeeded(ticket.origin, trial=ticket.trial)
+        if ticket.trial:
+            self._gauge(ticket.origin, "closed")
+
+    async def failed(self, ticket: Ticket) -> None:
+        opened = await self.store.failed(ticket.origin, now_ms(), trial=ticket.trial)
+        if opened:
+            self._gauge(ticket.origin, "open")
+
+    async def abandoned(self, ticket: Ticket) -> None:
+        """The call ended without telling anything about the upstream (its deadline passed)."""
+        if ticket.trial:
+            await self.store.release(ticket.origin)
+
+    async def state(self, url: str) -> BreakerState:
+        return await self.store.read(origin_of(url), now_ms())
+
+    def _gauge(self, origin: str, state: str) -> None:
+        self._gauged[origin] = None
+        self._gauged.move_to_end(origin)
+        BREAKER_STATE.labels(origin).set(_GAUGE_VALUE[state])
+        while len(self._gauged) > MAX_GAUGED_ORIGINS:
+            dropped, _ = self._gauged.popitem(last=False)
+            BREAKER_STATE.remove(dropped)

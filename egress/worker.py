@@ -14,7 +14,6 @@ import logging
 import time
 from typing import Any
 
-import pybreaker
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
@@ -27,9 +26,10 @@ from core.tasks import Supervised
 from core.scripts import has_response_transform, script_ctx, script_response
 from core.settings import Settings
 from egress.assemble import EgressParts, build_parts
+from egress.breaker import Ticket
 from egress.caller import UpstreamResponse
 from egress.outbox import Outgoing
-from egress.retry import IDEMPOTENT_METHODS, with_retries
+from egress.retry import TRANSIENT_STATUSES, Attempts, TransientAnswer, may_retry, parse_retry_after, policy_for, with_retries
 from egress.soap import SoapArgumentsInvalid, soap_options
 from schemas import CodecError, encode
 
@@ -260,9 +260,14 @@ class EgressWorker:
             return [self._dead_letter(call, route_error, raw)], False
         records: list[Outgoing] = []
         started = time.perf_counter()
+        attempts = Attempts()
         try:
-            reply = await self._call_upstream(call)
+            reply = await self._call_upstream(call, attempts)
             UPSTREAM_CALLS.labels(call["org"], f"{reply['status'] // 100}xx").inc()
+            if attempts.gave_up is not None:
+                gave_up = UpstreamError(f"upstream answered {reply['status']} after {attempts.made} attempt(s)",
+                                        code="upstream_unavailable", status=reply["status"])
+                records.append(self._dead_letter(call, gave_up, call.get("original") or raw, [f"attempts: {attempts.made}"]))
             reply = await self._transform_response(call, reply)
         except JunctionError as err:
             UPSTREAM_CALLS.labels(call["org"], err.code).inc()
@@ -270,48 +275,68 @@ class EgressWorker:
             # A SOAP call whose arguments make no envelope is the caller's fault (422), but, like every failure
             # to load a WSDL or build an envelope, it is kept for the operator.
             if isinstance(err, (UpstreamError, SoapArgumentsInvalid)):
-                details = [*err.extra.get("traceback", []), *getattr(err, "script_logs", [])]
+                details = [f"attempts: {attempts.made}", *err.extra.get("traceback", []), *getattr(err, "script_logs", [])]
                 records.append(self._dead_letter(call, err, call.get("original") or raw, details))
         finally:
             UPSTREAM_LATENCY.observe(time.perf_counter() - started)
         return [*records, *self._reply(call, reply)], True
 
-    async def _call_upstream(self, call: dict[str, Any]) -> dict[str, Any]:
+    async def _breaker_verdict(self, ticket: Ticket, exc: BaseException | None) -> None:
+        if exc is None:
+            await self._breakers.succeeded(ticket)
+        elif isinstance(exc, DeadlineExceeded):
+            await self._breakers.abandoned(ticket)  # cut short by its own deadline: says nothing of the upstream
+        elif self._breakers.is_failure(exc):
+            await self._breakers.failed(ticket)
+        else:
+            await self._breakers.succeeded(ticket)  # an answer (a client error, a SOAP fault): the upstream is up
+
+    async def _call_upstream(self, call: dict[str, Any], attempts: Attempts) -> dict[str, Any]:
         protocol = call.get("protocol", "rest")
         if protocol not in ("rest", "soap"):
             raise UpstreamError(f"protocol {protocol!r} is not supported by this egress", code="unsupported_protocol", status=501)
         method = "POST" if protocol == "soap" else call["method"]
         await self._targets.check(call["url"])
-        breaker = self._breakers.for_url(call["url"])
         headers = records_to_pairs(call["headers"])
+        connector_id = call.get("connector_id") or ""
+        policy = policy_for(self.snapshot.connector(connector_id, call.get("connector_version") or None)
+                            or self.snapshot.connector(connector_id), self._settings)
+        retry_ok = may_retry(method, headers)
 
         async def attempt() -> UpstreamResponse:
             remaining = (call["deadline_ms"] - now_ms()) / 1000
             if remaining <= 0:
                 raise DeadlineExceeded("deadline passed before the upstream answered")
+            if protocol == "soap":
+                # Loading the WSDL and building the envelope call nothing: outside the upstream's breaker.
+                connector = await self._connector(call, remaining)
+                prepared = await self._soap.prepare(call["url"], call.get("soap_operation") or "", call["body"], headers,
+                                                    remaining, **soap_options(call, connector))
+            ticket = await self._breakers.acquire(call["url"], int(remaining * 1000))
             try:
                 if protocol == "soap":
-                    # Loading the WSDL and building the envelope call nothing: outside the upstream's breaker.
-                    connector = await self._connector(call, remaining)
-                    prepared = await self._soap.prepare(call["url"], call.get("soap_operation") or "", call["body"], headers,
-                                                        remaining, **soap_options(call, connector))
-                with breaker.calling():
-                    if protocol == "soap":
-                        status, body = await self._soap.send(prepared)
-                        return UpstreamResponse(status, [("Content-Type", "application/json")], body)
-                    follow = self._caller.follows_redirects(self.snapshot.connector(call.get("connector_id") or ""))
+                    status, body = await self._soap.send(prepared)
+                    response = UpstreamResponse(status, [("Content-Type", "application/json")], body)
+                else:
+                    follow = self._caller.follows_redirects(self.snapshot.connector(connector_id))
                     response = await self._caller.call(method, call["url"], headers, call["body"], remaining, follow_redirects=follow)
-                    if response.status >= 500:
-                        # Counted as a breaker failure, but the caller still gets the upstream's answer.
-                        raise _UpstreamFailed(response)
-                    return response
-            except _UpstreamFailed as failed:
-                return failed.response
-            except pybreaker.CircuitBreakerError:
-                raise self._breakers.open_error(breaker) from None
+            except Exception as exc:
+                await self._breaker_verdict(ticket, exc)
+                raise
+            # A 5xx is counted as a breaker failure, but the caller still gets the upstream's answer.
+            await self._breaker_verdict(ticket, _UpstreamFailed(response) if response.status >= 500 else None)
+            if retry_ok and response.status in TRANSIENT_STATUSES:
+                retry_after = next((v for k, v in response.headers if k.lower() == "retry-after"), None)
+                raise TransientAnswer(response, response.status, parse_retry_after(retry_after, time.time()))
+            return response
 
-        may_retry = method in IDEMPOTENT_METHODS or bool(call.get("idempotency_key"))
-        response = await with_retries(attempt, may_retry=may_retry, deadline_ms=call["deadline_ms"])
+        try:
+            response = await with_retries(attempt, policy=policy, may_retry=retry_ok, deadline_ms=call["deadline_ms"],
+                                          attempts=attempts)
+        except TransientAnswer as last:
+            # Retries exhausted (or the deadline left no room): the caller gets the last answer, the operator a dead letter.
+            attempts.gave_up = last
+            response = last.response
         return {
             "correlation_id": call["correlation_id"],
             "org": call["org"],

@@ -411,6 +411,11 @@ class Router:
             # After the script: the upstream learns who called from Junction, never from the caller or a script.
             name = consumer_header(match.api.get("auth") or {})
             headers = [h for h in headers if h["name"].lower() != name.lower()] + [{"name": name, "value": principal.consumer_id}]
+        key = call.get("idempotency_key")
+        if key and not any(h["name"].lower() == "idempotency-key" for h in headers):
+            # An async producer's key travels as the header an HTTP caller sends: egress retries a
+            # non-idempotent call only with one, and the upstream can de-duplicate on it.
+            headers = [*headers, {"name": "Idempotency-Key", "value": str(key)}]
         method = str(target.get("method") or "*").upper()
         protocol = target.get("protocol", "rest")
         if scripted.url:

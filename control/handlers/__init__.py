@@ -7,7 +7,8 @@ __all__ = ["routes"]
 
 
 def routes() -> list[web.RouteDef]:
-    from control.handlers import audit, auth, connector_test, consumers, meta, orgs, resources, security, users
+    from control.handlers import audit, auth, breaker, connector_test, consumers, meta, orgs, resources, security, users
 
     return [*auth.routes(), *orgs.routes(), *users.routes(), *resources.routes(), *consumers.routes(),
-            *audit.routes(), *connector_test.routes(), *meta.routes(), *security.routes()]
+            *audit.routes(), *connector_test.routes(), *meta.routes(), *security.routes(),
+            *breaker.routes()]

@@ -1,0 +1,36 @@
+"""``GET /api/v1/orgs/{org}/connectors/{id}/breaker``: the circuit breaker of a connector's upstream.
+
+Read-only, from the Redis state every egress instance shares (core/breaker_state.py): the breaker
+is the upstream origin's, so connectors calling the same origin show the same one. Readable by
+whoever may read the organisation (its admins and viewers, global admins); others get 404.
+"""
+from __future__ import annotations
+
+from aiohttp import web
+
+from control.handlers.common import org_for, reply, state
+from control.store.resources import CONNECTOR, content_of
+from control.validation import is_uuid
+from core.breaker_state import BreakerStore, origin_of
+from core.errors import NotFound
+from core.messages import now_ms
+
+__all__ = ["routes"]
+
+
+async def connector_breaker(request: web.Request) -> web.Response:
+    st = state(request)
+    ref = request.match_info["id"]
+    async with st.db.acquire() as conn:
+        org = await org_for(conn, request)
+        row = await CONNECTOR.get(conn, str(org["id"]), ref) if is_uuid(ref) else None
+    if row is None:
+        raise NotFound(f"connector {ref!r} not found")
+    url = str((content_of(row).get("target") or {}).get("url", ""))
+    view = await BreakerStore(st.redis, st.settings).read(origin_of(url), now_ms())
+    return reply({**view.to_dict(), "connector": str(row["id"]), "fail_max": st.settings.breaker_fail_max,
+                  "reset_ms": st.settings.breaker_reset_ms})
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/api/v1/orgs/{org}/connectors/{id}/breaker", connector_breaker)]
