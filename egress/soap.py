@@ -15,7 +15,7 @@ envelope is built and each answer read in a small bounded pool, unless it is sma
 cost less than the hop to a thread. ``bench/soap_bench.py`` measured this against zeep's async
 path, which does both on the loop: equal throughput on large answers with the loop's lag cut
 from hundreds of milliseconds to tens, and small answers faster inline than through the pool
-(see docs/connectors.md).
+(bench/results/soap.json).
 
 Contract: the OutboundCall body is a JSON object of the operation's arguments (the connector
 script shapes it); the Reply body is the operation's result as JSON, keyed by the response's
