@@ -30,11 +30,12 @@ State = Literal["closed", "open", "half_open"]
 # Untouched for a day, an origin's state is forgotten (a closed breaker with a few old failures).
 _IDLE_TTL_MS = 86_400_000
 
-# KEYS[1] breaker; ARGV now, reset_ms, lease_ms. -> {verdict, wait_ms}: verdict 0 closed, 1 trial, 2 refused.
+# KEYS[1] breaker; ARGV now, reset_ms, lease_ms. -> {verdict, wait_ms, failures}: verdict 0 closed, 1 trial,
+# 2 refused; failures counted so far (0 lets a healthy call skip the success write: one round trip per call).
 _ACQUIRE = """
-local h = redis.call('HMGET', KEYS[1], 'opened_at', 'trial_until')
+local h = redis.call('HMGET', KEYS[1], 'opened_at', 'trial_until', 'failures')
 local opened = tonumber(h[1])
-if not opened then return {0, 0} end
+if not opened then return {0, 0, tonumber(h[3]) or 0} end
 local now = tonumber(ARGV[1])
 local reopen = opened + tonumber(ARGV[2])
 if now < reopen then return {2, reopen - now} end
@@ -100,11 +101,13 @@ class BreakerStore:
     def key(self, origin: str) -> str:
         return self._settings.redis_key("breaker", origin)
 
-    async def acquire(self, origin: str, now_ms: int, lease_ms: int) -> tuple[Literal["closed", "trial", "refused"], int]:
-        """Whether a call may go now (as a trial when half-open), and else how long until one may."""
-        verdict, wait = await self._acquire(keys=[self.key(origin)],
-                                            args=[now_ms, self.reset_ms, max(lease_ms, 1), _IDLE_TTL_MS])
-        return ("closed", "trial", "refused")[int(verdict)], int(wait)  # type: ignore[return-value]
+    async def acquire(self, origin: str, now_ms: int, lease_ms: int) -> tuple[Literal["closed", "trial", "refused"], int, int]:
+        """Whether a call may go now (as a trial when half-open), else how long until one may; and the
+        failures counted so far."""
+        verdict, wait, *rest = await self._acquire(keys=[self.key(origin)],
+                                                   args=[now_ms, self.reset_ms, max(lease_ms, 1), _IDLE_TTL_MS])
+        failures = int(rest[0]) if rest else 0
+        return ("closed", "trial", "refused")[int(verdict)], int(wait), failures  # type: ignore[return-value]
 
     async def succeeded(self, origin: str, *, trial: bool) -> None:
         await self._success(keys=[self.key(origin)], args=[int(trial)])

@@ -37,6 +37,7 @@ class Ticket:
 
     origin: str
     trial: bool
+    clean: bool = False  # no failure was counted when it was given: a success has nothing to reset
 
 
 class Breakers:
@@ -54,18 +55,22 @@ class Breakers:
         """Leave to call ``url``'s origin now, or :class:`CircuitOpen` at once. ``lease_ms`` bounds
         how long a half-open trial holds the origin (the call's remaining time)."""
         origin = origin_of(url)
-        verdict, wait_ms = await self.store.acquire(origin, now_ms(), lease_ms)
+        verdict, wait_ms, failures = await self.store.acquire(origin, now_ms(), lease_ms)
         if verdict == "refused":
             self._gauge(origin, "open")
             raise CircuitOpen(f"circuit open for {origin}: too many recent failures",
                               extra={"retry_after_s": round(wait_ms / 1000, 3)})
         self._gauge(origin, "half_open" if verdict == "trial" else "closed")
-        return Ticket(origin, verdict == "trial")
+        return Ticket(origin, verdict == "trial", clean=verdict == "closed" and failures == 0)
 
     def is_failure(self, exc: BaseException) -> bool:
         return self._classifier.is_system_error(exc)  # type: ignore[arg-type]
 
     async def succeeded(self, ticket: Ticket) -> None:
+        if ticket.clean:
+            # The healthy path: nothing to reset, so no second round trip. (A failure another instance
+            # counts meanwhile is then reset by the next success that sees it, not by this one.)
+            return
         await self.store.succeeded(ticket.origin, trial=ticket.trial)
         if ticket.trial:
             self._gauge(ticket.origin, "closed")

@@ -236,15 +236,16 @@ async def test_a_half_open_breaker_lets_one_trial_through_and_a_failed_trial_ope
                          fail_max=2, reset_ms=1000)
     origin, t = "http://upstream.test:80", 1_000_000
     try:
-        assert await store.acquire(origin, t, 500) == ("closed", 0)
+        assert await store.acquire(origin, t, 500) == ("closed", 0, 0)
         assert not await store.failed(origin, t, trial=False)
+        assert await store.acquire(origin, t, 500) == ("closed", 0, 1)  # one failure counted: a success must reset it
         assert await store.failed(origin, t + 1, trial=False)  # the second failure opens it
-        assert await store.acquire(origin, t + 500, 500) == ("refused", 501)
-        assert await store.acquire(origin, t + 1001, 500) == ("trial", 0)
+        assert (await store.acquire(origin, t + 500, 500))[:2] == ("refused", 501)
+        assert (await store.acquire(origin, t + 1001, 500))[:2] == ("trial", 0)
         assert (await store.acquire(origin, t + 1002, 500))[0] == "refused"  # one trial at a time
         assert await store.failed(origin, t + 1100, trial=True)  # the trial failed: open again, from now
-        assert await store.acquire(origin, t + 1500, 500) == ("refused", 600)
-        assert await store.acquire(origin, t + 2100, 500) == ("trial", 0)
+        assert (await store.acquire(origin, t + 1500, 500))[:2] == ("refused", 600)
+        assert (await store.acquire(origin, t + 2100, 500))[:2] == ("trial", 0)
         await store.succeeded(origin, trial=True)
         assert (await store.read(origin, t + 2200)).state == "closed"
     finally:
