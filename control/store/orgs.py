@@ -21,6 +21,8 @@ def org_view(row: asyncpg.Record) -> dict[str, Any]:
 async def find_org(conn: asyncpg.Connection, ref: str, *, for_update: bool = False) -> asyncpg.Record | None:
     """By id (a UUID) or by slug."""
     lock = " FOR UPDATE" if for_update else ""
+    if "\x00" in ref:
+        return None  # PostgreSQL text cannot hold NUL: no organisation is named so, and asking would fail
     if is_uuid(ref):
         return await conn.fetchrow(f"SELECT {_COLS} FROM organisations WHERE id = $1{lock}", ref)
     return await conn.fetchrow(f"SELECT {_COLS} FROM organisations WHERE slug = $1{lock}", ref)

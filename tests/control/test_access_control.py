@@ -88,3 +88,11 @@ async def test_property_14_access_control_enforcement(control: Any, caller: str,
         assert [k["id"] for k in keys.body["items"]] == [key["id"]]
         listed = await control.call("GET", base, admin)
         assert [c["id"] for c in listed.body["items"]] == [consumer["id"]]
+
+
+async def test_a_nul_byte_in_an_organisation_reference_is_no_organisation(control: Any) -> None:
+    """PostgreSQL text cannot hold NUL; asking for such a name must be 'no such organisation', not a 500."""
+    r = await control.call("GET", "/api/v1/security-events?org=a%00b", control.admin_token)
+    assert r.status == 200 and r.body["items"] == []
+    r = await control.call("GET", "/api/v1/orgs/a%00b", control.admin_token)
+    assert r.status == 404 and r.body["code"]

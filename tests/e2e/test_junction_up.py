@@ -26,9 +26,16 @@ async def _serves_the_demo(ingress: str, control: str) -> None:
                     break
             await asyncio.sleep(0.1)
         assert echo["method"] == "POST" and echo["query"] == {"x": "1"} and echo["body"] == "hello"
-        async with s.get(f"{ingress}/demo/orders/A-42") as r:
-            assert r.status == 200
-            order = await r.json()
+        # After a restart on the memory-only broker, control re-publishes the configuration from PostgreSQL:
+        # the second API may arrive a moment after the first.
+        until = loop.time() + 30
+        while True:
+            async with s.get(f"{ingress}/demo/orders/A-42") as r:
+                if r.status == 200 or loop.time() > until:
+                    assert r.status == 200, await r.text()
+                    order = await r.json()
+                    break
+            await asyncio.sleep(0.1)
         assert order["id"] == "A-42" and order["currency"] == "EUR"
         async with s.post(f"{control}/api/v1/auth/login",
                           json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}) as r:
@@ -74,4 +81,6 @@ async def test_junction_up_with_nothing_preinstalled_serves_the_demo_and_keeps_i
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()  # a failed run must not leave its pipe for a later test to find unclosed
         shutil.rmtree(up.data_dir, ignore_errors=True)
