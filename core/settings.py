@@ -170,6 +170,9 @@ class Settings:
     retry_cap_ms: int = 1000  # longest backoff between two attempts
     breaker_fail_max: int = 5  # consecutive upstream failures, counted across egress instances, that open its breaker
     breaker_reset_ms: int = 10_000  # how long an open breaker refuses before it lets one trial call through
+    # How long an egress instance trusts a healthy (closed, no failures) breaker it read from Redis: a breaker
+    # another instance opened is seen within this; 0 asks Redis on every call
+    breaker_cache_ms: int = 200
     allow_private_targets: bool = False  # SSRF guard; `make run` and the tests allow loopback
     # Every HTTP listener (ingress, control, health, metrics): slow clients and open connections
     http_header_timeout_ms: int = 10_000  # a request head must arrive within this

@@ -9,6 +9,7 @@ While open, calls fail at once with 503 ``circuit_open`` instead of waiting on a
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ _NOT_THE_UPSTREAMS_FAULT = frozenset({"soap_fault", "target_not_allowed", "too_m
 # Origins with a state gauge in this process: beyond it the least recently used one is dropped,
 # so /metrics stays bounded however many upstreams the connectors name.
 MAX_GAUGED_ORIGINS = 100
+MAX_CACHED_ORIGINS = 10_000
 _GAUGE_VALUE = {"closed": 0, "half_open": 1, "open": 2}
 
 __all__ = ["MAX_GAUGED_ORIGINS", "Breakers", "Ticket"]
@@ -50,12 +52,26 @@ class Breakers:
             lambda e: isinstance(e, JunctionError) and e.code in _NOT_THE_UPSTREAMS_FAULT,
         ])
         self._gauged: OrderedDict[str, None] = OrderedDict()
+        # Origins last seen healthy in Redis, until when (monotonic ms): the healthy path skips the round trip,
+        # which profiling showed was a sixth of egress's CPU per call.
+        self._cache_ms = settings.breaker_cache_ms
+        self._healthy_until: OrderedDict[str, float] = OrderedDict()
 
     async def acquire(self, url: str, lease_ms: int) -> Ticket:
         """Leave to call ``url``'s origin now, or :class:`CircuitOpen` at once. ``lease_ms`` bounds
         how long a half-open trial holds the origin (the call's remaining time)."""
         origin = origin_of(url)
+        until = self._healthy_until.get(origin)
+        if until is not None and time.monotonic() * 1000 < until:
+            return Ticket(origin, False, clean=True)
         verdict, wait_ms, failures = await self.store.acquire(origin, now_ms(), lease_ms)
+        if verdict == "closed" and failures == 0 and self._cache_ms > 0:
+            self._healthy_until[origin] = time.monotonic() * 1000 + self._cache_ms
+            self._healthy_until.move_to_end(origin)
+            while len(self._healthy_until) > MAX_CACHED_ORIGINS:
+                self._healthy_until.popitem(last=False)
+        else:
+            self._healthy_until.pop(origin, None)
         if verdict == "refused":
             self._gauge(origin, "open")
             raise CircuitOpen(f"circuit open for {origin}: too many recent failures",
@@ -76,6 +92,7 @@ class Breakers:
             self._gauge(ticket.origin, "closed")
 
     async def failed(self, ticket: Ticket) -> None:
+        self._healthy_until.pop(ticket.origin, None)  # this instance's own failure is never hidden by the cache
         opened = await self.store.failed(ticket.origin, now_ms(), trial=ticket.trial)
         if opened:
             self._gauge(ticket.origin, "open")

@@ -292,3 +292,36 @@ async def test_a_connectors_retry_policy_is_validated(control: Any) -> None:
     assert {f["field"] for f in r.body["fields"]} == {"retry.attempts", "retry.base_ms", "retry.jitter"}
     made = await control.new_connector(org["slug"], retry={"attempts": 4, "base_ms": 100, "cap_ms": 2000})
     assert made["retry"] == {"attempts": 4, "base_ms": 100, "cap_ms": 2000}
+
+
+async def test_an_instance_trusts_a_healthy_breaker_for_breaker_cache_ms_only(settings: Settings) -> None:
+    """The healthy path skips Redis for ``breaker_cache_ms``: a breaker another instance opened is seen once that
+    passes (at once with 0), and an instance's own failure is never hidden by what it cached."""
+    from core.errors import CircuitOpen, UpstreamUnreachable
+    from egress.breaker import Breakers
+
+    s = settings.with_overrides(redis_prefix=f"{settings.redis_prefix}cache{uuid.uuid4().hex[:6]}:", breaker_fail_max=2)
+    redis = make_redis(s)
+    url = "http://upstream.test:80/x"
+    try:
+        trusting = Breakers(redis, s.with_overrides(breaker_cache_ms=60_000))
+        asking = Breakers(redis, s.with_overrides(breaker_cache_ms=0))
+        opener = Breakers(redis, s.with_overrides(breaker_cache_ms=60_000))
+        assert (await trusting.acquire(url, 1000)).clean  # read healthy: trusted from now on
+        for _ in range(2):  # another instance sees two failures: open for everyone who asks
+            ticket = await opener.acquire(url, 1000)
+            assert opener.is_failure(UpstreamUnreachable("down"))
+            await opener.failed(ticket)
+        assert (await trusting.acquire(url, 1000)).clean  # still within its cache: it does not know yet
+        try:
+            await asking.acquire(url, 1000)
+            raise AssertionError("an instance that asks Redis must see the open breaker")
+        except CircuitOpen:
+            pass
+        try:
+            await opener.acquire(url, 1000)  # its own failures dropped its cached health
+            raise AssertionError("the instance that opened the breaker must refuse")
+        except CircuitOpen:
+            pass
+    finally:
+        await redis.aclose()
