@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -19,10 +20,21 @@ from aiokafka.helpers import create_ssl_context
 from core.settings import InvalidConfiguration, Settings
 
 __all__ = [
-    "client_security", "ensure_topics", "make_admin", "make_consumer", "make_producer", "topic_specs", "wait_for_broker",
+    "Outgoing", "client_security", "ensure_topics", "make_admin", "make_consumer", "make_producer", "topic_specs", "wait_for_broker",
 ]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A record a stage is about to produce (processors' batch output, egress' replies and dead letters)."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    partition: int | None = None
+
 
 # Room around a body in a message: headers, URL, ids, the Avro envelope.
 ENVELOPE_BYTES = 1024 * 1024

@@ -23,10 +23,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from prometheus_client import Histogram
 
+from core.kafka import Outgoing
 from core.metrics import PRODUCE_RETRIES
 from core.tasks import Supervised
 
-__all__ = ["PRODUCE_BATCH", "Outbox", "Outgoing"]
+__all__ = ["PRODUCE_BATCH", "Outbox"]
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +35,6 @@ PRODUCE_BATCH = Histogram("junction_egress_produce_batch_records", "Records egre
                           buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
 
 MAX_BACKOFF_S = 2.0
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    topic: str
-    key: bytes
-    value: bytes
-    partition: int | None = None
 
 
 @dataclass

@@ -28,7 +28,7 @@ from core.settings import Settings
 from egress.assemble import EgressParts, build_parts
 from egress.breaker import Ticket
 from egress.caller import UpstreamResponse
-from egress.outbox import Outgoing
+from core.kafka import Outgoing
 from egress.retry import TRANSIENT_STATUSES, Attempts, TransientAnswer, may_retry, parse_retry_after, policy_for, with_retries
 from egress.soap import SoapArgumentsInvalid, soap_options
 from schemas import CodecError, encode

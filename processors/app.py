@@ -12,7 +12,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from core.callerauth import CallerAuth
 from core.config_feed import ConfigFollower
 from core.http import SERVE_OPTIONS, error_middleware, health_routes, serve, serve_options
-from core.kafka import faust_app, make_producer
+from core.kafka import Outgoing, faust_app, make_producer
 from core.metrics import PRODUCE_RETRIES
 from core.sealing import sealer_for
 from core.settings import Settings
@@ -20,7 +20,7 @@ from core.db import make_pool, ping_pool
 from core.snapshot import ConfigSnapshot
 from core.ssrf import TargetPolicy  # the one SSRF guard: JWKS fetches too
 from processors.request_log import RequestLog
-from processors.router import Outgoing, Router
+from processors.router import Router
 from sandbox import pool_for
 
 __all__ = ["build_app", "run"]

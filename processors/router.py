@@ -20,7 +20,7 @@ import yarl
 from core.callerauth import CallerAuth, Principal, consumer_header, mode_of, without
 from core.callerauth.base import INVALID
 from core.errors import JunctionError, Unauthorized, MethodNotAllowed, NotFound, ServiceUnavailable, TransformError
-from core.kafka import topic_partitions
+from core.kafka import Outgoing, topic_partitions
 from core.messages import INVALID_REPLY_PARTITION, INVALID_REPLY_TOPIC, dead_letter, error_reply, now_ms, reply_route_error, reply_target, strip_secrets
 from core.metrics import DEAD_LETTERS, EXPIRED_DROPPED
 from core.routing import ANY_METHOD, PathTemplate, parse_template, split_path
@@ -32,7 +32,7 @@ from processors.request_log import RequestLog
 from schemas import CodecError, decode, encode
 from schemas.types import Header, OutboundCall
 
-__all__ = ["InvalidPathParameter", "Outgoing", "PartitionCounts", "Router", "build_url", "fill_target"]
+__all__ = ["InvalidPathParameter", "PartitionCounts", "Router", "build_url", "fill_target"]
 
 log = logging.getLogger(__name__)
 CATCH_UP_S = 2.0  # longest wait for this instance's config to reach the version ingress used
@@ -42,14 +42,6 @@ _SEPARATORS = re.compile(r"[/\\]")
 # Errors that say the message itself may not run here, whoever sent it: always dead-lettered
 # (with a reply too when the call names a usable one), never an upstream call.
 ALWAYS_DEAD_LETTERED = frozenset({"org_not_found", "route_not_found", "api_not_in_org", "api_disabled", "method_not_allowed"})
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    topic: str
-    key: bytes
-    value: bytes
-    partition: int | None = None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from control.outbox import publish_config_events
@@ -172,3 +173,38 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+async def answers(url: str) -> bool:
+    """Whether ``url`` answers 200 now (a service of another fixture may already be running)."""
+    try:
+        async with aiohttp.ClientSession() as s, s.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
+            return r.status == 200
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return False
+
+
+@contextlib.asynccontextmanager
+async def running_pipeline(settings: Settings) -> AsyncIterator[tuple[Stage, IngressInstance]]:
+    """Processors (unless some fixture already runs them on these settings), egress and ingress, and a stage
+    to publish configuration: the whole request path, for a module of its own."""
+    from egress.worker import EgressWorker
+
+    processors = None
+    if not await answers(f"http://127.0.0.1:{settings.processors_port}/readyz"):
+        processors = ProcessorsProcess(settings)
+        await processors.start()
+    egress = EgressWorker(settings)
+    await egress.start()
+    ingress = IngressInstance(settings)
+    await ingress.start()
+    stage = Stage(settings)
+    await stage.start()
+    try:
+        yield stage, ingress
+    finally:
+        await stage.stop()
+        await ingress.stop()
+        await egress.stop()
+        if processors is not None:
+            processors.stop()

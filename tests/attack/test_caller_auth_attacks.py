@@ -27,12 +27,11 @@ from control.replay import read_dead_letters
 from core.kafka import make_consumer, make_producer, topic_partitions
 from core.security import list_security_events
 from core.settings import Settings
-from egress.worker import EgressWorker
 from schemas import decode, encode
 from tests.callerauth_support import (  # noqa: F401 - clear_ingress_blocks is a fixture
     Issuer, clear_ingress_blocks, consumer_doc, issuer, new_key, publish_consumer, secure_api,
 )
-from tests.support import IngressInstance, ProcessorsProcess, Stage, serving
+from tests.support import IngressInstance, Stage, running_pipeline, serving
 
 pytestmark = pytest.mark.usefixtures("clear_ingress_blocks")
 
@@ -47,26 +46,8 @@ class World:
     issuer: Issuer
 
 
-async def _answers(url: str) -> bool:
-    try:
-        async with aiohttp.ClientSession() as s, s.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
-            return r.status == 200
-    except (aiohttp.ClientError, asyncio.TimeoutError):
-        return False
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def world(settings: Settings) -> AsyncIterator[World]:
-    processors = None
-    if not await _answers(f"http://127.0.0.1:{settings.processors_port}/readyz"):
-        processors = ProcessorsProcess(settings)
-        await processors.start()
-    egress = EgressWorker(settings)
-    await egress.start()
-    ingress = IngressInstance(settings)
-    await ingress.start()
-    stage = Stage(settings)
-    await stage.start()
     seen: list[str] = []
 
     async def record(request: web.Request) -> web.Response:
@@ -75,15 +56,8 @@ async def world(settings: Settings) -> AsyncIterator[World]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", record)
-    try:
-        async with serving(app) as url, issuer() as iss:
-            yield World(settings, stage, ingress, url, seen, iss)
-    finally:
-        await stage.stop()
-        await ingress.stop()
-        await egress.stop()
-        if processors is not None:
-            processors.stop()
+    async with running_pipeline(settings) as (stage, ingress), serving(app) as url, issuer() as iss:
+        yield World(settings, stage, ingress, url, seen, iss)
 
 
 async def _get(w: World, org: str, **kw: Any) -> tuple[int, CIMultiDict[str], dict[str, Any]]:

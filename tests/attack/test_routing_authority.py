@@ -31,11 +31,10 @@ from control.replay import read_dead_letters
 from core.kafka import make_admin, make_consumer, make_producer, topic_partitions
 from core.messages import is_results_topic, reply_route_error, reply_target
 from core.settings import Settings, Topics
-from egress.worker import EgressWorker
 from core.snapshot import ConfigSnapshot
 from processors.router import PartitionCounts, Router
 from schemas import CodecError, decode, encode
-from tests.support import IngressInstance, ProcessorsProcess, Stage, serving, wait_until
+from tests.support import IngressInstance, Stage, running_pipeline, serving, wait_until
 
 GRACE_S = 1.0  # after the dead letter: time for a wrongly forwarded call to reach the upstream anyway
 
@@ -49,35 +48,10 @@ class Pipeline:
     ingress: IngressInstance
 
 
-async def _answers(url: str) -> bool:
-    try:
-        async with aiohttp.ClientSession() as s:
-            async with s.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
-                return r.status == 200
-    except (aiohttp.ClientError, asyncio.TimeoutError):
-        return False
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def pipeline(settings: Settings) -> AsyncIterator[Pipeline]:
-    processors = None
-    if not await _answers(f"http://127.0.0.1:{settings.processors_port}/readyz"):
-        processors = ProcessorsProcess(settings)
-        await processors.start()
-    egress = EgressWorker(settings)
-    await egress.start()
-    ingress = IngressInstance(settings)
-    await ingress.start()
-    stage = Stage(settings)
-    await stage.start()
-    try:
+    async with running_pipeline(settings) as (stage, ingress):
         yield Pipeline(settings, stage, ingress)
-    finally:
-        await stage.stop()
-        await ingress.stop()
-        await egress.stop()
-        if processors is not None:
-            processors.stop()
 
 
 @dataclass
