@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from bench.procs import stop
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -368,12 +369,7 @@ async def test_the_ingress_process_as_junction_serves_it_holds_the_same_line(set
         metrics = await _exchange(metrics_port, b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         assert metrics.status == 200 and b"junction_ingress_requests_total" in metrics.body
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop([proc])
         log_file.close()
         with open(log_file.name, encoding="utf-8", errors="replace") as f:
             output = f.read()

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from bench.procs import stop  # SIGTERM, then SIGKILL after 20 s
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,16 +69,6 @@ def _spawn(settings: Settings, service: str, **overrides: Any) -> subprocess.Pop
                             stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @dataclass
 class Stack:
     settings: Settings
@@ -118,7 +109,7 @@ async def stack(settings: Settings, local_kafka: LocalKafka) -> AsyncIterator[St
             await stage.stop()
             await ingress.stop()
             for proc in processes.values():
-                _stop(proc)
+                stop([proc])
 
 
 async def _create_small_segment_config_topic(s: Settings) -> None:

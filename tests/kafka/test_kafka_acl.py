@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
+from bench.procs import stop  # SIGTERM, then SIGKILL after 20 s
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,16 +112,6 @@ def _spawn(settings: Settings, service: str, log: Path) -> subprocess.Popen[byte
                                 stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 async def _echo(request: web.Request) -> web.Response:
     return web.json_response({"echo": (await request.read()).decode()})
 
@@ -161,7 +152,7 @@ async def secured(settings: Settings, secured_kafka: LocalKafka) -> AsyncIterato
             await ingress.stop()
             await control.stop()
             for proc in procs.values():
-                _stop(proc)
+                stop([proc])
             shutil.rmtree(credentials, ignore_errors=True)
 
 
