@@ -18,6 +18,7 @@ from aiohttp import web
 
 from control.outbox import publish_config_events
 from core.kafka import make_producer
+from schemas import encode
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot
 from ingress.app import SNAPSHOT, create_app
@@ -208,3 +209,14 @@ async def running_pipeline(settings: Settings) -> AsyncIterator[tuple[Stage, Ing
         await egress.stop()
         if processors is not None:
             processors.stop()
+
+
+async def post_raw(settings: Settings, call: dict[str, Any]) -> str:
+    """Put ``call`` straight onto the requests topic, as an async producer does; its correlation id."""
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topics.requests, key=call["correlation_id"].encode(), value=encode("InboundCall", call))
+    finally:
+        await producer.stop()
+    return call["correlation_id"]

@@ -24,14 +24,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from multidict import CIMultiDict
 
 from control.replay import read_dead_letters
-from core.kafka import make_consumer, make_producer, topic_partitions
+from core.kafka import make_consumer, topic_partitions
 from core.security import list_security_events
 from core.settings import Settings
-from schemas import decode, encode
+from schemas import decode
 from tests.callerauth_support import (  # noqa: F401 - clear_ingress_blocks is a fixture
     Issuer, clear_ingress_blocks, consumer_doc, issuer, new_key, publish_consumer, secure_api,
 )
-from tests.support import IngressInstance, Stage, running_pipeline, serving
+from tests.support import IngressInstance, Stage, post_raw, running_pipeline, serving
 
 pytestmark = pytest.mark.usefixtures("clear_ingress_blocks")
 
@@ -212,15 +212,6 @@ async def _inbound_of(settings: Settings, correlation_id: str) -> dict[str, Any]
     raise AssertionError(f"no InboundCall {correlation_id}")
 
 
-async def _post_raw(settings: Settings, call: dict[str, Any]) -> None:
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        await producer.send_and_wait(settings.topics.requests, key=call["correlation_id"].encode(), value=encode("InboundCall", call))
-    finally:
-        await producer.stop()
-
-
 async def _dead_letter(settings: Settings, cid: str) -> dict[str, Any]:
     for _ in range(300):
         letters = await read_dead_letters(settings, correlation_ids={cid})
@@ -246,7 +237,7 @@ async def test_processors_refuse_a_sealed_credential_that_is_not_this_calls(worl
     forged = {**original, "correlation_id": uuid.uuid4().hex, "sealed_credentials": blob, "reply_topic": None,
               "reply_partition": -1, "deadline_ms": int(time.time() * 1000) + 20_000}
     before = len(world.seen)
-    await _post_raw(world.settings, forged)
+    await post_raw(world.settings, forged)
     letter = await _dead_letter(world.settings, forged["correlation_id"])
     assert letter["error_code"] == ("credential_missing" if sealed == "absent" else "invalid_credential")
     assert key.encode() not in letter["original"]

@@ -28,13 +28,13 @@ from aiohttp import web
 from aiokafka.admin import NewTopic
 
 from control.replay import read_dead_letters
-from core.kafka import make_admin, make_consumer, make_producer, topic_partitions
+from core.kafka import make_admin, make_consumer, topic_partitions
 from core.messages import is_results_topic, reply_route_error, reply_target
 from core.settings import Settings, Topics
 from core.snapshot import ConfigSnapshot
 from processors.router import PartitionCounts, Router
 from schemas import CodecError, decode, encode
-from tests.support import IngressInstance, Stage, running_pipeline, serving, wait_until
+from tests.support import IngressInstance, Stage, post_raw, running_pipeline, serving, wait_until
 
 GRACE_S = 1.0  # after the dead letter: time for a wrongly forwarded call to reach the upstream anyway
 
@@ -81,17 +81,6 @@ def inbound(org: str, *, api_id: str = "", config_version: int = 0, method: str 
             **extra: Any) -> dict[str, Any]:
     return {"correlation_id": uuid.uuid4().hex, "org": org, "api_id": api_id, "config_version": config_version,
             "method": method, "path": path, "deadline_ms": int(time.time() * 1000) + 20_000, **extra}
-
-
-async def post_raw(settings: Settings, call: dict[str, Any]) -> str:
-    """Put ``call`` straight onto the requests topic, as an async producer does."""
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        await producer.send_and_wait(settings.topics.requests, key=call["correlation_id"].encode(), value=encode("InboundCall", call))
-    finally:
-        await producer.stop()
-    return call["correlation_id"]
 
 
 async def dead_letter_of(settings: Settings, cid: str, timeout_s: float = 30.0) -> dict[str, Any]:
