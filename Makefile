@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-kafka kafka bench bench-config install clean lint
+.PHONY: run test test-kafka kafka bench bench-config install clean lint console console-types test-console
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,11 +16,35 @@ install: $(STAMP)
 
 # A local sandbox: its demo upstreams are on loopback, so private targets are allowed
 # (set JUNCTION_ALLOW_PRIVATE_TARGETS=0 to try the SSRF guard).
-run: $(STAMP)
+run: $(STAMP) console
 	JUNCTION_ALLOW_PRIVATE_TARGETS=$${JUNCTION_ALLOW_PRIVATE_TARGETS:-1} $(VENV)/bin/junction up --demo
 
 test: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+# The web console (ui/, docs/console.md), built into ui/dist when missing or older than its sources.
+# Needs Node.js 20.19+ and npm; without them `make run` still starts and / says how to build it.
+UI_SOURCES := $(shell find ui/src ui/index.html ui/vite.config.ts ui/tsconfig.json sdk/typescript/src -type f 2>/dev/null)
+console:
+	@if command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory ui/dist/index.html || echo "The web console did not build (see above); the API runs without it."; \
+	else echo "Node.js and npm are not installed: the web console is not built (docs/console.md)."; fi
+ui/node_modules/.package-lock.json: ui/package-lock.json
+	cd ui && npm ci --no-audit --no-fund
+ui/dist/index.html: ui/node_modules/.package-lock.json ui/package.json $(UI_SOURCES)
+	cd ui && npm run build
+
+# The OpenAPI snapshot (sdk/typescript/openapi.json) and the TypeScript types made from it.
+console-types: $(STAMP)
+	$(PY) sdk/typescript/scripts/write_openapi.py
+	cd sdk/typescript && npm ci --no-audit --no-fund && npm run generate
+
+# The console's and the TypeScript SDK's tests: Vitest, then a real browser (Debian's chromium) against a
+# real control service, PostgreSQL and Redis (tests/console).
+test-console: $(STAMP)
+	cd sdk/typescript && npm ci --no-audit --no-fund && npm run typecheck && npm run check-generated
+	cd ui && npm ci --no-audit --no-fund && npm run build && npm test
+	$(PY) -m pytest -p no:cacheprovider tests/console $(PYTEST_ARGS)
 
 # The pipeline, control-plane and reliability tests again, on Apache Kafka of the run's own
 # (fetched with Maven into .junction/kafka/, started on free ports, thrown away after).

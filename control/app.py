@@ -2,7 +2,9 @@
 
 Resources live in ``cleanup_ctx`` generators, one per resource: the asyncpg
 pool (migrations run when it opens), Redis, the outbox relay with its Kafka
-producer, and the sandbox pool for the connector try-out endpoint.
+producer, the dead-letter indexer (control/dead_letters.py), the replay jobs
+(control/replay_jobs.py), the alert evaluator (control/alerting/), and the sandbox
+pool for the connector try-out endpoint.
 """
 from __future__ import annotations
 
@@ -12,12 +14,17 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from control.alerting import AlertEvaluator
 from control.auth import TokenIssuer, dummy_hash, resolve_jwt_secret
 from control.bodies import request_schemas
+from control.console import console_routes
+from control.dead_letters import DeadLetterIndexer
 from control.handlers import routes
+from control.handlers.metrics import close_streams
 from control.middleware import authenticate, cors_preflight, rate_limit, response_headers
 from control.migrate import apply_migrations
 from control.outbox import OutboxRelay
+from control.replay_jobs import ReplayJobs
 from control.state import STATE, ControlState
 from core.db import make_pool, ping_pool
 from core.http import SERVE_OPTIONS, error_middleware, health_routes, serve_options
@@ -29,14 +36,17 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, *, relay: bool = True, sandbox: bool = True) -> web.Application:
-    """Build the app; ``relay=False`` / ``sandbox=False`` leave those out (tests, tools)."""
+def create_app(settings: Settings, *, relay: bool = True, sandbox: bool = True,
+               dead_letter_index: bool | None = None) -> web.Application:
+    """Build the app; ``relay=False`` / ``sandbox=False`` leave those out (tests, tools), and
+    ``dead_letter_index`` the dead-letter indexer (default: with the relay, as both need Kafka)."""
     st = ControlState(settings=settings, schemas=request_schemas(settings))
     # aiohttp's own limit is a backstop; read_json answers the 413 with our error body.
     app = web.Application(middlewares=[error_middleware, cors_preflight(), rate_limit(), authenticate()],
                           client_max_size=settings.control_max_body_bytes + 1)
     app.on_response_prepare.append(response_headers(settings))  # security and CORS headers, errors included
     app[STATE] = st
+    app.on_shutdown.append(close_streams)  # live metric streams end now, not at the shutdown timeout
     # How core.http.serve runs it: the HTTP limits, and /metrics on its own listener.
     app[SERVE_OPTIONS] = serve_options(settings, metrics_port=settings.control_metrics_port)
 
@@ -65,6 +75,33 @@ def create_app(settings: Settings, *, relay: bool = True, sandbox: bool = True) 
         finally:
             await st.relay.stop()
 
+    async def dead_letters(app: web.Application) -> AsyncIterator[None]:
+        indexer = DeadLetterIndexer(settings, st.db)
+        indexer.start()
+        st.extras["dead_letter_indexer"] = indexer
+        try:
+            yield
+        finally:
+            await indexer.stop()
+
+    async def replays(app: web.Application) -> AsyncIterator[None]:
+        jobs = ReplayJobs(settings, st.db, st.redis)
+        jobs.start()
+        st.extras["replay_jobs"] = jobs
+        try:
+            yield
+        finally:
+            await jobs.stop()
+
+    async def alert_evaluator(app: web.Application) -> AsyncIterator[None]:
+        evaluator = AlertEvaluator(settings, st.db, st.redis)
+        await evaluator.start()
+        st.extras["alert_evaluator"] = evaluator
+        try:
+            yield
+        finally:
+            await evaluator.stop()
+
     async def sandbox_pool(app: web.Application) -> AsyncIterator[None]:
         try:
             from sandbox import pool_for
@@ -86,6 +123,11 @@ def create_app(settings: Settings, *, relay: bool = True, sandbox: bool = True) 
     app.cleanup_ctx.append(redis)
     if relay:
         app.cleanup_ctx.append(outbox)
+    if relay if dead_letter_index is None else dead_letter_index:
+        app.cleanup_ctx.append(dead_letters)
+        app.cleanup_ctx.append(replays)  # its outcomes include the new dead letters the indexer writes
+    if relay and settings.alert_interval_s > 0:  # alert events go to Kafka, as config events do
+        app.cleanup_ctx.append(alert_evaluator)
     if sandbox:
         app.cleanup_ctx.append(sandbox_pool)
 
@@ -105,4 +147,5 @@ def create_app(settings: Settings, *, relay: bool = True, sandbox: bool = True) 
         checks["kafka"] = check_kafka
     app.add_routes(health_routes(checks))
     app.add_routes(routes())
+    app.add_routes(console_routes())  # the web console at / (docs/console.md), last: the API's routes win
     return app

@@ -62,13 +62,66 @@ _target: Schema = {
         "url": {"type": "string", "minLength": 1, "maxLength": 2048, "description": "http or https URL"},
         "method": {"type": "string", "enum": ANY_METHODS},
         "headers": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 4096}},
-        "wsdl": {"type": "string", "maxLength": 2048},
+        "wsdl": {"type": "string", "minLength": 1, "maxLength": 524288,
+                 "description": "soap: the WSDL document itself (XML text), used instead of fetching url; url "
+                                "stays its location, against which relative imports resolve"},
+        "documents": {"type": "object", "maxProperties": 50,
+                      "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 524288},
+                      "description": "soap: the schemas and WSDLs the WSDL imports, keyed by their location (as "
+                                     "written in the import, or absolute); an import not here is fetched"},
+        "address": {"type": "string", "minLength": 1, "maxLength": 2048,
+                    "description": "soap: http or https URL the envelopes are posted to, instead of the port's soap:address"},
         "operation": {"type": "string", "maxLength": 200},
         "binding": {"type": "string", "maxLength": 400,
                     "description": "soap: the WSDL binding to call (local name or {namespace}name); default: SOAP 1.1 if present, else 1.2"},
         "port": {"type": "string", "maxLength": 200, "description": "soap: the WSDL port to call (takes precedence over binding)"},
         "timeout_ms": {"type": "integer", "minimum": 1},
         "follow_redirects": {"type": "boolean", "description": "follow the upstream's redirects (each hop passes the SSRF guard); default false"},
+        "auth": {
+            "type": "object", "additionalProperties": False, "required": ["type"],
+            "description": "rest: how egress authenticates to the upstream (docs/upstream-auth.md); which keys a "
+                           "type takes is checked per type. Secrets are write-only: reads show ********, and "
+                           "sending ******** keeps the stored value",
+            "properties": {
+                "type": {"type": "string", "enum": ["api_key", "basic", "bearer", "oauth2_client_credentials"]},
+                "in": {"type": "string", "enum": ["header", "query"], "description": "api_key: default header"},
+                "name": {"type": "string", "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$",
+                         "description": "api_key: the header or query parameter"},
+                "value": {"type": "string", "minLength": 1, "maxLength": 4096, "writeOnly": True,
+                          "description": "api_key: the key (secret)"},
+                "username": {"type": "string", "minLength": 1, "maxLength": 256, "description": "basic"},
+                "password": {"type": "string", "minLength": 1, "maxLength": 1024, "writeOnly": True,
+                             "description": "basic (secret)"},
+                "token": {"type": "string", "minLength": 1, "maxLength": 8192, "writeOnly": True,
+                          "description": "bearer (secret)"},
+                "token_url": {"type": "string", "maxLength": 2048,
+                              "description": "oauth2_client_credentials: https URL of the token endpoint"},
+                "client_id": {"type": "string", "minLength": 1, "maxLength": 512, "description": "oauth2_client_credentials"},
+                "client_secret": {"type": "string", "minLength": 1, "maxLength": 4096, "writeOnly": True,
+                                  "description": "oauth2_client_credentials (secret)"},
+                "client_auth": {"type": "string", "enum": ["basic", "post"],
+                                "description": "oauth2_client_credentials: client_secret_basic (default) or client_secret_post"},
+                "scopes": {"type": "array", "maxItems": 50, "uniqueItems": True,
+                           "items": {"type": "string", "pattern": "^[!#-\\[\\]-~]{1,200}$"},
+                           "description": "oauth2_client_credentials: scopes asked for"},
+                "audience": {"type": "string", "minLength": 1, "maxLength": 2048,
+                             "description": "oauth2_client_credentials: sent as the audience parameter"},
+            },
+        },
+        "tls": {
+            "type": "object", "additionalProperties": False,
+            "description": "rest, https: client certificate (mutual TLS) and the CA bundle the upstream is verified "
+                           "against (default: the system's); verification cannot be turned off",
+            "properties": {
+                "client_cert": {"type": "string", "minLength": 1, "maxLength": 65536,
+                                "description": "PEM: the client certificate, then any intermediates"},
+                "client_key": {"type": "string", "minLength": 1, "maxLength": 65536, "writeOnly": True,
+                               "description": "PEM: the unencrypted private key of client_cert (secret)"},
+                "ca_bundle": {"type": "string", "minLength": 1, "maxLength": 524288,
+                              "description": "PEM: the CA certificates to trust instead of the system's"},
+                "verify": {"type": "boolean", "description": "only true: give ca_bundle rather than turn it off"},
+            },
+        },
     },
 }
 _connector_props: Schema = {
@@ -132,6 +185,19 @@ _rate_limit: Schema = {
         "by": {"type": "string", "enum": RATE_LIMIT_BY},
     },
 }
+_cache: Schema = {
+    "type": ["object", "null"], "additionalProperties": False, "required": ["ttl_s"],
+    "description": "rest: the upstream's answers kept and served by ingress with no upstream call "
+                   "(docs/caching.md); null removes it",
+    "properties": {
+        "ttl_s": {"type": "integer", "minimum": 1, "maximum": 30 * 86_400,
+                  "description": "longest time an answer is kept (the upstream's max-age may shorten it)"},
+        "methods": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "string", "enum": ["GET", "HEAD"]},
+                    "description": "methods whose answers are cached (default GET and HEAD)"},
+        "vary": {"type": "array", "maxItems": 20, "uniqueItems": True, "items": {"type": "string", "pattern": TOKEN_PATTERN},
+                 "description": "request headers whose values are part of the cache key (as Accept-Language)"},
+    },
+}
 QUOTA_NAMES = ["apis", "connectors", "consumers", "script_bytes", "settings_bytes"]
 _quotas: Schema = {
     "type": "object", "additionalProperties": False,
@@ -150,6 +216,31 @@ _basic_set: Schema = {
     "username": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}$"},
     "password": {"type": "string", "minLength": 8, "maxLength": 72},
 }
+def _soap_field(depth: int) -> Schema:
+    """A code-first argument; objects nest up to ``depth`` more levels."""
+    props: Schema = {
+        "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_.-]*$", "maxLength": 128,
+                 "description": "the element's name (an XML NCName)"},
+        "type": {"type": "string", "enum": ["string", "int", "long", "decimal", "double", "boolean", "dateTime",
+                                            "date", "base64Binary", "object"]},
+        "required": {"type": "boolean", "description": "default true (minOccurs 1)"},
+        "repeated": {"type": "boolean", "description": "default false; true: a list (maxOccurs unbounded)"},
+    }
+    if depth > 0:
+        props["fields"] = {"type": "array", "minItems": 1, "maxItems": 200, "items": _soap_field(depth - 1),
+                           "description": "the fields of a type object"}
+    return {"type": "object", "additionalProperties": False, "required": ["name", "type"], "properties": props}
+
+
+_soap_operation: Schema = {
+    "type": "object", "additionalProperties": False, "required": ["name"],
+    "properties": {
+        "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_.-]*$", "maxLength": 128},
+        "action": {"type": "string", "maxLength": 512, "description": "its soapAction (default <namespace>/<name>)"},
+        "input": {"type": "array", "maxItems": 200, "items": _soap_field(7)},
+        "output": {"type": "array", "maxItems": 200, "items": _soap_field(7)},
+    },
+}
 _api_props: Schema = {
     "name": {"type": "string", "pattern": NAME_PATTERN},
     "description": {"type": "string", "maxLength": 2000},
@@ -161,6 +252,21 @@ _api_props: Schema = {
     "auth": _auth,
     "rate_limit": _rate_limit,
     "enabled": {"type": "boolean"},
+    "async_fallback": {"type": "boolean",
+                       "description": "rest: a caller still waiting at timeout_ms gets 202 and a Location for the "
+                                      "result instead of 504; the call itself may take JUNCTION_ASYNC_TIMEOUT_MS"},
+    "cache": _cache,
+    "idempotency_ttl_s": {"type": ["integer", "null"], "minimum": 1, "maximum": 30 * 86_400,
+                          "description": "how long an Idempotency-Key keeps its answer (default JUNCTION_IDEMPOTENCY_TTL_S)"},
+    # protocol soap (docs/soap-to-rest.md): a WSDL (contract first) or operations (code first)
+    "wsdl": {"type": "string", "minLength": 1, "maxLength": 524288,
+             "description": "soap, contract first: the WSDL 1.1 document (XML text, document/literal, schemas inline)"},
+    "operations": {"type": "array", "minItems": 1, "maxItems": 200, "items": _soap_operation,
+                   "description": "soap, code first: Junction generates the WSDL (SOAP 1.1 and 1.2 bindings)"},
+    "namespace": {"type": "string", "minLength": 1, "maxLength": 512,
+                  "description": "soap, code first: target namespace of the generated WSDL (default urn:junction:api:<id>)"},
+    "contract": {"type": ["object", "null"],
+                 "description": "read-only: the contract Junction computed from wsdl or operations; ignored when sent"},
 }
 _pairs: Schema = {"type": "object", "additionalProperties": {"type": "string", "maxLength": 8192}}
 _sample_body: Schema = {
@@ -206,6 +312,8 @@ def _obj(props: Schema, required: list[str]) -> Schema:
 
 def request_schemas(settings: Settings) -> dict[str, Schema]:
     """Every request body schema, by OpenAPI component name."""
+    from control.bodies_alerts import alert_bodies  # it imports this module's patterns
+
     api_props = copy.deepcopy(_api_props)
     api_props["timeout_ms"]["maximum"] = settings.max_timeout_ms
     connector_props = copy.deepcopy(_connector_props)
@@ -222,7 +330,7 @@ def request_schemas(settings: Settings) -> dict[str, Schema]:
             if "enum" in prop:
                 prop["enum"] = [*prop["enum"], None]
     connector_update_props = {**connector_props, "target": update_target}
-    api_required = ["name", "methods", "path", "connector"]
+    api_required = ["name", "path", "connector"]  # methods too for rest (control/checks.py); soap: POST
     connector_required = ["name", "target"]
     return {
         "LoginRequest": copy.deepcopy(_login),
@@ -244,4 +352,5 @@ def request_schemas(settings: Settings) -> dict[str, Schema]:
         "ConnectorTestRequest": _obj(_test_props, []),
         # A connector not saved yet: the script is the point.
         "ConnectorTryRequest": _obj({**_test_props, "script": {**_test_props["script"], "type": "string"}}, ["script"]),
+        **alert_bodies(),
     }

@@ -7,14 +7,17 @@ import asyncio
 from typing import Any
 
 import asyncpg
+from lxml import etree
 
+from control.soap_api import check_protocol_fields, routed_methods, soap_contract
 from control.store.resources import API, content_of
 from control.validation import check_url, is_uuid, raise_if
 from core.errors import Conflict, FieldError, InvalidInput
 from core.routing import RouteTable, parse_template
+from core.safe_xml import XmlRefused, parse_xml
 from core.settings import Settings
 
-__all__ = ["check_script", "prepare_api", "prepare_connector"]
+__all__ = ["check_script", "check_soap_target", "prepare_api", "prepare_connector"]
 
 API_DEFAULTS: dict[str, Any] = {"protocol": "rest", "auth": {"mode": "none"}, "enabled": True}
 CONNECTOR_DEFAULTS: dict[str, Any] = {"script": None, "settings": {}}
@@ -23,7 +26,13 @@ CONNECTOR_DEFAULTS: dict[str, Any] = {"script": None, "settings": {}}
 async def prepare_api(conn: asyncpg.Connection, settings: Settings, org_id: str, api_id: str | None,
                       data: dict[str, Any]) -> dict[str, Any]:
     content = {**API_DEFAULTS, "timeout_ms": settings.default_timeout_ms, **data}
+    content.pop("contract", None)  # computed here, never taken from a client (a read shows it)
+    raise_if(check_protocol_fields(content))
     template = parse_template(content["path"], "path")
+    if content["protocol"] == "soap":
+        if template.params:
+            raise_if([FieldError("path", "a soap API's path takes no parameters: it is the service's one address")])
+        content["methods"] = ["POST"]
     connector = content["connector"]
     if not is_uuid(connector) or not await conn.fetchval(
             "SELECT 1 FROM connectors WHERE org_id = $1 AND id = $2", org_id, connector):
@@ -34,23 +43,63 @@ async def prepare_api(conn: asyncpg.Connection, settings: Settings, org_id: str,
         if api_id is not None and str(row["id"]) == api_id:
             continue
         other = content_of(row)
-        table.add(parse_template(other["path"]), other["methods"], {"id": str(row["id"]), "name": other["name"]})
-    clash = table.clashes(template, content["methods"])
+        table.add(parse_template(other["path"]), routed_methods(other), {"id": str(row["id"]), "name": other["name"]})
+    clash = table.clashes(template, routed_methods(content))
     if clash is not None:
         raise Conflict(f"{content['path']} clashes with API {clash['name']!r} ({clash['id']})", code="route_clash",
                        fields=[FieldError("path", f"clashes with API {clash['id']} on a shared method")],
                        extra={"clashes_with": clash["id"]})
+    if content["protocol"] == "soap":
+        content["contract"] = await soap_contract(content, api_id)  # parsed in a thread
     return content
 
 
 async def prepare_connector(data: dict[str, Any]) -> dict[str, Any]:
     content = {**CONNECTOR_DEFAULTS, **data}
     raise_if(check_url(content["target"]["url"], "target.url"))
-    if content["target"].get("protocol") == "soap" and not content["target"].get("operation"):
-        raise_if([FieldError("target.operation", "is required for a soap target")])
+    # Parsing an uploaded WSDL is CPU work: off the event loop.
+    raise_if(await asyncio.to_thread(check_soap_target, content["target"]))
     if content.get("script"):
         await check_script(content["script"])
     return content
+
+
+SOAP_ONLY = ("wsdl", "documents", "address", "operation", "binding", "port")
+MAX_UPLOADED_WSDL_BYTES = 512 * 1024  # the WSDL and its documents together: they travel in one config event
+WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"
+
+
+def check_soap_target(target: dict[str, Any]) -> list[FieldError]:
+    """A SOAP target's own keys: only on a soap target; an uploaded WSDL (and the documents it
+    imports) well-formed, safe and small enough; an address override an http(s) URL. The
+    operation may be left out: it then comes from the SOAP caller's ``X-Soap-Operation``."""
+    if target.get("protocol") != "soap":
+        return [FieldError(f"target.{key}", "is a setting of soap targets only") for key in SOAP_ONLY if key in target]
+    errors = check_url(target["address"], "target.address") if "address" in target else []
+    documents = target.get("documents") or {}
+    if documents and "wsdl" not in target:
+        errors.append(FieldError("target.documents", "needs target.wsdl: they are the documents an uploaded WSDL imports"))
+    if "wsdl" in target:
+        errors += _check_document(target["wsdl"], "target.wsdl", wsdl=True)
+    for location, text in documents.items():
+        if not location.strip() or len(location) > 2048:
+            errors.append(FieldError("target.documents", f"{location[:100]!r} is not a document location"))
+        errors += _check_document(text, f"target.documents.{location}", wsdl=False)
+    total = len(target.get("wsdl", "").encode()) + sum(len(t.encode()) for t in documents.values())
+    if total > MAX_UPLOADED_WSDL_BYTES:
+        errors.append(FieldError("target.documents" if documents else "target.wsdl",
+                                 f"the uploaded WSDL and documents exceed {MAX_UPLOADED_WSDL_BYTES} bytes together"))
+    return errors
+
+
+def _check_document(text: str, field: str, *, wsdl: bool) -> list[FieldError]:
+    try:
+        root = parse_xml(text.encode("utf-8"), max_bytes=MAX_UPLOADED_WSDL_BYTES)
+    except XmlRefused as exc:
+        return [FieldError(field, str(exc))]
+    if wsdl and etree.QName(root).text != f"{{{WSDL_NS}}}definitions":
+        return [FieldError(field, "is not a WSDL 1.1 document (its root is not wsdl:definitions)")]
+    return []
 
 
 async def check_script(source: str) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from control.soap_api import routed_methods
 from control.store.outbox import OutboxEvent
 from core.connector_secrets import SEALED_KEY
 
@@ -22,7 +23,13 @@ def api_event(api: dict[str, Any], op: str = "upsert") -> OutboxEvent:
         doc = {"id": api["id"], "org": api["org"], "org_id": api["org_id"], "name": api["name"],
                "protocol": api.get("protocol", "rest"), "methods": api["methods"], "path": api["path"],
                "connector": api["connector"], "timeout_ms": api["timeout_ms"], "auth": api["auth"],
-               "rate_limit": api.get("rate_limit"), "version": api["version"], "enabled": api.get("enabled", True)}
+               "rate_limit": api.get("rate_limit"), "version": api["version"], "enabled": api.get("enabled", True),
+               "async_fallback": api.get("async_fallback", False), "idempotency_ttl_s": api.get("idempotency_ttl_s"),
+               "cache": api.get("cache")}
+        if doc["protocol"] == "soap":
+            # Routed for GET too (its ?wsdl); the contract spares ingress any WSDL work (core/soap_contract.py).
+            doc["methods"] = routed_methods(api)
+            doc["contract"] = api.get("contract")
     return OutboxEvent("api", api["id"], api["org"], api["version"], op, doc)
 
 

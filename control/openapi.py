@@ -107,6 +107,8 @@ def _response_schemas() -> dict[str, Schema]:
                             "request_id": _STR_OR_NULL}),
         "AuditPage": _obj({"items": {"type": "array", "items": _ref("AuditEntry")},
                            "next_cursor": {"type": ["integer", "null"]}}),
+        "DeadLetterSummary": _dead_letter_schema(full=False),
+        "DeadLetter": _dead_letter_schema(full=True),
         "ConnectorTestResult": {
             "type": "object", "required": ["ran", "logs"],
             "properties": {
@@ -120,6 +122,58 @@ def _response_schemas() -> dict[str, Schema]:
                                "status": _INT, "stage": {"type": "string", "enum": ["request", "response"]}}),
                 "logs": {"type": "array", "items": _STR},
             },
+        },
+    }
+
+
+def _dead_letter_schema(*, full: bool) -> Schema:
+    props: Schema = {
+        "id": _STR, "org": _STR, "correlation_id": _STR,
+        "stage": {"type": "string", "enum": ["processors", "egress"]}, "error_code": _STR, "error_message": _STR,
+        "attempt": _INT, "api_id": _STR, "connector_id": _STR, "connector_version": _INT, "config_version": _INT,
+        "original_topic": _STR, "original_bytes": {**_INT, "description": "size of the (redacted) original"},
+        "inbound_partition": _INT, "inbound_offset": _INT,
+        "partition": {**_INT, "description": "where the letter was on the dead-letter topic"}, "offset": _INT,
+        "failed_at": _TIME,
+    }
+    if not full:
+        return _obj(props)
+    props.update({
+        "details": {"type": ["array", "null"], "items": _STR,
+                    "description": "traceback and log lines; null for an org viewer (details_hidden)"},
+        "original": {"type": ["object", "null"], "description":
+                     "the original call without caller credentials: {type, record} with bytes as {encoding: text|base64, "
+                     "value}, or {type: null, undecodable, base64}; null for an org viewer (original_hidden)"},
+        "original_hidden": _BOOL, "details_hidden": _BOOL,
+    })
+    return _obj(props)
+
+
+def _dead_letters() -> dict[str, Schema]:
+    base = "/api/v1/orgs/{org}/dead-letters"
+    query = [
+        {"name": "api", "in": "query", "required": False, "schema": {"type": "string", "format": "uuid"},
+         "description": "an API id"},
+        {"name": "stage", "in": "query", "required": False, "schema": {"type": "string", "enum": ["processors", "egress"]}},
+        {"name": "code", "in": "query", "required": False, "schema": {"type": "string", "pattern": "^[a-z0-9_]{1,64}$"},
+         "description": "error code"},
+        {"name": "correlation_id", "in": "query", "required": False,
+         "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,200}$"}},
+        {"name": "from", "in": "query", "required": False, "schema": _TIME, "description": "failed at or after"},
+        {"name": "to", "in": "query", "required": False, "schema": _TIME,
+         "description": "failed before; not before from (422)"},
+    ]
+    return {
+        base: {
+            "parameters": [ORG],
+            "get": _op("List dead letters, newest first, without originals (docs/replay.md)",
+                       {"200": _json(_page_of("DeadLetterSummary"), "one page of the organisation's dead letters"),
+                        **_errors("401", "404", "422")}, params=[*query, *copy.deepcopy(_PAGE_PARAMS)], tag="dead letter"),
+        },
+        base + "/{id}": {
+            "parameters": [ORG, _path_param("id", "dead letter id")],
+            "get": _op("One dead letter; its details and original (credentials removed) for org admins and global admins",
+                       {"200": _json(_ref("DeadLetter"), "the dead letter"), **_errors("401", "404")}, tag="dead letter"),
         },
     }
 
@@ -373,7 +427,12 @@ def _accounts() -> dict[str, Schema]:
 
 
 def build_openapi(settings: Settings) -> Schema:
-    schemas = {**copy.deepcopy(request_schemas(settings)), **_response_schemas()}
+    from control.openapi_alerts import alert_paths, alert_schemas
+    from control.openapi_observability import observability_paths, observability_schemas
+    from control.openapi_replays import replays_paths
+
+    schemas = {**copy.deepcopy(request_schemas(settings)), **_response_schemas(), **observability_schemas(),
+               **alert_schemas()}
     ok_only = {"200": _json({"type": "object"}, "ok")}
     paths: dict[str, Schema] = {
         "/healthz": {"get": _op("Liveness", ok_only, public=True, tag="health")},
@@ -443,6 +502,10 @@ def build_openapi(settings: Settings) -> Schema:
         **_versioned("apis", "Api", "ApiCreate", "ApiUpdate", "API"),
         **_consumers(),
         **_accounts(),
+        **_dead_letters(),
+        **observability_paths(op=_op, json=_json, errors=_errors, page_of=_page_of, org=ORG, page_params=_PAGE_PARAMS),
+        **alert_paths(op=_op, json=_json, errors=_errors, versioned=_versioned, org=ORG, id_=ID, page_params=_PAGE_PARAMS),
+        **replays_paths(op=_op, json=_json, errors=_errors, org=ORG, page_params=_PAGE_PARAMS),
         "/api/v1/audit": {"get": _op("Audit trail, newest first", {
             "200": _json(_ref("AuditPage"), "one page; pass next_cursor as cursor for the next"),
             **_errors("401", "422")}, params=[

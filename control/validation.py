@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import ssl
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,8 +19,8 @@ from aiohttp import web
 from core.errors import BodyTooLarge, FieldError, Forbidden, InvalidInput, MalformedBody
 from core.settings import Settings
 
-__all__ = ["check_auth", "check_quota", "check_schema", "check_url", "is_uuid", "quota_limit", "read_json",
-           "validate_body"]
+__all__ = ["check_auth", "check_quota", "check_schema", "check_upstream_auth", "check_url", "is_uuid", "quota_limit",
+           "read_json", "validate_body"]
 
 _JSON_TYPES: dict[str, Any] = {
     "string": str, "object": dict, "array": list, "boolean": bool, "null": type(None),
@@ -27,11 +28,12 @@ _JSON_TYPES: dict[str, Any] = {
 
 
 def is_uuid(value: str) -> bool:
+    """A uuid in its canonical form: ``uuid.UUID`` also takes ``urn:uuid:…``, braces and no hyphens,
+    which PostgreSQL's uuid type refuses (a 500 where a 404 or 422 is due)."""
     try:
-        uuid.UUID(value)
+        return str(uuid.UUID(value)) == value.lower()
     except (ValueError, TypeError, AttributeError):
         return False
-    return True
 
 
 def _reject_constant(name: str) -> Any:
@@ -115,6 +117,8 @@ def check_schema(value: Any, schema: dict[str, Any], path: str = "") -> list[Fie
             for i, item in enumerate(value):
                 errors.extend(check_schema(item, schema["items"], f"{path}[{i}]"))
     if isinstance(value, dict):
+        if "maxProperties" in schema and len(value) > schema["maxProperties"]:
+            errors.append(FieldError(where, f"must have at most {schema['maxProperties']} keys"))
         props = schema.get("properties", {})
         for name in schema.get("required", []):
             if name not in value:
@@ -243,3 +247,130 @@ def check_quota(name: str, field: str, used: int, limit: int, what: str) -> None
         raise Forbidden(f"{what}: over the organisation's quota of {limit}", code="quota_exceeded",
                         fields=[FieldError(field, f"over the quota of {limit} ({name})")],
                         extra={"quota": name, "limit": limit})
+
+
+# What each upstream auth type takes besides ``type`` (target.auth, docs/upstream-auth.md).
+UPSTREAM_AUTH_SETTINGS: dict[str, tuple[frozenset[str], frozenset[str]]] = {  # (required, optional)
+    "api_key": (frozenset({"name", "value"}), frozenset({"in"})),
+    "basic": (frozenset({"username", "password"}), frozenset()),
+    "bearer": (frozenset({"token"}), frozenset()),
+    "oauth2_client_credentials": (frozenset({"token_url", "client_id", "client_secret"}),
+                                  frozenset({"scopes", "audience", "client_auth"})),
+}
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
+
+
+def check_upstream_auth(target: dict[str, Any], *, allow_private: bool) -> list[FieldError]:
+    """The checks of a connector's ``target.auth``, ``target.tls`` and
+    ``target.headers`` (their secrets in clear) that a schema cannot express:
+    the keys of each auth type, values that fit in a header, an https token_url,
+    PEMs that parse and a client key that matches its certificate."""
+    errors: list[FieldError] = []
+    auth, tls = target.get("auth"), target.get("tls")
+    if target.get("protocol") == "soap":
+        errors += [FieldError(f"target.{key}", "is supported on rest targets only")
+                   for key in ("auth", "tls") if target.get(key) is not None]
+        auth = tls = None
+    taken: set[str] = set()  # header names auth sets: target.headers may not set them too
+    if isinstance(auth, dict):
+        errors += _check_upstream_auth(auth, allow_private)
+        if auth.get("type") == "api_key" and auth.get("in", "header") == "header":
+            taken.add(str(auth.get("name", "")).lower())
+        elif auth.get("type") in ("basic", "bearer", "oauth2_client_credentials"):
+            taken.add("authorization")
+    for name, value in (target.get("headers") or {}).items():
+        if not _HEADER_NAME.fullmatch(name):
+            errors.append(FieldError(f"target.headers.{name}", "is not a valid header name"))
+        elif _CONTROL_CHARS.search(value):
+            errors.append(FieldError(f"target.headers.{name}", "must not contain control characters"))
+        elif name.lower() in taken:
+            errors.append(FieldError(f"target.headers.{name}", "is set by target.auth"))
+    if isinstance(tls, dict):
+        errors += _check_tls(tls, str(target.get("url", "")))
+    return errors
+
+
+def _check_upstream_auth(auth: dict[str, Any], allow_private: bool) -> list[FieldError]:
+    kind = str(auth.get("type"))
+    if kind not in UPSTREAM_AUTH_SETTINGS:
+        return []  # the schema's enum said so already
+    required, optional = UPSTREAM_AUTH_SETTINGS[kind]
+    errors = [FieldError(f"target.auth.{key}", f"is not a setting of type {kind}")
+              for key in sorted(set(auth) - {"type"} - required - optional)]
+    errors += [FieldError(f"target.auth.{key}", f"is required for type {kind}") for key in sorted(required - set(auth))]
+    for key, value in sorted(auth.items()):
+        if isinstance(value, str) and any("\ud800" <= c <= "\udfff" for c in value):
+            errors.append(FieldError(f"target.auth.{key}", "is not valid Unicode text"))
+    in_header = kind != "api_key" or auth.get("in", "header") == "header"
+    for key in ("value", "password", "token", "client_id", "client_secret", "username"):
+        value = auth.get(key)
+        if isinstance(value, str) and in_header and _CONTROL_CHARS.search(value):
+            errors.append(FieldError(f"target.auth.{key}", "must not contain control characters"))
+    if kind == "basic" and ":" in str(auth.get("username", "")):
+        errors.append(FieldError("target.auth.username", "must not contain ':' (RFC 7617)"))
+    if kind == "oauth2_client_credentials" and isinstance(auth.get("token_url"), str):
+        url_errors = check_url(auth["token_url"], "target.auth.token_url")
+        if not url_errors and urlsplit(auth["token_url"]).scheme != "https" and not allow_private:
+            # Plain http is for local upstreams only, as JUNCTION_ALLOW_PRIVATE_TARGETS is.
+            url_errors = [FieldError("target.auth.token_url", "must be an https URL")]
+        errors += url_errors
+    return errors
+
+
+def _check_tls(tls: dict[str, Any], url: str) -> list[FieldError]:
+    errors: list[FieldError] = []
+    if tls.get("verify") is False:
+        errors.append(FieldError("target.tls.verify", "cannot be false: give the upstream's CA in ca_bundle instead"))
+    if urlsplit(url).scheme != "https":
+        errors.append(FieldError("target.tls", "needs an https target.url"))
+    has_cert, has_key = "client_cert" in tls, "client_key" in tls
+    if has_cert != has_key:
+        missing = "client_key" if has_cert else "client_cert"
+        errors.append(FieldError(f"target.tls.{missing}", "is required with " + ("client_cert" if has_cert else "client_key")))
+    if not has_cert and not has_key and "ca_bundle" not in tls:
+        errors.append(FieldError("target.tls", "give client_cert and client_key, ca_bundle, or both"))
+    certs = _pem_certificates(tls["client_cert"], "target.tls.client_cert", errors) if has_cert else None
+    key = _pem_private_key(tls["client_key"], errors) if has_key else None
+    if "ca_bundle" in tls and _pem_certificates(tls["ca_bundle"], "target.tls.ca_bundle", errors):
+        try:
+            ssl.create_default_context(cadata=tls["ca_bundle"])
+        except (ssl.SSLError, ValueError) as exc:
+            errors.append(FieldError("target.tls.ca_bundle", f"is not usable as trust anchors: {exc}"))
+    if certs and key is not None and _spki(certs[0].public_key()) != _spki(key.public_key()):
+        errors.append(FieldError("target.tls.client_key", "does not match the first certificate of client_cert"))
+    return errors
+
+
+def _pem_certificates(pem: str, field: str, errors: list[FieldError]) -> list[Any]:
+    from cryptography import x509
+
+    try:
+        certs = x509.load_pem_x509_certificates(pem.encode()) if pem.isascii() else []
+    except ValueError:
+        certs = []
+    if not certs:
+        errors.append(FieldError(field, "is not PEM certificates (-----BEGIN CERTIFICATE-----)"))
+    return certs
+
+
+def _pem_private_key(pem: str, errors: list[FieldError]) -> Any:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        if pem.isascii():
+            return load_pem_private_key(pem.encode(), password=None)
+    except TypeError:
+        errors.append(FieldError("target.tls.client_key", "must not be encrypted (no passphrase can be given)"))
+        return None
+    except (ValueError, UnsupportedAlgorithm):
+        pass
+    errors.append(FieldError("target.tls.client_key", "is not a PEM private key"))
+    return None
+
+
+def _spki(public_key: Any) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return bytes(public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))

@@ -34,6 +34,7 @@ __all__ = [
     "TransformTimeout",
     "Unauthorized",
     "UpstreamError",
+    "UnsupportedMediaType",
     "UpstreamUnreachable",
 ]
 
@@ -131,6 +132,11 @@ class PreconditionFailed(ClientError):
 class BodyTooLarge(ClientError):
     status = 413
     code = "body_too_large"
+
+
+class UnsupportedMediaType(ClientError):
+    status = 415
+    code = "unsupported_media_type"
 
 
 class RateLimited(ClientError):

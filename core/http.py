@@ -181,6 +181,9 @@ class ServeOptions:
     limits: HttpLimits
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0  # 0: no metrics listener
+    # Hand request bodies to the handler as sent, Content-Encoding undone by nobody: ingress decodes them
+    # itself, under its body limit (ingress/compression.py). Others let aiohttp decode them.
+    raw_bodies: bool = False
 
 
 SERVE_OPTIONS = web.AppKey("serve_options", ServeOptions)
@@ -244,9 +247,10 @@ class _Listener:
     max_field_size = 8190
     max_headers = 128
 
-    def __init__(self, name: str, limits: HttpLimits) -> None:
+    def __init__(self, name: str, limits: HttpLimits, *, raw_bodies: bool = False) -> None:
         self.name = name
         self.limits = limits
+        self.raw_bodies = raw_bodies
         self.open = 0
         self.saturated = False
 
@@ -301,6 +305,7 @@ class _Protocol(web.RequestHandler):
         super().__init__(
             manager, loop=loop, access_log=None, keepalive_timeout=listener.limits.keepalive_timeout_s,
             max_line_size=listener.max_line_size, max_field_size=listener.max_field_size, max_headers=listener.max_headers,
+            auto_decompress=not listener.raw_bodies,
         )
         self._listener = listener
         self._timer: asyncio.TimerHandle | None = None
@@ -482,7 +487,7 @@ async def listening(app: web.Application, host: str, port: int) -> AsyncIterator
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
-        await _Site(runner, host, port, _Listener(f"{host}:{port}", options.limits)).start()
+        await _Site(runner, host, port, _Listener(f"{host}:{port}", options.limits, raw_bodies=options.raw_bodies)).start()
         log.info("listening on http://%s:%s", host, port)
         if options.metrics_port:
             metrics = web.Application(middlewares=[error_middleware])

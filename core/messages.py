@@ -9,11 +9,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from core.errors import JunctionError
+from core.redaction import redact_original, scrub
 from schemas.types import DeadLetter, InboundCall, Reply
 
 __all__ = [
-    "INVALID_REPLY_PARTITION", "INVALID_REPLY_TOPIC", "dead_letter", "error_reply", "is_results_topic", "now_ms",
-    "reply_route_error", "reply_target", "strip_secrets",
+    "INVALID_REPLY_PARTITION", "INVALID_REPLY_TOPIC", "dead_letter", "error_reply", "expired", "is_results_topic",
+    "nobody_waits", "now_ms", "reply_route_error", "reply_target", "strip_secrets",
 ]
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,17 @@ def reply_route_error(call: dict[str, Any], settings: Any = None) -> JunctionErr
     return None
 
 
+def nobody_waits(call: Mapping[str, Any], settings: Any) -> bool:
+    """Whether no caller waits at a connection for this call's reply: an async producer's call, or an
+    HTTP call answered 202 (``respond_async``). Such a call that expires on the way is dead-lettered,
+    and answered where it has a reply topic; a waiting caller got its 504 from ingress already."""
+    return bool(call.get("respond_async")) or call.get("reply_topic") != settings.topics.replies
+
+
+def expired() -> JunctionError:
+    return JunctionError("the call's deadline passed before it was made", code="deadline_expired", status=504)
+
+
 def reply_target(call: dict[str, Any], settings: Any = None) -> tuple[str, int] | None:
     """(topic, partition) the caller asked replies on, or None: fire-and-forget, or a routing
     that must not be used (see :func:`reply_route_error`), which is logged and never raises.
@@ -118,22 +130,32 @@ def strip_secrets(call: InboundCall | dict[str, Any]) -> dict[str, Any]:
 
 
 def dead_letter(
-    call: Mapping[str, Any], err: JunctionError, *, stage: str, original_topic: str, original: bytes, details: list[str] | None = None
+    call: Mapping[str, Any], err: JunctionError, *, stage: str, original_topic: str, original: bytes, details: list[str] | None = None,
+    auth: Mapping[str, Any] | None = None,
 ) -> DeadLetter:
-    lines = list(details or err.extra.get("traceback", []))
+    """The dead letter of ``call``; ``original`` is kept without caller credentials (core/redaction.py).
+
+    ``auth``, the API's caller auth config when the stage knows it, names an api-key header or query
+    parameter of its own; without it the names every API shares (and any credential-looking name) go.
+    The values removed are scrubbed from the message and details too: a script's traceback may print them.
+    """
+    redacted = redact_original(original, auth=auth)
+    lines = [scrub(str(x), redacted.removed_values) for x in list(details or err.extra.get("traceback", []))][:199]
+    if redacted.removed_names:
+        lines.append("removed from original: " + ", ".join(dict.fromkeys(redacted.removed_names)))
     return {
         "correlation_id": call.get("correlation_id", ""),
         "org": call.get("org", ""),
         "stage": stage,
         "error_code": err.code,
-        "error_message": err.message,
+        "error_message": scrub(err.message, redacted.removed_values),
         "original_topic": original_topic,
-        "original": original,
+        "original": redacted.original,
         "attempt": int(call.get("attempt", 1)),
         "api_id": call.get("api_id", ""),
         "connector_id": call.get("connector_id", ""),
         "connector_version": int(call.get("connector_version", 0)),
         "config_version": int(call.get("config_version", 0)),
         "failed_at_ms": now_ms(),
-        "details": [str(x) for x in lines][:200],
+        "details": lines,
     }

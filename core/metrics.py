@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 __all__ = [
     "CONTENT_TYPE_LATEST", "EXPIRED_DROPPED", "INGRESS_REQUESTS", "INGRESS_LATENCY", "LATE_REPLIES",
     "UPSTREAM_CALLS", "UPSTREAM_LATENCY", "DEAD_LETTERS", "DUPLICATES_SKIPPED", "PRODUCE_RETRIES", "TASK_CRASHES", "render",
-    "UPSTREAM_RETRIES", "BREAKER_STATE",
+    "UPSTREAM_RETRIES", "BREAKER_STATE", "CACHE_HITS", "CACHE_MISSES",
 ]
 
 INGRESS_REQUESTS = Counter("junction_ingress_requests_total", "Calls answered at the edge", ["org", "status"])
@@ -30,6 +30,10 @@ UPSTREAM_RETRIES = Counter("junction_upstream_retries_total", "Outbound attempts
 # origin: scheme://host:port; at most egress.breaker.MAX_GAUGED_ORIGINS per process (least recently used dropped).
 BREAKER_STATE = Gauge("junction_breaker_state", "Circuit breaker of an upstream origin, as this process last saw it: "
                       "0 closed, 1 half-open, 2 open", ["origin"])
+# Requests an API's response cache could answer (docs/caching.md); hits / (hits + misses) is its hit ratio.
+CACHE_HITS = Counter("junction_cache_hits_total", "Cacheable requests answered from the response cache", ["org"])
+CACHE_MISSES = Counter("junction_cache_misses_total", "Cacheable requests that went upstream (nothing stored, "
+                       "or Cache-Control: no-cache)", ["org"])
 TASK_CRASHES = Counter("junction_task_crashes_total", "Crashes of supervised long-lived tasks (each is restarted)", ["task"])
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, get_type_hints
@@ -115,6 +116,15 @@ class Topics:
     def config(self) -> str:
         return f"{self.prefix}.config"
 
+    @property
+    def alerts(self) -> str:
+        return f"{self.prefix}.alerts"
+
+    @property
+    def replay_results(self) -> str:
+        """Where replayed calls are answered: a results topic of control's own (docs/replay.md)."""
+        return f"{self.prefix}.results.replays"
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -145,6 +155,9 @@ class Settings:
     # Ports
     ingress_host: str = "127.0.0.1"
     ingress_port: int = 8080
+    # The gateway's URL as callers reach it (https://api.example.com); a SOAP API's ?wsdl names it as the
+    # service address. Empty: the request's own scheme and Host, which the caller controls (docs/soap-to-rest.md)
+    public_base_url: str = ""
     control_host: str = "127.0.0.1"
     control_port: int = 8081
     processors_port: int = 8082
@@ -160,6 +173,15 @@ class Settings:
     max_body_bytes: int = 10 * 1024 * 1024
     default_timeout_ms: int = 5000
     max_timeout_ms: int = 120_000
+    # Async calls and idempotency keys (docs/async.md)
+    async_timeout_ms: int = 60_000  # deadline of a respond-async call, or of a call of an API with async_fallback
+    async_result_ttl_s: int = 3600  # how long a result waits at its Location
+    async_max_wait_s: int = 60  # the longest Prefer: wait=N honoured on a Location
+    idempotency_ttl_s: int = 86_400  # how long an Idempotency-Key keeps its answer
+    # Response caching and compression at the edge (docs/caching.md)
+    cache_max_entry_bytes: int = 1024 * 1024  # larger answers are not cached (each is one Redis value)
+    compress_responses: bool = True  # gzip or br for callers that accept it
+    compression_min_bytes: int = 1024  # smaller bodies go as they are: the framing would eat the saving
     routes_file: str = ""  # YAML or JSON routes, until the control plane supplies them
     reply_lease_ttl_ms: int = 10_000
     egress_concurrency: int = 1000
@@ -199,6 +221,28 @@ class Settings:
     control_rate_limit_requests: int = 6000  # per token (unauthenticated: per address) per window; 0: no limit
     control_rate_limit_per_seconds: int = 60
     control_cors_origins: str = ""  # comma-separated origins of the console ("*": any, without credentials)
+    # Dead letters indexed in PostgreSQL (docs/replay.md): rows older than this are deleted; 0 keeps them
+    dlq_retention_days: int = 14
+    replay_rate_per_second: int = 50  # a replay job's default pace, when its request names none (docs/replay.md)
+    # Metrics and request logs computed from the topics by processors' observe stage (docs/observability.md)
+    observe_flush_ms: int = 2000  # how often the stage writes what it read (one transaction per flush)
+    observe_grace_s: int = 10  # how long past its deadline a call's reply is waited for before it is logged as such
+    metrics_retention_10s_hours: int = 24  # 0 keeps them
+    metrics_retention_1m_days: int = 30
+    metrics_retention_1h_days: int = 365
+    request_log_retention_days: int = 7
+    control_metric_streams: int = 100  # live metric streams (SSE) one control instance serves at once
+    # Alerts (docs/alerts.md): rules evaluated by one control instance at a time (a PostgreSQL advisory lock)
+    alert_interval_s: int = 15  # how often every rule is evaluated; 0: this control instance never evaluates
+    alert_send_timeout_ms: int = 5000  # one webhook POST, or one SMTP exchange
+    alert_attempts: int = 3  # attempts of a webhook or e-mail that fails transiently, the first included
+    alert_retry_base_ms: int = 1000  # backoff before the second attempt; doubles each time
+    smtp_host: str = ""  # the SMTP server of e-mail channels; empty: e-mail notifications are recorded as failed
+    smtp_port: int = 587
+    smtp_from: str = "junction@localhost"
+    smtp_starttls: bool = True  # upgrade the connection with STARTTLS (required); false: plain SMTP, for a local relay
+    smtp_username: str = ""  # empty: no SMTP authentication
+    smtp_password: str = field(default="", repr=False)
     token: str = ""  # bearer token the junction CLI sends to the management API (JUNCTION_TOKEN)
     # Quotas per organisation (docs/consumers.md); a global admin may override them per organisation
     quota_apis: int = 10_000
@@ -341,10 +385,35 @@ def _validate(s: Settings) -> None:
     for name in ("partitions", "reply_partitions", "max_body_bytes", "default_timeout_ms", "sandbox_workers"):
         if getattr(s, name) < 1:
             raise InvalidConfiguration(f"JUNCTION_{name.upper()} must be positive")
+    if not 1 <= s.replay_rate_per_second <= 1000:
+        raise InvalidConfiguration("JUNCTION_REPLAY_RATE_PER_SECOND must be between 1 and 1000")
+    if s.dlq_retention_days < 0:
+        raise InvalidConfiguration("JUNCTION_DLQ_RETENTION_DAYS must be 0 (keep) or more")
+    for name in ("metrics_retention_10s_hours", "metrics_retention_1m_days", "metrics_retention_1h_days",
+                 "request_log_retention_days", "control_metric_streams"):
+        if getattr(s, name) < 0:
+            raise InvalidConfiguration(f"JUNCTION_{name.upper()} must be 0 or more")
+    if s.observe_flush_ms < 1 or s.observe_grace_s < 0:
+        raise InvalidConfiguration("JUNCTION_OBSERVE_FLUSH_MS must be positive and JUNCTION_OBSERVE_GRACE_S not negative")
+    for name in ("async_timeout_ms", "async_result_ttl_s", "idempotency_ttl_s", "cache_max_entry_bytes"):
+        if getattr(s, name) < 1:
+            raise InvalidConfiguration(f"JUNCTION_{name.upper()} must be positive")
+    if s.compression_min_bytes < 0:
+        raise InvalidConfiguration("JUNCTION_COMPRESSION_MIN_BYTES must be 0 or more")
+    if s.async_max_wait_s < 0:
+        raise InvalidConfiguration("JUNCTION_ASYNC_MAX_WAIT_S must be 0 or more")
     if s.default_timeout_ms > s.max_timeout_ms:
         raise InvalidConfiguration("JUNCTION_DEFAULT_TIMEOUT_MS exceeds JUNCTION_MAX_TIMEOUT_MS")
     if not s.redis_prefix:
         raise InvalidConfiguration("JUNCTION_REDIS_PREFIX must not be empty")
+    if s.public_base_url and not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~!$&'()*+,;=:@%/\-]*)?", s.public_base_url):
+        raise InvalidConfiguration("JUNCTION_PUBLIC_BASE_URL must be an http(s) URL with a host and no query, "
+                                   "such as https://api.example.com")
+    if s.alert_interval_s < 0 or s.alert_attempts < 1 or s.alert_send_timeout_ms < 1 or s.alert_retry_base_ms < 0:
+        raise InvalidConfiguration("JUNCTION_ALERT_INTERVAL_S and JUNCTION_ALERT_RETRY_BASE_MS must be 0 or more, "
+                                   "JUNCTION_ALERT_ATTEMPTS and JUNCTION_ALERT_SEND_TIMEOUT_MS positive")
+    if not 0 < s.smtp_port < 65536:
+        raise InvalidConfiguration("JUNCTION_SMTP_PORT must be a port number")
     _validate_kafka_security(s)
 
 

@@ -22,6 +22,7 @@ from egress.dedupe import CompletedCalls
 from egress.offsets import OffsetTracker
 from egress.outbox import Outbox
 from egress.soap import SoapCaller
+from egress.upstream_auth import UpstreamAuth
 from core.ssrf import TargetPolicy
 from core.sealing import Sealer, sealer_for
 from sandbox import SandboxPool, pool_for
@@ -45,6 +46,7 @@ class EgressParts:
     producer: AIOKafkaProducer
     outbox: Outbox
     sealer: Sealer | None  # opens secret connector settings for transform_response
+    upstream_auth: UpstreamAuth  # opens a connector's upstream credentials, right before its calls
 
 
 def build_parts(settings: Settings) -> EgressParts:
@@ -55,11 +57,13 @@ def build_parts(settings: Settings) -> EgressParts:
                         targets=targets, max_response_bytes=settings.max_body_bytes)
     redis = make_redis(settings)
     producer = make_producer(settings)
+    sealer = sealer_for(settings) if settings.seal_key else None
     return EgressParts(
         snapshot=snapshot,
         follower=ConfigFollower(settings, snapshot),
         sandbox=pool_for(settings),
-        sealer=sealer_for(settings) if settings.seal_key else None,
+        sealer=sealer,
+        upstream_auth=UpstreamAuth(caller, sealer),  # its token requests go through the guarded caller
         targets=targets,
         caller=caller,
         soap=SoapCaller(caller.get_bytes, caller.post),

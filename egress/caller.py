@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import io
 import ssl
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
+from yarl import URL
 
 from core.errors import DeadlineExceeded, UpstreamError, UpstreamUnreachable
 from core.headers import end_to_end
@@ -97,17 +98,27 @@ class RestCaller:
         return await self.call("POST", url, headers, body, timeout_s, follow_redirects=follow_redirects)
 
     async def call(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes, timeout_s: float, *,
-                   follow_redirects: bool = False) -> UpstreamResponse:
+                   follow_redirects: bool = False, ssl_context: ssl.SSLContext | None = None,
+                   origin_bound: Collection[str] = ()) -> UpstreamResponse:
         """One outbound request. Raises ``TargetNotAllowed`` (502 ``target_not_allowed``)
-        before connecting anywhere the guard refuses, redirect hops included."""
+        before connecting anywhere the guard refuses, redirect hops included.
+
+        ``ssl_context`` replaces the session's TLS settings for this request (a connector's own CA
+        bundle and client certificate); ``origin_bound`` names headers (credentials) that a followed
+        redirect never carries to another origin (aiohttp itself drops only Authorization)."""
         assert self._session is not None, "RestCaller.start() was not awaited"
         timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(self._connect_timeout_s, timeout_s))
+        extra: dict[str, Any] = {}
+        if ssl_context is not None:
+            extra["ssl"] = ssl_context
+        if follow_redirects and origin_bound:
+            extra["middlewares"] = (self.targets.middleware, _origin_bound(URL(url).origin(), origin_bound))
         try:
             async with self._session.request(
                 # The one hop-by-hop filter on the way in (core/headers.py): after it, nothing adds a header.
                 method, url, headers=end_to_end(headers), data=_payload(body), timeout=timeout,
                 allow_redirects=follow_redirects, max_redirects=self._max_redirects + 1,  # aiohttp counts the answer that stops it
-                skip_auto_headers=("User-Agent", "Content-Type"),
+                skip_auto_headers=("User-Agent", "Content-Type"), **extra,
             ) as resp:
                 payload = await _read_limited(resp, self._max_response_bytes)
                 # Plain str names: aiohttp's istr does not cross to the sandbox's worker processes.
@@ -116,12 +127,32 @@ class RestCaller:
             raise UpstreamError(f"the upstream redirected more than {self._max_redirects} times", code="too_many_redirects") from None
         except asyncio.TimeoutError:
             raise DeadlineExceeded(f"upstream did not answer within {timeout_s * 1000:.0f} ms", code="upstream_timeout") from None
+        except aiohttp.ClientSSLError as exc:
+            # A certificate the upstream or its CA bundle does not accept: retrying cannot help.
+            raise UpstreamError(f"TLS with the upstream failed: {_ssl_reason(exc)}", code="upstream_tls_error") from None
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, ConnectionError) as exc:
             raise UpstreamUnreachable(f"upstream unreachable: {exc}") from None
         except aiohttp.InvalidURL as exc:
             raise UpstreamError(f"invalid upstream URL: {exc}", code="invalid_upstream_url") from None
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"upstream error: {type(exc).__name__}: {exc}") from None
+
+
+def _origin_bound(origin: URL, names: Collection[str]) -> Any:
+    lowered = {n.lower() for n in names}
+
+    async def middleware(request: aiohttp.ClientRequest, handler: Any) -> aiohttp.ClientResponse:
+        if request.url.origin() != origin:
+            for name in [k for k in request.headers if k.lower() in lowered]:
+                request.headers.popall(name, None)
+        return await handler(request)
+
+    return middleware
+
+
+def _ssl_reason(exc: aiohttp.ClientSSLError) -> str:
+    cause = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", None) or exc
+    return str(getattr(cause, "verify_message", None) or getattr(cause, "reason", None) or cause)
 
 
 async def _read_limited(resp: aiohttp.ClientResponse, limit: int | None) -> bytes:

@@ -26,6 +26,7 @@ a :class:`SoapArgumentsInvalid`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -36,7 +37,7 @@ from typing import Any, TypeVar
 from core.errors import DeadlineExceeded, InvalidInput, JunctionError, UpstreamError
 from egress.soap_reply import SoapFault, read_reply
 from egress.soap_wsdl import (MAX_DOCUMENTS, MAX_WSDL_BYTES, Fetch, Port, SoapLoadTimeout, SoapWsdlError, loader,
-                              parse_wsdl, select_port)
+                              parse_wsdl, select_port, uploaded_lookup)
 
 __all__ = ["MAX_CLIENTS", "MAX_DOCUMENTS", "MAX_WSDL_BYTES", "PreparedCall", "SoapArgumentsInvalid", "SoapCaller", "SoapFault",
            "SoapLoadTimeout", "SoapWsdlError", "soap_options"]
@@ -48,6 +49,7 @@ WSDL_THREADS = 2  # WSDL parsing: seldom, but long, so apart from the calls' poo
 
 T = TypeVar("T")
 VersionKey = tuple[str, int]
+Uploaded = tuple[str, dict[str, str]]  # a connector's own WSDL document, and the documents it imports
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,9 @@ def soap_options(call: Mapping[str, Any], connector: Mapping[str, Any] | None) -
     """The keyword arguments of :meth:`SoapCaller.call` that come from the call's connector."""
     target = (connector or {}).get("target") or {}
     options: dict[str, Any] = {"follow_redirects": target.get("follow_redirects") is True,
-                               "binding": target.get("binding"), "port": target.get("port")}
+                               "binding": target.get("binding"), "port": target.get("port"),
+                               "address": target.get("address"), "document": target.get("wsdl"),
+                               "documents": target.get("documents")}
     if call.get("connector_id"):
         options["version_key"] = (str(call["connector_id"]), int(call.get("connector_version") or 0))
     return options
@@ -111,8 +115,11 @@ class SoapCaller:
             return fn(*args)
         return await asyncio.get_running_loop().run_in_executor(self._cpu, fn, *args)
 
-    async def _client(self, wsdl_url: str, timeout_s: float, follow_redirects: bool, version_key: VersionKey | None) -> Any:
-        key = (version_key, wsdl_url, follow_redirects)
+    async def _client(self, wsdl_url: str, timeout_s: float, follow_redirects: bool, version_key: VersionKey | None,
+                      uploaded: Uploaded | None = None) -> Any:
+        # An uploaded WSDL is its own key (the same location may be fetched by another call); a connector
+        # version fixes its document, so only a call without one pays for hashing it.
+        key = (version_key, wsdl_url, follow_redirects, uploaded is not None if version_key else _digest(uploaded))
         client = self._clients.get(key)
         if client is not None:
             self._clients.move_to_end(key)
@@ -120,26 +127,24 @@ class SoapCaller:
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             if key not in self._clients:
-                self._clients[key] = await self._load(wsdl_url, timeout_s, follow_redirects)
+                self._clients[key] = await self._load(wsdl_url, timeout_s, follow_redirects, uploaded)
                 self._locks.pop(key, None)
                 while len(self._clients) > self._max_clients:
                     self._clients.popitem(last=False)
         return self._clients[key]
 
-    async def _load(self, wsdl_url: str, timeout_s: float, follow_redirects: bool) -> Any:
+    async def _load(self, wsdl_url: str, timeout_s: float, follow_redirects: bool, uploaded: Uploaded | None) -> Any:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        try:
-            document = await self._fetch(wsdl_url, timeout_s, follow_redirects=follow_redirects)
-        except DeadlineExceeded as exc:
-            raise SoapLoadTimeout(f"loading the WSDL {wsdl_url}: {exc.message}") from None
-        except JunctionError as exc:  # same class and code, the message names the WSDL
-            raise type(exc)(f"loading the WSDL {wsdl_url}: {exc.message}", code=exc.code, status=exc.status,
-                            extra=exc.extra) from None
+        if uploaded is not None:
+            document = uploaded[0].encode("utf-8")
+        else:
+            document = await self._fetch_wsdl(wsdl_url, timeout_s, follow_redirects)
         if len(document) > MAX_WSDL_BYTES:
             raise SoapWsdlError(f"the WSDL {wsdl_url} exceeds {MAX_WSDL_BYTES} bytes")
         remaining = deadline - loop.time()
-        load = loader(self._fetch, wsdl_url, document, remaining, follow_redirects)
+        load = loader(self._fetch, wsdl_url, document, remaining, follow_redirects,
+                      uploaded_lookup(wsdl_url, uploaded[1]) if uploaded is not None else None)
         parsing = loop.run_in_executor(self._wsdl_pool, parse_wsdl, wsdl_url, document, load)
         try:
             return await asyncio.wait_for(parsing, max(remaining, 0.001))
@@ -151,17 +156,30 @@ class SoapCaller:
         except Exception as exc:  # noqa: BLE001 - zeep and lxml raise many shapes for a bad document
             raise SoapWsdlError(f"unreadable WSDL {wsdl_url}: {type(exc).__name__}: {exc}") from None
 
+    async def _fetch_wsdl(self, wsdl_url: str, timeout_s: float, follow_redirects: bool) -> bytes:
+        try:
+            return await self._fetch(wsdl_url, timeout_s, follow_redirects=follow_redirects)
+        except DeadlineExceeded as exc:
+            raise SoapLoadTimeout(f"loading the WSDL {wsdl_url}: {exc.message}") from None
+        except JunctionError as exc:  # same class and code, the message names the WSDL
+            raise type(exc)(f"loading the WSDL {wsdl_url}: {exc.message}", code=exc.code, status=exc.status,
+                            extra=exc.extra) from None
+
     async def prepare(self, wsdl_url: str, operation: str, body: bytes, headers: list[tuple[str, str]], timeout_s: float, *,
                       address: str | None = None, follow_redirects: bool = False, binding: str | None = None,
-                      port: str | None = None, version_key: VersionKey | None = None) -> PreparedCall:
+                      port: str | None = None, version_key: VersionKey | None = None, document: str | None = None,
+                      documents: Mapping[str, str] | None = None) -> PreparedCall:
         """Everything before the POST: the WSDL loaded, the port chosen, the envelope built. The
+        WSDL is ``document`` if given (uploaded with the connector, ``wsdl_url`` then only its
+        location), with ``documents`` the imports uploaded beside it; else it is fetched. The
         envelope goes to ``address`` if given (a connector's override), else to the port's
         ``soap:address``. Nothing here is a call of the operation's endpoint, so the worker
         keeps it out of the upstream's circuit breaker: a bad WSDL or bad arguments is no outage."""
         args = _arguments(body)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        client = await self._client(wsdl_url, timeout_s, follow_redirects, version_key)
+        uploaded = (document, dict(documents or {})) if document else None
+        client = await self._client(wsdl_url, timeout_s, follow_redirects, version_key, uploaded)
         chosen = select_port(client, wsdl_url, binding=binding, port=port)
         try:
             op = chosen.binding.get(operation)
@@ -190,6 +208,12 @@ class SoapCaller:
                    **options: Any) -> tuple[int, bytes]:
         """:meth:`prepare` then :meth:`send`."""
         return await self.send(await self.prepare(wsdl_url, operation, body, headers, timeout_s, **options))
+
+
+def _digest(uploaded: Uploaded | None) -> str | None:
+    if uploaded is None:
+        return None
+    return hashlib.sha256(json.dumps(uploaded, sort_keys=True).encode()).hexdigest()
 
 
 def _arguments(body: bytes) -> dict[str, Any]:

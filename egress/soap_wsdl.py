@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from core.errors import DeadlineExceeded, UpstreamError
 from core.ssrf import TargetNotAllowed
 
-__all__ = ["MAX_DOCUMENTS", "MAX_WSDL_BYTES", "Fetch", "Port", "SoapLoadTimeout", "SoapWsdlError", "loader", "parse_wsdl", "select_port"]
+__all__ = ["MAX_DOCUMENTS", "MAX_WSDL_BYTES", "Fetch", "Port", "SoapLoadTimeout", "SoapWsdlError", "loader", "parse_wsdl", "select_port",
+           "uploaded_lookup"]
 
 MAX_DOCUMENTS = 32  # the WSDL and what it imports, transitively
 MAX_WSDL_BYTES = 8 * 1024 * 1024  # all of them together
@@ -67,14 +68,34 @@ class _Budget:
             raise SoapWsdlError(f"the WSDL {self.wsdl_url} and its imports exceed {MAX_WSDL_BYTES} bytes")
 
 
-def loader(fetch: Fetch, wsdl_url: str, document: bytes, timeout_s: float, follow_redirects: bool) -> Callable[[str], bytes]:
-    """What zeep's transport calls, in the parsing thread, for each imported document: a
-    fetch on the event loop (this one, captured now), through the guarded session."""
+def uploaded_lookup(wsdl_url: str, documents: Mapping[str, str] | None) -> dict[str, bytes]:
+    """A connector's uploaded documents by the absolute location zeep will ask for: each key is
+    taken as written and as resolved against the WSDL's own location (imports are relative)."""
+    found: dict[str, bytes] = {}
+    for key, text in (documents or {}).items():
+        raw = text.encode("utf-8")
+        found[key] = raw
+        found.setdefault(urljoin(wsdl_url, key), raw)
+    return found
+
+
+def loader(fetch: Fetch, wsdl_url: str, document: bytes, timeout_s: float, follow_redirects: bool,
+           uploaded: Mapping[str, bytes] | None = None) -> Callable[[str], bytes]:
+    """What zeep's transport calls, in the parsing thread, for each imported document: one of
+    ``uploaded`` (a connector's own documents), else a fetch on the event loop (this one,
+    captured now), through the guarded session. Both count against the same budget."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     budget = _Budget(wsdl_url, document)
+    uploaded = uploaded or {}
 
     def load(location: str) -> bytes:
+        if location in uploaded:
+            budget.documents += 1
+            if budget.documents > MAX_DOCUMENTS:
+                raise SoapWsdlError(f"the WSDL {wsdl_url} imports more than {MAX_DOCUMENTS - 1} documents")
+            budget.add(uploaded[location])
+            return uploaded[location]
         if urlsplit(location).scheme.lower() not in ("http", "https"):
             raise TargetNotAllowed(f"the WSDL {wsdl_url} imports {location!r}: only http and https documents are loaded")
         try:

@@ -20,7 +20,8 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from core.consume import fetch_decoded
 from core.errors import DeadlineExceeded, JunctionError, UpstreamError
 from core.headers import pairs_to_records, records_to_pairs
-from core.messages import INVALID_REPLY_PARTITION, dead_letter, error_reply, now_ms, reply_route_error, reply_target
+from core.messages import (INVALID_REPLY_PARTITION, dead_letter, error_reply, expired, nobody_waits, now_ms, reply_route_error,
+                           reply_target)
 from core.metrics import DEAD_LETTERS, DUPLICATES_SKIPPED, EXPIRED_DROPPED, UPSTREAM_CALLS, UPSTREAM_LATENCY
 from core.tasks import Supervised
 from core.scripts import has_response_transform, script_ctx, script_response
@@ -31,6 +32,7 @@ from egress.caller import UpstreamResponse
 from core.kafka import Outgoing
 from egress.retry import TRANSIENT_STATUSES, Attempts, TransientAnswer, may_retry, parse_retry_after, policy_for, with_retries
 from egress.soap import SoapArgumentsInvalid, soap_options
+from egress.upstream_auth import with_target_headers
 from schemas import CodecError, encode
 
 __all__ = ["EgressWorker"]
@@ -62,6 +64,7 @@ class EgressWorker:
         self._follower = parts.follower
         self._sandbox = parts.sandbox
         self._sealer = parts.sealer
+        self._upstream_auth = parts.upstream_auth
         self._offsets = parts.offsets
         self._sem = asyncio.Semaphore(settings.egress_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -250,14 +253,19 @@ class EgressWorker:
 
     async def _process(self, call: dict[str, Any], raw: bytes) -> tuple[list[Outgoing], bool]:
         """The records to produce for the call (its reply, dead letters), and whether the upstream was called."""
-        if call["deadline_ms"] <= now_ms():
-            EXPIRED_DROPPED.labels("egress").inc()
+        late = call["deadline_ms"] <= now_ms()
+        if late and not nobody_waits(call, self._settings):
+            EXPIRED_DROPPED.labels("egress").inc()  # its caller had its 504 from ingress
             return [], False
         route_error = await self._reply_route_error(call)
         if route_error is not None:
             # Processors check this too; a call written straight onto the calls topic is checked here,
             # before anything is called: its only record is the dead letter.
             return [self._dead_letter(call, route_error, raw)], False
+        if late:
+            EXPIRED_DROPPED.labels("egress").inc()
+            err = expired()
+            return [*self._reply(call, error_reply(call, err, stage="egress")), self._dead_letter(call, err, raw)], False
         records: list[Outgoing] = []
         started = time.perf_counter()
         attempts = Attempts()
@@ -296,40 +304,75 @@ class EgressWorker:
         if protocol not in ("rest", "soap"):
             raise UpstreamError(f"protocol {protocol!r} is not supported by this egress", code="unsupported_protocol", status=501)
         method = "POST" if protocol == "soap" else call["method"]
-        await self._targets.check(call["url"])
-        headers = records_to_pairs(call["headers"])
         connector_id = call.get("connector_id") or ""
-        policy = policy_for(self.snapshot.connector(connector_id, call.get("connector_version") or None)
-                            or self.snapshot.connector(connector_id), self._settings)
+        current = (self.snapshot.connector(connector_id, call.get("connector_version") or None)
+                   or self.snapshot.connector(connector_id))
+        if not (protocol == "soap" and ((current or {}).get("target") or {}).get("wsdl")):
+            # Refused before anything is fetched. An uploaded WSDL's url is only its location: nothing is fetched
+            # from it, and the envelope's address is guarded when it is posted to.
+            await self._targets.check(call["url"])
+        headers = records_to_pairs(call["headers"])
+        policy = policy_for(current, self._settings)
         retry_ok = may_retry(method, headers)
 
-        async def attempt() -> UpstreamResponse:
+        def left_s() -> float:
             remaining = (call["deadline_ms"] - now_ms()) / 1000
             if remaining <= 0:
                 raise DeadlineExceeded("deadline passed before the upstream answered")
-            if protocol == "soap":
-                # Loading the WSDL and building the envelope call nothing: outside the upstream's breaker.
-                connector = await self._connector(call, remaining)
-                prepared = await self._soap.prepare(call["url"], call.get("soap_operation") or "", call["body"], headers,
-                                                    remaining, **soap_options(call, connector))
-            ticket = await self._breakers.acquire(call["url"], int(remaining * 1000))
+            return remaining
+
+        upstream_s = [-0.001]  # -1 ms: never sent
+
+        async def send(prepared: Any) -> UpstreamResponse:
+            """One request within the upstream's breaker."""
+            remaining = left_s()
+            # A SOAP upstream is where its envelopes go (the WSDL's address, or the connector's), not where its WSDL is.
+            ticket = await self._breakers.acquire(prepared.endpoint if protocol == "soap" else call["url"], int(remaining * 1000))
+            sent_at = time.perf_counter()
             try:
                 if protocol == "soap":
                     status, body = await self._soap.send(prepared)
                     response = UpstreamResponse(status, [("Content-Type", "application/json")], body)
                 else:
-                    follow = self._caller.follows_redirects(self.snapshot.connector(connector_id))
-                    response = await self._caller.call(method, call["url"], headers, call["body"], remaining, follow_redirects=follow)
+                    try:
+                        response = await self._caller.call(method, prepared.url, prepared.headers, call["body"], remaining,
+                                                           follow_redirects=self._caller.follows_redirects(connector),
+                                                           ssl_context=prepared.ssl_context, origin_bound=prepared.origin_bound)
+                    except JunctionError as err:
+                        raise prepared.redact(err) from None  # its message goes to the caller and the dead letters
             except Exception as exc:
                 await self._breaker_verdict(ticket, exc)
                 raise
+            finally:
+                upstream_s[0] = time.perf_counter() - sent_at  # the last attempt's: what the upstream itself took
             # A 5xx is counted as a breaker failure, but the caller still gets the upstream's answer.
             await self._breaker_verdict(ticket, _UpstreamFailed(response) if response.status >= 500 else None)
+            return response
+
+        async def attempt() -> UpstreamResponse:
+            nonlocal connector
+            remaining = left_s()
+            connector = await self._connector(call, remaining)
+            # After the script, here: the connector's own headers and credentials, which no script sees.
+            if protocol == "soap":
+                # Loading the WSDL and building the envelope call nothing: outside the upstream's breaker.
+                sent = with_target_headers((connector or {}).get("target", {}).get("headers"), headers)
+                prepared: Any = await self._soap.prepare(call["url"], call.get("soap_operation") or "", call["body"], sent,
+                                                         remaining, **soap_options(call, connector))
+            else:
+                # A token request, too, is outside the upstream's breaker: it says nothing of the upstream.
+                prepared = await self._upstream_auth.prepare(connector, call["url"], headers, remaining)
+            response = await send(prepared)
+            if protocol == "rest" and response.status == 401:
+                again = await self._upstream_auth.after_unauthorized(connector, prepared, call["url"], headers, left_s())
+                if again is not None:
+                    response = await send(again)  # once: a new token refused too is the upstream's answer
             if retry_ok and response.status in TRANSIENT_STATUSES:
                 retry_after = next((v for k, v in response.headers if k.lower() == "retry-after"), None)
                 raise TransientAnswer(response, response.status, parse_retry_after(retry_after, time.time()))
             return response
 
+        connector: dict[str, Any] | None = None
         try:
             response = await with_retries(attempt, policy=policy, may_retry=retry_ok, deadline_ms=call["deadline_ms"],
                                           attempts=attempts)
@@ -346,6 +389,7 @@ class EgressWorker:
             "stage": "egress",
             "config_version": call.get("config_version", 0),
             "produced_at_ms": now_ms(),
+            "upstream_ms": round(upstream_s[0] * 1000, 3),
         }
 
     async def _connector(self, call: dict[str, Any], remaining_s: float) -> dict[str, Any] | None:
@@ -403,7 +447,8 @@ class EgressWorker:
         topics = self._settings.topics
         # A call of schema version 1 carries its InboundCall; a current one points at it (see replay).
         record = dead_letter(call, err, stage="egress", original_topic=topics.requests if call.get("original") else topics.calls,
-                             original=original, details=details)
+                             original=original, details=details,
+                             auth=(self.snapshot.api(str(call.get("api_id") or "")) or {}).get("auth"))
         record.update(inbound_partition=int(call.get("inbound_partition", -1)), inbound_offset=int(call.get("inbound_offset", -1)))
         DEAD_LETTERS.labels("egress", err.code).inc()
         return Outgoing(topics.dlq, (call.get("correlation_id") or "").encode(), encode("DeadLetter", record))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 
@@ -17,11 +18,14 @@ from core.sealing import sealer_for
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot
 from core.ssrf import TargetPolicy  # the one SSRF guard: JWKS fetches too
+from ingress.async_results import RESULTS_PATH, AsyncResults
 from ingress.auth import EdgeAuth
 from ingress.gateway import Gateway
+from ingress.idempotency import IdempotencyKeys
 from ingress.lease import PartitionLease
 from ingress.oauth_token import TokenEndpoint
 from ingress.replies import ReplyReader
+from ingress.response_cache import ResponseCache
 
 __all__ = ["create_app"]
 
@@ -31,7 +35,9 @@ READER = web.AppKey("reply_reader", ReplyReader)
 
 def create_app(settings: Settings, *, instance_id: str | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
-    app[SERVE_OPTIONS] = serve_options(settings, metrics_port=settings.ingress_metrics_port)
+    # Bodies as sent: the gateway decodes them itself, under the body limit (ingress/compression.py).
+    app[SERVE_OPTIONS] = dataclasses.replace(serve_options(settings, metrics_port=settings.ingress_metrics_port),
+                                             raw_bodies=True)
     owner = instance_id or settings.instance_id or f"ingress-{uuid.uuid4().hex[:12]}"
     snapshot = ConfigSnapshot()
     app[SNAPSHOT] = snapshot
@@ -57,13 +63,16 @@ def create_app(settings: Settings, *, instance_id: str | None = None) -> web.App
         await producer.stop()
 
     async def replies_ctx(app: web.Application) -> AsyncIterator[None]:
-        reader = ReplyReader(settings, PartitionLease(settings, state["redis"], owner))  # type: ignore[arg-type]
+        results = AsyncResults(settings, state["redis"])  # type: ignore[arg-type]
+        reader = ReplyReader(settings, PartitionLease(settings, state["redis"], owner), keep=results.keep)  # type: ignore[arg-type]
         await reader.start()
         app[READER] = reader
         caller_auth = CallerAuth(settings, snapshot, sealer_for(settings) if settings.seal_key else None,
                                  guard=TargetPolicy(allow_private=settings.allow_private_targets))
         edge = EdgeAuth(settings, state["redis"], caller_auth)  # type: ignore[arg-type]
-        gateway = Gateway(settings, snapshot, state["producer"], reader, edge)  # type: ignore[arg-type]
+        gateway = Gateway(settings, snapshot, state["producer"], reader, edge, results,  # type: ignore[arg-type]
+                          IdempotencyKeys(settings, state["redis"]),  # type: ignore[arg-type]
+                          cache=ResponseCache(settings, state["redis"]))  # type: ignore[arg-type]
         state["gateway"] = gateway
         state["token"] = TokenEndpoint(settings, snapshot, edge)
         yield
@@ -74,6 +83,9 @@ def create_app(settings: Settings, *, instance_id: str | None = None) -> web.App
 
     async def handle(request: web.Request) -> web.StreamResponse:
         return await state["gateway"].handle(request)  # type: ignore[attr-defined]
+
+    async def result(request: web.Request) -> web.StreamResponse:
+        return await state["gateway"].result(request)  # type: ignore[attr-defined]
 
     async def token(request: web.Request) -> web.StreamResponse:
         return await state["token"].handle(request)  # type: ignore[attr-defined]
@@ -100,6 +112,8 @@ def create_app(settings: Settings, *, instance_id: str | None = None) -> web.App
     app.router.add_route("*", "/metrics/{tail:.*}", no_metrics)
     # Before the catch-all: an API of the organisation at /oauth/token is shadowed by the token endpoint.
     app.router.add_route("POST", "/{org}/oauth/token", token)
+    # No organisation's slug starts with "_": this path is no API's.
+    app.router.add_route("GET", RESULTS_PATH + "/{correlation_id}", result)
     app.router.add_route("*", "/{org}/{path:.*}", handle)
     app.router.add_route("*", "/{org}", handle)
     return app

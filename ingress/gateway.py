@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
+import re
 import time
 import uuid
 from typing import Any
@@ -10,18 +13,29 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from multidict import CIMultiDict
 
-from core.errors import BodyTooLarge, DeadlineExceeded, ServiceUnavailable
+from core.errors import DeadlineExceeded, JunctionError, MethodNotAllowed, NotFound, ServiceUnavailable
 from core.headers import end_to_end
+from core.http import json_response
 from core.metrics import INGRESS_LATENCY, INGRESS_REQUESTS
 from core.settings import Settings
-from core.snapshot import ConfigSnapshot
+from core.snapshot import ConfigSnapshot, RouteMatch
+from ingress.async_results import AsyncResults, Owner, location, parse_prefer, wait_seconds
 from ingress.auth import Admission, EdgeAuth
+from ingress.compression import compress_response, decoded_headers, read_body
+from ingress.idempotency import KEY_HEADER, REPLAYED_HEADER, Claim, IdempotencyKeys, fingerprint
 from ingress.replies import ReplyReader
+from ingress.response_cache import ResponseCache, upstream_headers
+from ingress.soap_edge import (MEDIA_TYPE, OPERATION_HEADER, Contracts, address_of, answer, fault_response, guess_version,
+                               is_wsdl_request, json_bytes, parse_call, reply_error, wsdl_response)
 from schemas import encode
 
 __all__ = ["Gateway", "CORRELATION_ID"]
 
 CORRELATION_ID = "X-Correlation-Id"
+# A SOAP call's own framing, replaced by the JSON call's: the upstream behind a SOAP API speaks JSON.
+_SOAP_ONLY_HEADERS = frozenset({"content-type", "content-length", "soapaction", "accept", OPERATION_HEADER.lower()})
+_CORRELATION = re.compile(r"[0-9a-f]{32}")
+_INLINE_PARSE_BYTES = 64 * 1024  # larger envelopes are parsed in a thread, off the event loop
 
 
 def _now_ms() -> int:
@@ -30,12 +44,16 @@ def _now_ms() -> int:
 
 class Gateway:
     def __init__(self, settings: Settings, snapshot: ConfigSnapshot, producer: AIOKafkaProducer, replies: ReplyReader,
-                 auth: EdgeAuth) -> None:
+                 auth: EdgeAuth, results: AsyncResults, keys: IdempotencyKeys, *, cache: ResponseCache) -> None:
         self._settings = settings
+        self._cache = cache
+        self._results = results
+        self._keys = keys
         self._snapshot = snapshot
         self._producer = producer
         self._replies = replies
         self._auth = auth
+        self._contracts = Contracts()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
@@ -44,12 +62,16 @@ class Gateway:
         status = 500
         try:
             match = self._snapshot.resolve(org, request.method, path)
-            admission = await self._auth.admit(request, match)
-            body = await self._read_body(request)
-            timeout_ms = min(int(match.api.get("timeout_ms") or self._settings.default_timeout_ms), self._settings.max_timeout_ms)
-            reply = await self._call(request, org, path, match.api, match.path_params, body, timeout_ms, admission)
-            response = self._response(reply)
-            response.headers.update(admission.response_headers)
+            # A soap API saved before inbound SOAP has no contract: it is served as REST, as it was.
+            if match.api.get("protocol") == "soap" and match.api.get("contract"):
+                response = await self._soap(request, org, path, match)
+            else:
+                admission = await self._auth.admit(request, match)
+                body = await self._read_body(request)
+                admission = dataclasses.replace(admission, headers=decoded_headers(admission.headers))
+                response = await self._rest(request, org, path, match, body, admission)
+                response.headers.update(admission.response_headers)
+            response = await compress_response(request, response, self._settings)
             status = response.status
             return response
         except Exception as exc:
@@ -59,22 +81,166 @@ class Gateway:
             INGRESS_REQUESTS.labels(org if org in self._snapshot.orgs else "_unknown", f"{status // 100}xx").inc()
             INGRESS_LATENCY.observe(time.perf_counter() - started)
 
-    async def _read_body(self, request: web.Request) -> bytes:
-        limit = self._settings.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            raise BodyTooLarge(f"body of {request.content_length} bytes exceeds the limit of {limit}", extra={"limit": limit})
+    async def _rest(self, request: web.Request, org: str, path: str, match: RouteMatch, body: bytes,
+                    admission: Admission) -> web.StreamResponse:
+        """A REST call, answered when its reply comes, at once (``Prefer: respond-async``: 202 and a
+        ``Location``), or from an earlier call with the same ``Idempotency-Key``."""
+        api = match.api
+        prefer = parse_prefer(request.headers.getall("Prefer", []))
+        respond_async = "respond-async" in prefer
+        correlation_id = uuid.uuid4().hex
+        owner = Owner(org, str(api.get("id", "")), admission.principal.consumer_id)
+        key = request.headers.get(KEY_HEADER)
+        # A repeated Idempotency-Key is answered by its first call, an async call by its Location: never
+        # from the cache, and their answers are not stored in it either.
+        plan = None if respond_async or key is not None else self._cache.plan(
+            request, path, match, admission, authenticated=self._auth.caller_auth.requires_credential(api))
+        if plan is not None:
+            hit = await self._cache.lookup(plan)
+            if hit is not None:
+                return hit  # no call: nothing on the broker, nothing upstream
+            admission = dataclasses.replace(admission, headers=upstream_headers(admission.headers))
+        claim: tuple[str, str, int] | None = None
+        if key is not None:
+            redis_key = self._keys.redis_key(org, owner.api_id, owner.consumer, key)
+            fp = fingerprint(request.method, path, admission.query, body)
+            ttl_s = int(api.get("idempotency_ttl_s") or self._settings.idempotency_ttl_s)
+            held = await self._keys.claim(redis_key, fp, correlation_id, ttl_s)
+            if held is not None:
+                return await self._repeat(held, fp, ttl_s)
+            claim = (redis_key, fp, ttl_s)
+        timeout_ms = self._timeout_ms(match)
+        # Nobody waits for an async call: it may take longer than a caller would.
+        deadline_ms = max(timeout_ms, self._settings.async_timeout_ms) if respond_async or api.get("async_fallback") \
+            else timeout_ms
         try:
-            return await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise BodyTooLarge(f"body exceeds the limit of {limit} bytes", extra={"limit": limit}) from None
+            if respond_async:
+                await self._results.register(correlation_id, owner)  # before the reply can come
+                await self._call(request, org, path, api, match.path_params, body, timeout_ms, admission,
+                                 correlation_id=correlation_id, deadline_ms=deadline_ms, wait=False, respond_async=True)
+                return self._accepted(correlation_id, {"Preference-Applied": "respond-async"})
+            reply = await self._call(request, org, path, api, match.path_params, body, timeout_ms, admission,
+                                     correlation_id=correlation_id, deadline_ms=deadline_ms,
+                                     respond_async=bool(api.get("async_fallback")))
+        except DeadlineExceeded as exc:
+            # The call goes on: its reply is kept for this Location (ingress/async_results.py).
+            await self._results.register(correlation_id, owner)
+            if api.get("async_fallback"):
+                return self._accepted(correlation_id, {})
+            raise DeadlineExceeded(exc.message, code=exc.code, headers={**exc.headers, "Location": location(correlation_id)},
+                                   extra={**exc.extra, "correlation_id": correlation_id,
+                                          "location": location(correlation_id)}) from None
+        except JunctionError:
+            if claim is not None:  # never produced: the key is free for a new attempt
+                await self._keys.release(claim[0], correlation_id)
+            raise
+        if claim is not None:
+            if reply["status"] < 500:
+                await self._keys.complete(claim[0], claim[1], correlation_id, reply, claim[2])
+            else:  # a failure a retry may cure: the next attempt with this key makes a new call
+                await self._keys.release(claim[0], correlation_id)
+        response = self._response(reply)
+        if plan is not None:
+            await self._cache.store(plan, reply)
+            self._cache.mark(plan, response)
+        return response
+
+    async def _repeat(self, held: Claim, fp: str, ttl_s: int) -> web.StreamResponse:
+        """The answer to a repeated Idempotency-Key: the first call's, or 409 while it is in flight."""
+        self._keys.check(held, fp)
+        if held.answer is None:
+            reply = await self._results.result(held.correlation_id)
+            if reply is None or reply["status"] >= 500:
+                raise self._keys.in_flight(held, location(held.correlation_id))
+            await self._keys.complete(held.redis_key, held.fingerprint, held.correlation_id, reply, ttl_s)
+            response = self._response(reply)
+        else:
+            answer = held.answer
+            headers: CIMultiDict[str] = CIMultiDict(end_to_end((str(k), str(v)) for k, v in answer["headers"]))
+            headers[CORRELATION_ID] = held.correlation_id
+            response = web.Response(status=int(answer["status"]), body=base64.b64decode(answer["body"]), headers=headers)
+        response.headers[REPLAYED_HEADER] = "true"
+        return response
+
+    def _accepted(self, correlation_id: str, headers: dict[str, str]) -> web.Response:
+        where = location(correlation_id)
+        return json_response({"correlation_id": correlation_id, "location": where, "status": "pending"}, status=202,
+                             headers={"Location": where, CORRELATION_ID: correlation_id, "Retry-After": "1", **headers})
+
+    async def result(self, request: web.Request) -> web.StreamResponse:
+        """``GET /_async/<correlation id>``: the call's answer once it is there, else 202 (``Prefer: wait=N``
+        waits for it). Only its caller may read it: the same consumer, when its API authenticates callers."""
+        correlation_id = request.match_info["correlation_id"]
+        gone = NotFound("no result at this location: unknown, expired, or not yours", code="result_not_found")
+        owner = await self._results.owner(correlation_id) if _CORRELATION.fullmatch(correlation_id) else None
+        if owner is None:
+            raise gone
+        if owner.consumer is not None:
+            api, org = self._snapshot.api(owner.api_id), self._snapshot.orgs.get(owner.org)
+            if api is None or org is None:
+                raise gone
+            admission = await self._auth.admit(request, RouteMatch(org=org, api=api, connector=None, path_params={}))
+            if admission.principal.consumer_id != owner.consumer:
+                raise gone
+        wait_s = wait_seconds(parse_prefer(request.headers.getall("Prefer", [])), self._settings.async_max_wait_s)
+        reply = await self._results.wait(correlation_id, wait_s)
+        if reply is None:
+            return self._accepted(correlation_id, {})
+        return await compress_response(request, self._response(reply), self._settings)
+
+    def _timeout_ms(self, match: RouteMatch) -> int:
+        return min(int(match.api.get("timeout_ms") or self._settings.default_timeout_ms), self._settings.max_timeout_ms)
+
+    async def _soap(self, request: web.Request, org: str, path: str, match: RouteMatch) -> web.StreamResponse:
+        """A SOAP API: ``GET ?wsdl`` serves its WSDL; a POSTed envelope becomes a JSON call, and the
+        upstream's JSON answer the response envelope. Every error of a POST is a fault."""
+        contract = self._contracts.of(match.api)
+        if request.method in ("GET", "HEAD"):
+            if not is_wsdl_request(request):
+                raise MethodNotAllowed("a SOAP API takes POST; GET with ?wsdl serves its WSDL",
+                                       headers={"Allow": "GET, POST"})
+            await self._auth.admit(request, match)  # the WSDL is the API's: the same callers may read it
+            return wsdl_response(contract, address_of(request, self._settings.public_base_url, org, path))
+        version = guess_version(request.headers.get("Content-Type"))
+        extra: dict[str, str] = {}
+        try:
+            admission = await self._auth.admit(request, match)
+            extra = dict(admission.response_headers)
+            body = await self._read_body(request)
+            args = (body, request.headers.get("Content-Type"), request.headers.get("SOAPAction"), contract)
+            call = await asyncio.to_thread(parse_call, *args) if len(body) > _INLINE_PARSE_BYTES else parse_call(*args)
+            version = call.version
+            headers = [(k, v) for k, v in decoded_headers(admission.headers) if k.lower() not in _SOAP_ONLY_HEADERS]
+            headers += [("Content-Type", "application/json"), ("Accept", "application/json"),
+                        (OPERATION_HEADER, call.operation.name)]
+            reply = await self._call(request, org, path, match.api, match.path_params, json_bytes(call.arguments),
+                                     self._timeout_ms(match), dataclasses.replace(admission, headers=headers))
+            extra[CORRELATION_ID] = reply["correlation_id"]
+            if reply["status"] >= 400:
+                raise reply_error(reply)
+            if call.operation.output is None:  # one-way: accepted, nothing to answer (WS-I Basic Profile)
+                return web.Response(status=202, headers=extra)
+            return web.Response(body=answer(version, call.operation, reply["body"]), headers=extra,
+                                content_type=MEDIA_TYPE[version], charset="utf-8")
+        except JunctionError as err:
+            return fault_response(version, err, correlation_id=extra.get(CORRELATION_ID) or err.headers.get(CORRELATION_ID),
+                                  headers=extra)
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        """The body, decoded if the caller encoded it (its Content-Encoding then goes no further)."""
+        return await read_body(request, self._settings.max_body_bytes)
 
     async def _call(
         self, request: web.Request, org: str, path: str, api: dict[str, Any], params: dict[str, str], body: bytes, timeout_ms: int,
-        admission: Admission,
+        admission: Admission, *, correlation_id: str | None = None, deadline_ms: int | None = None, wait: bool = True,
+        respond_async: bool = False,
     ) -> dict[str, Any]:
+        """Produce the call and wait ``timeout_ms`` for its reply (unless ``wait`` is false). The call's own
+        deadline is ``deadline_ms`` from now, by default the same."""
         received = _now_ms()
-        deadline = received + timeout_ms
-        correlation_id = uuid.uuid4().hex
+        wait_until = received + timeout_ms
+        deadline = received + (deadline_ms or timeout_ms)
+        correlation_id = correlation_id or uuid.uuid4().hex
         call = {
             "correlation_id": correlation_id,
             "org": org,
@@ -94,8 +260,9 @@ class Gateway:
             "reply_partition": self._replies.tp.partition,
             "attempt": 1,
             "idempotency_key": request.headers.get("Idempotency-Key"),
+            "respond_async": respond_async,
         }
-        waiter = self._replies.expect(correlation_id)
+        waiter = self._replies.expect(correlation_id) if wait else None
         try:
             try:
                 await asyncio.wait_for(
@@ -104,7 +271,9 @@ class Gateway:
                 )
             except asyncio.TimeoutError:
                 raise ServiceUnavailable("the broker did not accept the call in time", code="broker_unavailable") from None
-            remaining = (deadline - _now_ms()) / 1000
+            if waiter is None:
+                return call
+            remaining = (wait_until - _now_ms()) / 1000
             try:
                 return await asyncio.wait_for(waiter, timeout=max(remaining, 0.001))
             except asyncio.TimeoutError:

@@ -10,11 +10,16 @@ The lease decides what is read: the moment it is lost, the partition is no
 longer consumed here (its replies now belong to whoever took it), and the
 reader leases another one. Calls produced meanwhile cannot name a partition and
 are refused with 503 rather than sent where nobody reads.
+
+A reply nobody waits for here (an async call's, or one that came after its
+caller gave up) goes to ``keep`` (ingress/async_results.py), which holds it for
+the call's ``Location``; without ``keep`` it is counted and dropped.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -33,8 +38,10 @@ log = logging.getLogger(__name__)
 
 
 class ReplyReader:
-    def __init__(self, settings: Settings, lease: PartitionLease) -> None:
+    def __init__(self, settings: Settings, lease: PartitionLease,
+                 keep: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> None:
         self._settings = settings
+        self._keep = keep
         self._lease = lease
         self._tp: TopicPartition | None = None
         self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -107,9 +114,21 @@ class ReplyReader:
                                           timeout_ms=200, max_records=1000)
             if not self._lease.held:
                 continue  # read after the loss: not ours to hand out
+            unclaimed = []
             for _, reply in fetched.decoded:
                 fut = self._waiters.pop(reply["correlation_id"], None)
                 if fut is None or fut.done():
                     LATE_REPLIES.inc()
+                    unclaimed.append(reply)
                     continue
                 fut.set_result(reply)
+            if unclaimed and self._keep is not None:
+                await self._keep_all(unclaimed)
+
+    async def _keep_all(self, replies: list[dict[str, Any]]) -> None:
+        assert self._keep is not None
+        results = await asyncio.gather(*(self._keep(r) for r in replies), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, Exception)]
+        if failed:
+            # Not worth stopping the replies of waiting callers for: the results are lost, and said so.
+            log.warning("%d unclaimed replies could not be kept: %s", len(failed), failed[0])

@@ -79,23 +79,19 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
-    import json
-
-    from control.replay import read_dead_letters, replay_dead_letters
-
-    async def go() -> object:
-        ids = set(args.correlation_ids) if getattr(args, "correlation_ids", None) else None
-        letters = await read_dead_letters(settings, org=args.org, limit=args.limit, correlation_ids=ids)
-        if args.dlq_command == "list":
-            return [v.to_dict() for v in letters]
-        if not ids and not args.all:
-            raise SystemExit("junction dlq replay: name correlation ids, or pass --all (with --org to narrow it)")
-        outcomes = await replay_dead_letters(settings, letters, timeout_ms=args.timeout_ms)
-        return [o.to_dict() for o in outcomes]
-
-    print(json.dumps(asyncio.run(go()), indent=2, default=str))
-    return 0
+async def _dlq_list(client: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The newest ``--limit`` dead letters through the management API, newest first, following cursors."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while len(items) < args.limit:
+        page = await client.list_dead_letters(args.org, api=args.api, stage=args.stage, code=args.code,
+                                              correlation_id=args.correlation_id, since=args.since, until=args.until,
+                                              limit=min(args.limit - len(items), 1000), cursor=cursor)
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    return items
 
 
 def cmd_kafka_acl(args: argparse.Namespace, settings: Settings) -> int:
@@ -127,15 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dlq", help="list and replay dead letters (docs/replay.md)")
     dlq = p.add_subparsers(dest="dlq_command", required=True)
-    for name, help_ in (("list", "show dead letters, oldest first"), ("replay", "send dead letters back to the topic they failed on")):
-        q = dlq.add_parser(name, help=help_)
-        q.add_argument("--org", help="only this organisation (slug)")
-        q.add_argument("--limit", type=int, default=100, help="at most this many, newest (default 100)")
-        q.set_defaults(func=cmd_dlq)
-        if name == "replay":
-            q.add_argument("correlation_ids", nargs="*", help="the dead letters to replay")
-            q.add_argument("--all", action="store_true", help="replay every dead letter listed (with --org and --limit)")
-            q.add_argument("--timeout-ms", type=int, default=None, help="deadline of the replayed call")
+    try:
+        _register_dlq_commands(dlq)
+    except ImportError:  # the SDK's dependencies are missing: the dead-letter commands need the management API
+        pass
 
     try:
         from junction.admin_cli import register
@@ -145,6 +136,66 @@ def build_parser() -> argparse.ArgumentParser:
         register(sub)
         _register_consumers(sub)
     return parser
+
+
+def _progress(job: dict[str, Any]) -> None:
+    """One line on stderr, redrawn each poll: the job's progress as plain text (stdout keeps the JSON)."""
+    p = job["progress"]
+    total = max(p["total"], 1)
+    width = 30
+    filled = min(width, width * p["finished"] // total) if p["total"] else width
+    line = (f"replay {job['id'][:8]} [{'#' * filled}{'-' * (width - filled)}] {p['sent']}/{p['total']} sent, "
+            f"{p['answered']} answered, {p['failed']} failed, {p['skipped']} skipped ({job['status']})")
+    print("\r" + line, end="\n" if job["status"] == "done" else "", file=sys.stderr, flush=True)
+
+
+async def _dlq_replay(client: Any, args: argparse.Namespace) -> Any:
+    """Create a replay job through the management API and follow it to the end (or answer the dry run)."""
+    narrowing = {k: v for k, v in (("api", args.api), ("stage", args.stage), ("code", args.code), ("from", args.since),
+                                   ("to", args.until)) if v is not None}
+    if bool(args.ids) == bool(args.all) or (args.ids and narrowing):
+        raise SystemExit("junction dlq replay: name dead letter ids (from junction dlq list), or pass --all "
+                         "(narrowed by --api, --stage, --code, --since, --until)")
+    job = await client.create_replay(args.org, ids=args.ids or None, filter=None if args.ids else narrowing,
+                                     dry_run=args.dry_run, config=args.config, rate_per_second=args.rate, force=args.force)
+    if args.dry_run or args.no_wait:
+        return job
+    return await client.wait_replay(args.org, job["id"], on_progress=_progress)
+
+
+def _register_dlq_commands(dlq: Any) -> None:
+    """``junction dlq list``, ``show`` and ``replay``: the management API, with JUNCTION_TOKEN."""
+    from junction.admin_cli import _client_cmd
+
+    q = dlq.add_parser("list", help="an organisation's dead letters, newest first, without originals")
+    q.add_argument("--org", required=True, help="the organisation (slug or id)")
+    q.add_argument("--limit", type=int, default=100, help="at most this many, newest (default 100)")
+    for flag, help_ in (("--api", "only this API (id)"), ("--stage", "processors or egress"), ("--code", "only this error code"),
+                        ("--correlation-id", "only this call"), ("--since", "failed at or after (ISO 8601)"),
+                        ("--until", "failed before (ISO 8601)")):
+        q.add_argument(flag, default=None, help=help_)
+    q.set_defaults(func=_client_cmd(_dlq_list))
+    q = dlq.add_parser("show", help="one dead letter, with its original (credentials removed) for admins")
+    q.add_argument("--org", required=True, help="the organisation (slug or id)")
+    q.add_argument("id", help="the dead letter's id (from dlq list)")
+    q.set_defaults(func=_client_cmd(lambda c, a: c.get_dead_letter(a.org, a.id)))
+    q = dlq.add_parser("replay", help="replay dead letters through the management API: a job, followed to its end")
+    q.add_argument("--org", required=True, help="the organisation (slug or id)")
+    q.add_argument("ids", nargs="*", help="the dead letters to replay (ids from dlq list)")
+    q.add_argument("--all", action="store_true", help="every dead letter of the organisation (narrowed by the flags below)")
+    for flag, help_ in (("--api", "only this API (id)"), ("--stage", "processors or egress"), ("--code", "only this error code"),
+                        ("--since", "failed at or after (ISO 8601)"), ("--until", "failed before (ISO 8601)")):
+        q.add_argument(flag, default=None, help=help_)
+    q.add_argument("--dry-run", action="store_true", help="only show what would be replayed")
+    q.add_argument("--config", choices=("current", "original"), default=None,
+                   help="current (default): the fixed configuration; original: egress calls keep their connector version")
+    q.add_argument("--rate", type=int, default=None, help="messages per second (default JUNCTION_REPLAY_RATE_PER_SECOND)")
+    q.add_argument("--force", action="store_true", help="replay even calls a later attempt already delivered")
+    q.add_argument("--no-wait", action="store_true", help="print the new job and return without following it")
+    q.set_defaults(func=_client_cmd(_dlq_replay))
+    for q in (dlq.choices["list"], dlq.choices["show"], dlq.choices["replay"]):
+        q.add_argument("--url", default="http://127.0.0.1:8081", help="control URL")
+        q.add_argument("--token", default=None, help="bearer token (default: $JUNCTION_TOKEN)")
 
 
 def _register_consumers(sub: Any) -> None:

@@ -139,11 +139,12 @@ def plan(topics: Topics, group_prefix: str, producers: Iterable[str] = (), user_
         # The outbox relay is the one writer of the config topic; replay reads dead letters and the
         # requests they point at, and sends calls back to requests or calls.
         "control": [*_topic(t.config, WRITE, READ), *_topic(t.requests, WRITE, READ), *_topic(t.calls, WRITE),
-                    *_topic(t.dlq, READ)],
+                    *_topic(t.dlq, READ), *_topic(t.alerts, WRITE)],  # the alert evaluator writes alert events
         # Readers by assignment (no group): replies of its leased partitions, and the config.
         "ingress": [*_topic(t.requests, WRITE), *_topic(t.replies, READ), *_topic(t.config, READ)],
-        "processors": [*_topic(t.requests, READ), *_topic(t.config, READ), *_topic(t.calls, WRITE),
-                       *_topic(t.replies, WRITE), *_topic(t.dlq, WRITE), *_topic(results, WRITE, prefixed=True),
+        # Its observe stage (group <prefix>.processors.observe) reads every pipeline topic for metrics and logs.
+        "processors": [*_topic(t.requests, READ), *_topic(t.config, READ), *_topic(t.calls, WRITE, READ),
+                       *_topic(t.replies, WRITE, READ), *_topic(t.dlq, WRITE, READ), *_topic(results, WRITE, READ, prefixed=True),
                        *_group(f"{group_prefix}.processors")],
         "egress": [*_topic(t.calls, READ), *_topic(t.config, READ), *_topic(t.replies, WRITE), *_topic(t.dlq, WRITE),
                    *_topic(results, WRITE, prefixed=True), *_group(f"{group_prefix}.egress")],

@@ -12,7 +12,10 @@ the status, the machine-readable code, the message and the fields at fault.
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import json
+
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, TypedDict, cast
@@ -21,11 +24,12 @@ import aiohttp
 
 __all__ = [
     "Api", "ApiKey", "ApiPage", "AuditEntry", "AuditPage", "Connector", "ConnectorPage", "Consumer", "ConsumerPage",
+    "DeadLetter", "DeadLetterPage", "ReplayJob", "ReplayPage",
     "Diff", "FieldError", "JunctionAPIError", "JunctionClient", "NewApiKey", "NewOAuthClient", "OAuthClient", "Org",
     "Token", "User", "Version",
 ]
 
-Kind = Literal["apis", "connectors", "consumers"]
+Kind = Literal["apis", "connectors", "consumers", "alert-rules"]
 
 
 class Token(TypedDict):
@@ -177,6 +181,64 @@ class ApiPage(TypedDict):
 
 class ConnectorPage(TypedDict):
     items: list[Connector]
+    next_cursor: str | None
+
+
+class DeadLetter(TypedDict, total=False):
+    """A dead letter; ``details`` and ``original`` (credentials removed) only from :meth:`JunctionClient.get_dead_letter`,
+    and None for an org viewer (``original_hidden``)."""
+
+    id: str
+    org: str
+    correlation_id: str
+    stage: str
+    error_code: str
+    error_message: str
+    attempt: int
+    api_id: str
+    connector_id: str
+    connector_version: int
+    config_version: int
+    original_topic: str
+    original_bytes: int
+    inbound_partition: int
+    inbound_offset: int
+    partition: int
+    offset: int
+    failed_at: str
+    details: list[str] | None
+    original: dict[str, Any] | None
+    original_hidden: bool
+    details_hidden: bool
+
+
+class DeadLetterPage(TypedDict):
+    items: list[DeadLetter]
+    next_cursor: str | None
+
+
+class ReplayJob(TypedDict, total=False):
+    """A replay job (docs/replay.md): ``progress`` counts total, pending, sent, answered, succeeded, failed and
+    skipped; ``items`` (from :meth:`JunctionClient.get_replay`) is each message's outcome."""
+
+    id: str
+    org: str
+    org_id: str
+    status: str  # running | done
+    filter: dict[str, Any]
+    ids: list[str]
+    config: str
+    rate_per_second: int
+    force: bool
+    created_by: str | None
+    created_at: str
+    finished_at: str | None
+    progress: dict[str, int]
+    items: list[dict[str, Any]]
+
+
+class ReplayPage(TypedDict):
+    items: list[ReplayJob]
     next_cursor: str | None
 
 
@@ -557,6 +619,106 @@ class JunctionClient:
                  "since": since, "until": until, "limit": limit, "cursor": cursor}
         return cast(AuditPage, await self.request("GET", "/audit", query=query))
 
+    # -- dead letters ----------------------------------------------------------
+    async def list_dead_letters(self, org: str, *, api: str | None = None, stage: str | None = None,
+                                code: str | None = None, correlation_id: str | None = None, since: str | None = None,
+                                until: str | None = None, limit: int | None = None,
+                                cursor: str | None = None) -> DeadLetterPage:
+        """One page of the organisation's dead letters, newest first, without originals; ``since``/``until``
+        (ISO 8601) are the API's ``from``/``to``."""
+        query = {"api": api, "stage": stage, "code": code, "correlation_id": correlation_id, "from": since,
+                 "to": until, "limit": limit, "cursor": cursor}
+        return cast(DeadLetterPage, await self.request("GET", f"/orgs/{org}/dead-letters", query=query))
+
+    async def get_dead_letter(self, org: str, letter_id: str) -> DeadLetter:
+        return cast(DeadLetter, await self.request("GET", f"/orgs/{org}/dead-letters/{letter_id}"))
+
+    # -- replay (docs/replay.md) -------------------------------------------------
+    async def create_replay(self, org: str, *, ids: list[str] | None = None, filter: dict[str, Any] | None = None,
+                            dry_run: bool = False, config: str | None = None, rate_per_second: int | None = None,
+                            force: bool = False) -> dict[str, Any]:
+        """Replay dead letters named by ``ids``, or matching ``filter`` (api, stage, code, from, to; ``{}``: all).
+        A :class:`ReplayJob`, or for ``dry_run`` what would be replayed: ``{dry_run, count, ids, already_done}``."""
+        body: dict[str, Any] = {"ids": ids} if ids is not None else {"filter": filter or {}}
+        body.update({k: v for k, v in (("dry_run", dry_run), ("config", config), ("rate_per_second", rate_per_second),
+                                       ("force", force)) if v not in (None, False)})
+        return cast(dict[str, Any], await self.request("POST", f"/orgs/{org}/replays", body))
+
+    async def get_replay(self, org: str, job_id: str) -> ReplayJob:
+        return cast(ReplayJob, await self.request("GET", f"/orgs/{org}/replays/{job_id}"))
+
+    async def list_replays(self, org: str, *, limit: int | None = None, cursor: str | None = None) -> ReplayPage:
+        """One page of the organisation's replay jobs, newest first, without items."""
+        return cast(ReplayPage, await self.request("GET", f"/orgs/{org}/replays", query={"limit": limit, "cursor": cursor}))
+
+    async def wait_replay(self, org: str, job_id: str, *, timeout_s: float | None = None, poll_s: float = 0.5,
+                          on_progress: Callable[[ReplayJob], None] | None = None) -> ReplayJob:
+        """Poll the job until it is done (every message answered, skipped or timed out); ``on_progress`` sees each
+        poll. TimeoutError after ``timeout_s``."""
+        loop = asyncio.get_running_loop()
+        until = None if timeout_s is None else loop.time() + timeout_s
+        while True:
+            job = await self.get_replay(org, job_id)
+            if on_progress is not None:
+                on_progress(job)
+            if job["status"] == "done":
+                return job
+            if until is not None and loop.time() > until:
+                raise TimeoutError(f"replay job {job_id} is still {job['status']} after {timeout_s}s")
+            await asyncio.sleep(poll_s)
+
+    # -- metrics and request logs (docs/observability.md) ------------------------
+    async def metrics(self, org: str, *, api: str | None = None, since: str | None = None, until: str | None = None,
+                      step: str | None = None) -> dict[str, Any]:
+        """An organisation's (or one API's) metric series; ``since``/``until`` (ISO 8601) are the API's
+        ``from``/``to``, ``step`` 10s, 1m or 1h (chosen from the range when None)."""
+        query = {"api": api, "from": since, "to": until, "step": step}
+        return cast(dict[str, Any], await self.request("GET", f"/orgs/{org}/metrics", query=query))
+
+    async def all_metrics(self, *, api: str | None = None, since: str | None = None, until: str | None = None,
+                          step: str | None = None) -> dict[str, Any]:
+        """Every organisation's series (global admin)."""
+        query = {"api": api, "from": since, "to": until, "step": step}
+        return cast(dict[str, Any], await self.request("GET", "/metrics", query=query))
+
+    async def metrics_stream(self, org: str, *, api: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        """The live 10 s windows (Server-Sent Events), each as it settles, until the server ends the
+        stream (after an hour) or the caller stops iterating."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        headers = {"Accept": "text/event-stream", **({"Authorization": f"Bearer {self.token}"} if self.token else {})}
+        params = {"api": api} if api else {}
+        async with self._session.get(f"{self.base_url}/api/v1/orgs/{org}/metrics/stream", params=params, headers=headers,
+                                     timeout=aiohttp.ClientTimeout(total=None, sock_read=60)) as resp:
+            if resp.status >= 400:
+                data = await resp.json(content_type=None)
+                raise JunctionAPIError(resp.status, str(data.get("code", "error")), str(data.get("message", "")),
+                                       [FieldError(f["field"], f["message"]) for f in data.get("fields", [])],
+                                       data.get("request_id"), data)
+            async for raw in resp.content:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("data: "):
+                    yield cast(dict[str, Any], json.loads(line[len("data: "):]))
+
+    async def list_logs(self, org: str, *, api: str | None = None, status: str | int | None = None,
+                        code: str | None = None, correlation_id: str | None = None, since: str | None = None,
+                        until: str | None = None, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+        """One page of the organisation's request log, newest first; ``status`` is a status or a class (``5xx``)."""
+        query = {"api": api, "status": status, "code": code, "correlation_id": correlation_id, "from": since,
+                 "to": until, "limit": limit, "cursor": cursor}
+        return cast(dict[str, Any], await self.request("GET", f"/orgs/{org}/logs", query=query))
+
+    async def iter_logs(self, org: str, **filters: Any) -> AsyncIterator[dict[str, Any]]:
+        """Every matching request-log row, newest first, following the cursor."""
+        cursor = None
+        while True:
+            page = await self.list_logs(org, **filters, cursor=cursor)
+            for row in page["items"]:
+                yield row
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return
+
     async def iter_audit(self, **filters: Any) -> AsyncIterator[AuditEntry]:
         """Every matching entry, newest first, following the cursor."""
         cursor = None
@@ -567,6 +729,51 @@ class JunctionClient:
             cursor = page["next_cursor"]
             if cursor is None:
                 return
+
+    # -- alerts (docs/alerts.md); org None: the global rules and their alerts (global admin) --------
+    @staticmethod
+    def _alerting(org: str | None, what: str) -> str:
+        return f"/orgs/{org}/{what}" if org is not None else f"/{what}"
+
+    async def list_alert_rules(self, org: str | None = None, *, limit: int | None = None,
+                               cursor: str | None = None) -> dict[str, Any]:
+        """One page of alert rules, oldest first: ``{items, next_cursor}``."""
+        return cast(dict[str, Any], await self.request("GET", self._alerting(org, "alert-rules"),
+                                                       query={"limit": limit, "cursor": cursor}))
+
+    async def create_alert_rule(self, org: str | None, name: str, metric: str, comparison: str, threshold: float,
+                                **fields: Any) -> dict[str, Any]:
+        """``fields``: window, duration, api, channels, escalation, webhook_secret, enabled, description."""
+        body = {"name": name, "metric": metric, "comparison": comparison, "threshold": threshold, **fields}
+        return cast(dict[str, Any], await self.request("POST", self._alerting(org, "alert-rules"), body))
+
+    async def get_alert_rule(self, org: str | None, rule_id: str) -> dict[str, Any]:
+        return cast(dict[str, Any], await self.request("GET", self._alerting(org, f"alert-rules/{rule_id}")))
+
+    async def update_alert_rule(self, org: str | None, rule_id: str, *, if_version: int | None = None,
+                                **fields: Any) -> dict[str, Any]:
+        return cast(dict[str, Any], await self.request("PATCH", self._alerting(org, f"alert-rules/{rule_id}"), fields,
+                                                       headers=_etag(if_version)))
+
+    async def delete_alert_rule(self, org: str | None, rule_id: str, *, if_version: int | None = None) -> None:
+        await self.request("DELETE", self._alerting(org, f"alert-rules/{rule_id}"), headers=_etag(if_version))
+
+    async def rollback_alert_rule(self, org: str | None, rule_id: str, version: int) -> dict[str, Any]:
+        return cast(dict[str, Any], await self.request("POST", self._alerting(org, f"alert-rules/{rule_id}/rollback"),
+                                                       {"version": version}))
+
+    async def list_alerts(self, org: str | None = None, *, state: str | None = None, rule: str | None = None,
+                          limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+        """One page of alert history, newest first, each with its notifications: ``{items, next_cursor}``."""
+        return cast(dict[str, Any], await self.request("GET", self._alerting(org, "alerts"), query={
+            "state": state, "rule": rule, "limit": limit, "cursor": cursor}))
+
+    async def get_alert(self, org: str | None, alert_id: str) -> dict[str, Any]:
+        return cast(dict[str, Any], await self.request("GET", self._alerting(org, f"alerts/{alert_id}")))
+
+    async def ack_alert(self, org: str | None, alert_id: str) -> dict[str, Any]:
+        """Acknowledge: an alert acknowledged in time is not escalated."""
+        return cast(dict[str, Any], await self.request("POST", self._alerting(org, f"alerts/{alert_id}/ack")))
 
     async def openapi(self) -> dict[str, Any]:
         return cast(dict[str, Any], await self.request("GET", "/openapi.json"))

@@ -19,7 +19,7 @@ from core.settings import Settings
 from core.db import make_pool, ping_pool
 from core.snapshot import ConfigSnapshot
 from core.ssrf import TargetPolicy  # the one SSRF guard: JWKS fetches too
-from processors.request_log import RequestLog
+from processors import observe
 from processors.router import Router
 from sandbox import pool_for
 
@@ -44,12 +44,12 @@ def build_app(settings: Settings) -> Any:
     snapshot = ConfigSnapshot()
     follower = ConfigFollower(settings, snapshot)
     pool = pool_for(settings)
-    request_log = RequestLog()
     caller_auth = CallerAuth(settings, snapshot, sealer_for(settings) if settings.seal_key else None,
                              guard=TargetPolicy(allow_private=settings.allow_private_targets))
-    router = Router(settings, snapshot, sandbox=pool, request_log=request_log, caller_auth=caller_auth,
+    router = Router(settings, snapshot, sandbox=pool, caller_auth=caller_auth,
                     config_caught_up=follower.caught_up)
     ready = asyncio.Event()
+    observe.install(app, settings, snapshot, ready)  # metrics and request logs, off the request path
 
     @app.agent(requests, concurrency=AGENT_CONCURRENCY)
     async def route(stream: Any) -> Any:
@@ -71,7 +71,6 @@ def build_app(settings: Settings) -> Any:
     async def side_services() -> None:
         # Cancelled when the worker stops; the finally clauses close everything.
         db = await make_pool(settings, min_size=1, max_size=4)
-        request_log.attach(db)
         producer = clients["producer"] = make_producer(settings)
         await producer.start()
         await pool.start()
@@ -91,7 +90,6 @@ def build_app(settings: Settings) -> Any:
             await router.close()
             await pool.stop()
             await producer.stop()
-            request_log.attach(None)
             await db.close()
 
     app.junction_snapshot = snapshot  # for introspection in tests and the CLI

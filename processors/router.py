@@ -21,14 +21,14 @@ from core.callerauth import CallerAuth, Principal, consumer_header, mode_of, wit
 from core.callerauth.base import INVALID
 from core.errors import JunctionError, Unauthorized, MethodNotAllowed, NotFound, ServiceUnavailable, TransformError
 from core.kafka import Outgoing, topic_partitions
-from core.messages import INVALID_REPLY_PARTITION, INVALID_REPLY_TOPIC, dead_letter, error_reply, now_ms, reply_route_error, reply_target, strip_secrets
+from core.messages import (INVALID_REPLY_PARTITION, INVALID_REPLY_TOPIC, dead_letter, error_reply, expired, nobody_waits,
+                           now_ms, reply_route_error, reply_target, strip_secrets)
 from core.metrics import DEAD_LETTERS, EXPIRED_DROPPED
 from core.routing import ANY_METHOD, PathTemplate, parse_template, split_path
 from core.sealing import sealer_for
 from core.settings import Settings
 from core.scripts import pairs_to_records, script_ctx, script_request
 from core.snapshot import ConfigSnapshot, RouteMatch
-from processors.request_log import RequestLog
 from schemas import CodecError, decode, encode
 from schemas.types import Header, OutboundCall
 
@@ -203,6 +203,21 @@ class PartitionCounts:
         return n
 
 
+SOAP_OPERATION_HEADER = "X-Soap-Operation"
+
+
+def soap_operation(target: dict[str, Any], headers: list[Header]) -> str:
+    """The operation a SOAP target calls: its own ``operation``, else the one the SOAP caller
+    called (ingress names it in ``X-Soap-Operation``), so one connector can pass a whole
+    service through."""
+    chosen = target.get("operation") or next(
+        (h["value"] for h in headers if h["name"].lower() == SOAP_OPERATION_HEADER.lower()), "")
+    if not chosen:
+        raise JunctionError("the SOAP target names no operation and the call carries no X-Soap-Operation",
+                            code="soap_operation_missing", status=422)
+    return str(chosen)
+
+
 def records_to_tuples(records: list[dict[str, str]]) -> list[tuple[str, str]]:
     return [(r["name"], r["value"]) for r in records]
 
@@ -225,7 +240,7 @@ def _owned_by(api: dict[str, Any], org: dict[str, Any], slug: str) -> bool:
 
 
 class Router:
-    def __init__(self, settings: Settings, snapshot: ConfigSnapshot, *, sandbox: Any = None, request_log: RequestLog | None = None,
+    def __init__(self, settings: Settings, snapshot: ConfigSnapshot, *, sandbox: Any = None,
                  caller_auth: CallerAuth | None = None,
                  config_caught_up: Callable[[float], Awaitable[None]] | None = None) -> None:
         """``sandbox`` is a started :class:`sandbox.SandboxPool` (None: scripts cannot run)."""
@@ -234,7 +249,6 @@ class Router:
         self._sandbox = sandbox
         # The authority on callers: every message's sealed credential is checked here, whoever sent it.
         self._caller_auth = caller_auth or CallerAuth(settings, snapshot, sealer_for(settings) if settings.seal_key else None)
-        self._request_log = request_log or RequestLog(None)
         self._config_caught_up = config_caught_up
         self._partitions = PartitionCounts(settings)
 
@@ -265,14 +279,20 @@ class Router:
         except CodecError as exc:
             err = JunctionError(f"undecodable message: {exc}", code="undecodable", status=400)
             return Outcome([self._dlq({}, err, raw, inbound=inbound)])
-        if call["deadline_ms"] <= now_ms():
-            EXPIRED_DROPPED.labels("processors").inc()
+        late = call["deadline_ms"] <= now_ms()
+        if late and not nobody_waits(call, self._settings):
+            EXPIRED_DROPPED.labels("processors").inc()  # its caller had its 504 from ingress
             return Outcome()
         try:
             await self._check_reply_route(call)
         except JunctionError as err:
             # The reply cannot be routed: the dead letter is the only record, and nothing is called.
             return Outcome([self._dlq(call, err, raw, inbound=inbound)])
+        if late:
+            EXPIRED_DROPPED.labels("processors").inc()
+            err = expired()
+            return Outcome([*self._reply(call, error_reply(call, err, stage="processors")),
+                            self._dlq(call, err, raw, inbound=inbound)])
         match: RouteMatch | None = None
         try:
             match = await self._resolve(call)
@@ -281,10 +301,8 @@ class Router:
             out = self._reply(call, error_reply(call, err, stage="processors"))
             if isinstance(err, TransformError):
                 details = [*err.extra.get("traceback", []), *getattr(err, "script_logs", [])]
+                # The request log takes these lines from the dead letter (processors/observe).
                 out.append(self._dlq(call, err, raw, details, inbound))
-                if match is not None:
-                    await self._request_log.failure(org=match.org, api=match.api, call=call, status=err.status,
-                                                    error_code=err.code, details=details)
             elif not out or err.code in ALWAYS_DEAD_LETTERED:
                 # Nobody waits for a reply (an async producer's call), or the message was not allowed
                 # to run at all: the dead letter records it.
@@ -429,13 +447,14 @@ class Router:
             # The script's choice wins over the target's, which wins over the caller's.
             "method": scripted.method if method == "*" or scripted.method_set else method,
             "url": url,
-            "soap_operation": target.get("operation"),
+            "soap_operation": soap_operation(target, headers) if protocol == "soap" else None,
             "headers": headers,
             "body": scripted.body,
             "deadline_ms": call["deadline_ms"],
             "reply_topic": call.get("reply_topic"),
             "reply_partition": call.get("reply_partition", -1),
             "attempt": call.get("attempt", 1),
+            "respond_async": bool(call.get("respond_async")),
         }
 
     def _reply(self, call: dict[str, Any], reply: dict[str, Any]) -> list[Outgoing]:
@@ -445,12 +464,24 @@ class Router:
         topic, partition = target
         return [Outgoing(topic, call["correlation_id"].encode(), encode("Reply", reply), partition)]
 
+    def _caller_auth_config(self, call: dict[str, Any]) -> dict[str, Any] | None:
+        """The caller auth of the call's API, found as routing would find it: its api-key header or
+        parameter, whatever its name, is then removed from the dead letter too."""
+        api = self._snapshot.api(str(call.get("api_id") or ""))
+        if api is None and call.get("org") and call.get("path"):
+            try:
+                api = self._snapshot.resolve(str(call["org"]), str(call.get("method") or "GET"), str(call["path"])).api
+            except JunctionError:
+                api = None
+        return (api or {}).get("auth")
+
     def _dlq(self, call: dict[str, Any], err: JunctionError, raw: bytes, details: list[str] | None = None,
              inbound: tuple[int, int] = (-1, -1)) -> Outgoing:
         DEAD_LETTERS.labels("processors", err.code).inc()
         if call.get("sealed_credentials"):
             raw = encode("InboundCall", strip_secrets(call))
-        record = dead_letter(call, err, stage="processors", original_topic=self._settings.topics.requests, original=raw, details=details)
+        record = dead_letter(call, err, stage="processors", original_topic=self._settings.topics.requests, original=raw,
+                             details=details, auth=self._caller_auth_config(call))
         # Where the call itself sits: a replay re-reads it from there, sealed credential included.
         record.update(inbound_partition=inbound[0], inbound_offset=inbound[1])
         return Outgoing(self._settings.topics.dlq, (call.get("correlation_id") or "").encode(), encode("DeadLetter", record))

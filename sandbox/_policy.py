@@ -37,6 +37,7 @@ from RestrictedPython.Guards import (
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
 from ._objects import Headers, Query, Reject, Request, Response, _Logs, reject, safe_xml_fromstring
+from ._xmljson import json_to_xml, xml_to_json
 
 __all__ = ["ALLOWED_MODULES", "CallState", "ModuleProxy", "STATE", "base_globals", "begin_call", "end_call"]
 
@@ -375,6 +376,8 @@ def _make_builtins() -> dict[str, Any]:
         hasattr=_hasattr,
         reject=reject,
         Reject=Reject,
+        xml_to_json=xml_to_json,
+        json_to_xml=json_to_xml,
     )
     return b
 

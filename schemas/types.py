@@ -32,6 +32,7 @@ class InboundCall(TypedDict):
     reply_partition: NotRequired[int]
     attempt: NotRequired[int]
     idempotency_key: NotRequired[None | str]
+    respond_async: NotRequired[bool]  # Nobody waits for the reply at a connection (Prefer: respond-async, an async fallback): a call that expires on the way is dead-lettered, not only dropped.
     sealed_credentials: NotRequired[None | bytes]  # Caller credentials, sealed for processors.
 
 
@@ -55,6 +56,7 @@ class OutboundCall(TypedDict):
     reply_topic: NotRequired[None | str]
     reply_partition: NotRequired[int]
     attempt: NotRequired[int]
+    respond_async: NotRequired[bool]  # As the InboundCall's: an expiry is dead-lettered.
     original: NotRequired[None | bytes]  # Deprecated: no longer written (it doubled the size of every call). Read for messages of schema version 1.
     inbound_partition: NotRequired[int]  # Where the InboundCall this call came from sits on <prefix>.requests: its partition (-1: unknown).
     inbound_offset: NotRequired[int]  # ... and its offset, for dead letters and replay through processors.
@@ -73,6 +75,7 @@ class Reply(TypedDict):
     stage: NotRequired[str]
     config_version: NotRequired[int]
     produced_at_ms: NotRequired[int]
+    upstream_ms: NotRequired[float]  # How long the upstream took to answer (the last attempt, in ms; -1: not measured or no upstream call). Read by the metrics stage.
 
 
 class DeadLetter(TypedDict):

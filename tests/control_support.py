@@ -150,9 +150,10 @@ class Control:
 
 @pytest.fixture(scope="session")
 def control_settings(settings: Settings) -> Settings:
-    # Cheap bcrypt keeps user-heavy property tests fast; production uses 12.
+    # Cheap bcrypt keeps user-heavy property tests fast; production uses 12. No alert evaluator in the
+    # shared app: tests/control/test_alerts.py drives its own, on its own clock.
     return settings.with_overrides(bcrypt_rounds=4, control_port=free_port(),
-                                   jwt_secret=settings.jwt_secret.ljust(40, "x"))
+                                   jwt_secret=settings.jwt_secret.ljust(40, "x"), alert_interval_s=0)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

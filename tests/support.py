@@ -21,6 +21,7 @@ from core.kafka import make_producer
 from schemas import encode
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot
+from core.http import SERVE_OPTIONS
 from ingress.app import SNAPSHOT, create_app
 from bench.procs import wait_http_ok  # one copy: bench may not import tests, tests may import bench
 from junction.broker import die_with_parent, free_port
@@ -86,7 +87,8 @@ class IngressInstance:
 
     async def start(self) -> None:
         self.app = create_app(self.settings)
-        self.runner = web.AppRunner(self.app, access_log=None)
+        # As core.http.listening serves it: request bodies as sent when the app asks (ingress decodes them).
+        self.runner = web.AppRunner(self.app, access_log=None, auto_decompress=not self.app[SERVE_OPTIONS].raw_bodies)
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
 

@@ -13,7 +13,7 @@ from core.errors import FieldError
 
 __all__ = ["routes", "RESOURCE_TYPES"]
 
-RESOURCE_TYPES = ("org", "user", "api", "connector", "consumer")
+RESOURCE_TYPES = ("org", "user", "api", "connector", "consumer", "replay", "alert_rule", "alert")
 QUERY_PARAMS = ("org", "actor", "resource_type", "resource_id", "since", "until", "limit", "cursor")
 
 

@@ -26,7 +26,10 @@ async def connector_breaker(request: web.Request) -> web.Response:
         row = await CONNECTOR.get(conn, str(org["id"]), ref) if is_uuid(ref) else None
     if row is None:
         raise NotFound(f"connector {ref!r} not found")
-    url = str((content_of(row).get("target") or {}).get("url", ""))
+    target = content_of(row).get("target") or {}
+    # A SOAP connector's breaker is where its envelopes go: its address override, else (not knowing the WSDL's
+    # soap:address here) the WSDL's origin, which is the service's own in nearly every deployment.
+    url = str(target.get("address") or target.get("url", ""))
     view = await BreakerStore(st.redis, st.settings).read(origin_of(url), now_ms())
     return reply({**view.to_dict(), "connector": str(row["id"]), "fail_max": st.settings.breaker_fail_max,
                   "reset_ms": st.settings.breaker_reset_ms})

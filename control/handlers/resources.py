@@ -5,10 +5,11 @@ Create writes version 1; PUT (replace), PATCH (top-level merge; a connector's
 write holds the organisation's row lock, so route and name clash checks see
 every concurrent change.
 
-Secrets are write-only: an API's jwt ``auth.secret`` and a connector's
-``secret_fields`` are stored sealed (:mod:`core.sealing`) and every answer,
-version, diff and audit row shows them masked (:func:`present`); only the
-config document carries the sealed values.
+Secrets are write-only: an API's jwt ``auth.secret``, a connector's
+``secret_fields`` and its upstream credentials (``target.auth``, the
+``target.tls`` client key: :mod:`core.upstream_secrets`) are stored sealed
+(:mod:`core.sealing`) and every answer, version, diff and audit row shows them
+masked (:func:`present`); only the config document carries the sealed values.
 
 Creates count against the organisation's quotas under its row lock, so two
 concurrent creates cannot both take the last place.
@@ -37,19 +38,24 @@ from control.handlers.common import body, org_for, principal, record, reply, sta
 from control.handlers.orgs import org_policy
 from control.store.outbox import OutboxEvent
 from control.store.resources import API, CONNECTOR, Kind, content_of, resource_view, version_view
-from control.validation import check_auth, check_quota, is_uuid, quota_limit, raise_if
+from control.validation import check_auth, check_quota, check_upstream_auth, is_uuid, quota_limit, raise_if
 from control.versions import check_if_match, diff
 from core.connector_secrets import MASK, SEALED_KEY, masked, seal_secret_settings
 from core.errors import Conflict, FieldError, InvalidInput, NotFound
 from core.sealing import SealError, sealer_for
+from core.settings import Settings
+from core.upstream_secrets import SEALED_KEY as UPSTREAM_SEALED
+from core.upstream_secrets import has_secrets as has_upstream_secrets
+from core.upstream_secrets import seal_target, shown_target, unmask_target
 
-__all__ = ["routes"]
+__all__ = ["Scope", "Spec", "org_scope", "page_query", "present", "routes", "versioned_routes"]
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 MAX_CURSOR_LEN = 200
 
-Prepare = Callable[[asyncpg.Connection, web.Request, str, "str | None", dict[str, Any]], Awaitable[dict[str, Any]]]
+# (conn, request, org id (None: the global scope), resource id, body) -> the content to store
+Prepare = Callable[[asyncpg.Connection, web.Request, "str | None", str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 JWT_SECRET_SEALED = "secret_sealed"
@@ -113,15 +119,30 @@ async def _prepare_connector(conn: asyncpg.Connection, request: web.Request, org
     limit = quota_limit(settings, quotas, "settings_bytes")
     check_quota("settings_bytes", "settings", len(json.dumps(content.get("settings") or {}).encode()), limit,
                 "the settings are too large")
-    previous = content.get(SEALED_KEY) or (await _stored(conn, CONNECTOR, org_id, id_)).get(SEALED_KEY)
+    stored = await _stored(conn, CONNECTOR, org_id, id_)
+    previous = content.get(SEALED_KEY) or stored.get(SEALED_KEY)
     sealer = sealer_for(settings) if content.get("secret_fields") else None
-    return seal_secret_settings(content, id_, previous, sealer)
+    content = seal_secret_settings(content, id_, previous, sealer)
+    return {**content, "target": _seal_upstream(settings, id_, content["target"], stored.get("target") or {})}
+
+
+def _seal_upstream(settings: Settings, connector_id: str, target: dict[str, Any],
+                   stored_target: dict[str, Any]) -> dict[str, Any]:
+    """The target as stored: upstream credentials checked in clear, then sealed
+    (a mask sent back keeps the stored value)."""
+    sealer = sealer_for(settings) if has_upstream_secrets(target) else None
+    previous = target.get(UPSTREAM_SEALED) or stored_target.get(UPSTREAM_SEALED)
+    clear = unmask_target(target, connector_id, previous, sealer)
+    raise_if(check_upstream_auth(clear, allow_private=settings.allow_private_targets))
+    return seal_target(clear, connector_id, previous, sealer)
 
 
 def present(kind: Kind, content: dict[str, Any]) -> dict[str, Any]:
     """What people may see of a resource or a version's content: no sealed value."""
     if kind is CONNECTOR:
-        return masked(content)
+        shown = masked(content)
+        target = shown.get("target")
+        return {**shown, "target": shown_target(target)} if isinstance(target, dict) else shown
     auth = content.get("auth")
     if kind is API and isinstance(auth, dict) and JWT_SECRET_SEALED in auth:
         shown = {k: v for k, v in auth.items() if k != JWT_SECRET_SEALED}
@@ -129,9 +150,11 @@ def present(kind: Kind, content: dict[str, Any]) -> dict[str, Any]:
     return content
 
 
-def _present_changes(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+SEALED_FIELDS = (f"auth.{JWT_SECRET_SEALED}", SEALED_KEY, f"target.{UPSTREAM_SEALED}")
+
+
+def _present_changes(changes: list[dict[str, Any]], sealed: tuple[str, ...] = SEALED_FIELDS) -> list[dict[str, Any]]:
     """A diff of stored contents, its sealed values masked: a changed secret shows as changed."""
-    sealed = (f"auth.{JWT_SECRET_SEALED}", SEALED_KEY)
     return [{**c, "before": MASK if c["before"] is not None else None, "after": MASK if c["after"] is not None else None}
             if c["field"] in sealed else c for c in changes]
 
@@ -192,19 +215,37 @@ def page_query(request: web.Request) -> tuple[int, tuple[datetime, str] | None]:
 
 
 @dataclass(frozen=True)
+class Scope:
+    """Where a resource lives: an organisation, or (``id`` None) the global scope of global alert rules."""
+
+    id: str | None
+    slug: str | None
+
+
+async def org_scope(conn: asyncpg.Connection, request: web.Request, *, write: bool = False, lock: bool = False) -> Scope:
+    """The organisation of the path (:func:`org_for`: 404 unless readable, 403 unless writable)."""
+    org = await org_for(conn, request, write=write, lock=lock)
+    return Scope(str(org["id"]), org["slug"])
+
+
+@dataclass(frozen=True)
 class Spec:
     kind: Kind
     plural: str
     create_schema: str
     update_schema: str
     prepare: Prepare
-    event: Callable[[dict[str, Any], str], OutboxEvent]
+    event: Callable[[dict[str, Any], str], OutboxEvent] | None  # the config event of a change; None: none
     merge: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] = _merge_top
-    quota: str = ""
+    quota: str = ""  # the organisation quota a create counts against; "": none
+    scope: Callable[..., Awaitable[Scope]] = org_scope  # who may read and write where
+    base: str = ""  # the collection's path; default /api/v1/orgs/{org}/<plural>
+    show: Callable[[Kind, dict[str, Any]], dict[str, Any]] = present  # what people may see: no sealed value
+    sealed: tuple[str, ...] = SEALED_FIELDS  # stored fields a diff shows masked
 
     @property
     def label(self) -> str:
-        return "API" if self.kind is API else "connector"
+        return {"api": "API"}.get(self.kind.name, self.kind.name.replace("_", " "))
 
 
 SPECS = (
@@ -223,72 +264,73 @@ async def check_count_quota(conn: asyncpg.Connection, request: web.Request, kind
                 f"the organisation has {limit} {name}, its quota")
 
 
-async def _current(conn: asyncpg.Connection, spec: Spec, org_id: str, ref: str, *, lock: bool = False) -> asyncpg.Record:
+async def _current(conn: asyncpg.Connection, spec: Spec, org_id: str | None, ref: str, *, lock: bool = False) -> asyncpg.Record:
     row = await spec.kind.get(conn, org_id, ref, for_update=lock) if is_uuid(ref) else None
     if row is None:
         raise NotFound(f"{spec.label} {ref!r} not found")
     return row
 
 
-async def _check_name(conn: asyncpg.Connection, spec: Spec, org_id: str, name: str, id_: str | None) -> None:
+async def _check_name(conn: asyncpg.Connection, spec: Spec, org_id: str | None, name: str, id_: str | None) -> None:
     if await spec.kind.name_taken(conn, org_id, name, id_):
         raise Conflict(f"a {spec.label} named {name!r} exists in this organisation", code="name_taken",
                        fields=[FieldError("name", "is taken")])
 
 
 def _handlers(spec: Spec) -> list[web.RouteDef]:
-    base = f"/api/v1/orgs/{{org}}/{spec.plural}"
+    base = spec.base or f"/api/v1/orgs/{{org}}/{spec.plural}"
     one = base + "/{id}"
 
     def shown(view: dict[str, Any]) -> dict[str, Any]:
-        return present(spec.kind, view)
+        return spec.show(spec.kind, view)
 
-    async def write_version(conn: asyncpg.Connection, request: web.Request, org: asyncpg.Record,
+    async def write_version(conn: asyncpg.Connection, request: web.Request, org: Scope,
                             before: dict[str, Any] | None, content: dict[str, Any], action: str,
                             id_: str) -> dict[str, Any]:
-        org_id = str(org["id"])
+        org_id = org.id
         version = before["version"] + 1 if before else 1
         row = await spec.kind.write(conn, org_id, id_, version, content, principal(request).user_id)
-        after = resource_view(row, org["slug"])
+        after = resource_view(row, org.slug)
         await record(conn, request, action=action, resource_type=spec.kind.name, resource_id=id_, org_id=org_id,
                      before=shown(before) if before else None, after=shown(after),
-                     events=[spec.event(after, "upsert")])
+                     events=[spec.event(after, "upsert")] if spec.event else [])
         return after
 
     async def create(request: web.Request) -> web.Response:
         data = await body(request, spec.create_schema)
         async with state(request).db.acquire() as conn, conn.transaction():
-            org = await org_for(conn, request, write=True, lock=True)
-            await _check_name(conn, spec, str(org["id"]), data["name"], None)
-            await check_count_quota(conn, request, spec.kind, str(org["id"]), spec.quota)
+            org = await spec.scope(conn, request, write=True, lock=True)
+            await _check_name(conn, spec, org.id, data["name"], None)
+            if spec.quota:
+                await check_count_quota(conn, request, spec.kind, str(org.id), spec.quota)
             id_ = str(uuid.uuid4())  # known before prepare: secrets are sealed for this id
-            content = await spec.prepare(conn, request, str(org["id"]), id_, data)
+            content = await spec.prepare(conn, request, org.id, id_, data)
             after = await write_version(conn, request, org, None, content, "create", id_)
         return reply(shown(after), status=201, version=after["version"])
 
     async def list_(request: web.Request) -> web.Response:
         limit, after = page_query(request)
         async with state(request).db.acquire() as conn:
-            org = await org_for(conn, request)
-            rows = await spec.kind.page(conn, str(org["id"]), limit + 1, after)
+            org = await spec.scope(conn, request)
+            rows = await spec.kind.page(conn, org.id, limit + 1, after)
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = encode_cursor(rows[-1]["created_at"], str(rows[-1]["id"])) if more else None
-        return reply({"items": [shown(resource_view(r, org["slug"])) for r in rows], "next_cursor": next_cursor})
+        return reply({"items": [shown(resource_view(r, org.slug)) for r in rows], "next_cursor": next_cursor})
 
     async def get(request: web.Request) -> web.Response:
         async with state(request).db.acquire() as conn:
-            org = await org_for(conn, request)
-            view = resource_view(await _current(conn, spec, str(org["id"]), request.match_info["id"]), org["slug"])
+            org = await spec.scope(conn, request)
+            view = resource_view(await _current(conn, spec, org.id, request.match_info["id"]), org.slug)
         return reply(shown(view), version=view["version"])
 
-    async def locked_current(conn: Any, request: web.Request) -> tuple[Any, str, Any, dict[str, Any]]:
+    async def locked_current(conn: Any, request: web.Request) -> tuple[Scope, str | None, Any, dict[str, Any]]:
         """The organisation (locked for writing) and the resource's current row,
         once the caller's If-Match agrees with its version."""
-        org = await org_for(conn, request, write=True, lock=True)
-        org_id = str(org["id"])
+        org = await spec.scope(conn, request, write=True, lock=True)
+        org_id = org.id
         row = await _current(conn, spec, org_id, request.match_info["id"], lock=True)
-        before = resource_view(row, org["slug"])
+        before = resource_view(row, org.slug)
         check_if_match(request.headers.get("If-Match"), before["version"])
         return org, org_id, row, before
 
@@ -313,9 +355,9 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
 
     async def delete(request: web.Request) -> web.Response:
         async with state(request).db.acquire() as conn, conn.transaction():
-            org = await org_for(conn, request, write=True, lock=True)
-            org_id = str(org["id"])
-            before = resource_view(await _current(conn, spec, org_id, request.match_info["id"], lock=True), org["slug"])
+            org = await spec.scope(conn, request, write=True, lock=True)
+            org_id = org.id
+            before = resource_view(await _current(conn, spec, org_id, request.match_info["id"], lock=True), org.slug)
             check_if_match(request.headers.get("If-Match"), before["version"])
             if spec.kind is CONNECTOR:
                 users = await conn.fetch("SELECT id FROM apis WHERE org_id = $1 AND connector_id = $2", org_id, before["id"])
@@ -324,14 +366,15 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
                                    extra={"apis": [str(r["id"]) for r in users]})
             await spec.kind.delete(conn, org_id, before["id"])
             await record(conn, request, action="delete", resource_type=spec.kind.name, resource_id=before["id"],
-                         org_id=org_id, before=shown(before), after=None, events=[spec.event(before, "delete")])
+                         org_id=org_id, before=shown(before), after=None,
+                         events=[spec.event(before, "delete")] if spec.event else [])
         return web.Response(status=204)
 
     async def versions(request: web.Request) -> web.Response:
         async with state(request).db.acquire() as conn:
-            org = await org_for(conn, request)
-            row = await _current(conn, spec, str(org["id"]), request.match_info["id"])
-            rows = await spec.kind.list_versions(conn, str(org["id"]), str(row["id"]))
+            org = await spec.scope(conn, request)
+            row = await _current(conn, spec, org.id, request.match_info["id"])
+            rows = await spec.kind.list_versions(conn, org.id, str(row["id"]))
         return reply({"items": [shown_version(dict(version_view(r), id=str(row["id"]))) for r in rows]})
 
     async def _version(conn: asyncpg.Connection, org_id: str, id_: str, n: int) -> dict[str, Any]:
@@ -341,7 +384,7 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
         return dict(version_view(row), id=id_)
 
     def shown_version(v: dict[str, Any]) -> dict[str, Any]:
-        return {**v, "content": present(spec.kind, v["content"])}
+        return {**v, "content": spec.show(spec.kind, v["content"])}
 
     def _int(raw: str | None, name: str) -> int:
         if raw is None or not raw.isdigit() or len(raw) > 9 or int(raw) < 1:
@@ -351,18 +394,18 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
     async def version(request: web.Request) -> web.Response:
         n = _int(request.match_info["n"], "n")
         async with state(request).db.acquire() as conn:
-            org = await org_for(conn, request)
-            row = await _current(conn, spec, str(org["id"]), request.match_info["id"])
-            return reply(shown_version(await _version(conn, str(org["id"]), str(row["id"]), n)))
+            org = await spec.scope(conn, request)
+            row = await _current(conn, spec, org.id, request.match_info["id"])
+            return reply(shown_version(await _version(conn, org.id, str(row["id"]), n)))
 
     async def _diff(request: web.Request, a: int, b: int) -> web.Response:
         async with state(request).db.acquire() as conn:
-            org = await org_for(conn, request)
-            row = await _current(conn, spec, str(org["id"]), request.match_info["id"])
-            va = await _version(conn, str(org["id"]), str(row["id"]), a)
-            vb = await _version(conn, str(org["id"]), str(row["id"]), b)
+            org = await spec.scope(conn, request)
+            row = await _current(conn, spec, org.id, request.match_info["id"])
+            va = await _version(conn, org.id, str(row["id"]), a)
+            vb = await _version(conn, org.id, str(row["id"]), b)
         return reply({"id": str(row["id"]), "from": a, "to": b,
-                      "changes": _present_changes(diff(va["content"], vb["content"]))})
+                      "changes": _present_changes(diff(va["content"], vb["content"]), spec.sealed)})
 
     async def diff_path(request: web.Request) -> web.Response:
         return await _diff(request, _int(request.match_info["a"], "a"), _int(request.match_info["b"], "b"))
@@ -396,6 +439,11 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
         web.get(one + "/diff", diff_query, allow_head=False),
         web.post(one + "/rollback", rollback),
     ]
+
+
+def versioned_routes(spec: Spec) -> list[web.RouteDef]:
+    """The routes of a versioned resource (CRUD, versions, diff, rollback) under ``spec.base``."""
+    return _handlers(spec)
 
 
 def routes() -> list[web.RouteDef]:

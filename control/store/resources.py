@@ -1,7 +1,10 @@
-"""APIs and connectors: versioned resources with the same shape of tables.
+"""APIs, connectors and alert rules: versioned resources with the same shape of tables.
 
 The current row holds the latest content; every version, the first included,
-is also an immutable row in the ``*_versions`` table.
+is also an immutable row in the ``*_versions`` table. A kind whose ``org_id``
+may be NULL (global alert rules) matches the organisation with ``IS NOT
+DISTINCT FROM``, so ``None`` names the global scope; the others keep a plain
+equality, which their indexes serve.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-__all__ = ["API", "CONNECTOR", "Kind", "resource_view"]
+__all__ = ["ALERT_RULE", "API", "CONNECTOR", "Kind", "resource_view"]
 
 
 @dataclass(frozen=True)
@@ -21,40 +24,45 @@ class Kind:
     table: str
     versions: str
     fk: str
+    global_scope: bool = False  # rows with a NULL org_id exist: ``org_id=None`` names them
 
-    async def get(self, conn: asyncpg.Connection, org_id: str, id_: str, *, for_update: bool = False) -> asyncpg.Record | None:
+    @property
+    def org_match(self) -> str:
+        return "org_id IS NOT DISTINCT FROM $1::uuid" if self.global_scope else "org_id = $1"
+
+    async def get(self, conn: asyncpg.Connection, org_id: str | None, id_: str, *, for_update: bool = False) -> asyncpg.Record | None:
         lock = " FOR UPDATE" if for_update else ""
         return await conn.fetchrow(
             f"SELECT id, org_id, version, content, created_at, updated_at FROM {self.table}"
-            f" WHERE org_id = $1 AND id = $2{lock}", org_id, id_)
+            f" WHERE {self.org_match} AND id = $2{lock}", org_id, id_)
 
-    async def list(self, conn: asyncpg.Connection, org_id: str) -> list[asyncpg.Record]:
+    async def list(self, conn: asyncpg.Connection, org_id: str | None) -> list[asyncpg.Record]:
         return await conn.fetch(
             f"SELECT id, org_id, version, content, created_at, updated_at FROM {self.table}"
-            f" WHERE org_id = $1 ORDER BY created_at, name", org_id)
+            f" WHERE {self.org_match} ORDER BY created_at, name", org_id)
 
-    async def page(self, conn: asyncpg.Connection, org_id: str, limit: int,
+    async def page(self, conn: asyncpg.Connection, org_id: str | None, limit: int,
                    after: tuple[datetime, str] | None = None) -> list[asyncpg.Record]:
         """Up to ``limit`` rows in a stable order (creation time, then id), those
         after the ``(created_at, id)`` of the previous page's last row if given."""
         if after is None:
             return await conn.fetch(
                 f"SELECT id, org_id, version, content, created_at, updated_at FROM {self.table}"
-                f" WHERE org_id = $1 ORDER BY created_at, id LIMIT $2", org_id, limit)
+                f" WHERE {self.org_match} ORDER BY created_at, id LIMIT $2", org_id, limit)
         return await conn.fetch(
             f"SELECT id, org_id, version, content, created_at, updated_at FROM {self.table}"
-            f" WHERE org_id = $1 AND (created_at, id) > ($3::timestamptz, $4::uuid)"
+            f" WHERE {self.org_match} AND (created_at, id) > ($3::timestamptz, $4::uuid)"
             f" ORDER BY created_at, id LIMIT $2", org_id, limit, after[0], after[1])
 
-    async def count(self, conn: asyncpg.Connection, org_id: str) -> int:
-        return int(await conn.fetchval(f"SELECT count(*) FROM {self.table} WHERE org_id = $1", org_id))
+    async def count(self, conn: asyncpg.Connection, org_id: str | None) -> int:
+        return int(await conn.fetchval(f"SELECT count(*) FROM {self.table} WHERE {self.org_match}", org_id))
 
-    async def name_taken(self, conn: asyncpg.Connection, org_id: str, name: str, ignore: str | None) -> bool:
+    async def name_taken(self, conn: asyncpg.Connection, org_id: str | None, name: str, ignore: str | None) -> bool:
         return bool(await conn.fetchval(
-            f"SELECT 1 FROM {self.table} WHERE org_id = $1 AND name = $2 AND ($3::uuid IS NULL OR id <> $3::uuid)",
+            f"SELECT 1 FROM {self.table} WHERE {self.org_match} AND name = $2 AND ($3::uuid IS NULL OR id <> $3::uuid)",
             org_id, name, ignore))
 
-    async def write(self, conn: asyncpg.Connection, org_id: str, id_: str, version: int,
+    async def write(self, conn: asyncpg.Connection, org_id: str | None, id_: str, version: int,
                     content: dict[str, Any], actor_id: str | None) -> asyncpg.Record:
         """Insert (version 1) or update the current row, and add the version row."""
         doc = json.dumps(content)
@@ -71,29 +79,30 @@ class Kind:
                 f", {extra_col} = $6" if extra_col else "")
             args = [org_id, id_, content["name"], version, doc] + ([extra_val] if extra_col else [])
             row = await conn.fetchrow(
-                f"UPDATE {self.table} SET {sets} WHERE org_id = $1 AND id = $2"
+                f"UPDATE {self.table} SET {sets} WHERE {self.org_match} AND id = $2"
                 f" RETURNING id, org_id, version, content, created_at, updated_at", *args)
         await conn.execute(
             f"INSERT INTO {self.versions} ({self.fk}, org_id, version, content, created_by)"
             f" VALUES ($1, $2, $3, $4::jsonb, $5)", id_, org_id, version, doc, actor_id)
         return row
 
-    async def delete(self, conn: asyncpg.Connection, org_id: str, id_: str) -> None:
-        await conn.execute(f"DELETE FROM {self.table} WHERE org_id = $1 AND id = $2", org_id, id_)
+    async def delete(self, conn: asyncpg.Connection, org_id: str | None, id_: str) -> None:
+        await conn.execute(f"DELETE FROM {self.table} WHERE {self.org_match} AND id = $2", org_id, id_)
 
-    async def list_versions(self, conn: asyncpg.Connection, org_id: str, id_: str) -> list[asyncpg.Record]:
+    async def list_versions(self, conn: asyncpg.Connection, org_id: str | None, id_: str) -> list[asyncpg.Record]:
         return await conn.fetch(
             f"SELECT version, content, created_by, created_at FROM {self.versions}"
-            f" WHERE org_id = $1 AND {self.fk} = $2 ORDER BY version", org_id, id_)
+            f" WHERE {self.org_match} AND {self.fk} = $2 ORDER BY version", org_id, id_)
 
-    async def get_version(self, conn: asyncpg.Connection, org_id: str, id_: str, version: int) -> asyncpg.Record | None:
+    async def get_version(self, conn: asyncpg.Connection, org_id: str | None, id_: str, version: int) -> asyncpg.Record | None:
         return await conn.fetchrow(
             f"SELECT version, content, created_by, created_at FROM {self.versions}"
-            f" WHERE org_id = $1 AND {self.fk} = $2 AND version = $3", org_id, id_, version)
+            f" WHERE {self.org_match} AND {self.fk} = $2 AND version = $3", org_id, id_, version)
 
 
 API = Kind("api", "apis", "api_versions", "api_id")
 CONNECTOR = Kind("connector", "connectors", "connector_versions", "connector_id")
+ALERT_RULE = Kind("alert_rule", "alert_rules", "alert_rule_versions", "rule_id", global_scope=True)
 
 
 def content_of(row: asyncpg.Record) -> dict[str, Any]:
@@ -101,8 +110,9 @@ def content_of(row: asyncpg.Record) -> dict[str, Any]:
     return json.loads(content) if isinstance(content, str) else dict(content)
 
 
-def resource_view(row: asyncpg.Record, org_slug: str) -> dict[str, Any]:
-    return {"id": str(row["id"]), "org": org_slug, "org_id": str(row["org_id"]), "version": row["version"],
+def resource_view(row: asyncpg.Record, org_slug: str | None) -> dict[str, Any]:
+    return {"id": str(row["id"]), "org": org_slug, "org_id": str(row["org_id"]) if row["org_id"] else None,
+            "version": row["version"],
             **content_of(row), "created_at": row["created_at"].isoformat(),
             "updated_at": row["updated_at"].isoformat()}
 

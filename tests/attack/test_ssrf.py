@@ -373,7 +373,7 @@ async def test_tls_goes_to_the_checked_address_with_the_name_for_sni_and_verific
             assert response.status == 200 and response.body == b"tls"
             with pytest.raises(JunctionError) as info:  # same address, a name the certificate does not carry
                 await get(caller, f"https://other.test:{port}/")
-            assert info.value.code == "upstream_unreachable" and "certificate" in info.value.message.lower()
+            assert info.value.code == "upstream_tls_error" and "certificate" in info.value.message.lower()
     finally:
         await runner.cleanup()
     assert sni[:1] == ["secure.test"] and hosts == [f"secure.test:{port}"]

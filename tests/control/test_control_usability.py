@@ -276,9 +276,9 @@ async def test_patch_merges_the_connector_target(control: Any) -> None:
     assert r.status == 200 and "method" not in r.body["target"], r.body
     r = await control.call("PATCH", base, control.admin_token, {"target": {"url": None}})
     assert r.status == 422 and "target.url" in _fields(r.body), r.body
-    # Switching to SOAP still needs an operation; PUT still replaces the whole target.
-    r = await control.call("PATCH", base, control.admin_token, {"target": {"protocol": "soap"}})
-    assert r.status == 422 and "target.operation" in _fields(r.body), r.body
+    # A REST target takes no SOAP settings; PUT still replaces the whole target.
+    r = await control.call("PATCH", base, control.admin_token, {"target": {"address": "http://127.0.0.1:9/x"}})
+    assert r.status == 422 and "target.address" in _fields(r.body), r.body
     r = await control.call("PUT", base, control.admin_token,
                            {"name": rest["name"], "target": {"protocol": "rest", "url": "http://127.0.0.1:9/c"}})
     assert r.body["target"] == {"protocol": "rest", "url": "http://127.0.0.1:9/c"}, r.body

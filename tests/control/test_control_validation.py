@@ -55,7 +55,7 @@ async def test_api_field_errors(control: Any) -> None:
         (_api_body(connector["id"], methods=["FETCH"]), "methods[0]", "invalid_input"),
         (_api_body(connector["id"], timeout_ms="5"), "timeout_ms", "invalid_input"),
         (_api_body(connector["id"], name="bad\x00name"), "name", "invalid_input"),
-        ({"name": "x"}, "methods", "invalid_input"),
+        ({"name": "x", "path": "/x", "connector": connector["id"]}, "methods", "invalid_input"),  # rest needs methods
     ]
     for body, field, code in cases:
         r = await control.call("POST", url, control.admin_token, body)

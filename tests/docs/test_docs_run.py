@@ -67,6 +67,13 @@ DOCS = (
     "docs/auth.md",  # caller authentication on acme (the README's), then its management side, then control's accounts
     "docs/consumers.md",
     "docs/security.md",
+    "docs/upstream-auth.md",  # connectors of acme pointed at the demo's echo
+    "docs/rest-to-soap.md",  # its own organisation, bridge
+    "docs/soap-to-rest.md",  # its own organisation, soapgw
+    "docs/async-producers.md",
+    "docs/async.md",  # the demo's echo API: async calls and idempotency keys
+    "docs/caching.md",  # the demo's echo API: a response cache (turned off again at the end), compression
+    "docs/observability.md",  # metrics and request logs of the demo organisation's calls
 )
 
 # The README's default ports (its commands name them, so the test cannot move them): every port setting's

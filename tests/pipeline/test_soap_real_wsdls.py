@@ -37,8 +37,8 @@ async def soap_servers() -> AsyncIterator[SoapServers]:
         yield servers
 
 
-async def soap_api(stage: Stage, ingress: IngressInstance, wsdl: str, operation: str, **target: Any) -> dict[str, Any]:
-    staged = await stage.api("", path="/soap", methods=["POST"], target={"protocol": "soap", "url": wsdl, "operation": operation, **target})
+async def soap_api(stage: Stage, ingress: IngressInstance, wsdl_url: str, operation: str, **target: Any) -> dict[str, Any]:
+    staged = await stage.api("", path="/soap", methods=["POST"], target={"protocol": "soap", "url": wsdl_url, "operation": operation, **target})
     await wait_until(lambda: staged["api"]["id"] in ingress.snapshot.apis)
     return staged
 
@@ -298,3 +298,57 @@ async def test_an_import_from_a_private_address_is_refused_with_a_reply_and_a_de
         soap_servers.moved_schema_base = "http://localhost:53068/Service1.svc"
         await runner.cleanup()
     assert reached == []
+
+
+# -- an uploaded WSDL, its schemas beside it, and an address override -------------------------
+
+def _uploaded_wcf(*, leave_out: str | None = None) -> dict[str, Any]:
+    """The WCF WSDL and its schemas as Visual Studio saved them (every location on localhost:53068):
+    two keyed by their absolute location, the others relative to the WSDL's."""
+    from tests.soap_servers import WCF_BASE, _svcmap
+
+    documents: dict[str, str] = {}
+    for i, (xsd, name) in enumerate(sorted(_svcmap().items())):
+        if xsd == leave_out:
+            continue
+        key = f"{WCF_BASE}?xsd={xsd}" if i % 2 == 0 else f"Service1.svc?xsd={xsd}"
+        documents[key] = (WSDL_DIR / "wcf_service1" / name).read_text(encoding="utf-8")
+    return {"wsdl": (WSDL_DIR / "wcf_service1" / "Service1.wsdl").read_text(encoding="utf-8"), "documents": documents}
+
+
+async def test_an_uploaded_wsdl_with_its_schemas_is_called_at_the_overridden_address_without_fetching(
+    stage: Stage, ingress: IngressInstance, soap_servers: SoapServers
+) -> None:
+    from tests.soap_servers import WCF_BASE
+
+    gets = sum(1 for s in soap_servers.seen if s.method == "GET")
+    posts = len(soap_servers.posts("/Service1.svc"))
+    staged = await soap_api(stage, ingress, f"{WCF_BASE}?wsdl", "GetData", **_uploaded_wcf(),
+                            address=f"{soap_servers.base}/Service1.svc")
+    status, body = await call(ingress, staged, {})
+    assert status == 200, body
+    assert body["GetDataResult"]["Reportsrc2"] == {"Reportrec": [{"id": 3, "message": "third"}]}
+    # Nothing was fetched: the WSDL and every schema came with the connector; the envelope went to the address.
+    assert sum(1 for s in soap_servers.seen if s.method == "GET") == gets
+    assert len(soap_servers.posts("/Service1.svc")) == posts + 1
+
+
+async def test_an_import_left_out_of_the_upload_is_fetched_and_its_failure_is_answered_and_dead_lettered(
+    settings: Settings, stage: Stage, ingress: IngressInstance, soap_servers: SoapServers
+) -> None:
+    # xsd3 is left out: zeep asks for it at the saved location, where nothing listens.
+    staged = await soap_api(stage, ingress, f"http://127.0.0.1:{free_port()}/Service1.svc?wsdl", "GetData",
+                            **_uploaded_wcf(leave_out="xsd3"), address=f"{soap_servers.base}/Service1.svc")
+    body = await failed(settings, ingress, staged, {}, 502, "upstream_unreachable")
+    assert "xsd=xsd3" in body["message"] or "53068" in body["message"], body
+
+
+async def test_the_address_override_passes_the_ssrf_guard(
+    settings: Settings, stage: Stage, ingress: IngressInstance, soap_servers: SoapServers, guarded_egress: None
+) -> None:
+    posts = len(soap_servers.posts("/calculator.asmx"))
+    port = free_port()
+    staged = await soap_api(stage, ingress, soap_servers.calculator_wsdl, "Multiply", address=f"http://127.0.0.2:{port}/calc")
+    body = await failed(settings, ingress, staged, {"intA": 1, "intB": 2}, 502, "target_not_allowed")
+    assert "127.0.0.2" in body["message"]
+    assert len(soap_servers.posts("/calculator.asmx")) == posts  # the WSDL's own address was not used instead

@@ -25,18 +25,19 @@ inbound = st.fixed_dictionaries({
     "body": st.binary(max_size=2048), "received_at_ms": longs, "deadline_ms": longs,
     "reply_topic": st.none() | text, "reply_partition": ints, "attempt": ints,
     "idempotency_key": st.none() | text, "sealed_credentials": st.none() | st.binary(max_size=64),
+    "respond_async": st.booleans(),
 })
 reply = st.fixed_dictionaries({
     "correlation_id": text, "org": text, "status": ints, "headers": pairs, "body": st.binary(max_size=2048),
     "error_code": st.none() | text, "error_message": st.none() | text, "stage": text,
-    "config_version": longs, "produced_at_ms": longs,
+    "config_version": longs, "produced_at_ms": longs, "upstream_ms": st.floats(allow_nan=False),
 })
 outbound = st.fixed_dictionaries({
     "correlation_id": text, "call_id": text, "org": text, "api_id": text, "connector_id": text,
     "connector_version": longs, "config_version": longs, "protocol": text, "method": text, "url": text,
     "soap_operation": st.none() | text, "headers": pairs, "body": st.binary(max_size=512), "deadline_ms": longs,
     "reply_topic": st.none() | text, "reply_partition": ints, "attempt": ints, "original": st.none() | st.binary(max_size=64),
-    "inbound_partition": ints, "inbound_offset": longs,
+    "inbound_partition": ints, "inbound_offset": longs, "respond_async": st.booleans(),
 })
 dead = st.fixed_dictionaries({
     "correlation_id": text, "org": text, "stage": text, "error_code": text, "error_message": text,
@@ -139,7 +140,7 @@ def test_a_message_written_with_a_previous_schema_is_read_into_the_current_one(m
     """Schemas evolve compatibly: what an earlier version wrote (still on a topic, or in a dead letter)
     decodes after an upgrade, new fields taking their defaults."""
     name, record = message
-    record = {k: v for k, v in record.items() if not k.startswith("inbound_")}  # fields the old version lacks
+    record = {k: v for k, v in record.items() if not k.startswith("inbound_") and k != "respond_async"}  # not in version 1
     old = fastavro.parse_schema(json.loads(Path(f"schemas/previous/{name}.1.avsc").read_text()), named_schemas=_header_named())
     buf = io.BytesIO()
     buf.write(b"\xc3\x01" + fingerprint(to_parsing_canonical_form(old)))
@@ -148,6 +149,32 @@ def test_a_message_written_with_a_previous_schema_is_read_into_the_current_one(m
     assert got_name == name
     assert {k: got[k] for k in record} == record
     assert got["inbound_partition"] == -1 and got["inbound_offset"] == -1
+
+
+@hsettings(max_examples=50, deadline=None)
+@given(reply)
+def test_a_reply_of_before_upstream_ms_is_read_with_it_unknown(record: dict) -> None:
+    old = fastavro.parse_schema(json.loads(Path("schemas/previous/Reply.1.avsc").read_text()), named_schemas=_header_named())
+    record = {k: v for k, v in record.items() if k != "upstream_ms"}
+    buf = io.BytesIO()
+    buf.write(b"\xc3\x01" + fingerprint(to_parsing_canonical_form(old)))
+    fastavro.schemaless_writer(buf, old, record)
+    name, got = decode(buf.getvalue())
+    assert name == "Reply" and {k: got[k] for k in record} == record and got["upstream_ms"] == -1.0
+
+
+@hsettings(max_examples=50, deadline=None)
+@given(st.one_of(st.tuples(st.just("InboundCall"), st.just("InboundCall.1"), inbound),
+                 st.tuples(st.just("OutboundCall"), st.just("OutboundCall.2"), outbound)))
+def test_a_call_of_before_respond_async_is_read_as_a_waited_for_one(message: tuple[str, str, dict]) -> None:
+    name, version, record = message
+    old = fastavro.parse_schema(json.loads(Path(f"schemas/previous/{version}.avsc").read_text()), named_schemas=_header_named())
+    record = {k: v for k, v in record.items() if k != "respond_async"}
+    buf = io.BytesIO()
+    buf.write(b"\xc3\x01" + fingerprint(to_parsing_canonical_form(old)))
+    fastavro.schemaless_writer(buf, old, record)
+    got_name, got = decode(buf.getvalue())
+    assert got_name == name and {k: got[k] for k in record} == record and got["respond_async"] is False
 
 
 def _header_named() -> dict:

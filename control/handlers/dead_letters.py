@@ -1,0 +1,130 @@
+"""Dead letters of an organisation: GET /api/v1/orgs/{org}/dead-letters[/{id}].
+
+Read from the ``dead_letters`` table the indexer fills (control/dead_letters.py). The list is newest
+first, filtered by ``api``, ``stage``, ``code``, ``correlation_id`` and a ``from``/``to`` time range,
+paginated like every list (``limit``, ``cursor``), and carries no bodies. One letter shows its
+``details`` and its original call (credentials already removed, core/redaction.py) decoded as JSON, to
+org admins and global admins; an org viewer sees the metadata only (``original_hidden``,
+``details_hidden``): a script's log lines and the call's body may hold the organisation's data.
+Another organisation's letters answer 404.
+"""
+from __future__ import annotations
+
+import base64
+import re
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from aiohttp import web
+
+from control.handlers.common import org_for, principal, reply, state
+from control.handlers.resources import encode_cursor, page_query
+from control.store.dead_letters import (
+    LetterFilter,
+    get_letter,
+    letter_view,
+    page_letters,
+)
+from control.validation import is_uuid, raise_if
+from core.errors import FieldError, NotFound
+from schemas import CodecError, decode
+
+__all__ = ["CODE", "STAGES", "parse_time", "routes"]
+
+STAGES = ("processors", "egress")
+QUERY_PARAMS = ("api", "stage", "code", "from", "to", "correlation_id", "limit", "cursor")
+CODE = re.compile(r"[a-z0-9_]{1,64}")
+_CORRELATION_ID = re.compile(r"[\x21-\x7e]{1,200}")
+
+
+def parse_time(raw: str, name: str, errors: list[FieldError]) -> datetime | None:
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00")) if len(raw) <= 64 else None
+        # In UTC, so an instant outside years 1 to 9999 (0001-01-01T00:00+23:59) is refused here, not by PostgreSQL.
+        value = value.replace(tzinfo=value.tzinfo or timezone.utc).astimezone(timezone.utc) if value else None
+    except (ValueError, OverflowError):
+        value = None
+    if value is None:
+        errors.append(FieldError(name, "must be an ISO 8601 date-time between years 1 and 9999"))
+    return value
+
+
+def _filter(request: web.Request) -> LetterFilter:
+    q = request.query
+    errors = [FieldError(name, "unknown query parameter") for name in q if name not in QUERY_PARAMS]
+    errors += [FieldError(name, "must not contain NUL characters") for name in QUERY_PARAMS if "\x00" in q.get(name, "")]
+    raise_if(errors)
+    api, stage, code, cid = q.get("api"), q.get("stage"), q.get("code"), q.get("correlation_id")
+    if api is not None and not is_uuid(api):
+        errors.append(FieldError("api", "must be an API id"))
+    if stage is not None and stage not in STAGES:
+        errors.append(FieldError("stage", f"must be one of {', '.join(STAGES)}"))
+    if code is not None and not CODE.fullmatch(code):
+        errors.append(FieldError("code", "must be an error code: 1 to 64 of a-z, 0-9 and _"))
+    if cid is not None and not _CORRELATION_ID.fullmatch(cid):
+        errors.append(FieldError("correlation_id", "must be 1 to 200 printable characters without spaces"))
+    since = parse_time(q["from"], "from", errors) if "from" in q else None
+    until = parse_time(q["to"], "to", errors) if "to" in q else None
+    if since is not None and until is not None and since > until:
+        errors.append(FieldError("to", "must not be before from"))
+    raise_if(errors)
+    return LetterFilter(api_id=str(uuid.UUID(api)) if api else None, stage=stage, error_code=code, correlation_id=cid,
+                        since=since, until=until)
+
+
+async def list_letters(request: web.Request) -> web.Response:
+    letters = _filter(request)
+    limit, after = page_query(request)
+    async with state(request).db.acquire() as conn:
+        org = await org_for(conn, request)
+        rows = await page_letters(conn, str(org["id"]), letters, limit + 1, after)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1]["failed_at"], str(rows[-1]["id"])) if more else None
+    items = [{k: v for k, v in letter_view(r).items() if k != "details"} for r in rows]
+    return reply({"items": items, "next_cursor": next_cursor})
+
+
+def _json_safe(value: Any) -> Any:
+    """A decoded record as JSON: bytes as UTF-8 text where they are text, else base64."""
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return {"encoding": "text", "value": bytes(value).decode("utf-8")}
+        except UnicodeDecodeError:
+            return {"encoding": "base64", "value": base64.b64encode(value).decode()}
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def original_view(data: bytes) -> dict[str, Any]:
+    """The original as JSON: its message type and record, or the bytes (base64) where they do not decode."""
+    try:
+        name, record = decode(data)
+    except CodecError as exc:
+        return {"type": None, "undecodable": exc.reason, "base64": base64.b64encode(data).decode()}
+    return {"type": name, "record": _json_safe(record)}
+
+
+async def get_one(request: web.Request) -> web.Response:
+    ref = request.match_info["id"]
+    async with state(request).db.acquire() as conn:
+        org = await org_for(conn, request)
+        # As a UUID object: asyncpg refuses the other spellings is_uuid accepts ({...}, urn:uuid:...).
+        row = await get_letter(conn, str(org["id"]), str(uuid.UUID(ref))) if is_uuid(ref) else None
+    if row is None:
+        raise NotFound(f"dead letter {ref!r} not found")
+    view = letter_view(row)
+    if principal(request).can_write(str(org["id"])):
+        view.update(original=original_view(row["original"]), original_hidden=False, details_hidden=False)
+    else:
+        view.update(original=None, details=None, original_hidden=True, details_hidden=True)
+    return reply(view)
+
+
+def routes() -> list[web.RouteDef]:
+    base = "/api/v1/orgs/{org}/dead-letters"
+    return [web.get(base, list_letters, allow_head=False), web.get(base + "/{id}", get_one, allow_head=False)]

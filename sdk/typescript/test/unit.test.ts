@@ -1,0 +1,55 @@
+import { describe, expect, it } from "vitest";
+import { JunctionClient, JunctionError, etag, readEvents } from "../src/index";
+
+function stream(chunks: string[]): ReadableStream<Uint8Array> {
+  const enc = new TextEncoder();
+  return new ReadableStream({
+    start(c) {
+      for (const chunk of chunks) c.enqueue(enc.encode(chunk));
+      c.close();
+    },
+  });
+}
+
+describe("readEvents", () => {
+  it("parses events split across chunks, skipping comments", async () => {
+    const seen: [string, string][] = [];
+    await readEvents(stream([": hello\n\nevent: win", "dow\ndata: {\"a\"", ":1}\n\n", "data: x\r\n\r\n"]), (e, d) =>
+      seen.push([e, d]),
+    );
+    expect(seen).toEqual([
+      ["window", '{"a":1}'],
+      ["message", "x"],
+    ]);
+  });
+});
+
+describe("JunctionClient", () => {
+  it("sends the bearer token and throws the error body as JunctionError", async () => {
+    const calls: Request[] = [];
+    let unauthorized = 0;
+    const client = new JunctionClient({
+      baseUrl: "http://control.test",
+      token: () => "t0k",
+      onUnauthorized: () => unauthorized++,
+      fetch: async (input) => {
+        const request = input as Request;
+        calls.push(request);
+        const status = request.url.endsWith("/orgs") ? 401 : 422;
+        return new Response(
+          JSON.stringify({ code: status === 401 ? "token_expired" : "invalid_input", message: "no",
+            fields: [{ field: "auth.mode", message: "must be one of none" }] }),
+          { status, headers: { "Content-Type": "application/json" } },
+        );
+      },
+    });
+    await expect(client.listOrgs()).rejects.toMatchObject({ status: 401, code: "token_expired" });
+    expect(unauthorized).toBe(1);
+    const err = await client.createApi("acme", { name: "x", methods: ["GET"], path: "/x", connector: "c" }).catch((e) => e);
+    expect(err).toBeInstanceOf(JunctionError);
+    expect(err.field("auth.mode")).toBe("must be one of none");
+    expect(calls[0].headers.get("Authorization")).toBe("Bearer t0k");
+    expect(calls[1].url).toBe("http://control.test/api/v1/orgs/acme/apis");
+    expect(etag(3)).toBe('W/"3"');
+  });
+});

@@ -1,0 +1,409 @@
+import type { Api, ApiCreate, ApiUpdate, Connector, JunctionClient } from "@junction/sdk";
+import { useMemo, useState, type FormEvent } from "react";
+import { Link, useLocation, useNavigate, useParams } from "react-router";
+import { VersionsPanel } from "../components/Versions";
+import { useSession } from "../session";
+import {
+  ErrorMessage, Field, fieldError, Loading, PageHeader, Pager, TableWrap, useAction, useCursor, useLoad,
+} from "../ui";
+
+const METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "*"] as const;
+type Method = (typeof METHODS)[number];
+const AUTH_MODES = ["none", "api_key", "basic", "jwt", "oauth2"] as const;
+type AuthMode = (typeof AUTH_MODES)[number];
+const AUTH_LABELS: Record<AuthMode, string> = {
+  none: "None (open)", api_key: "API key", basic: "Basic (username and password)", jwt: "JWT", oauth2: "OAuth2 token",
+};
+
+/** Every connector of the organisation (for the API form's choice), following the cursor. */
+export async function allConnectors(client: JunctionClient, org: string): Promise<Connector[]> {
+  const out: Connector[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await client.listConnectors(org, { limit: 1000, cursor });
+    out.push(...page.items);
+    cursor = page.next_cursor ?? undefined;
+  } while (cursor && out.length < 10000);
+  return out;
+}
+
+async function allApis(client: JunctionClient, org: string): Promise<Api[]> {
+  const out: Api[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await client.listApis(org, { limit: 1000, cursor });
+    out.push(...page.items);
+    cursor = page.next_cursor ?? undefined;
+  } while (cursor && out.length < 10000);
+  return out;
+}
+
+export function ApisPage() {
+  const { org = "" } = useParams();
+  const { client, canWrite } = useSession();
+  const [size, setSize] = useState(25);
+  const [search, setSearch] = useState("");
+  const paging = useCursor<string>();
+  const term = search.trim().toLowerCase();
+  // Without a search, one page from the API; with one, every API, filtered here (the API has no search).
+  const page = useLoad(
+    () => (term ? allApis(client, org).then((items) => ({ items, next_cursor: null })) : client.listApis(org, { limit: size, cursor: paging.cursor })),
+    [org, size, paging.cursor, term === "", client],
+  );
+  const connectors = useLoad(() => allConnectors(client, org), [org, client]);
+  const names = useMemo(() => new Map(connectors.data?.map((c) => [c.id, c.name])), [connectors.data]);
+  const toggle = useAction();
+  const items = (page.data?.items ?? []).filter(
+    (a) => !term || a.name.toLowerCase().includes(term) || a.path.toLowerCase().includes(term),
+  );
+
+  async function setEnabled(api: Api) {
+    if (await toggle.run(() => client.updateApi(org, api.id, { enabled: !api.enabled }, api.version))) page.reload();
+  }
+
+  return (
+    <section>
+      <PageHeader title="APIs">
+        {canWrite && <Link className="button primary" to={`/orgs/${org}/apis/new`}>New API</Link>}
+      </PageHeader>
+      <div className="filters">
+        <Field label="Search by name or path">
+          {(p) => <input {...p} type="search" value={search} onChange={(e) => setSearch(e.target.value)} />}
+        </Field>
+        <Field label="Per page">
+          {(p) => (
+            <select {...p} value={size} onChange={(e) => { setSize(Number(e.target.value)); paging.reset(); }}>
+              {[10, 25, 50, 100].map((n) => <option key={n} value={n}>{n}</option>)}
+            </select>
+          )}
+        </Field>
+      </div>
+      <ErrorMessage error={page.error ?? toggle.error} />
+      {page.loading && !page.data ? <Loading what="APIs" /> : (
+        <>
+          <TableWrap label="APIs">
+            <thead>
+              <tr><th>Name</th><th>Methods</th><th>Path</th><th>Connector</th><th>Auth</th><th>State</th><th>Version</th>
+                {canWrite && <th>Actions</th>}</tr>
+            </thead>
+            <tbody>
+              {items.map((a) => (
+                <tr key={a.id}>
+                  <td><Link to={`/orgs/${org}/apis/${a.id}`}>{a.name}</Link></td>
+                  <td>{a.methods.join(", ")}</td>
+                  <td><code>{a.path}</code></td>
+                  <td>{names.get(a.connector) ?? a.connector}</td>
+                  <td>{a.auth?.mode}</td>
+                  <td>{a.enabled ? "enabled" : <span className="warn">disabled</span>}</td>
+                  <td>v{a.version}</td>
+                  {canWrite && (
+                    <td className="buttons">
+                      <button type="button" onClick={() => setEnabled(a)}>{a.enabled ? "Disable" : "Enable"}</button>
+                    </td>
+                  )}
+                </tr>
+              ))}
+              {items.length === 0 && <tr><td colSpan={8}>{term ? "No API matches." : "No APIs yet."}</td></tr>}
+            </tbody>
+          </TableWrap>
+          {!term && (
+            <Pager page={paging.page} hasNext={!!page.data?.next_cursor} onPrev={paging.prev}
+              onNext={() => page.data?.next_cursor && paging.next(page.data.next_cursor)} />
+          )}
+        </>
+      )}
+    </section>
+  );
+}
+
+interface ApiForm {
+  name: string;
+  description: string;
+  protocol: "rest" | "soap";
+  methods: Method[];
+  path: string;
+  connector: string;
+  timeout_ms: string;
+  mode: AuthMode;
+  key_in: "" | "header" | "query";
+  key_name: string;
+  issuer: string;
+  audience: string;
+  jwks_url: string;
+  secret: string;
+  limit_on: boolean;
+  requests: string;
+  per_seconds: string;
+  by: "consumer" | "api" | "org" | "ip";
+  enabled: boolean;
+}
+
+function formOf(api?: Api): ApiForm {
+  const auth = (api?.auth ?? { mode: "none" }) as Record<string, unknown>;
+  const rl = api?.rate_limit as { requests?: number; per_seconds?: number; by?: ApiForm["by"] } | null | undefined;
+  return {
+    name: api?.name ?? "",
+    description: (api as { description?: string } | undefined)?.description ?? "",
+    protocol: (api?.protocol as "rest" | "soap") ?? "rest",
+    methods: (api?.methods as Method[]) ?? ["GET"],
+    path: api?.path ?? "",
+    connector: api?.connector ?? "",
+    timeout_ms: api?.timeout_ms ? String(api.timeout_ms) : "",
+    mode: (auth.mode as AuthMode) ?? "none",
+    key_in: (auth.in as ApiForm["key_in"]) ?? "",
+    key_name: (auth.name as string) ?? "",
+    issuer: (auth.issuer as string) ?? "",
+    audience: (auth.audience as string) ?? "",
+    jwks_url: (auth.jwks_url as string) ?? "",
+    secret: "",
+    limit_on: !!rl,
+    requests: rl?.requests ? String(rl.requests) : "",
+    per_seconds: rl?.per_seconds ? String(rl.per_seconds) : "",
+    by: rl?.by ?? "consumer",
+    enabled: api?.enabled ?? true,
+  };
+}
+
+/** A number field's value: a number when it is one, else the text itself (the API says what is wrong). */
+function num(text: string): number | undefined {
+  if (!text.trim()) return undefined;
+  const n = Number(text);
+  return Number.isFinite(n) ? n : (text as unknown as number);
+}
+
+function bodyOf(f: ApiForm, original?: Api): ApiCreate {
+  const before = (original?.auth ?? {}) as Record<string, unknown>;
+  // Settings of the form's mode the form does not show (consumers, scopes…) are kept.
+  const auth: Record<string, unknown> = before.mode === f.mode ? { ...before } : {};
+  delete auth.secret_set;
+  auth.mode = f.mode;
+  const set = (key: string, value: string) => {
+    if (value.trim()) auth[key] = value.trim();
+    else delete auth[key];
+  };
+  if (f.mode === "api_key") {
+    set("in", f.key_in);
+    set("name", f.key_name);
+  }
+  if (f.mode === "jwt") {
+    set("issuer", f.issuer);
+    set("audience", f.audience);
+    set("jwks_url", f.jwks_url);
+    if (f.secret) auth.secret = f.secret;
+  }
+  const body: Record<string, unknown> = {
+    name: f.name,
+    protocol: f.protocol,
+    methods: f.methods,
+    path: f.path,
+    connector: f.connector,
+    auth,
+    enabled: f.enabled,
+    rate_limit: f.limit_on ? { requests: num(f.requests), per_seconds: num(f.per_seconds), by: f.by } : null,
+  };
+  if (f.description || original) body.description = f.description;
+  const timeout = num(f.timeout_ms);
+  if (timeout !== undefined) body.timeout_ms = timeout;
+  return body as unknown as ApiCreate;
+}
+
+const CLAIMED = ["name", "description", "protocol", "methods", "path", "connector", "timeout_ms", "auth", "rate_limit",
+  "enabled"];
+
+export function ApiEditPage() {
+  const { org = "", id } = useParams();
+  const { client, canWrite } = useSession();
+  const navigate = useNavigate();
+  const location = useLocation();
+  const [notice, setNotice] = useState<string | null>((location.state as { notice?: string } | null)?.notice ?? null);
+  const api = useLoad(() => (id ? client.getApi(org, id) : Promise.resolve(undefined)), [org, id, client]);
+  const connectors = useLoad(() => allConnectors(client, org), [org, client]);
+  if (id && api.loading && !api.data) return <Loading what="the API" />;
+  if (api.error) return <ErrorMessage error={api.error} />;
+  return (
+    <section>
+      <PageHeader title={id ? `API ${api.data?.name ?? ""}` : "New API"}>
+        <Link to={`/orgs/${org}/apis`}>← All APIs</Link>
+      </PageHeader>
+      <ErrorMessage error={connectors.error} />
+      {notice && <p className="notice" role="status">{notice}</p>}
+      <ApiFormView
+        key={`${id ?? "new"}-${api.data?.version ?? 0}`}
+        org={org}
+        api={api.data}
+        connectors={connectors.data ?? []}
+        readOnly={!canWrite}
+        onSaved={(saved) => {
+          const text = `Saved: ${saved.name} is at version ${saved.version}.`;
+          if (id) {
+            setNotice(text);
+            api.setData(saved);
+          } else {
+            navigate(`/orgs/${org}/apis/${saved.id}`, { state: { notice: text } });
+          }
+        }}
+        onEdit={() => setNotice(null)}
+      />
+      {id && api.data && (
+        <VersionsPanel org={org} kind="apis" id={id} current={api.data.version} onRolledBack={api.reload} />
+      )}
+    </section>
+  );
+}
+
+function ApiFormView(props: {
+  org: string; api?: Api; connectors: Connector[]; readOnly: boolean; onSaved: (api: Api) => void; onEdit: () => void;
+}) {
+  const { client } = useSession();
+  const [f, setF] = useState<ApiForm>(() => formOf(props.api));
+  const save = useAction();
+  const err = save.error;
+  const upd = <K extends keyof ApiForm>(key: K, value: ApiForm[K]) => {
+    props.onEdit();
+    setF((prev) => ({ ...prev, [key]: value }));
+  };
+
+  async function submit(e: FormEvent) {
+    e.preventDefault();
+    const body = bodyOf(f, props.api);
+    const result = await save.run(() =>
+      props.api
+        ? client.updateApi(props.org, props.api.id, body as ApiUpdate, props.api.version)
+        : client.createApi(props.org, body),
+    );
+    if (result) props.onSaved(result);
+  }
+
+  const ro = props.readOnly;
+  return (
+    <form onSubmit={submit} noValidate className="card form-grid" aria-label="API settings">
+      <ErrorMessage error={err} claimed={CLAIMED} />
+      <Field label="Name" error={fieldError(err, "name")} hint="letters, digits, space . _ - (up to 100)">
+        {(p) => <input {...p} required readOnly={ro} value={f.name} onChange={(e) => upd("name", e.target.value)} />}
+      </Field>
+      <Field label="Description" error={fieldError(err, "description")} className="wide">
+        {(p) => <textarea {...p} rows={2} readOnly={ro} value={f.description} onChange={(e) => upd("description", e.target.value)} />}
+      </Field>
+      <Field label="Protocol" error={fieldError(err, "protocol")}>
+        {(p) => (
+          <select {...p} disabled={ro} value={f.protocol} onChange={(e) => upd("protocol", e.target.value as "rest" | "soap")}>
+            <option value="rest">REST</option>
+            <option value="soap">SOAP</option>
+          </select>
+        )}
+      </Field>
+      <fieldset className={`field methods${fieldError(err, "methods") ? " invalid" : ""}`}>
+        <legend>Methods</legend>
+        {METHODS.map((m) => (
+          <label key={m} className="check">
+            <input type="checkbox" disabled={ro} checked={f.methods.includes(m)}
+              onChange={(e) => upd("methods", e.target.checked ? [...f.methods, m] : f.methods.filter((x) => x !== m))} />
+            {m === "*" ? "any" : m}
+          </label>
+        ))}
+        {fieldError(err, "methods") && <div className="field-error">{fieldError(err, "methods")}</div>}
+      </fieldset>
+      <Field label="Path" error={fieldError(err, "path")} hint="a template such as /orders/{id}">
+        {(p) => <input {...p} required readOnly={ro} value={f.path} onChange={(e) => upd("path", e.target.value)} />}
+      </Field>
+      <Field label="Connector" error={fieldError(err, "connector")}>
+        {(p) => (
+          <select {...p} required disabled={ro} value={f.connector} onChange={(e) => upd("connector", e.target.value)}>
+            <option value="">— choose a connector —</option>
+            {props.connectors.map((c) => <option key={c.id} value={c.id}>{c.name}</option>)}
+            {f.connector && !props.connectors.some((c) => c.id === f.connector) && (
+              <option value={f.connector}>{f.connector}</option>
+            )}
+          </select>
+        )}
+      </Field>
+      <Field label="Timeout (ms)" error={fieldError(err, "timeout_ms")} hint="1 to 120000; empty: the default">
+        {(p) => <input {...p} inputMode="numeric" readOnly={ro} value={f.timeout_ms} onChange={(e) => upd("timeout_ms", e.target.value)} />}
+      </Field>
+      <Field label="Caller authentication" error={fieldError(err, "auth.mode") ?? (f.mode === "none" ? fieldError(err, "auth") : undefined)}>
+        {(p) => (
+          <select {...p} disabled={ro} value={f.mode} onChange={(e) => upd("mode", e.target.value as AuthMode)}>
+            {AUTH_MODES.map((m) => <option key={m} value={m}>{AUTH_LABELS[m]}</option>)}
+          </select>
+        )}
+      </Field>
+      {f.mode === "api_key" && (
+        <>
+          <Field label="Key in" error={fieldError(err, "auth.in")}>
+            {(p) => (
+              <select {...p} disabled={ro} value={f.key_in} onChange={(e) => upd("key_in", e.target.value as ApiForm["key_in"])}>
+                <option value="">header (default)</option>
+                <option value="header">header</option>
+                <option value="query">query parameter</option>
+              </select>
+            )}
+          </Field>
+          <Field label="Key header or parameter name" error={fieldError(err, "auth.name")} hint="default X-API-Key">
+            {(p) => <input {...p} readOnly={ro} value={f.key_name} onChange={(e) => upd("key_name", e.target.value)} />}
+          </Field>
+        </>
+      )}
+      {f.mode === "jwt" && (
+        <>
+          <Field label="Issuer" error={fieldError(err, "auth.issuer")}>
+            {(p) => <input {...p} readOnly={ro} value={f.issuer} onChange={(e) => upd("issuer", e.target.value)} />}
+          </Field>
+          <Field label="Audience" error={fieldError(err, "auth.audience")}>
+            {(p) => <input {...p} readOnly={ro} value={f.audience} onChange={(e) => upd("audience", e.target.value)} />}
+          </Field>
+          <Field label="JWKS URL" error={fieldError(err, "auth.jwks_url")} hint="https URL of the issuer's keys">
+            {(p) => <input {...p} readOnly={ro} value={f.jwks_url} onChange={(e) => upd("jwks_url", e.target.value)} />}
+          </Field>
+          <Field label="Shared secret (HS256…)" error={fieldError(err, "auth.secret")}
+            hint={(props.api?.auth as { secret_set?: boolean } | undefined)?.secret_set ? "a secret is stored; type to replace it" : "at least 32 characters"}>
+            {(p) => <input {...p} type="password" autoComplete="off" readOnly={ro} value={f.secret} onChange={(e) => upd("secret", e.target.value)} />}
+          </Field>
+        </>
+      )}
+      {f.mode !== "none" && fieldError(err, "auth") && !fieldError(err, "auth.mode") && (
+        <div className="field-error wide">{fieldError(err, "auth")}</div>
+      )}
+      <fieldset className={`field wide${fieldError(err, "rate_limit") ? " invalid" : ""}`}>
+        <legend>Rate limit</legend>
+        <label className="check">
+          <input type="checkbox" disabled={ro} checked={f.limit_on} onChange={(e) => upd("limit_on", e.target.checked)} />
+          Limit the calls to this API
+        </label>
+        {f.limit_on && (
+          <div className="row">
+            <Field label="Requests" error={fieldError(err, "rate_limit.requests")}>
+              {(p) => <input {...p} inputMode="numeric" readOnly={ro} value={f.requests} onChange={(e) => upd("requests", e.target.value)} />}
+            </Field>
+            <Field label="Per seconds" error={fieldError(err, "rate_limit.per_seconds")}>
+              {(p) => <input {...p} inputMode="decimal" readOnly={ro} value={f.per_seconds} onChange={(e) => upd("per_seconds", e.target.value)} />}
+            </Field>
+            <Field label="For each" error={fieldError(err, "rate_limit.by")}>
+              {(p) => (
+                <select {...p} disabled={ro} value={f.by} onChange={(e) => upd("by", e.target.value as ApiForm["by"])}>
+                  <option value="consumer">consumer</option>
+                  <option value="api">API (all callers)</option>
+                  <option value="org">organisation</option>
+                  <option value="ip">client address</option>
+                </select>
+              )}
+            </Field>
+          </div>
+        )}
+        {fieldError(err, "rate_limit") && !/rate_limit\./.test(fieldError(err, "rate_limit") ?? "") && (
+          <div className="field-error">{fieldError(err, "rate_limit")}</div>
+        )}
+      </fieldset>
+      <label className="check wide">
+        <input type="checkbox" disabled={ro} checked={f.enabled} onChange={(e) => upd("enabled", e.target.checked)} />
+        Enabled (callers may use it)
+      </label>
+      {!ro && (
+        <div className="wide">
+          <button type="submit" className="primary" disabled={save.busy}>
+            {props.api ? "Save changes" : "Create API"}
+          </button>
+        </div>
+      )}
+    </form>
+  );
+}

@@ -1,0 +1,53 @@
+import { useState, type FormEvent } from "react";
+import { Navigate, useLocation } from "react-router";
+import { useSession } from "../session";
+import { ErrorMessage, Field, fieldError, useAction } from "../ui";
+
+export function LoginPage() {
+  const session = useSession();
+  const location = useLocation();
+  const [email, setEmail] = useState("");
+  const [password, setPassword] = useState("");
+  const { error, busy, run } = useAction();
+  // Where to go once logged in: the page an ended session was on, or the one that sent us here.
+  const [target] = useState(() => {
+    const from = (location.state as { from?: string } | null)?.from;
+    return session.nextPage() ?? (from && from !== "/login" ? from : "/");
+  });
+
+  if (session.token) return <Navigate to={target} replace />;
+
+  async function submit(e: FormEvent) {
+    e.preventDefault();
+    await run(() => session.login(email, password)); // logged in: the Navigate above takes over
+  }
+
+  return (
+    <main className="login" id="main">
+      <form onSubmit={submit} className="card" aria-labelledby="login-title">
+        <h1 id="login-title">Junction console</h1>
+        {session.ended === "expired" && (
+          <p className="notice" role="status">
+            Your session has expired. Log in again to go back to where you were.
+          </p>
+        )}
+        <ErrorMessage error={error} claimed={["email", "password"]} />
+        <Field label="E-mail" error={fieldError(error, "email")}>
+          {(p) => (
+            <input {...p} type="email" autoComplete="username" required value={email} autoFocus
+              onChange={(e) => setEmail(e.target.value)} />
+          )}
+        </Field>
+        <Field label="Password" error={fieldError(error, "password")}>
+          {(p) => (
+            <input {...p} type="password" autoComplete="current-password" required value={password}
+              onChange={(e) => setPassword(e.target.value)} />
+          )}
+        </Field>
+        <button type="submit" className="primary" disabled={busy}>
+          {busy ? "Logging in…" : "Log in"}
+        </button>
+      </form>
+    </main>
+  );
+}
