@@ -19,8 +19,10 @@ install: $(STAMP)
 run: $(STAMP) console
 	JUNCTION_ALLOW_PRIVATE_TARGETS=$${JUNCTION_ALLOW_PRIVATE_TARGETS:-1} $(VENV)/bin/junction up --demo
 
-test: $(STAMP)
-	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+# With Node.js and npm the console is built first, so tests/console runs its browser and Vitest tests too;
+# -rs lists every skipped test with its reason (no node, no chromium...) in the summary.
+test: $(STAMP) console
+	$(PY) -m pytest -p no:cacheprovider -rs $(PYTEST_ARGS)
 
 # The web console (ui/, docs/console.md), built into ui/dist when missing or older than its sources.
 # Needs Node.js 20.19+ and npm; without them `make run` still starts and / says how to build it.

@@ -40,7 +40,7 @@ class ConfigFollower:
         if self._settings.routes_file:
             self.snapshot.load(events_from_file(self._settings.routes_file))
         tp = TopicPartition(self._settings.topics.config, 0)
-        self._consumer = make_consumer(self._settings, background=True)
+        self._consumer = make_consumer(self._settings, background=True, reader="config")
         await self._consumer.start()
         self._consumer.assign([tp])
         await self._consumer.seek_to_beginning(tp)

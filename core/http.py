@@ -27,6 +27,7 @@ from typing import Any, cast
 from aiohttp import StreamReader, http_exceptions, web
 
 from core.errors import ClientError, FieldError, JunctionError, MethodNotAllowed, NotFound
+from core.loop_lag import sample_loop_lag
 from core.settings import InvalidConfiguration, Settings
 
 __all__ = [
@@ -184,6 +185,7 @@ class ServeOptions:
     # Hand request bodies to the handler as sent, Content-Encoding undone by nobody: ingress decodes them
     # itself, under its body limit (ingress/compression.py). Others let aiohttp decode them.
     raw_bodies: bool = False
+    loop_lag_interval_s: float = 0.5  # with a metrics listener: how often the event-loop lag is sampled (0: never)
 
 
 SERVE_OPTIONS = web.AppKey("serve_options", ServeOptions)
@@ -191,7 +193,8 @@ SERVE_OPTIONS = web.AppKey("serve_options", ServeOptions)
 
 def serve_options(settings: Settings, *, metrics_port: int) -> ServeOptions:
     """The options of a service whose metrics listener is ``metrics_port`` (one of the *_metrics_port settings)."""
-    return ServeOptions(HttpLimits.from_settings(settings), settings.metrics_host, metrics_port)
+    return ServeOptions(HttpLimits.from_settings(settings), settings.metrics_host, metrics_port,
+                        loop_lag_interval_s=settings.loop_lag_interval_ms / 1000)
 
 
 # JSON is never a document to render: nothing may load from it, nothing may frame it. Every error the
@@ -498,6 +501,7 @@ async def listening(app: web.Application, host: str, port: int) -> AsyncIterator
             where = f"{options.metrics_host}:{options.metrics_port}"
             await _Site(metrics_runner, options.metrics_host, options.metrics_port, _Listener(where, options.limits)).start()
             log.info("metrics on http://%s/metrics", where)
+            await stack.enter_async_context(sample_loop_lag(options.loop_lag_interval_s))
         yield
 
 

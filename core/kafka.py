@@ -17,6 +17,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError, for_code
 from aiokafka.helpers import create_ssl_context
 
+from core.consumer_lag import track
 from core.settings import InvalidConfiguration, Settings
 
 __all__ = [
@@ -84,11 +85,16 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
 
 
 def make_consumer(
-    settings: Settings, *topics: str, group: str | None = None, background: bool = False, **overrides: Any
+    settings: Settings, *topics: str, group: str | None = None, background: bool = False, reader: str | None = None,
+    **overrides: Any,
 ) -> AIOKafkaConsumer:
     """A consumer; with ``group`` it joins that consumer group (name prefixed
     by ``group_prefix``), without it the caller uses ``assign()``. A
-    ``background`` reader is off the request path and polls less often."""
+    ``background`` reader is off the request path and polls less often.
+
+    Its lag is exported (``junction_consumer_lag``) under its group, or under
+    ``reader`` for an ``assign()`` reader; one with neither (a tool that seeks
+    around) has no lag to speak of and is not exported."""
     profile = settings.broker
     kwargs: dict[str, Any] = dict(
         bootstrap_servers=settings.bootstrap_servers,
@@ -110,7 +116,10 @@ def make_consumer(
             # instead of waiting out the dead member's session and a rebalance.
             kwargs["group_instance_id"] = f"{settings.instance_id}-{group}"
     kwargs.update(overrides)
-    return AIOKafkaConsumer(*topics, **kwargs)
+    consumer = AIOKafkaConsumer(*topics, **kwargs)
+    if group is not None or reader is not None:
+        track(consumer, kwargs.get("group_id") or reader or "")
+    return consumer
 
 
 def make_admin(settings: Settings) -> AIOKafkaAdminClient:
@@ -240,6 +249,7 @@ def faust_app(settings: Settings, name: str, **conf: Any) -> Any:
             consumer = super()._create_worker_consumer(transport)
             # The value is read when the consumer starts its fetcher.
             consumer._fetch_max_wait_ms = profile.fetch_max_wait_ms
+            track(consumer, settings.group_id(name))
             return consumer
 
     class _Consumer(faust_aiokafka.Consumer):

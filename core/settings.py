@@ -169,6 +169,7 @@ class Settings:
     control_metrics_port: int = 9081
     processors_metrics_port: int = 9082
     egress_metrics_port: int = 9083
+    loop_lag_interval_ms: int = 500  # how often a service with a metrics listener samples its event-loop lag; 0: never
     # Request path
     max_body_bytes: int = 10 * 1024 * 1024
     default_timeout_ms: int = 5000
@@ -398,6 +399,8 @@ def _validate(s: Settings) -> None:
     for name in ("async_timeout_ms", "async_result_ttl_s", "idempotency_ttl_s", "cache_max_entry_bytes"):
         if getattr(s, name) < 1:
             raise InvalidConfiguration(f"JUNCTION_{name.upper()} must be positive")
+    if s.loop_lag_interval_ms < 0:
+        raise InvalidConfiguration("JUNCTION_LOOP_LAG_INTERVAL_MS must be 0 or more")
     if s.compression_min_bytes < 0:
         raise InvalidConfiguration("JUNCTION_COMPRESSION_MIN_BYTES must be 0 or more")
     if s.async_max_wait_s < 0:

@@ -22,7 +22,7 @@ from core.errors import DeadlineExceeded, JunctionError, UpstreamError
 from core.headers import pairs_to_records, records_to_pairs
 from core.messages import (INVALID_REPLY_PARTITION, dead_letter, error_reply, expired, nobody_waits, now_ms, reply_route_error,
                            reply_target)
-from core.metrics import DEAD_LETTERS, DUPLICATES_SKIPPED, EXPIRED_DROPPED, UPSTREAM_CALLS, UPSTREAM_LATENCY
+from core.metrics import DEAD_LETTERS, DUPLICATES_SKIPPED, EXPIRED_DROPPED, NO_API, UPSTREAM_CALLS, UPSTREAM_LATENCY
 from core.tasks import Supervised
 from core.scripts import has_response_transform, script_ctx, script_response
 from core.settings import Settings
@@ -271,14 +271,14 @@ class EgressWorker:
         attempts = Attempts()
         try:
             reply = await self._call_upstream(call, attempts)
-            UPSTREAM_CALLS.labels(call["org"], f"{reply['status'] // 100}xx").inc()
+            UPSTREAM_CALLS.labels(call["org"], call.get("api_id") or NO_API, f"{reply['status'] // 100}xx").inc()
             if attempts.gave_up is not None:
                 gave_up = UpstreamError(f"upstream answered {reply['status']} after {attempts.made} attempt(s)",
                                         code="upstream_unavailable", status=reply["status"])
                 records.append(self._dead_letter(call, gave_up, call.get("original") or raw, [f"attempts: {attempts.made}"]))
             reply = await self._transform_response(call, reply)
         except JunctionError as err:
-            UPSTREAM_CALLS.labels(call["org"], err.code).inc()
+            UPSTREAM_CALLS.labels(call["org"], call.get("api_id") or NO_API, err.code).inc()
             reply = error_reply(call, err, stage="egress")
             # A SOAP call whose arguments make no envelope is the caller's fault (422), but, like every failure
             # to load a WSDL or build an envelope, it is kept for the operator.
@@ -286,7 +286,7 @@ class EgressWorker:
                 details = [f"attempts: {attempts.made}", *err.extra.get("traceback", []), *getattr(err, "script_logs", [])]
                 records.append(self._dead_letter(call, err, call.get("original") or raw, details))
         finally:
-            UPSTREAM_LATENCY.observe(time.perf_counter() - started)
+            UPSTREAM_LATENCY.labels(call["org"], call.get("api_id") or NO_API).observe(time.perf_counter() - started)
         return [*records, *self._reply(call, reply)], True
 
     async def _breaker_verdict(self, ticket: Ticket, exc: BaseException | None) -> None:

@@ -16,7 +16,7 @@ from multidict import CIMultiDict
 from core.errors import DeadlineExceeded, JunctionError, MethodNotAllowed, NotFound, ServiceUnavailable
 from core.headers import end_to_end
 from core.http import json_response
-from core.metrics import INGRESS_LATENCY, INGRESS_REQUESTS
+from core.metrics import INGRESS_LATENCY, INGRESS_REQUEST_BYTES, INGRESS_REQUESTS, INGRESS_RESPONSE_BYTES, NO_API
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot, RouteMatch
 from ingress.async_results import AsyncResults, Owner, location, parse_prefer, wait_seconds
@@ -60,26 +60,36 @@ class Gateway:
         org = request.match_info["org"]
         path = "/" + request.match_info.get("path", "")
         status = 500
+        api_id = NO_API
+        received: int | None = None  # the decoded body's size, once read
+        sent = 0
         try:
             match = self._snapshot.resolve(org, request.method, path)
+            api_id = str(match.api.get("id") or NO_API)
             # A soap API saved before inbound SOAP has no contract: it is served as REST, as it was.
             if match.api.get("protocol") == "soap" and match.api.get("contract"):
                 response = await self._soap(request, org, path, match)
             else:
                 admission = await self._auth.admit(request, match)
                 body = await self._read_body(request)
+                received = len(body)
                 admission = dataclasses.replace(admission, headers=decoded_headers(admission.headers))
                 response = await self._rest(request, org, path, match, body, admission)
                 response.headers.update(admission.response_headers)
             response = await compress_response(request, response, self._settings)
             status = response.status
+            sent = response.content_length or 0
             return response
         except Exception as exc:
             status = getattr(exc, "status", 500)
             raise
         finally:
-            INGRESS_REQUESTS.labels(org if org in self._snapshot.orgs else "_unknown", f"{status // 100}xx").inc()
-            INGRESS_LATENCY.observe(time.perf_counter() - started)
+            # Labels only from the configuration: a caller's made-up path or organisation adds no series.
+            org_label = org if org in self._snapshot.orgs else "_unknown"
+            INGRESS_REQUESTS.labels(org_label, api_id, f"{status // 100}xx").inc()
+            INGRESS_LATENCY.labels(org_label, api_id).observe(time.perf_counter() - started)
+            INGRESS_REQUEST_BYTES.labels(org_label, api_id).inc(received if received is not None else request.content_length or 0)
+            INGRESS_RESPONSE_BYTES.labels(org_label, api_id).inc(sent)
 
     async def _rest(self, request: web.Request, org: str, path: str, match: RouteMatch, body: bytes,
                     admission: Admission) -> web.StreamResponse:

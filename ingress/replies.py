@@ -49,7 +49,7 @@ class ReplyReader:
         self._loop = Supervised("reply-reader", self._run)
 
     async def start(self) -> None:
-        self._consumer = make_consumer(self._settings)
+        self._consumer = make_consumer(self._settings, reader="ingress-replies")
         await self._consumer.start()
         await self._take(await self._lease.acquire())
         self._loop.start()

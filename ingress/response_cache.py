@@ -69,6 +69,7 @@ class Lookup:
     vary: tuple[str, ...]  # lower-case header names
     read: bool  # false with the caller's Cache-Control: no-cache
     write: bool  # false with the caller's Cache-Control: no-store
+    api: str = ""  # the API's id, for the metrics' label
 
 
 def _directives(values: Iterable[str]) -> dict[str, str]:
@@ -131,7 +132,8 @@ class ResponseCache:
         directives = _directives(request.headers.getall("Cache-Control", []))
         no_cache = "no-cache" in directives or (not directives and request.headers.get("Pragma", "").lower() == "no-cache")
         return Lookup(self._settings.redis_key("cache", org, str(api.get("id", "")), digest), org,
-                      int(cache["ttl_s"]), vary, read=not no_cache, write="no-store" not in directives)
+                      int(cache["ttl_s"]), vary, read=not no_cache, write="no-store" not in directives,
+                      api=str(api.get("id", "")))
 
     async def lookup(self, plan: Lookup) -> web.Response | None:
         """The stored answer (a hit), or None (a miss: the call goes upstream)."""
@@ -142,9 +144,9 @@ class ResponseCache:
             except RedisError as exc:  # a cache that is away is a miss, never a failed call
                 log.warning("response cache unavailable, lookup skipped: %s", exc)
         if raw is None:
-            CACHE_MISSES.labels(plan.org).inc()
+            CACHE_MISSES.labels(plan.org, plan.api).inc()
             return None
-        CACHE_HITS.labels(plan.org).inc()
+        CACHE_HITS.labels(plan.org, plan.api).inc()
         entry = json.loads(raw)
         headers: CIMultiDict[str] = CIMultiDict((str(k), str(v)) for k, v in entry["headers"])
         headers["Age"] = str(max(int(time.time()) - int(entry["at"]), 0))

@@ -94,6 +94,12 @@ async def _dlq_list(client: Any, args: argparse.Namespace) -> list[dict[str, Any
     return items
 
 
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from junction.status import run
+
+    return run(args, settings)
+
+
 def cmd_kafka_acl(args: argparse.Namespace, settings: Settings) -> int:
     from junction.kafka_acl import run
 
@@ -114,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("topics", help="create the topics Junction needs")
     p.set_defaults(func=cmd_topics)
+
+    p = sub.add_parser("status", help="every service's readiness, consumer lag and calls (docs/observability.md)")
+    from junction.status import add_arguments as status_arguments
+
+    status_arguments(p)
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("kafka-acl", help="create the Kafka SCRAM users and ACLs of each service (docs/kafka-security.md)")
     from junction.kafka_acl import add_arguments as kafka_acl_arguments

@@ -51,6 +51,8 @@ from aiokafka.protocol.types import (
     TaggedFields,
 )
 
+from control.dead_letters import GROUP as DEAD_LETTER_GROUP
+from control.replay_jobs import ANSWERS_GROUP as REPLAY_ANSWERS_GROUP
 from core.kafka import ensure_topics, make_admin
 from core.settings import InvalidConfiguration, Settings, Topics, load_settings
 from junction.kafka_local import SCRAM_ITERATIONS, scram_salted_password
@@ -136,10 +138,13 @@ def plan(topics: Topics, group_prefix: str, producers: Iterable[str] = (), user_
     results = f"{t.prefix}.results."
     user = user_prefix or t.prefix
     roles: dict[str, list[Binding]] = {
-        # The outbox relay is the one writer of the config topic; replay reads dead letters and the
-        # requests they point at, and sends calls back to requests or calls.
+        # The outbox relay is the one writer of the config topic. The dead-letter indexer reads the dead
+        # letters in a group of its own; replay reads the requests they point at, sends calls back to
+        # requests or calls, and reads their answers from its own results topic in another group.
         "control": [*_topic(t.config, WRITE, READ), *_topic(t.requests, WRITE, READ), *_topic(t.calls, WRITE),
-                    *_topic(t.dlq, READ), *_topic(t.alerts, WRITE)],  # the alert evaluator writes alert events
+                    *_topic(t.dlq, READ), *_topic(t.replay_results, READ),
+                    *_topic(t.alerts, WRITE),  # the alert evaluator writes alert events
+                    *_group(f"{group_prefix}.{DEAD_LETTER_GROUP}"), *_group(f"{group_prefix}.{REPLAY_ANSWERS_GROUP}")],
         # Readers by assignment (no group): replies of its leased partitions, and the config.
         "ingress": [*_topic(t.requests, WRITE), *_topic(t.replies, READ), *_topic(t.config, READ)],
         # Its observe stage (group <prefix>.processors.observe) reads every pipeline topic for metrics and logs.
@@ -152,6 +157,8 @@ def plan(topics: Topics, group_prefix: str, producers: Iterable[str] = (), user_
     for name in producers:
         if not _NAME.match(name):
             raise KafkaAclError(f"producer name {name!r}: use letters, digits, '.', '_' and '-' only")
+        if f"{results}{name}" == t.replay_results:
+            raise KafkaAclError(f"producer name {name!r} is taken: {t.replay_results} holds control's replay answers")
         # Posts calls, and creates and reads a results topic of its own for the replies: nothing else.
         roles[f"producer-{name}"] = [*_topic(t.requests, WRITE), *_topic(f"{results}{name}", CREATE, READ)]
     return [Principal(role, f"{user}-{role}", frozenset(bindings)) for role, bindings in roles.items()]

@@ -498,6 +498,10 @@ class JunctionClient:
         return cast(dict[str, Any], await self.request("POST", f"/orgs/{org}/connectors/{connector_id}/test",
                                                        payload))
 
+
+    async def connector_breaker(self, org: str, connector_id: str) -> dict[str, Any]:
+        """The circuit breaker of the connector's upstream as egress shares it (docs/resilience.md)."""
+        return cast(dict[str, Any], await self.request("GET", f"/orgs/{org}/connectors/{connector_id}/breaker"))
     # -- APIs ------------------------------------------------------------
     async def list_apis(self, org: str, *, page_size: int | None = 1000) -> list[Api]:
         """Every API of the organisation, oldest first (following the cursor)."""
@@ -597,18 +601,28 @@ class JunctionClient:
     async def delete_oauth_client(self, org: str, consumer_id: str, client_id: str) -> None:
         await self.request("DELETE", f"/orgs/{org}/consumers/{consumer_id}/oauth-clients/{client_id}")
 
-    # -- versions (kind is "apis", "connectors" or "consumers"; no rollback for consumers) --
-    async def versions(self, org: str, kind: Kind, resource_id: str) -> list[Version]:
-        return cast(list[Version], (await self.request("GET", f"/orgs/{org}/{kind}/{resource_id}/versions"))["items"])
+    # -- versions (kind is "apis", "connectors", "consumers" or "alert-rules"; no rollback for consumers;
+    #    org None: a global alert rule) --
+    @staticmethod
+    def _versioned(org: str | None, kind: Kind, resource_id: str) -> str:
+        return f"/orgs/{org}/{kind}/{resource_id}" if org is not None else f"/{kind}/{resource_id}"
 
-    async def version(self, org: str, kind: Kind, resource_id: str, n: int) -> Version:
-        return cast(Version, await self.request("GET", f"/orgs/{org}/{kind}/{resource_id}/versions/{n}"))
+    async def versions(self, org: str | None, kind: Kind, resource_id: str) -> list[Version]:
+        return cast(list[Version], (await self.request("GET", f"{self._versioned(org, kind, resource_id)}/versions"))["items"])
 
-    async def diff(self, org: str, kind: Kind, resource_id: str, a: int, b: int) -> Diff:
-        return cast(Diff, await self.request("GET", f"/orgs/{org}/{kind}/{resource_id}/versions/{a}/diff/{b}"))
+    async def version(self, org: str | None, kind: Kind, resource_id: str, n: int) -> Version:
+        return cast(Version, await self.request("GET", f"{self._versioned(org, kind, resource_id)}/versions/{n}"))
 
-    async def rollback(self, org: str, kind: Kind, resource_id: str, version: int) -> dict[str, Any]:
-        return cast(dict[str, Any], await self.request("POST", f"/orgs/{org}/{kind}/{resource_id}/rollback",
+    async def diff(self, org: str | None, kind: Kind, resource_id: str, a: int, b: int) -> Diff:
+        return cast(Diff, await self.request("GET", f"{self._versioned(org, kind, resource_id)}/versions/{a}/diff/{b}"))
+
+    async def diff_range(self, org: str | None, kind: Kind, resource_id: str, from_version: int, to_version: int) -> Diff:
+        """The same diff as :meth:`diff`, by its query form ``.../diff?from=&to=`` (no consumers)."""
+        return cast(Diff, await self.request("GET", f"{self._versioned(org, kind, resource_id)}/diff",
+                                             query={"from": from_version, "to": to_version}))
+
+    async def rollback(self, org: str | None, kind: Kind, resource_id: str, version: int) -> dict[str, Any]:
+        return cast(dict[str, Any], await self.request("POST", f"{self._versioned(org, kind, resource_id)}/rollback",
                                                        {"version": version}))
 
     # -- audit -------------------------------------------------------------
@@ -749,6 +763,12 @@ class JunctionClient:
 
     async def get_alert_rule(self, org: str | None, rule_id: str) -> dict[str, Any]:
         return cast(dict[str, Any], await self.request("GET", self._alerting(org, f"alert-rules/{rule_id}")))
+
+    async def replace_alert_rule(self, org: str | None, rule_id: str, body: dict[str, Any], *,
+                                 if_version: int | None = None) -> dict[str, Any]:
+        """Replace the whole rule (PUT): what ``body`` leaves out takes its default (the webhook secret stays)."""
+        return cast(dict[str, Any], await self.request("PUT", self._alerting(org, f"alert-rules/{rule_id}"), body,
+                                                       headers=_etag(if_version)))
 
     async def update_alert_rule(self, org: str | None, rule_id: str, *, if_version: int | None = None,
                                 **fields: Any) -> dict[str, Any]:

@@ -11,13 +11,12 @@ Another organisation's letters answer 404.
 from __future__ import annotations
 
 import base64
-import re
 import uuid
-from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
 
+from control.filters import common, param_errors
 from control.handlers.common import org_for, principal, reply, state
 from control.handlers.resources import encode_cursor, page_query
 from control.store.dead_letters import (
@@ -30,47 +29,23 @@ from control.validation import is_uuid, raise_if
 from core.errors import FieldError, NotFound
 from schemas import CodecError, decode
 
-__all__ = ["CODE", "STAGES", "parse_time", "routes"]
+__all__ = ["STAGES", "routes"]
 
 STAGES = ("processors", "egress")
 QUERY_PARAMS = ("api", "stage", "code", "from", "to", "correlation_id", "limit", "cursor")
-CODE = re.compile(r"[a-z0-9_]{1,64}")
-_CORRELATION_ID = re.compile(r"[\x21-\x7e]{1,200}")
-
-
-def parse_time(raw: str, name: str, errors: list[FieldError]) -> datetime | None:
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00")) if len(raw) <= 64 else None
-        # In UTC, so an instant outside years 1 to 9999 (0001-01-01T00:00+23:59) is refused here, not by PostgreSQL.
-        value = value.replace(tzinfo=value.tzinfo or timezone.utc).astimezone(timezone.utc) if value else None
-    except (ValueError, OverflowError):
-        value = None
-    if value is None:
-        errors.append(FieldError(name, "must be an ISO 8601 date-time between years 1 and 9999"))
-    return value
 
 
 def _filter(request: web.Request) -> LetterFilter:
     q = request.query
-    errors = [FieldError(name, "unknown query parameter") for name in q if name not in QUERY_PARAMS]
-    errors += [FieldError(name, "must not contain NUL characters") for name in QUERY_PARAMS if "\x00" in q.get(name, "")]
-    raise_if(errors)
-    api, stage, code, cid = q.get("api"), q.get("stage"), q.get("code"), q.get("correlation_id")
-    if api is not None and not is_uuid(api):
-        errors.append(FieldError("api", "must be an API id"))
+    raise_if(param_errors(q, QUERY_PARAMS))
+    errors: list[FieldError] = []
+    shared = common(q, errors)
+    stage = q.get("stage")
     if stage is not None and stage not in STAGES:
         errors.append(FieldError("stage", f"must be one of {', '.join(STAGES)}"))
-    if code is not None and not CODE.fullmatch(code):
-        errors.append(FieldError("code", "must be an error code: 1 to 64 of a-z, 0-9 and _"))
-    if cid is not None and not _CORRELATION_ID.fullmatch(cid):
-        errors.append(FieldError("correlation_id", "must be 1 to 200 printable characters without spaces"))
-    since = parse_time(q["from"], "from", errors) if "from" in q else None
-    until = parse_time(q["to"], "to", errors) if "to" in q else None
-    if since is not None and until is not None and since > until:
-        errors.append(FieldError("to", "must not be before from"))
     raise_if(errors)
-    return LetterFilter(api_id=str(uuid.UUID(api)) if api else None, stage=stage, error_code=code, correlation_id=cid,
-                        since=since, until=until)
+    return LetterFilter(api_id=shared.api_id, stage=stage, error_code=shared.error_code,
+                        correlation_id=shared.correlation_id, since=shared.since, until=shared.until)
 
 
 async def list_letters(request: web.Request) -> web.Response:

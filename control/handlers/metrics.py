@@ -18,12 +18,13 @@ from typing import Any
 
 from aiohttp import web
 
+from control.filters import param_errors, parse_time
 from control.handlers.common import org_for, principal, reply, state
 from control.store.metrics import STEPS, points, window_rows
 from control.validation import is_uuid, raise_if
 from core.errors import FieldError, ServiceUnavailable
 
-__all__ = ["MAX_POINTS", "Range", "close_streams", "parse_time", "routes"]
+__all__ = ["MAX_POINTS", "Range", "close_streams", "routes"]
 
 log = logging.getLogger(__name__)
 
@@ -34,22 +35,6 @@ STREAM_SETTLE_S = 5.0  # a 10 s window is sent this long after it ends: the stag
 STREAM_BACKLOG = timedelta(minutes=5)
 STREAM_MAX_S = 3600.0  # then the stream ends; EventSource clients reconnect by themselves
 _STREAMS = "metric_streams"
-
-
-def parse_time(raw: str, name: str, errors: list[FieldError]) -> datetime | None:
-    """An ISO 8601 date-time (UTC when it names no offset), or a FieldError for ``name``."""
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00")) if len(raw) <= 64 else None
-    except ValueError:
-        value = None
-    if value is None:
-        errors.append(FieldError(name, "must be an ISO 8601 date-time"))
-        return None
-    try:
-        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
-    except OverflowError:
-        errors.append(FieldError(name, "is out of range"))
-        return None
 
 
 @dataclass(frozen=True)
@@ -68,16 +53,9 @@ def _choose_step(span: timedelta) -> str:
     return "1h"
 
 
-def _unknown(request: web.Request, allowed: tuple[str, ...]) -> list[FieldError]:
-    q = request.query
-    errors = [FieldError(name, "unknown query parameter") for name in q if name not in allowed]
-    errors += [FieldError(name, "must not contain NUL characters") for name in allowed if "\x00" in q.get(name, "")]
-    return errors
-
-
 def _range(request: web.Request) -> Range:
     q = request.query
-    errors = _unknown(request, ("api", "from", "to", "step"))
+    errors = param_errors(request.query, ("api", "from", "to", "step"))
     raise_if(errors)
     until = parse_time(q["to"], "to", errors) if "to" in q else datetime.now(timezone.utc)
     since = parse_time(q["from"], "from", errors) if "from" in q else None
@@ -155,7 +133,7 @@ async def close_streams(app: web.Application) -> None:
 async def metrics_stream(request: web.Request) -> web.StreamResponse:
     """Each 10 s window of the organisation (or one API) as an SSE ``window`` event, once it has
     settled; a comment line in between keeps proxies from closing an idle stream."""
-    errors = _unknown(request, ("api",))
+    errors = param_errors(request.query, ("api",))
     api = request.query.get("api")
     if api is not None and not is_uuid(api):
         errors.append(FieldError("api", "must be an API id"))

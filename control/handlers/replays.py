@@ -13,7 +13,8 @@ from typing import Any
 from aiohttp import web
 
 from control.handlers.common import org_for, principal, record, reply, state
-from control.handlers.dead_letters import CODE, STAGES, parse_time
+from control.filters import common
+from control.handlers.dead_letters import STAGES
 from control.handlers.resources import encode_cursor, page_query
 from control.replay import CONFIGS
 from control.store.dead_letters import LetterFilter
@@ -75,20 +76,13 @@ def _selection(data: dict[str, Any]) -> tuple[list[str] | None, LetterFilter | N
         raise_if(errors)
         return [str(uuid.UUID(v)) for v in ids], None
     f = data["filter"]
-    api, stage, code = f.get("api"), f.get("stage"), f.get("code")
-    if api is not None and not is_uuid(api):
-        errors.append(FieldError("filter.api", "must be an API id"))
+    shared = common(f, errors, prefix="filter.")
+    stage = f.get("stage")
     if stage is not None and stage not in STAGES:
         errors.append(FieldError("filter.stage", f"must be one of {', '.join(STAGES)}"))
-    if code is not None and not CODE.fullmatch(code):
-        errors.append(FieldError("filter.code", "must be an error code: 1 to 64 of a-z, 0-9 and _"))
-    since = parse_time(f["from"], "filter.from", errors) if "from" in f else None
-    until = parse_time(f["to"], "filter.to", errors) if "to" in f else None
-    if since is not None and until is not None and since > until:
-        errors.append(FieldError("filter.to", "must not be before from"))
     raise_if(errors)
-    return None, LetterFilter(api_id=str(uuid.UUID(api)) if api else None, stage=stage, error_code=code,
-                              since=since, until=until)
+    return None, LetterFilter(api_id=shared.api_id, stage=stage, error_code=shared.error_code,
+                              since=shared.since, until=shared.until)
 
 
 async def create(request: web.Request) -> web.Response:

@@ -70,3 +70,12 @@ async def test_typescript_sdk_against_the_service(control: Any) -> None:
     print(out)
     assert code == 0, out
     assert "walks an organisation through its resources" in out and "skipped" not in out.lower(), out
+
+
+async def test_console_component_tests() -> None:
+    """The console's Vitest component tests (ui/test/), so that `make test` runs them wherever node is."""
+    _need(UI / "node_modules" / ".bin" / "vitest")
+    code, out = await _run(["node_modules/.bin/vitest", "run", "--reporter=verbose"], UI, {"CI": "1", "NO_COLOR": "1"}, 180)
+    print(out)
+    assert code == 0, out
+    assert " passed" in out and "failed" not in out.lower(), out

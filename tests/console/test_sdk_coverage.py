@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import re
 import typing
@@ -114,8 +115,9 @@ def _covered(calls: set[tuple[str, str]]) -> set[tuple[str, str]]:
             for method, path in calls if method == m.upper() and _matches(t, path)}
 
 
-def _python_sdk() -> set[tuple[str, str]]:
-    return _covered(asyncio.run(_python_calls()))
+@functools.cache
+def _python_sdk() -> frozenset[tuple[str, str]]:
+    return frozenset(_covered(asyncio.run(_python_calls())))
 
 
 def _typescript_sdk() -> set[tuple[str, str]]:
@@ -127,21 +129,9 @@ def _typescript_sdk() -> set[tuple[str, str]]:
 NOT_FOR_SDKS = {("GET", "/healthz"), ("GET", "/readyz")}
 
 
-# Operations junction/sdk.py does not cover yet (known when this check was written): listed so that
-# the check catches every new one; remove an entry when its method lands.
-PYTHON_SDK_PENDING = {
-    ("GET", "/api/v1/orgs/{}/connectors/{}/breaker"),
-    ("GET", "/api/v1/orgs/{}/apis/{}/diff"),  # the diff's query form: diff_versions covers the path form
-    ("GET", "/api/v1/orgs/{}/connectors/{}/diff"),
-    # alert rules (docs/alerts.md, in progress): replace, the diff's query form, the global rules' versions
-    ("PUT", "/api/v1/alert-rules/{}"),
-    ("PUT", "/api/v1/orgs/{}/alert-rules/{}"),
-    ("GET", "/api/v1/alert-rules/{}/diff"),
-    ("GET", "/api/v1/orgs/{}/alert-rules/{}/diff"),
-    ("GET", "/api/v1/alert-rules/{}/versions"),
-    ("GET", "/api/v1/alert-rules/{}/versions/{}"),
-    ("GET", "/api/v1/alert-rules/{}/versions/{}/diff/{}"),
-}
+# Operations junction/sdk.py does not cover yet: none. A new operation without a Python method fails the
+# check below; list it here (with the reason) only while its method is on the way.
+PYTHON_SDK_PENDING: set[tuple[str, str]] = set()
 
 
 def test_python_sdk_covers_every_operation() -> None:
@@ -161,3 +151,7 @@ def test_the_checks_see_calls() -> None:
     assert ("POST", "/api/v1/auth/login") in _python_sdk() and ("POST", "/api/v1/auth/login") in _typescript_sdk()
     assert ("GET", "/api/v1/orgs/{}/connectors/{}/versions/{}/diff/{}") in _python_sdk()
     assert ("GET", "/api/v1/orgs/{}/metrics/stream") in _python_sdk()
+    # the gaps closed last: the breaker, the diff's query form, the global alert rules' versions, PUT of a rule
+    for op in (("GET", "/api/v1/orgs/{}/connectors/{}/breaker"), ("GET", "/api/v1/orgs/{}/apis/{}/diff"),
+               ("GET", "/api/v1/alert-rules/{}/versions/{}/diff/{}"), ("PUT", "/api/v1/orgs/{}/alert-rules/{}")):
+        assert op in _python_sdk(), op

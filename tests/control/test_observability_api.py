@@ -122,7 +122,7 @@ async def test_bad_query_values_are_422_naming_the_parameter(control: Any, world
         f"/api/v1/orgs/{slug}/logs?limit=1001": "limit",
         f"/api/v1/orgs/{slug}/logs?cursor=garbage": "cursor",
         f"/api/v1/orgs/{slug}/logs?status=6xx": "status",
-        f"/api/v1/orgs/{slug}/logs?from=2024-01-02T00:00:00Z&to=2024-01-01T00:00:00Z": "from",
+        f"/api/v1/orgs/{slug}/logs?from=2024-01-02T00:00:00Z&to=2024-01-01T00:00:00Z": "to",
         f"/api/v1/orgs/{slug}/metrics/stream?api=nope": "api",
     }
     for path, field in cases.items():

@@ -74,6 +74,11 @@ DOCS = (
     "docs/async.md",  # the demo's echo API: async calls and idempotency keys
     "docs/caching.md",  # the demo's echo API: a response cache (turned off again at the end), compression
     "docs/observability.md",  # metrics and request logs of the demo organisation's calls
+    "docs/alerts.md",  # an alert rule of demo, its webhook the demo upstream's echo
+    "docs/console.md",  # build and test commands only: not run
+    "docs/performance.md",  # benchmark commands only: not run
+    "docs/kafka-security.md",
+    "docs/resilience.md",
 )
 
 # The README's default ports (its commands name them, so the test cannot move them): every port setting's

@@ -30,17 +30,27 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
+    GroupAuthorizationFailedError,
     KafkaConnectionError,
     KafkaError,
     TopicAuthorizationFailedError,
 )
 
-from core.kafka import make_admin, make_producer
+from control.dead_letters import GROUP as DEAD_LETTER_GROUP
+from control.dead_letters import DeadLetterIndexer
+from control.migrate import apply_migrations
+from control.replay_jobs import ANSWERS_GROUP, ReplayJobs
+from core.db import make_pool
+from core.errors import JunctionError
+from core.kafka import make_admin, make_consumer, make_producer
+from core.messages import error_reply
+from core.redis import make_redis
 from core.settings import Settings
 from junction import kafka_acl
 from junction.broker import die_with_parent, free_port
 from junction.kafka_local import LocalKafka, LocalSasl, fetch
 from schemas import decode, encode
+from tests.dead_letter_support import inbound_call, letter_bytes
 from tests.support import IngressInstance, Stage, serving, wait_http_ok
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -290,6 +300,68 @@ async def test_provisioning_is_idempotent_and_keeps_passwords_private(secured: S
             assert s.kafka_sasl_password not in log.read_text(errors="replace"), (role, log)
 
 
+async def test_control_reads_dead_letters_and_replay_answers_in_its_own_groups(secured: Secured) -> None:
+    """The dead-letter indexer and the replay answer reader, as the control app runs them, under control's
+    principal: each reads its topic in its own group and commits; no other group is control's to join."""
+    s = secured.roles["control"].with_overrides(database_schema=f"acl_{uuid.uuid4().hex[:8]}")
+    topics, group = s.topics, s.group_id
+    pool = await make_pool(s)
+    redis = make_redis(s)
+    indexer = replays = None
+    try:
+        await apply_migrations(pool)
+        indexer, replays = DeadLetterIndexer(s, pool), ReplayJobs(s, pool, redis)
+        indexer.start()
+        replays.start()
+        # Written as the stages write them: dead letters and replay answers come from processors and egress.
+        egress = make_producer(secured.roles["egress"])
+        await egress.start()
+        try:
+            call = inbound_call(secured.org)
+            await egress.send_and_wait(topics.dlq, value=letter_bytes(secured.org, stage="egress", call=call))
+            answer = error_reply(call, JunctionError("replayed", code="upstream_unavailable", status=502), stage="egress")
+            await egress.send_and_wait(topics.replay_results, value=encode("Reply", answer))
+        finally:
+            await egress.stop()
+        admin = make_admin(secured.admin)
+        await admin.start()
+        try:
+            for name, topic in ((DEAD_LETTER_GROUP, topics.dlq), (ANSWERS_GROUP, topics.replay_results)):
+                async with asyncio.timeout(60):
+                    while not sum(o.offset for tp, o in (await admin.list_consumer_group_offsets(group(name))).items()
+                                  if tp.topic == topic):
+                        await asyncio.sleep(0.2)
+        finally:
+            await admin.close()
+        assert indexer.indexed == 1
+        async with pool.acquire() as conn:
+            assert await conn.fetchval(f'SELECT count(*) FROM "{s.database_schema}".dead_letters') == 1
+        # Control writes alert events, and reads no other service's group (egress's, here).
+        producer = make_producer(s)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topics.alerts, value=b"{}")
+            assert isinstance(await _write_refused(producer, topics.replies), TopicAuthorizationFailedError)
+        finally:
+            await producer.stop()
+        intruder = make_consumer(s, topics.calls, group="egress")
+        try:
+            with pytest.raises((GroupAuthorizationFailedError, TopicAuthorizationFailedError)):
+                async with asyncio.timeout(30):
+                    await intruder.start()
+                    await intruder.getmany(timeout_ms=5000)
+        finally:
+            await intruder.stop()
+    finally:
+        for loop in (indexer, replays):
+            if loop is not None:
+                await loop.stop()
+        async with pool.acquire() as conn:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{s.database_schema}" CASCADE')
+        await pool.close()
+        await redis.aclose()
+
+
 def test_the_plan_gives_each_principal_only_its_own_topics() -> None:
     """Without a broker: the table docs/kafka-security.md shows, checked where it is made."""
     from core.settings import Topics
@@ -308,6 +380,21 @@ def test_the_plan_gives_each_principal_only_its_own_topics() -> None:
     assert grants("producer-app", kafka_acl.READ) == {("p.results.app", kafka_acl.LITERAL)}
     assert not [b for b in by_role["producer-app"].bindings if b.resource_type == kafka_acl.GROUP]
     assert {b.name for b in by_role["egress"].bindings if b.resource_type == kafka_acl.GROUP} == {"g.egress"}
+    # Control: the dead-letter indexer and the replay answer reader, each in a group of its own; replay sends
+    # calls to requests or calls; the alert evaluator writes alert events.
+    assert {b.name for b in by_role["control"].bindings if b.resource_type == kafka_acl.GROUP} == {
+        f"g.{DEAD_LETTER_GROUP}", f"g.{ANSWERS_GROUP}"}
+    assert grants("control", kafka_acl.READ) == {(n, kafka_acl.LITERAL) for n in (
+        t.config, t.requests, t.dlq, "p.results.replays")}
+    assert grants("control", kafka_acl.WRITE) == {(n, kafka_acl.LITERAL) for n in (t.config, t.requests, t.calls, "p.alerts")}
+    # Processors' observe stage (group g.processors.observe, under its prefix) reads every pipeline topic.
+    assert {b.name for b in by_role["processors"].bindings if b.resource_type == kafka_acl.GROUP} == {"g.processors"}
+    assert "g.processors.observe".startswith("g.processors")
+    assert grants("processors", kafka_acl.READ) >= {(n, kafka_acl.LITERAL) for n in (t.requests, t.calls, t.replies, t.dlq)}
+    assert ("p.results.", kafka_acl.PREFIXED) in grants("processors", kafka_acl.READ)
+    # An async producer may not take the name of control's replay answers topic (it would read them).
+    with pytest.raises(kafka_acl.KafkaAclError):
+        kafka_acl.plan(t, "g", ["replays"])
     assert ("p.results.", kafka_acl.PREFIXED) in grants("processors", kafka_acl.WRITE)
     with pytest.raises(kafka_acl.KafkaAclError):
         kafka_acl.plan(t, "g", ["no spaces"])

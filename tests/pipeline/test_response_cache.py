@@ -96,8 +96,8 @@ async def _send(ingress: IngressInstance, staged: dict[str, Any], *, method: str
 
 async def test_a_miss_then_a_hit_with_no_second_upstream_call(ingress: IngressInstance, stage: Stage, counting: Counting) -> None:
     staged = await _cached_api(stage, ingress, counting)
-    org, tag = staged["org"], uuid.uuid4().hex
-    hits, misses = CACHE_HITS.labels(org)._value.get(), CACHE_MISSES.labels(org)._value.get()
+    org, tag, api_id = staged["org"], uuid.uuid4().hex, str(staged["api"]["id"])
+    hits, misses = CACHE_HITS.labels(org, api_id)._value.get(), CACHE_MISSES.labels(org, api_id)._value.get()
     status, first_headers, first = await _send(ingress, staged, query={"t": tag})
     assert status == 200 and first_headers["X-Cache"] == "MISS" and first["n"] == 1
     status, headers, again = await _send(ingress, staged, query={"t": tag})
@@ -105,7 +105,7 @@ async def test_a_miss_then_a_hit_with_no_second_upstream_call(ingress: IngressIn
     assert int(headers["Age"]) >= 0 and headers["X-Correlation-Id"] == first_headers["X-Correlation-Id"]
     assert counting.calls[tag] == 1  # no call went out: nothing produced, nothing upstream
     assert counting.accept_encoding[tag] == "identity"  # one entry serves every caller; ingress encodes for each
-    assert (CACHE_HITS.labels(org)._value.get() - hits, CACHE_MISSES.labels(org)._value.get() - misses) == (1, 1)
+    assert (CACHE_HITS.labels(org, api_id)._value.get() - hits, CACHE_MISSES.labels(org, api_id)._value.get() - misses) == (1, 1)
     # Another query (or the same parameters in another order) is another entry.
     status, headers, _ = await _send(ingress, staged, query={"t": tag, "x": "1"})
     assert headers["X-Cache"] == "MISS" and counting.calls[tag] == 2

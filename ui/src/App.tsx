@@ -2,6 +2,8 @@ import type { Org } from "@junction/sdk";
 import { useEffect, type ReactNode } from "react";
 import { Navigate, NavLink, Outlet, Route, Routes, useLocation, useNavigate, useParams } from "react-router";
 import { AccountPage } from "./pages/Account";
+import { AlertRuleEditPage, AlertRulesPage } from "./pages/AlertRules";
+import { AlertsPage } from "./pages/Alerts";
 import { ApiEditPage, ApisPage } from "./pages/Apis";
 import { AuditPage } from "./pages/Audit";
 import { ConnectorEditPage, ConnectorsPage } from "./pages/Connectors";
@@ -11,6 +13,7 @@ import { DeadLettersPage } from "./pages/DeadLetters";
 import { LoginPage } from "./pages/Login";
 import { LogsPage } from "./pages/Logs";
 import { OrgsPage } from "./pages/Orgs";
+import { ReplayPage, ReplaysPage } from "./pages/Replays";
 import { SecurityEventsPage } from "./pages/SecurityEvents";
 import { UsersPage } from "./pages/Users";
 import { useSession } from "./session";
@@ -27,6 +30,10 @@ export function App() {
           <Route index element={<Home />} />
           <Route path="admin/orgs" element={<GlobalOnly><OrgsPage /></GlobalOnly>} />
           <Route path="admin/security" element={<GlobalOnly><SecurityEventsPage /></GlobalOnly>} />
+          <Route path="admin/alert-rules" element={<GlobalOnly><AlertRulesPage /></GlobalOnly>} />
+          <Route path="admin/alert-rules/new" element={<GlobalOnly><AlertRuleEditPage key="new" /></GlobalOnly>} />
+          <Route path="admin/alert-rules/:id" element={<GlobalOnly><AlertRuleEditPage key="edit" /></GlobalOnly>} />
+          <Route path="admin/alerts" element={<GlobalOnly><AlertsPage /></GlobalOnly>} />
           <Route path="account" element={<AccountPage />} />
           <Route path="orgs/:org">
             <Route index element={<Navigate to="apis" replace />} />
@@ -43,6 +50,12 @@ export function App() {
             <Route path="dashboard" element={<DashboardPage />} />
             <Route path="logs" element={<LogsPage />} />
             <Route path="dead-letters" element={<DeadLettersPage />} />
+            <Route path="replays" element={<ReplaysPage />} />
+            <Route path="replays/:id" element={<ReplayPage />} />
+            <Route path="alert-rules" element={<AlertRulesPage />} />
+            <Route path="alert-rules/new" element={<AlertRuleEditPage key="new" />} />
+            <Route path="alert-rules/:id" element={<AlertRuleEditPage key="edit" />} />
+            <Route path="alerts" element={<AlertsPage />} />
           </Route>
           <Route path="*" element={<NotFound />} />
         </Route>
@@ -90,7 +103,7 @@ function Home() {
 
 function Layout() {
   const session = useSession();
-  const { claims, isGlobal, client } = session;
+  const { claims, isGlobal, client, canWrite } = session;
   const { org } = useParams();
   const navigate = useNavigate();
   const location = useLocation();
@@ -106,6 +119,9 @@ function Layout() {
     ["dashboard", "Dashboard"],
     ["logs", "Request logs"],
     ["dead-letters", "Dead letters"],
+    ["replays", "Replay jobs"],
+    ["alert-rules", "Alert rules"],
+    ["alerts", "Alerts"],
   ];
   return (
     <div className="shell">
@@ -151,11 +167,17 @@ function Layout() {
             <li>
               <NavLink to="/admin/security">Security events</NavLink>
             </li>
+            <li>
+              <NavLink to="/admin/alert-rules">Global alert rules</NavLink>
+            </li>
+            <li>
+              <NavLink to="/admin/alerts">Global alerts</NavLink>
+            </li>
           </ul>
         )}
         {org && (
           <ul>
-            {orgLinks.map(([to, label]) => (
+            {orgLinks.filter(([to]) => canWrite || to !== "consumers").map(([to, label]) => (
               <li key={to}>
                 <NavLink to={`/orgs/${org}/${to}`}>{label}</NavLink>
               </li>

@@ -1,4 +1,4 @@
-import type { Diff, Kind, Version } from "@junction/sdk";
+import type { Diff, JunctionClient, Kind, Version } from "@junction/sdk";
 import { useEffect, useState } from "react";
 import { useSession } from "../session";
 import { ErrorMessage, Field, formatTime, Loading, TableWrap, useAction, useLoad } from "../ui";
@@ -30,11 +30,34 @@ export function DiffTable({ diff, labels }: { diff: Diff; labels?: [string, stri
   );
 }
 
-/** The versions of an API, connector or consumer: pick two to compare, roll back to one (APIs, connectors). */
-export function VersionsPanel(props: { org: string; kind: Kind; id: string; current: number; onRolledBack: () => void }) {
+/** What is versioned: an API, connector or consumer of an organisation, or an alert rule (org null: global). */
+export type Versioned = { org: string; kind: Kind } | { org: string | null; kind: "alert-rules" };
+
+function versionOps(client: JunctionClient, target: Versioned, id: string) {
+  if (target.kind === "alert-rules") {
+    const org = target.org;
+    return {
+      list: () => client.listAlertRuleVersions(org, id),
+      diff: (a: number, b: number) => client.diffAlertRule(org, id, a, b),
+      rollback: (to: number, current: number) => client.rollbackAlertRule(org, id, to, current) as Promise<unknown>,
+    };
+  }
+  const { org, kind } = target;
+  return {
+    list: () => client.listVersions(org, kind, id),
+    diff: (a: number, b: number) => client.diff(org, kind, id, a, b),
+    rollback: kind === "consumers" ? undefined
+      : (to: number, current: number) => client.rollback(org, kind, id, to, current) as Promise<unknown>,
+  };
+}
+
+/** The versions of an API, connector, consumer or alert rule: pick two to compare, roll back to one
+ *  (all but consumers). */
+export function VersionsPanel(props: Versioned & { id: string; current: number; onRolledBack: () => void }) {
   const { client, canWrite } = useSession();
   const { org, kind, id, current } = props;
-  const versions = useLoad(() => client.listVersions(org, kind, id), [org, kind, id, current, client]);
+  const ops = versionOps(client, props, id);
+  const versions = useLoad(() => ops.list(), [org, kind, id, current, client]);
   const [a, setA] = useState(Math.max(1, current - 1));
   const [b, setB] = useState(current);
   useEffect(() => {
@@ -42,15 +65,16 @@ export function VersionsPanel(props: { org: string; kind: Kind; id: string; curr
     setB(current);
   }, [current]);
   const diff = useLoad<Diff | undefined>(
-    () => (a && b && a !== b ? client.diff(org, kind, id, a, b) : Promise.resolve(undefined)),
+    () => (a && b && a !== b ? ops.diff(a, b) : Promise.resolve(undefined)),
     [org, kind, id, a, b, current, client],
   );
   const rollback = useAction();
 
   async function rollTo(v: Version) {
-    if (kind === "consumers") return;
+    const roll = ops.rollback;
+    if (!roll) return;
     if (!window.confirm(`Make a new version ${current + 1} equal to version ${v.version}?`)) return;
-    if (await rollback.run(() => client.rollback(org, kind, id, v.version, current))) props.onRolledBack();
+    if (await rollback.run(() => roll(v.version, current))) props.onRolledBack();
   }
 
   const list = versions.data ?? [];
@@ -60,14 +84,14 @@ export function VersionsPanel(props: { org: string; kind: Kind; id: string; curr
       <ErrorMessage error={versions.error ?? rollback.error} />
       {versions.loading && !versions.data ? <Loading what="versions" /> : (
         <TableWrap label="Versions">
-          <thead><tr><th>Version</th><th>Saved</th><th>By</th>{canWrite && kind !== "consumers" && <th>Actions</th>}</tr></thead>
+          <thead><tr><th>Version</th><th>Saved</th><th>By</th>{canWrite && ops.rollback && <th>Actions</th>}</tr></thead>
           <tbody>
             {[...list].reverse().map((v) => (
               <tr key={v.version}>
                 <td>v{v.version}{v.version === current ? " (current)" : ""}</td>
                 <td>{formatTime(v.created_at)}</td>
                 <td>{v.created_by ?? ""}</td>
-                {canWrite && kind !== "consumers" && (
+                {canWrite && ops.rollback && (
                   <td className="buttons">
                     {v.version !== current && (
                       <button type="button" onClick={() => rollTo(v)} disabled={rollback.busy}>

@@ -27,7 +27,7 @@ export async function allConnectors(client: JunctionClient, org: string): Promis
   return out;
 }
 
-async function allApis(client: JunctionClient, org: string): Promise<Api[]> {
+export async function allApis(client: JunctionClient, org: string): Promise<Api[]> {
   const out: Api[] = [];
   let cursor: string | undefined;
   do {

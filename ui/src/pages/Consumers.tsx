@@ -8,6 +8,20 @@ import {
 } from "../ui";
 
 export function ConsumersPage() {
+  const { canWrite } = useSession();
+  // The API keeps consumers (callers' credentials) to the organisation's admins: a viewer gets 403.
+  if (!canWrite) {
+    return (
+      <section>
+        <PageHeader title="Consumers" />
+        <p>Consumers and their credentials are shown to the organisation's admins only.</p>
+      </section>
+    );
+  }
+  return <ConsumersList />;
+}
+
+function ConsumersList() {
   const { org = "" } = useParams();
   const { client, canWrite } = useSession();
   const paging = useCursor<string>();

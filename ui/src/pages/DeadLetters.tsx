@@ -1,7 +1,8 @@
 import type { DeadLetterSummary } from "@junction/sdk";
 import { useState, type FormEvent } from "react";
-import { useParams } from "react-router";
-import { useClient } from "../session";
+import { Link, useParams } from "react-router";
+import { useSession } from "../session";
+import { ReplayStarter, type ReplaySelection } from "./Replays";
 import { ErrorMessage, Field, fieldError, formatTime, Json, Loading, PageHeader, Pager, TableWrap, useCursor, useLoad } from "../ui";
 
 interface Filters {
@@ -15,10 +16,13 @@ interface Filters {
 
 const iso = (local: string) => (local ? new Date(local).toISOString() : undefined);
 
-/** Dead letters: the calls that failed for good, newest first, with filters; one opens to its detail. */
+/** Dead letters: the calls that failed for good, newest first, with filters; one opens to its detail.
+ *  Admins choose some (or take every one the filters match) and replay them. */
 export function DeadLettersPage() {
   const { org = "" } = useParams();
-  const client = useClient();
+  const { client, canWrite } = useSession();
+  const [chosen, setChosen] = useState<string[]>([]);
+  const [replayAll, setReplayAll] = useState(false);
   const empty: Filters = { api: "", stage: "", code: "", correlation_id: "", from: "", to: "" };
   const [filters, setFilters] = useState<Filters>(empty);
   const [applied, setApplied] = useState<Filters>(empty);
@@ -39,11 +43,22 @@ export function DeadLettersPage() {
     e.preventDefault();
     paging.reset();
     setApplied(filters);
+    setChosen([]);
   }
+  const choose = (id: string, on: boolean) => setChosen((c) => (on ? [...c, id] : c.filter((x) => x !== id)));
+  const filter: Record<string, string> = {};
+  if (applied.api) filter.api = applied.api;
+  if (applied.stage) filter.stage = applied.stage;
+  if (applied.code) filter.code = applied.code;
+  if (applied.from) filter.from = iso(applied.from) as string;
+  if (applied.to) filter.to = iso(applied.to) as string;
+  const selection: ReplaySelection = replayAll ? { filter } : { ids: chosen };
   const items = (page.data?.items ?? []) as DeadLetterSummary[];
   return (
     <section>
-      <PageHeader title="Dead letters" />
+      <PageHeader title="Dead letters">
+        <Link to={`/orgs/${org}/replays`}>Replay jobs →</Link>
+      </PageHeader>
       <form className="filters" onSubmit={submit} noValidate aria-label="Filter dead letters">
         <Field label="API id" error={fieldError(page.error, "api")}>{(p) => <input {...p} value={filters.api} onChange={(e) => set("api", e.target.value)} />}</Field>
         <Field label="Stage">
@@ -63,10 +78,16 @@ export function DeadLettersPage() {
       {page.loading && !page.data ? <Loading what="dead letters" /> : (
         <>
           <TableWrap label="Dead letters">
-            <thead><tr><th>Failed</th><th>Stage</th><th>Error</th><th>Attempt</th><th>Correlation id</th><th><span className="sr-only">Detail</span></th></tr></thead>
+            <thead><tr>{canWrite && <th><span className="sr-only">Replay</span></th>}<th>Failed</th><th>Stage</th><th>Error</th><th>Attempt</th><th>Correlation id</th><th><span className="sr-only">Detail</span></th></tr></thead>
             <tbody>
               {items.map((d) => (
                 <tr key={d.id}>
+                  {canWrite && (
+                    <td>
+                      <input type="checkbox" aria-label={`Choose ${d.correlation_id} for replay`} disabled={replayAll}
+                        checked={chosen.includes(d.id)} onChange={(e) => choose(d.id, e.target.checked)} />
+                    </td>
+                  )}
                   <td>{formatTime(d.failed_at)}</td>
                   <td>{d.stage}</td>
                   <td><code>{d.error_code}</code> {d.error_message}</td>
@@ -76,13 +97,14 @@ export function DeadLettersPage() {
                     {openId === d.id ? "Hide" : "Detail"}</button></td>
                 </tr>
               ))}
-              {items.length === 0 && <tr><td colSpan={6}>No dead letters match.</td></tr>}
+              {items.length === 0 && <tr><td colSpan={canWrite ? 7 : 6}>No dead letters match.</td></tr>}
             </tbody>
           </TableWrap>
           <Pager page={paging.page} hasNext={!!page.data?.next_cursor} onPrev={paging.prev}
             onNext={() => page.data?.next_cursor && paging.next(page.data.next_cursor)} />
         </>
       )}
+      {canWrite && <ReplayStarter org={org} selection={selection} allMatching={replayAll} onAllMatching={setReplayAll} />}
       {openId && (
         <section className="card" aria-label="Dead letter detail">
           <h2>Dead letter {openId}</h2>

@@ -1,0 +1,64 @@
+"""The filters the lists share, parsed one way: dead letters, request logs, metrics and replay
+selections all take an API id, an error code, a correlation id and a ``from``/``to`` time range, and
+each bad value is a :class:`~core.errors.FieldError` naming its parameter (``prefix`` names the object
+they sit in, such as ``filter.``). The lists add their own (a stage, a status) beside these."""
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from control.validation import is_uuid
+from core.errors import FieldError
+
+__all__ = ["CODE", "Common", "common", "param_errors", "parse_time"]
+
+CODE = re.compile(r"[a-z0-9_]{1,64}")
+CORRELATION_ID = re.compile(r"[\x21-\x7e]{1,200}")
+
+
+def parse_time(raw: str, name: str, errors: list[FieldError]) -> datetime | None:
+    """An ISO 8601 date-time in UTC (UTC when it names no offset), or a FieldError for ``name``."""
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00")) if len(raw) <= 64 else None
+        # In UTC, so an instant outside years 1 to 9999 (0001-01-01T00:00+23:59) is refused here, not by PostgreSQL.
+        value = value.replace(tzinfo=value.tzinfo or timezone.utc).astimezone(timezone.utc) if value else None
+    except (ValueError, OverflowError):
+        value = None
+    if value is None:
+        errors.append(FieldError(name, "must be an ISO 8601 date-time between years 1 and 9999"))
+    return value
+
+
+def param_errors(query: Mapping[str, str], allowed: Iterable[str]) -> list[FieldError]:
+    """A parameter the list does not take, and NUL characters in those it does."""
+    known = tuple(allowed)
+    errors = [FieldError(name, "unknown query parameter") for name in query if name not in known]
+    return errors + [FieldError(name, "must not contain NUL characters") for name in known if "\x00" in query.get(name, "")]
+
+
+@dataclass(frozen=True)
+class Common:
+    api_id: str | None
+    error_code: str | None
+    correlation_id: str | None
+    since: datetime | None
+    until: datetime | None
+
+
+def common(values: Mapping[str, str], errors: list[FieldError], *, prefix: str = "") -> Common:
+    """The shared filters of ``values``; each bad one appends its error (raise them with the list's own)."""
+    api, code, cid = values.get("api"), values.get("code"), values.get("correlation_id")
+    if api is not None and not is_uuid(api):
+        errors.append(FieldError(f"{prefix}api", "must be an API id"))
+    if code is not None and not CODE.fullmatch(code):
+        errors.append(FieldError(f"{prefix}code", "must be an error code: 1 to 64 of a-z, 0-9 and _"))
+    if cid is not None and not CORRELATION_ID.fullmatch(cid):
+        errors.append(FieldError(f"{prefix}correlation_id", "must be 1 to 200 printable characters without spaces"))
+    since = parse_time(values["from"], f"{prefix}from", errors) if "from" in values else None
+    until = parse_time(values["to"], f"{prefix}to", errors) if "to" in values else None
+    if since is not None and until is not None and since > until:
+        errors.append(FieldError(f"{prefix}to", "must not be before from"))
+    return Common(str(uuid.UUID(api)) if api and is_uuid(api) else None, code, cid, since, until)
