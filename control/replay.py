@@ -26,7 +26,8 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from core.kafka import make_consumer, topic_partitions
+from core.consume import read_topic
+from core.kafka import make_consumer
 from core.messages import now_ms
 from core.settings import Settings
 from schemas import CodecError, decode, encode
@@ -62,40 +63,19 @@ async def read_dead_letters(settings: Settings, *, org: str | None = None, limit
 
     For tools and tests with broker access; operators read the index through the management API.
     """
-    tps = await topic_partitions(settings, settings.topics.dlq)
-    if not tps:
-        return []
-    consumer = make_consumer(settings)
-    await consumer.start()
-    try:
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        found: list[DeadLetterView] = []
-        done: set[TopicPartition] = set()
-        idle = 0
-        # Read to the high-water mark each fetch reports (exact on every broker).
-        while len(done) < len(tps) and idle < 10:
-            batches = await consumer.getmany(*tps, timeout_ms=200, max_records=1000)
-            idle = 0 if batches else idle + 1
-            for tp, records in batches.items():
-                for rec in records:
-                    try:
-                        _, letter = decode(rec.value, expected="DeadLetter")
-                    except CodecError:
-                        continue
-                    if org is not None and letter["org"] != org:
-                        continue
-                    if correlation_ids is not None and letter["correlation_id"] not in correlation_ids:
-                        continue
-                    found.append(DeadLetterView(tp.partition, rec.offset, letter))
-            for tp in tps:
-                highwater = consumer.highwater(tp)
-                if highwater is not None and await consumer.position(tp) >= highwater:
-                    done.add(tp)
-        found.sort(key=lambda v: v.letter["failed_at_ms"])
-        return found[-limit:] if limit else found
-    finally:
-        await consumer.stop()
+    found: list[DeadLetterView] = []
+    for rec in await read_topic(settings, settings.topics.dlq):
+        try:
+            _, letter = decode(rec.value, expected="DeadLetter")
+        except CodecError:
+            continue
+        if org is not None and letter["org"] != org:
+            continue
+        if correlation_ids is not None and letter["correlation_id"] not in correlation_ids:
+            continue
+        found.append(DeadLetterView(rec.partition, rec.offset, letter))
+    found.sort(key=lambda v: v.letter["failed_at_ms"])
+    return found[-limit:] if limit else found
 
 
 class InboundReader:

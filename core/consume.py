@@ -19,9 +19,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter
 
+from core.kafka import make_consumer, topic_partitions
 from schemas import CodecError, decode
 
-__all__ = ["UNDECODABLE_RECORDS", "Fetched", "decode_records", "fetch_decoded"]
+__all__ = ["UNDECODABLE_RECORDS", "Fetched", "decode_records", "fetch_decoded", "read_topic"]
 
 log = logging.getLogger(__name__)
 
@@ -64,3 +65,32 @@ async def fetch_decoded(consumer: AIOKafkaConsumer, *partitions: TopicPartition,
     batches = await consumer.getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
     records = (r for rs in batches.values() for r in rs if skip is None or not skip(r))
     return decode_records(records, expected, reader=reader)
+
+
+async def read_topic(settings: Any, topic: str) -> list[ConsumerRecord]:
+    """Every record of ``topic`` from its beginning to its end now, in no group: for tools, the
+    dead-letter listing of replay, and tests that look at what a topic holds."""
+    tps = await topic_partitions(settings, topic)
+    if not tps:
+        return []
+    consumer = make_consumer(settings)
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        out: list[ConsumerRecord] = []
+        done: set[TopicPartition] = set()
+        idle = 0
+        # Read to the high-water mark each fetch reports (exact on every broker).
+        while len(done) < len(tps) and idle < 10:
+            batches = await consumer.getmany(*tps, timeout_ms=200, max_records=1000)
+            idle = 0 if batches else idle + 1
+            for records in batches.values():
+                out.extend(records)
+            for tp in tps:
+                highwater = consumer.highwater(tp)
+                if highwater is not None and await consumer.position(tp) >= highwater:
+                    done.add(tp)
+        return out
+    finally:
+        await consumer.stop()

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from core.kafka import make_consumer, topic_partitions
+from core.consume import read_topic
 from core.settings import Settings
 from junction.broker import free_port
 
@@ -102,21 +102,8 @@ async def serving_tls(app: web.Application, context: ssl.SSLContext) -> AsyncIte
 
 async def all_topic_bytes(settings: Settings, topics: list[str]) -> bytes:
     """Every record of ``topics``, keys, values and headers, raw."""
-    consumer = make_consumer(settings)
-    await consumer.start()
     chunks: list[bytes] = []
-    try:
-        tps = [tp for topic in topics for tp in await topic_partitions(settings, topic)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        pending = {tp for tp in tps if ends[tp] > 0}
-        while pending:
-            batch = await consumer.getmany(*pending, timeout_ms=1000)
-            for records in batch.values():
-                for rec in records:
-                    chunks += [rec.key or b"", rec.value or b"", *(v for _, v in rec.headers or [])]
-            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
-    finally:
-        await consumer.stop()
+    for topic in topics:
+        for rec in await read_topic(settings, topic):
+            chunks += [rec.key or b"", rec.value or b"", *(v for _, v in rec.headers or [])]
     return b"".join(chunks)

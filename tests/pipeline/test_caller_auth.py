@@ -15,12 +15,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from core.kafka import make_consumer, topic_partitions
 from core.sealing import sealer_for
 from core.settings import Settings
 from tests.callerauth_support import (  # noqa: F401 - clear_ingress_blocks is a fixture
     basic_doc, clear_ingress_blocks, client_secret_pair, consumer_doc, issuer, new_key, publish_consumer, secure_api,
 )
+from tests.upstream_support import all_topic_bytes
 from tests.support import IngressInstance, ProcessorsProcess, Stage
 
 pytestmark = pytest.mark.usefixtures("clear_ingress_blocks")
@@ -223,24 +223,7 @@ async def test_revoking_disabling_and_changing_auth_take_effect_on_every_instanc
 async def _all_topic_bytes(settings: Settings) -> bytes:
     """Every record of every topic of this run, keys, values and headers, raw."""
     t = settings.topics
-    consumer = make_consumer(settings)
-    await consumer.start()
-    chunks: list[bytes] = []
-    try:
-        tps = [tp for topic in (t.requests, t.calls, t.replies, t.dlq, t.config) for tp in await topic_partitions(settings, topic)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        pending = {tp for tp in tps if ends[tp] > 0}
-        while pending:
-            batch = await consumer.getmany(*pending, timeout_ms=1000)
-            for records in batch.values():
-                for rec in records:
-                    chunks += [rec.key or b"", rec.value or b"", *(v for _, v in rec.headers or [])]
-            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
-    finally:
-        await consumer.stop()
-    return b"".join(chunks)
+    return await all_topic_bytes(settings, [t.requests, t.calls, t.replies, t.dlq, t.config])
 
 
 async def test_no_credential_in_clear_on_any_topic_or_in_the_logs(stage: Stage, ingress: IngressInstance, upstream: str,

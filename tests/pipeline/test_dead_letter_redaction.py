@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 
 from control.replay import read_dead_letters
-from core.kafka import make_consumer, topic_partitions
+from core.consume import read_topic
 from core.messages import now_ms
 from core.settings import Settings
 from junction.broker import free_port
@@ -56,29 +56,7 @@ async def _call(url: str, values: dict[str, str], extra: dict[str, str] | None =
 
 async def _every_record(settings: Settings, topic: str) -> list[bytes]:
     """Every record value of ``topic``, from the beginning to its end now."""
-    tps = await topic_partitions(settings, topic)
-    if not tps:
-        return []
-    consumer = make_consumer(settings)
-    await consumer.start()
-    try:
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        out: list[bytes] = []
-        done: set[Any] = set()
-        idle = 0
-        while len(done) < len(tps) and idle < 10:
-            batches = await consumer.getmany(*tps, timeout_ms=200, max_records=1000)
-            idle = 0 if batches else idle + 1
-            for records in batches.values():
-                out += [r.value for r in records if r.value is not None]
-            for tp in tps:
-                highwater = consumer.highwater(tp)
-                if highwater is not None and await consumer.position(tp) >= highwater:
-                    done.add(tp)
-        return out
-    finally:
-        await consumer.stop()
+    return [r.value for r in await read_topic(settings, topic) if r.value is not None]
 
 
 async def _letters(settings: Settings, cids: set[str]) -> list[dict[str, Any]]:
