@@ -215,7 +215,7 @@ async def _load(url: str, root: int, settings: Settings, *, requests: int, concu
                     async with session.post(url, data=b'{"n":1}', headers={TAG_HEADER: tag}) as r:
                         await r.read()
                         answers[tag] = (r.status, r.headers.get(CORRELATION_HEADER, ""))
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (aiohttp.ClientError, TimeoutError):
                     answers[tag] = (None, "")
 
         async def killer() -> None:
@@ -227,7 +227,7 @@ async def _load(url: str, root: int, settings: Settings, *, requests: int, concu
             kill.update({"pid": pid, "after_answered": len(answers)})
             ready = f"http://127.0.0.1:{settings.egress_port}/readyz"
             while True:
-                with contextlib.suppress(aiohttp.ClientError, LookupError, asyncio.TimeoutError):
+                with contextlib.suppress(aiohttp.ClientError, LookupError, TimeoutError):
                     if _service_pid(root, "egress") != pid:
                         async with session.get(ready, timeout=aiohttp.ClientTimeout(total=2)) as r:
                             if r.status == 200:

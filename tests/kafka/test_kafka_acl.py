@@ -3,7 +3,8 @@
 The module starts an Apache Kafka of its own with SASL and the StandardAuthorizer (nothing is allowed
 without an ACL), provisions it as the admin, then runs the pipeline with each service under its own
 principal: processors and egress as child processes, ingress and the config publisher (the control
-principal) in this process. What each principal may not do is tried for real and must be refused.
+principal) in this process, and control's dead-letter indexer and replay answer reader in their consumer
+groups. What each principal may not do is tried for real and must be refused.
 """
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ import sys
 import tempfile
 import time
 import uuid
-from bench.procs import stop  # SIGTERM, then SIGKILL after 20 s
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,7 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
+from bench.procs import stop  # SIGTERM, then SIGKILL after 20 s
 from control.dead_letters import GROUP as DEAD_LETTER_GROUP
 from control.dead_letters import DeadLetterIndexer
 from control.migrate import apply_migrations
