@@ -140,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError:  # the SDK's dependencies are missing: the dead-letter commands need the management API
         pass
 
+    p = sub.add_parser("replay", help="replay jobs: list them, show one, follow one to its end (docs/replay.md)")
+    replay = p.add_subparsers(dest="replay_command", required=True)
+    try:
+        _register_replay_commands(replay)
+    except ImportError:
+        pass
+
     try:
         from junction.admin_cli import register
     except ImportError:
@@ -206,6 +213,25 @@ def _register_dlq_commands(dlq: Any) -> None:
     q.add_argument("--no-wait", action="store_true", help="print the new job and return without following it")
     q.set_defaults(func=_client_cmd(_dlq_replay))
     for q in (dlq.choices["list"], dlq.choices["show"], dlq.choices["replay"]):
+        q.add_argument("--url", default="http://127.0.0.1:8081", help="control URL")
+        q.add_argument("--token", default=None, help="bearer token (default: $JUNCTION_TOKEN)")
+
+
+def _register_replay_commands(replay: Any) -> None:
+    """``junction replay list``, ``show`` and ``follow``: the jobs ``junction dlq replay`` creates."""
+    from junction.admin_cli import _client_cmd
+
+    q = replay.add_parser("list", help="an organisation's replay jobs, newest first")
+    q.add_argument("--limit", type=int, default=None, help="at most this many")
+    q.set_defaults(func=_client_cmd(lambda c, a: c.list_replays(a.org, limit=a.limit)))
+    q = replay.add_parser("show", help="one job: its progress and each message's outcome")
+    q.add_argument("id", help="the job's id")
+    q.set_defaults(func=_client_cmd(lambda c, a: c.get_replay(a.org, a.id)))
+    q = replay.add_parser("follow", help="show a job's progress until it is done, then the job")
+    q.add_argument("id", help="the job's id")
+    q.set_defaults(func=_client_cmd(lambda c, a: c.wait_replay(a.org, a.id, on_progress=_progress)))
+    for q in replay.choices.values():
+        q.add_argument("--org", required=True, help="the organisation (slug or id)")
         q.add_argument("--url", default="http://127.0.0.1:8081", help="control URL")
         q.add_argument("--token", default=None, help="bearer token (default: $JUNCTION_TOKEN)")
 
