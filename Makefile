@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-kafka kafka bench bench-config install clean lint console console-types test-console
+.PHONY: run test test-kafka kafka bench bench-config install clean lint console console-types test-console test-console-all
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,12 +41,13 @@ console-types: $(STAMP)
 	$(PY) sdk/typescript/scripts/write_openapi.py
 	cd sdk/typescript && npm ci --no-audit --no-fund && npm run generate
 
-# The console's and the TypeScript SDK's tests: Vitest, then a real browser (Debian's chromium) against a
-# real control service, PostgreSQL and Redis (tests/console).
+# The TypeScript SDK's own checks (types, generated code up to date). The console's Vitest and browser tests
+# run in `make test` (tests/console) whenever Node.js is there; run them alone with `make test-console-all`.
 test-console: $(STAMP)
 	cd sdk/typescript && npm ci --no-audit --no-fund && npm run typecheck && npm run check-generated
-	cd ui && npm ci --no-audit --no-fund && npm run build && npm test
-	$(PY) -m pytest -p no:cacheprovider tests/console $(PYTEST_ARGS)
+
+test-console-all: test-console console
+	$(PY) -m pytest -p no:cacheprovider -rs tests/console $(PYTEST_ARGS)
 
 # The pipeline, control-plane and reliability tests again, on Apache Kafka of the run's own
 # (fetched with Maven into .junction/kafka/, started on free ports, thrown away after).

@@ -83,6 +83,17 @@ async def start_stores(settings: Settings, stack: contextlib.AsyncExitStack) -> 
     return stores.apply(settings), pids
 
 
+async def migrate(settings: Settings) -> None:
+    from control.migrate import apply_migrations
+    from core.db import make_pool
+
+    pool = await make_pool(settings, max_size=1)
+    try:
+        await apply_migrations(pool)
+    finally:
+        await pool.close()
+
+
 async def measure(url: str, pids: dict[str, int | None], *, concurrency: int, rate: float, seconds: float,
                   warmup: float) -> dict[str, object]:
     """Warm-up, latency at the offered rate, then throughput, then latency again (a broker that slows
@@ -157,6 +168,7 @@ async def main(kind: str, seconds: float, concurrency: int, rate: float, warmup:
             **{name: 0 for name in Settings.__dataclass_fields__ if name.endswith("_metrics_port")},
         )
         settings, store_pids = await start_stores(settings, stack)
+        await migrate(settings)  # the tables processors' metrics stage writes, as control would have made them
         await wait_for_broker(settings)
         await ensure_topics(settings)
         await wait_for_coordinator(settings)

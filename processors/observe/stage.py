@@ -123,6 +123,11 @@ class ObserveStage:
             try:
                 await step()
                 return
+            except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
+                # The same records would fail the same way forever, and hold every later call's metrics
+                # back: this flush's are given up, said loudly, and reading goes on.
+                log.error("observe %s refused by the database (%s): this flush's records are not measured", what, exc)
+                return
             except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
                 log.warning("observe %s failed (%s); retrying in %.1fs", what, exc, backoff)
                 await asyncio.sleep(backoff)
