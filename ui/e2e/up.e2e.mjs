@@ -189,6 +189,12 @@ try {
   }, 45000);
   await shot("dashboard-1280");
   step(`the calls are on the dashboard (${await callsTile.textContent()} calls)`);
+  // The same, for the one API: chosen by name in the dashboard's selector (?api= in the URL).
+  const apiOption = page.getByLabel("API", { exact: true }).locator("option").filter({ hasText: "/" }).first();
+  await page.getByLabel("API", { exact: true }).selectOption(await apiOption.getAttribute("value"));
+  await page.waitForURL(/[?&]api=/);
+  await eventually("the API's calls on its dashboard", async () => Number(await callsTile.textContent()) >= 2, 20000);
+  step(`the API's own dashboard shows its calls (${await callsTile.textContent()} calls)`);
 
   // -- roll back a version (the API: timeout changed, then rolled back) ----------------------------------
   await page.goto(apiUrl);

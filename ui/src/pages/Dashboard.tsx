@@ -1,9 +1,9 @@
 import { JunctionError, type MetricPoint } from "@junction/sdk";
 import { useEffect, useState } from "react";
-import { useParams } from "react-router";
+import { useParams, useSearchParams } from "react-router";
 import { LineChart } from "../components/Chart";
 import { useClient } from "../session";
-import { ErrorMessage, PageHeader } from "../ui";
+import { ErrorMessage, Field, PageHeader } from "../ui";
 
 const KEEP = 90; // windows of 10 s: the last 15 minutes
 
@@ -13,13 +13,22 @@ function merge(points: MetricPoint[], more: MetricPoint[]): MetricPoint[] {
   return [...byT.values()].sort((a, b) => a.t.localeCompare(b.t)).slice(-KEEP);
 }
 
-/** Live per-organisation metrics: the last 15 minutes, then each 10 s window as it settles (SSE). */
+/** Live metrics of the organisation, or of one of its APIs (?api=): the last 15 minutes, then each 10 s
+ * window as it settles (SSE). */
 export function DashboardPage() {
   const { org = "" } = useParams();
   const client = useClient();
+  const [search, setSearch] = useSearchParams();
+  const api = search.get("api") ?? "";
+  const [apis, setApis] = useState<{ id: string; name: string; path: string }[]>([]);
   const [points, setPoints] = useState<MetricPoint[]>([]);
   const [state, setState] = useState<"connecting" | "live" | "retrying">("connecting");
   const [error, setError] = useState<unknown>(null);
+
+  useEffect(() => {
+    // The organisation's APIs, for the selector (the first 1000: a dashboard per API is picked by name).
+    client.listApis(org, { limit: 1000 }).then((page) => setApis(page.items), () => setApis([]));
+  }, [org, client]);
 
   useEffect(() => {
     const abort = new AbortController();
@@ -27,7 +36,7 @@ export function DashboardPage() {
     setPoints([]);
     const from = new Date(Date.now() - KEEP * 10_000).toISOString();
     client
-      .metrics(org, { from, step: "10s" })
+      .metrics(org, api ? { from, step: "10s", api } : { from, step: "10s" })
       .then((m) => !abort.signal.aborted && setPoints((p) => merge(p, m.points)))
       .catch((e) => !abort.signal.aborted && setError(e));
     const connect = () => {
@@ -40,7 +49,7 @@ export function DashboardPage() {
             setError(null);
             setPoints((p) => merge(p, [point]));
           },
-          { signal: abort.signal },
+          { signal: abort.signal, api: api || undefined },
         )
         .then(() => {
           if (!abort.signal.aborted) {
@@ -65,7 +74,7 @@ export function DashboardPage() {
       window.clearTimeout(retry);
       window.clearTimeout(opened);
     };
-  }, [org, client]);
+  }, [org, client, api]);
 
   const times = points.map((p) => p.t);
   const last = points[points.length - 1];
@@ -78,6 +87,18 @@ export function DashboardPage() {
           {state === "live" ? "● live" : state === "connecting" ? "connecting…" : "reconnecting…"}
         </span>
       </PageHeader>
+      <div className="filters">
+        <Field label="API">
+          {(p) => (
+            <select {...p} value={api} onChange={(e) => setSearch(e.target.value ? { api: e.target.value } : {})}>
+              <option value="">Every API of the organisation</option>
+              {apis.map((a) => (
+                <option key={a.id} value={a.id}>{`${a.name} (${a.path})`}</option>
+              ))}
+            </select>
+          )}
+        </Field>
+      </div>
       <ErrorMessage error={error} />
       <div className="tiles">
         <div className="tile"><span>Calls (15 min)</span><strong>{total}</strong></div>
