@@ -190,10 +190,14 @@ try {
   await shot("dashboard-1280");
   step(`the calls are on the dashboard (${await callsTile.textContent()} calls)`);
   // The same, for the one API: chosen by name in the dashboard's selector (?api= in the URL).
-  const apiOption = page.getByLabel("API", { exact: true }).locator("option").filter({ hasText: "/" }).first();
-  await page.getByLabel("API", { exact: true }).selectOption(await apiOption.getAttribute("value"));
-  await page.waitForURL(/[?&]api=/);
-  await eventually("the API's calls on its dashboard", async () => Number(await callsTile.textContent()) >= 2, 20000);
+  await page.getByLabel("API", { exact: true }).selectOption({ label: "stock-api (/stock)" });
+  await page.waitForURL(/[?&]api=[0-9a-f-]{36}/);
+  await eventually("the API's calls on its dashboard", async () => {
+    await page.reload();  // the API's own series, read afresh (not the organisation's still on screen)
+    await callsTile.waitFor();
+    await page.waitForTimeout(1000);
+    return Number(await callsTile.textContent()) >= 2;
+  }, 30000);
   step(`the API's own dashboard shows its calls (${await callsTile.textContent()} calls)`);
 
   // -- roll back a version (the API: timeout changed, then rolled back) ----------------------------------
