@@ -11,6 +11,7 @@ import copy
 from typing import Any
 
 from control.bodies import request_schemas
+from control.handlers.audit import RESOURCE_TYPES
 from core.settings import Settings
 
 __all__ = ["build_openapi"]
@@ -511,7 +512,7 @@ def build_openapi(settings: Settings) -> Schema:
             **_errors("401", "422")}, params=[
                 {"name": "org", "in": "query", "schema": _STR, "description": "slug or id"},
                 {"name": "actor", "in": "query", "schema": _STR, "description": "user id or email"},
-                {"name": "resource_type", "in": "query", "schema": {"type": "string", "enum": ["org", "user", "api", "connector"]}},
+                {"name": "resource_type", "in": "query", "schema": {"type": "string", "enum": list(RESOURCE_TYPES)}},
                 {"name": "resource_id", "in": "query", "schema": _STR},
                 {"name": "since", "in": "query", "schema": _TIME},
                 {"name": "until", "in": "query", "schema": _TIME},

@@ -9,8 +9,10 @@ Documents (JSON in ConfigEvent.document):
   org:       {"id", "slug", "name", "enabled", "rate_limit" (dict or null)}
   api:       {"id", "org" (slug), "org_id", "name", "protocol", "methods", "path",
               "connector" (id), "timeout_ms", "auth" (a jwt secret as "secret_sealed"),
-              "rate_limit" (dict or null), "version", "enabled"}
-  connector: {"id", "org" (slug), "org_id", "name", "target": {"protocol", "url", "method", ...},
+              "rate_limit" (dict or null), "version", "enabled", "async_fallback", "idempotency_ttl_s",
+              "cache" (dict or null), and for protocol soap "contract" (core/soap_contract.py)}
+  connector: {"id", "org" (slug), "org_id", "name", "target": {"protocol", "url", "method", ...,
+              "secrets_sealed" (upstream credentials, core/upstream_secrets.py)},
               "script" (str or null), "settings" (dict, without the secret ones),
               "secret_settings_sealed" (only with secret settings), "version"}
   consumer:  {"id", "org" (slug), "org_id", "name", "enabled", "version",

@@ -4223,7 +4223,7 @@ export interface operations {
                 org?: string;
                 /** @description user id or email */
                 actor?: string;
-                resource_type?: "org" | "user" | "api" | "connector";
+                resource_type?: "org" | "user" | "api" | "connector" | "consumer" | "replay" | "alert_rule" | "alert";
                 resource_id?: string;
                 since?: string;
                 until?: string;
