@@ -279,6 +279,7 @@ def check_upstream_auth(target: dict[str, Any], *, allow_private: bool) -> list[
             taken.add(str(auth.get("name", "")).lower())
         elif auth.get("type") in ("basic", "bearer", "oauth2_client_credentials"):
             taken.add("authorization")
+    seen: dict[str, str] = {}
     for name, value in (target.get("headers") or {}).items():
         if not _HEADER_NAME.fullmatch(name):
             errors.append(FieldError(f"target.headers.{name}", "is not a valid header name"))
@@ -286,6 +287,10 @@ def check_upstream_auth(target: dict[str, Any], *, allow_private: bool) -> list[
             errors.append(FieldError(f"target.headers.{name}", "must not contain control characters"))
         elif name.lower() in taken:
             errors.append(FieldError(f"target.headers.{name}", "is set by target.auth"))
+        elif name.lower() in seen:
+            # Header names are case-insensitive: which of the two would be sent is no choice to leave to chance.
+            errors.append(FieldError(f"target.headers.{name}", f"repeats the header {seen[name.lower()]}"))
+        seen.setdefault(name.lower(), name)
     if isinstance(tls, dict):
         errors += _check_tls(tls, str(target.get("url", "")))
     return errors

@@ -65,13 +65,19 @@ def _env() -> tuple[CallerAuth, dict[str, dict[str, Any]]]:
 AUTH, APIS = _env()
 
 
+# Made when the module is collected, which may be many minutes before its tests run (the whole suite runs
+# first): valid for a day, so only the mutations are what is refused.
+TOKEN_LIFETIME_S = 86_400
+
+
 def _jwt() -> str:
     now = int(time.time())
-    return pyjwt.encode({"sub": CONSUMER["id"], "aud": "orders", "iat": now, "exp": now + 600}, SECRET, algorithm="HS256")
+    return pyjwt.encode({"sub": CONSUMER["id"], "aud": "orders", "iat": now, "exp": now + TOKEN_LIFETIME_S}, SECRET,
+                        algorithm="HS256")
 
 
 def _oauth_token() -> str:
-    return oauth2.issue(SETTINGS, ORG, CONSUMER, CLIENT, frozenset({"read"}), 600)[0]
+    return oauth2.issue(SETTINGS, ORG, CONSUMER, CLIENT, frozenset({"read"}), TOKEN_LIFETIME_S)[0]
 
 
 def _request(mode: str, value: str) -> list[tuple[str, str]]:

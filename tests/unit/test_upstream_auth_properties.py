@@ -77,6 +77,8 @@ def test_property_4_outbound_connection_establishment_every_auth_type(
     target = {"protocol": "rest", "url": "https://api.example/v1/orders", "auth": auth, "headers": extra}
     errors = check_upstream_auth(target, allow_private=False)
     assert errors == [] or _clashes(auth, extra), errors
+    # One header twice in other cases is refused (checked just above), so no connector can send it.
+    assume(len({name.lower() for name in extra}) == len(extra))
     in_query = auth.get("in") == "query"
     sent_query = [*params, (auth["name"], CALLER_SECRET)] if in_query else params
     url = target["url"] + ("?" + urlencode(sent_query) if sent_query else "")
@@ -120,7 +122,10 @@ def test_property_4_outbound_connection_establishment_every_auth_type(
 
 
 def _clashes(auth: dict[str, Any], extra: dict[str, str]) -> bool:
-    """target.headers naming the header the auth sets are refused on save."""
+    """target.headers naming the header the auth sets, or one header twice (names are case-insensitive),
+    are refused on save."""
+    if len({name.lower() for name in extra}) < len(extra):
+        return True
     if auth["type"] == "api_key":
         taken = auth["name"] if auth.get("in", "header") == "header" else None
     else:
@@ -163,3 +168,9 @@ def test_property_4_the_stored_form_never_holds_a_secret_in_clear(auth: dict[str
         assert type(exc).__name__ == "SealError"
     else:
         raise AssertionError("a blob sealed for another connector opened")
+
+
+def test_one_header_twice_in_other_cases_is_refused() -> None:
+    target = {"protocol": "rest", "url": "https://api.example/v1", "headers": {"X-Tenant": "a", "x-tenant": "b"}}
+    errors = check_upstream_auth(target, allow_private=False)
+    assert [(e.field, e.message) for e in errors] == [("target.headers.x-tenant", "repeats the header X-Tenant")]
