@@ -29,10 +29,14 @@ test: $(STAMP) console
 UI_SOURCES := $(shell find ui/src ui/index.html ui/vite.config.ts ui/tsconfig.json sdk/typescript/src -type f 2>/dev/null)
 console:
 	@if command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1; then \
-	  $(MAKE) --no-print-directory ui/dist/index.html || echo "The web console did not build (see above); the API runs without it."; \
+	  $(MAKE) --no-print-directory ui/dist/index.html sdk/typescript/node_modules/.package-lock.json \
+	    || echo "The web console did not build (see above); the API runs without it."; \
 	else echo "Node.js and npm are not installed: the web console is not built (docs/console.md)."; fi
 ui/node_modules/.package-lock.json: ui/package-lock.json
 	cd ui && npm ci --no-audit --no-fund
+# The SDK's own tools (vitest, openapi-typescript): tests/console runs its tests against a live control service.
+sdk/typescript/node_modules/.package-lock.json: sdk/typescript/package-lock.json
+	cd sdk/typescript && npm ci --no-audit --no-fund
 ui/dist/index.html: ui/node_modules/.package-lock.json ui/package.json $(UI_SOURCES)
 	cd ui && npm run build
 

@@ -286,6 +286,9 @@ class _Refused(asyncio.Protocol):
         transport.close()
 
 
+LINGER_S = 1.0  # how long a connection answered with an error still reads (and drops) what its peer sends
+
+
 class _Protocol(web.RequestHandler):
     """aiohttp's request handler with JSON protocol errors and head/body deadlines.
 
@@ -302,7 +305,7 @@ class _Protocol(web.RequestHandler):
       connection closes after that answer.
     """
 
-    __slots__ = ("_listener", "_timer", "_head_bytes", "_body", "_counted")
+    __slots__ = ("_listener", "_timer", "_head_bytes", "_body", "_counted", "_lingering")
 
     def __init__(self, manager: web.Server, *, loop: asyncio.AbstractEventLoop, listener: _Listener) -> None:
         super().__init__(
@@ -315,6 +318,7 @@ class _Protocol(web.RequestHandler):
         self._head_bytes = 0  # bytes of a request head received so far; -1 while no head is awaited
         self._body: StreamReader | None = None  # the body still arriving, if any
         self._counted = True
+        self._lingering = False  # answered and half-closed: what the peer still sends is dropped
 
     # -- connection -----------------------------------------------------------------------------------
 
@@ -331,6 +335,8 @@ class _Protocol(web.RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return
         if self._close or self._force_close or self._upgraded:
             super().data_received(data)
             return
@@ -385,9 +391,21 @@ class _Protocol(web.RequestHandler):
                      self._listener.name, self._peer(), ms)
             self.transport.write(_raw_error(ClientError(f"the request head did not arrive within {ms} ms",
                                                         status=408, code="request_timeout")))
-        else:
-            log.info("%s: no request from %s within %d ms (request_timeout); closed", self._listener.name, self._peer(), ms)
+            self._linger()
+            return
+        log.info("%s: no request from %s within %d ms (request_timeout); closed", self._listener.name, self._peer(), ms)
         self.force_close()
+
+    def _linger(self) -> None:
+        """Close after an answer the peer may still be talking over (RFC 9112 §9.6): half-close, drop what it
+        still sends, and close for good after ``LINGER_S``. Closing at once, with its bytes unread, makes the
+        kernel reset the connection, and a reset can discard the 408 before the peer has read it."""
+        self._disarm()
+        self._lingering = True
+        transport = self.transport
+        if transport is not None and transport.can_write_eof():
+            transport.write_eof()
+        asyncio.get_running_loop().call_later(LINGER_S, self.force_close)
 
     def _body_timeout(self) -> None:
         self._timer = None
