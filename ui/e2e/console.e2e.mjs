@@ -6,11 +6,10 @@
 //   CHROMIUM         the browser (default /usr/bin/chromium)
 //   OUT_DIR          where the screenshots go (default ui/e2e/out)
 // It prints one "ok <step>" line per step and exits 1 at the first failure.
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { check, launch, step } from "./support.mjs";
 
 const base = process.env.CONSOLE_URL ?? "http://127.0.0.1:8081";
 const adminEmail = process.env.ADMIN_EMAIL;
@@ -22,9 +21,6 @@ const slug = `e2e-${suffix}`;
 const viewerEmail = `viewer-${suffix}@example.com`;
 const viewerPassword = "viewer-password-1";
 
-function check(cond, message) {
-  if (!cond) throw new Error(message);
-}
 
 async function api(method, path, token, body) {
   const r = await fetch(base + path, {
@@ -38,16 +34,7 @@ async function api(method, path, token, body) {
   return data;
 }
 
-const profile = mkdtempSync(join(tmpdir(), "junction-e2e-chromium-"));
-// A fresh profile (--user-data-dir) each run: playwright-core takes it as launchPersistentContext's argument.
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  headless: true,
-  viewport: { width: 1280, height: 800 },
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-const step = (name) => console.log(`ok ${name}`);
+const { context, close } = await launch("e2e");
 let failed = false;
 const consoleErrors = [];
 
@@ -277,7 +264,6 @@ try {
     console.error(`at ${p.url()}`);
   }
 } finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }
 process.exit(failed ? 1 : 0);

@@ -6,10 +6,9 @@
 //   OUT_DIR        where the screenshots go
 // Each role logs in through the page; everything is made through the console's forms. It prints one
 // "ok <step>" line per step, "screenshot <path>" per screenshot, and exits 1 at the first failure.
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { check, launch, step } from "./support.mjs";
 
 const base = process.env.CONSOLE_URL;
 const ingress = process.env.INGRESS_URL;
@@ -25,10 +24,6 @@ const global = { email: process.env.ADMIN_EMAIL, password: process.env.ADMIN_PAS
 const FAILING = 'def transform_request(request, ctx):\n    raise ValueError("not ready yet")\n';
 const FIXED = "def transform_request(request, ctx):\n    request.headers['X-Fixed'] = 'yes'\n    return request\n";
 
-function check(cond, message) {
-  if (!cond) throw new Error(message);
-}
-const step = (name) => console.log(`ok ${name}`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Retry `fn` (which throws or returns false while not yet true) until it holds, up to `ms`. */
@@ -46,14 +41,7 @@ async function eventually(what, fn, ms = 30000) {
   }
 }
 
-const profile = mkdtempSync(join(tmpdir(), "junction-up-e2e-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  headless: true,
-  viewport: { width: 1280, height: 800 },
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const { context, close } = await launch("up-e2e");
 let failed = false;
 const pageErrors = [];
 const page = context.pages()[0] ?? (await context.newPage());
@@ -320,7 +308,6 @@ try {
   await page.screenshot({ path: join(out, "failure.png"), fullPage: true }).catch(() => {});
   console.error(`at ${page.url()} (screenshot ${join(out, "failure.png")})`);
 } finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }
 process.exit(failed ? 1 : 0);

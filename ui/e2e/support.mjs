@@ -1,0 +1,30 @@
+// What both browser tests share: Debian's chromium through playwright-core, with a fresh profile and the
+// flags this machine's closed network needs (no background fetches), and their step/check helpers.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+export function check(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+export const step = (name) => console.log(`ok ${name}`);
+
+/** A browser of its own (CHROMIUM, default /usr/bin/chromium) at 1280×800; `close()` ends it and its profile. */
+export async function launch(name) {
+  const profile = mkdtempSync(join(tmpdir(), `junction-${name}-chromium-`));
+  // A fresh profile (--user-data-dir) each run: playwright-core takes it as launchPersistentContext's argument.
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    viewport: { width: 1280, height: 800 },
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  const close = async () => {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  };
+  return { context, close };
+}
