@@ -27,7 +27,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 
-from bench.broker_floor import broker_floor
+from bench.broker_floor import broker_floor, relay_cpu
 from bench.load import fixed_concurrency, fixed_rate
 from bench.procs import cpu_seconds, machine_busy_seconds, spawn, stop, wait_http_ok
 from core.kafka import ensure_topics, make_admin, wait_for_broker
@@ -40,6 +40,10 @@ RESULTS = Path(__file__).parent / "results"
 # The issue's targets, for Apache Kafka; the embedded run reports them for comparison only.
 TARGET_RATIO = 0.5
 TARGET_P99_MS = 30.0
+# Issue 8: ingress, processors and egress together use at most this many times the baseline's CPU per
+# call. Broker-independent; control (its metrics stage reads the same topics, off the path) is shown apart.
+TARGET_CPU_RATIO = 2.0
+STAGES = ("ingress", "processors", "egress")
 
 
 @dataclasses.dataclass
@@ -162,33 +166,36 @@ async def main(kind: str, seconds: float, concurrency: int, rate: float, warmup:
         settings = load_settings(
             kafka_bootstrap_servers=broker.bootstrap, broker_profile="embedded" if broker.kind == "embedded" else "kafka",
             topic_prefix=f"b{run}", group_prefix=f"b{run}", redis_prefix=f"jb:{run}:", database_schema=f"b_{run}",
-            ingress_port=free_port(), processors_port=free_port(), egress_port=free_port(),
+            ingress_port=free_port(), processors_port=free_port(), egress_port=free_port(), control_port=free_port(),
             data_dir=str(work), log_level="WARNING", allow_private_targets=True, routes_file=str(routes),
             # No /metrics listeners: nothing scrapes them here, and their fixed default ports may be taken.
             **{name: 0 for name in Settings.__dataclass_fields__ if name.endswith("_metrics_port")},
         )
         settings, store_pids = await start_stores(settings, stack)
-        await migrate(settings)  # the tables processors' metrics stage writes, as control would have made them
+        await migrate(settings)
         await wait_for_broker(settings)
         await ensure_topics(settings)
         await wait_for_coordinator(settings)
         env = {**os.environ, **settings.to_env()}
 
         procs = {"upstream": spawn(["-m", "bench.upstream", "--port", str(upstream_port)], env)}
-        for service in ("egress", "processors", "ingress"):
+        # Control too: its observe stage reads every topic for metrics and request logs, off the request
+        # path; its CPU is reported beside the three stages', not in their sum.
+        for service in ("control", "egress", "processors", "ingress"):
             procs[service] = spawn(["-m", "junction", "serve", service], env)
         stack.callback(stop, list(procs.values()))
         await wait_http_ok(f"http://127.0.0.1:{upstream_port}/ready", proc=procs["upstream"])
-        for service, port in (("egress", settings.egress_port), ("processors", settings.processors_port),
-                              ("ingress", settings.ingress_port)):
+        for service, port in (("control", settings.control_port), ("egress", settings.egress_port),
+                              ("processors", settings.processors_port), ("ingress", settings.ingress_port)):
             await wait_http_ok(f"http://127.0.0.1:{port}/readyz", proc=procs[service])
         pids: dict[str, int | None] = {name: p.pid for name, p in procs.items()}
         pids.update({"broker": broker.pid, **store_pids, "load generator": os.getpid()})
         pipeline = await measure(f"http://127.0.0.1:{settings.ingress_port}/bench/items", pids,
                                  concurrency=concurrency, rate=rate, seconds=seconds, warmup=warmup)
-        stop([procs[s] for s in ("ingress", "processors", "egress")])  # the floor gets the machine to itself
+        stop([procs[s] for s in ("ingress", "processors", "egress", "control")])  # the floor gets the machine to itself
 
         floor = (await broker_floor(settings, rate=rate, seconds=seconds)).summary()
+        floor_cpu = await relay_cpu(settings, env, concurrency=concurrency, seconds=seconds, warmup=3.0)
 
         base_port = free_port()
         baseline_proc = spawn(["-m", "bench.baseline", "--port", str(base_port), "--routes", str(routes)], env)
@@ -207,6 +214,7 @@ async def main(kind: str, seconds: float, concurrency: int, rate: float, warmup:
             "pipeline": pipeline,
             "baseline": baseline,
             "broker_floor_three_hops_at_rate": floor,
+            "broker_floor_cpu_three_relays": floor_cpu,
         }
     return result
 
@@ -218,7 +226,11 @@ def targets(result: dict[str, Any]) -> dict[str, Any]:
     ratio = p["throughput"]["rps"] / b["throughput"]["rps"] if b["throughput"]["rps"] else 0.0
     p99 = max(p["latency_at_rate"]["p99_ms"], p["latency_at_rate_after_throughput"]["p99_ms"])
     errors = sum(p[k]["errors"] for k in ("latency_at_rate", "throughput", "latency_at_rate_after_throughput"))
+    stages_ms = sum(p["cpu_during_throughput"][s]["ms_per_call"] for s in STAGES)
+    base_ms = b["cpu_during_throughput"]["baseline"]["ms_per_call"]
+    cpu_ratio = stages_ms / base_ms if base_ms else 0.0
     return {
+        "cpu_ms_per_call_stages": round(stages_ms, 3), "cpu_ratio": round(cpu_ratio, 2), "cpu_met": cpu_ratio <= TARGET_CPU_RATIO,
         "throughput_ratio": round(ratio, 2), "throughput_met": ratio >= TARGET_RATIO,
         "p99_ms_worst": p99, "p99_met": p99 <= TARGET_P99_MS and errors == 0, "pipeline_errors": errors,
     }
@@ -233,8 +245,10 @@ def summary(result: dict[str, Any], t: dict[str, Any]) -> str:
     rate = result["params"]["rate"]
     la, lb = p["latency_at_rate"], p["latency_at_rate_after_throughput"]
     cpu = {**p["cpu_during_throughput"], "baseline": b["cpu_during_throughput"]["baseline"]}
-    cpu_text = ", ".join(f"{name} {cpu[name]['ms_per_call']}" for name in ("ingress", "processors", "egress", "broker", "baseline")
+    cpu_text = ", ".join(f"{name} {cpu[name]['ms_per_call']}" for name in (*STAGES, "broker", "baseline")
                          if name in cpu)
+    if "control" in cpu:
+        cpu_text += f" (off the request path: control's metrics stage {cpu['control']['ms_per_call']})"
     scope = "" if result["broker"]["kind"] == "kafka" else " (the targets are for Apache Kafka; shown for comparison)"
     return (
         f"[{result['broker']['version']}, warm-up {result['params']['warmup_seconds']:.0f} s] "
@@ -244,9 +258,13 @@ def summary(result: dict[str, Any], t: dict[str, Any]) -> str:
         f"baseline: {b['throughput']['rps']} req/s, p50/p95/p99 {b['latency_at_rate']['p50_ms']}/"
         f"{b['latency_at_rate']['p95_ms']}/{b['latency_at_rate']['p99_ms']} ms | "
         f"broker floor (3 bare hops @{rate:.0f}/s): p50/p99 {f['p50_ms']}/{f['p99_ms']} ms | "
-        f"CPU ms/call: {cpu_text} (cores used by other processes during the throughput phases: pipeline "
+        f"CPU ms/call: {cpu_text}; three bare Kafka relays @c{result['params']['concurrency']}: "
+        f"{result['broker_floor_cpu_three_relays']['cpu_ms_per_message']} ms/message at "
+        f"{result['broker_floor_cpu_three_relays']['rps']} msg/s (cores used by other processes during the throughput phases: pipeline "
         f"{p['cpu_during_throughput']['other processes']['cores']}, baseline {b['cpu_during_throughput']['other processes']['cores']}) | "
         f"targets{scope}: throughput >= {TARGET_RATIO}x baseline: {t['throughput_ratio']}x {_met(t['throughput_met'])}; "
+        f"stages' CPU <= {TARGET_CPU_RATIO:.0f}x baseline's: {t['cpu_ms_per_call_stages']} ms = {t['cpu_ratio']}x "
+        f"{_met(t['cpu_met'])}; "
         f"p99 <= {TARGET_P99_MS:.0f} ms @{rate:.0f} req/s: {t['p99_ms_worst']} ms {_met(t['p99_met'])}"
         + (f" ({t['pipeline_errors']} failed calls)" if t["pipeline_errors"] else "")
     )

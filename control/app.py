@@ -3,8 +3,9 @@
 Resources live in ``cleanup_ctx`` generators, one per resource: the asyncpg
 pool (migrations run when it opens), Redis, the outbox relay with its Kafka
 producer, the dead-letter indexer (control/dead_letters.py), the replay jobs
-(control/replay_jobs.py), the alert evaluator (control/alerting/), and the sandbox
-pool for the connector try-out endpoint.
+(control/replay_jobs.py), the observe stage that turns the topics into metrics and
+request logs (control/observe/), the alert evaluator (control/alerting/), and the
+sandbox pool for the connector try-out endpoint.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from control.handlers import routes
 from control.handlers.metrics import close_streams
 from control.middleware import authenticate, cors_preflight, rate_limit, response_headers
 from control.migrate import apply_migrations
+from control.observe import ObserveService
 from control.outbox import OutboxRelay
 from control.replay_jobs import ReplayJobs
 from control.state import STATE, ControlState
@@ -37,9 +39,10 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, *, relay: bool = True, sandbox: bool = True,
-               dead_letter_index: bool | None = None) -> web.Application:
+               dead_letter_index: bool | None = None, observe: bool | None = None) -> web.Application:
     """Build the app; ``relay=False`` / ``sandbox=False`` leave those out (tests, tools), and
-    ``dead_letter_index`` the dead-letter indexer (default: with the relay, as both need Kafka)."""
+    ``dead_letter_index`` the dead-letter indexer and ``observe`` the metrics stage (default: with
+    the relay, as they all need Kafka)."""
     st = ControlState(settings=settings, schemas=request_schemas(settings))
     # aiohttp's own limit is a backstop; read_json answers the 413 with our error body.
     app = web.Application(middlewares=[error_middleware, cors_preflight(), rate_limit(), authenticate()],
@@ -93,6 +96,15 @@ def create_app(settings: Settings, *, relay: bool = True, sandbox: bool = True,
         finally:
             await jobs.stop()
 
+    async def observe_stage(app: web.Application) -> AsyncIterator[None]:
+        service = ObserveService(settings)
+        st.extras["observe"] = service
+        try:
+            await service.start()
+            yield
+        finally:
+            await service.stop()
+
     async def alert_evaluator(app: web.Application) -> AsyncIterator[None]:
         evaluator = AlertEvaluator(settings, st.db, st.redis)
         await evaluator.start()
@@ -126,6 +138,9 @@ def create_app(settings: Settings, *, relay: bool = True, sandbox: bool = True,
     if relay if dead_letter_index is None else dead_letter_index:
         app.cleanup_ctx.append(dead_letters)
         app.cleanup_ctx.append(replays)  # its outcomes include the new dead letters the indexer writes
+    with_observe = relay if observe is None else observe
+    if with_observe:
+        app.cleanup_ctx.append(observe_stage)
     if relay and settings.alert_interval_s > 0:  # alert events go to Kafka, as config events do
         app.cleanup_ctx.append(alert_evaluator)
     if sandbox:
@@ -145,6 +160,8 @@ def create_app(settings: Settings, *, relay: bool = True, sandbox: bool = True,
     checks = {"db": check_db, "redis": check_redis}
     if relay:
         checks["kafka"] = check_kafka
+    if with_observe:
+        checks["observe"] = lambda: st.extras["observe"].check()
     app.add_routes(health_routes(checks))
     app.add_routes(routes())
     app.add_routes(console_routes())  # the web console at / (docs/console.md), last: the API's routes win

@@ -20,7 +20,7 @@ from egress.breaker import Breakers
 from egress.caller import RestCaller
 from egress.dedupe import CompletedCalls
 from egress.offsets import OffsetTracker
-from egress.outbox import Outbox
+from core.outbox import Outbox
 from egress.soap import SoapCaller
 from egress.upstream_auth import UpstreamAuth
 from core.ssrf import TargetPolicy

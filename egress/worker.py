@@ -2,7 +2,7 @@
 
 At least once: offsets are committed only for finished calls (a call is
 finished once its Reply and any dead letter were acknowledged by the broker;
-see egress/outbox.py), and a redelivered call whose ``call_id`` was already
+see core/outbox.py), and a redelivered call whose ``call_id`` was already
 taken is not made again. The worker builds none of its collaborators: they
 come from egress/assemble.py.
 """
@@ -233,7 +233,7 @@ class EgressWorker:
         """One call, isolated: whatever fails in it becomes its own error reply and dead letter.
 
         Returning means the reply and any dead letter were acknowledged by the broker (they go out
-        with those of the other calls finishing now, see egress/outbox.py); only then is the offset
+        with those of the other calls finishing now, see core/outbox.py); only then is the offset
         finished (see :meth:`_start`). A cancellation (stop, crash) leaves it unfinished, so the call
         is redelivered rather than lost.
         """

@@ -52,6 +52,7 @@ from aiokafka.protocol.types import (
 )
 
 from control.dead_letters import GROUP as DEAD_LETTER_GROUP
+from control.observe.stage import GROUP as OBSERVE_GROUP
 from control.replay_jobs import ANSWERS_GROUP as REPLAY_ANSWERS_GROUP
 from core.kafka import ensure_topics, make_admin
 from core.settings import InvalidConfiguration, Settings, Topics, load_settings
@@ -140,16 +141,19 @@ def plan(topics: Topics, group_prefix: str, producers: Iterable[str] = (), user_
     roles: dict[str, list[Binding]] = {
         # The outbox relay is the one writer of the config topic. The dead-letter indexer reads the dead
         # letters in a group of its own; replay reads the requests they point at, sends calls back to
-        # requests or calls, and reads their answers from its own results topic in another group.
-        "control": [*_topic(t.config, WRITE, READ), *_topic(t.requests, WRITE, READ), *_topic(t.calls, WRITE),
+        # requests or calls, and reads their answers from its own results topic in another group; the
+        # observe stage reads every pipeline topic, in a third.
+        "control": [*_topic(t.config, WRITE, READ), *_topic(t.requests, WRITE, READ), *_topic(t.calls, WRITE, READ),
                     *_topic(t.dlq, READ), *_topic(t.replay_results, READ),
                     *_topic(t.alerts, WRITE),  # the alert evaluator writes alert events
-                    *_group(f"{group_prefix}.{DEAD_LETTER_GROUP}"), *_group(f"{group_prefix}.{REPLAY_ANSWERS_GROUP}")],
+                    # The observe stage reads every pipeline topic for metrics and request logs.
+                    *_topic(t.replies, READ), *_topic(results, READ, prefixed=True),
+                    *_group(f"{group_prefix}.{DEAD_LETTER_GROUP}"), *_group(f"{group_prefix}.{REPLAY_ANSWERS_GROUP}"),
+                    *_group(f"{group_prefix}.{OBSERVE_GROUP}")],
         # Readers by assignment (no group): replies of its leased partitions, and the config.
         "ingress": [*_topic(t.requests, WRITE), *_topic(t.replies, READ), *_topic(t.config, READ)],
-        # Its observe stage (group <prefix>.processors.observe) reads every pipeline topic for metrics and logs.
-        "processors": [*_topic(t.requests, READ), *_topic(t.config, READ), *_topic(t.calls, WRITE, READ),
-                       *_topic(t.replies, WRITE, READ), *_topic(t.dlq, WRITE, READ), *_topic(results, WRITE, READ, prefixed=True),
+        "processors": [*_topic(t.requests, READ), *_topic(t.config, READ), *_topic(t.calls, WRITE),
+                       *_topic(t.replies, WRITE), *_topic(t.dlq, WRITE), *_topic(results, WRITE, prefixed=True),
                        *_group(f"{group_prefix}.processors")],
         "egress": [*_topic(t.calls, READ), *_topic(t.config, READ), *_topic(t.replies, WRITE), *_topic(t.dlq, WRITE),
                    *_topic(results, WRITE, prefixed=True), *_group(f"{group_prefix}.egress")],

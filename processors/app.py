@@ -7,19 +7,18 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from core.callerauth import CallerAuth
 from core.config_feed import ConfigFollower
+from core.db import make_pool, ping_pool
 from core.http import SERVE_OPTIONS, error_middleware, health_routes, serve, serve_options
-from core.kafka import Outgoing, faust_app, make_producer
-from core.metrics import PRODUCE_RETRIES
+from core.kafka import faust_app, make_producer
+from core.outbox import Outbox
 from core.sealing import sealer_for
 from core.settings import Settings
-from core.db import make_pool, ping_pool
 from core.snapshot import ConfigSnapshot
 from core.ssrf import TargetPolicy  # the one SSRF guard: JWKS fetches too
-from processors import observe
+from processors.acks import OrderedAcks
 from processors.router import Router
 from sandbox import pool_for
 
@@ -27,9 +26,8 @@ __all__ = ["build_app", "run"]
 
 log = logging.getLogger(__name__)
 
-AGENT_CONCURRENCY = 4
-BATCH_MAX = 256
-BATCH_WITHIN_S = 0.001
+# Calls routed at once by one instance; past it, reading waits (backpressure on the topic).
+MAX_IN_FLIGHT = 256
 
 
 def build_app(settings: Settings) -> Any:
@@ -37,9 +35,9 @@ def build_app(settings: Settings) -> Any:
     app = faust_app(settings, "processors")
     raw: dict[str, Any] = dict(value_type=bytes, key_type=bytes, value_serializer="raw", key_serializer="raw")
     requests = app.topic(settings.topics.requests, **raw)
-    # Output goes through the one client factory's producer, not faust's topic.send:
-    # it is lighter per message, and awaiting delivery before the event is acked
-    # keeps at-least-once across a crash.
+    # Output goes through the one client factory's producer (in rounds, core/outbox.py), not
+    # faust's topic.send: it is lighter per message, and awaiting delivery before the event is
+    # acked keeps at-least-once across a crash.
     clients: dict[str, Any] = {}  # created on the worker's loop, in side_services
     snapshot = ConfigSnapshot()
     follower = ConfigFollower(settings, snapshot)
@@ -49,23 +47,49 @@ def build_app(settings: Settings) -> Any:
     router = Router(settings, snapshot, sandbox=pool, caller_auth=caller_auth,
                     config_caught_up=follower.caught_up)
     ready = asyncio.Event()
-    observe.install(app, settings, snapshot, ready)  # metrics and request logs, off the request path
 
-    @app.agent(requests, concurrency=AGENT_CONCURRENCY)
+    @app.agent(requests)
     async def route(stream: Any) -> Any:
         # Nothing is processed before the snapshot and the sandbox are up.
         await ready.wait()
-        producer = clients["producer"]
-        # Whatever has arrived is handled together: calls are routed (and their
-        # scripts run) concurrently, and the batch's output is produced in one go
-        # and awaited once before faust acks the batch, so a crash redelivers
-        # rather than loses it.
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            # Each call is isolated: the router turns whatever fails in one into that call's
-            # error reply and dead letter, and the rest of the batch goes on.
-            outcomes = await asyncio.gather(*(
-                router.process(e.value, inbound=(e.message.partition, e.message.offset)) for e in events))
-            await _produce_acknowledged(producer, [m for outcome in outcomes for m in outcome.messages])
+        outbox = clients["outbox"]
+        # Each call is its own task, taken as soon as it is read: no batch waits for its slowest
+        # script, and reading needs no timer (faust's take() wakes every millisecond to look). The
+        # outbox sends the output of the calls finishing together in one round; a call's output is
+        # acknowledged by the broker before the call is acked, and acks go in offset order
+        # (processors/acks.py), so a crash redelivers rather than loses it.
+        manual = stream.noack()
+        acks = OrderedAcks(manual.ack)
+        room = asyncio.Semaphore(MAX_IN_FLIGHT)
+        failed: list[BaseException] = []
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def one(event: Any, slot: Any) -> None:
+            try:
+                # The router turns whatever fails in a call into that call's error reply and dead letter.
+                outcome = await router.process(event.value, inbound=(event.message.partition, event.message.offset))
+                await outbox.deliver(outcome.messages)
+                await acks.finish(slot)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # its offset stays unacked: the agent restarts and it is redelivered
+                failed.append(exc)
+            finally:
+                room.release()
+
+        try:
+            async for event in manual.events():
+                if failed:
+                    raise failed[0]
+                await room.acquire()
+                task = asyncio.create_task(one(event, acks.begin(event)))  # begun in the order read
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        finally:
+            for task in list(tasks):
+                task.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     @app.task
     async def side_services() -> None:
@@ -73,6 +97,8 @@ def build_app(settings: Settings) -> Any:
         db = await make_pool(settings, min_size=1, max_size=4)
         producer = clients["producer"] = make_producer(settings)
         await producer.start()
+        outbox = clients["outbox"] = Outbox(producer, stage="processors")
+        outbox.start()
         await pool.start()
         await follower.start()
         try:
@@ -82,42 +108,19 @@ def build_app(settings: Settings) -> Any:
             health[SERVE_OPTIONS] = serve_options(settings, metrics_port=settings.processors_metrics_port)
             health.add_routes(health_routes({
                 "config": follower.ready, "kafka": _consumer_ready(app), "database": lambda: ping_pool(db),
-                "sandbox": pool.check,
+                "sandbox": pool.check, "outbox": outbox.check,
             }))
             await serve(health, settings.ingress_host, settings.processors_port, asyncio.Event())
         finally:
             await follower.stop()
             await router.close()
             await pool.stop()
+            await outbox.stop()
             await producer.stop()
             await db.close()
 
     app.junction_snapshot = snapshot  # for introspection in tests and the CLI
     return app
-
-
-async def _produce_acknowledged(producer: Any, messages: list[Outgoing]) -> None:
-    """Send a batch's output and wait for the broker's acknowledgement of every record.
-
-    faust acks the batch only after this returns, so a broker that is away means waiting and
-    retrying (the records were not acknowledged; sending again may duplicate, which the stages
-    downstream tolerate), never dropping: a crash meanwhile redelivers the batch.
-    """
-    pending = messages
-    backoff = 0.05
-    while pending:
-        sends = [await producer.send(m.topic, key=m.key, value=m.value, partition=m.partition) for m in pending]
-        results = await asyncio.gather(*sends, return_exceptions=True)
-        failed = [(m, r) for m, r in zip(pending, results) if isinstance(r, BaseException)]
-        for _, exc in failed:
-            if not isinstance(exc, KafkaError) or not (exc.retriable or isinstance(exc, (KafkaTimeoutError, KafkaConnectionError))):
-                raise exc
-        if failed:
-            PRODUCE_RETRIES.labels("processors").inc(len(failed))
-            log.warning("%d records not acknowledged (%s); retrying in %.2fs", len(failed), failed[0][1], backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
-        pending = [m for m, _ in failed]
 
 
 def _consumer_ready(app: Any) -> Any:

@@ -301,7 +301,7 @@ class Router:
             out = self._reply(call, error_reply(call, err, stage="processors"))
             if isinstance(err, TransformError):
                 details = [*err.extra.get("traceback", []), *getattr(err, "script_logs", [])]
-                # The request log takes these lines from the dead letter (processors/observe).
+                # The request log takes these lines from the dead letter (control/observe).
                 out.append(self._dlq(call, err, raw, details, inbound))
             elif not out or err.code in ALWAYS_DEAD_LETTERED:
                 # Nobody waits for a reply (an async producer's call), or the message was not allowed

@@ -79,5 +79,5 @@ def load_dashboard() -> dict[str, Any]:
 
 def import_services() -> None:
     """Import every service, which registers all their metrics in this process's registry."""
-    for module in ("control.app", "egress.app", "egress.outbox", "ingress.app", "processors.app"):
+    for module in ("control.app", "egress.app", "core.outbox", "ingress.app", "processors.app"):
         importlib.import_module(module)

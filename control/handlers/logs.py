@@ -1,6 +1,6 @@
 """The request log of an organisation: GET /api/v1/orgs/{org}/logs.
 
-One row per call, written by processors' observe stage from the topics (docs/observability.md):
+One row per call, written by control's observe stage from the topics (docs/observability.md):
 status, error code, latencies, sizes and config versions, never a body or a credential. Newest
 first, filtered by ``api``, ``status`` (``404`` or a class like ``5xx``), ``code``,
 ``correlation_id`` and a ``from``/``to`` range, paginated like every list (``limit``, ``cursor``).

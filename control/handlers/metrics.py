@@ -1,7 +1,7 @@
 """Metrics of the calls: GET /api/v1/orgs/{org}/metrics, GET /api/v1/metrics (global admin) and the
 live stream GET /api/v1/orgs/{org}/metrics/stream (Server-Sent Events).
 
-The numbers come from ``metric_windows``, which processors' observe stage fills from the topics
+The numbers come from ``metric_windows``, which control's observe stage fills from the topics
 (docs/observability.md). A series has one point per window that saw calls; ``step`` (10s, 1m or
 1h) is chosen from the range when absent. Another organisation's metrics answer 404.
 """

@@ -1,6 +1,6 @@
-"""Reading what processors' observe stage wrote: metric windows and request-log rows.
+"""Reading what control's observe stage wrote: metric windows and request-log rows.
 
-The stage owns the writes (processors/observe/store.py); these are the queries of the
+The stage owns the writes (control/observe/store.py); these are the queries of the
 management API. Every query is scoped by organisation unless a global admin asks across them.
 """
 from __future__ import annotations

@@ -22,8 +22,8 @@ from core.kafka import make_consumer, topic_partitions
 from core.latency import bucket_of
 from core.settings import Settings
 from junction.broker import free_port
-from processors.observe.aggregate import Aggregate, WindowKey
-from processors.observe.store import write_metrics
+from control.observe.aggregate import Aggregate, WindowKey
+from control.observe.store import write_metrics
 
 __all__ = ["Clock", "Hook", "SmtpSink", "WebhookReceiver", "aligned_past", "put_calls", "topic_events"]
 

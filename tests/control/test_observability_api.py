@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from control.state import STATE
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot
-from processors.observe import events
-from processors.observe.store import record
+from control.observe import events
+from control.observe.store import record
 
 PROPS = hsettings(max_examples=30, deadline=None, database=None,
                   suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

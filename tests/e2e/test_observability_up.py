@@ -30,9 +30,10 @@ SERVICES = ("ingress", "processors", "egress", "control")
 # The consumers each service runs, by the group label of their lag (group prefix removed).
 GROUPS = {
     "ingress": {"ingress-replies", "config"},
-    "processors": {"processors", "processors.observe", "config"},
+    "processors": {"processors", "config"},
     "egress": {"egress", "config"},
-    "control": {"dead-letter-index", "replay-answers"},
+    # The observe stage runs in control, with a config snapshot of its own.
+    "control": {"dead-letter-index", "replay-answers", "control.observe", "config"},
 }
 
 

@@ -10,6 +10,9 @@ from typing import Any
 import pytest_asyncio
 from aiohttp import web
 
+from control.migrate import apply_migrations
+from control.observe import ObserveService
+from core.db import make_pool
 from core.settings import Settings
 from egress.worker import EgressWorker
 from junction.demo import echo_app
@@ -35,6 +38,20 @@ async def processors(settings: Settings) -> AsyncIterator[ProcessorsProcess]:
     await proc.start()
     yield proc
     proc.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def observe(settings: Settings) -> AsyncIterator[ObserveService]:
+    """Control's metrics stage (control/observe/), for the tests that read request logs."""
+    pool = await make_pool(settings, max_size=1)
+    try:
+        await apply_migrations(pool)  # the tables it writes, as control would have made them
+    finally:
+        await pool.close()
+    service = ObserveService(settings)
+    await service.start()
+    yield service
+    await service.stop()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -12,7 +12,7 @@ import aiohttp
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
-from egress.outbox import PRODUCE_BATCH
+from core.outbox import PRODUCE_BATCH
 from tests.support import IngressInstance, Stage, wait_until
 
 CALLS = 20
@@ -23,6 +23,8 @@ def _rounds_of_several() -> float:
     count = le_one = 0.0
     for metric in PRODUCE_BATCH.collect():
         for sample in metric.samples:
+            if sample.labels.get("stage") != "egress":
+                continue
             if sample.name.endswith("_count"):
                 count = sample.value
             elif sample.name.endswith("_bucket") and float(sample.labels["le"]) == 1.0:

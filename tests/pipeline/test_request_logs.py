@@ -1,5 +1,5 @@
 """Property 18 (comprehensive logging), through the real pipeline: every call that enters is logged
-exactly once by processors' observe stage, with the status its caller saw and a latency above 0,
+exactly once by control's observe stage, with the status its caller saw and a latency above 0,
 and never with its body or credentials."""
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from control.migrate import apply_migrations
+from control.observe import ObserveService
 from core.db import make_pool
 from core.settings import Settings
 from tests.support import IngressInstance, Stage, serving, wait_until
@@ -50,7 +51,7 @@ async def status_upstream() -> AsyncIterator[str]:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def apis(stage: Stage, ingress: IngressInstance, status_upstream: str) -> dict[str, Any]:
+async def apis(stage: Stage, ingress: IngressInstance, status_upstream: str, observe: ObserveService) -> dict[str, Any]:
     statuses = await stage.api(status_upstream + "/status/{code}", path="/s/{code}")
     failing = await stage.api(status_upstream + "/status/200", org=statuses["org"], path="/fails", script=FAILING)
     await wait_until(lambda: {statuses["api"]["id"], failing["api"]["id"]} <= set(ingress.snapshot.apis))

@@ -12,6 +12,7 @@ import pytest_asyncio
 from aiokafka import TopicPartition
 
 from control.migrate import apply_migrations
+from control.observe import ObserveService
 from core.db import make_pool
 from core.kafka import make_consumer
 from core.settings import Settings
@@ -64,7 +65,7 @@ async def test_rest_to_soap_through_scripts(ingress: IngressInstance, stage: Sta
 
 
 async def test_a_failing_script_is_a_502_with_a_dead_letter_and_a_request_log_row(
-    settings: Settings, db: asyncpg.Pool, ingress: IngressInstance, stage: Stage, upstream: str
+    settings: Settings, db: asyncpg.Pool, ingress: IngressInstance, stage: Stage, upstream: str, observe: ObserveService
 ) -> None:
     staged = await stage.api(upstream + "/echo", script=FAILING)
     staged_ok = await stage.api(upstream + "/echo")
@@ -98,7 +99,7 @@ async def test_a_failing_script_is_a_502_with_a_dead_letter_and_a_request_log_ro
         assert any("about to divide" in line for line in found["details"])
         _, original = decode(found["original"], expected="InboundCall")
         assert original["body"] == b"x"
-        # Written by processors' observe stage from the reply and the dead letter, a flush later.
+        # Written by control's observe stage from the reply and the dead letter, a flush later.
         row = None
         for _ in range(150):
             row = await db.fetchrow("SELECT * FROM request_logs WHERE correlation_id = $1 AND done AND details IS NOT NULL",

@@ -33,9 +33,9 @@ from core.latency import (
 )
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot
-from processors.observe import events
-from processors.observe.outcome import finish
-from processors.observe.store import record, sweep
+from control.observe import events
+from control.observe.outcome import finish
+from control.observe.store import record, sweep
 
 PROPS = hsettings(max_examples=25, deadline=None, database=None,
                   suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -12,8 +12,8 @@ import pytest
 
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot
-from processors.observe import events
-from processors.observe.stage import ObserveStage
+from control.observe import events
+from control.observe.stage import ObserveStage
 
 
 def _snapshot(org_id: str) -> ConfigSnapshot:
@@ -43,7 +43,7 @@ async def test_a_flush_the_database_refuses_is_given_up_and_a_failing_database_r
         if len(tries) == 1:  # (a second try succeeds, so a stage that retried would show it here, not hang)
             raise asyncpg.DataError('invalid input syntax for type uuid: "bench"')
 
-    with caplog.at_level(logging.ERROR, logger="processors.observe.stage"):
+    with caplog.at_level(logging.ERROR, logger="control.observe.stage"):
         await stage._retrying("flush", refused)
     assert tries == ["refused"]  # once: the same records would fail the same way forever
     assert "not measured" in caplog.text

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from core.errors import JunctionError
@@ -42,7 +42,7 @@ class Finished:
     at_ms: int  # when the call arrived (else when it was first seen to end): its metrics window
 
 
-@lru_cache(maxsize=None)
+@cache
 def _codes() -> dict[str, int]:
     out: dict[str, int] = {}
     todo: list[type[JunctionError]] = [JunctionError]

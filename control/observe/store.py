@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 
 import asyncpg
 
-from processors.observe.aggregate import Aggregate, WindowKey, aggregate
-from processors.observe.events import COLUMNS, Partial, merged
-from processors.observe.outcome import Finished, finish
+from control.observe.aggregate import Aggregate, WindowKey, aggregate
+from control.observe.events import COLUMNS, Partial, merged
+from control.observe.outcome import Finished, finish
 
 __all__ = ["Retention", "enforce_retention", "record", "sweep", "write_metrics"]
 

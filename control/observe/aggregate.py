@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from control.observe.outcome import Finished
 from core.latency import bucket_of
-from processors.observe.outcome import Finished
 
 __all__ = ["STEPS", "Aggregate", "WindowKey", "aggregate"]
 

@@ -1,11 +1,12 @@
-"""Produce the replies and dead letters of finished calls together, and say when each was acknowledged.
+"""Produce the records of finished calls together, and say when each was acknowledged.
 
-Calls finish concurrently. Each hands its records to :meth:`Outbox.deliver` and waits; one
-loop takes whatever has been handed in since its last round, sends it all without awaiting
-each record, then awaits the broker's acknowledgement of all of them, as processors do
-with a batch. While one round waits for its acknowledgements the next one fills up, so
-under load a round carries many calls' records. Calls are not held back for the rest of
-the consumed batch they came in: a slow upstream never delays another call's reply.
+Processors (calls, error replies, dead letters) and egress (replies, dead letters) finish calls
+concurrently. Each call hands its records to :meth:`Outbox.deliver` and waits; one loop takes
+whatever has been handed in since its last round, sends it all without awaiting each record, then
+awaits the broker's acknowledgement of all of them. While one round waits for its acknowledgements
+the next one fills up, so under load a round carries many calls' records: fewer, fuller produce
+requests, which is most of what a call costs a stage in CPU. Calls are not held back for the rest
+of the batch they were read in: a slow script or upstream never delays another call.
 
 :meth:`deliver` returns only once every record of that call was acknowledged, which is
 what lets the worker mark the call's offset finished. A record the broker did not take
@@ -31,7 +32,7 @@ __all__ = ["PRODUCE_BATCH", "Outbox"]
 
 log = logging.getLogger(__name__)
 
-PRODUCE_BATCH = Histogram("junction_egress_produce_batch_records", "Records egress sent together in one round",
+PRODUCE_BATCH = Histogram("junction_produce_batch_records", "Records a stage sent together in one round", ["stage"],
                           buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
 
 MAX_BACKOFF_S = 2.0
@@ -44,9 +45,10 @@ class _Pending:
 
 
 class Outbox:
-    def __init__(self, producer: AIOKafkaProducer, *, stage: str = "egress", min_backoff_s: float = 0.05) -> None:
+    def __init__(self, producer: AIOKafkaProducer, *, stage: str, min_backoff_s: float = 0.05) -> None:
         self._producer = producer
         self._stage = stage
+        self._batch_size = PRODUCE_BATCH.labels(stage)
         self._min_backoff_s = min_backoff_s
         self._queued: list[_Pending] = []
         self._wake = asyncio.Event()
@@ -110,7 +112,7 @@ class Outbox:
 
     async def _round(self, batch: list[_Pending]) -> list[_Pending]:
         """Send every record, then await every acknowledgement; returns those to send again."""
-        PRODUCE_BATCH.observe(len(batch))
+        self._batch_size.observe(len(batch))
         acks: list[asyncio.Future[object] | BaseException] = []
         for pending in batch:
             r = pending.record

@@ -3,7 +3,7 @@
 A call is seen up to four times, on four topics, in any order and possibly by different
 instances: its InboundCall (arrival), its OutboundCall (handed to egress), its Reply and its
 DeadLetter. Each becomes a :class:`Partial` keyed by ``(org, correlation_id)``; the store joins
-them in the call's row (processors/observe/store.py). Bodies are measured, never kept, and
+them in the call's row (control/observe/store.py). Bodies are measured, never kept, and
 credentials are never read.
 """
 from __future__ import annotations

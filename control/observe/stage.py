@@ -1,9 +1,9 @@
 """The observe stage: reads the pipeline's topics off the request path and writes what they say.
 
-Its own consumer group (``<group_prefix>.processors.observe``) and its own task, so it never
-holds up the routing agent: it may lag (its offsets are committed only after a flush's
+It runs in control, in its own consumer group (``<group_prefix>.control.observe``), so its reading,
+decoding and database writes cost the request path nothing: it may lag (its offsets are committed only after a flush's
 transaction), the calls do not wait. Everything fetched between two flushes is written in one
-transaction (processors/observe/store.py); a redelivered record after a crash changes nothing.
+transaction (control/observe/store.py); a redelivered record after a crash changes nothing.
 """
 from __future__ import annotations
 
@@ -18,19 +18,19 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from control.observe import events
+from control.observe.store import Retention, enforce_retention, record, sweep
 from core.consume import decode_records
 from core.kafka import make_consumer
 from core.messages import now_ms
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot
-from processors.observe import events
-from processors.observe.store import Retention, enforce_retention, record, sweep
 
 __all__ = ["GROUP", "ObserveStage", "retention_of"]
 
 log = logging.getLogger(__name__)
 
-GROUP = "processors.observe"  # under the processors' group prefix, so their Kafka ACL covers it
+GROUP = "control.observe"
 MAX_BATCH = 5000  # records written in one flush at most, however short the flush interval
 RETENTION_EVERY_S = 300.0
 
@@ -68,8 +68,8 @@ class ObserveStage:
         """Read, and flush every ``observe_flush_ms``; run under core.tasks.Supervised."""
         consumer = make_consumer(self._settings, group=GROUP, background=True)
         consumer.subscribe(pattern=self._pattern)
-        await consumer.start()
         try:
+            await consumer.start()  # inside: a stop during the group join closes it too
             pending: list[events.Partial] = []
             flush_at = time.monotonic() + self._settings.observe_flush_ms / 1000
             sweep_at = time.monotonic() + self._settings.observe_flush_ms / 1000
