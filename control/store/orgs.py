@@ -18,9 +18,16 @@ def org_view(row: asyncpg.Record) -> dict[str, Any]:
             "updated_at": row["updated_at"].isoformat()}
 
 
+# Writers lock rows FOR NO KEY UPDATE, as PostgreSQL's own UPDATE does: it serialises them, yet lets an
+# insert that only references the row (its foreign-key check takes FOR KEY SHARE) go on. With FOR UPDATE,
+# a rollback of an alert rule (organisation, then rule) and the alert evaluator (rule, then a new alert
+# naming the organisation) deadlocked.
+WRITE_LOCK = " FOR NO KEY UPDATE"
+
+
 async def find_org(conn: asyncpg.Connection, ref: str, *, for_update: bool = False) -> asyncpg.Record | None:
     """By id (a UUID) or by slug."""
-    lock = " FOR UPDATE" if for_update else ""
+    lock = WRITE_LOCK if for_update else ""
     if "\x00" in ref:
         return None  # PostgreSQL text cannot hold NUL: no organisation is named so, and asking would fail
     if is_uuid(ref):
@@ -30,7 +37,7 @@ async def find_org(conn: asyncpg.Connection, ref: str, *, for_update: bool = Fal
 
 async def lock_org(conn: asyncpg.Connection, org_id: str) -> None:
     """Serialise writes inside one organisation (route clashes, name clashes)."""
-    await conn.execute("SELECT 1 FROM organisations WHERE id = $1 FOR UPDATE", org_id)
+    await conn.execute(f"SELECT 1 FROM organisations WHERE id = $1{WRITE_LOCK}", org_id)
 
 
 async def list_orgs(conn: asyncpg.Connection, only_id: str | None = None) -> list[asyncpg.Record]:

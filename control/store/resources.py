@@ -15,6 +15,8 @@ from typing import Any
 
 import asyncpg
 
+from control.store.orgs import WRITE_LOCK
+
 __all__ = ["ALERT_RULE", "API", "CONNECTOR", "Kind", "resource_view"]
 
 
@@ -31,7 +33,7 @@ class Kind:
         return "org_id IS NOT DISTINCT FROM $1::uuid" if self.global_scope else "org_id = $1"
 
     async def get(self, conn: asyncpg.Connection, org_id: str | None, id_: str, *, for_update: bool = False) -> asyncpg.Record | None:
-        lock = " FOR UPDATE" if for_update else ""
+        lock = WRITE_LOCK if for_update else ""
         return await conn.fetchrow(
             f"SELECT id, org_id, version, content, created_at, updated_at FROM {self.table}"
             f" WHERE {self.org_match} AND id = $2{lock}", org_id, id_)

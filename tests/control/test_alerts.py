@@ -3,6 +3,7 @@ windows and dead letters written with the stages' own store functions, and notif
 on loopback (an aiohttp webhook receiver that checks signatures, an aiosmtpd SMTP server)."""
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -402,3 +403,33 @@ async def test_every_metric_is_measured(control: Any, alerting: Alerting, world:
     assert values["dead_letters_per_minute"] == 4 and values["circuit_open"] == 1 and org_wide == 1
     assert idle is None  # no calls: nothing to compare, the condition does not hold
     await alerting.redis.delete(breakers.key(origin_of(url)))
+
+
+async def test_a_rule_written_while_the_evaluator_fires_it_does_not_deadlock(control: Any, alerting: Alerting,
+                                                                           world: dict[str, Any]) -> None:
+    """A rollback (or any write) locks the organisation, then the rule; the evaluator, firing, holds the rule's
+    state (a reference to the rule) and inserts an alert naming the organisation. Both orders at once, on two
+    connections: each must finish, where FOR UPDATE locks made PostgreSQL kill one as a deadlock (a 500 on
+    the rollback, seen in the console test)."""
+    from control.store import alerts as alert_store
+    from control.store.orgs import lock_org
+    from control.store.resources import ALERT_RULE
+
+    rule = await _create(control, world, _rule(alerting.receiver, "/x", "x@example.com"))
+    org_id = world["org"]["id"]
+    async with control.pool.acquire() as writer, control.pool.acquire() as evaluator:
+        write, evaluate = writer.transaction(), evaluator.transaction()
+        await write.start()
+        await evaluate.start()
+        try:
+            await lock_org(writer, org_id)
+            await alert_store.lock_state(evaluator, rule["id"])
+            both = asyncio.gather(
+                ALERT_RULE.get(writer, org_id, rule["id"], for_update=True),
+                alert_store.open_alert(evaluator, alert_store.NewAlert(
+                    rule["id"], rule["name"], 1, org_id, None, "error_rate", ">", 0.5, 1.0, aligned_past())))
+            locked, opened = await asyncio.wait_for(both, 20)
+            assert str(locked["id"]) == rule["id"] and str(opened["rule_id"]) == rule["id"]
+        finally:
+            await write.rollback()
+            await evaluate.rollback()
