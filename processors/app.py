@@ -73,6 +73,8 @@ def build_app(settings: Settings) -> Any:
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # its offset stays unacked: the agent restarts and it is redelivered
+                log.exception("processors could not finish %s@%s; the agent restarts",
+                              event.message.tp, event.message.offset)
                 failed.append(exc)
             finally:
                 room.release()
