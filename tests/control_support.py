@@ -159,7 +159,9 @@ def control_settings(settings: Settings) -> Settings:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def control(control_settings: Settings) -> AsyncIterator[Control]:
     s = control_settings
-    app = create_app(s)
+    # No observe stage here: the tests that read request logs start their own (tests/pipeline/conftest.py),
+    # and reading every topic of the run on this process's loop would slow every other test.
+    app = create_app(s, observe=False)
     server = TestServer(app, host="127.0.0.1", port=s.control_port)
     await server.start_server()
     pool = await asyncpg.create_pool(s.database_dsn, min_size=1, max_size=4,
