@@ -74,8 +74,8 @@ async def read_topic(settings: Any, topic: str) -> list[ConsumerRecord]:
     if not tps:
         return []
     consumer = make_consumer(settings)
-    await consumer.start()
     try:
+        await consumer.start()  # inside: one that failed to start is closed too
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         out: list[ConsumerRecord] = []

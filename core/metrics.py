@@ -45,6 +45,9 @@ UPSTREAM_RETRIES = Counter("junction_upstream_retries_total", "Outbound attempts
 # origin: scheme://host:port; at most egress.breaker.MAX_GAUGED_ORIGINS per process (least recently used dropped).
 BREAKER_STATE = Gauge("junction_breaker_state", "Circuit breaker of an upstream origin, as this process last saw it: "
                       "0 closed, 1 half-open, 2 open", ["origin"])
+# The breaker's state is in Redis; when Redis does not answer, calls go ahead as if it were closed (egress/breaker.py).
+BREAKER_STORE_ERRORS = Counter("junction_breaker_store_errors_total", "Circuit-breaker reads and writes Redis did not "
+                               "answer; the calls went ahead, as through a closed breaker")
 # Requests an API's response cache could answer (docs/caching.md); hits / (hits + misses) is its hit ratio.
 CACHE_HITS = Counter("junction_cache_hits_total", "Cacheable requests answered from the response cache", ["org", "api"])
 CACHE_MISSES = Counter("junction_cache_misses_total", "Cacheable requests that went upstream (nothing stored, "

@@ -49,10 +49,11 @@ class EgressParts:
     upstream_auth: UpstreamAuth  # opens a connector's upstream credentials, right before its calls
 
 
-def build_parts(settings: Settings) -> EgressParts:
+def build_parts(settings: Settings, *, targets: TargetPolicy | None = None) -> EgressParts:
+    """Every collaborator of one egress worker; ``targets`` replaces the SSRF guard the settings make."""
     snapshot = ConfigSnapshot()
     # One SSRF guard: the one the caller connects through is the one the worker asks first.
-    targets = TargetPolicy(allow_private=settings.allow_private_targets)
+    targets = targets if targets is not None else TargetPolicy(allow_private=settings.allow_private_targets)
     caller = RestCaller(connect_timeout_s=settings.egress_connect_timeout_ms / 1000, max_connections=settings.egress_concurrency,
                         targets=targets, max_response_bytes=settings.max_body_bytes)
     redis = make_redis(settings)

@@ -5,10 +5,15 @@ Redis, so N failures seen by any mix of instances open the breaker for all of th
 upstreams and 5xx answers count as failures; client errors, SOAP faults and refused targets are
 answers; a call cut short by its own deadline or a shutdown says nothing either way.
 While open, calls fail at once with 503 ``circuit_open`` instead of waiting on a dead upstream.
+
+When Redis does not answer, the breaker fails open: calls go ahead as through a closed breaker,
+and the outage is logged (at most every ``STORE_WARNING_EVERY_S``) and counted. A gateway that
+refused every call because its breaker store is away would turn a Redis outage into a total one.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -19,7 +24,7 @@ import redis.asyncio as aioredis
 from core.breaker_state import BreakerState, BreakerStore, origin_of
 from core.errors import CircuitOpen, ClientError, DeadlineExceeded, JunctionError
 from core.messages import now_ms
-from core.metrics import BREAKER_STATE
+from core.metrics import BREAKER_STATE, BREAKER_STORE_ERRORS
 from core.settings import Settings
 
 # Refusals and answers that say nothing about the upstream's health: they never open its breaker.
@@ -29,6 +34,10 @@ _NOT_THE_UPSTREAMS_FAULT = frozenset({"soap_fault", "target_not_allowed", "too_m
 MAX_GAUGED_ORIGINS = 100
 MAX_CACHED_ORIGINS = 10_000
 _GAUGE_VALUE = {"closed": 0, "half_open": 1, "open": 2}
+STORE_WARNING_EVERY_S = 10.0
+_STORE_ERRORS = (aioredis.RedisError, OSError)
+
+log = logging.getLogger(__name__)
 
 __all__ = ["MAX_GAUGED_ORIGINS", "Breakers", "Ticket"]
 
@@ -56,6 +65,7 @@ class Breakers:
         # which profiling showed was a sixth of egress's CPU per call.
         self._cache_ms = settings.breaker_cache_ms
         self._healthy_until: OrderedDict[str, float] = OrderedDict()
+        self._next_store_warning = 0.0
 
     async def acquire(self, url: str, lease_ms: int) -> Ticket:
         """Leave to call ``url``'s origin now, or :class:`CircuitOpen` at once. ``lease_ms`` bounds
@@ -64,7 +74,11 @@ class Breakers:
         until = self._healthy_until.get(origin)
         if until is not None and time.monotonic() * 1000 < until:
             return Ticket(origin, False, clean=True)
-        verdict, wait_ms, failures = await self.store.acquire(origin, now_ms(), lease_ms)
+        try:
+            verdict, wait_ms, failures = await self.store.acquire(origin, now_ms(), lease_ms)
+        except _STORE_ERRORS as exc:
+            self._store_unavailable(exc)
+            return Ticket(origin, False, clean=True)
         if verdict == "closed" and failures == 0 and self._cache_ms > 0:
             self._healthy_until[origin] = time.monotonic() * 1000 + self._cache_ms
             self._healthy_until.move_to_end(origin)
@@ -87,23 +101,41 @@ class Breakers:
             # The healthy path: nothing to reset, so no second round trip. (A failure another instance
             # counts meanwhile is then reset by the next success that sees it, not by this one.)
             return
-        await self.store.succeeded(ticket.origin, trial=ticket.trial)
+        try:
+            await self.store.succeeded(ticket.origin, trial=ticket.trial)
+        except _STORE_ERRORS as exc:
+            self._store_unavailable(exc)
+            return
         if ticket.trial:
             self._gauge(ticket.origin, "closed")
 
     async def failed(self, ticket: Ticket) -> None:
         self._healthy_until.pop(ticket.origin, None)  # this instance's own failure is never hidden by the cache
-        opened = await self.store.failed(ticket.origin, now_ms(), trial=ticket.trial)
+        try:
+            opened = await self.store.failed(ticket.origin, now_ms(), trial=ticket.trial)
+        except _STORE_ERRORS as exc:
+            self._store_unavailable(exc)
+            return
         if opened:
             self._gauge(ticket.origin, "open")
 
     async def abandoned(self, ticket: Ticket) -> None:
         """The call ended without telling anything about the upstream (its deadline passed)."""
         if ticket.trial:
-            await self.store.release(ticket.origin)
+            try:
+                await self.store.release(ticket.origin)
+            except _STORE_ERRORS as exc:
+                self._store_unavailable(exc)  # the trial's lease runs out by itself
 
     async def state(self, url: str) -> BreakerState:
         return await self.store.read(origin_of(url), now_ms())
+
+    def _store_unavailable(self, exc: BaseException) -> None:
+        BREAKER_STORE_ERRORS.inc()
+        now = time.monotonic()
+        if now >= self._next_store_warning:
+            self._next_store_warning = now + STORE_WARNING_EVERY_S
+            log.warning("circuit breakers unavailable (Redis: %s); calls go ahead as through closed breakers", exc)
 
     def _gauge(self, origin: str, state: str) -> None:
         self._gauged[origin] = None

@@ -50,8 +50,15 @@ class ReplyReader:
 
     async def start(self) -> None:
         self._consumer = make_consumer(self._settings, reader="ingress-replies")
-        await self._consumer.start()
-        await self._take(await self._lease.acquire())
+        try:
+            await self._consumer.start()
+            await self._take(await self._lease.acquire())
+        except BaseException:
+            # No partition to lease, or no broker: close what was opened, and let the caller see why.
+            await self._consumer.stop()
+            self._consumer = None
+            await self._lease.release()
+            raise
         self._loop.start()
 
     async def stop(self) -> None:

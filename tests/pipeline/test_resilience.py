@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pytest_asyncio
 from aiohttp import web
@@ -325,3 +325,41 @@ async def test_an_instance_trusts_a_healthy_breaker_for_breaker_cache_ms_only(se
             pass
     finally:
         await redis.aclose()
+
+
+async def test_with_redis_away_egress_still_calls_and_answers_and_counts_the_breaker_misses(settings: Settings) -> None:
+    """Breakers and de-duplication fail open: an egress whose Redis refuses every connection still makes its
+    calls and produces their replies (a 5xx too, which the breaker could not count), instead of failing each
+    call with an internal error; the misses are counted."""
+    from core.metrics import BREAKER_STORE_ERRORS
+
+    tag = f"nored{uuid.uuid4().hex[:6]}"
+    own = settings.with_overrides(
+        topic_prefix=f"{settings.topic_prefix}-{tag}", group_prefix=f"{settings.group_prefix}-{tag}",
+        redis_url=f"redis://127.0.0.1:{free_port()}/0", partitions=1, reply_partitions=1, retry_attempts=1,
+        breaker_cache_ms=0)
+    await ensure_topics(own)
+    worker = EgressWorker(own)
+    producer, replies = make_producer(own), make_consumer(own)
+    await worker.start()
+    try:
+        await worker.wait_assigned()
+        await producer.start()
+        await replies.start()
+        tp = TopicPartition(own.topics.replies, 0)
+        replies.assign([tp])
+        await replies.seek_to_end(tp)
+        pair = Pair(own, [worker], producer, replies, cast(Stage, None), owned=[0])  # calls need no stage
+        before = BREAKER_STORE_ERRORS._value.get()
+        up = Upstream([(503, {})])
+        async with serving(up.app()) as url:
+            failed = await pair.call(0, url + "/r")
+            ok = await pair.call(0, url + "/r")
+        assert (failed["status"], ok["status"]) == (503, 200), (failed, ok)
+        assert len(up.seen) == 2
+        # Both calls asked the breaker, and the 503 was reported to it: none of those reached Redis.
+        assert BREAKER_STORE_ERRORS._value.get() >= before + 3
+    finally:
+        await replies.stop()
+        await producer.stop()
+        await worker.stop()
