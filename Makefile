@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-kafka kafka bench bench-config install clean lint console console-types test-console test-console-all
+.PHONY: run test test-kafka kafka bench bench-stages bench-config install clean lint console console-types test-console test-console-all
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -65,6 +65,11 @@ kafka: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.run --broker $${BROKER:-embedded} $(BENCH_ARGS)
+
+# The three stages alone, phase after phase (BENCH_ARGS="--phases r300,c64,c64"): their CPU per call,
+# to compare two builds with less spread than `make bench`. Writes bench/results/stages-<broker>.json.
+bench-stages: $(STAMP)
+	$(PY) -m bench.stages --broker $${BROKER:-embedded} $(BENCH_ARGS)
 
 # The configuration snapshot at scale (10,000 APIs in one organisation; 100 of 1,000 each):
 # cold start, one change applied, route resolution. Writes bench/results/config.json.

@@ -154,62 +154,86 @@ def routes_file(work: Path, upstream_port: int) -> Path:
     return path
 
 
-async def main(kind: str, seconds: float, concurrency: int, rate: float, warmup: float) -> dict[str, Any]:
+@dataclasses.dataclass
+class Pipeline:
+    """A running pipeline of the benchmark's own: its broker, stores, upstream stub and stages."""
+
+    broker: Broker
+    settings: Settings
+    env: dict[str, str]
+    routes: Path
+    procs: dict[str, Any]  # name -> subprocess.Popen
+    pids: dict[str, int | None]  # every process whose CPU is read, the load generator (this one) included
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.ingress_port}/bench/items"
+
+
+async def start_pipeline(kind: str, stack: contextlib.AsyncExitStack, *, control: bool = True) -> Pipeline:
+    """Broker, stores, the upstream stub and the stages as separate processes (as `junction up` runs
+    them), each ready; all stopped and removed when ``stack`` closes."""
     run = uuid.uuid4().hex[:8]
+    work = Path(tempfile.mkdtemp(prefix=f"junction-bench-{run}-"))
+    os.chmod(work, 0o755)  # our own folder: PostgreSQL runs as nobody under root and must reach it
+    stack.callback(shutil.rmtree, work, True)
+    broker = await start_broker(kind, stack)
+    upstream_port = free_port()
+    routes = routes_file(work, upstream_port)
+    settings = load_settings(
+        kafka_bootstrap_servers=broker.bootstrap, broker_profile="embedded" if broker.kind == "embedded" else "kafka",
+        topic_prefix=f"b{run}", group_prefix=f"b{run}", redis_prefix=f"jb:{run}:", database_schema=f"b_{run}",
+        ingress_port=free_port(), processors_port=free_port(), egress_port=free_port(), control_port=free_port(),
+        data_dir=str(work), log_level="WARNING", allow_private_targets=True, routes_file=str(routes),
+        # No /metrics listeners: nothing scrapes them here, and their fixed default ports may be taken.
+        **{name: 0 for name in Settings.__dataclass_fields__ if name.endswith("_metrics_port")},
+    )
+    settings, store_pids = await start_stores(settings, stack)
+    await migrate(settings)
+    await wait_for_broker(settings)
+    await ensure_topics(settings)
+    await wait_for_coordinator(settings)
+    env = {**os.environ, **settings.to_env()}
+
+    procs = {"upstream": spawn(["-m", "bench.upstream", "--port", str(upstream_port)], env)}
+    # Control too: its observe stage reads every topic for metrics and request logs, off the request
+    # path; its CPU is reported beside the three stages', not in their sum.
+    services = (("control", settings.control_port),) if control else ()
+    services += (("egress", settings.egress_port), ("processors", settings.processors_port),
+                 ("ingress", settings.ingress_port))
+    for service, _ in services:
+        procs[service] = spawn(["-m", "junction", "serve", service], env)
+    stack.callback(stop, list(procs.values()))
+    await wait_http_ok(f"http://127.0.0.1:{upstream_port}/ready", proc=procs["upstream"])
+    for service, port in services:
+        await wait_http_ok(f"http://127.0.0.1:{port}/readyz", proc=procs[service])
+    pids: dict[str, int | None] = {name: p.pid for name, p in procs.items()}
+    pids.update({"broker": broker.pid, **store_pids, "load generator": os.getpid()})
+    return Pipeline(broker, settings, env, routes, procs, pids)
+
+
+async def main(kind: str, seconds: float, concurrency: int, rate: float, warmup: float) -> dict[str, Any]:
     async with contextlib.AsyncExitStack() as stack:
-        work = Path(tempfile.mkdtemp(prefix=f"junction-bench-{run}-"))
-        os.chmod(work, 0o755)  # our own folder: PostgreSQL runs as nobody under root and must reach it
-        stack.callback(shutil.rmtree, work, True)
-        broker = await start_broker(kind, stack)
-        upstream_port = free_port()
-        routes = routes_file(work, upstream_port)
-        settings = load_settings(
-            kafka_bootstrap_servers=broker.bootstrap, broker_profile="embedded" if broker.kind == "embedded" else "kafka",
-            topic_prefix=f"b{run}", group_prefix=f"b{run}", redis_prefix=f"jb:{run}:", database_schema=f"b_{run}",
-            ingress_port=free_port(), processors_port=free_port(), egress_port=free_port(), control_port=free_port(),
-            data_dir=str(work), log_level="WARNING", allow_private_targets=True, routes_file=str(routes),
-            # No /metrics listeners: nothing scrapes them here, and their fixed default ports may be taken.
-            **{name: 0 for name in Settings.__dataclass_fields__ if name.endswith("_metrics_port")},
-        )
-        settings, store_pids = await start_stores(settings, stack)
-        await migrate(settings)
-        await wait_for_broker(settings)
-        await ensure_topics(settings)
-        await wait_for_coordinator(settings)
-        env = {**os.environ, **settings.to_env()}
+        p = await start_pipeline(kind, stack)
+        pipeline = await measure(p.url, p.pids, concurrency=concurrency, rate=rate, seconds=seconds, warmup=warmup)
+        stop([p.procs[s] for s in ("ingress", "processors", "egress", "control")])  # the floor gets the machine to itself
 
-        procs = {"upstream": spawn(["-m", "bench.upstream", "--port", str(upstream_port)], env)}
-        # Control too: its observe stage reads every topic for metrics and request logs, off the request
-        # path; its CPU is reported beside the three stages', not in their sum.
-        for service in ("control", "egress", "processors", "ingress"):
-            procs[service] = spawn(["-m", "junction", "serve", service], env)
-        stack.callback(stop, list(procs.values()))
-        await wait_http_ok(f"http://127.0.0.1:{upstream_port}/ready", proc=procs["upstream"])
-        for service, port in (("control", settings.control_port), ("egress", settings.egress_port),
-                              ("processors", settings.processors_port), ("ingress", settings.ingress_port)):
-            await wait_http_ok(f"http://127.0.0.1:{port}/readyz", proc=procs[service])
-        pids: dict[str, int | None] = {name: p.pid for name, p in procs.items()}
-        pids.update({"broker": broker.pid, **store_pids, "load generator": os.getpid()})
-        pipeline = await measure(f"http://127.0.0.1:{settings.ingress_port}/bench/items", pids,
-                                 concurrency=concurrency, rate=rate, seconds=seconds, warmup=warmup)
-        stop([procs[s] for s in ("ingress", "processors", "egress", "control")])  # the floor gets the machine to itself
-
-        floor = (await broker_floor(settings, rate=rate, seconds=seconds)).summary()
-        floor_cpu = await relay_cpu(settings, env, concurrency=concurrency, seconds=seconds, warmup=3.0)
+        floor = (await broker_floor(p.settings, rate=rate, seconds=seconds)).summary()
+        floor_cpu = await relay_cpu(p.settings, p.env, concurrency=concurrency, seconds=seconds, warmup=3.0)
 
         base_port = free_port()
-        baseline_proc = spawn(["-m", "bench.baseline", "--port", str(base_port), "--routes", str(routes)], env)
+        baseline_proc = spawn(["-m", "bench.baseline", "--port", str(base_port), "--routes", str(p.routes)], p.env)
         stack.callback(stop, [baseline_proc])
         await wait_http_ok(f"http://127.0.0.1:{base_port}/bench/items", proc=baseline_proc)
         baseline = await measure(f"http://127.0.0.1:{base_port}/bench/items",
-                                 {"baseline": baseline_proc.pid, "upstream": procs["upstream"].pid,
+                                 {"baseline": baseline_proc.pid, "upstream": p.procs["upstream"].pid,
                                   "load generator": os.getpid()},
                                  concurrency=concurrency, rate=rate, seconds=seconds, warmup=warmup)
         result: dict[str, Any] = {
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-            "broker": {"kind": broker.kind, "version": broker.version, "bootstrap": broker.bootstrap},
-            "broker_profile": dataclasses.asdict(settings.broker),
+            "broker": {"kind": p.broker.kind, "version": p.broker.version, "bootstrap": p.broker.bootstrap},
+            "broker_profile": dataclasses.asdict(p.settings.broker),
             "params": {"seconds": seconds, "concurrency": concurrency, "rate": rate, "warmup_seconds": warmup},
             "pipeline": pipeline,
             "baseline": baseline,

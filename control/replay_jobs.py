@@ -6,7 +6,8 @@ Two supervised loops in the control app:
   advisory lock, so one control instance runs a job at a time and a job's pace holds across instances.
   Each message is claimed in PostgreSQL before it is sent (control/store/replays.py): a control restart
   resumes a job from its pending rows and never sends a claimed one again, so a job sends each message at
-  most once. A message that was claimed and never answered is recorded ``unanswered`` after its deadline.
+  most once (a stop that comes between a claim and the hand-over to the producer gives the claim back). A
+  message that was claimed and never answered is recorded ``unanswered`` after its deadline.
 - the answer reader consumes ``<prefix>.results.replays`` as a consumer group of its own
   (``<group_prefix>.replay-answers``), records each Reply as its message's outcome and commits after
   writing; every second it also links new dead letters of replayed attempts (indexed by
@@ -32,6 +33,7 @@ from control.store.replays import (
     pending_items,
     record_answer,
     record_unsendable,
+    release_claim,
     running_jobs,
     time_out_items,
 )
@@ -143,17 +145,27 @@ class ReplayJobs:
                 try:
                     revived = await revive(self._settings, reader, item, attempt=claim.attempt, config=config,
                                            timeout_ms=timeout_ms)
+                    acked = await producer.send(revived.topic, key=revived.key, value=revived.value)
                 except CodecError as exc:
                     async with self._pool.acquire() as conn:
                         await record_unsendable(conn, job_id, dl_id, str(exc))
                     continue
-                await producer.send_and_wait(revived.topic, key=revived.key, value=revived.value)
+                except asyncio.CancelledError:
+                    # Stopped before the message reached the producer: it was not sent, so a restart may send
+                    # it. (Once handed over it goes out with the producer's flush, and its answer is recorded.)
+                    await asyncio.shield(self._release(job_id, dl_id))
+                    raise
+                await acked
                 self.sent += 1
                 next_at = loop.time() + interval
                 async with self._pool.acquire() as conn:
                     await mark_sent(conn, job_id, dl_id, config=revived.config, topic=revived.topic)
             if not progressed:
                 await asyncio.sleep(POLL_S)
+
+    async def _release(self, job_id: str, dead_letter_id: str) -> None:
+        async with self._pool.acquire() as conn:
+            await release_claim(conn, job_id, dead_letter_id)
 
     async def _completed_elsewhere(self, item: asyncpg.Record) -> set[int]:
         """Later attempts of the item's call that egress recorded as made (its completed calls in Redis, kept a

@@ -238,6 +238,9 @@ def _bad_input(exc: BaseException | None, listener: "_Listener") -> JunctionErro
         ("Invalid header", "Invalid character in Content-Length", "Duplicate", "Missing 'Host'")
     ):
         return ClientError("a header field is malformed", code="invalid_header")
+    if message.startswith(("Content-Length can't be present with Transfer-Encoding", "Transfer-Encoding can't be present")):
+        return ClientError("the request frames its body twice (Content-Length and Transfer-Encoding); send one",
+                           code="malformed_body")
     if isinstance(exc, http_exceptions.PayloadEncodingError) or message.startswith(("Invalid character in chunk", "Invalid chunk")):
         return ClientError("the request body is not framed as its headers say", code="malformed_body")
     return ClientError("the request is not valid HTTP/1.1", code="bad_request")

@@ -16,11 +16,11 @@ from multidict import CIMultiDict
 import asyncpg
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestServer
 from aiokafka import TopicPartition
 
 from control import create_app
 from control.admin import create_admin
+from core.http import listening
 from core.kafka import make_consumer
 from core.settings import Settings
 from junction.broker import free_port
@@ -162,8 +162,10 @@ async def control(control_settings: Settings) -> AsyncIterator[Control]:
     # No observe stage here: the tests that read request logs start their own (tests/pipeline/conftest.py),
     # and reading every topic of the run on this process's loop would slow every other test.
     app = create_app(s, observe=False)
-    server = TestServer(app, host="127.0.0.1", port=s.control_port)
-    await server.start_server()
+    # Served as `junction serve control` serves it (core/http.py's listener: its JSON protocol errors, its
+    # deadlines and connection cap), not by aiohttp's test server, whose protocol errors are plain text.
+    server = contextlib.AsyncExitStack()
+    await server.enter_async_context(listening(app, "127.0.0.1", s.control_port))
     pool = await asyncpg.create_pool(s.database_dsn, min_size=1, max_size=4,
                                      server_settings={"search_path": s.database_schema})
     watch = ConfigWatch(s)
@@ -178,4 +180,4 @@ async def control(control_settings: Settings) -> AsyncIterator[Control]:
         await session.close()
         await watch.stop()
         await pool.close()
-        await server.close()
+        await server.aclose()

@@ -20,7 +20,7 @@ from control.store.dead_letters import LetterFilter
 __all__ = [
     "ACTIVE", "FINAL", "Claim", "JobSpec", "claim_item", "create_job", "finish_jobs", "get_job", "job_items",
     "job_view", "later_attempts", "link_dead_letters", "mark_sent", "page_jobs", "pending_items", "record_answer",
-    "record_unsendable", "running_jobs", "select_letters", "succeeded_correlations", "time_out_items",
+    "record_unsendable", "release_claim", "running_jobs", "select_letters", "succeeded_correlations", "time_out_items",
 ]
 
 ACTIVE = ("pending", "sending", "sent")
@@ -164,6 +164,12 @@ async def mark_sent(conn: asyncpg.Connection, job_id: str, dead_letter_id: str, 
     # Its answer may already be recorded (a fast pipeline): the state moves on only from 'sending'.
     await conn.execute("UPDATE replay_items SET state = CASE WHEN state = 'sending' THEN 'sent' ELSE state END,"
                        " config = $3, topic = $4 WHERE job_id = $1 AND dead_letter_id = $2", job_id, dead_letter_id, config, topic)
+
+
+async def release_claim(conn: asyncpg.Connection, job_id: str, dead_letter_id: str) -> None:
+    """Give back a claim whose message never reached the producer (the job was stopped first): pending again."""
+    await conn.execute("UPDATE replay_items SET state = 'pending', attempt = NULL, sent_at = NULL, deadline_at = NULL"
+                       " WHERE job_id = $1 AND dead_letter_id = $2 AND state = 'sending'", job_id, dead_letter_id)
 
 
 async def record_unsendable(conn: asyncpg.Connection, job_id: str, dead_letter_id: str, reason: str) -> None:

@@ -179,6 +179,9 @@ MALFORMED = {
     "malformed request line": (b"GET /" + MARK + b" HTTZ/1.1\r\nHost: a\r\n\r\n", 400, "bad_request"),
     "control character in a header": (b"GET /x HTTP/1.1\r\nHost: a\r\nX-A: " + MARK + b"\x01\r\n\r\n", 400, "invalid_header"),
     "not HTTP at all": (MARK + b"\r\n\r\n", 501, "method_not_implemented"),
+    # Two framings of one body (found by the management API's fuzzer): a request-smuggling shape.
+    "Content-Length and Transfer-Encoding": (b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: " + MARK
+                                             + b"\r\nContent-Length: 15\r\n\r\n{\"version\": 79}", 400, "malformed_body"),
 }
 
 

@@ -11,7 +11,9 @@ import uuid
 from typing import Any
 
 import aiohttp
+import pytest
 
+from control.replay import InboundReader
 from control.state import STATE
 from core.settings import Settings
 from tests.dead_letter_support import inbound_call
@@ -218,6 +220,48 @@ async def test_a_control_restart_mid_job_resumes_without_resending(
         job = await wait_job(control, org, job_id, timeout_s=60)
         assert [i["outcome"] for i in job["items"]] == ["succeeded"] * len(payloads), job["items"]
         assert sorted(upstream.bodies) == sorted(payloads)
+
+
+async def test_a_stop_between_a_claim_and_its_send_gives_the_claim_back(
+    control: Any, ingress: IngressInstance, stage: Stage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window the test above can only hit by chance, held open: the job has claimed its message and is
+    reading it back from the requests topic when control stops. Nothing reached the producer, so the claim
+    goes back to pending and the restarted job sends the message, once."""
+    org = await new_org(control)
+    async with RecordingUpstream.running(up=False) as upstream:
+        staged = await stage.api(upstream.url, org=org, target_method="POST")
+        await wait_until(lambda: staged["api"]["id"] in ingress.snapshot.apis)
+        payloads = [f"held-{uuid.uuid4().hex}".encode()]
+        [letter] = await indexed_letters(control, org, await _fail_calls(ingress, org, payloads))
+        await upstream.up()
+        reading, never = asyncio.Event(), asyncio.Event()
+        read = InboundReader.read
+
+        async def held(self: InboundReader, partition: int, offset: int) -> bytes | None:
+            reading.set()
+            await never.wait()  # the stop comes first
+            return await read(self, partition, offset)
+
+        monkeypatch.setattr(InboundReader, "read", held)
+        r = await replay(control, org, {"ids": [letter["id"]]})
+        assert r.status == 201, r.body
+        job_id = r.body["id"]
+
+        async def outcome() -> str:
+            got = await control.call("GET", f"/api/v1/orgs/{org}/replays/{job_id}", control.admin_token)
+            return str(got.body["items"][0]["outcome"])
+
+        await asyncio.wait_for(reading.wait(), 30)
+        assert await outcome() == "sending"  # claimed
+        jobs = control.app[STATE].extras["replay_jobs"]
+        await jobs.stop()
+        assert await outcome() == "pending"  # given back
+        monkeypatch.setattr(InboundReader, "read", read)
+        jobs.start()
+        job = await wait_job(control, org, job_id, timeout_s=60)
+        assert [i["outcome"] for i in job["items"]] == ["succeeded"], job["items"]
+        assert upstream.bodies == payloads
 
 
 async def _cli(control: Any, *argv: str) -> tuple[int, Any, str]:

@@ -1,0 +1,72 @@
+"""The three stages alone, phase after phase: the CPU each uses per call, to compare two builds.
+
+``make bench`` measures everything once, with the broker floor and the baseline in between; runs of
+identical code then spread by 10-20%. This starts the pipeline only (no control: its metrics stage
+is off the request path), warms it up once, and repeats load phases, printing the CPU time of
+ingress, processors and egress per call in each. Run it alternately on two builds and compare the
+means::
+
+    python -m bench.stages --broker kafka --phases r300,c64,c64
+
+A phase is ``c<N>`` (N calls in flight, closed loop) or ``r<N>`` (N calls a second). Writes
+bench/results/stages-<broker>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any
+
+from bench.load import LoadResult, fixed_concurrency, fixed_rate
+from bench.procs import cpu_seconds
+from bench.run import RESULTS, STAGES, start_pipeline
+
+__all__ = ["main"]
+
+
+async def _phase(url: str, phase: str, seconds: float) -> LoadResult:
+    kind, number = phase[:1], phase[1:]
+    if kind == "c" and number.isdigit():
+        return await fixed_concurrency(url, concurrency=int(number), seconds=seconds)
+    if kind == "r" and number.replace(".", "", 1).isdigit():
+        return await fixed_rate(url, rate=float(number), seconds=seconds)
+    raise SystemExit(f"unknown phase {phase!r}: c<calls in flight> or r<calls a second>")
+
+
+async def main(kind: str, phases: list[str], seconds: float, warmup: float) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    async with contextlib.AsyncExitStack() as stack:
+        p = await start_pipeline(kind, stack, control=False)
+        await fixed_concurrency(p.url, concurrency=16, seconds=warmup)
+        for phase in phases:
+            await asyncio.sleep(1)
+            before = {name: cpu_seconds(p.procs[name].pid) for name in STAGES}
+            load = await _phase(p.url, phase, seconds)
+            calls = max(1, load.ok)
+            per_call = {name: round((cpu_seconds(p.procs[name].pid) - before[name]) * 1000 / calls, 3) for name in STAGES}
+            row = {"phase": phase, **load.summary(), "cpu_ms_per_call": per_call, "stages_ms": round(sum(per_call.values()), 3)}
+            rows.append(row)
+            print(f"{phase}: {row['rps']} req/s, p50/p99 {row['p50_ms']}/{row['p99_ms']} ms, errors {row['errors']} | "
+                  f"CPU ms/call {per_call} = {row['stages_ms']}", flush=True)
+    return rows
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--broker", choices=("embedded", "kafka"), default="embedded")
+    parser.add_argument("--phases", default="r300,c64,c64", help="comma-separated: c<calls in flight>, r<calls a second>")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--warmup", type=float, default=None, help="seconds at concurrency 16 (default: 15 on Kafka, 2 on Tansu)")
+    args = parser.parse_args()
+    warmup = args.warmup if args.warmup is not None else (15.0 if args.broker == "kafka" else 2.0)
+    rows = asyncio.run(main(args.broker, args.phases.split(","), args.seconds, warmup))
+    RESULTS.mkdir(exist_ok=True)
+    out = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "broker": args.broker, "phases": rows}
+    (RESULTS / f"stages-{args.broker}.json").write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    cli()
