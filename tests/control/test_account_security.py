@@ -18,10 +18,10 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestServer
 
 from control import create_app
 from control.state import STATE
+from core.http import listening
 from core.settings import InvalidConfiguration, Settings
 from junction.broker import free_port
 from junction.sdk import JunctionAPIError, JunctionClient
@@ -34,19 +34,18 @@ PASSWORD = "password-123"
 async def own_control(base: Settings, **overrides: Any) -> AsyncIterator[Control]:
     """A control app of its own: a fresh Redis prefix (counts, blocks, limits, events start empty)."""
     s = base.with_overrides(control_port=free_port(), redis_prefix=f"acct-{uuid.uuid4().hex[:8]}:", **overrides)
-    server = TestServer(create_app(s, relay=False, sandbox=False), host="127.0.0.1", port=s.control_port)
-    await server.start_server()
-    pool = await asyncpg.create_pool(s.database_dsn, min_size=1, max_size=2,
-                                     server_settings={"search_path": s.database_schema})
-    session = aiohttp.ClientSession()
-    c = Control(f"http://127.0.0.1:{s.control_port}", s, session, pool, None, server.app)  # type: ignore[arg-type]
-    try:
-        c.admin_token = await c.login(ADMIN_EMAIL, ADMIN_PASSWORD)
-        yield c
-    finally:
-        await session.close()
-        await pool.close()
-        await server.close()
+    app = create_app(s, relay=False, sandbox=False)
+    async with listening(app, "127.0.0.1", s.control_port):  # as `junction serve control` serves it
+        pool = await asyncpg.create_pool(s.database_dsn, min_size=1, max_size=2,
+                                         server_settings={"search_path": s.database_schema})
+        session = aiohttp.ClientSession()
+        c = Control(f"http://127.0.0.1:{s.control_port}", s, session, pool, None, app)  # type: ignore[arg-type]
+        try:
+            c.admin_token = await c.login(ADMIN_EMAIL, ADMIN_PASSWORD)
+            yield c
+        finally:
+            await session.close()
+            await pool.close()
 
 
 async def _login(c: Control, email: str, password: str, addr: str | None = None) -> Any:
