@@ -40,6 +40,9 @@ __all__ = ["EgressWorker"]
 log = logging.getLogger(__name__)
 
 KILL_WAIT_S = 3.0
+# aiokafka awaits the revocation callback with no bound, and a commit retries a coordinator that is away
+# for as long as it is away: the whole group's rebalance would wait for it.
+REVOKE_COMMIT_S = 5.0
 
 
 class _Revocations(ConsumerRebalanceListener):
@@ -47,7 +50,11 @@ class _Revocations(ConsumerRebalanceListener):
         self._worker = worker
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._worker._commit()
+        try:
+            await asyncio.wait_for(self._worker._commit(), REVOKE_COMMIT_S)
+        except (asyncio.TimeoutError, KafkaError) as exc:
+            # Offsets left uncommitted are redelivered to the next owner, whose de-duplication skips those done.
+            log.warning("offsets of %d revoked partitions not committed: %r", len(revoked), exc)
         self._worker._offsets.forget(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
