@@ -22,13 +22,14 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 from aiokafka.errors import KafkaError
 
 from bench.broker_floor import broker_floor, relay_cpu
-from bench.load import fixed_concurrency, fixed_rate
+from bench.load import LoadResult, fixed_concurrency, fixed_rate
 from bench.procs import cpu_seconds, machine_busy_seconds, spawn, stop, wait_http_ok
 from core.kafka import ensure_topics, make_admin, wait_for_broker
 from core.settings import Settings, load_settings
@@ -98,6 +99,15 @@ async def migrate(settings: Settings) -> None:
         await pool.close()
 
 
+async def cpu_during(pids: dict[str, int | None], load: Awaitable[LoadResult]) -> tuple[LoadResult, dict[str, float]]:
+    """``load``'s result, and the CPU seconds (user + system) each process of ``pids`` used while it ran."""
+    known = {name: pid for name, pid in pids.items() if pid is not None}
+    # The bench process itself is the load generator; its children are the others, so no tree.
+    before = {name: cpu_seconds(pid, tree=name != "load generator") for name, pid in known.items()}
+    result = await load
+    return result, {name: cpu_seconds(pid, tree=name != "load generator") - before[name] for name, pid in known.items()}
+
+
 async def measure(url: str, pids: dict[str, int | None], *, concurrency: int, rate: float, seconds: float,
                   warmup: float) -> dict[str, object]:
     """Warm-up, latency at the offered rate, then throughput, then latency again (a broker that slows
@@ -105,13 +115,9 @@ async def measure(url: str, pids: dict[str, int | None], *, concurrency: int, ra
     await fixed_concurrency(url, concurrency=16, seconds=warmup)
     latency = await fixed_rate(url, rate=rate, seconds=seconds)
     await asyncio.sleep(1)
-    known = {name: pid for name, pid in pids.items() if pid is not None}
-    # The bench process itself is the load generator; its children are the others, so no tree.
-    before = {name: cpu_seconds(pid, tree=name != "load generator") for name, pid in known.items()}
     busy_before = machine_busy_seconds()
-    throughput = await fixed_concurrency(url, concurrency=concurrency, seconds=seconds)
+    throughput, used = await cpu_during(pids, fixed_concurrency(url, concurrency=concurrency, seconds=seconds))
     busy = machine_busy_seconds() - busy_before
-    used = {name: cpu_seconds(pid, tree=name != "load generator") - before[name] for name, pid in known.items()}
     # Whatever else ran on the machine meanwhile (another user's tests, say) competed for the same cores.
     used["other processes"] = max(0.0, busy - sum(used.values()))
     calls = max(1, throughput.ok)

@@ -21,8 +21,7 @@ import time
 from typing import Any
 
 from bench.load import LoadResult, fixed_concurrency, fixed_rate
-from bench.procs import cpu_seconds
-from bench.run import RESULTS, STAGES, start_pipeline
+from bench.run import RESULTS, STAGES, cpu_during, start_pipeline
 
 __all__ = ["main"]
 
@@ -43,10 +42,9 @@ async def main(kind: str, phases: list[str], seconds: float, warmup: float) -> l
         await fixed_concurrency(p.url, concurrency=16, seconds=warmup)
         for phase in phases:
             await asyncio.sleep(1)
-            before = {name: cpu_seconds(p.procs[name].pid) for name in STAGES}
-            load = await _phase(p.url, phase, seconds)
+            load, used = await cpu_during({name: p.procs[name].pid for name in STAGES}, _phase(p.url, phase, seconds))
             calls = max(1, load.ok)
-            per_call = {name: round((cpu_seconds(p.procs[name].pid) - before[name]) * 1000 / calls, 3) for name in STAGES}
+            per_call = {name: round(used[name] * 1000 / calls, 3) for name in STAGES}
             row = {"phase": phase, **load.summary(), "cpu_ms_per_call": per_call, "stages_ms": round(sum(per_call.values()), 3)}
             rows.append(row)
             print(f"{phase}: {row['rps']} req/s, p50/p99 {row['p50_ms']}/{row['p99_ms']} ms, errors {row['errors']} | "
