@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-kafka kafka bench bench-stages bench-config install clean lint console console-types test-console test-console-all
+.PHONY: run test test-kafka kafka bench bench-stages bench-skeleton bench-config install clean lint console console-types test-console test-console-all
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -70,6 +70,11 @@ bench: $(STAMP)
 # to compare two builds with less spread than `make bench`. Writes bench/results/stages-<broker>.json.
 bench-stages: $(STAMP)
 	$(PY) -m bench.stages --broker $${BROKER:-embedded} $(BENCH_ARGS)
+
+# The skeleton pipeline: an aiohttp edge, a bare relay and an aiohttp worker joined by Kafka, with no
+# Junction code, beside the baseline, per phase: the floor under the stages' CPU per call.
+bench-skeleton: $(STAMP)
+	$(PY) -m bench.skeleton --broker $${BROKER:-embedded} $(BENCH_ARGS)
 
 # The configuration snapshot at scale (10,000 APIs in one organisation; 100 of 1,000 each):
 # cold start, one change applied, route resolution. Writes bench/results/config.json.

@@ -1,0 +1,79 @@
+"""A redelivered outbound call whose reply already went out is not made again (egress/dedupe.py)."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest_asyncio
+from aiohttp import web
+
+from core.consume import read_topic
+from core.kafka import make_producer
+from core.metrics import DUPLICATES_SKIPPED
+from core.redis import make_redis
+from core.settings import Settings
+from schemas import decode
+from tests.support import IngressInstance, Stage, serving, wait_until
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def counting_upstream() -> AsyncIterator[tuple[str, list[str]]]:
+    """An upstream that records the X-Tag of every call it receives."""
+    seen: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("X-Tag", ""))
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    async with serving(app) as url:
+        yield url, seen
+
+
+async def test_a_call_redelivered_after_its_reply_is_skipped_and_counted(
+    settings: Settings, ingress: IngressInstance, stage: Stage, counting_upstream: tuple[str, list[str]]
+) -> None:
+    url, seen = counting_upstream
+    staged = await stage.api(url, timeout_ms=30_000)
+    await wait_until(lambda: staged["api"]["id"] in ingress.snapshot.apis)
+    tags = [f"once-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    correlation_ids = []
+    async with aiohttp.ClientSession() as s:
+        for tag in tags:
+            async with s.post(f"{ingress.url}/{staged['org']}/echo", headers={"X-Tag": tag}) as r:
+                assert r.status == 200
+                correlation_ids.append(r.headers["X-Correlation-Id"])
+    outbound = {r.key.decode(): r.value for r in await read_topic(settings, settings.topics.calls)
+                if r.key is not None and r.key.decode() in correlation_ids}
+    assert set(outbound) == set(correlation_ids)
+    call_ids = [decode(outbound[c], expected="OutboundCall")[1]["call_id"] for c in correlation_ids]
+
+    redis = make_redis(settings, max_connections=2)
+    try:
+        keys = [settings.redis_key("egress-done", c) for c in call_ids]
+
+        for _ in range(500):  # completions are written in batches, a few ms after the reply
+            if all(v is not None for v in await redis.mget(keys)):
+                break
+            await asyncio.sleep(0.02)
+        assert all(v is not None for v in await redis.mget(keys)), "egress recorded no completion"
+        # Kept a minute past the call's deadline (30 s here), then forgotten.
+        for key in keys:
+            assert 60_000 < await redis.pttl(key) <= 90_000
+    finally:
+        await redis.aclose()
+
+    # What a crash before the commit would do: the same OutboundCalls delivered again.
+    skipped = DUPLICATES_SKIPPED._value.get()
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        for c in correlation_ids:
+            await producer.send_and_wait(settings.topics.calls, outbound[c], key=c.encode())
+    finally:
+        await producer.stop()
+    await wait_until(lambda: DUPLICATES_SKIPPED._value.get() >= skipped + len(tags), timeout_s=15)
+    assert [seen.count(t) for t in tags] == [1, 1, 1]
