@@ -20,7 +20,7 @@ from bench.procs import cpu_seconds, spawn, stop
 from core.kafka import make_admin, make_consumer, make_producer
 from core.settings import Settings
 
-__all__ = ["broker_floor", "relay_cpu"]
+__all__ = ["broker_floor", "new_topics", "relay_cpu"]
 
 
 async def _wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str], timeout_s: float = 10.0) -> None:
@@ -35,7 +35,7 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str], timeo
         await asyncio.sleep(0.1)
 
 
-async def _new_topics(settings: Settings, names: list[str], partitions: int) -> None:
+async def new_topics(settings: Settings, names: list[str], partitions: int) -> None:
     admin = make_admin(settings)
     await admin.start()
     try:
@@ -47,7 +47,7 @@ async def _new_topics(settings: Settings, names: list[str], partitions: int) -> 
 
 async def broker_floor(settings: Settings, *, rate: float, seconds: float, hops: int = 3, partitions: int = 4) -> LoadResult:
     topics = [f"{settings.topic_prefix}.floor{i}.{uuid.uuid4().hex[:6]}" for i in range(hops + 1)]
-    await _new_topics(settings, topics[1:], partitions)
+    await new_topics(settings, topics[1:], partitions)
     producer = make_producer(settings)
     await producer.start()
     sent: dict[bytes, float] = {}
@@ -103,7 +103,7 @@ async def relay_cpu(settings: Settings, env: dict[str, str], *, concurrency: int
     ``concurrency`` messages in flight through the chain (a closed loop, like the throughput phase)."""
     run = uuid.uuid4().hex[:6]
     topics = [f"{settings.topic_prefix}.relay{i}.{run}" for i in range(hops + 1)]
-    await _new_topics(settings, topics, partitions)
+    await new_topics(settings, topics, partitions)
     relays = [spawn(["-m", "bench.kafka_relay", "--source", topics[i], "--target", topics[i + 1],
                      "--group", f"relay{i}.{run}"], env) for i in range(hops)]
     producer = make_producer(settings)

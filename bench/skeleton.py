@@ -30,10 +30,11 @@ from typing import Any
 from aiohttp import ClientSession, ClientTimeout, web
 from aiokafka import TopicPartition
 
-from bench.broker_floor import _new_topics
-from bench.load import LoadResult, fixed_concurrency, fixed_rate
+from bench.broker_floor import new_topics
+from bench.load import fixed_concurrency
 from bench.procs import spawn, stop, wait_http_ok
 from bench.run import RESULTS, cpu_during, routes_file, start_broker, wait_for_coordinator
+from bench.stages import run_phase
 from core.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
 from core.settings import Settings, load_settings
 from junction.broker import free_port
@@ -127,17 +128,8 @@ async def worker(calls: str, results: str, group: str, upstream: str) -> None:
         await consumer.stop()
 
 
-async def _phase(url: str, phase: str, seconds: float) -> LoadResult:
-    kind, number = phase[:1], phase[1:]
-    if kind == "c" and number.isdigit():
-        return await fixed_concurrency(url, concurrency=int(number), seconds=seconds)
-    if kind == "r" and number.replace(".", "", 1).isdigit():
-        return await fixed_rate(url, rate=float(number), seconds=seconds)
-    raise SystemExit(f"unknown phase {phase!r}: c<calls in flight> or r<calls a second>")
-
-
 async def _per_call(url: str, pids: dict[str, int], phase: str, seconds: float) -> dict[str, Any]:
-    load, used = await cpu_during(pids, _phase(url, phase, seconds))
+    load, used = await cpu_during(pids, run_phase(url, phase, seconds))
     calls = max(1, load.ok)
     per_call = {name: round(used[name] * 1000 / calls, 3) for name in pids}
     return {**load.summary(), "cpu_ms_per_call": per_call, "sum_ms": round(sum(per_call.values()), 3)}
@@ -161,7 +153,7 @@ async def main(kind: str, phases: list[str], seconds: float, warmup: float) -> d
         await wait_for_coordinator(settings)
         partitions = settings.partitions
         requests, calls, results = (f"s{run}.{name}" for name in ("requests", "calls", "results"))
-        await _new_topics(settings, [requests, calls, results], partitions)
+        await new_topics(settings, [requests, calls, results], partitions)
         env = {**os.environ, **settings.to_env()}
         me = ["-m", "bench.skeleton"]
         procs = {

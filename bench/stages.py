@@ -23,10 +23,11 @@ from typing import Any
 from bench.load import LoadResult, fixed_concurrency, fixed_rate
 from bench.run import RESULTS, STAGES, cpu_during, start_pipeline
 
-__all__ = ["main"]
+__all__ = ["main", "run_phase"]
 
 
-async def _phase(url: str, phase: str, seconds: float) -> LoadResult:
+async def run_phase(url: str, phase: str, seconds: float) -> LoadResult:
+    """One load phase: ``c<N>`` (N calls in flight, closed loop) or ``r<N>`` (N calls a second)."""
     kind, number = phase[:1], phase[1:]
     if kind == "c" and number.isdigit():
         return await fixed_concurrency(url, concurrency=int(number), seconds=seconds)
@@ -42,7 +43,7 @@ async def main(kind: str, phases: list[str], seconds: float, warmup: float) -> l
         await fixed_concurrency(p.url, concurrency=16, seconds=warmup)
         for phase in phases:
             await asyncio.sleep(1)
-            load, used = await cpu_during({name: p.procs[name].pid for name in STAGES}, _phase(p.url, phase, seconds))
+            load, used = await cpu_during({name: p.procs[name].pid for name in STAGES}, run_phase(p.url, phase, seconds))
             calls = max(1, load.ok)
             per_call = {name: round(used[name] * 1000 / calls, 3) for name in STAGES}
             row = {"phase": phase, **load.summary(), "cpu_ms_per_call": per_call, "stages_ms": round(sum(per_call.values()), 3)}

@@ -42,6 +42,22 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+@contextlib.asynccontextmanager
+async def header_recorder(header: str) -> AsyncIterator[tuple[str, list[str]]]:
+    """An upstream on loopback that answers ``{"ok": true}`` and records ``header`` of every call it
+    receives (empty when absent); yields its base URL and the list of values, in arrival order."""
+    seen: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append(request.headers.get(header, ""))
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    async with serving(app) as url:
+        yield url, seen
+
+
 @dataclass
 class ProcessorsProcess:
     settings: Settings

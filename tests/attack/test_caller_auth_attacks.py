@@ -19,7 +19,6 @@ import jwt as pyjwt
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
-from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from multidict import CIMultiDict
 
@@ -31,7 +30,7 @@ from schemas import decode
 from tests.callerauth_support import (  # noqa: F401 - clear_ingress_blocks is a fixture
     Issuer, clear_ingress_blocks, consumer_doc, issuer, new_key, publish_consumer, secure_api,
 )
-from tests.support import IngressInstance, Stage, post_raw, running_pipeline, serving
+from tests.support import IngressInstance, Stage, header_recorder, post_raw, running_pipeline
 
 pytestmark = pytest.mark.usefixtures("clear_ingress_blocks")
 
@@ -48,15 +47,8 @@ class World:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def world(settings: Settings) -> AsyncIterator[World]:
-    seen: list[str] = []
-
-    async def record(request: web.Request) -> web.Response:
-        seen.append(request.headers.get("X-Consumer-Id", ""))
-        return web.json_response({"ok": True})
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", record)
-    async with running_pipeline(settings) as (stage, ingress), serving(app) as url, issuer() as iss:
+    async with running_pipeline(settings) as (stage, ingress), header_recorder("X-Consumer-Id") as (url, seen), \
+            issuer() as iss:
         yield World(settings, stage, ingress, url, seen, iss)
 
 

@@ -8,27 +8,18 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest_asyncio
-from aiohttp import web
 
 from core.kafka import make_producer
 from core.settings import Settings
 from schemas import encode
-from tests.support import IngressInstance, Stage, serving, wait_until
+from tests.support import IngressInstance, Stage, header_recorder, wait_until
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def recorder() -> AsyncIterator[tuple[str, list[str]]]:
     """An upstream that records the X-Tag of every call it receives."""
-    seen: list[str] = []
-
-    async def record(request: web.Request) -> web.Response:
-        seen.append(request.headers.get("X-Tag", ""))
-        return web.json_response({"ok": True})
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", record)
-    async with serving(app) as url:
-        yield url, seen
+    async with header_recorder("X-Tag") as recorded:
+        yield recorded
 
 
 def _inbound(org: str, tag: str, deadline_ms: int, api_id: str = "") -> bytes:

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest_asyncio
-from aiohttp import web
 
 from core.consume import read_topic
 from core.kafka import make_producer
@@ -15,22 +14,13 @@ from core.metrics import DUPLICATES_SKIPPED
 from core.redis import make_redis
 from core.settings import Settings
 from schemas import decode
-from tests.support import IngressInstance, Stage, serving, wait_until
+from tests.support import IngressInstance, Stage, header_recorder, wait_until
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def counting_upstream() -> AsyncIterator[tuple[str, list[str]]]:
-    """An upstream that records the X-Tag of every call it receives."""
-    seen: list[str] = []
-
-    async def record(request: web.Request) -> web.Response:
-        seen.append(request.headers.get("X-Tag", ""))
-        return web.json_response({"ok": True})
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", record)
-    async with serving(app) as url:
-        yield url, seen
+    async with header_recorder("X-Tag") as recorded:
+        yield recorded
 
 
 async def test_a_call_redelivered_after_its_reply_is_skipped_and_counted(
