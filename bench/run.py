@@ -111,11 +111,12 @@ async def cpu_during(pids: dict[str, int | None], load: Awaitable[LoadResult]) -
 async def measure(url: str, pids: dict[str, int | None], *, concurrency: int, rate: float, seconds: float,
                   warmup: float) -> dict[str, object]:
     """Warm-up, latency at the offered rate, then throughput, then latency again (a broker that slows
-    down as it fills shows in the second figure). CPU per call is read around the throughput phase."""
+    down as it fills shows in the second figure). CPU per call is read around the throughput phase and
+    the first latency phase."""
     await fixed_concurrency(url, concurrency=16, seconds=warmup)
-    # CPU per call at the offered rate too: batching on the broker's connections grows with the rate, so
-    # per-call CPU falls with it (bench/skeleton.py), and this compares the pipeline and the baseline at
-    # the same rate, where the throughput phase compares each at its own.
+    # Per-call CPU falls as the rate grows (each broker request then carries more records; see
+    # bench/skeleton.py), so the throughput phase compares the pipeline and the baseline each at its own
+    # rate; this phase compares them at the same one.
     latency, used_at_rate = await cpu_during(pids, fixed_rate(url, rate=rate, seconds=seconds))
     at_rate = {name: round(s * 1000 / max(1, latency.ok), 3) for name, s in used_at_rate.items()}
     await asyncio.sleep(1)
