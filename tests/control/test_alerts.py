@@ -11,13 +11,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest_asyncio
-from aiohttp.test_utils import TestServer
 
 from control import create_app
 from control.alerting import AlertEvaluator
 from control.alerting.measure import measure
 from control.alerting.rules import Rule
 from core.breaker_state import BreakerStore, origin_of
+from core.http import listening
 from core.redis import make_redis
 from core.settings import Settings
 from junction.broker import free_port
@@ -240,10 +240,9 @@ async def test_webhook_down_retries_then_records_failure(control: Any, alerting:
 
 async def test_ssrf_refused_at_save_and_at_send(control: Any, alerting: Alerting, world: dict[str, Any]) -> None:
     strict = control.settings.with_overrides(allow_private_targets=False, control_port=free_port())
-    server = TestServer(create_app(strict, relay=False, sandbox=False), host="127.0.0.1", port=strict.control_port)
-    await server.start_server()
     slug = world["org"]["slug"]
-    try:
+    # Served as `junction serve control` serves it (core/http.py's listener), like the session's control.
+    async with listening(create_app(strict, relay=False, sandbox=False), "127.0.0.1", strict.control_port):
         for url, where in (("http://169.254.169.254/latest/meta-data", "channels.webhooks[0]"),
                            ("http://10.1.2.3/hook", "channels.webhooks[0]"),
                            ("http://localhost:8080/hook", "channels.webhooks[0]")):
@@ -259,8 +258,6 @@ async def test_ssrf_refused_at_save_and_at_send(control: Any, alerting: Alerting
         async with control.session.post(f"http://127.0.0.1:{strict.control_port}/api/v1/orgs/{slug}/alert-rules",
                                         json=body, headers={"Authorization": f"Bearer {world['admin']}"}) as resp:
             assert resp.status == 422 and "escalation.webhooks[0]" in [f["field"] for f in (await resp.json())["fields"]]
-    finally:
-        await server.close()
     # Saved while private targets were allowed, sent when they are not: the guard refuses at connect time.
     path = f"/{uuid.uuid4().hex}"
     t = aligned_past()
