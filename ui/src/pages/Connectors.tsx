@@ -2,15 +2,17 @@ import {
   JunctionError, type Connector, type ConnectorCreate, type ConnectorTestRequest, type ConnectorTestResult,
   type ConnectorUpdate,
 } from "@junction/sdk";
-import { useEffect, useId, useState, type FormEvent } from "react";
+import { lazy, Suspense, useEffect, useId, useState, type FormEvent } from "react";
 import { Link, useLocation, useNavigate, useParams } from "react-router";
-import { ScriptEditor } from "../components/ScriptEditor";
 import { VersionsPanel } from "../components/Versions";
 import { useSession } from "../session";
 import {
   ErrorMessage, Field, fieldError, Json, Loading, PageHeader, Pager, TableWrap, formatTime, parseJsonField, useAction,
   useCursor, useLoad,
 } from "../ui";
+
+// CodeMirror is most of the console's code and only this page needs it: it loads in a chunk of its own.
+const ScriptEditor = lazy(() => import("../components/ScriptEditor").then((m) => ({ default: m.ScriptEditor })));
 
 const TARGET_METHODS = ["", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "*"];
 const TRY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] as const;
@@ -228,15 +230,17 @@ function ConnectorFormView(props: {
         </Field>
         <div className={`field wide${mark ? " invalid" : ""}`}>
           <span className="label" id={editorLabel}>Script (Python)</span>
-          <ScriptEditor
-            value={f.script}
-            onChange={(v) => upd("script", v)}
-            readOnly={ro}
-            errorLine={mark?.line ?? null}
-            errorMessage={mark?.message}
-            labelledBy={editorLabel}
-            describedBy={mark ? editorError : undefined}
-          />
+          <Suspense fallback={<Loading what="the script editor" />}>
+            <ScriptEditor
+              value={f.script}
+              onChange={(v) => upd("script", v)}
+              readOnly={ro}
+              errorLine={mark?.line ?? null}
+              errorMessage={mark?.message}
+              labelledBy={editorLabel}
+              describedBy={mark ? editorError : undefined}
+            />
+          </Suspense>
           {mark ? (
             <div className="field-error" id={editorError} data-testid="script-error">
               Line {mark.line}: {mark.message}
