@@ -11,6 +11,7 @@ import asyncio
 
 from core.kafka import make_consumer, make_producer
 from core.settings import load_settings
+from junction.cli import use_uvloop
 
 
 async def relay(source: str, target: str, group: str) -> None:
@@ -37,9 +38,5 @@ if __name__ == "__main__":
     parser.add_argument("--target", required=True)
     parser.add_argument("--group", required=True)
     args = parser.parse_args()
-    try:
-        import uvloop  # as `junction serve` runs the stages
-    except ImportError:
-        asyncio.run(relay(args.source, args.target, args.group))
-    else:
-        uvloop.run(relay(args.source, args.target, args.group))
+    use_uvloop()  # as `junction serve` runs the stages
+    asyncio.run(relay(args.source, args.target, args.group))

@@ -38,20 +38,12 @@ from bench.stages import run_phase
 from core.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
 from core.settings import Settings, load_settings
 from junction.broker import free_port
+from junction.cli import use_uvloop
 
 __all__ = ["main"]
 
 ROLES = ("edge", "relay", "worker")
 PAD = b"x" * 240  # with the key and the path, about an InboundCall's 300 bytes
-
-
-def _run(coro: Any) -> None:
-    try:
-        import uvloop  # as `junction serve` runs the stages
-    except ImportError:
-        asyncio.run(coro)
-    else:
-        uvloop.run(coro)
 
 
 async def edge(port: int, requests: str, results: str, partitions: int) -> None:
@@ -208,10 +200,12 @@ def cli() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--warmup", type=float, default=None, help="seconds at concurrency 16 (default: 30 on Kafka, 2 on Tansu)")
     args = parser.parse_args()
+    if args.role in ("edge", "worker"):
+        use_uvloop()  # as `junction serve` runs the stages
     if args.role == "edge":
-        _run(edge(args.port, args.target, args.source, args.partitions))
+        asyncio.run(edge(args.port, args.target, args.source, args.partitions))
     elif args.role == "worker":
-        _run(worker(args.source, args.target, args.group, args.upstream))
+        asyncio.run(worker(args.source, args.target, args.group, args.upstream))
     else:
         warmup = args.warmup if args.warmup is not None else (30.0 if args.broker == "kafka" else 2.0)
         result = asyncio.run(main(args.broker, args.phases.split(","), args.seconds, warmup))

@@ -16,7 +16,7 @@ __all__ = ["main"]
 SERVICES = ("ingress", "processors", "egress", "control", "demo-upstream")
 
 
-def _use_uvloop() -> None:
+def use_uvloop() -> None:
     """uvloop where it is installed: the request path is syscall-bound, and it
     costs markedly less CPU per call than the default loop."""
     try:
@@ -40,7 +40,7 @@ def _run_until_signal(make: Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     service = args.service
-    _use_uvloop()
+    use_uvloop()
     if service == "processors":
         from processors.app import run
 
