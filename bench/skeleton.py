@@ -33,8 +33,8 @@ from aiokafka import TopicPartition
 from bench.broker_floor import new_topics
 from bench.load import fixed_concurrency
 from bench.procs import spawn, stop, wait_http_ok
-from bench.run import RESULTS, cpu_during, routes_file, start_broker, wait_for_coordinator
-from bench.stages import run_phase
+from bench.run import RESULTS, routes_file, start_broker, wait_for_coordinator
+from bench.stages import phase_cpu
 from core.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
 from core.settings import Settings, load_settings
 from junction.broker import free_port
@@ -120,13 +120,6 @@ async def worker(calls: str, results: str, group: str, upstream: str) -> None:
         await consumer.stop()
 
 
-async def _per_call(url: str, pids: dict[str, int], phase: str, seconds: float) -> dict[str, Any]:
-    load, used = await cpu_during(pids, run_phase(url, phase, seconds))
-    calls = max(1, load.ok)
-    per_call = {name: round(used[name] * 1000 / calls, 3) for name in pids}
-    return {**load.summary(), "cpu_ms_per_call": per_call, "sum_ms": round(sum(per_call.values()), 3)}
-
-
 async def main(kind: str, phases: list[str], seconds: float, warmup: float) -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
     async with contextlib.AsyncExitStack() as stack:
@@ -161,8 +154,7 @@ async def main(kind: str, phases: list[str], seconds: float, warmup: float) -> d
         url = f"http://127.0.0.1:{edge_port}/bench/items"
         await wait_http_ok(url, proc=procs["edge"])  # answers once the relay and the worker joined their groups
         await fixed_concurrency(url, concurrency=16, seconds=warmup)
-        skeleton = [{"phase": phase, **await _per_call(url, {r: procs[r].pid for r in ROLES}, phase, seconds)}
-                    for phase in phases]
+        skeleton = [await phase_cpu(url, {r: procs[r].pid for r in ROLES}, phase, seconds) for phase in phases]
         stop([procs[r] for r in ROLES])  # the baseline gets the machine to itself
 
         baseline_proc = spawn(["-m", "bench.baseline", "--port", str(base_port), "--routes", settings.routes_file], env)
@@ -170,8 +162,7 @@ async def main(kind: str, phases: list[str], seconds: float, warmup: float) -> d
         base_url = f"http://127.0.0.1:{base_port}/bench/items"
         await wait_http_ok(base_url, proc=baseline_proc)
         await fixed_concurrency(base_url, concurrency=16, seconds=min(warmup, 5.0))
-        baseline = [{"phase": phase, **await _per_call(base_url, {"baseline": baseline_proc.pid}, phase, seconds)}
-                    for phase in phases]
+        baseline = [await phase_cpu(base_url, {"baseline": baseline_proc.pid}, phase, seconds) for phase in phases]
     rows = []
     for s, b in zip(skeleton, baseline):
         ratio = s["sum_ms"] / b["sum_ms"] if b["sum_ms"] else 0.0

@@ -23,7 +23,7 @@ from typing import Any
 from bench.load import LoadResult, fixed_concurrency, fixed_rate
 from bench.run import RESULTS, STAGES, cpu_during, start_pipeline
 
-__all__ = ["main", "run_phase"]
+__all__ = ["main", "phase_cpu", "run_phase"]
 
 
 async def run_phase(url: str, phase: str, seconds: float) -> LoadResult:
@@ -36,6 +36,14 @@ async def run_phase(url: str, phase: str, seconds: float) -> LoadResult:
     raise SystemExit(f"unknown phase {phase!r}: c<calls in flight> or r<calls a second>")
 
 
+async def phase_cpu(url: str, pids: dict[str, int], phase: str, seconds: float) -> dict[str, Any]:
+    """One load phase, its summary and the CPU ms per call of each process of ``pids`` (and their sum)."""
+    load, used = await cpu_during(pids, run_phase(url, phase, seconds))
+    calls = max(1, load.ok)
+    per_call = {name: round(used[name] * 1000 / calls, 3) for name in pids}
+    return {"phase": phase, **load.summary(), "cpu_ms_per_call": per_call, "sum_ms": round(sum(per_call.values()), 3)}
+
+
 async def main(kind: str, phases: list[str], seconds: float, warmup: float) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     async with contextlib.AsyncExitStack() as stack:
@@ -43,13 +51,10 @@ async def main(kind: str, phases: list[str], seconds: float, warmup: float) -> l
         await fixed_concurrency(p.url, concurrency=16, seconds=warmup)
         for phase in phases:
             await asyncio.sleep(1)
-            load, used = await cpu_during({name: p.procs[name].pid for name in STAGES}, run_phase(p.url, phase, seconds))
-            calls = max(1, load.ok)
-            per_call = {name: round(used[name] * 1000 / calls, 3) for name in STAGES}
-            row = {"phase": phase, **load.summary(), "cpu_ms_per_call": per_call, "stages_ms": round(sum(per_call.values()), 3)}
+            row = await phase_cpu(p.url, {name: p.procs[name].pid for name in STAGES}, phase, seconds)
             rows.append(row)
             print(f"{phase}: {row['rps']} req/s, p50/p99 {row['p50_ms']}/{row['p99_ms']} ms, errors {row['errors']} | "
-                  f"CPU ms/call {per_call} = {row['stages_ms']}", flush=True)
+                  f"CPU ms/call {row['cpu_ms_per_call']} = {row['sum_ms']}", flush=True)
     return rows
 
 
