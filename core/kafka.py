@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -291,6 +292,27 @@ def faust_app(settings: Settings, name: str, **conf: Any) -> Any:
     class _Transport(faust_aiokafka.Transport):
         Consumer = _Consumer
 
+    class _Monitor(faust.Monitor):
+        """faust's Monitor without its per-event statistics.
+
+        It keeps counts, per-stream names and a state dict for every event, read only by faust's
+        web views and CLI, which Junction does not serve (its metrics are Prometheus', per stage). The
+        one figure faust itself reads, when each partition's stream last took an event (its check
+        for a stalled stream), is kept.
+        """
+
+        def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+            return None
+
+        def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+            self.stream_inbound_time[tp] = time.monotonic()
+
+        def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None) -> None:
+            return None
+
+        def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+            return None
+
     class App(faust.App):
         def _new_transport(self) -> Any:
             return _Transport(self.conf.broker_consumer, self)
@@ -315,6 +337,7 @@ def faust_app(settings: Settings, name: str, **conf: Any) -> Any:
         web_enabled=False,
         datadir=f"{settings.data_dir}/{{conf.name}}-data",
         store="memory://",
+        Monitor=_Monitor,
         value_serializer="raw",
         key_serializer="raw",
     )

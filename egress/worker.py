@@ -434,10 +434,13 @@ class EgressWorker:
         err = reply_route_error(call, self._settings)
         if err is not None or not call.get("reply_topic"):
             return err
-        try:
-            partitions = await asyncio.wait_for(self._producer.partitions_for(call["reply_topic"]), 5)
-        except (KafkaError, asyncio.TimeoutError):
-            return None  # cannot tell now; producing the reply will retry meanwhile
+        # The producer's metadata usually knows the topic already: no task, no timer, for every call.
+        partitions = self._producer.client.cluster.partitions_for_topic(call["reply_topic"])
+        if not partitions:
+            try:
+                partitions = await asyncio.wait_for(self._producer.partitions_for(call["reply_topic"]), 5)
+            except (KafkaError, asyncio.TimeoutError):
+                return None  # cannot tell now; producing the reply will retry meanwhile
         if int(call["reply_partition"]) not in partitions:
             return JunctionError(f"reply_partition {call['reply_partition']} is not a partition of {call['reply_topic']}",
                                  code=INVALID_REPLY_PARTITION, status=400)

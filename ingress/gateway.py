@@ -275,11 +275,11 @@ class Gateway:
         waiter = self._replies.expect(correlation_id) if wait else None
         try:
             try:
-                await asyncio.wait_for(
-                    self._producer.send_and_wait(self._settings.topics.requests, key=correlation_id.encode(), value=encode("InboundCall", call)),
-                    timeout=timeout_ms / 1000,
-                )
-            except asyncio.TimeoutError:
+                # asyncio.timeout, not wait_for: no task of its own for every call.
+                async with asyncio.timeout(timeout_ms / 1000):
+                    await self._producer.send_and_wait(self._settings.topics.requests, key=correlation_id.encode(),
+                                                       value=encode("InboundCall", call))
+            except TimeoutError:
                 raise ServiceUnavailable("the broker did not accept the call in time", code="broker_unavailable") from None
             if waiter is None:
                 return call

@@ -1,7 +1,9 @@
 """The retry policy on its own: planned waits, Retry-After, and the deadline."""
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
@@ -9,14 +11,17 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from core.errors import UpstreamError, UpstreamUnreachable
 from core.settings import Settings
 from egress.retry import (
+    Attempts,
     RetryPolicy,
     backoff_s,
     may_retry,
     next_wait_s,
     parse_retry_after,
     policy_for,
+    with_retries,
 )
 
 policies = st.builds(RetryPolicy, attempts=st.integers(1, 10), base_ms=st.integers(0, 5000), cap_ms=st.integers(0, 60_000))
@@ -85,3 +90,36 @@ def test_the_connectors_policy_overrides_the_settings_defaults() -> None:
     assert policy_for(None, s) == RetryPolicy(4, 20, 300)
     assert policy_for({"retry": {"attempts": 2}}, s) == RetryPolicy(2, 20, 300)
     assert policy_for({"retry": {"attempts": 99, "base_ms": 5, "cap_ms": 50}}, s) == RetryPolicy(10, 5, 50)
+
+
+@hsettings(max_examples=100, deadline=None)
+@given(attempts=st.integers(1, 5), failures=st.integers(0, 6), permanent=st.booleans(), retryable=st.booleans())
+def test_with_retries_calls_until_success_a_permanent_error_or_the_last_attempt(
+    attempts: int, failures: int, permanent: bool, retryable: bool
+) -> None:
+    """The first attempt runs outside tenacity; whatever path it takes, the call count and the tally agree."""
+    calls = []
+
+    async def fn() -> str:
+        calls.append(1)
+        if len(calls) <= failures:
+            raise UpstreamError("refused for good", code="bad") if permanent else UpstreamUnreachable("down")
+        return "ok"
+
+    tally = Attempts()
+    policy = RetryPolicy(attempts=attempts, base_ms=0, cap_ms=0)
+    coro = with_retries(fn, policy=policy, may_retry=retryable, deadline_ms=int(time.time() * 1000) + 60_000, attempts=tally)
+    allowed = attempts if retryable else 1
+    try:
+        result = asyncio.run(coro)
+    except UpstreamError as exc:
+        # Failed: a permanent error at once, or a transient one on the last attempt allowed.
+        assert failures >= 1
+        expected = 1 if permanent else allowed
+        assert failures >= expected
+        assert isinstance(exc, UpstreamUnreachable) is (not permanent)
+        assert len(calls) == tally.made == expected
+    else:
+        assert result == "ok"
+        assert failures < allowed and not (permanent and failures)
+        assert len(calls) == tally.made == failures + 1
