@@ -245,6 +245,9 @@ def faust_app(settings: Settings, name: str, **conf: Any) -> Any:
     from faust.transport.drivers import aiokafka as faust_aiokafka
 
     profile = settings.broker
+    # mode names a service's logger after its class's module; these classes live here, and their
+    # start-up narration belongs with faust's own (kept at WARNING unless debugging).
+    faust_log = logging.getLogger("faust.junction")
 
     class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         """faust's aiokafka consumer, run on the worker's own event loop.
@@ -254,6 +257,8 @@ def faust_app(settings: Settings, name: str, **conf: Any) -> Any:
         calls are plain awaits, and processors use about 4% less CPU per call (docs/performance.md);
         the rebalance callbacks still go through the consumer's method queue, as faust wants.
         """
+
+        logger = faust_log
 
         def __init__(self, consumer: Any, *, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> None:
             super().__init__(consumer, loop=loop, thread_loop=loop, **kwargs)
@@ -286,6 +291,8 @@ def faust_app(settings: Settings, name: str, **conf: Any) -> Any:
             return consumer
 
     class _Consumer(faust_aiokafka.Consumer):
+        logger = faust_log
+
         def _new_consumer_thread(self) -> Any:
             return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -301,6 +308,8 @@ def faust_app(settings: Settings, name: str, **conf: Any) -> Any:
         for a stalled stream), is kept.
         """
 
+        logger = faust_log
+
         def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
             return None
 
@@ -314,6 +323,8 @@ def faust_app(settings: Settings, name: str, **conf: Any) -> Any:
             return None
 
     class App(faust.App):
+        logger = faust_log
+
         def _new_transport(self) -> Any:
             return _Transport(self.conf.broker_consumer, self)
 

@@ -190,6 +190,11 @@ class EmbeddedPostgres:
     _identity: _Identity = field(default_factory=_Identity)
     _bin: Path | None = None
 
+    def __post_init__(self) -> None:
+        # initdb and the server run from "/" (as nobody, our folder may be closed to them): a relative
+        # data folder, such as the default .junction, would name a folder under "/".
+        self.data_dir = Path(self.data_dir).absolute()
+
     @property
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"

@@ -131,6 +131,24 @@ async def test_a_second_instance_on_the_same_data_is_refused_and_the_first_keeps
     assert first.postgres is not None and first.postgres.process is None
 
 
+async def test_the_default_relative_data_dir_is_taken_from_the_working_directory(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make run` keeps its data in `.junction`, relative to the clone; initdb and the server run from "/"."""
+    monkeypatch.chdir(data_dir)
+    settings = load_settings({}, data_dir=".junction", embedded_postgres_port=free_port(),
+                             embedded_redis_port=free_port())
+    stores = EmbeddedStores(settings, durable=False)
+    await stores.start()
+    try:
+        conn = await asyncpg.connect(stores.apply(settings).database_dsn)
+        assert await conn.fetchval("SELECT current_database()") == "junction"
+        await conn.close()
+    finally:
+        stores.stop()
+    assert (data_dir / ".junction" / "postgres" / "data" / "PG_VERSION").is_file()
+
+
 def test_a_data_dir_nobody_cannot_reach_fails_with_what_to_do(data_dir: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("only root runs PostgreSQL as another user")
