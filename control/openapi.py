@@ -445,8 +445,9 @@ def build_openapi(settings: Settings) -> Schema:
             "200": _json(_ref("Token"), "token"), **_errors("400", "401", "413", "422", "429")},
             body="LoginRequest", public=True, tag="auth")},
         "/api/v1/orgs": {
-            "get": _op("List organisations (a global admin sees all, others their own)",
-                       {"200": _json(_list_of("Org"), "organisations"), **_errors("401")}, tag="orgs"),
+            "get": _op("List organisations (a global admin sees all, others their own), oldest first",
+                       {"200": _json(_page_of("Org"), "one page of organisations"), **_errors("401", "422")},
+                       params=copy.deepcopy(_PAGE_PARAMS), tag="orgs"),
             "post": _op("Create an organisation (global admin)", {"201": _json(_ref("Org"), "created", True),
                                                                   **_errors("400", "401", "403", "409", "413", "422")},
                         body="OrgCreate", tag="orgs"),
@@ -464,7 +465,9 @@ def build_openapi(settings: Settings) -> Schema:
         },
         "/api/v1/orgs/{org}/users": {
             "parameters": [ORG],
-            "get": _op("List users", {"200": _json(_list_of("User"), "users"), **_errors("401", "404")}, tag="users"),
+            "get": _op("List users, oldest first", {"200": _json(_page_of("User"), "one page of users"),
+                                                    **_errors("401", "404", "422")},
+                       params=copy.deepcopy(_PAGE_PARAMS), tag="users"),
             "post": _op("Create a user", {"201": _json(_ref("User"), "created", True),
                                           **_errors("400", "401", "403", "404", "409", "413", "422")},
                         body="UserCreate", tag="users"),

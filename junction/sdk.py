@@ -335,14 +335,7 @@ class JunctionClient:
 
     # -- global admins, security events, usage (global admins) ------------
     async def list_admins(self) -> list[User]:
-        items: list[User] = []
-        cursor = None
-        while True:
-            page = await self.request("GET", "/admins", query={"limit": 1000, "cursor": cursor})
-            items += page["items"]
-            cursor = page["next_cursor"]
-            if cursor is None:
-                return items
+        return [a async for a in self._iter("/admins", 1000)]
 
     async def create_admin(self, email: str, password: str | None = None) -> dict[str, Any]:
         """Without a password, one is generated: ``generated_password`` in the answer, shown once."""
@@ -369,7 +362,8 @@ class JunctionClient:
 
     # -- organisations ---------------------------------------------------
     async def list_orgs(self) -> list[Org]:
-        return cast(list[Org], (await self.request("GET", "/orgs"))["items"])
+        """Every organisation you may see, oldest first (the list comes a page at a time)."""
+        return [o async for o in self._iter("/orgs", 1000)]
 
     async def create_org(self, slug: str, name: str, *, enabled: bool | None = None) -> Org:
         body: dict[str, Any] = {"slug": slug, "name": name}
@@ -388,7 +382,8 @@ class JunctionClient:
 
     # -- users -----------------------------------------------------------
     async def list_users(self, org: str) -> list[User]:
-        return cast(list[User], (await self.request("GET", f"/orgs/{org}/users"))["items"])
+        """Every user of the organisation, oldest first (the list comes a page at a time)."""
+        return [u async for u in self._iter(f"/orgs/{org}/users", 1000)]
 
     async def create_user(self, org: str, email: str, password: str, role: str = "org_viewer") -> User:
         return cast(User, await self.request("POST", f"/orgs/{org}/users",
@@ -406,14 +401,15 @@ class JunctionClient:
         await self.request("DELETE", f"/orgs/{org}/users/{user_id}")
 
     # -- paginated lists ---------------------------------------------------
-    async def _page(self, org: str, kind: Kind, limit: int | None, cursor: str | None) -> dict[str, Any]:
-        page = await self.request("GET", f"/orgs/{org}/{kind}", query={"limit": limit, "cursor": cursor})
+    async def _page(self, path: str, limit: int | None, cursor: str | None) -> dict[str, Any]:
+        page = await self.request("GET", path, query={"limit": limit, "cursor": cursor})
         return {"items": page["items"], "next_cursor": page.get("next_cursor")}
 
-    async def _iter(self, org: str, kind: Kind, page_size: int | None) -> AsyncIterator[Any]:
+    async def _iter(self, path: str, page_size: int | None) -> AsyncIterator[Any]:
+        """Every item of a paginated list, following its ``next_cursor``."""
         cursor = None
         while True:
-            page = await self._page(org, kind, page_size, cursor)
+            page = await self._page(path, page_size, cursor)
             for item in page["items"]:
                 yield item
             cursor = page["next_cursor"]
@@ -429,11 +425,11 @@ class JunctionClient:
                                    cursor: str | None = None) -> ConnectorPage:
         """One page: ``limit`` (1 to 1000, default 100) connectors after ``cursor``
         (the ``next_cursor`` of the previous page)."""
-        return cast(ConnectorPage, await self._page(org, "connectors", limit, cursor))
+        return cast(ConnectorPage, await self._page(f"/orgs/{org}/connectors", limit, cursor))
 
     async def iter_connectors(self, org: str, *, page_size: int | None = 1000) -> AsyncIterator[Connector]:
         """Every connector of the organisation, oldest first, a page at a time."""
-        async for item in self._iter(org, "connectors", page_size):
+        async for item in self._iter(f"/orgs/{org}/connectors", page_size):
             yield item
 
     async def create_connector(self, org: str, name: str, target: dict[str, Any], *, script: str | None = None,
@@ -510,11 +506,11 @@ class JunctionClient:
     async def list_apis_page(self, org: str, *, limit: int | None = None, cursor: str | None = None) -> ApiPage:
         """One page: ``limit`` (1 to 1000, default 100) APIs after ``cursor``
         (the ``next_cursor`` of the previous page)."""
-        return cast(ApiPage, await self._page(org, "apis", limit, cursor))
+        return cast(ApiPage, await self._page(f"/orgs/{org}/apis", limit, cursor))
 
     async def iter_apis(self, org: str, *, page_size: int | None = 1000) -> AsyncIterator[Api]:
         """Every API of the organisation, oldest first, a page at a time."""
-        async for item in self._iter(org, "apis", page_size):
+        async for item in self._iter(f"/orgs/{org}/apis", page_size):
             yield item
 
     async def create_api(self, org: str, name: str, methods: list[str], path: str, connector: str, *,
@@ -545,10 +541,10 @@ class JunctionClient:
 
     async def list_consumers_page(self, org: str, *, limit: int | None = None,
                                   cursor: str | None = None) -> ConsumerPage:
-        return cast(ConsumerPage, await self._page(org, "consumers", limit, cursor))
+        return cast(ConsumerPage, await self._page(f"/orgs/{org}/consumers", limit, cursor))
 
     async def iter_consumers(self, org: str, *, page_size: int | None = 1000) -> AsyncIterator[Consumer]:
-        async for item in self._iter(org, "consumers", page_size):
+        async for item in self._iter(f"/orgs/{org}/consumers", page_size):
             yield item
 
     async def create_consumer(self, org: str, name: str, *, enabled: bool | None = None) -> Consumer:

@@ -16,7 +16,8 @@ from aiohttp import web
 from control.alerting.evaluator import enqueue_acknowledged
 from control.handlers.alert_rules import global_scope
 from control.handlers.common import principal, record, reply, state
-from control.handlers.resources import Scope, encode_cursor, org_scope, page_query
+from control.handlers.paging import one_page, page_query
+from control.handlers.resources import Scope, org_scope
 from control.store import alerts as store
 from control.validation import is_uuid, raise_if
 from core.errors import FieldError, NotFound
@@ -40,13 +41,11 @@ def _handlers(base: str, scope_of: Callable[..., Awaitable[Scope]]) -> list[web.
         limit, after = page_query(request)
         async with state(request).db.acquire() as conn:
             where: Scope = await scope_of(conn, request)
-            rows = await store.page_alerts(conn, where.id, state=q.get("state"), rule_id=q.get("rule"),
-                                           limit=limit + 1, after=after)
-            sent = await store.notifications_of(conn, [str(r["id"]) for r in rows[:limit]])
-        more = len(rows) > limit
-        rows = rows[:limit]
+            rows, next_cursor = one_page(await store.page_alerts(conn, where.id, state=q.get("state"), rule_id=q.get("rule"),
+                                                                 limit=limit + 1, after=after), limit, at="started_at")
+            sent = await store.notifications_of(conn, [str(r["id"]) for r in rows])
         return reply({"items": [store.alert_view(r, where.slug, sent.get(str(r["id"]), [])) for r in rows],
-                      "next_cursor": encode_cursor(rows[-1]["started_at"], str(rows[-1]["id"])) if more else None})
+                      "next_cursor": next_cursor})
 
     async def get(request: web.Request) -> web.Response:
         ref = request.match_info["id"]

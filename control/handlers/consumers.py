@@ -25,7 +25,8 @@ from aiohttp import web
 from control.auth import hash_password
 from control.documents import consumer_event
 from control.handlers.common import body, org_for, principal, record, reply, state
-from control.handlers.resources import check_count_quota, encode_cursor, page_query
+from control.handlers.paging import one_page, page_query
+from control.handlers.resources import check_count_quota
 from control.store import consumers as store
 from control.store.consumers import CONSUMER
 from control.store.resources import resource_view, version_view
@@ -104,10 +105,7 @@ async def list_(request: web.Request) -> web.Response:
     limit, after = page_query(request)
     async with state(request).db.acquire() as conn:
         org = await org_for(conn, request, write=True)
-        rows = await CONSUMER.page(conn, str(org["id"]), limit + 1, after)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1]["created_at"], str(rows[-1]["id"])) if more else None
+        rows, next_cursor = one_page(await CONSUMER.page(conn, str(org["id"]), limit + 1, after), limit)
     return reply({"items": [resource_view(r, org["slug"]) for r in rows], "next_cursor": next_cursor})
 
 

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from control.filters import common, param_errors
 from control.handlers.common import org_for, principal, reply, state
-from control.handlers.resources import encode_cursor, page_query
+from control.handlers.paging import one_page, page_query
 from control.store.dead_letters import (
     LetterFilter,
     get_letter,
@@ -53,10 +53,7 @@ async def list_letters(request: web.Request) -> web.Response:
     limit, after = page_query(request)
     async with state(request).db.acquire() as conn:
         org = await org_for(conn, request)
-        rows = await page_letters(conn, str(org["id"]), letters, limit + 1, after)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1]["failed_at"], str(rows[-1]["id"])) if more else None
+        rows, next_cursor = one_page(await page_letters(conn, str(org["id"]), letters, limit + 1, after), limit, at="failed_at")
     items = [{k: v for k, v in letter_view(r).items() if k != "details"} for r in rows]
     return reply({"items": items, "next_cursor": next_cursor})
 

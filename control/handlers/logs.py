@@ -12,9 +12,9 @@ import re
 
 from aiohttp import web
 
-from control.handlers.common import org_for, reply, state
 from control.filters import common, param_errors
-from control.handlers.resources import encode_cursor, page_query
+from control.handlers.common import org_for, reply, state
+from control.handlers.paging import one_page, page_query
 from control.store.metrics import LogFilter, log_view, page_logs
 from control.validation import raise_if
 from core.errors import FieldError
@@ -46,10 +46,7 @@ async def list_logs(request: web.Request) -> web.Response:
     limit, after = page_query(request)
     async with state(request).db.acquire() as conn:
         org = await org_for(conn, request)
-        rows = await page_logs(conn, str(org["id"]), logs, limit + 1, after)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1]["at"], str(rows[-1]["id"])) if more else None
+        rows, next_cursor = one_page(await page_logs(conn, str(org["id"]), logs, limit + 1, after), limit, at="at")
     return reply({"items": [log_view(r) for r in rows], "next_cursor": next_cursor})
 
 

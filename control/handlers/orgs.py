@@ -15,8 +15,9 @@ from aiohttp import web
 
 from control.documents import api_event, connector_event, consumer_event, org_event
 from control.handlers.common import body, org_for, principal, record, reply, state
+from control.handlers.paging import one_page, page_query
 from control.store.consumers import CONSUMER, credential_hashes
-from control.store.orgs import delete_org, insert_org, list_orgs, org_view, update_org
+from control.store.orgs import delete_org, insert_org, org_view, page_orgs, update_org
 from control.store.resources import API, CONNECTOR, resource_view
 from control.validation import is_uuid
 from control.versions import check_if_match
@@ -68,10 +69,11 @@ async def create(request: web.Request) -> web.Response:
 
 async def list_(request: web.Request) -> web.Response:
     p = principal(request)
+    limit, after = page_query(request)
     async with state(request).db.acquire() as conn:
-        rows = await list_orgs(conn, None if p.is_global_admin else p.org_id)
-        items = [await with_policy(conn, org_view(r)) for r in rows]
-    return reply({"items": items})
+        rows, next_cursor = one_page(await page_orgs(conn, None if p.is_global_admin else p.org_id, limit + 1, after), limit)
+    items = [{**org_view(r), "rate_limit": _json(r["rate_limit"]), "quotas": _json(r["quotas"])} for r in rows]
+    return reply({"items": items, "next_cursor": next_cursor})
 
 
 async def get(request: web.Request) -> web.Response:

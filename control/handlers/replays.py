@@ -12,10 +12,10 @@ from typing import Any
 
 from aiohttp import web
 
-from control.handlers.common import org_for, principal, record, reply, state
 from control.filters import common
+from control.handlers.common import org_for, principal, record, reply, state
 from control.handlers.dead_letters import STAGES
-from control.handlers.resources import encode_cursor, page_query
+from control.handlers.paging import one_page, page_query
 from control.replay import CONFIGS
 from control.store.dead_letters import LetterFilter
 from control.store.replays import (
@@ -122,10 +122,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     limit, after = page_query(request)
     async with state(request).db.acquire() as conn:
         org = await org_for(conn, request)
-        rows = await page_jobs(conn, str(org["id"]), limit + 1, after)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1]["created_at"], str(rows[-1]["id"])) if more else None
+        rows, next_cursor = one_page(await page_jobs(conn, str(org["id"]), limit + 1, after), limit)
     return reply({"items": [job_view(r) for r in rows], "next_cursor": next_cursor})
 
 

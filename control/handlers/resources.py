@@ -20,13 +20,10 @@ the last page. The order is stable: creation time, then id.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -36,9 +33,24 @@ from control.checks import prepare_api, prepare_connector
 from control.documents import api_event, connector_event
 from control.handlers.common import body, org_for, principal, record, reply, state
 from control.handlers.orgs import org_policy
+from control.handlers.paging import one_page, page_query
 from control.store.outbox import OutboxEvent
-from control.store.resources import API, CONNECTOR, Kind, content_of, resource_view, version_view
-from control.validation import check_auth, check_quota, check_upstream_auth, is_uuid, quota_limit, raise_if
+from control.store.resources import (
+    API,
+    CONNECTOR,
+    Kind,
+    content_of,
+    resource_view,
+    version_view,
+)
+from control.validation import (
+    check_auth,
+    check_quota,
+    check_upstream_auth,
+    is_uuid,
+    quota_limit,
+    raise_if,
+)
 from control.versions import check_if_match, diff
 from core.connector_secrets import MASK, SEALED_KEY, masked, seal_secret_settings
 from core.errors import Conflict, FieldError, InvalidInput, NotFound
@@ -48,11 +60,7 @@ from core.upstream_secrets import SEALED_KEY as UPSTREAM_SEALED
 from core.upstream_secrets import has_secrets as has_upstream_secrets
 from core.upstream_secrets import seal_target, shown_target, unmask_target
 
-__all__ = ["Scope", "Spec", "org_scope", "page_query", "present", "routes", "versioned_routes"]
-
-DEFAULT_PAGE = 100
-MAX_PAGE = 1000
-MAX_CURSOR_LEN = 200
+__all__ = ["Scope", "Spec", "org_scope", "present", "routes", "versioned_routes"]
 
 # (conn, request, org id (None: the global scope), resource id, body) -> the content to store
 Prepare = Callable[[asyncpg.Connection, web.Request, "str | None", str, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -174,46 +182,6 @@ def _merge_connector(old: dict[str, Any], data: dict[str, Any]) -> dict[str, Any
     return merged
 
 
-def encode_cursor(created_at: datetime, id_: str) -> str:
-    """The position after a row, opaque to clients."""
-    raw = json.dumps([created_at.isoformat(), str(id_)], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str] | None:
-    """The ``(created_at, id)`` a cursor names, or None if it is not one we made."""
-    if not cursor or len(cursor) > MAX_CURSOR_LEN:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, id_ = json.loads(raw)
-        position = (datetime.fromisoformat(at), str(uuid.UUID(id_)))
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        return None
-    if position[0].tzinfo is None or encode_cursor(*position) != cursor:
-        return None
-    return position
-
-
-def page_query(request: web.Request) -> tuple[int, tuple[datetime, str] | None]:
-    """``limit`` and the position ``cursor`` names; 422 naming each bad one."""
-    errors: list[FieldError] = []
-    limit, after = DEFAULT_PAGE, None
-    raw_limit = request.query.get("limit")
-    if raw_limit is not None:
-        if not raw_limit.isascii() or not raw_limit.isdigit() or len(raw_limit) > 4 or not 1 <= int(raw_limit) <= MAX_PAGE:
-            errors.append(FieldError("limit", f"must be an integer from 1 to {MAX_PAGE}"))
-        else:
-            limit = int(raw_limit)
-    raw_cursor = request.query.get("cursor")
-    if raw_cursor is not None:
-        after = decode_cursor(raw_cursor)
-        if after is None:
-            errors.append(FieldError("cursor", "is not a next_cursor this list gave"))
-    raise_if(errors)
-    return limit, after
-
-
 @dataclass(frozen=True)
 class Scope:
     """Where a resource lives: an organisation, or (``id`` None) the global scope of global alert rules."""
@@ -312,10 +280,7 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
         limit, after = page_query(request)
         async with state(request).db.acquire() as conn:
             org = await spec.scope(conn, request)
-            rows = await spec.kind.page(conn, org.id, limit + 1, after)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1]["created_at"], str(rows[-1]["id"])) if more else None
+            rows, next_cursor = one_page(await spec.kind.page(conn, org.id, limit + 1, after), limit)
         return reply({"items": [shown(resource_view(r, org.slug)) for r in rows], "next_cursor": next_cursor})
 
     async def get(request: web.Request) -> web.Response:

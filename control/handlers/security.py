@@ -19,7 +19,7 @@ from aiohttp import web
 
 from control.auth import hash_password, revocation_instant, revoke_user_tokens
 from control.handlers.common import body, org_for, principal, record, reply, state
-from control.handlers.resources import encode_cursor, page_query
+from control.handlers.paging import one_page, page_query
 from control.rbac import GLOBAL_ADMIN
 from control.store.orgs import find_org
 from control.store.users import (
@@ -98,10 +98,7 @@ async def list_admins(request: web.Request) -> web.Response:
     principal(request).require_global_admin()
     limit, after = page_query(request)
     async with state(request).db.acquire() as conn:
-        rows = await list_global_admins(conn, limit + 1, after)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1]["created_at"], str(rows[-1]["id"])) if more else None
+        rows, next_cursor = one_page(await list_global_admins(conn, limit + 1, after), limit)
     return reply({"items": [user_view(r) for r in rows], "next_cursor": next_cursor})
 
 

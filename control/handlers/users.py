@@ -14,6 +14,7 @@ from aiohttp import web
 
 from control.auth import hash_password, revocation_instant, revoke_user_tokens
 from control.handlers.common import body, org_for, record, reply, state
+from control.handlers.paging import one_page, page_query
 from control.rbac import ORG_ADMIN
 from control.store.users import (
     count_enabled_admins,
@@ -62,10 +63,11 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def list_(request: web.Request) -> web.Response:
+    limit, after = page_query(request)
     async with state(request).db.acquire() as conn:
         org = await org_for(conn, request)
-        rows = await list_users(conn, str(org["id"]))
-    return reply({"items": [user_view(r) for r in rows]})
+        rows, next_cursor = one_page(await list_users(conn, str(org["id"]), limit + 1, after), limit)
+    return reply({"items": [user_view(r) for r in rows], "next_cursor": next_cursor})
 
 
 async def get(request: web.Request) -> web.Response:

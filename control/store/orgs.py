@@ -1,13 +1,14 @@
 """Organisations."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from control.validation import is_uuid
 
-__all__ = ["delete_org", "find_org", "insert_org", "list_orgs", "lock_org", "org_view", "update_org"]
+__all__ = ["delete_org", "find_org", "insert_org", "list_orgs", "lock_org", "org_view", "page_orgs", "update_org"]
 
 _COLS = "id, slug, name, enabled, version, created_at, updated_at"
 
@@ -44,6 +45,16 @@ async def list_orgs(conn: asyncpg.Connection, only_id: str | None = None) -> lis
     if only_id is None:
         return await conn.fetch(f"SELECT {_COLS} FROM organisations ORDER BY created_at, slug")
     return await conn.fetch(f"SELECT {_COLS} FROM organisations WHERE id = $1", only_id)
+
+
+async def page_orgs(conn: asyncpg.Connection, only_id: str | None, limit: int,
+                    after: tuple[datetime, str] | None) -> list[asyncpg.Record]:
+    """Up to ``limit`` organisations, with their policy columns, in (created_at, id) order after the
+    position ``after``; ``only_id``: that one only (what an organisation's own users may list)."""
+    return await conn.fetch(
+        f"SELECT {_COLS}, rate_limit, quotas FROM organisations"
+        " WHERE ($2::uuid IS NULL OR id = $2::uuid) AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4::uuid))"
+        " ORDER BY created_at, id LIMIT $1", limit, only_id, after[0] if after else None, after[1] if after else None)
 
 
 async def insert_org(conn: asyncpg.Connection, org_id: str, slug: str, name: str, enabled: bool) -> asyncpg.Record:

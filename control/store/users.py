@@ -44,8 +44,12 @@ async def get_user(conn: asyncpg.Connection, user_id: str, org_id: str | None = 
     return await conn.fetchrow(f"SELECT {cols} FROM users WHERE org_id = $1 AND id = $2{lock}", org_id, user_id)
 
 
-async def list_users(conn: asyncpg.Connection, org_id: str) -> list[asyncpg.Record]:
-    return await conn.fetch(f"SELECT {_COLS} FROM users WHERE org_id = $1 ORDER BY created_at, email", org_id)
+async def list_users(conn: asyncpg.Connection, org_id: str, limit: int,
+                     after: tuple[datetime, str] | None) -> list[asyncpg.Record]:
+    """A page of an organisation's users, oldest first, after the ``(created_at, id)`` position."""
+    return await conn.fetch(
+        f"SELECT {_COLS} FROM users WHERE org_id = $2 AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4::uuid))"
+        " ORDER BY created_at, id LIMIT $1", limit, org_id, after[0] if after else None, after[1] if after else None)
 
 
 async def list_global_admins(conn: asyncpg.Connection, limit: int,

@@ -158,3 +158,44 @@ async def test_sdk_follows_the_cursor(control: Any) -> None:
         with pytest.raises(JunctionAPIError) as info:
             await jc.list_apis_page(org, cursor=f"not-a-cursor-{uuid.uuid4().hex}")
         assert info.value.status == 422 and info.value.fields[0].field == "cursor"
+
+
+async def test_organisations_and_users_page_too(control: Any) -> None:
+    """The lists a global admin walks at scale (100 organisations of 1,000 APIs) come a page at a time as well."""
+    made = [await control.new_org("pgo") for _ in range(7)]
+    # One policy, to check the list shows what GET shows.
+    policy = {"rate_limit": {"requests": 50, "per_seconds": 60, "by": "ip"}}
+    r = await control.call("PATCH", f"/api/v1/orgs/{made[3]['slug']}", control.admin_token, policy)
+    assert r.status == 200, r.body
+    # Pages of 50: the run's other tests have made hundreds of organisations by now.
+    items, sizes = await _page_through(control, "/api/v1/orgs", control.admin_token, 50)
+    assert all(size == 50 for size in sizes[:-1]) and 1 <= sizes[-1] <= 50
+    ids = [o["id"] for o in items]
+    assert len(ids) == len(set(ids)), "an organisation came twice"
+    assert [(o["created_at"], o["id"]) for o in items] == sorted((o["created_at"], o["id"]) for o in items)
+    mine = [o for o in items if o["id"] in {m["id"] for m in made}]
+    assert [o["id"] for o in mine] == [m["id"] for m in made]  # each once, in the order they were made
+    got = await control.call("GET", f"/api/v1/orgs/{made[3]['slug']}", control.admin_token)
+    assert mine[3] == got.body and mine[3]["rate_limit"] == policy["rate_limit"]
+    assert (await control.call("GET", "/api/v1/orgs?limit=2", control.admin_token)).body["next_cursor"]
+
+    # An organisation's own user lists its organisation only, whatever the cursor.
+    org = made[0]["slug"]
+    _, admin = await control.new_user(org, "org_admin")
+    own, _ = await _page_through(control, "/api/v1/orgs", admin, 1)
+    assert [o["id"] for o in own] == [made[0]["id"]]
+    everyones = (await control.call("GET", "/api/v1/orgs?limit=1", control.admin_token)).body["next_cursor"]
+    r = await control.call("GET", f"/api/v1/orgs?cursor={everyones}", admin)
+    assert r.status == 200 and {o["id"] for o in r.body["items"]} <= {made[0]["id"]}
+
+    users = [(await control.new_user(org, "org_viewer"))[0]["id"] for _ in range(4)]
+    listed, sizes = await _page_through(control, f"/api/v1/orgs/{org}/users", control.admin_token, 2)
+    assert sizes == [2, 2, 1] and [u["id"] for u in listed][1:] == users  # the org admin made above comes first
+    async with JunctionClient(control.base_url, control.admin_token) as jc:
+        assert [u["id"] for u in await jc.list_users(org)] == [u["id"] for u in listed]
+        assert [o["id"] for o in await jc.list_orgs()] == ids
+
+    for url in ("/api/v1/orgs", f"/api/v1/orgs/{org}/users"):
+        for query, field in (("limit=0", "limit"), ("limit=ten", "limit"), ("cursor=abc", "cursor")):
+            r = await control.call("GET", f"{url}?{query}", control.admin_token)
+            assert r.status == 422 and [f["field"] for f in r.body["fields"]] == [field], (url, query, r.body)

@@ -173,6 +173,18 @@ export class JunctionClient {
     if (!response.ok) this.fail(response.status, error);
   }
 
+  /** Every item of a paginated list, following its next_cursor. */
+  private async every<T>(page: (cursor: string | undefined) => Promise<Page<T>>): Promise<T[]> {
+    const items: T[] = [];
+    let cursor: string | undefined;
+    do {
+      const got = await page(cursor);
+      items.push(...got.items);
+      cursor = got.next_cursor ?? undefined;
+    } while (cursor);
+    return items;
+  }
+
   // -- health and the document ----------------------------------------------------------------
   healthz(): Promise<Record<string, unknown>> {
     return this.unwrap(this.raw.GET("/healthz"));
@@ -243,8 +255,11 @@ export class JunctionClient {
   }
 
   // -- organisations --------------------------------------------------------------------------
-  async listOrgs(): Promise<Org[]> {
-    return (await this.unwrap(this.raw.GET("/api/v1/orgs"))).items as Org[];
+  /** Every organisation you may see, oldest first (the list comes a page at a time). */
+  listOrgs(): Promise<Org[]> {
+    return this.every((cursor) =>
+      this.unwrap(this.raw.GET("/api/v1/orgs", { params: { query: { limit: 1000, cursor } } })) as Promise<Page<Org>>,
+    );
   }
 
   createOrg(body: OrgCreate): Promise<Org> {
@@ -266,9 +281,13 @@ export class JunctionClient {
   }
 
   // -- users ------------------------------------------------------------------------------------
-  async listUsers(org: string): Promise<User[]> {
-    return (await this.unwrap(this.raw.GET("/api/v1/orgs/{org}/users", { params: { path: { org } } })))
-      .items as User[];
+  /** Every user of the organisation, oldest first. */
+  listUsers(org: string): Promise<User[]> {
+    return this.every((cursor) =>
+      this.unwrap(
+        this.raw.GET("/api/v1/orgs/{org}/users", { params: { path: { org }, query: { limit: 1000, cursor } } }),
+      ) as Promise<Page<User>>,
+    );
   }
 
   createUser(org: string, body: UserCreate): Promise<User> {

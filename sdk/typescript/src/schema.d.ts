@@ -378,7 +378,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List organisations (a global admin sees all, others their own) */
+        /** List organisations (a global admin sees all, others their own), oldest first */
         get: operations["getOrgs"];
         put?: never;
         /** Create an organisation (global admin) */
@@ -1443,7 +1443,7 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** List users */
+        /** List users, oldest first */
         get: operations["getOrgsOrgUsers"];
         put?: never;
         /** Create a user */
@@ -4517,14 +4517,19 @@ export interface operations {
     };
     getOrgs: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description items per page (default 100) */
+                limit?: number;
+                /** @description the next_cursor of the previous page (opaque); a bad one answers 422 */
+                cursor?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description organisations */
+            /** @description one page of organisations */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -4532,11 +4537,22 @@ export interface operations {
                 content: {
                     "application/json": {
                         items: components["schemas"]["Org"][];
+                        /** @description pass as cursor for the next page; null on the last page */
+                        next_cursor: string | null;
                     };
                 };
             };
             /** @description Missing, expired or invalid bearer token; wrong login. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input: see fields[] for each field at fault. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9558,7 +9574,12 @@ export interface operations {
     };
     getOrgsOrgUsers: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description items per page (default 100) */
+                limit?: number;
+                /** @description the next_cursor of the previous page (opaque); a bad one answers 422 */
+                cursor?: string;
+            };
             header?: never;
             path: {
                 /** @description organisation slug or id */
@@ -9568,7 +9589,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description users */
+            /** @description one page of users */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -9576,6 +9597,8 @@ export interface operations {
                 content: {
                     "application/json": {
                         items: components["schemas"]["User"][];
+                        /** @description pass as cursor for the next page; null on the last page */
+                        next_cursor: string | null;
                     };
                 };
             };
@@ -9590,6 +9613,15 @@ export interface operations {
             };
             /** @description No such resource, or it belongs to another organisation. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input: see fields[] for each field at fault. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -35,7 +35,7 @@ describe("JunctionClient", () => {
       fetch: async (input) => {
         const request = input as Request;
         calls.push(request);
-        const status = request.url.endsWith("/orgs") ? 401 : 422;
+        const status = new URL(request.url).pathname.endsWith("/orgs") ? 401 : 422;
         return new Response(
           JSON.stringify({ code: status === 401 ? "token_expired" : "invalid_input", message: "no",
             fields: [{ field: "auth.mode", message: "must be one of none" }] }),
@@ -51,5 +51,27 @@ describe("JunctionClient", () => {
     expect(calls[0].headers.get("Authorization")).toBe("Bearer t0k");
     expect(calls[1].url).toBe("http://control.test/api/v1/orgs/acme/apis");
     expect(etag(3)).toBe('W/"3"');
+  });
+
+  it("lists every organisation and user, following next_cursor page by page", async () => {
+    const asked: URL[] = [];
+    const client = new JunctionClient({
+      baseUrl: "http://control.test",
+      fetch: async (input) => {
+        const url = new URL((input as Request).url);
+        asked.push(url);
+        const cursor = url.searchParams.get("cursor");
+        const page = cursor === null ? { items: [{ id: "a" }, { id: "b" }], next_cursor: "c1" }
+          : cursor === "c1" ? { items: [{ id: "c" }], next_cursor: null } : { items: [], next_cursor: null };
+        return new Response(JSON.stringify(page), { status: 200, headers: { "Content-Type": "application/json" } });
+      },
+    });
+    expect((await client.listOrgs()).map((o) => o.id)).toEqual(["a", "b", "c"]);
+    expect(asked.map((u) => [u.pathname, u.searchParams.get("limit"), u.searchParams.get("cursor")])).toEqual([
+      ["/api/v1/orgs", "1000", null],
+      ["/api/v1/orgs", "1000", "c1"],
+    ]);
+    expect((await client.listUsers("acme")).map((u) => u.id)).toEqual(["a", "b", "c"]);
+    expect(asked[3].pathname).toBe("/api/v1/orgs/acme/users");
   });
 });
