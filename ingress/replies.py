@@ -54,10 +54,14 @@ class ReplyReader:
             await self._consumer.start()
             await self._take(await self._lease.acquire())
         except BaseException:
-            # No partition to lease, or no broker: close what was opened, and let the caller see why.
-            await self._consumer.stop()
-            self._consumer = None
-            await self._lease.release()
+            # No partition to lease, or no broker: close what was opened, and let the caller see why. A
+            # failure while closing is logged, never raised in place of that reason.
+            consumer, self._consumer = self._consumer, None
+            for close in (consumer.stop, self._lease.release):
+                try:
+                    await close()
+                except Exception as exc:  # noqa: BLE001 - logged; the start-up error is the one to raise
+                    log.warning("reply reader: %s failed while giving up its start: %r", close.__qualname__, exc)
             raise
         self._loop.start()
 

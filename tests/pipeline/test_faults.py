@@ -27,6 +27,8 @@ from core.metrics import PRODUCE_RETRIES, TASK_CRASHES
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot
 from ingress.app import READER
+from ingress.lease import NoPartitionFree, PartitionLease
+from ingress.replies import ReplyReader
 from schemas import CodecError, decode, encode
 from tests.support import IngressInstance, serving, wait_until
 
@@ -136,6 +138,34 @@ async def test_a_stolen_reply_lease_stops_that_partition_and_the_instance_serves
     finally:
         await r.delete(lease._key(first))
         await r.aclose()
+
+
+async def test_a_reply_reader_that_cannot_start_says_why_even_if_closing_fails_too(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every reply partition is leased by others, and Redis fails as the reader gives up: the caller still
+    learns that no partition was free (not the clean-up's error), and the clean-up's failure is logged."""
+    r = aioredis.from_url(settings.redis_dsn)
+    lease = PartitionLease(settings, r, owner="starved")
+    taken: list[str] = []  # only these are ours to delete: another instance of the run may hold the rest
+    try:
+        for key in (lease._key(p) for p in range(settings.reply_partitions)):
+            if await r.set(key, "someone-else", px=60_000, nx=True):
+                taken.append(key)
+        lease.release = _failing_release  # type: ignore[method-assign]
+        reader = ReplyReader(settings, lease)
+        with caplog.at_level(logging.WARNING, logger="ingress.replies"), pytest.raises(NoPartitionFree):
+            await reader.start()
+        assert "injected: Redis gone while releasing" in caplog.text
+        assert reader._consumer is None  # the consumer it had started was closed
+    finally:
+        if taken:
+            await r.delete(*taken)
+        await r.aclose()
+
+
+async def _failing_release() -> None:
+    raise ConnectionError("injected: Redis gone while releasing")
 
 
 async def test_an_undecodable_call_is_dead_lettered_and_the_next_call_is_served(
