@@ -27,6 +27,10 @@ __all__ = ["register"]
 Call = Callable[[JunctionClient, argparse.Namespace], Awaitable[Any]]
 
 
+LOGIN_HINT = ("log in with `junction login EMAIL --password ...`, then export the access_token it prints as "
+              "JUNCTION_TOKEN (or pass --token)")
+
+
 def _print(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
@@ -44,8 +48,10 @@ def _client_cmd(call: Call) -> Callable[[argparse.Namespace, Settings], int]:
         try:
             result = asyncio.run(run())
         except JunctionAPIError as err:
-            print(json.dumps({"status": err.status, **(err.body or {"code": err.code, "message": err.message})},
-                             indent=2), file=sys.stderr)
+            shown = {"status": err.status, **(err.body or {"code": err.code, "message": err.message})}
+            if err.status == 401:
+                shown["hint"] = LOGIN_HINT if token is None else f"the token was refused: {LOGIN_HINT}"
+            print(json.dumps(shown, indent=2), file=sys.stderr)
             return 1
         except aiohttp.ClientError as err:
             print(json.dumps({"code": "unreachable", "message": f"{args.url}: {err}"}), file=sys.stderr)

@@ -48,8 +48,8 @@ async def test_sdk_round_trip(control: Any) -> None:
         await jc.delete_org(slug)
 
 
-async def _cli(control: Any, *argv: str) -> tuple[int, Any, str]:
-    env = {**os.environ, **control.settings.to_env(), "JUNCTION_TOKEN": control.admin_token}
+async def _cli(control: Any, *argv: str, token: str | None = None) -> tuple[int, Any, str]:
+    env = {**os.environ, **control.settings.to_env(), "JUNCTION_TOKEN": control.admin_token if token is None else token}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "junction", *argv, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -91,3 +91,13 @@ async def test_cli(control: Any) -> None:
     rc, data, err = await _cli(control, "admin", "create", email)
     assert rc == 0 and data["role"] == "global_admin" and data["generated_password"], err
     await control.login(email, data["generated_password"])
+
+
+async def test_cli_without_a_usable_token_says_how_to_get_one(control: Any) -> None:
+    url = ["--url", control.base_url]
+    for token, code in (("", "unauthorized"), ("not-a-token", "invalid_token")):
+        rc, data, err = await _cli(control, "orgs", "list", *url, token=token)
+        shown = json.loads(err)
+        assert rc == 1 and data is None and shown["status"] == 401 and shown["code"] == code, err
+        assert "junction login" in shown["hint"] and "JUNCTION_TOKEN" in shown["hint"]
+        assert shown["hint"].startswith("the token was refused") == bool(token)
