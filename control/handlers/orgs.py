@@ -41,10 +41,14 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+def _policy_of(row: Any) -> dict[str, Any]:
+    return {"rate_limit": _json(row["rate_limit"]), "quotas": _json(row["quotas"])}
+
+
 async def org_policy(conn: asyncpg.Connection, org_id: str) -> dict[str, Any]:
     """``{"rate_limit": {...} or None, "quotas": {overrides}}`` of one organisation."""
     row = await conn.fetchrow("SELECT rate_limit, quotas FROM organisations WHERE id = $1", org_id)
-    return {"rate_limit": _json(row["rate_limit"]) if row else None, "quotas": _json(row["quotas"]) if row else {}}
+    return _policy_of(row) if row else {"rate_limit": None, "quotas": {}}
 
 
 async def with_policy(conn: asyncpg.Connection, org: dict[str, Any]) -> dict[str, Any]:
@@ -72,7 +76,7 @@ async def list_(request: web.Request) -> web.Response:
     limit, after = page_query(request)
     async with state(request).db.acquire() as conn:
         rows, next_cursor = one_page(await page_orgs(conn, None if p.is_global_admin else p.org_id, limit + 1, after), limit)
-    items = [{**org_view(r), "rate_limit": _json(r["rate_limit"]), "quotas": _json(r["quotas"])} for r in rows]
+    items = [{**org_view(r), **_policy_of(r)} for r in rows]
     return reply({"items": items, "next_cursor": next_cursor})
 
 
