@@ -157,7 +157,7 @@ async def test_a_reply_reader_that_cannot_start_says_why_even_if_closing_fails_t
         with caplog.at_level(logging.WARNING, logger="ingress.replies"), pytest.raises(NoPartitionFree):
             await reader.start()
         assert "injected: Redis gone while releasing" in caplog.text
-        assert reader._consumer is None  # the consumer it had started was closed
+        assert reader._consumer is None  # and it let go of the consumer it had started
     finally:
         if taken:
             await r.delete(*taken)
