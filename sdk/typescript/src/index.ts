@@ -60,6 +60,21 @@ export interface Page<T> {
   next_cursor: string | null;
 }
 
+/** Every item of a paginated list, following next_cursor page by page; stops once it holds `max` or more. */
+export async function everyPage<T>(
+  page: (cursor: string | undefined) => Promise<Page<T>>,
+  max = Number.POSITIVE_INFINITY,
+): Promise<T[]> {
+  const items: T[] = [];
+  let cursor: string | undefined;
+  do {
+    const got = await page(cursor);
+    items.push(...got.items);
+    cursor = got.next_cursor ?? undefined;
+  } while (cursor && items.length < max);
+  return items;
+}
+
 type Query<P extends keyof paths, M extends keyof paths[P]> = paths[P][M] extends {
   parameters: { query?: infer Q };
 }
@@ -173,18 +188,6 @@ export class JunctionClient {
     if (!response.ok) this.fail(response.status, error);
   }
 
-  /** Every item of a paginated list, following its next_cursor. */
-  private async every<T>(page: (cursor: string | undefined) => Promise<Page<T>>): Promise<T[]> {
-    const items: T[] = [];
-    let cursor: string | undefined;
-    do {
-      const got = await page(cursor);
-      items.push(...got.items);
-      cursor = got.next_cursor ?? undefined;
-    } while (cursor);
-    return items;
-  }
-
   // -- health and the document ----------------------------------------------------------------
   healthz(): Promise<Record<string, unknown>> {
     return this.unwrap(this.raw.GET("/healthz"));
@@ -257,7 +260,7 @@ export class JunctionClient {
   // -- organisations --------------------------------------------------------------------------
   /** Every organisation you may see, oldest first (the list comes a page at a time). */
   listOrgs(): Promise<Org[]> {
-    return this.every((cursor) =>
+    return everyPage((cursor) =>
       this.unwrap(this.raw.GET("/api/v1/orgs", { params: { query: { limit: 1000, cursor } } })) as Promise<Page<Org>>,
     );
   }
@@ -283,7 +286,7 @@ export class JunctionClient {
   // -- users ------------------------------------------------------------------------------------
   /** Every user of the organisation, oldest first. */
   listUsers(org: string): Promise<User[]> {
-    return this.every((cursor) =>
+    return everyPage((cursor) =>
       this.unwrap(
         this.raw.GET("/api/v1/orgs/{org}/users", { params: { path: { org }, query: { limit: 1000, cursor } } }),
       ) as Promise<Page<User>>,

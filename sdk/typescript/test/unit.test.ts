@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { JunctionClient, JunctionError, etag, readEvents } from "../src/index";
+import { JunctionClient, JunctionError, etag, everyPage, readEvents } from "../src/index";
 
 function stream(chunks: string[]): ReadableStream<Uint8Array> {
   const enc = new TextEncoder();
@@ -73,5 +73,15 @@ describe("JunctionClient", () => {
     ]);
     expect((await client.listUsers("acme")).map((u) => u.id)).toEqual(["a", "b", "c"]);
     expect(asked[3].pathname).toBe("/api/v1/orgs/acme/users");
+  });
+
+  it("everyPage stops at its cap, after the page that reaches it", async () => {
+    const cursors: (string | undefined)[] = [];
+    const page = async (cursor: string | undefined) => {
+      cursors.push(cursor);
+      return { items: [1, 2], next_cursor: `after-${cursors.length}` };
+    };
+    expect(await everyPage(page, 3)).toEqual([1, 2, 1, 2]);
+    expect(cursors).toEqual([undefined, "after-1"]);
   });
 });

@@ -1,3 +1,4 @@
+import { everyPage } from "@junction/sdk";
 import type { Api, ApiCreate, ApiUpdate, Connector, JunctionClient } from "@junction/sdk";
 import { useMemo, useState, type FormEvent } from "react";
 import { Link, useLocation, useNavigate, useParams } from "react-router";
@@ -16,26 +17,12 @@ const AUTH_LABELS: Record<AuthMode, string> = {
 };
 
 /** Every connector of the organisation (for the API form's choice), following the cursor. */
-export async function allConnectors(client: JunctionClient, org: string): Promise<Connector[]> {
-  const out: Connector[] = [];
-  let cursor: string | undefined;
-  do {
-    const page = await client.listConnectors(org, { limit: 1000, cursor });
-    out.push(...page.items);
-    cursor = page.next_cursor ?? undefined;
-  } while (cursor && out.length < 10000);
-  return out;
+export function allConnectors(client: JunctionClient, org: string): Promise<Connector[]> {
+  return everyPage((cursor) => client.listConnectors(org, { limit: 1000, cursor }), 10000);
 }
 
-export async function allApis(client: JunctionClient, org: string): Promise<Api[]> {
-  const out: Api[] = [];
-  let cursor: string | undefined;
-  do {
-    const page = await client.listApis(org, { limit: 1000, cursor });
-    out.push(...page.items);
-    cursor = page.next_cursor ?? undefined;
-  } while (cursor && out.length < 10000);
-  return out;
+export function allApis(client: JunctionClient, org: string): Promise<Api[]> {
+  return everyPage((cursor) => client.listApis(org, { limit: 1000, cursor }), 10000);
 }
 
 export function ApisPage() {
