@@ -41,10 +41,9 @@ async def lock_org(conn: asyncpg.Connection, org_id: str) -> None:
     await conn.execute(f"SELECT 1 FROM organisations WHERE id = $1{WRITE_LOCK}", org_id)
 
 
-async def list_orgs(conn: asyncpg.Connection, only_id: str | None = None) -> list[asyncpg.Record]:
-    if only_id is None:
-        return await conn.fetch(f"SELECT {_COLS} FROM organisations ORDER BY created_at, slug")
-    return await conn.fetch(f"SELECT {_COLS} FROM organisations WHERE id = $1", only_id)
+async def list_orgs(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Every organisation, for resync (the API lists them a page at a time, see page_orgs)."""
+    return await conn.fetch(f"SELECT {_COLS} FROM organisations ORDER BY created_at, slug")
 
 
 async def page_orgs(conn: asyncpg.Connection, only_id: str | None, limit: int,
