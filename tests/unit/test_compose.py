@@ -1,6 +1,7 @@
 """infra/docker-compose.yml can't run here (no Docker engine); keep it consistent with the code."""
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -34,3 +35,17 @@ def test_service_commands_are_real_cli_commands() -> None:
         args = parser.parse_args(svc["command"])
         if svc["command"][0] == "serve":
             assert args.service in SERVICES
+
+
+def test_the_image_copies_everything_the_package_build_reads() -> None:
+    """`pip install .` in infra/Dockerfile needs the readme, the license file and every package's folder;
+    one missing fails only the image build, which nothing here runs."""
+    project = tomllib.loads(Path("pyproject.toml").read_text())
+    copied: set[str] = set()
+    for line in Path("infra/Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            copied.update(line.split()[1:-1])
+    needed = {project["project"]["readme"], *project["project"]["license-files"]}
+    needed |= {pattern.rstrip("*") for pattern in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    assert needed - copied == set()
+    assert all(Path(name).exists() for name in needed)
