@@ -31,6 +31,31 @@ LOGIN_HINT = ("log in with `junction login EMAIL --password ...`, then export th
               "JUNCTION_TOKEN (or pass --token)")
 
 
+class CliInputError(Exception):
+    """An option's value the CLI cannot use: reported like the API's own errors, naming the option."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
+def _read_text(path: str, option: str) -> str:
+    try:
+        return Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise CliInputError(option, f"cannot read {path}: {err.strerror if isinstance(err, OSError) else err}") from err
+
+
+def _json_object(text: str, option: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CliInputError(option, f"not valid JSON: {err}") from err
+    if not isinstance(value, dict):
+        raise CliInputError(option, f"must be a JSON object, not {type(value).__name__}")
+    return value
+
+
 def _print(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
@@ -56,6 +81,11 @@ def _client_cmd(call: Call) -> Callable[[argparse.Namespace, Settings], int]:
         except aiohttp.ClientError as err:
             print(json.dumps({"code": "unreachable", "message": f"{args.url}: {err}"}), file=sys.stderr)
             return 2
+        except CliInputError as err:
+            shown = {"code": "invalid_input", "message": f"{err.option}: {err}",
+                     "fields": [{"field": err.option, "message": str(err)}]}  # the API's shape for the same
+            print(json.dumps(shown), file=sys.stderr)
+            return 2
         if result is not None:
             _print(result)
         return 0
@@ -68,9 +98,9 @@ def _body(args: argparse.Namespace, flags: dict[str, Any]) -> dict[str, Any]:
     A flag inside an object (``--target-url`` in ``target``) replaces only its key."""
     body: dict[str, Any] = {}
     if getattr(args, "file", None):
-        body.update(json.loads(Path(args.file).read_text()))
+        body.update(_json_object(_read_text(args.file, "--file"), "--file"))
     if getattr(args, "json", None):
-        body.update(json.loads(args.json))
+        body.update(_json_object(args.json, "--json"))
     for key, value in flags.items():
         if value is None:
             continue
@@ -157,7 +187,7 @@ def _connector_flags(a: argparse.Namespace) -> dict[str, Any]:
     if target:
         flags["target"] = target
     if a.script_file:
-        flags["script"] = Path(a.script_file).read_text()
+        flags["script"] = _read_text(a.script_file, "--script-file")
     return flags
 
 
@@ -260,7 +290,7 @@ def _test_connector(c: JunctionClient, a: argparse.Namespace) -> Awaitable[Any]:
         if a.response_body is not None:
             response["body"] = a.response_body
     return c.test_connector(
-        a.org, a.id, script=Path(a.script_file).read_text() if a.script_file else None,
+        a.org, a.id, script=_read_text(a.script_file, "--script-file") if a.script_file else None,
         method=a.method.upper() if a.method else None, path=a.path,
         path_params=dict(a.path_param) if a.path_param else None, query=dict(a.query) if a.query else None,
         headers=dict(a.header) if a.header else None, body=a.body,

@@ -101,3 +101,28 @@ async def test_cli_without_a_usable_token_says_how_to_get_one(control: Any) -> N
         assert rc == 1 and data is None and shown["status"] == 401 and shown["code"] == code, err
         assert "junction login" in shown["hint"] and "JUNCTION_TOKEN" in shown["hint"]
         assert shown["hint"].startswith("the token was refused") == bool(token)
+
+
+async def test_cli_refuses_a_body_or_file_it_cannot_use_naming_the_option(control: Any, tmp_path: Any) -> None:
+    """Bad --json, --file or --script-file is an error in the API's shape, not a traceback, and nothing is sent."""
+    url = ["--url", control.base_url]
+    slug = f"cli-{uuid.uuid4().hex[:8]}"
+    rc, _, err = await _cli(control, "orgs", "create", slug, "CLI input org", *url)
+    assert rc == 0, err
+    binary = tmp_path / "script.bin"
+    binary.write_bytes(b"\xff\xfe\x00not text")
+    cases = [
+        (["apis", "create", slug, "--json", "{bad"], "--json", "not valid JSON"),
+        (["apis", "create", slug, "--json", "[1, 2]"], "--json", "must be a JSON object"),
+        (["connectors", "create", slug, "--file", str(tmp_path / "missing.json")], "--file", "cannot read"),
+        (["connectors", "create", slug, "--name", "c", "--target-url", "http://127.0.0.1:9/x",
+          "--script-file", str(binary)], "--script-file", "cannot read"),
+    ]
+    for argv, option, words in cases:
+        rc, data, err = await _cli(control, *argv, *url)
+        assert rc == 2 and data is None and "Traceback" not in err, err
+        shown = json.loads(err)
+        assert shown["code"] == "invalid_input" and shown["fields"][0]["field"] == option, err
+        assert words in shown["message"], err
+    rc, data, err = await _cli(control, "connectors", "list", slug, *url)
+    assert rc == 0 and data == [], err
