@@ -51,9 +51,6 @@ from aiokafka.protocol.types import (
     TaggedFields,
 )
 
-from control.dead_letters import GROUP as DEAD_LETTER_GROUP
-from control.observe.stage import GROUP as OBSERVE_GROUP
-from control.replay_jobs import ANSWERS_GROUP as REPLAY_ANSWERS_GROUP
 from core.kafka import ensure_topics, make_admin
 from core.settings import InvalidConfiguration, Settings, Topics, load_settings
 from junction.kafka_local import SCRAM_ITERATIONS, scram_salted_password
@@ -135,6 +132,12 @@ def _group(name: str) -> list[Binding]:
 
 def plan(topics: Topics, group_prefix: str, producers: Iterable[str] = (), user_prefix: str | None = None) -> list[Principal]:
     """Every principal for this prefix and exactly what it may do (docs/kafka-security.md has the table)."""
+    # Imported here, not at the top: the CLI builds this command's parser for every `junction` command, and
+    # these modules bring in most of the control server.
+    from control.dead_letters import GROUP as DEAD_LETTER_GROUP
+    from control.observe.stage import GROUP as OBSERVE_GROUP
+    from control.replay_jobs import ANSWERS_GROUP as REPLAY_ANSWERS_GROUP
+
     t = topics
     results = f"{t.prefix}.results."
     user = user_prefix or t.prefix

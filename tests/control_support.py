@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 from aiokafka import TopicPartition
 
-from control import create_app
+from control.app import create_app
 from control.admin import create_admin
 from core.http import listening
 from core.kafka import make_consumer

@@ -26,7 +26,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from control import create_app as control_app
+from control.app import create_app as control_app
 from core.http import listening
 from core.settings import Settings
 from ingress.app import SNAPSHOT

@@ -19,7 +19,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from control import create_app
+from control.app import create_app
 from control.state import STATE
 from core.http import listening
 from core.settings import InvalidConfiguration, Settings

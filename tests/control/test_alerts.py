@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest_asyncio
 
-from control import create_app
+from control.app import create_app
 from control.alerting import AlertEvaluator
 from control.alerting.measure import measure
 from control.alerting.rules import Rule
