@@ -56,7 +56,8 @@ class TestCA:
                      .sign(self._key, hashes.SHA256()))
         self.pem = self.cert.public_bytes(serialization.Encoding.PEM).decode()
 
-    def issue(self, common_name: str, *, server: bool) -> Issued:
+    def issue(self, common_name: str, *, server: bool, dns_names: tuple[str, ...] = ("localhost",),
+              ips: tuple[str, ...] = ("127.0.0.1",)) -> Issued:
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         builder = (x509.CertificateBuilder()
@@ -69,7 +70,7 @@ class TestCA:
                                                          else ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False))
         if server:
             builder = builder.add_extension(x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+                [*map(x509.DNSName, dns_names), *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips)]), critical=False)
         cert = builder.sign(self._key, hashes.SHA256())
         return Issued(cert.public_bytes(serialization.Encoding.PEM).decode(), _key_pem(key))
 

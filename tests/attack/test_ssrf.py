@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import errno
 import ipaddress
 import socket
@@ -35,6 +34,7 @@ from egress.caller import MAX_REDIRECTS, RestCaller
 from egress.soap import SoapCaller
 from core.ssrf import TargetNotAllowed, TargetPolicy
 from junction.demo_soap import NS, WSDL, soap_routes
+from tests.upstream_support import TestCA
 
 ALLOWED = "127.0.0.2"  # the stand-in for a public upstream
 
@@ -321,34 +321,11 @@ async def test_followed_redirects_are_capped(allowed: RawServer) -> None:
 
 # -- TLS: the checked address is connected to, the name is verified ---------------
 
-def _certificates(tmp: Path) -> tuple[Path, Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ssrf test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
-    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "secure.test")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("secure.test")]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    paths = tmp / "ca.pem", tmp / "leaf.pem", tmp / "leaf.key"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return paths
-
-
 async def test_tls_goes_to_the_checked_address_with_the_name_for_sni_and_verification(tmp_path: Path) -> None:
-    ca, cert, key = _certificates(tmp_path)
+    ca = TestCA("ssrf test CA")
+    issued = ca.issue("secure.test", server=True, dns_names=("secure.test",), ips=())
+    (cert := tmp_path / "leaf.pem").write_text(issued.cert_pem)
+    (key := tmp_path / "leaf.key").write_text(issued.key_pem)
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(cert, key)
     sni: list[str | None] = []
@@ -365,7 +342,7 @@ async def test_tls_goes_to_the_checked_address_with_the_name_for_sni_and_verific
     await runner.setup()
     await web.TCPSite(runner, ALLOWED, 0, ssl_context=server_ctx).start()
     port = runner.addresses[0][1]
-    client_ctx = ssl.create_default_context(cafile=str(ca))
+    client_ctx = ssl.create_default_context(cadata=ca.pem)
     names = Names({"secure.test": [[(ALLOWED, port)]], "other.test": [[(ALLOWED, port)]]})
     try:
         async with rest_caller(resolver=names, ssl_context=client_ctx) as caller:
