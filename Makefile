@@ -6,7 +6,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test test-kafka kafka bench bench-stages bench-skeleton bench-config install clean lint console console-types test-console test-console-all
 
+# Checked first: pip's own refusal comes after the venv is made, and the old venv then stays in the way.
+NEEDS_PYTHON := import sys; sys.exit(sys.version_info < (3, 11))
 $(STAMP): pyproject.toml
+	@if [ -x $(PY) ]; then $(PY) -c '$(NEEDS_PYTHON)' || { echo "$(VENV) was made with $$($(PY) --version 2>&1); Junction needs Python 3.11 or newer: rm -rf $(VENV), then run make again (PYTHON=python3.12 to name another)" >&2; exit 1; }; \
+	else $(PYTHON) -c '$(NEEDS_PYTHON)' 2>/dev/null || { echo "Junction needs Python 3.11 or newer; $(PYTHON) is $$($(PYTHON) --version 2>/dev/null || echo 'not found'). Name another: make run PYTHON=python3.12" >&2; exit 1; }; fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
