@@ -58,11 +58,16 @@ async def read_json(request: web.Request, max_bytes: int) -> Any:
     if len(raw) > max_bytes:
         raise BodyTooLarge(f"request body exceeds {max_bytes} bytes")
     if not raw.strip():
-        raise MalformedBody("request body is empty; a JSON object is expected")
+        raise _malformed("is empty; a JSON object is expected")
     try:
         return json.loads(raw, parse_constant=_reject_constant, parse_float=_parse_float)
     except (ValueError, RecursionError) as exc:
-        raise MalformedBody(f"request body is not valid JSON: {exc}") from None
+        raise _malformed(f"is not valid JSON: {exc}") from None
+
+
+def _malformed(problem: str) -> MalformedBody:
+    # The field at fault is the body itself, named as the schema's own errors name it.
+    return MalformedBody(f"request body {problem}", fields=[FieldError("(body)", problem)])
 
 
 def _type_ok(value: Any, kind: str) -> bool:

@@ -30,7 +30,11 @@ async def test_malformed_json_is_400(control: Any) -> None:
     r = await control.call("POST", "/api/v1/orgs", control.admin_token, data=b"{not json",
                            headers={"Content-Type": "application/json"})
     assert r.status == 400 and r.body["code"] == "malformed_body"
+    assert r.body["fields"][0]["field"] == "(body)" and "not valid JSON" in r.body["fields"][0]["message"]
     assert r.body["request_id"]
+    r = await control.call("POST", "/api/v1/orgs", control.admin_token, data=b"  ",
+                           headers={"Content-Type": "application/json"})
+    assert r.status == 400 and r.body["fields"] == [{"field": "(body)", "message": "is empty; a JSON object is expected"}]
 
 
 async def test_body_over_limit_is_413(control: Any) -> None:
