@@ -58,9 +58,10 @@ try {
   // -- create an organisation with the keyboard (fill, Enter) -----------------------------------------
   const orgForm = page.getByRole("form", { name: "New organisation" });
   await orgForm.getByLabel("Slug").fill(slug);
-  await orgForm.getByLabel("Name").fill(`E2E ${suffix}`);
+  // "Name" in the organisation's name: the fields named "Name" below must still be found by their own label.
+  await orgForm.getByLabel("Name").fill(`E2E Name ${suffix}`);
   await orgForm.getByLabel("Name").press("Enter");
-  await page.getByRole("link", { name: `E2E ${suffix}` }).waitFor();
+  await page.getByRole("link", { name: `E2E Name ${suffix}` }).waitFor();
   step("create an organisation by pressing Enter in its form");
 
   // A viewer of the organisation, for later (made through the API, as a script would).
@@ -69,6 +70,8 @@ try {
 
   // -- a connector whose script does not compile: the error line is marked -----------------------------
   await page.goto(`${base}/orgs/${slug}/connectors/new`);
+  // Once the top bar's organisation switch shows this organisation, whose name has "Name" in it.
+  await page.waitForFunction((s) => document.querySelector(".org-switch select")?.value === s, slug);
   await page.getByLabel("Name").fill("orders");
   await page.getByLabel("Upstream URL").fill("http://127.0.0.1:9/orders");
   const editor = page.locator(".script-editor .cm-content");

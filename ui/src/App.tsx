@@ -133,9 +133,12 @@ function Layout() {
           Junction
         </NavLink>
         {(isGlobal || (orgs.data?.length ?? 0) > 1) && (
-          <label className="org-switch">
-            <span>Organisation</span>
+          // The label holds its word only: wrapped around the select, every organisation's name would be
+          // part of the select's label, and of any other field's label search ("Name" finds an org "Name…").
+          <div className="org-switch">
+            <label htmlFor="org-switch">Organisation</label>
             <select
+              id="org-switch"
               value={org ?? ""}
               onChange={(e) => e.target.value && navigate(`/orgs/${e.target.value}/${section}`)}
             >
@@ -146,7 +149,7 @@ function Layout() {
                 </option>
               ))}
             </select>
-          </label>
+          </div>
         )}
         <div className="whoami">
           <NavLink to="/account" title="Your account">
