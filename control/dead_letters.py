@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 
 from control.store.dead_letters import LetterRow, delete_older_than, insert_letters
-from core.kafka import make_consumer
+from core.kafka import make_consumer, stop_consumer
 from core.redaction import redact_original, scrub
 from core.settings import Settings
 from core.tasks import Supervised
@@ -124,4 +124,4 @@ class DeadLetterIndexer:
                 # Only now: a crash before this re-reads the batch, and the digests make that harmless.
                 await consumer.commit()
         finally:
-            await consumer.stop()
+            await stop_consumer(consumer)

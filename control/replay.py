@@ -27,7 +27,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from core.consume import read_topic
-from core.kafka import make_consumer
+from core.kafka import make_consumer, stop_consumer
 from core.messages import now_ms
 from core.settings import Settings
 from schemas import CodecError, decode, encode
@@ -90,7 +90,7 @@ class InboundReader:
         await self._consumer.start()
 
     async def stop(self) -> None:
-        await self._consumer.stop()
+        await stop_consumer(self._consumer)
 
     async def read(self, partition: int, offset: int) -> bytes | None:
         """The InboundCall at ``offset``, or None where it no longer is (past retention, a broker that lost its data)."""

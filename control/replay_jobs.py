@@ -37,7 +37,7 @@ from control.store.replays import (
     running_jobs,
     time_out_items,
 )
-from core.kafka import make_consumer, make_producer
+from core.kafka import make_consumer, make_producer, stop_consumer
 from core.settings import Settings
 from core.tasks import Supervised, cancel_and_wait
 from schemas import CodecError, decode
@@ -204,7 +204,7 @@ class ReplayJobs:
                     await self.sweep()
                     next_sweep = time.monotonic() + SWEEP_S
         finally:
-            await consumer.stop()
+            await stop_consumer(consumer)
 
     async def _record(self, conn: asyncpg.Connection, value: bytes | None) -> None:
         try:

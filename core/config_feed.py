@@ -15,7 +15,7 @@ import logging
 from aiokafka import TopicPartition
 
 from core.consume import fetch_decoded
-from core.kafka import make_consumer
+from core.kafka import make_consumer, stop_consumer
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot, events_from_file
 from core.tasks import Supervised
@@ -52,7 +52,7 @@ class ConfigFollower:
             await self._loop.stop()
             self._loop = None
         if self._consumer is not None:
-            await self._consumer.stop()
+            await stop_consumer(self._consumer)
             self._consumer = None
 
     async def wait_synced(self, timeout_s: float = 30.0) -> None:

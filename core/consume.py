@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter
 
-from core.kafka import make_consumer, topic_partitions
+from core.kafka import make_consumer, stop_consumer, topic_partitions
 from schemas import CodecError, decode
 
 __all__ = ["UNDECODABLE_RECORDS", "Fetched", "decode_records", "fetch_decoded", "read_topic"]
@@ -93,4 +93,4 @@ async def read_topic(settings: Any, topic: str) -> list[ConsumerRecord]:
                     done.add(tp)
         return out
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)

@@ -23,7 +23,8 @@ from core.consumer_lag import track
 from core.settings import InvalidConfiguration, Settings
 
 __all__ = [
-    "Outgoing", "client_security", "ensure_topics", "make_admin", "make_consumer", "make_producer", "topic_specs", "wait_for_broker",
+    "Outgoing", "client_security", "ensure_topics", "make_admin", "make_consumer", "make_producer", "stop_consumer",
+    "topic_specs", "wait_for_broker",
 ]
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,21 @@ def make_consumer(
     if group is not None or reader is not None:
         track(consumer, kwargs.get("group_id") or reader or "")
     return consumer
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """``consumer.stop()``, carried to the end when aiokafka's own clean-up raises ``CancelledError``
+    (aio-libs/aiokafka#647): its fetcher cancels the fetches it has in flight and awaits them, and one that
+    was backing off after a failed request re-raises that cancellation, which would cut a service's
+    shutdown short and leave the consumer's connections open. A cancellation of the caller itself goes on."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.info("a Kafka consumer's clean-up was cancelled from inside aiokafka; closing its connections")
+        await consumer._client.close()  # what stop() had left to do; aiokafka offers no public way
 
 
 def make_admin(settings: Settings) -> AIOKafkaAdminClient:

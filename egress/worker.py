@@ -29,7 +29,7 @@ from core.settings import Settings
 from egress.assemble import EgressParts, build_parts
 from egress.breaker import Ticket
 from egress.caller import UpstreamResponse
-from core.kafka import Outgoing
+from core.kafka import Outgoing, stop_consumer
 from egress.retry import TRANSIENT_STATUSES, Attempts, TransientAnswer, may_retry, parse_retry_after, policy_for, with_retries
 from egress.soap import SoapArgumentsInvalid, soap_options
 from egress.upstream_auth import with_target_headers
@@ -116,7 +116,7 @@ class EgressWorker:
         await self._completed.stop()
         with contextlib.suppress(KafkaError, CommitFailedError):
             await self._commit()
-        await self._consumer.stop()
+        await stop_consumer(self._consumer)
         await self._shutdown_clients()
 
     async def _shutdown_clients(self) -> None:
@@ -138,7 +138,7 @@ class EgressWorker:
         # A crash waits for nothing: a task still unwinding after this is abandoned.
         await asyncio.wait(doomed, timeout=KILL_WAIT_S)
         with contextlib.suppress(asyncio.TimeoutError, KafkaError):
-            await asyncio.wait_for(self._consumer.stop(), KILL_WAIT_S)
+            await asyncio.wait_for(stop_consumer(self._consumer), KILL_WAIT_S)
         await self._shutdown_clients()
 
     async def check(self) -> None:

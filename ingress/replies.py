@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from core.errors import ServiceUnavailable
 from core.consume import fetch_decoded
-from core.kafka import make_consumer
+from core.kafka import make_consumer, stop_consumer
 from core.metrics import LATE_REPLIES
 from core.settings import Settings
 from core.tasks import Supervised
@@ -68,7 +68,7 @@ class ReplyReader:
     async def stop(self) -> None:
         await self._loop.stop()
         if self._consumer is not None:
-            await self._consumer.stop()
+            await stop_consumer(self._consumer)
             self._consumer = None
         for fut in self._waiters.values():
             if not fut.done():

@@ -21,7 +21,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from control.observe import events
 from control.observe.store import Retention, enforce_retention, record, sweep
 from core.consume import decode_records
-from core.kafka import make_consumer
+from core.kafka import make_consumer, stop_consumer
 from core.messages import now_ms
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot
@@ -99,7 +99,7 @@ class ObserveStage:
                     retain_at = now + RETENTION_EVERY_S
                     await self._once("retention", self._retain)
         finally:
-            await consumer.stop()
+            await stop_consumer(consumer)
 
     async def _flush(self, pending: list[events.Partial]) -> None:
         async def write() -> None:

@@ -16,13 +16,14 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
+from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaConnectionError
 
 from control.replay import read_dead_letters
 from core.consume import UNDECODABLE_RECORDS
 from core.config_feed import ConfigFollower
-from core.kafka import make_admin, make_producer
+from core.kafka import make_admin, make_consumer, make_producer, stop_consumer
 from core.metrics import PRODUCE_RETRIES, TASK_CRASHES
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot
@@ -307,3 +308,54 @@ async def test_an_undecodable_config_record_is_skipped_logged_counted_and_the_ne
             await follower.stop()
     assert _counter(UNDECODABLE_RECORDS, "config-follower") == before + 1
     _assert_skip_logged(caplog, "config-follower", own.topics.config, 0, sent.offset, poison, "ConfigEvent")
+
+
+async def test_a_consumer_whose_own_clean_up_is_cancelled_still_stops_and_closes_its_connections(
+    settings: Settings,
+) -> None:
+    """aiokafka's ``stop()`` re-raises the cancellation of a fetch it cancels while that fetch backs off after a
+    failed request (aio-libs/aiokafka#647), and leaves its connections open. Every stage stops its consumers
+    with ``stop_consumer``, which finishes the stop; a cancellation of the caller itself still goes through."""
+
+    async def backing_off() -> None:
+        await asyncio.sleep(3600)  # stands for a fetch in its retry backoff after a timed-out request
+
+    async def with_a_fetch_backing_off(fetch: Any = backing_off) -> tuple[Any, asyncio.Task[None]]:
+        consumer = make_consumer(settings)
+        await consumer.start()
+        consumer.assign([TopicPartition(settings.topics.config, 0)])
+        await consumer.getmany(timeout_ms=50)  # connected to the partition's leader
+        task = asyncio.create_task(fetch())
+        consumer._fetcher._pending_tasks.add(task)  # injected where aiokafka keeps its in-flight fetches
+        await asyncio.sleep(0)  # the fetch is running
+        return consumer, task
+
+    def open_connections(consumer: Any) -> int:
+        return sum(1 for conn in consumer._client._conns.values() if conn.connected())
+
+    plain, _ = await with_a_fetch_backing_off()
+    assert open_connections(plain) > 0
+    with pytest.raises(asyncio.CancelledError):  # the library's behaviour this guards against
+        await plain.stop()
+    assert open_connections(plain) > 0
+    await plain._client.close()
+
+    guarded, _ = await with_a_fetch_backing_off()
+    await stop_consumer(guarded)
+    assert open_connections(guarded) == 0
+
+    async def slow_to_cancel() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(30)  # holds stop() inside its clean-up while the caller is cancelled
+            raise
+
+    held, fetch = await with_a_fetch_backing_off(slow_to_cancel)
+    stopping = asyncio.create_task(stop_consumer(held))
+    await wait_until(lambda: fetch.cancelling() > 0)
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    fetch.cancel()
+    await held._client.close()
