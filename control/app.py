@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
@@ -164,5 +165,6 @@ def create_app(settings: Settings, *, relay: bool = True, sandbox: bool = True,
         checks["observe"] = lambda: st.extras["observe"].check()
     app.add_routes(health_routes(checks))
     app.add_routes(routes())
-    app.add_routes(console_routes())  # the web console at / (docs/console.md), last: the API's routes win
+    # The web console at / (docs/console.md), last: the API's routes win.
+    app.add_routes(console_routes(Path(settings.console_dir) if settings.console_dir else None))
     return app

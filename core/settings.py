@@ -257,6 +257,8 @@ class Settings:
     sandbox_timeout_ms: int = 2000
     sandbox_memory_mb: int = 256
     # Misc
+    # The built web console control serves at /; empty: ui/dist beside the code, where `make console` builds it
+    console_dir: str = ""
     data_dir: str = ".junction"  # local state (faust's table data); nothing here is the only copy
     log_level: str = "INFO"
     instance_id: str = ""

@@ -5,11 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from control.app import create_app
 from control.console import CONSOLE_CSP, console_routes
-from core.http import error_middleware
+from core.http import error_middleware, listening
+from core.settings import Settings
+from junction.broker import free_port
 
 
 async def _client(dist: Path) -> TestClient:
@@ -67,3 +71,16 @@ async def test_control_service_keeps_api_answers(control: Any) -> None:
     assert r.status in (200, 503) and r.headers["Content-Type"].startswith("text/html")
     r = await control.call("GET", "/api/v1/orgs")
     assert r.status == 401
+
+
+async def test_control_serves_the_console_that_junction_console_dir_names(settings: Settings, tmp_path: Path) -> None:
+    """How the container image serves the console it built (infra/Dockerfile): from JUNCTION_CONSOLE_DIR."""
+    (tmp_path / "index.html").write_text("<!doctype html><title>The console built elsewhere</title>")
+    port = free_port()
+    app = create_app(settings.with_overrides(console_dir=str(tmp_path), control_metrics_port=0), relay=False, sandbox=False)
+    async with listening(app, "127.0.0.1", port), aiohttp.ClientSession() as http:
+        for path in ("/", "/orgs/acme/apis"):
+            async with http.get(f"http://127.0.0.1:{port}{path}") as r:
+                assert r.status == 200 and "The console built elsewhere" in await r.text(), path
+        async with http.get(f"http://127.0.0.1:{port}/api/v1/orgs") as r:
+            assert r.status == 401  # the API's routes still win

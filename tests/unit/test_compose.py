@@ -1,8 +1,10 @@
 """infra/docker-compose.yml can't run here (no Docker engine); keep it consistent with the code."""
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -37,15 +39,51 @@ def test_service_commands_are_real_cli_commands() -> None:
             assert args.service in SERVICES
 
 
+def _stages() -> dict[str, dict[str, Any]]:
+    """infra/Dockerfile by stage (named, or "final" for the last): what it copies from the context,
+    what it copies from other stages, and its ENV."""
+    stages: dict[str, dict[str, Any]] = {}
+    lines = Path("infra/Dockerfile").read_text().replace("\\\n", " ").splitlines()
+    stage: dict[str, Any] = {}
+    for line in lines:
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] == "FROM":
+            stage = {"copied": set(), "from_stages": [], "env": {}}
+            stages[words[3] if len(words) > 3 else "final"] = stage
+        elif words[0] == "COPY" and words[1].startswith("--from="):
+            stage["from_stages"].append((words[1].split("=", 1)[1], words[2], words[3]))
+        elif words[0] == "COPY":
+            stage["copied"].update(words[1:-1])
+        elif words[0] == "ENV":
+            stage["env"].update(dict(pair.split("=", 1) for pair in words[1:]))
+    return stages
+
+
 def test_the_image_copies_everything_the_package_build_reads() -> None:
     """`pip install .` in infra/Dockerfile needs the readme, the license file and every package's folder;
     one missing fails only the image build, which nothing here runs."""
     project = tomllib.loads(Path("pyproject.toml").read_text())
-    copied: set[str] = set()
-    for line in Path("infra/Dockerfile").read_text().splitlines():
-        if line.startswith("COPY "):
-            copied.update(line.split()[1:-1])
+    copied = _stages()["final"]["copied"]
     needed = {project["project"]["readme"], *project["project"]["license-files"]}
     needed |= {pattern.rstrip("*") for pattern in project["tool"]["setuptools"]["packages"]["find"]["include"]}
     assert needed - copied == set()
     assert all(Path(name).exists() for name in needed)
+
+
+def test_the_image_builds_the_console_and_control_serves_it() -> None:
+    """The console stage has what ui's build reads outside ui/ (tsconfig's includes), and the final image
+    points JUNCTION_CONSOLE_DIR at the build it copies from there."""
+    stages = _stages()
+    console = stages["console"]
+    tsconfig = json.loads(Path("ui/tsconfig.json").read_text())
+    outside = {str(Path("ui", entry).resolve().relative_to(Path.cwd().resolve()))
+               for entry in tsconfig["include"] if entry.startswith("../")}
+    assert outside and "ui" in console["copied"] and outside <= console["copied"]
+    [(stage, source, target)] = stages["final"]["from_stages"]
+    assert stage == "console" and source.endswith("/ui/dist")
+    assert stages["final"]["env"]["JUNCTION_CONSOLE_DIR"] == target
+    assert load_settings({"JUNCTION_CONSOLE_DIR": target}).console_dir == target
+    ignored = Path(".dockerignore").read_text().split()
+    assert "**/node_modules" in ignored and ".venv" in ignored  # the context stays small and the host's builds out
