@@ -20,6 +20,12 @@ def test_compose_runs_kafka_postgres_redis_and_every_service() -> None:
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
 
 
+def test_the_configuration_in_postgres_outlives_compose_down() -> None:
+    volumes = COMPOSE["services"]["postgres"]["volumes"]
+    named = [v.split(":")[0] for v in volumes if v.split(":")[1] == "/var/lib/postgresql/data"]
+    assert named and named[0] in COMPOSE["volumes"]
+
+
 def test_every_junction_setting_in_compose_is_a_real_setting() -> None:
     env = {k: str(v) for k, v in COMPOSE["x-junction-env"].items()}
     known = set(load_settings({}).to_env())
