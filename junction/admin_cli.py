@@ -43,7 +43,8 @@ def _read_text(path: str, option: str) -> str:
     try:
         return Path(path).read_text()
     except (OSError, UnicodeDecodeError) as err:
-        raise CliInputError(option, f"cannot read {path}: {err.strerror if isinstance(err, OSError) else err}") from err
+        reason = (err.strerror if isinstance(err, OSError) else None) or err
+        raise CliInputError(option, f"cannot read {path}: {reason}") from err
 
 
 def _json_object(text: str, option: str) -> dict[str, Any]:
