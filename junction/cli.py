@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import logging
 import signal
 import sys
@@ -106,8 +107,17 @@ def cmd_kafka_acl(args: argparse.Namespace, settings: Settings) -> int:
     return run(args, settings)
 
 
+def installed_version() -> str:
+    """The installed package's version (pyproject's), for bug reports: ``junction --version``."""
+    try:
+        return importlib.metadata.version("junction-gateway")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="junction", description="Junction API integration gateway")
+    parser.add_argument("--version", action="version", version=f"junction {installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("up", help="start the broker (unless KAFKA_BOOTSTRAP_SERVERS is set) and every service")
