@@ -1,6 +1,6 @@
 """Fetch, format and run Apache Kafka locally, without Docker: one KRaft broker+controller.
 
-The jars come from Maven (``infra/kafka/pom.xml``, the one place the version lives) into
+The jars come from Maven (``junction/kafka/pom.xml``, the one place the version lives) into
 ``<home>/libs``; the data lives in ``<home>/data`` and survives restarts.
 
     python -m junction.kafka_local run [--port 19092] [--home .junction/kafka] [--sasl]
@@ -44,7 +44,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-POM = Path(__file__).resolve().parent.parent / "infra" / "kafka" / "pom.xml"
+POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"  # package data: an installed junction has it too
 DEFAULT_HOME = Path(".junction/kafka")
 DEFAULT_PORT = 19092
 _POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
