@@ -48,6 +48,7 @@ not in <code>{dist}</code>.</p>
 <p>Building it needs Node.js 20.19 or later with npm. Then, in the repository:</p>
 <pre>make console          # or: cd ui &amp;&amp; npm ci &amp;&amp; npm run build</pre>
 <p><code>make run</code> builds it too when Node.js and npm are installed. Reload this page afterwards.
+A console built elsewhere is served from the folder <code>JUNCTION_CONSOLE_DIR</code> names.
 See docs/console.md.</p>
 </body>
 </html>

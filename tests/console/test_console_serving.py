@@ -57,6 +57,7 @@ async def test_not_built_console_says_how_to_build_it(tmp_path: Path) -> None:
         text = await r.text()
         assert r.status == 503 and r.headers["Content-Type"].startswith("text/html")
         assert "The web console is not built" in text and "make console" in text and "npm ci" in text
+        assert "JUNCTION_CONSOLE_DIR" in text  # for an installed Junction, which has no repository to build in
         assert r.headers["Cache-Control"] == "no-store"
     finally:
         await client.close()
