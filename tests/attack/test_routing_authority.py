@@ -171,8 +171,10 @@ async def test_a_legitimate_raw_call_naming_its_api_reaches_the_upstream(pipelin
 # -- the API: exists, belongs to the organisation, enabled, accepts the method ----
 
 async def test_another_organisations_api_is_refused(pipeline: Pipeline, upstream: Upstream) -> None:
+    # The attacker's organisation first: processors wait until they hold the victim's API (config_version 1),
+    # and the config topic is in order, so they then know the attacker's organisation too, as in a real attack.
+    attacker = await staged_api(pipeline, upstream)
     victim = await staged_api(pipeline, upstream)
-    attacker = await staged_api(pipeline, upstream)  # an organisation of its own, known to processors
     call = inbound(attacker["org"], api_id=victim["api"]["id"], config_version=1)
     letter = await assert_refused(pipeline, upstream, call, "api_not_in_org")
     assert letter["org"] == attacker["org"]
