@@ -57,11 +57,12 @@ class ReplyReader:
             # No partition to lease, or no broker: close what was opened, and let the caller see why. A
             # failure while closing is logged, never raised in place of that reason.
             consumer, self._consumer = self._consumer, None
-            for close in (consumer.stop, self._lease.release):
+            for what, close in (("stopping the consumer", lambda: stop_consumer(consumer)),
+                                ("releasing the lease", self._lease.release)):
                 try:
                     await close()
                 except Exception as exc:  # noqa: BLE001 - logged; the start-up error is the one to raise
-                    log.warning("reply reader: %s failed while giving up its start: %r", close.__qualname__, exc)
+                    log.warning("reply reader: %s failed while giving up its start: %r", what, exc)
             raise
         self._loop.start()
 
