@@ -2,10 +2,11 @@
 
 Resources live in ``cleanup_ctx`` generators, one per resource: the asyncpg
 pool (migrations run when it opens), Redis, the outbox relay with its Kafka
-producer, the dead-letter indexer (control/dead_letters.py), the replay jobs
-(control/replay_jobs.py), the observe stage that turns the topics into metrics and
-request logs (control/observe/), the alert evaluator (control/alerting/), and the
-sandbox pool for the connector try-out endpoint.
+producer, the config-applied checker (control/config_applied.py), the dead-letter
+indexer (control/dead_letters.py), the replay jobs (control/replay_jobs.py), the
+observe stage that turns the topics into metrics and request logs (control/observe/),
+the alert evaluator (control/alerting/), and the sandbox pool for the connector
+try-out endpoint.
 """
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ from aiohttp import web
 from control.alerting import AlertEvaluator
 from control.auth import TokenIssuer, dummy_hash, resolve_jwt_secret
 from control.bodies import request_schemas
+from control.config_applied import ConfigApplied
 from control.console import console_routes
 from control.dead_letters import DeadLetterIndexer
 from control.handlers import routes
+from control.handlers.instances import CONFIG_APPLIED
 from control.handlers.metrics import close_streams
 from control.middleware import authenticate, cors_preflight, rate_limit, response_headers
 from control.migrate import apply_migrations
@@ -78,6 +81,16 @@ def create_app(settings: Settings, *, relay: bool = True, sandbox: bool = True,
             yield
         finally:
             await st.relay.stop()
+
+    async def config_applied(app: web.Application) -> AsyncIterator[None]:
+        checker = ConfigApplied(settings, st.db, st.redis)
+        await checker.start()
+        st.extras[CONFIG_APPLIED] = checker
+        try:
+            yield
+        finally:
+            st.extras.pop(CONFIG_APPLIED, None)
+            await checker.stop()
 
     async def dead_letters(app: web.Application) -> AsyncIterator[None]:
         indexer = DeadLetterIndexer(settings, st.db)
@@ -136,6 +149,7 @@ def create_app(settings: Settings, *, relay: bool = True, sandbox: bool = True,
     app.cleanup_ctx.append(redis)
     if relay:
         app.cleanup_ctx.append(outbox)
+        app.cleanup_ctx.append(config_applied)
     if relay if dead_letter_index is None else dead_letter_index:
         app.cleanup_ctx.append(dead_letters)
         app.cleanup_ctx.append(replays)  # its outcomes include the new dead letters the indexer writes

@@ -87,6 +87,22 @@ def _response_schemas() -> dict[str, Schema]:
                         "created_at": _TIME}),
         "NewApiKey": _obj({"id": _STR, "key": {**_STR, "description": "shown this once; only its hash is kept"},
                            "prefix": _STR, "expires_at": _STR_OR_NULL, "created_at": _TIME}),
+        "ConfigApplied": _obj({
+            "applied": {**_BOOL, "description": "every change committed before the question is applied by every live "
+                        "ingress, processors and egress instance, and each service has one"},
+            "relayed": {**_BOOL, "description": "the outbox had relayed those changes to the config topic"},
+            "config_offset": {"type": ["integer", "null"], "description": "the config topic's end after them"},
+            "services": {"type": "object", "additionalProperties": _obj({"instances": _INT, "applied": _INT},
+                                                                         ["instances", "applied"])},
+            "missing": {"type": "array", "items": _STR, "description": "services with no live instance"},
+            "waited_ms": _INT}, ["applied", "relayed", "config_offset", "services", "missing", "waited_ms"]),
+        "Instance": _obj({"service": {"type": "string", "enum": ["ingress", "processors", "egress"]},
+                          "instance": _STR, "host": _STR, "pid": _INT, "started_at": _TIME,
+                          "config_offset": {**_INT, "description": "config topic position applied"},
+                          "synced": _BOOL, "applied": _BOOL},
+                         ["service", "instance", "host", "pid", "started_at", "config_offset", "synced", "applied"]),
+        "InstanceList": _obj({"config_offset": _INT, "items": {"type": "array", "items": _ref("Instance")}},
+                             ["config_offset", "items"]),
         "Breaker": _obj({"connector": _STR, "origin": {**_STR, "description": "scheme://host:port: one breaker per upstream origin"},
                          "state": {"type": "string", "enum": ["closed", "open", "half_open"]},
                          "failures": {**_INT, "description": "consecutive failures counted across egress instances"},
@@ -489,6 +505,21 @@ def build_openapi(settings: Settings) -> Schema:
                          **_errors("400", "401", "403", "404", "413", "422"),
                          "503": _json(_ref("Error"), "the sandbox is not available")},
                         body="ConnectorTestRequest", tag="connector"),
+        },
+        "/api/v1/config/applied": {
+            "get": _op("Whether every running instance has applied every configuration change made so far; with wait, "
+                       "wait up to that many seconds for it (docs/control.md#waiting-for-a-change)",
+                       {"200": _json(_ref("ConfigApplied"), "the answer, applied or not"), **_errors("401", "422"),
+                        "503": _json(_ref("Error"), "this control instance runs without Kafka")},
+                       params=[{"name": "wait", "in": "query",
+                                "schema": {"type": "number", "minimum": 0, "maximum": 60, "default": 0},
+                                "description": "seconds to wait until applied"}], tag="instances"),
+        },
+        "/api/v1/instances": {
+            "get": _op("The running ingress, processors and egress instances, and how far each has applied the "
+                       "configuration (global admins)",
+                       {"200": _json(_ref("InstanceList"), "live instances"), **_errors("401", "403"),
+                        "503": _json(_ref("Error"), "this control instance runs without Kafka")}, tag="instances"),
         },
         "/api/v1/orgs/{org}/connectors/{id}/breaker": {
             "parameters": [ORG, ID],

@@ -15,6 +15,7 @@ import logging
 from aiokafka import TopicPartition
 
 from core.consume import fetch_decoded
+from core.instances import InstanceReporter
 from core.kafka import make_consumer, stop_consumer
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot, events_from_file
@@ -26,7 +27,11 @@ log = logging.getLogger(__name__)
 
 
 class ConfigFollower:
-    def __init__(self, settings: Settings, snapshot: ConfigSnapshot) -> None:
+    """``service`` names a request-path instance: it then reports how far it has applied the config
+    (core/instances.py), which ``GET /api/v1/config/applied`` waits on."""
+
+    def __init__(self, settings: Settings, snapshot: ConfigSnapshot, *, service: str | None = None,
+                 instance: str | None = None) -> None:
         self._settings = settings
         self.snapshot = snapshot
         self.synced = asyncio.Event()
@@ -35,6 +40,8 @@ class ConfigFollower:
         self._tp = TopicPartition(settings.topics.config, 0)
         self._applied = 0  # offset after the last event applied
         self._advanced = asyncio.Event()  # set (and replaced) whenever _applied moves
+        self._reporter = (InstanceReporter(settings, service, self._position, self._wait_advanced, instance=instance)
+                          if service else None)
 
     async def start(self) -> None:
         if self._settings.routes_file:
@@ -46,8 +53,12 @@ class ConfigFollower:
         await self._consumer.seek_to_beginning(tp)
         self._loop = Supervised("config-follower", lambda: self._run(tp))
         self._loop.start()
+        if self._reporter is not None:
+            await self._reporter.start()
 
     async def stop(self) -> None:
+        if self._reporter is not None:
+            await self._reporter.stop()
         if self._loop is not None:
             await self._loop.stop()
             self._loop = None
@@ -69,6 +80,12 @@ class ConfigFollower:
         while self._applied < end and loop.time() < until:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._advanced.wait(), until - loop.time())
+
+    def _position(self) -> tuple[int, bool]:
+        return self._applied, self.synced.is_set()
+
+    async def _wait_advanced(self, timeout_s: float) -> None:
+        await asyncio.wait_for(self._advanced.wait(), timeout_s)
 
     async def ready(self) -> None:
         """Readiness check: raise until the snapshot has caught up."""
@@ -101,3 +118,5 @@ class ConfigFollower:
                 empty_polls = 0 if fetched else empty_polls + 1
                 if (highwater is not None and position >= highwater) or empty_polls >= 5:
                     self.synced.set()
+                    self._advanced.set()  # reported as synced now
+                    self._advanced = asyncio.Event()

@@ -23,8 +23,8 @@ from core.consumer_lag import track
 from core.settings import InvalidConfiguration, Settings
 
 __all__ = [
-    "Outgoing", "client_security", "ensure_topics", "make_admin", "make_consumer", "make_producer", "stop_consumer",
-    "topic_specs", "wait_for_broker",
+    "Outgoing", "client_security", "ensure_topics", "make_admin", "make_consumer", "make_producer", "partition_end",
+    "stop_consumer", "topic_specs", "wait_for_broker",
 ]
 
 log = logging.getLogger(__name__)
@@ -138,6 +138,20 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
             raise
         log.info("a Kafka consumer's clean-up was cancelled from inside aiokafka; closing its connections")
         await consumer._client.close()  # what stop() had left to do; aiokafka offers no public way
+
+
+async def partition_end(settings: Settings, consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
+    """The offset after the last record of ``tp`` now, on every broker. ``consumer`` has ``tp`` assigned;
+    its position moves.
+
+    Where the broker's ListOffsets is not exact (``exact_end_offsets`` false: Tansu answers the last
+    batch's base offset + 1), the high-water mark of a fetch of the last batch is taken instead."""
+    end = (await consumer.end_offsets([tp])).get(tp, 0)
+    if settings.broker.exact_end_offsets or end == 0:
+        return end
+    consumer.seek(tp, end - 1)
+    await consumer.getmany(tp, timeout_ms=1000, max_records=1)
+    return max(end, consumer.highwater(tp) or 0)
 
 
 def make_admin(settings: Settings) -> AIOKafkaAdminClient:

@@ -61,7 +61,7 @@ def build_parts(settings: Settings, *, targets: TargetPolicy | None = None) -> E
     sealer = sealer_for(settings) if settings.seal_key else None
     return EgressParts(
         snapshot=snapshot,
-        follower=ConfigFollower(settings, snapshot),
+        follower=ConfigFollower(settings, snapshot, service="egress"),
         sandbox=pool_for(settings),
         sealer=sealer,
         upstream_auth=UpstreamAuth(caller, sealer),  # its token requests go through the guarded caller

@@ -49,7 +49,7 @@ def create_app(settings: Settings, *, instance_id: str | None = None) -> web.App
         await redis.aclose()
 
     async def config_ctx(app: web.Application) -> AsyncIterator[None]:
-        follower = ConfigFollower(settings, snapshot)
+        follower = ConfigFollower(settings, snapshot, service="ingress", instance=owner)
         state["follower"] = follower
         await follower.start()
         await follower.wait_synced()

@@ -1,7 +1,7 @@
 """Management subcommands of the ``junction`` CLI, built on :mod:`junction.sdk`.
 
 ``register(subparsers)`` adds: login, orgs, users, connectors, apis, versions,
-rollback, audit, admin create, admin reset-password, migrate. Every handler is
+rollback, audit, wait, instances, admin create, admin reset-password, migrate. Every handler is
 ``func(args, settings) -> int`` and prints JSON. The control URL comes from ``--url``
 (default http://127.0.0.1:8081), the token from ``--token`` or JUNCTION_TOKEN.
 """
@@ -37,6 +37,14 @@ class CliInputError(Exception):
     def __init__(self, option: str, message: str) -> None:
         super().__init__(message)
         self.option = option
+
+
+class CliFailure(Exception):
+    """A command that ran but did not get what it was for (``junction wait`` timed out): exit 1."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _read_text(path: str, option: str) -> str:
@@ -82,6 +90,9 @@ def _client_cmd(call: Call) -> Callable[[argparse.Namespace, Settings], int]:
         except aiohttp.ClientError as err:
             print(json.dumps({"code": "unreachable", "message": f"{args.url}: {err}"}), file=sys.stderr)
             return 2
+        except CliFailure as err:
+            print(json.dumps({"code": err.code, "message": str(err)}), file=sys.stderr)
+            return 1
         except CliInputError as err:
             shown = {"code": "invalid_input", "message": f"{err.option}: {err}",
                      "fields": [{"field": err.option, "message": str(err)}]}  # the API's shape for the same
@@ -331,6 +342,23 @@ def _register_audit(sub: Any) -> None:
     p.add_argument("--cursor", type=int)
 
 
+async def _wait(c: JunctionClient, a: argparse.Namespace) -> Any:
+    try:
+        return await c.wait_applied(a.timeout)
+    except TimeoutError as err:
+        raise CliFailure("not_applied", str(err)) from err
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"not a number of seconds from 0 to 3600: {text}")
+    return value
+
+
 def _login(c: JunctionClient, a: argparse.Namespace) -> Awaitable[Any]:
     return c.login(a.email, a.password or _ask_password())
 
@@ -407,6 +435,11 @@ def register(subparsers: Any) -> None:
     _register_resource(subparsers, "apis")
     _register_versions(subparsers)
     _register_audit(subparsers)
+    p = _action(subparsers, "wait", _wait, "wait until every running instance has applied every configuration "
+                "change made so far (exit 1 if not within --timeout)")
+    p.add_argument("--timeout", type=_seconds, default=30.0, help="seconds (default 30)")
+    _action(subparsers, "instances", lambda c, a: c.list_instances(),
+            "the running ingress, processors and egress instances and how far each has applied the configuration")
     admin = subparsers.add_parser("admin", help="global admins").add_subparsers(dest="action", required=True)
     p = admin.add_parser("create", help="create a global admin directly in the database")
     p.add_argument("email")

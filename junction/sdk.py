@@ -26,7 +26,7 @@ __all__ = [
     "Api", "ApiKey", "ApiPage", "AuditEntry", "AuditPage", "Connector", "ConnectorPage", "Consumer", "ConsumerPage",
     "DeadLetter", "DeadLetterPage", "ReplayJob", "ReplayPage",
     "Diff", "FieldError", "JunctionAPIError", "JunctionClient", "NewApiKey", "NewOAuthClient", "OAuthClient", "Org",
-    "Token", "User", "Version",
+    "Token", "User", "Version", "describe_not_applied",
 ]
 
 Kind = Literal["apis", "connectors", "consumers", "alert-rules"]
@@ -267,6 +267,17 @@ _UNSET: Any = object()  # "not given", where None is a value (JSON null)
 
 def _etag(version: int | None) -> dict[str, str]:
     return {"If-Match": f'W/"{version}"'} if version is not None else {}
+
+
+def describe_not_applied(answer: dict[str, Any]) -> str:
+    """What keeps a change from being applied everywhere, in words, from ``config_applied``'s answer."""
+    if not answer.get("relayed", True):
+        return "the control plane has not yet written the change to Kafka (is the broker up?)"
+    parts = [f"no {name} instance is running" for name in answer.get("missing", [])]
+    for name, n in answer.get("services", {}).items():
+        if n["instances"] and n["applied"] < n["instances"]:
+            parts.append(f"{n['instances'] - n['applied']} of {n['instances']} {name} instances behind")
+    return "; ".join(parts) or "not yet applied"
 
 
 class JunctionClient:
@@ -676,6 +687,31 @@ class JunctionClient:
             if until is not None and loop.time() > until:
                 raise TimeoutError(f"replay job {job_id} is still {job['status']} after {timeout_s}s")
             await asyncio.sleep(poll_s)
+
+    # -- is a change applied everywhere? (docs/control.md#waiting-for-a-change) ----
+    async def config_applied(self, *, wait_s: float = 0) -> dict[str, Any]:
+        """Whether every running ingress, processors and egress instance has applied every configuration change
+        made so far; the control plane waits up to ``wait_s`` (at most 60) for it before answering."""
+        return cast(dict[str, Any], await self.request("GET", "/config/applied", query={"wait": wait_s}))
+
+    async def wait_applied(self, timeout_s: float = 30.0) -> dict[str, Any]:
+        """Wait until every running instance has applied every change made so far: after a change, before
+        calling what it changed. TimeoutError (naming what is behind) after ``timeout_s``."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + timeout_s
+        while True:
+            # Long polls short enough for the client's own timeout.
+            answer = await self.config_applied(wait_s=round(max(0.0, min(until - loop.time(), 20.0)), 3))
+            if answer["applied"]:
+                return answer
+            if loop.time() >= until:
+                raise TimeoutError(f"not applied after {timeout_s:g} s: {describe_not_applied(answer)}")
+            await asyncio.sleep(0.1)  # answered without waiting (the control plane had enough waiters): not a busy loop
+
+    async def list_instances(self) -> dict[str, Any]:
+        """The running ingress, processors and egress instances and the config position each has applied
+        (global admins)."""
+        return cast(dict[str, Any], await self.request("GET", "/instances"))
 
     # -- metrics and request logs (docs/observability.md) ------------------------
     async def metrics(self, org: str, *, api: str | None = None, since: str | None = None, until: str | None = None,

@@ -40,7 +40,7 @@ def build_app(settings: Settings) -> Any:
     # acked keeps at-least-once across a crash.
     clients: dict[str, Any] = {}  # created on the worker's loop, in side_services
     snapshot = ConfigSnapshot()
-    follower = ConfigFollower(settings, snapshot)
+    follower = ConfigFollower(settings, snapshot, service="processors")
     pool = pool_for(settings)
     caller_auth = CallerAuth(settings, snapshot, sealer_for(settings) if settings.seal_key else None,
                              guard=TargetPolicy(allow_private=settings.allow_private_targets))

@@ -91,6 +91,7 @@ class IngressInstance:
     port: int = field(default_factory=free_port)
     runner: web.AppRunner | None = None
     app: web.Application | None = None
+    instance_id: str | None = None  # default: ingress-<random>
 
     @property
     def url(self) -> str:
@@ -102,7 +103,7 @@ class IngressInstance:
         return self.app[SNAPSHOT]
 
     async def start(self) -> None:
-        self.app = create_app(self.settings)
+        self.app = create_app(self.settings, instance_id=self.instance_id)
         # As core.http.listening serves it: request bodies as sent when the app asks (ingress decodes them).
         self.runner = web.AppRunner(self.app, access_log=None, auto_decompress=not self.app[SERVE_OPTIONS].raw_bodies)
         await self.runner.setup()

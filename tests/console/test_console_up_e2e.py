@@ -1,8 +1,9 @@
 """The web console on a whole running Junction: `junction up --demo` (ingress, processors, egress, control
 serving the built console, the demo upstream, embedded PostgreSQL and Redis), driven in Debian's chromium by
-ui/e2e/up.e2e.mjs. Each role logs in through the page (global admin, org admin, viewer); an API and a
-connector with a script are made through the forms; calls through ingress appear on the dashboard and in the
-request logs; a version is rolled back; a dead letter (the script raises) is fixed through the editor and
+ui/e2e/up.e2e.mjs. Each role logs in through the page (global admin, org admin, viewer); the instances page lists
+the three stages, each applied; an API and a connector with a script are made through the forms, the API page
+says when the API is live on every instance, and its first call is served by it; calls through ingress appear
+on the dashboard and in the request logs; a version is rolled back; a dead letter (the script raises) is fixed through the editor and
 replayed from the page; an alert rule is made, edited and rolled back, and its alert acknowledged.
 
 Screenshots of the main pages at 1280x800 and 390x844 go to .junction/artifacts/console/ (gitignored; set
@@ -67,7 +68,8 @@ async def test_console_on_junction_up(junction_up: UpEnv) -> None:
         "CHROMIUM": str(CHROMIUM), "OUT_DIR": str(ARTIFACTS)}, 360)
     print(out)
     assert code == 0, out
-    for step in ("global admin: an organisation", "a call through ingress fails in the script",
+    for step in ("global admin: an organisation", "the instances page lists ingress, processors and egress",
+                 "live on every instance", "a call through ingress fails in the script",
                  "the script fixed in the editor", "the calls are in the request logs", "the calls are on the dashboard",
                  "a rollback makes version 3", "outcome succeeded", "alert rule: the API's field error",
                  "acknowledged from the page", "no sideways overflow", "viewer: reads dead letters"):

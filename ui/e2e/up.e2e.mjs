@@ -101,6 +101,14 @@ try {
   await page.getByRole("heading", { name: "Global alert rules" }).waitFor();
   await shot("global-alert-rules-1280");
   step("global admin: an organisation with an org admin and a viewer, made in the forms");
+  await page.getByRole("link", { name: "Instances" }).click();
+  for (const service of ["ingress", "processors", "egress"]) {
+    await page.getByRole("cell", { name: service, exact: true }).waitFor();
+  }
+  await page.getByText(/Every instance has applied the configuration/).waitFor();
+  check((await page.getByRole("cell", { name: "applied", exact: true }).count()) === 3, "three instances applied");
+  await shot("instances-1280");
+  step("global admin: the instances page lists ingress, processors and egress, each applied");
   await logout();
 
   // -- org admin: a connector whose script raises, and an API on it --------------------------------------
@@ -124,14 +132,14 @@ try {
   await page.getByText(/Saved: stock-api is at version 1/).waitFor();
   const apiUrl = page.url();
   step("org admin: a connector with a script and an API, made in the forms");
+  await page.getByText("Live on every instance.").waitFor();
+  step("the page says when the new API is live on every instance");
 
   // -- a call through ingress fails in the script: a dead letter ------------------------------------------
-  let failedCall;
-  await eventually("the new API reaches ingress", async () => {
-    const r = await fetch(`${ingress}/${slug}/stock?sku=B-7`);
-    failedCall = { status: r.status, body: await r.json().catch(() => ({})) };
-    return failedCall.body.code === "transform_failed";
-  });
+  // Live on every instance: the first call is served by the new API, with no retry.
+  const r = await fetch(`${ingress}/${slug}/stock?sku=B-7`);
+  const failedCall = { status: r.status, body: await r.json().catch(() => ({})) };
+  check(failedCall.body.code === "transform_failed", `first call after "live": ${JSON.stringify(failedCall)}`);
   step(`a call through ingress fails in the script (${failedCall.status} transform_failed)`);
 
   await page.goto(`${base}/orgs/${slug}/dead-letters`);

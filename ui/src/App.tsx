@@ -14,6 +14,7 @@ import { LoginPage } from "./pages/Login";
 import { LogsPage } from "./pages/Logs";
 import { OrgsPage } from "./pages/Orgs";
 import { ReplayPage, ReplaysPage } from "./pages/Replays";
+import { InstancesPage } from "./pages/Instances";
 import { SecurityEventsPage } from "./pages/SecurityEvents";
 import { UsersPage } from "./pages/Users";
 import { useSession } from "./session";
@@ -34,6 +35,7 @@ export function App() {
           <Route path="admin/alert-rules/new" element={<GlobalOnly><AlertRuleEditPage key="new" /></GlobalOnly>} />
           <Route path="admin/alert-rules/:id" element={<GlobalOnly><AlertRuleEditPage key="edit" /></GlobalOnly>} />
           <Route path="admin/alerts" element={<GlobalOnly><AlertsPage /></GlobalOnly>} />
+          <Route path="admin/instances" element={<GlobalOnly><InstancesPage /></GlobalOnly>} />
           <Route path="account" element={<AccountPage />} />
           <Route path="orgs/:org">
             <Route index element={<Navigate to="apis" replace />} />
@@ -175,6 +177,9 @@ function Layout() {
             </li>
             <li>
               <NavLink to="/admin/alerts">Global alerts</NavLink>
+            </li>
+            <li>
+              <NavLink to="/admin/instances">Instances</NavLink>
             </li>
           </ul>
         )}

@@ -26,6 +26,8 @@ export type Diff = Schemas["Diff"];
 export type AuditEntry = Schemas["AuditEntry"];
 export type AuditPage = Schemas["AuditPage"];
 export type Breaker = Schemas["Breaker"];
+export type ConfigApplied = Schemas["ConfigApplied"];
+export type InstanceList = Schemas["InstanceList"];
 export type DeadLetterSummary = Schemas["DeadLetterSummary"];
 export type DeadLetter = Schemas["DeadLetter"];
 export type ConnectorTestResult = Schemas["ConnectorTestResult"];
@@ -199,6 +201,31 @@ export class JunctionClient {
 
   openapi(): Promise<Record<string, unknown>> {
     return this.unwrap(this.raw.GET("/api/v1/openapi.json"));
+  }
+
+  /** Whether every running instance has applied every configuration change made so far; the control plane
+   * waits up to `waitS` seconds (at most 60) for it before answering. */
+  configApplied(waitS = 0): Promise<ConfigApplied> {
+    return this.unwrap(this.raw.GET("/api/v1/config/applied", { params: { query: { wait: waitS } } }));
+  }
+
+  /** Wait until every running instance has applied every change made so far: after a change, before calling
+   * what it changed. Rejects after `timeoutS` seconds. */
+  async waitApplied(timeoutS = 30): Promise<ConfigApplied> {
+    const until = Date.now() + timeoutS * 1000;
+    for (;;) {
+      const left = Math.max(0, Math.min((until - Date.now()) / 1000, 20));
+      const answer = await this.configApplied(Math.round(left * 1000) / 1000);
+      if (answer.applied) return answer;
+      if (Date.now() >= until) throw new Error(`not applied after ${timeoutS} s (missing: ${answer.missing.join(", ") || "none"})`);
+      await new Promise((resolve) => setTimeout(resolve, 100)); // answered without waiting: not a busy loop
+    }
+  }
+
+  /** The running ingress, processors and egress instances and how far each has applied the configuration
+   * (global admins). */
+  instances(): Promise<InstanceList> {
+    return this.unwrap(this.raw.GET("/api/v1/instances"));
   }
 
   // -- sessions -------------------------------------------------------------------------------

@@ -320,6 +320,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/config/applied": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Whether every running instance has applied every configuration change made so far; with wait, wait up to that many seconds for it (docs/control.md#waiting-for-a-change) */
+        get: operations["getConfigApplied"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/instances": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The running ingress, processors and egress instances, and how far each has applied the configuration (global admins) */
+        get: operations["getInstances"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/me/password": {
         parameters: {
             query?: never;
@@ -2286,6 +2320,23 @@ export interface components {
             /** @enum {string} */
             state: "closed" | "open" | "half_open";
         };
+        ConfigApplied: {
+            /** @description every change committed before the question is applied by every live ingress, processors and egress instance, and each service has one */
+            applied: boolean;
+            /** @description the config topic's end after them */
+            config_offset: number | null;
+            /** @description services with no live instance */
+            missing: string[];
+            /** @description the outbox had relayed those changes to the config topic */
+            relayed: boolean;
+            services: {
+                [key: string]: {
+                    applied: number;
+                    instances: number;
+                };
+            };
+            waited_ms: number;
+        };
         Connector: {
             /** Format: date-time */
             created_at: string;
@@ -2685,6 +2736,23 @@ export interface components {
             }[];
             message: string;
             request_id?: string;
+        };
+        Instance: {
+            applied: boolean;
+            /** @description config topic position applied */
+            config_offset: number;
+            host: string;
+            instance: string;
+            pid: number;
+            /** @enum {string} */
+            service: "ingress" | "processors" | "egress";
+            /** Format: date-time */
+            started_at: string;
+            synced: boolean;
+        };
+        InstanceList: {
+            config_offset: number;
+            items: components["schemas"]["Instance"][];
         };
         KeyCreate: {
             /**
@@ -4352,6 +4420,103 @@ export interface operations {
             };
             /** @description Missing, expired or invalid bearer token; wrong login. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getConfigApplied: {
+        parameters: {
+            query?: {
+                /** @description seconds to wait until applied */
+                wait?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the answer, applied or not */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConfigApplied"];
+                };
+            };
+            /** @description Missing, expired or invalid bearer token; wrong login. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input: see fields[] for each field at fault. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description this control instance runs without Kafka */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getInstances: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description live instances */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InstanceList"];
+                };
+            };
+            /** @description Missing, expired or invalid bearer token; wrong login. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role may not do this (a viewer writing, an org admin doing a global admin's job), or over a quota (code quota_exceeded, with quota and limit). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description this control instance runs without Kafka */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -2,6 +2,7 @@ import { everyPage } from "@junction/sdk";
 import type { Api, ApiCreate, ApiUpdate, Connector, JunctionClient } from "@junction/sdk";
 import { useMemo, useState, type FormEvent } from "react";
 import { Link, useLocation, useNavigate, useParams } from "react-router";
+import { AppliedStatus } from "../components/Applied";
 import { VersionsPanel } from "../components/Versions";
 import { useSession } from "../session";
 import {
@@ -214,6 +215,7 @@ export function ApiEditPage() {
       </PageHeader>
       <ErrorMessage error={connectors.error} />
       {notice && <p className="notice" role="status">{notice}</p>}
+      {notice?.startsWith("Saved:") && <AppliedStatus change={notice} />}
       <ApiFormView
         key={`${id ?? "new"}-${api.data?.version ?? 0}`}
         org={org}

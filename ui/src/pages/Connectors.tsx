@@ -4,6 +4,7 @@ import {
 } from "@junction/sdk";
 import { lazy, Suspense, useEffect, useId, useState, type FormEvent } from "react";
 import { Link, useLocation, useNavigate, useParams } from "react-router";
+import { AppliedStatus } from "../components/Applied";
 import { VersionsPanel } from "../components/Versions";
 import { useSession } from "../session";
 import {
@@ -112,6 +113,7 @@ export function ConnectorEditPage() {
         <Link to={`/orgs/${org}/connectors`}>← All connectors</Link>
       </PageHeader>
       {notice && <p className="notice" role="status">{notice}</p>}
+      {notice?.startsWith("Saved:") && <AppliedStatus change={notice} />}
       <ConnectorFormView
         key={`${id ?? "new"}-${connector.data?.version ?? 0}`}
         org={org}

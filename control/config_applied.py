@@ -1,0 +1,100 @@
+"""Has every running instance applied the configuration changed so far?
+
+A change is committed to PostgreSQL, relayed by the outbox to the config topic, and applied by each
+ingress, processors and egress instance as it reads the topic (core/config_feed.py). Each instance
+reports the topic position it has applied (core/instances.py). So a change made before the question
+is applied everywhere once (1) the outbox has relayed every row up to it, and (2) every live
+instance has applied the topic up to its end as it was after (1). That is what a user, a script or
+a test waits on instead of sleeping (``junction wait``).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import asyncpg
+from aiokafka import TopicPartition
+
+from core.instances import REQUEST_PATH, InstanceState, live_instances
+from core.kafka import make_consumer, partition_end, stop_consumer
+from core.settings import Settings
+
+__all__ = ["MAX_WAIT_S", "ConfigApplied", "is_applied"]
+
+MAX_WAIT_S = 60.0
+POLL_S = 0.05
+MAX_WAITERS = 16  # long polls at once; past it, a question is answered at once without waiting
+
+
+class ConfigApplied:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, redis: Any) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._redis = redis
+        self._tp = TopicPartition(settings.topics.config, 0)
+        self._consumer: Any = None
+        self._end_lock = asyncio.Lock()  # one consumer: one seek at a time
+        self._waiters = asyncio.Semaphore(MAX_WAITERS)
+
+    async def start(self) -> None:
+        consumer = make_consumer(self._settings)
+        await consumer.start()
+        consumer.assign([self._tp])
+        self._consumer = consumer
+
+    async def stop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await stop_consumer(consumer)
+
+    async def instances(self) -> tuple[int, list[InstanceState]]:
+        """The config topic's end now, and every live instance."""
+        return await self._topic_end(), await live_instances(self._redis, self._settings)
+
+    async def status(self, wait_s: float) -> dict[str, Any]:
+        """Whether every change committed before now is applied by every live instance; waits up to
+        ``wait_s`` for it. Each request-path service must have at least one live instance."""
+        started = time.monotonic()
+        if wait_s <= 0 or self._waiters.locked():  # enough waiters already: a look, not a wait
+            return await self._look(started, started)
+        async with self._waiters:
+            return await self._look(started, started + min(wait_s, MAX_WAIT_S))
+
+    async def _look(self, started: float, deadline: float) -> dict[str, Any]:
+        # A connection per look, not held while waiting: waiters must not starve the API of the pool.
+        last_id = int(await self._pool.fetchval("SELECT coalesce(max(id), 0) FROM outbox"))
+        while await self._pool.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NULL AND id <= $1)", last_id):
+            if time.monotonic() >= deadline:
+                return _answer(None, [], started, relayed=False)
+            await asyncio.sleep(POLL_S)
+        target = await self._topic_end()
+        while True:
+            live = await live_instances(self._redis, self._settings)
+            answer = _answer(target, live, started, relayed=True)
+            if answer["applied"] or time.monotonic() >= deadline:
+                return answer
+            await asyncio.sleep(POLL_S)
+
+    async def _topic_end(self) -> int:
+        if self._consumer is None:
+            raise RuntimeError("config applied: not started")
+        async with self._end_lock:
+            return await partition_end(self._settings, self._consumer, self._tp)
+
+
+def _answer(target: int | None, live: list[InstanceState], started: float, *, relayed: bool) -> dict[str, Any]:
+    services: dict[str, dict[str, int]] = {}
+    for name in REQUEST_PATH:
+        mine = [s for s in live if s.service == name]
+        services[name] = {"instances": len(mine),
+                          "applied": sum(1 for s in mine if target is not None and is_applied(s, target))}
+    missing = [name for name, n in services.items() if n["instances"] == 0]
+    done = relayed and not missing and all(n["applied"] == n["instances"] for n in services.values())
+    return {"applied": done, "relayed": relayed, "config_offset": target, "services": services, "missing": missing,
+            "waited_ms": int((time.monotonic() - started) * 1000)}
+
+
+def is_applied(state: InstanceState, target: int) -> bool:
+    return state.synced and state.config_offset >= target
