@@ -83,7 +83,7 @@ def create_app(settings: Settings, *, relay: bool = True, sandbox: bool = True,
             await st.relay.stop()
 
     async def config_applied(app: web.Application) -> AsyncIterator[None]:
-        checker = ConfigApplied(settings, st.db, st.redis)
+        checker = ConfigApplied(settings, st.db, st.redis, lambda: st.relay is not None and st.relay.resynced)
         await checker.start()
         st.extras[CONFIG_APPLIED] = checker
         try:

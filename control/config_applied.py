@@ -3,14 +3,16 @@
 A change is committed to PostgreSQL, relayed by the outbox to the config topic, and applied by each
 ingress, processors and egress instance as it reads the topic (core/config_feed.py). Each instance
 reports the topic position it has applied (core/instances.py). So a change made before the question
-is applied everywhere once (1) the outbox has relayed every row up to it, and (2) every live
-instance has applied the topic up to its end as it was after (1). That is what a user, a script or
-a test waits on instead of sleeping (``junction wait``).
+is applied everywhere once (1) the outbox has relayed every row up to it (and, after a start or a lost
+broker, re-published the whole configuration), and (2) every live instance has applied the topic up
+to its end as it was after (1). That is what a user, a script or a test waits on instead of sleeping
+(``junction wait``).
 """
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -28,8 +30,11 @@ MAX_WAITERS = 16  # long polls at once; past it, a question is answered at once 
 
 
 class ConfigApplied:
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, redis: Any) -> None:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, redis: Any, relay_resynced: Callable[[], bool]) -> None:
+        """``relay_resynced``: the outbox relay is connected and has re-published the configuration (after a
+        start or a lost broker, the topic may hold none of it until then)."""
         self._settings = settings
+        self._relay_resynced = relay_resynced
         self._pool = pool
         self._redis = redis
         self._tp = TopicPartition(settings.topics.config, 0)
@@ -64,7 +69,7 @@ class ConfigApplied:
     async def _look(self, started: float, deadline: float) -> dict[str, Any]:
         # A connection per look, not held while waiting: waiters must not starve the API of the pool.
         last_id = int(await self._pool.fetchval("SELECT coalesce(max(id), 0) FROM outbox"))
-        while await self._pool.fetchval(
+        while not self._relay_resynced() or await self._pool.fetchval(
                 "SELECT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NULL AND id <= $1)", last_id):
             if time.monotonic() >= deadline:
                 return _answer(None, [], started, relayed=False)

@@ -45,6 +45,8 @@ class OutboxRelay:
         self._channel = notify_channel(settings.database_schema)
         self.published = 0
         self.last_error: str | None = None
+        # Connected, and the current configuration re-published since: what the broker holds is whole.
+        self.resynced = False
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
@@ -71,6 +73,7 @@ class OutboxRelay:
                 await self._ensure_listener()
                 if await self._ensure_producer():
                     await self._resync()
+                    self.resynced = True
                 while await self._drain_once() == BATCH:
                     pass
                 backoff = POLL_S
@@ -126,6 +129,7 @@ class OutboxRelay:
         return True
 
     async def _close_producer(self) -> None:
+        self.resynced = False
         producer, self._producer = self._producer, None
         if producer is not None:
             with contextlib.suppress(Exception):

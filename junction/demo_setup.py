@@ -8,12 +8,16 @@ Running it again changes nothing: existing resources are kept.
 """
 from __future__ import annotations
 
+import logging
+
 from control.auth import TokenIssuer, resolve_jwt_secret
 from core.db import make_pool
 from core.settings import Settings
 from junction.sdk import JunctionAPIError, JunctionClient
 
 __all__ = ["ORDER_SCRIPT", "create_demo"]
+
+log = logging.getLogger("junction.up")
 
 ORDER_SCRIPT = '''\
 def transform_request(request, ctx):
@@ -71,3 +75,8 @@ async def create_demo(settings: Settings, admin_email: str) -> None:
             await client.create_api("demo", "echo", ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], "/echo", connectors["echo"]["id"], timeout_ms=5000)
         if "order-status" not in apis:
             await client.create_api("demo", "order-status", ["GET"], "/orders/{id}", connectors["orders-soap"]["id"], timeout_ms=5000)
+        # The banner that follows tells the user to curl the demo: every instance has it first.
+        try:
+            await client.wait_applied(timeout_s=30)
+        except TimeoutError as exc:
+            log.warning("the demo may not be served yet: %s", exc)

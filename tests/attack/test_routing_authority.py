@@ -28,7 +28,8 @@ from aiohttp import web
 from aiokafka.admin import NewTopic
 
 from control.replay import read_dead_letters
-from core.kafka import make_admin, make_consumer, topic_partitions
+from core.consume import read_topic
+from core.kafka import make_admin, topic_partitions
 from core.messages import is_results_topic, reply_route_error, reply_target
 from core.settings import Settings, Topics
 from core.snapshot import ConfigSnapshot
@@ -94,31 +95,9 @@ async def dead_letter_of(settings: Settings, cid: str, timeout_s: float = 30.0) 
     raise AssertionError(f"no dead letter for {cid} within {timeout_s}s")
 
 
-async def read_topic(settings: Settings, topic: str) -> list[tuple[int, bytes | None, bytes]]:
+async def records_of(settings: Settings, topic: str) -> list[tuple[int, bytes | None, bytes]]:
     """Every record of ``topic`` up to its end: (partition, key, value)."""
-    tps = await topic_partitions(settings, topic)
-    if not tps:
-        return []
-    consumer = make_consumer(settings)
-    await consumer.start()
-    out: list[tuple[int, bytes | None, bytes]] = []
-    try:
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        done: set[Any] = set()
-        idle = 0
-        while len(done) < len(tps) and idle < 10:
-            batches = await consumer.getmany(*tps, timeout_ms=200, max_records=1000)
-            idle = 0 if batches else idle + 1
-            for tp, records in batches.items():
-                out += [(tp.partition, r.key, r.value) for r in records]
-            for tp in tps:
-                highwater = consumer.highwater(tp)
-                if highwater is not None and await consumer.position(tp) >= highwater:
-                    done.add(tp)
-    finally:
-        await consumer.stop()
-    return out
+    return [(r.partition, r.key, r.value) for r in await read_topic(settings, topic)]
 
 
 def replies_for(records: list[tuple[int, bytes | None, bytes]], cid: str) -> list[tuple[int, dict[str, Any]]]:
@@ -144,12 +123,12 @@ async def assert_refused(p: Pipeline, up: Upstream, call: dict[str, Any], code: 
     assert letter["original_topic"] == s.topics.requests
     await asyncio.sleep(GRACE_S)
     assert up.seen == [], f"the upstream was called: {up.seen}"
-    assert not [k for _, k, _ in await read_topic(s, s.topics.calls) if k == cid.encode()], "an OutboundCall was produced"
-    config = await read_topic(s, s.topics.config)
+    assert not [k for _, k, _ in await records_of(s, s.topics.calls) if k == cid.encode()], "an OutboundCall was produced"
+    config = await records_of(s, s.topics.config)
     assert not [k for _, k, _ in config if k == cid.encode()] and not replies_for(config, cid), "written to the config topic"
     named = call.get("reply_topic")
     if named and named != s.topics.config:
-        assert not replies_for(await read_topic(s, named), cid), f"a Reply went to {named}"
+        assert not replies_for(await records_of(s, named), cid), f"a Reply went to {named}"
     return letter
 
 
@@ -256,7 +235,7 @@ async def test_a_results_topic_of_the_producers_own_gets_the_reply_and_its_range
     await post_raw(s, ok)
     replies: list[tuple[int, dict[str, Any]]] = []
     for _ in range(100):
-        replies = replies_for(await read_topic(s, topic), ok["correlation_id"])
+        replies = replies_for(await records_of(s, topic), ok["correlation_id"])
         if replies:
             break
         await asyncio.sleep(0.1)

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from control.config_applied import MAX_WAITERS
+from control.config_applied import MAX_WAITERS, ConfigApplied
 from control.handlers.instances import CONFIG_APPLIED
 from control.state import STATE
 from core.instances import InstanceReporter, _alive_key, _hash_key
@@ -189,3 +189,22 @@ async def test_a_killed_instance_drops_out_when_its_heartbeat_key_expires(
     finally:
         await stuck.stop()
         await redis.aclose()
+
+
+async def test_not_applied_until_the_relay_has_republished_after_a_start(
+        settings: Settings, control: Any, ingress: IngressInstance) -> None:
+    """After a start or a lost broker, the topic may hold none of the configuration until the relay has
+    re-published it: until then the answer is not applied, and says the change is not relayed."""
+    st = control.app[STATE]
+    resynced = False
+    checker = ConfigApplied(settings, st.db, st.redis, lambda: resynced)
+    await checker.start()
+    try:
+        answer = await checker.status(0.3)
+        assert answer["applied"] is False and answer["relayed"] is False and answer["config_offset"] is None
+        assert answer["waited_ms"] >= 300
+        resynced = True
+        answer = await checker.status(5)
+        assert answer["applied"] is True and answer["relayed"] is True
+    finally:
+        await checker.stop()
