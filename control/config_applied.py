@@ -43,9 +43,10 @@ class ConfigApplied:
         self._waiters = asyncio.Semaphore(MAX_WAITERS)
 
     async def start(self) -> None:
-        consumer = make_consumer(self._settings)
+        consumer = make_consumer(self._settings, background=True)
         await consumer.start()
         consumer.assign([self._tp])
+        consumer.pause(self._tp)  # fetched only while asked: an assigned partition is otherwise polled for ever
         self._consumer = consumer
 
     async def stop(self) -> None:
@@ -86,7 +87,11 @@ class ConfigApplied:
         if self._consumer is None:
             raise RuntimeError("config applied: not started")
         async with self._end_lock:
-            return await partition_end(self._settings, self._consumer, self._tp)
+            self._consumer.resume(self._tp)
+            try:
+                return await partition_end(self._settings, self._consumer, self._tp)
+            finally:
+                self._consumer.pause(self._tp)
 
 
 def _answer(target: int | None, live: list[InstanceState], started: float, *, relayed: bool) -> dict[str, Any]:
