@@ -17,7 +17,10 @@ from typing import Any
 
 import asyncpg
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
 
+from core.errors import ServiceUnavailable
 from core.instances import REQUEST_PATH, InstanceState, live_instances
 from core.kafka import make_consumer, partition_end, stop_consumer
 from core.settings import Settings
@@ -56,7 +59,7 @@ class ConfigApplied:
 
     async def instances(self) -> tuple[int, list[InstanceState]]:
         """The config topic's end now, and every live instance."""
-        return await self._topic_end(), await live_instances(self._redis, self._settings)
+        return await self._topic_end(), await self._live()
 
     async def status(self, wait_s: float) -> dict[str, Any]:
         """Whether every change committed before now is applied by every live instance; waits up to
@@ -77,19 +80,27 @@ class ConfigApplied:
             await asyncio.sleep(POLL_S)
         target = await self._topic_end()
         while True:
-            live = await live_instances(self._redis, self._settings)
+            live = await self._live()
             answer = _answer(target, live, started, relayed=True)
             if answer["applied"] or time.monotonic() >= deadline:
                 return answer
             await asyncio.sleep(POLL_S)
 
+    async def _live(self) -> list[InstanceState]:
+        try:
+            return await live_instances(self._redis, self._settings)
+        except (RedisError, OSError) as exc:
+            raise ServiceUnavailable(f"the instances report in Redis, which cannot be read: {exc}") from exc
+
     async def _topic_end(self) -> int:
         if self._consumer is None:
-            raise RuntimeError("config applied: not started")
+            raise ServiceUnavailable("control is starting or stopping")
         async with self._end_lock:
             self._consumer.resume(self._tp)
             try:
                 return await partition_end(self._settings, self._consumer, self._tp)
+            except KafkaError as exc:
+                raise ServiceUnavailable(f"the config topic's end cannot be read from the broker: {exc}") from exc
             finally:
                 self._consumer.pause(self._tp)
 

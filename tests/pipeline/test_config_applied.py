@@ -17,9 +17,11 @@ import pytest
 from control.config_applied import MAX_WAITERS, ConfigApplied
 from control.handlers.instances import CONFIG_APPLIED
 from control.state import STATE
+from core.errors import ServiceUnavailable
 from core.instances import InstanceReporter, _alive_key, _hash_key
 from core.redis import make_redis
 from core.settings import Settings
+from junction.broker import free_port
 from junction.sdk import JunctionClient
 from tests.support import IngressInstance, wait_until
 
@@ -208,3 +210,19 @@ async def test_not_applied_until_the_relay_has_republished_after_a_start(
         assert answer["applied"] is True and answer["relayed"] is True
     finally:
         await checker.stop()
+
+
+async def test_a_redis_that_cannot_be_reached_is_a_503_naming_it(settings: Settings, control: Any) -> None:
+    st = control.app[STATE]
+    dead = settings.with_overrides(redis_url=f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    redis = make_redis(dead)
+    checker = ConfigApplied(settings, st.db, redis, lambda: True)
+    await checker.start()
+    try:
+        with pytest.raises(ServiceUnavailable, match="Redis"):
+            await checker.status(0)
+        with pytest.raises(ServiceUnavailable, match="Redis"):
+            await checker.instances()
+    finally:
+        await checker.stop()
+        await redis.aclose()
