@@ -20,6 +20,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
+from control.store.outbox import last_id, pending_up_to
 from core.errors import ServiceUnavailable
 from core.instances import REQUEST_PATH, InstanceState, live_instances
 from core.kafka import make_consumer, partition_end, stop_consumer
@@ -72,9 +73,8 @@ class ConfigApplied:
 
     async def _look(self, started: float, deadline: float) -> dict[str, Any]:
         # A connection per look, not held while waiting: waiters must not starve the API of the pool.
-        last_id = int(await self._pool.fetchval("SELECT coalesce(max(id), 0) FROM outbox"))
-        while not self._relay_resynced() or await self._pool.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NULL AND id <= $1)", last_id):
+        latest = await last_id(self._pool)
+        while not self._relay_resynced() or await pending_up_to(self._pool, latest):
             if time.monotonic() >= deadline:
                 return _answer(None, [], started, relayed=False)
             await asyncio.sleep(POLL_S)

@@ -18,7 +18,7 @@ import asyncpg
 from control.documents import api_event, connector_event, consumer_event, org_event
 from control.store.consumers import CONSUMER, credential_hashes
 from control.store.orgs import list_orgs, org_view
-from control.store.outbox import OutboxEvent
+from control.store.outbox import OutboxEvent, last_id
 from control.store.resources import API, CONNECTOR, resource_view
 
 __all__ = ["current_config_events"]
@@ -27,7 +27,7 @@ __all__ = ["current_config_events"]
 async def current_config_events(conn: asyncpg.Connection) -> list[dict[str, Any]]:
     """ConfigEvents for every organisation, connector, consumer and API as
     they are now, orgs first and connectors and consumers before the APIs that use them."""
-    last_id = int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM outbox"))
+    reflected = await last_id(conn)
     events: list[OutboxEvent] = []
     orgs = await list_orgs(conn)
     policies = {str(r["id"]): r["rate_limit"] for r in await conn.fetch("SELECT id, rate_limit FROM organisations")}
@@ -45,6 +45,6 @@ async def current_config_events(conn: asyncpg.Connection) -> list[dict[str, Any]
                 events.append(to_event(resource_view(row, org["slug"])))
     now_ms = int(time.time() * 1000)
     # One event id for the whole snapshot: the last outbox id it already reflects.
-    return [{"event_id": last_id, "kind": e.kind, "id": e.resource_id, "org": e.org_slug, "version": e.version,
+    return [{"event_id": reflected, "kind": e.kind, "id": e.resource_id, "org": e.org_slug, "version": e.version,
              "op": e.op, "document": None if e.document is None else json.dumps(e.document),
              "emitted_at_ms": now_ms} for e in events]

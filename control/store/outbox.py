@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-__all__ = ["OutboxEvent", "enqueue", "fetch_pending", "mark_published", "notify_channel"]
+__all__ = ["OutboxEvent", "enqueue", "fetch_pending", "last_id", "mark_published", "notify_channel", "pending_up_to"]
 
 
 @dataclass(frozen=True)
@@ -50,3 +50,14 @@ async def fetch_pending(conn: asyncpg.Connection, limit: int) -> list[dict[str, 
 
 async def mark_published(conn: asyncpg.Connection, ids: list[int]) -> None:
     await conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", ids)
+
+
+async def last_id(db: asyncpg.Pool | asyncpg.Connection) -> int:
+    """The id of the latest change, published or not (0 before any)."""
+    return int(await db.fetchval("SELECT coalesce(max(id), 0) FROM outbox"))
+
+
+async def pending_up_to(db: asyncpg.Pool | asyncpg.Connection, up_to: int) -> bool:
+    """Whether a change with an id up to ``up_to`` is not yet published."""
+    return bool(await db.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NULL AND id <= $1)", up_to))
