@@ -66,4 +66,21 @@ describe.skipIf(!url)("against a control service", () => {
     const after = await jc.listOrgs().catch((e) => e);
     expect(after.status).toBe(401);
   });
+
+  it("asks whether every instance has applied the configuration, and refuses a bad wait", async () => {
+    const jc = new JunctionClient({ baseUrl: url });
+    await jc.login(email, password);
+    const answer = await jc.configApplied(0);
+    expect(typeof answer.applied).toBe("boolean");
+    expect(Object.keys(answer.services).sort()).toEqual(["egress", "ingress", "processors"]);
+    // Applied needs an instance of each service: with one missing, it cannot be.
+    if (answer.missing.length) expect(answer.applied).toBe(false);
+    const listed = await jc.instances();
+    expect(Array.isArray(listed.items)).toBe(true);
+    expect(listed.config_offset).toBeGreaterThanOrEqual(0);
+    const bad = await jc.configApplied(-1).catch((e) => e);
+    expect(bad).toBeInstanceOf(JunctionError);
+    expect(bad.status).toBe(422);
+    expect(bad.field("wait")).toMatch(/seconds/);
+  });
 });
