@@ -3,7 +3,8 @@
 Readiness is each service's ``/readyz``, lag its ``/metrics`` (``junction_consumer_lag``): both need
 nothing but the ports of the settings. Calls and errors come from the management API's cross-organisation
 metrics (``GET /api/v1/metrics``, the last minute) when a global admin's token is given (JUNCTION_TOKEN or
-``--token``); without one, from ingress' ``/metrics`` counters, since that ingress started.
+``--token``); without one, from ingress' ``/metrics`` counters, since that ingress started. With a token it
+also says whether every instance has applied the configuration (``GET /api/v1/config/applied``).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core.consumer_lag import LAG_METRIC
 from core.settings import Settings
+from junction.sdk import describe_not_applied
 
 __all__ = ["add_arguments", "collect", "render", "run"]
 
@@ -93,8 +95,21 @@ async def _windowed_traffic(session: aiohttp.ClientSession, settings: Settings, 
                   key=lambda r: r["org"])
 
 
+async def _config_applied(session: aiohttp.ClientSession, settings: Settings, token: str) -> dict[str, Any]:
+    """Whether every running instance has applied the configuration, from the management API (no waiting)."""
+    url = f"http://{settings.control_host}:{settings.control_port}/api/v1/config/applied"
+    try:
+        async with session.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=_TIMEOUT) as resp:
+            if resp.status != 200:
+                return {"error": f"GET /api/v1/config/applied answered {resp.status}: {(await resp.text())[:200]}"}
+            return dict(await resp.json())
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"[:200]}
+
+
 async def collect(settings: Settings, *, token: str = "") -> dict[str, Any]:
-    """The whole report: ``{services: {name: {ready, checks, consumer_lag}}, traffic: {source, orgs}}``."""
+    """The whole report: ``{services: {name: {ready, checks, consumer_lag}}, traffic: {source, orgs}}``, and
+    with a token ``config``: whether every instance has applied the configuration."""
     async with aiohttp.ClientSession() as session:
         urls = {service: _urls(settings, service) for service in SERVICES}
         ready = await asyncio.gather(*(_readiness(session, urls[s][0]) for s in SERVICES))
@@ -108,7 +123,10 @@ async def collect(settings: Settings, *, token: str = "") -> dict[str, Any]:
                 traffic = {"source": "control, last minute", "orgs": [], "error": str(exc)[:200]}
         else:
             traffic = {"source": "ingress /metrics, since it started", "orgs": _counted_traffic(scraped[0])}
-    return {"services": services, "traffic": traffic}
+        report: dict[str, Any] = {"services": services, "traffic": traffic}
+        if token:
+            report["config"] = await _config_applied(session, settings, token)
+    return report
 
 
 def render(report: dict[str, Any]) -> str:
@@ -129,6 +147,15 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"{row['org']:<36}{row['calls']:>10}{row['errors']:>10}")
     if not traffic["orgs"]:
         lines.append(f"  {traffic.get('error', 'none')}")
+    config = report.get("config")
+    if config is not None:
+        if "error" in config:
+            state = f"unknown ({config['error']})"
+        elif config["applied"]:
+            state = f"applied on every instance (config topic position {config['config_offset']})"
+        else:
+            state = f"NOT applied everywhere: {describe_not_applied(config)}"
+        lines += ["", f"Configuration: {state}"]
     return "\n".join(lines)
 
 

@@ -152,3 +152,9 @@ async def test_junction_status_prints_readiness_lag_and_calls(up: UpEnv) -> None
             break
         await asyncio.sleep(1)
     assert calls >= 1
+    # With a token it also says whether every instance has applied the configuration; without one, nothing.
+    assert report["config"]["applied"] is True and report["config"]["missing"] == [], report["config"]
+    code, out = await _status(up, "--token", token)
+    assert code == 0 and "Configuration: applied on every instance" in out, out
+    code, out = await _status(up, "--json")
+    assert "config" not in json.loads(out)
