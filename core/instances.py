@@ -46,7 +46,7 @@ class InstanceState:
     pid: int
     started_at_ms: int
     config_offset: int  # the config topic position applied: every record before it is in the snapshot
-    synced: bool  # it had read the whole config topic once, and serves
+    synced: bool  # it has read the whole config topic once, and serves
 
     def to_dict(self) -> dict[str, Any]:
         return {"service": self.service, "instance": self.instance, "host": self.host, "pid": self.pid,
