@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -181,3 +183,18 @@ async def control(control_settings: Settings) -> AsyncIterator[Control]:
         await watch.stop()
         await pool.close()
         await server.aclose()
+
+
+async def run_cli(control: "Control", *argv: str, token: str | None = None) -> tuple[int, Any, str]:
+    """``python -m junction ARGV`` with the control's settings and a token (the admin's unless given):
+    its exit code, its standard output as JSON (or text), its standard error."""
+    env = {**os.environ, **control.settings.to_env(), "JUNCTION_TOKEN": control.admin_token if token is None else token}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "junction", *argv, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    try:
+        data = json.loads(out) if out.strip() else None
+    except ValueError:
+        data = out.decode()
+    return proc.returncode or 0, data, err.decode()

@@ -1,16 +1,14 @@
 """The SDK and the CLI against the live control server."""
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 import uuid
 from typing import Any
 
 import pytest
 
 from junction.sdk import JunctionAPIError, JunctionClient
+from tests.control_support import run_cli
 
 
 async def test_sdk_round_trip(control: Any) -> None:
@@ -48,47 +46,34 @@ async def test_sdk_round_trip(control: Any) -> None:
         await jc.delete_org(slug)
 
 
-async def _cli(control: Any, *argv: str, token: str | None = None) -> tuple[int, Any, str]:
-    env = {**os.environ, **control.settings.to_env(), "JUNCTION_TOKEN": control.admin_token if token is None else token}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "junction", *argv, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
-    try:
-        data = json.loads(out) if out.strip() else None
-    except ValueError:
-        data = out.decode()
-    return proc.returncode or 0, data, err.decode()
-
-
 async def test_cli(control: Any) -> None:
     url = ["--url", control.base_url]
-    rc, data, err = await _cli(control, "migrate")
+    rc, data, err = await run_cli(control, "migrate")
     assert rc == 0 and data["applied"] == [], err
     slug = f"cli-{uuid.uuid4().hex[:8]}"
-    rc, data, err = await _cli(control, "orgs", "create", slug, "CLI org", *url)
+    rc, data, err = await run_cli(control, "orgs", "create", slug, "CLI org", *url)
     assert rc == 0 and data["slug"] == slug, err
-    rc, data, err = await _cli(control, "connectors", "create", slug, "--name", "b", "--target-url",
+    rc, data, err = await run_cli(control, "connectors", "create", slug, "--name", "b", "--target-url",
                                "http://127.0.0.1:9/x", "--method", "get", *url)
     assert rc == 0, err
     conn_id = data["id"]
-    rc, data, err = await _cli(control, "apis", "create", slug, "--name", "a", "--methods", "GET,POST",
+    rc, data, err = await run_cli(control, "apis", "create", slug, "--name", "a", "--methods", "GET,POST",
                                "--path", "/a/{id}", "--connector", conn_id, *url)
     assert rc == 0 and data["methods"] == ["GET", "POST"], err
     api_id = data["id"]
-    rc, data, err = await _cli(control, "apis", "update", slug, api_id, "--timeout-ms", "1500", *url)
+    rc, data, err = await run_cli(control, "apis", "update", slug, api_id, "--timeout-ms", "1500", *url)
     assert rc == 0 and data["version"] == 2, err
-    rc, data, err = await _cli(control, "versions", "apis", slug, api_id, "--diff", "1", "2", *url)
+    rc, data, err = await run_cli(control, "versions", "apis", slug, api_id, "--diff", "1", "2", *url)
     assert rc == 0 and data["changes"][0]["field"] == "timeout_ms", err
-    rc, data, err = await _cli(control, "rollback", "apis", slug, api_id, "1", *url)
+    rc, data, err = await run_cli(control, "rollback", "apis", slug, api_id, "1", *url)
     assert rc == 0 and data["version"] == 3, err
-    rc, data, err = await _cli(control, "audit", "--org", slug, "--resource-type", "api", *url)
+    rc, data, err = await run_cli(control, "audit", "--org", slug, "--resource-type", "api", *url)
     assert rc == 0 and [e["action"] for e in data["items"]] == ["rollback", "update", "create"], err
-    rc, data, err = await _cli(control, "apis", "create", slug, "--name", "bad", "--methods", "GET",
+    rc, data, err = await run_cli(control, "apis", "create", slug, "--name", "bad", "--methods", "GET",
                                "--path", "nope", "--connector", conn_id, *url)
     assert rc == 1 and json.loads(err)["code"] == "invalid_path"
     email = f"adm{uuid.uuid4().hex[:6]}@x.io"
-    rc, data, err = await _cli(control, "admin", "create", email)
+    rc, data, err = await run_cli(control, "admin", "create", email)
     assert rc == 0 and data["role"] == "global_admin" and data["generated_password"], err
     await control.login(email, data["generated_password"])
 
@@ -96,7 +81,7 @@ async def test_cli(control: Any) -> None:
 async def test_cli_without_a_usable_token_says_how_to_get_one(control: Any) -> None:
     url = ["--url", control.base_url]
     for token, code in (("", "unauthorized"), ("not-a-token", "invalid_token")):
-        rc, data, err = await _cli(control, "orgs", "list", *url, token=token)
+        rc, data, err = await run_cli(control, "orgs", "list", *url, token=token)
         shown = json.loads(err)
         assert rc == 1 and data is None and shown["status"] == 401 and shown["code"] == code, err
         assert "junction login" in shown["hint"] and "JUNCTION_TOKEN" in shown["hint"]
@@ -107,7 +92,7 @@ async def test_cli_refuses_a_body_or_file_it_cannot_use_naming_the_option(contro
     """Bad --json, --file or --script-file is an error in the API's shape, not a traceback, and nothing is sent."""
     url = ["--url", control.base_url]
     slug = f"cli-{uuid.uuid4().hex[:8]}"
-    rc, _, err = await _cli(control, "orgs", "create", slug, "CLI input org", *url)
+    rc, _, err = await run_cli(control, "orgs", "create", slug, "CLI input org", *url)
     assert rc == 0, err
     binary = tmp_path / "script.bin"
     binary.write_bytes(b"\xff\xfe\x00not text")
@@ -119,10 +104,10 @@ async def test_cli_refuses_a_body_or_file_it_cannot_use_naming_the_option(contro
           "--script-file", str(binary)], "--script-file", "cannot read"),
     ]
     for argv, option, words in cases:
-        rc, data, err = await _cli(control, *argv, *url)
+        rc, data, err = await run_cli(control, *argv, *url)
         assert rc == 2 and data is None and "Traceback" not in err, err
         shown = json.loads(err)
         assert shown["code"] == "invalid_input" and shown["fields"][0]["field"] == option, err
         assert words in shown["message"], err
-    rc, data, err = await _cli(control, "connectors", "list", slug, *url)
+    rc, data, err = await run_cli(control, "connectors", "list", slug, *url)
     assert rc == 0 and data == [], err

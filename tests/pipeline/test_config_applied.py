@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import uuid
 from typing import Any
 
@@ -23,6 +22,7 @@ from core.redis import make_redis
 from core.settings import Settings
 from junction.broker import free_port
 from junction.sdk import JunctionClient
+from tests.control_support import run_cli
 from tests.support import IngressInstance, wait_until
 
 
@@ -145,30 +145,23 @@ async def test_long_polls_are_bounded_and_the_api_answers_meanwhile(
         await stuck.stop()
 
 
-async def _junction(control: Any, *argv: str) -> tuple[int, str, str]:
-    env = {**os.environ, **control.settings.to_env(), "JUNCTION_TOKEN": control.admin_token}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "junction", *argv, "--url", control.base_url,
-                                                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
-    return proc.returncode or 0, out.decode(), err.decode()
-
-
 async def test_junction_wait_exits_1_naming_what_is_behind_and_0_once_applied(
         settings: Settings, control: Any, ingress: IngressInstance) -> None:
+    url = ("--url", control.base_url)
     stuck = InstanceReporter(settings, "processors", lambda: (0, True), lambda t: asyncio.sleep(t), instance="stuck-cli")
     await stuck.start()
     try:
         await control.new_org("cliwait")
-        rc, out, err = await _junction(control, "wait", "--timeout", "1")
-        assert rc == 1 and out == "", (out, err)
+        rc, out, err = await run_cli(control, "wait", "--timeout", "1", *url)
+        assert rc == 1 and out is None, (out, err)
         failure = json.loads(err)
         assert failure["code"] == "not_applied" and "processors instances behind" in failure["message"], failure
-        rc, out, err = await _junction(control, "instances")
-        assert rc == 0 and [i["applied"] for i in json.loads(out)["items"] if i["instance"] == "stuck-cli"] == [False]
+        rc, out, err = await run_cli(control, "instances", *url)
+        assert rc == 0 and [i["applied"] for i in out["items"] if i["instance"] == "stuck-cli"] == [False], err
     finally:
         await stuck.stop()
-    rc, out, err = await _junction(control, "wait", "--timeout", "10")
-    assert rc == 0 and json.loads(out)["applied"] is True, err
+    rc, out, err = await run_cli(control, "wait", "--timeout", "10", *url)
+    assert rc == 0 and out["applied"] is True, err
 
 
 async def test_a_killed_instance_drops_out_when_its_heartbeat_key_expires(
