@@ -28,6 +28,17 @@ export type AuditPage = Schemas["AuditPage"];
 export type Breaker = Schemas["Breaker"];
 export type ConfigApplied = Schemas["ConfigApplied"];
 export type InstanceList = Schemas["InstanceList"];
+
+/** What keeps a change from every instance, in words, from `configApplied`'s answer (as the Python SDK's
+ * `describe_not_applied`). */
+export function describeNotApplied(answer: ConfigApplied): string {
+  if (!answer.relayed) return "the control plane has not yet written the change to Kafka (is the broker up?)";
+  const parts = answer.missing.map((name) => `no ${name} instance is running`);
+  for (const [name, n] of Object.entries(answer.services)) {
+    if (n.instances && n.applied < n.instances) parts.push(`${n.instances - n.applied} of ${n.instances} ${name} instances behind`);
+  }
+  return parts.join("; ") || "not yet applied";
+}
 export type DeadLetterSummary = Schemas["DeadLetterSummary"];
 export type DeadLetter = Schemas["DeadLetter"];
 export type ConnectorTestResult = Schemas["ConnectorTestResult"];
@@ -217,7 +228,7 @@ export class JunctionClient {
       const left = Math.max(0, Math.min((until - Date.now()) / 1000, 20));
       const answer = await this.configApplied(Math.round(left * 1000) / 1000);
       if (answer.applied) return answer;
-      if (Date.now() >= until) throw new Error(`not applied after ${timeoutS} s (missing: ${answer.missing.join(", ") || "none"})`);
+      if (Date.now() >= until) throw new Error(`not applied after ${timeoutS} s: ${describeNotApplied(answer)}`);
       await new Promise((resolve) => setTimeout(resolve, 100)); // answered without waiting: not a busy loop
     }
   }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { JunctionClient, JunctionError, etag, everyPage, readEvents } from "../src/index";
+import { JunctionClient, JunctionError, describeNotApplied, etag, everyPage, readEvents } from "../src/index";
 
 function stream(chunks: string[]): ReadableStream<Uint8Array> {
   const enc = new TextEncoder();
@@ -83,5 +83,14 @@ describe("JunctionClient", () => {
     };
     expect(await everyPage(page, 3)).toEqual([1, 2, 1, 2]);
     expect(cursors).toEqual([undefined, "after-1"]);
+  });
+});
+
+describe("describeNotApplied", () => {
+  it("names the missing services and the instances behind, or an unrelayed change", () => {
+    const services = { ingress: { instances: 2, applied: 1 }, processors: { instances: 0, applied: 0 }, egress: { instances: 1, applied: 1 } };
+    const answer = { applied: false, relayed: true, config_offset: 7, services, missing: ["processors"], waited_ms: 0 };
+    expect(describeNotApplied(answer)).toBe("no processors instance is running; 1 of 2 ingress instances behind");
+    expect(describeNotApplied({ ...answer, relayed: false })).toMatch(/not yet written the change to Kafka/);
   });
 });
