@@ -4,11 +4,8 @@ connector's URL, and getting into the global admin account. Against the live
 control server, its sandbox and the session's real PostgreSQL."""
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import os
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,6 +16,7 @@ import pytest_asyncio
 
 from control.bodies import request_schemas
 from junction.sdk import JunctionAPIError, JunctionClient
+from tests.control_support import run_cli
 
 # The README's example connector script, as printed there.
 README_SCRIPT = '''
@@ -36,19 +34,6 @@ SOAP_TARGET = {"protocol": "soap", "url": "http://127.0.0.1:9/orders?wsdl", "ope
 
 def _fields(body: dict[str, Any]) -> dict[str, str]:
     return {f["field"]: f["message"] for f in body.get("fields", [])}
-
-
-async def _cli(control: Any, *argv: str, env: dict[str, str] | None = None) -> tuple[int, Any, str]:
-    full_env = {**os.environ, **control.settings.to_env(), "JUNCTION_TOKEN": control.admin_token, **(env or {})}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "junction", *argv, env=full_env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
-    try:
-        data = json.loads(out) if out.strip() else None
-    except ValueError:
-        data = out.decode()
-    return proc.returncode or 0, data, err.decode()
 
 
 # -- 1. connector try-out ---------------------------------------------------
@@ -246,7 +231,7 @@ async def test_cli_try_out(control: Any, tmp_path: Any) -> None:
     script = tmp_path / "orders.py"
     script.write_text(README_SCRIPT)
     url = ["--url", control.base_url]
-    rc, data, err = await _cli(control, "connectors", "test", s, "--script-file", str(script),
+    rc, data, err = await run_cli(control, "connectors", "test", s, "--script-file", str(script),
                                "--path-param", "id=D-4", "--response-body", json.dumps(SOAP_RESULT), *url)
     assert rc == 0, err
     assert data["ran"] == ["transform_request", "transform_response"], data
@@ -289,22 +274,22 @@ async def test_cli_update_target_url_keeps_a_soap_connector_soap(control: Any) -
     s = org["slug"]
     conn = await control.new_connector(s, target=SOAP_TARGET)
     url = ["--url", control.base_url]
-    rc, data, err = await _cli(control, "connectors", "update", s, conn["id"],
+    rc, data, err = await run_cli(control, "connectors", "update", s, conn["id"],
                                "--target-url", "http://127.0.0.1:9/v3?wsdl", *url)
     assert rc == 0, err
     assert data["target"] == {**SOAP_TARGET, "url": "http://127.0.0.1:9/v3?wsdl"}, data
-    rc, data, err = await _cli(control, "connectors", "update", s, conn["id"], "--operation", "GetOrder", *url)
+    rc, data, err = await run_cli(control, "connectors", "update", s, conn["id"], "--operation", "GetOrder", *url)
     assert rc == 0 and data["target"]["operation"] == "GetOrder" and data["target"]["protocol"] == "soap", err
     # Create still defaults to REST, and takes --operation for SOAP.
-    rc, data, err = await _cli(control, "connectors", "create", s, "--name", "r", "--target-url",
+    rc, data, err = await run_cli(control, "connectors", "create", s, "--name", "r", "--target-url",
                                "http://127.0.0.1:9/r", "--method", "get", *url)
     assert rc == 0 and data["target"] == {"protocol": "rest", "url": "http://127.0.0.1:9/r", "method": "GET"}, err
-    rc, data, err = await _cli(control, "connectors", "create", s, "--name", "so", "--protocol", "soap",
+    rc, data, err = await run_cli(control, "connectors", "create", s, "--name", "so", "--protocol", "soap",
                                "--target-url", "http://127.0.0.1:9/s?wsdl", "--operation", "Op", *url)
     assert rc == 0 and data["target"] == {"protocol": "soap", "url": "http://127.0.0.1:9/s?wsdl",
                                           "operation": "Op"}, err
     rest_id = data["id"]
-    rc, data, err = await _cli(control, "connectors", "update", s, rest_id, "--method", "post", *url)
+    rc, data, err = await run_cli(control, "connectors", "update", s, rest_id, "--method", "post", *url)
     assert rc == 0 and data["target"]["method"] == "POST" and data["target"]["operation"] == "Op", err
 
 
@@ -371,13 +356,13 @@ async def test_admin_reset_password(control: Any) -> None:
 
     email = f"lost{uuid.uuid4().hex[:6]}@x.io"
     await create_admin(control.settings, email, "forgotten-password-1")
-    rc, data, err = await _cli(control, "admin", "reset-password", email, "--password", "remembered-pw-2")
+    rc, data, err = await run_cli(control, "admin", "reset-password", email, "--password", "remembered-pw-2")
     assert rc == 0 and data["email"] == email and "generated_password" not in data, err
     assert data["version"] == 2
     await control.login(email, "remembered-pw-2")
     r = await control.call("POST", "/api/v1/auth/login", json_body={"email": email, "password": "forgotten-password-1"})
     assert r.status == 401
-    rc, data, err = await _cli(control, "admin", "reset-password", email.upper())
+    rc, data, err = await run_cli(control, "admin", "reset-password", email.upper())
     assert rc == 0 and data["generated_password"], err
     await control.login(email, data["generated_password"])
     rows = await control.pool.fetch(
@@ -386,7 +371,7 @@ async def test_admin_reset_password(control: Any) -> None:
     assert [r["actor_email"] for r in rows] == ["system", "system"]
     assert all('"password_changed": true' in r["a"] for r in rows)
     assert not any("remembered-pw-2" in r["a"] + r["b"] or "password_hash" in r["a"] for r in rows)
-    rc, data, err = await _cli(control, "admin", "reset-password", f"nobody{uuid.uuid4().hex[:6]}@x.io")
+    rc, data, err = await run_cli(control, "admin", "reset-password", f"nobody{uuid.uuid4().hex[:6]}@x.io")
     assert rc == 1 and json.loads(err)["code"] == "not_found", err
-    rc, data, err = await _cli(control, "admin", "reset-password", email, "--password", "short")
+    rc, data, err = await run_cli(control, "admin", "reset-password", email, "--password", "short")
     assert rc == 1 and json.loads(err)["fields"][0]["field"] == "password", err
