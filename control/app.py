@@ -20,8 +20,10 @@ from aiohttp import web
 from control.alerting import AlertEvaluator
 from control.auth import TokenIssuer, dummy_hash, resolve_jwt_secret
 from control.bodies import request_schemas
+from control.catch_up import DEAD_LETTER_INDEXER, OBSERVE_STAGE, CatchUp
 from control.config_applied import ConfigApplied
 from control.console import console_routes
+from control.dead_letters import GROUP as DEAD_LETTER_GROUP
 from control.dead_letters import DeadLetterIndexer
 from control.handlers import routes
 from control.handlers.instances import CONFIG_APPLIED
@@ -29,6 +31,8 @@ from control.handlers.metrics import close_streams
 from control.middleware import authenticate, cors_preflight, rate_limit, response_headers
 from control.migrate import apply_migrations
 from control.observe import ObserveService
+from control.observe.stage import GROUP as OBSERVE_GROUP
+from control.observe.stage import observed_topics
 from control.outbox import OutboxRelay
 from control.replay_jobs import ReplayJobs
 from control.state import STATE, ControlState
@@ -92,6 +96,21 @@ def create_app(settings: Settings, *, relay: bool = True, sandbox: bool = True,
             st.extras.pop(CONFIG_APPLIED, None)
             await checker.stop()
 
+    async def catch_ups(app: web.Application) -> AsyncIterator[None]:
+        # Whichever control instance runs the readers: they are asked through their groups' offsets.
+        readers = {
+            DEAD_LETTER_INDEXER: CatchUp(settings, DEAD_LETTER_GROUP, lambda t: t == settings.topics.dlq,
+                                         DEAD_LETTER_INDEXER),
+            OBSERVE_STAGE: CatchUp(settings, OBSERVE_GROUP, observed_topics(settings).fullmatch, OBSERVE_STAGE),
+        }
+        async with contextlib.AsyncExitStack() as stack:
+            for name, reader in readers.items():
+                await reader.start()
+                stack.push_async_callback(reader.stop)
+                st.extras[name] = reader
+                stack.callback(st.extras.pop, name, None)
+            yield
+
     async def dead_letters(app: web.Application) -> AsyncIterator[None]:
         indexer = DeadLetterIndexer(settings, st.db)
         indexer.start()
@@ -150,6 +169,7 @@ def create_app(settings: Settings, *, relay: bool = True, sandbox: bool = True,
     if relay:
         app.cleanup_ctx.append(outbox)
         app.cleanup_ctx.append(config_applied)
+        app.cleanup_ctx.append(catch_ups)
     if relay if dead_letter_index is None else dead_letter_index:
         app.cleanup_ctx.append(dead_letters)
         app.cleanup_ctx.append(replays)  # its outcomes include the new dead letters the indexer writes

@@ -96,13 +96,10 @@ class ConfigApplied:
         if self._consumer is None:
             raise ServiceUnavailable("control is starting or stopping")
         async with self._end_lock:
-            self._consumer.resume(self._tp)
             try:
                 return await partition_end(self._settings, self._consumer, self._tp)
             except KafkaError as exc:
                 raise ServiceUnavailable(f"the config topic's end cannot be read from the broker: {exc}") from exc
-            finally:
-                self._consumer.pause(self._tp)
 
 
 def _answer(target: int | None, live: list[InstanceState], started: float, *, relayed: bool) -> dict[str, Any]:

@@ -184,8 +184,10 @@ def _dead_letters() -> dict[str, Schema]:
         base: {
             "parameters": [ORG],
             "get": _op("List dead letters, newest first, without originals (docs/replay.md)",
-                       {"200": _json(_page_of("DeadLetterSummary"), "one page of the organisation's dead letters"),
-                        **_errors("401", "404", "422")}, params=[*query, *copy.deepcopy(_PAGE_PARAMS)], tag="dead letter"),
+                       {"200": _json(_waited_page_of("DeadLetterSummary", "dead letter"),
+                                     "one page of the organisation's dead letters"),
+                        **_errors("401", "404", "422"), "503": _json(_ref("Error"), "wait, on a control without Kafka")},
+                       params=[*query, *copy.deepcopy(_PAGE_PARAMS), _wait_param("dead letter")], tag="dead letter"),
         },
         base + "/{id}": {
             "parameters": [ORG, _path_param("id", "dead letter id")],
@@ -203,6 +205,21 @@ def _page_of(name: str) -> Schema:
     return _obj({"items": {"type": "array", "items": _ref(name)},
                  "next_cursor": {"type": ["string", "null"],
                                  "description": "pass as cursor for the next page; null on the last page"}})
+
+
+def _waited_page_of(name: str, what: str) -> Schema:
+    """A page of a list that a control reader fills from a topic, which ``wait`` can wait for."""
+    page = _page_of(name)
+    page["properties"]["caught_up"] = {**_BOOL, "description": f"only with wait: whether every {what} written "
+                                       "before the question was indexed, so is listed if it matches"}
+    return page
+
+
+def _wait_param(what: str) -> Schema:
+    return {"name": "wait", "in": "query", "required": False,
+            "schema": {"type": "number", "minimum": 0, "maximum": 60, "default": 0},
+            "description": f"seconds to wait first until every {what} written before the question is indexed "
+                           "(docs/replay.md, docs/observability.md); the page's caught_up says whether it was"}
 
 
 _PAGE_PARAMS = [
@@ -538,7 +555,8 @@ def build_openapi(settings: Settings) -> Schema:
         **_consumers(),
         **_accounts(),
         **_dead_letters(),
-        **observability_paths(op=_op, json=_json, errors=_errors, page_of=_page_of, org=ORG, page_params=_PAGE_PARAMS),
+        **observability_paths(op=_op, json=_json, errors=_errors, org=ORG, page_params=_PAGE_PARAMS,
+                               waited_page_of=_waited_page_of, wait_param=_wait_param),
         **alert_paths(op=_op, json=_json, errors=_errors, versioned=_versioned, org=ORG, id_=ID, page_params=_PAGE_PARAMS),
         **replays_paths(op=_op, json=_json, errors=_errors, org=ORG, page_params=_PAGE_PARAMS),
         "/api/v1/audit": {"get": _op("Audit trail, newest first", {

@@ -67,7 +67,8 @@ def observability_schemas() -> dict[str, Schema]:
     }
 
 
-def observability_paths(*, op: Any, json: Any, errors: Any, page_of: Any, org: Schema, page_params: list[Schema]) -> dict[str, Schema]:
+def observability_paths(*, op: Any, json: Any, errors: Any, org: Schema, page_params: list[Schema],
+                        waited_page_of: Any, wait_param: Any) -> dict[str, Schema]:
     """The paths, built with control.openapi's own helpers (passed in: that module imports this one)."""
     def q(name: str, schema: Schema, description: str) -> Schema:
         return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
@@ -104,14 +105,15 @@ def observability_paths(*, op: Any, json: Any, errors: Any, page_of: Any, org: S
         "/api/v1/orgs/{org}/logs": {
             "parameters": [org],
             "get": op("Request log: one row per call, newest first, no bodies",
-                      {"200": json(page_of("RequestLog"), "one page of the organisation's calls"),
-                       **errors("401", "404", "422")}, params=[
+                      {"200": json(waited_page_of("RequestLog", "answered call"), "one page of the organisation's calls"),
+                       **errors("401", "404", "422"), "503": json({"$ref": "#/components/schemas/Error"},
+                                                                   "wait, on a control without Kafka")}, params=[
                           copy.deepcopy(api),
                           q("status", {"type": "string", "pattern": "^[1-5]([0-9][0-9]|xx)$"}, "a status (404) or class (5xx)"),
                           q("code", {"type": "string", "pattern": "^[a-z0-9_]{1,64}$"}, "error code"),
                           q("correlation_id", {"type": "string", "pattern": "^[\\x21-\\x7e]{1,200}$"}, "one call"),
                           q("from", {"type": "string", "format": "date-time"}, "arrived at or after"),
                           q("to", {"type": "string", "format": "date-time"}, "arrived at or before; not before from (422)"),
-                          *copy.deepcopy(page_params)], tag="logs"),
+                          *copy.deepcopy(page_params), wait_param("answered call")], tag="logs"),
         },
     }

@@ -24,7 +24,7 @@ from core.settings import InvalidConfiguration, Settings
 
 __all__ = [
     "Outgoing", "client_security", "ensure_topics", "make_admin", "make_consumer", "make_producer", "partition_end",
-    "stop_consumer", "topic_specs", "wait_for_broker",
+    "partition_ends", "stop_consumer", "topic_specs", "wait_for_broker",
 ]
 
 log = logging.getLogger(__name__)
@@ -140,18 +140,35 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
         await consumer._client.close()  # what stop() had left to do; aiokafka offers no public way
 
 
-async def partition_end(settings: Settings, consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
-    """The offset after the last record of ``tp`` now, on every broker. ``consumer`` has ``tp`` assigned;
-    its position moves.
+async def partition_ends(settings: Settings, consumer: AIOKafkaConsumer,
+                         tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """The offset after the last record of each of ``tps`` now, on every broker. ``consumer`` has ``tps``
+    assigned; it leaves them paused (an assigned partition is otherwise fetched for ever), their
+    positions moved.
 
     Where the broker's ListOffsets is not exact (``exact_end_offsets`` false: Tansu answers the last
-    batch's base offset + 1), the high-water mark of a fetch of the last batch is taken instead."""
-    end = (await consumer.end_offsets([tp])).get(tp, 0)
-    if settings.broker.exact_end_offsets or end == 0:
-        return end
-    consumer.seek(tp, end - 1)
-    await consumer.getmany(tp, timeout_ms=1000, max_records=1)
-    return max(end, consumer.highwater(tp) or 0)
+    batch's base offset + 1), the high-water mark of a fetch of the last batch is taken instead, one
+    partition at a time."""
+    consumer.pause(*tps)
+    answered = await consumer.end_offsets(tps) if tps else {}
+    ends = {tp: answered.get(tp, 0) for tp in tps}
+    if settings.broker.exact_end_offsets:
+        return ends
+    for tp, end in ends.items():
+        if end > 0:
+            consumer.seek(tp, end - 1)
+            consumer.resume(tp)
+            try:
+                await consumer.getmany(tp, timeout_ms=1000, max_records=1)
+            finally:
+                consumer.pause(tp)
+            ends[tp] = max(end, consumer.highwater(tp) or 0)
+    return ends
+
+
+async def partition_end(settings: Settings, consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
+    """:func:`partition_ends` of one partition."""
+    return (await partition_ends(settings, consumer, [tp]))[tp]
 
 
 def make_admin(settings: Settings) -> AIOKafkaAdminClient:

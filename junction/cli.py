@@ -82,12 +82,19 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _dlq_list(client: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
     """The newest ``--limit`` dead letters through the management API, newest first, following cursors."""
+    from junction.admin_cli import CliFailure
+
     items: list[dict[str, Any]] = []
     cursor = None
+    wait_s = args.wait  # the first page waits for the indexer; the pages after it read the same rows
     while len(items) < args.limit:
         page = await client.list_dead_letters(args.org, api=args.api, stage=args.stage, code=args.code,
                                               correlation_id=args.correlation_id, since=args.since, until=args.until,
-                                              limit=min(args.limit - len(items), 1000), cursor=cursor)
+                                              limit=min(args.limit - len(items), 1000), cursor=cursor, wait_s=wait_s)
+        if wait_s is not None and not page.get("caught_up"):
+            raise CliFailure("not_indexed", f"the dead-letter indexer had not caught up after {wait_s:g} s: "
+                             "a dead letter written before now may be missing (run again, or without --wait)")
+        wait_s = None
         items += page["items"]
         cursor = page["next_cursor"]
         if cursor is None:
@@ -203,6 +210,9 @@ def _register_dlq_commands(dlq: Any) -> None:
                         ("--correlation-id", "only this call"), ("--since", "failed at or after (ISO 8601)"),
                         ("--until", "failed before (ISO 8601)")):
         q.add_argument(flag, default=None, help=help_)
+    q.add_argument("--wait", type=float, default=None, metavar="SECONDS",
+                   help="first wait (up to 60 s) until every dead letter written before now is listed; "
+                        "exit 1 (not_indexed) if the indexer is still behind")
     q.set_defaults(func=_client_cmd(_dlq_list))
     q = dlq.add_parser("show", help="one dead letter, with its original (credentials removed) for admins")
     q.add_argument("--org", required=True, help="the organisation (slug or id)")

@@ -212,9 +212,10 @@ class DeadLetter(TypedDict, total=False):
     details_hidden: bool
 
 
-class DeadLetterPage(TypedDict):
+class DeadLetterPage(TypedDict, total=False):
     items: list[DeadLetter]
     next_cursor: str | None
+    caught_up: bool  # with wait_s: whether every dead letter written before the question is listed
 
 
 class ReplayJob(TypedDict, total=False):
@@ -644,11 +645,14 @@ class JunctionClient:
     async def list_dead_letters(self, org: str, *, api: str | None = None, stage: str | None = None,
                                 code: str | None = None, correlation_id: str | None = None, since: str | None = None,
                                 until: str | None = None, limit: int | None = None,
-                                cursor: str | None = None) -> DeadLetterPage:
+                                cursor: str | None = None, wait_s: float | None = None) -> DeadLetterPage:
         """One page of the organisation's dead letters, newest first, without originals; ``since``/``until``
-        (ISO 8601) are the API's ``from``/``to``."""
+        (ISO 8601) are the API's ``from``/``to``. With ``wait_s`` (at most 60, and within the client's
+        ``timeout_s``), the control plane first waits until every dead letter written before the question is
+        indexed, and the page says whether it was (``caught_up``): a call answered with an error a moment ago
+        is then listed."""
         query = {"api": api, "stage": stage, "code": code, "correlation_id": correlation_id, "from": since,
-                 "to": until, "limit": limit, "cursor": cursor}
+                 "to": until, "limit": limit, "cursor": cursor, "wait": wait_s}
         return cast(DeadLetterPage, await self.request("GET", f"/orgs/{org}/dead-letters", query=query))
 
     async def get_dead_letter(self, org: str, letter_id: str) -> DeadLetter:
@@ -748,10 +752,13 @@ class JunctionClient:
 
     async def list_logs(self, org: str, *, api: str | None = None, status: str | int | None = None,
                         code: str | None = None, correlation_id: str | None = None, since: str | None = None,
-                        until: str | None = None, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
-        """One page of the organisation's request log, newest first; ``status`` is a status or a class (``5xx``)."""
+                        until: str | None = None, limit: int | None = None, cursor: str | None = None,
+                        wait_s: float | None = None) -> dict[str, Any]:
+        """One page of the organisation's request log, newest first; ``status`` is a status or a class (``5xx``).
+        With ``wait_s`` (at most 60, and within the client's ``timeout_s``), the control plane first waits until
+        every call answered before the question is logged, and the page says whether it was (``caught_up``)."""
         query = {"api": api, "status": status, "code": code, "correlation_id": correlation_id, "from": since,
-                 "to": until, "limit": limit, "cursor": cursor}
+                 "to": until, "limit": limit, "cursor": cursor, "wait": wait_s}
         return cast(dict[str, Any], await self.request("GET", f"/orgs/{org}/logs", query=query))
 
     async def iter_logs(self, org: str, **filters: Any) -> AsyncIterator[dict[str, Any]]:

@@ -14,11 +14,11 @@ from control.store.orgs import find_org
 from control.store.outbox import OutboxEvent, enqueue, notify_channel
 from control.validation import validate_body
 from control.versions import etag
-from core.errors import NotFound, Unauthorized
+from core.errors import FieldError, InvalidInput, NotFound, ServiceUnavailable, Unauthorized
 from core import http as core_http
 from core.http import json_response
 
-__all__ = ["body", "org_for", "principal", "record", "reply", "state"]
+__all__ = ["body", "org_for", "principal", "record", "reply", "state", "wait_for_reader", "wait_seconds"]
 
 
 # core.http stores the request id under a RequestKey (newer) or a plain string (older).
@@ -72,3 +72,29 @@ async def record(conn: asyncpg.Connection, request: web.Request, *, action: str,
 def reply(data: Any, *, status: int = 200, version: int | None = None) -> web.Response:
     headers = {"ETag": etag(version)} if version is not None else None
     return json_response(data, status=status, headers=headers)
+
+
+def wait_seconds(request: web.Request, most: float = 60.0) -> float:
+    """The ``wait`` query parameter: seconds to wait before answering, 0 (the default) to ``most``;
+    422 on field ``wait`` otherwise."""
+    raw = request.query.get("wait", "0")
+    try:
+        value = float(raw) if len(raw) <= 10 else -1.0
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= most:  # NaN fails too
+        raise InvalidInput(f"wait: must be a number of seconds from 0 to {most:g}",
+                           fields=[FieldError("wait", f"must be a number of seconds from 0 to {most:g}")])
+    return value
+
+
+async def wait_for_reader(request: web.Request, reader: str, wait_s: float | None) -> bool | None:
+    """With ``wait_s`` (a listing's ``?wait=``): whether ``reader`` (a control.catch_up.CatchUp in the
+    state's extras) has copied into PostgreSQL everything written before now, waiting up to ``wait_s``
+    for it; without, None. 503 when this control instance runs without Kafka."""
+    if wait_s is None:
+        return None
+    catch_up = state(request).extras.get(reader)
+    if catch_up is None:
+        raise ServiceUnavailable(f"this control instance runs without Kafka and cannot wait for the {reader}")
+    return bool(await catch_up.wait(wait_s))

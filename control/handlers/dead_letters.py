@@ -2,7 +2,9 @@
 
 Read from the ``dead_letters`` table the indexer fills (control/dead_letters.py). The list is newest
 first, filtered by ``api``, ``stage``, ``code``, ``correlation_id`` and a ``from``/``to`` time range,
-paginated like every list (``limit``, ``cursor``), and carries no bodies. One letter shows its
+paginated like every list (``limit``, ``cursor``), and carries no bodies. With ``wait`` (seconds, at most
+60) it first waits until the indexer has caught up with every dead letter written before the question,
+and says whether it had (``caught_up``, control/catch_up.py). One letter shows its
 ``details`` and its original call (credentials already removed, core/redaction.py) decoded as JSON, to
 org admins and global admins; an org viewer sees the metadata only (``original_hidden``,
 ``details_hidden``): a script's log lines and the call's body may hold the organisation's data.
@@ -17,7 +19,8 @@ from typing import Any
 from aiohttp import web
 
 from control.filters import common, param_errors
-from control.handlers.common import org_for, principal, reply, state
+from control.catch_up import DEAD_LETTER_INDEXER
+from control.handlers.common import org_for, principal, reply, state, wait_for_reader, wait_seconds
 from control.handlers.paging import one_page, page_query
 from control.store.dead_letters import (
     LetterFilter,
@@ -32,7 +35,7 @@ from schemas import CodecError, decode
 __all__ = ["STAGES", "routes"]
 
 STAGES = ("processors", "egress")
-QUERY_PARAMS = ("api", "stage", "code", "from", "to", "correlation_id", "limit", "cursor")
+QUERY_PARAMS = ("api", "stage", "code", "from", "to", "correlation_id", "limit", "cursor", "wait")
 
 
 def _filter(request: web.Request) -> LetterFilter:
@@ -51,11 +54,18 @@ def _filter(request: web.Request) -> LetterFilter:
 async def list_letters(request: web.Request) -> web.Response:
     letters = _filter(request)
     limit, after = page_query(request)
+    wait_s = wait_seconds(request) if "wait" in request.query else None
     async with state(request).db.acquire() as conn:
         org = await org_for(conn, request)
+    # Not holding a connection while it waits: waiters must not starve the API of the pool.
+    caught_up = await wait_for_reader(request, DEAD_LETTER_INDEXER, wait_s)
+    async with state(request).db.acquire() as conn:
         rows, next_cursor = one_page(await page_letters(conn, str(org["id"]), letters, limit + 1, after), limit, at="failed_at")
     items = [{k: v for k, v in letter_view(r).items() if k != "details"} for r in rows]
-    return reply({"items": items, "next_cursor": next_cursor})
+    page: dict[str, Any] = {"items": items, "next_cursor": next_cursor}
+    if caught_up is not None:
+        page["caught_up"] = caught_up
+    return reply(page)
 
 
 def _json_safe(value: Any) -> Any:

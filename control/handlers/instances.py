@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 from aiohttp import web
 
 from control.config_applied import MAX_WAIT_S, ConfigApplied, is_applied
-from control.handlers.common import principal, reply, state
-from core.errors import FieldError, InvalidInput, ServiceUnavailable
+from control.handlers.common import principal, reply, state, wait_seconds
+from core.errors import ServiceUnavailable
 
 __all__ = ["CONFIG_APPLIED", "routes"]
 
@@ -24,21 +24,9 @@ def _checker(request: web.Request) -> ConfigApplied:
     return checker
 
 
-def _wait_s(request: web.Request) -> float:
-    raw = request.query.get("wait", "0")
-    try:
-        value = float(raw) if len(raw) <= 10 else -1.0
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= MAX_WAIT_S:  # NaN fails too
-        raise InvalidInput("wait: must be a number of seconds from 0 to 60",
-                           fields=[FieldError("wait", f"must be a number of seconds from 0 to {MAX_WAIT_S:g}")])
-    return value
-
-
 async def config_applied(request: web.Request) -> web.Response:
     principal(request)
-    wait_s = _wait_s(request)
+    wait_s = wait_seconds(request, MAX_WAIT_S)
     return reply(await _checker(request).status(wait_s))
 
 

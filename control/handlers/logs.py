@@ -3,17 +3,21 @@
 One row per call, written by control's observe stage from the topics (docs/observability.md):
 status, error code, latencies, sizes and config versions, never a body or a credential. Newest
 first, filtered by ``api``, ``status`` (``404`` or a class like ``5xx``), ``code``,
-``correlation_id`` and a ``from``/``to`` range, paginated like every list (``limit``, ``cursor``).
+``correlation_id`` and a ``from``/``to`` range, paginated like every list (``limit``, ``cursor``). With
+``wait`` (seconds, at most 60) it first waits until the observe stage has written every call answered
+before the question, and says whether it had (``caught_up``, control/catch_up.py).
 Another organisation's log answers 404.
 """
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from aiohttp import web
 
 from control.filters import common, param_errors
-from control.handlers.common import org_for, reply, state
+from control.catch_up import OBSERVE_STAGE
+from control.handlers.common import org_for, reply, state, wait_for_reader, wait_seconds
 from control.handlers.paging import one_page, page_query
 from control.store.metrics import LogFilter, log_view, page_logs
 from control.validation import raise_if
@@ -21,7 +25,7 @@ from core.errors import FieldError
 
 __all__ = ["routes"]
 
-QUERY_PARAMS = ("api", "status", "code", "from", "to", "correlation_id", "limit", "cursor")
+QUERY_PARAMS = ("api", "status", "code", "from", "to", "correlation_id", "limit", "cursor", "wait")
 _STATUS = re.compile(r"[1-5][0-9][0-9]")
 _STATUS_CLASS = re.compile(r"[1-5]xx")
 
@@ -44,10 +48,17 @@ def _filter(request: web.Request) -> LogFilter:
 async def list_logs(request: web.Request) -> web.Response:
     logs = _filter(request)
     limit, after = page_query(request)
+    wait_s = wait_seconds(request) if "wait" in request.query else None
     async with state(request).db.acquire() as conn:
         org = await org_for(conn, request)
+    # Not holding a connection while it waits: waiters must not starve the API of the pool.
+    caught_up = await wait_for_reader(request, OBSERVE_STAGE, wait_s)
+    async with state(request).db.acquire() as conn:
         rows, next_cursor = one_page(await page_logs(conn, str(org["id"]), logs, limit + 1, after), limit, at="at")
-    return reply({"items": [log_view(r) for r in rows], "next_cursor": next_cursor})
+    page: dict[str, Any] = {"items": [log_view(r) for r in rows], "next_cursor": next_cursor}
+    if caught_up is not None:
+        page["caught_up"] = caught_up
+    return reply(page)
 
 
 def routes() -> list[web.RouteDef]:

@@ -26,7 +26,7 @@ from core.messages import now_ms
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot
 
-__all__ = ["GROUP", "ObserveStage", "retention_of"]
+__all__ = ["GROUP", "ObserveStage", "observed_topics", "retention_of"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,12 @@ def retention_of(settings: Settings) -> Retention:
                      request_logs=settings.request_log_retention_days * 86400.0)
 
 
+def observed_topics(settings: Settings) -> re.Pattern[str]:
+    """The topics the stage reads: replies go to <prefix>.replies or to a results topic of an async
+    producer, and both are read."""
+    return re.compile(rf"^{re.escape(settings.topics.prefix)}\.(requests|calls|replies|dlq|results\..+)$")
+
+
 class ObserveStage:
     def __init__(self, settings: Settings, snapshot: ConfigSnapshot, db: asyncpg.Pool) -> None:
         self._settings = settings
@@ -53,8 +59,7 @@ class ObserveStage:
         self._db = db
         t = settings.topics
         self._kinds = {t.requests: "InboundCall", t.calls: "OutboundCall", t.replies: "Reply", t.dlq: "DeadLetter"}
-        # Replies go to <prefix>.replies or to a results topic of an async producer: both are read.
-        self._pattern = rf"^{re.escape(t.prefix)}\.(requests|calls|replies|dlq|results\..+)$"
+        self._pattern = observed_topics(settings).pattern
 
     def _kind(self, topic: str) -> str:
         return self._kinds.get(topic, "Reply")
@@ -75,21 +80,27 @@ class ObserveStage:
         try:
             await consumer.start()  # inside: a stop during the group join closes it too
             pending: list[events.Partial] = []
+            moved = False  # positions past the last commit
             flush_at = time.monotonic() + self._settings.observe_flush_ms / 1000
             sweep_at = time.monotonic() + self._settings.observe_flush_ms / 1000
             retain_at = time.monotonic()
             while True:
                 wait_ms = max(1, int((flush_at - time.monotonic()) * 1000))
                 fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=MAX_BATCH)
+                moved = moved or bool(fetched)
                 for tp, records in fetched.items():
                     kind = self._kind(tp.topic)
                     for rec, value in decode_records(records, kind, reader="observe").decoded:
                         pending.append(self._partial(kind, value, rec.timestamp))
                 now = time.monotonic()
-                if pending and (now >= flush_at or len(pending) >= MAX_BATCH):
-                    await self._flush(pending)
-                    pending = []
+                if moved and (now >= flush_at or len(pending) >= MAX_BATCH):
+                    if pending:
+                        await self._flush(pending)
+                        pending = []
+                    # Records that wrote nothing (undecodable) are committed too: the committed offsets say
+                    # how far the tables are complete (control/catch_up.py).
                     await self._commit(consumer)
+                    moved = False
                 if now >= flush_at:
                     flush_at = now + self._settings.observe_flush_ms / 1000
                 if now >= sweep_at:

@@ -8984,6 +8984,8 @@ export interface operations {
                 limit?: number;
                 /** @description the next_cursor of the previous page (opaque); a bad one answers 422 */
                 cursor?: string;
+                /** @description seconds to wait first until every dead letter written before the question is indexed (docs/replay.md, docs/observability.md); the page's caught_up says whether it was */
+                wait?: number;
             };
             header?: never;
             path: {
@@ -9001,6 +9003,8 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
+                        /** @description only with wait: whether every dead letter written before the question was indexed, so is listed if it matches */
+                        caught_up?: boolean;
                         items: components["schemas"]["DeadLetterSummary"][];
                         /** @description pass as cursor for the next page; null on the last page */
                         next_cursor: string | null;
@@ -9027,6 +9031,15 @@ export interface operations {
             };
             /** @description Invalid input: see fields[] for each field at fault. */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description wait, on a control without Kafka */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9098,6 +9111,8 @@ export interface operations {
                 limit?: number;
                 /** @description the next_cursor of the previous page (opaque); a bad one answers 422 */
                 cursor?: string;
+                /** @description seconds to wait first until every answered call written before the question is indexed (docs/replay.md, docs/observability.md); the page's caught_up says whether it was */
+                wait?: number;
             };
             header?: never;
             path: {
@@ -9115,6 +9130,8 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
+                        /** @description only with wait: whether every answered call written before the question was indexed, so is listed if it matches */
+                        caught_up?: boolean;
                         items: components["schemas"]["RequestLog"][];
                         /** @description pass as cursor for the next page; null on the last page */
                         next_cursor: string | null;
@@ -9141,6 +9158,15 @@ export interface operations {
             };
             /** @description Invalid input: see fields[] for each field at fault. */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description wait, on a control without Kafka */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -83,4 +83,20 @@ describe.skipIf(!url)("against a control service", () => {
     expect(bad.status).toBe(422);
     expect(bad.field("wait")).toMatch(/seconds/);
   });
+
+  it("lists dead letters once the indexer has caught up, and refuses a bad wait", async () => {
+    const jc = new JunctionClient({ baseUrl: url });
+    await jc.login(email, password);
+    const org = await jc.createOrg({ slug: `tswait-${suffix}`, name: "TS wait" });
+    const letters = await jc.listDeadLetters(org.slug, { wait: 10 });
+    expect(letters.caught_up).toBe(true);
+    expect(letters.items).toEqual([]);
+    expect("caught_up" in (await jc.listDeadLetters(org.slug))).toBe(false);
+    expect(typeof (await jc.listLogs(org.slug, { wait: 0 })).caught_up).toBe("boolean");
+    const bad = await jc.listLogs(org.slug, { wait: 61 }).catch((e) => e);
+    expect(bad).toBeInstanceOf(JunctionError);
+    expect(bad.status).toBe(422);
+    expect(bad.field("wait")).toMatch(/seconds/);
+    await jc.deleteOrg(org.slug);
+  });
 });
