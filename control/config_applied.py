@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from control.store.outbox import last_id, pending_up_to
 from core.errors import ServiceUnavailable
-from core.instances import REQUEST_PATH, InstanceState, live_instances
+from core.instances import REQUEST_PATH, SILENT_MS, InstanceState, live_instances
 from core.kafka import make_consumer, partition_end, stop_consumer
 from core.settings import Settings
 
@@ -106,8 +106,11 @@ def _answer(target: int | None, live: list[InstanceState], started: float, *, re
     services: dict[str, dict[str, int]] = {}
     for name in REQUEST_PATH:
         mine = [s for s in live if s.service == name]
-        services[name] = {"instances": len(mine),
-                          "applied": sum(1 for s in mine if target is not None and is_applied(s, target))}
+        behind = [s for s in mine if target is None or not is_applied(s, target)]
+        services[name] = {"instances": len(mine), "applied": len(mine) - len(behind),
+                          # Of those behind, the ones no longer reporting: most likely killed, so the wait
+                          # holds until their report expires (LIVE_S), not until they catch up.
+                          "silent": sum(1 for s in behind if s.last_seen_ms_ago > SILENT_MS)}
     missing = [name for name, n in services.items() if n["instances"] == 0]
     done = relayed and not missing and all(n["applied"] == n["instances"] for n in services.values())
     return {"applied": done, "relayed": relayed, "config_offset": target, "services": services, "missing": missing,

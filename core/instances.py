@@ -29,13 +29,14 @@ from core.redis import make_redis
 from core.settings import Settings
 from core.tasks import Supervised
 
-__all__ = ["HEARTBEAT_S", "LIVE_S", "REQUEST_PATH", "InstanceReporter", "InstanceState", "live_instances"]
+__all__ = ["HEARTBEAT_S", "LIVE_S", "REQUEST_PATH", "SILENT_MS", "InstanceReporter", "InstanceState", "live_instances"]
 
 log = logging.getLogger(__name__)
 
 REQUEST_PATH = ("ingress", "processors", "egress")  # what a call passes through: each must have applied a change
 HEARTBEAT_S = 1.0
 LIVE_S = 5.0  # an instance that has not reported for this long is gone (killed, or cut off from Redis)
+SILENT_MS = 2000  # an instance silent longer than two heartbeats is stalled or killed (until LIVE_S, still listed)
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,14 @@ class InstanceState:
     started_at_ms: int
     config_offset: int  # the config topic position applied: every record before it is in the snapshot
     synced: bool  # it has read the whole config topic once, and serves
+    # Since its last report, on Redis' clock (its alive key's age): past SILENT_MS it is stalled or killed,
+    # and it leaves the list at LIVE_S.
+    last_seen_ms_ago: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"service": self.service, "instance": self.instance, "host": self.host, "pid": self.pid,
-                "started_at_ms": self.started_at_ms, "config_offset": self.config_offset, "synced": self.synced}
+                "started_at_ms": self.started_at_ms, "config_offset": self.config_offset, "synced": self.synced,
+                "last_seen_ms_ago": self.last_seen_ms_ago}
 
 
 def _hash_key(settings: Settings) -> str:
@@ -131,18 +136,22 @@ async def live_instances(redis: aioredis.Redis, settings: Settings) -> list[Inst
     if not fields:
         return []
     names = list(fields)
-    alive = await redis.mget([_alive_key(settings, n.decode() if isinstance(n, bytes) else n) for n in names])
+    async with redis.pipeline(transaction=False) as pipe:
+        for n in names:
+            pipe.pttl(_alive_key(settings, n.decode() if isinstance(n, bytes) else n))
+        left_ms = await pipe.execute()
     out: list[InstanceState] = []
     gone: list[Any] = []
-    for name, flag in zip(names, alive):
-        if flag is None:
+    for name, ttl in zip(names, left_ms):
+        if ttl is None or ttl < 0:  # -2: expired or never set (-1, no expiry, is not one of ours either)
             gone.append(name)
             continue
         try:
             raw = json.loads(fields[name])
             out.append(InstanceState(service=str(raw["service"]), instance=str(raw["instance"]), host=str(raw["host"]),
                                      pid=int(raw["pid"]), started_at_ms=int(raw["started_at_ms"]),
-                                     config_offset=int(raw["config_offset"]), synced=bool(raw["synced"])))
+                                     config_offset=int(raw["config_offset"]), synced=bool(raw["synced"]),
+                                     last_seen_ms_ago=max(0, int(LIVE_S * 1000) - int(ttl))))
         except (ValueError, KeyError, TypeError):
             gone.append(name)  # not a report this version wrote
     if gone:

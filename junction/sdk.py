@@ -277,7 +277,8 @@ def describe_not_applied(answer: dict[str, Any]) -> str:
     parts = [f"no {name} instance is running" for name in answer.get("missing", [])]
     for name, n in answer.get("services", {}).items():
         if n["instances"] and n["applied"] < n["instances"]:
-            parts.append(f"{n['instances'] - n['applied']} of {n['instances']} {name} instances behind")
+            silent = f", {n['silent']} of them silent for over 2 s (stalled or killed)" if n.get("silent") else ""
+            parts.append(f"{n['instances'] - n['applied']} of {n['instances']} {name} instances behind{silent}")
     return "; ".join(parts) or "not yet applied"
 
 

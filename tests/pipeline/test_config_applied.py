@@ -177,6 +177,15 @@ async def test_a_killed_instance_drops_out_when_its_heartbeat_key_expires(
             assert await _listed(jc, "killed", timeout_s=5)
             assert stuck._loop is not None
             await stuck._loop.stop()  # as a SIGKILL leaves it: no more heartbeats, nothing removed
+            # 2.5 s after its last report (its key's TTL shortened as time would): still listed and waited
+            # for, but shown as silent, and the wait's failure says so.
+            await redis.pexpire(_alive_key(settings, stuck._field), 2500)
+            mine = [i for i in (await jc.list_instances())["items"] if i["instance"] == "killed"]
+            assert len(mine) == 1 and 2500 <= mine[0]["last_seen_ms_ago"] <= 5000
+            answer = await jc.config_applied()
+            assert answer["applied"] is False and answer["services"]["ingress"]["silent"] == 1
+            with pytest.raises(TimeoutError, match="1 of them silent for over 2 s"):
+                await jc.wait_applied(timeout_s=0.3)
             await redis.delete(_alive_key(settings, stuck._field))  # as if it had expired
             assert (await jc.config_applied(wait_s=5))["applied"] is True
             assert not [i for i in (await jc.list_instances())["items"] if i["instance"] == "killed"]

@@ -107,6 +107,7 @@ try {
   }
   await page.getByText(/Every instance has applied the configuration/).waitFor();
   check((await page.getByRole("cell", { name: "applied", exact: true }).count()) === 3, "three instances applied");
+  check((await page.getByRole("cell", { name: "just now", exact: true }).count()) === 3, "each reported just now");
   await shot("instances-1280");
   step("global admin: the instances page lists ingress, processors and egress, each applied");
   await logout();

@@ -35,7 +35,10 @@ export function describeNotApplied(answer: ConfigApplied): string {
   if (!answer.relayed) return "the control plane has not yet written the change to Kafka (is the broker up?)";
   const parts = answer.missing.map((name) => `no ${name} instance is running`);
   for (const [name, n] of Object.entries(answer.services)) {
-    if (n.instances && n.applied < n.instances) parts.push(`${n.instances - n.applied} of ${n.instances} ${name} instances behind`);
+    if (n.instances && n.applied < n.instances) {
+      const silent = n.silent ? `, ${n.silent} of them silent for over 2 s (stalled or killed)` : "";
+      parts.push(`${n.instances - n.applied} of ${n.instances} ${name} instances behind${silent}`);
+    }
   }
   return parts.join("; ") || "not yet applied";
 }

@@ -2333,6 +2333,8 @@ export interface components {
                 [key: string]: {
                     applied: number;
                     instances: number;
+                    /** @description of those not applied, how many have not reported for over 2 s (stalled or killed; they leave the list 5 s after their last report) */
+                    silent: number;
                 };
             };
             waited_ms: number;
@@ -2743,6 +2745,8 @@ export interface components {
             config_offset: number;
             host: string;
             instance: string;
+            /** @description since its last report (every second); one silent past 2 s is stalled or killed, and leaves the list at 5 s */
+            last_seen_ms_ago: number;
             pid: number;
             /** @enum {string} */
             service: "ingress" | "processors" | "egress";

@@ -92,5 +92,7 @@ describe("describeNotApplied", () => {
     const answer = { applied: false, relayed: true, config_offset: 7, services, missing: ["processors"], waited_ms: 0 };
     expect(describeNotApplied(answer)).toBe("no processors instance is running; 1 of 2 ingress instances behind");
     expect(describeNotApplied({ ...answer, relayed: false })).toMatch(/not yet written the change to Kafka/);
+    const killed = { ...answer, missing: [], services: { ...services, ingress: { instances: 2, applied: 1, silent: 1 } } };
+    expect(describeNotApplied(killed)).toBe("1 of 2 ingress instances behind, 1 of them silent for over 2 s (stalled or killed)");
   });
 });

@@ -4,6 +4,8 @@ import { useClient } from "../session";
 import { ErrorMessage, Loading, PageHeader, TableWrap, formatTime, useLoad } from "../ui";
 
 const REFRESH_MS = 2000;
+// Instances report every second: one silent for longer is stalled or killed (it leaves the list at 5 s).
+const SILENT_MS = 2000;
 
 /** Global admin: the running ingress, processors and egress instances, and whether each has applied the
  * configuration (GET /api/v1/instances), refreshed every 2 s. */
@@ -32,7 +34,7 @@ export function InstancesPage() {
           </p>
           <TableWrap label="Instances">
             <thead>
-              <tr><th>Service</th><th>Instance</th><th>Host</th><th>PID</th><th>Started</th><th>Position</th><th>State</th></tr>
+              <tr><th>Service</th><th>Instance</th><th>Host</th><th>PID</th><th>Started</th><th>Position</th><th>State</th><th>Last report</th></tr>
             </thead>
             <tbody>
               {data.items.map((i) => (
@@ -44,9 +46,12 @@ export function InstancesPage() {
                   <td>{formatTime(i.started_at)}</td>
                   <td>{i.config_offset}</td>
                   <td>{i.applied ? "applied" : i.synced ? "behind" : "starting"}</td>
+                  <td className={i.last_seen_ms_ago > SILENT_MS ? "error" : undefined}>
+                    {i.last_seen_ms_ago > SILENT_MS ? `silent for ${(i.last_seen_ms_ago / 1000).toFixed(1)} s` : "just now"}
+                  </td>
                 </tr>
               ))}
-              {data.items.length === 0 && <tr><td colSpan={7}>No instance is running.</td></tr>}
+              {data.items.length === 0 && <tr><td colSpan={8}>No instance is running.</td></tr>}
             </tbody>
           </TableWrap>
         </>
