@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -34,17 +35,19 @@ LOGIN_HINT = ("log in with `junction login EMAIL --password ...`, then export th
 class CliInputError(Exception):
     """An option's value the CLI cannot use: reported like the API's own errors, naming the option."""
 
-    def __init__(self, option: str, message: str) -> None:
+    def __init__(self, option: str, message: str, fields: list[tuple[str, str]] | None = None) -> None:
         super().__init__(message)
         self.option = option
+        self.fields = fields  # faults inside the option's value (a document's fields), where it has them
 
 
 class CliFailure(Exception):
     """A command that ran but did not get what it was for (``junction wait`` timed out): exit 1."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.details = details or {}
 
 
 def _read_text(path: str, option: str) -> str:
@@ -91,11 +94,11 @@ def _client_cmd(call: Call) -> Callable[[argparse.Namespace, Settings], int]:
             print(json.dumps({"code": "unreachable", "message": f"{args.url}: {err}"}), file=sys.stderr)
             return 2
         except CliFailure as err:
-            print(json.dumps({"code": err.code, "message": str(err)}), file=sys.stderr)
+            print(json.dumps({"code": err.code, "message": str(err), **err.details}), file=sys.stderr)
             return 1
         except CliInputError as err:
-            shown = {"code": "invalid_input", "message": f"{err.option}: {err}",
-                     "fields": [{"field": err.option, "message": str(err)}]}  # the API's shape for the same
+            shown = {"code": "invalid_input", "message": f"{err.option}: {err}",  # the API's shape for the same
+                     "fields": [{"field": f, "message": m} for f, m in err.fields or [(err.option, str(err))]]}
             print(json.dumps(shown), file=sys.stderr)
             return 2
         if result is not None:
@@ -342,6 +345,45 @@ def _register_audit(sub: Any) -> None:
     p.add_argument("--cursor", type=int)
 
 
+async def _config_export(c: JunctionClient, a: argparse.Namespace) -> Any:
+    from junction.declarative import export_document
+
+    return await export_document(c, a.org)
+
+
+async def _config_apply(c: JunctionClient, a: argparse.Namespace) -> Any:
+    from junction.declarative import ApplyFailed, DocumentError, apply_plan, load_document, make_plan
+
+    text = sys.stdin.read() if a.file == "-" else _read_text(a.file, "file")
+    try:
+        plan = await make_plan(c, a.org, load_document(text, os.environ), prune=a.prune)
+    except DocumentError as err:
+        raise CliInputError("file", str(err), err.fields) from err
+    shown = plan.to_dict()
+    if a.dry_run or not plan.changes:
+        return {**shown, "applied": 0, "dry_run": a.dry_run}
+    try:
+        done = await apply_plan(c, plan)
+    except ApplyFailed as err:
+        raise CliFailure(err.error.code, str(err), {
+            "status": err.error.status, "fields": [{"field": f.field, "message": f.message} for f in err.error.fields],
+            "failed": err.change.to_dict(), "done": [d.to_dict() for d in err.done]}) from err
+    return {**shown, "applied": len(done), "dry_run": False}
+
+
+def _register_config(sub: Any) -> None:
+    g = sub.add_parser("config", help="an organisation's connectors and APIs as one document: export it, apply it "
+                                      "(docs/declarative.md)").add_subparsers(dest="action", required=True)
+    p = _action(g, "export", _config_export, "print the organisation's connectors and APIs as a document (JSON)")
+    p.add_argument("--org", required=True, help="the organisation (slug or id)")
+    p = _action(g, "apply", _config_apply, "make the organisation match a document (JSON or YAML): prints the plan "
+                "and what was applied")
+    p.add_argument("file", help="the document, or - for standard input")
+    p.add_argument("--org", help="the organisation (slug or id); default: the document's org")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+    p.add_argument("--prune", action="store_true", help="also delete the connectors and APIs the document does not name")
+
+
 async def _wait(c: JunctionClient, a: argparse.Namespace) -> Any:
     try:
         return await c.wait_applied(a.timeout)
@@ -435,6 +477,7 @@ def register(subparsers: Any) -> None:
     _register_resource(subparsers, "apis")
     _register_versions(subparsers)
     _register_audit(subparsers)
+    _register_config(subparsers)
     p = _action(subparsers, "wait", _wait, "wait until every running instance has applied every configuration "
                 "change made so far (exit 1 if not within --timeout)")
     p.add_argument("--timeout", type=_seconds, default=30.0, help="seconds (default 30)")

@@ -37,6 +37,10 @@ RETENTION_EVERY_S = 300.0
 # over: the stage reads every record of the pipeline, and full fetches cost a fraction of one per record.
 # Nothing it writes is fresher than a flush (2 s) anyway.
 FETCH_MIN_BYTES = 256 * 1024
+# The stage subscribes by pattern: a results topic a new async producer makes is found at the next metadata
+# refresh (5 minutes by default). Until then its records are neither measured nor logged, and a listing's
+# ?wait= holds (control/catch_up.py counts every matching topic).
+TOPIC_REFRESH_MS = 5000
 
 
 def retention_of(settings: Settings) -> Retention:
@@ -75,7 +79,8 @@ class ObserveStage:
 
     async def run(self) -> None:
         """Read, and flush every ``observe_flush_ms``; run under core.tasks.Supervised."""
-        consumer = make_consumer(self._settings, group=GROUP, background=True, fetch_min_bytes=FETCH_MIN_BYTES)
+        consumer = make_consumer(self._settings, group=GROUP, background=True, fetch_min_bytes=FETCH_MIN_BYTES,
+                                 metadata_max_age_ms=TOPIC_REFRESH_MS)
         consumer.subscribe(pattern=self._pattern)
         try:
             await consumer.start()  # inside: a stop during the group join closes it too

@@ -57,6 +57,7 @@ VENV_BIN = REPO / ".venv" / "bin"
 DOCS = (
     "README.md",
     "docs/control.md",
+    "docs/declarative.md",  # its own organisation, shopfront
     "docs/replay.md",
     "docs/topics.md",
     "docs/connectors.md",

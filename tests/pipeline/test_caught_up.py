@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bench.broker_floor import new_topics
 from control.catch_up import DEAD_LETTER_INDEXER, OBSERVE_STAGE, CatchUp
 from control.observe import ObserveService
 from control.state import STATE
@@ -88,6 +89,18 @@ async def test_records_the_observe_stage_cannot_read_do_not_hold_it_back(
     r = await control.call("GET", f"/api/v1/orgs/{org}/logs?wait=20", control.admin_token)
     assert r.status == 200, r.body
     assert r.body["caught_up"] is True and r.body["items"] == []
+
+
+async def test_a_results_topic_made_after_the_stage_started_is_read_and_waited_for(
+        settings: Settings, control: Any, observe: ObserveService) -> None:
+    """An async producer's new results topic matches the stage's pattern: the stage finds it within its
+    metadata refresh, so a wait that counts it is answered, not held for the default 5 minutes."""
+    org = (await control.new_org("newtopic"))["slug"]
+    topic = f"{settings.topics.prefix}.results.late{uuid.uuid4().hex[:6]}"
+    await new_topics(settings, [topic], 2)
+    await _produce(settings, topic, b"\x00not a reply either")
+    r = await control.call("GET", f"/api/v1/orgs/{org}/logs?wait=30", control.admin_token)
+    assert r.status == 200 and r.body["caught_up"] is True, r.body
 
 
 async def test_a_reader_that_commits_nothing_is_never_caught_up(settings: Settings, control: Any) -> None:

@@ -1,0 +1,288 @@
+"""Declarative configuration (junction/declarative.py, ``junction config export|apply``): an organisation's
+connectors and APIs as one document, applied to match, against the real control service."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from junction.declarative import ApplyFailed, DocumentError, apply_plan, export_document, load_document, make_plan
+from junction.sdk import JunctionClient
+from tests.control_support import run_cli
+from tests.soap_servers import WSDL_DIR
+
+SCRIPT = "def transform_request(request, ctx):\n    request.headers['X-Region'] = ctx.settings['region']\n    return request\n"
+CALCULATOR = WSDL_DIR / "calculator.wsdl"
+
+
+async def _seed(control: Any, org: str) -> dict[str, Any]:
+    """Two connectors (one with a secret setting and upstream credentials) and three APIs, one of them SOAP."""
+    t = control.admin_token
+    plain = await control.new_connector(org, name="plain", target={"protocol": "rest", "url": "http://127.0.0.1:9/p",
+                                                                   "method": "GET"})
+    secret = await control.call("POST", f"/api/v1/orgs/{org}/connectors", t, {
+        "name": "secret", "script": SCRIPT, "settings": {"region": "eu", "api_token": "tok-123-secret"},
+        "secret_fields": ["api_token"],
+        "target": {"protocol": "rest", "url": "http://127.0.0.1:9/s", "method": "POST",
+                   "auth": {"type": "basic", "username": "svc", "password": "pw-456-secret"}}})
+    assert secret.status == 201, secret.body
+    await control.new_api(org, plain["id"], name="orders", path="/orders/{id}", timeout_ms=7000)
+    await control.new_api(org, secret.body["id"],
+                          name="stock", path="/stock/{sku}", methods=["GET", "POST"])
+    if CALCULATOR.is_file():
+        r = await control.call("POST", f"/api/v1/orgs/{org}/apis", t, {
+            "name": "calc", "protocol": "soap", "path": "/calc", "connector": plain["id"], "wsdl": CALCULATOR.read_text()})
+        assert r.status == 201, r.body
+    return {"plain": plain, "secret": secret.body}
+
+
+def _secrets_env() -> dict[str, str]:
+    return {"JUNCTION_SECRET_TOKEN": "tok-123-secret", "JUNCTION_SECRET_PASSWORD": "pw-456-secret"}
+
+
+def _with_secret_refs(doc: dict[str, Any]) -> dict[str, Any]:
+    """An export made fit for a new organisation: its masked secrets as ${JUNCTION_SECRET_*}."""
+    out = json.loads(json.dumps(doc))
+    for c in out["connectors"]:
+        if c["name"] == "secret":
+            c["settings"]["api_token"] = "${JUNCTION_SECRET_TOKEN}"
+            c["target"]["auth"]["password"] = "${JUNCTION_SECRET_PASSWORD}"
+    return out
+
+
+def _without_org(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k != "org"}
+
+
+async def _versions(jc: JunctionClient, org: str) -> dict[str, int]:
+    return {**{f"c:{c['name']}": c["version"] for c in await jc.list_connectors(org)},
+            **{f"a:{a['name']}": a["version"] for a in await jc.list_apis(org)}}
+
+
+async def test_an_export_applied_to_a_new_organisation_makes_the_same_one_and_applying_again_changes_nothing(
+        control: Any) -> None:
+    source = (await control.new_org("decl-src"))["slug"]
+    copy_ = (await control.new_org("decl-dst"))["slug"]
+    await _seed(control, source)
+    async with JunctionClient(control.base_url, control.admin_token) as jc:
+        exported = await export_document(jc, source)
+        text = json.dumps(exported)
+        # Secrets are never exported in clear.
+        assert "tok-123-secret" not in text and "pw-456-secret" not in text and "********" in text
+        assert [c["name"] for c in exported["connectors"]] == ["plain", "secret"]
+        assert {a["name"]: a["connector"] for a in exported["apis"]}["stock"] == "secret"
+
+        # As exported, the masked secrets cannot make a new connector: refused before anything changes.
+        plan = await make_plan(jc, copy_, load_document(text, {}), prune=False)
+        with pytest.raises(ApplyFailed) as failed:
+            await apply_plan(jc, plan)
+        assert failed.value.error.status == 422 and failed.value.change.name == "secret"
+        assert [d.name for d in failed.value.done] == ["plain"]  # what was done before, as the error says
+
+        doc = load_document(json.dumps(_with_secret_refs(exported)), _secrets_env())
+        plan = await make_plan(jc, copy_, doc, prune=False)
+        assert {(c.action, c.kind, c.name) for c in plan.changes} >= {("create", "connector", "secret"),
+                                                                      ("create", "api", "orders")}
+        await apply_plan(jc, plan)
+        assert _without_org(await export_document(jc, copy_)) == _without_org(exported)
+        secret = next(c for c in await jc.list_connectors(copy_) if c["name"] == "secret")
+        tried = await jc.test_connector(copy_, secret["id"], method="GET", path="/x")
+        assert dict(map(tuple, tried["request"]["headers"])).get("X-Region") == "eu", tried
+
+        before = await _versions(jc, copy_)
+        again = await make_plan(jc, copy_, load_document(json.dumps(await export_document(jc, copy_)), {}), prune=True)
+        assert again.changes == [] and again.kept == []
+        # Secrets given in clear cannot be compared, so they are sent; the server keeps the version.
+        resent = await make_plan(jc, copy_, doc, prune=False)
+        assert [(c.action, c.name) for c in resent.changes] == [("update", "secret")]
+        await apply_plan(jc, resent)
+        assert await _versions(jc, copy_) == before
+
+
+async def test_a_changed_field_is_one_update_and_nothing_else_moves(control: Any) -> None:
+    org = (await control.new_org("decl-upd"))["slug"]
+    await _seed(control, org)
+    async with JunctionClient(control.base_url, control.admin_token) as jc:
+        doc = await export_document(jc, org)
+        before = await _versions(jc, org)
+        next(a for a in doc["apis"] if a["name"] == "orders")["timeout_ms"] = 9000
+        plan = await make_plan(jc, org, load_document(json.dumps(doc), {}), prune=False)
+        assert [c.to_dict() for c in plan.changes] == [{"action": "update", "kind": "api", "name": "orders",
+                                                       "fields": ["timeout_ms"]}]
+        await apply_plan(jc, plan)
+        after = await _versions(jc, org)
+        assert after == {**before, "a:orders": before["a:orders"] + 1}
+        assert next(a for a in await jc.list_apis(org) if a["name"] == "orders")["timeout_ms"] == 9000
+        # A field left out is left as it is: a minimal entry changes nothing, and one naming only the field
+        # it changes updates just that.
+        minimal = {"format": "junction/v1", "apis": [{"name": "orders"}]}
+        assert (await make_plan(jc, org, load_document(json.dumps(minimal), {}), prune=False)).changes == []
+        minimal["apis"][0]["timeout_ms"] = 4000
+        plan = await make_plan(jc, org, load_document(json.dumps(minimal), {}), prune=False)
+        assert [c.to_dict() for c in plan.changes] == [{"action": "update", "kind": "api", "name": "orders",
+                                                       "fields": ["timeout_ms"]}]
+        await apply_plan(jc, plan)
+        orders = next(a for a in await jc.list_apis(org) if a["name"] == "orders")
+        assert (orders["timeout_ms"], orders["path"], orders["methods"]) == (4000, "/orders/{id}", ["GET"])
+
+
+async def test_prune_deletes_what_the_document_does_not_name_and_a_rename_keeps_the_path(control: Any) -> None:
+    org = (await control.new_org("decl-prune"))["slug"]
+    await _seed(control, org)
+    async with JunctionClient(control.base_url, control.admin_token) as jc:
+        doc = await export_document(jc, org)
+        doc["apis"] = [a for a in doc["apis"] if a["name"] != "stock"]
+        doc["connectors"] = [c for c in doc["connectors"] if c["name"] != "secret"]
+        next(a for a in doc["apis"] if a["name"] == "orders")["name"] = "orders-v2"  # same path, new name
+        loaded = load_document(json.dumps(doc), {})
+        kept = await make_plan(jc, org, loaded, prune=False)
+        assert {(k["kind"], k["name"]) for k in kept.kept} == {("api", "stock"), ("connector", "secret"),
+                                                               ("api", "orders")}
+        # Without --prune the old "orders" still holds the path: the new one is refused, and said so.
+        with pytest.raises(ApplyFailed) as failed:
+            await apply_plan(jc, kept)
+        assert failed.value.error.status == 409 and failed.value.change.name == "orders-v2"
+        pruned = await make_plan(jc, org, loaded, prune=True)
+        assert [(c.action, c.kind, c.name) for c in pruned.changes] == [
+            ("delete", "api", "orders"), ("delete", "api", "stock"), ("create", "api", "orders-v2"),
+            ("delete", "connector", "secret")]
+        await apply_plan(jc, pruned)
+        names = sorted(a["name"] for a in await jc.list_apis(org))
+        assert "stock" not in names and "orders" not in names and "orders-v2" in names
+        assert [c["name"] for c in await jc.list_connectors(org)] == ["plain"]
+
+
+async def test_a_resource_changed_after_the_plan_stops_the_apply_with_412(control: Any) -> None:
+    org = (await control.new_org("decl-race"))["slug"]
+    await _seed(control, org)
+    async with JunctionClient(control.base_url, control.admin_token) as jc:
+        doc = await export_document(jc, org)
+        next(a for a in doc["apis"] if a["name"] == "orders")["timeout_ms"] = 8000
+        plan = await make_plan(jc, org, load_document(json.dumps(doc), {}), prune=False)
+        orders = next(a for a in await jc.list_apis(org) if a["name"] == "orders")
+        await jc.update_api(org, orders["id"], timeout_ms=6000)  # someone else, meanwhile
+        with pytest.raises(ApplyFailed) as failed:
+            await apply_plan(jc, plan)
+        assert failed.value.error.status == 412
+        assert next(a for a in await jc.list_apis(org) if a["name"] == "orders")["timeout_ms"] == 6000
+
+
+BAD_DOCUMENTS = [
+    ("{not json", "(document)"),
+    ("[1, 2]", "(document)"),
+    ('{"format": "kong/v3"}', "format"),
+    ('{"format": "junction/v1", "routes": []}', "routes"),
+    ('{"format": "junction/v1", "apis": {"name": "x"}}', "apis"),
+    ('{"format": "junction/v1", "apis": [{"path": "/x"}]}', "apis[0].name"),
+    ('{"format": "junction/v1", "connectors": [{"name": "a", "target": {}}, {"name": "a", "target": {}}]}',
+     "connectors[1].name"),
+    ('{"format": "junction/v1", "apis": [{"name": "x", "id": "5", "path": "/x", "connector": "c"}]}', "apis[0].id"),
+    ('{"format": "junction/v1", "connectors": [{"name": "c", "target": {}, "settings": {"k": "${JUNCTION_SECRET_UNSET_X}"}}]}',
+     "connectors[0].settings.k"),
+    # A YAML alias bomb: refused before it is expanded.
+    ("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b]\n"
+     "d: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n", "(document)"),
+    ("!!python/object/apply:os.system ['true']", "(document)"),
+    ("[" * 100_000, "(document)"),  # a JSON parser's recursion: refused at once
+    ("a: " + "[" * 100_000, "(document)"),  # YAML's scanner would take minutes: refused before it runs
+    ("a:\n" + "".join(" " * n + f"k{n}:\n" for n in range(0, 2000, 2)), "(document)"),
+]
+
+
+@pytest.mark.parametrize(("text", "field"), BAD_DOCUMENTS, ids=[f"bad{i}" for i in range(len(BAD_DOCUMENTS))])
+def test_a_document_that_cannot_be_applied_is_refused_naming_the_field(text: str, field: str) -> None:
+    with pytest.raises(DocumentError) as err:
+        load_document(text, {})
+    assert field in [f for f, _ in err.value.fields], err.value.fields
+
+
+def test_only_junction_secret_variables_are_read_from_the_environment() -> None:
+    env = {"HOME": "/root", "JUNCTION_SECRET_A": "s3cr3t"}
+    doc = load_document(json.dumps({"format": "junction/v1", "connectors": [
+        {"name": "c", "settings": {"a": "${JUNCTION_SECRET_A}", "home": "${HOME}", "mixed": "x-${JUNCTION_SECRET_A}"}}]}), env)
+    assert doc["connectors"][0]["settings"] == {"a": "s3cr3t", "home": "${HOME}", "mixed": "x-s3cr3t"}
+
+
+async def test_the_server_schemas_and_connector_names_are_checked_before_anything_changes(control: Any) -> None:
+    org = (await control.new_org("decl-bad"))["slug"]
+    await _seed(control, org)
+    async with JunctionClient(control.base_url, control.admin_token) as jc:
+        before = await _versions(jc, org)
+        doc = {"format": "junction/v1", "connectors": [{"name": "new-one", "target": {"protocol": "rest", "url": "http://127.0.0.1:9/n"}}],
+               "apis": [{"name": "orders", "path": "/orders/{id}", "connector": "plain", "timeout_ms": "soon"},
+                        {"name": "ghost", "path": "/g", "connector": "nowhere"}]}
+        with pytest.raises(DocumentError) as err:
+            await make_plan(jc, org, load_document(json.dumps(doc), {}), prune=False)
+        fields = dict(err.value.fields)
+        assert "apis[0].timeout_ms" in fields and "apis[1].connector" in fields, fields
+        # With --prune, a connector the document does not name is going away: an API cannot keep it.
+        keep = {"format": "junction/v1", "apis": [{"name": "orders", "path": "/orders/{id}", "connector": "plain"}]}
+        with pytest.raises(DocumentError, match="prune"):
+            await make_plan(jc, org, load_document(json.dumps(keep), {}), prune=True)
+        assert await _versions(jc, org) == before
+
+
+async def test_the_cli_exports_plans_applies_and_reports_in_the_error_model(control: Any, tmp_path: Path) -> None:
+    org = (await control.new_org("decl-cli"))["slug"]
+    await _seed(control, org)
+    url = ("--url", control.base_url)
+    rc, exported, err = await run_cli(control, "config", "export", "--org", org, *url)
+    assert rc == 0, err
+    path = tmp_path / "org.json"
+    next(a for a in exported["apis"] if a["name"] == "orders")["timeout_ms"] = 5000
+    path.write_text(json.dumps(exported))
+    rc, out, err = await run_cli(control, "config", "apply", str(path), "--dry-run", *url)
+    assert rc == 0, err
+    assert out["dry_run"] is True and out["applied"] == 0 and out["org"] == org
+    assert out["changes"] == [{"action": "update", "kind": "api", "name": "orders", "fields": ["timeout_ms"]}]
+    rc, out, err = await run_cli(control, "config", "apply", str(path), *url)
+    assert rc == 0 and out["applied"] == 1, err
+    rc, out, err = await run_cli(control, "config", "apply", str(path), *url)
+    assert rc == 0 and out["applied"] == 0 and out["changes"] == [], err
+    # A bad document: exit 2, the API's error shape, the field named.
+    path.write_text('{"format": "junction/v1", "apis": [{"name": "x", "path": "/x", "connector": "c", "timeout_ms": -5}]}')
+    rc, out, err = await run_cli(control, "config", "apply", str(path), "--org", org, *url)
+    shown = json.loads(err)
+    assert rc == 2 and shown["code"] == "invalid_input" and "apis[0].timeout_ms" in [f["field"] for f in shown["fields"]]
+    # An org viewer may plan but not apply: the first change is refused, exit 1, nothing done.
+    _, viewer = await control.new_user(org, "org_viewer")
+    path.write_text(json.dumps({**exported, "apis": [{**a, "timeout_ms": 4000} if a["name"] == "orders" else a
+                                                     for a in exported["apis"]]}))
+    rc, out, err = await run_cli(control, "config", "apply", str(path), *url, token=viewer)
+    shown = json.loads(err)
+    assert rc == 1 and shown["status"] == 403 and shown["done"] == [] and shown["failed"]["name"] == "orders", err
+    # Another organisation's document cannot reach this one: its admin gets 404 on the plan.
+    other = (await control.new_org("decl-oth"))["slug"]
+    _, stranger = await control.new_user(other, "org_admin")
+    rc, out, err = await run_cli(control, "config", "export", "--org", org, *url, token=stranger)
+    assert rc == 1 and json.loads(err)["status"] == 404
+
+
+NAMES = st.text(alphabet="abcdefghij", min_size=1, max_size=6)
+
+
+@hsettings(max_examples=5, deadline=None, database=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(apis=st.dictionaries(NAMES, st.tuples(st.sampled_from(["GET", "POST", "PUT"]), st.integers(100, 60000),
+                                             st.booleans()), min_size=1, max_size=6))
+async def test_property_any_document_applied_exports_as_itself_and_reapplies_to_nothing(
+        control: Any, apis: dict[str, tuple[str, int, bool]]) -> None:
+    org = (await control.new_org("decl-prop"))["slug"]
+    doc = {"format": "junction/v1", "org": org,
+           "connectors": [{"name": "only", "target": {"protocol": "rest", "url": "http://127.0.0.1:9/x", "method": "GET"}}],
+           "apis": [{"name": name, "path": f"/{name}/{{id}}", "methods": [method], "timeout_ms": timeout,
+                     "enabled": enabled, "connector": "only"} for name, (method, timeout, enabled) in apis.items()]}
+    async with JunctionClient(control.base_url, control.admin_token) as jc:
+        await apply_plan(jc, await make_plan(jc, None, load_document(json.dumps(doc), {}), prune=True))
+        exported = await export_document(jc, org)
+        by_name = {a["name"]: a for a in exported["apis"]}
+        assert set(by_name) == set(apis)
+        for entry in doc["apis"]:
+            assert {k: by_name[entry["name"]][k] for k in entry} == entry
+        assert (await make_plan(jc, None, load_document(json.dumps(doc), {}), prune=True)).changes == []
+        assert (await make_plan(jc, None, load_document(json.dumps(exported), {}), prune=True)).changes == []
