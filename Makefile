@@ -26,7 +26,7 @@ run: $(STAMP) console
 # With Node.js and npm the console is built first, so tests/console runs its browser and Vitest tests too;
 # -rs lists every skipped test with its reason (no node, no chromium...) in the summary.
 test: $(STAMP) console
-	$(PY) -m pytest -p no:cacheprovider -rs $(PYTEST_ARGS)
+	$(PY) -m pytest -p no:cacheprovider -rs --durations=15 $(PYTEST_ARGS)
 
 # The web console (ui/, docs/console.md), built into ui/dist when missing or older than its sources.
 # Needs Node.js 20.19+ and npm; without them `make run` still starts and / says how to build it.
@@ -61,7 +61,7 @@ test-console-all: test-console console
 # (fetched with Maven into .junction/kafka/, started on free ports, thrown away after).
 KAFKA_TESTS ?= tests/pipeline tests/control tests/e2e tests/kafka
 test-kafka: $(STAMP)
-	JUNCTION_TEST_BROKER=kafka $(PY) -m pytest -p no:cacheprovider $(KAFKA_TESTS) $(PYTEST_ARGS)
+	JUNCTION_TEST_BROKER=kafka $(PY) -m pytest -p no:cacheprovider --durations=15 $(KAFKA_TESTS) $(PYTEST_ARGS)
 
 # Apache Kafka in the foreground on 127.0.0.1:19092 (fetched with Maven on first use); Ctrl-C stops it.
 kafka: $(STAMP)
