@@ -14,6 +14,7 @@ OffsetFetch for the group, and the topics' metadata.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -50,39 +51,58 @@ class CatchUp:
         self._ends: Any = None  # an assign() consumer, paused between questions
         self._offsets: Any = None  # in the reader's group but never joining it: it only asks for offsets
         self._admin: Any = None
+        self._started = False
+        self._connect_lock = asyncio.Lock()
         self._ends_lock = asyncio.Lock()
         self._offsets_lock = asyncio.Lock()
         self._seen: tuple[float, dict[TopicPartition, int | None]] = (0.0, {})
         self._waiters = asyncio.Semaphore(MAX_WAITERS)
 
     async def start(self) -> None:
-        self._ends = make_consumer(self._settings, background=True)
-        # No subscription and no assignment: it never joins the group, so it cannot take partitions from the
-        # reader, and it commits nothing (make_consumer turns auto-commit off).
-        self._offsets = make_consumer(self._settings, background=True, group_id=self._group_id)
-        self._admin = make_admin(self._settings)
-        try:
-            await self._ends.start()
-            await self._offsets.start()
-            await self._admin.start()
-        except BaseException:
-            await self.stop()
-            raise
+        """Connects now if the broker answers, else at the first question: control starts and serves its
+        API while the broker is down."""
+        self._started = True
+        with contextlib.suppress(KafkaError):
+            await self._connect()
 
     async def stop(self) -> None:
-        for consumer in (self._ends, self._offsets):
+        self._started = False
+        await self._close(self._ends, self._offsets, self._admin)
+        self._ends = self._offsets = self._admin = None
+
+    async def _connect(self) -> None:
+        async with self._connect_lock:
+            if self._admin is not None:
+                return
+            ends = make_consumer(self._settings, background=True)
+            # No subscription and no assignment: it never joins the group, so it cannot take partitions from
+            # the reader, and it commits nothing (make_consumer turns auto-commit off).
+            offsets = make_consumer(self._settings, background=True, group_id=self._group_id)
+            admin = make_admin(self._settings)
+            try:
+                await ends.start()
+                await offsets.start()
+                await admin.start()
+            except BaseException:
+                await self._close(ends, offsets, admin)
+                raise
+            self._ends, self._offsets, self._admin = ends, offsets, admin
+
+    @staticmethod
+    async def _close(ends: Any, offsets: Any, admin: Any) -> None:
+        for consumer in (ends, offsets):
             if consumer is not None:
                 await stop_consumer(consumer)
-        if self._admin is not None:
-            await self._admin.close()
-        self._ends = self._offsets = self._admin = None
+        if admin is not None:
+            await admin.close()
 
     async def wait(self, wait_s: float) -> bool:
         """Whether everything written to the reader's topics before now is in PostgreSQL; waits up to
         ``wait_s`` for it. 503 when the broker cannot be asked."""
-        if self._ends is None:
+        if not self._started:
             raise ServiceUnavailable("control is starting or stopping")
         try:
+            await self._connect()
             ends = await self._ends_now()
             if wait_s <= 0 or self._waiters.locked():  # enough waiters already: a look, not a wait
                 return caught_up(ends, await self._committed(list(ends)))

@@ -11,6 +11,7 @@ to its end as it was after (1). That is what a user, a script or a test waits on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -43,20 +44,35 @@ class ConfigApplied:
         self._redis = redis
         self._tp = TopicPartition(settings.topics.config, 0)
         self._consumer: Any = None
-        self._end_lock = asyncio.Lock()  # one consumer: one seek at a time
+        self._started = False
+        self._end_lock = asyncio.Lock()  # one consumer: one connect and one seek at a time
         self._waiters = asyncio.Semaphore(MAX_WAITERS)
 
     async def start(self) -> None:
-        consumer = make_consumer(self._settings, background=True)
-        await consumer.start()
-        consumer.assign([self._tp])
-        consumer.pause(self._tp)  # fetched only while asked: an assigned partition is otherwise polled for ever
-        self._consumer = consumer
+        """Connects now if the broker answers, else at the first question: control starts and serves its
+        API while the broker is down (the outbox keeps the changes)."""
+        self._started = True
+        with contextlib.suppress(KafkaError):
+            await self._connect()
 
     async def stop(self) -> None:
+        self._started = False
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await stop_consumer(consumer)
+
+    async def _connect(self) -> Any:
+        if self._consumer is None:
+            consumer = make_consumer(self._settings, background=True)
+            try:
+                await consumer.start()
+            except BaseException:
+                await stop_consumer(consumer)
+                raise
+            consumer.assign([self._tp])
+            consumer.pause(self._tp)  # fetched only while asked: an assigned partition is otherwise polled for ever
+            self._consumer = consumer
+        return self._consumer
 
     async def instances(self) -> tuple[int, list[InstanceState]]:
         """The config topic's end now, and every live instance."""
@@ -93,11 +109,11 @@ class ConfigApplied:
             raise ServiceUnavailable(f"the instances report in Redis, which cannot be read: {exc}") from exc
 
     async def _topic_end(self) -> int:
-        if self._consumer is None:
+        if not self._started:
             raise ServiceUnavailable("control is starting or stopping")
         async with self._end_lock:
             try:
-                return await partition_end(self._settings, self._consumer, self._tp)
+                return await partition_end(self._settings, await self._connect(), self._tp)
             except KafkaError as exc:
                 raise ServiceUnavailable(f"the config topic's end cannot be read from the broker: {exc}") from exc
 
