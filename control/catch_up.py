@@ -23,7 +23,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from core.errors import ServiceUnavailable
-from core.kafka import make_admin, make_consumer, partition_ends, stop_consumer
+from core.kafka import make_admin, make_consumer, partition_ends, start_client, stop_consumer
 from core.settings import Settings
 
 __all__ = ["DEAD_LETTER_INDEXER", "MAX_WAITERS", "OBSERVE_STAGE", "CatchUp", "caught_up"]
@@ -74,19 +74,16 @@ class CatchUp:
         async with self._connect_lock:
             if self._admin is not None:
                 return
-            ends = make_consumer(self._settings, background=True)
-            # No subscription and no assignment: it never joins the group, so it cannot take partitions from
-            # the reader, and it commits nothing (make_consumer turns auto-commit off).
-            offsets = make_consumer(self._settings, background=True, group_id=self._group_id)
-            admin = make_admin(self._settings)
-            try:
-                await ends.start()
-                await offsets.start()
-                await admin.start()
-            except BaseException:
-                await self._close(ends, offsets, admin)
-                raise
-            self._ends, self._offsets, self._admin = ends, offsets, admin
+            async with contextlib.AsyncExitStack() as opened:  # what started is closed if a later one cannot
+                ends = await start_client(make_consumer(self._settings, background=True))
+                opened.push_async_callback(stop_consumer, ends)
+                # No subscription and no assignment: it never joins the group, so it cannot take partitions
+                # from the reader, and it commits nothing (make_consumer turns auto-commit off).
+                offsets = await start_client(make_consumer(self._settings, background=True, group_id=self._group_id))
+                opened.push_async_callback(stop_consumer, offsets)
+                self._admin = await start_client(make_admin(self._settings))
+                self._ends, self._offsets = ends, offsets
+                opened.pop_all()
 
     @staticmethod
     async def _close(ends: Any, offsets: Any, admin: Any) -> None:

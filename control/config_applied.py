@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from control.store.outbox import last_id, pending_up_to
 from core.errors import ServiceUnavailable
 from core.instances import REQUEST_PATH, SILENT_MS, InstanceState, live_instances
-from core.kafka import make_consumer, partition_end, stop_consumer
+from core.kafka import make_consumer, partition_end, start_client, stop_consumer
 from core.settings import Settings
 
 __all__ = ["MAX_WAIT_S", "ConfigApplied", "is_applied"]
@@ -63,12 +63,7 @@ class ConfigApplied:
 
     async def _connect(self) -> Any:
         if self._consumer is None:
-            consumer = make_consumer(self._settings, background=True)
-            try:
-                await consumer.start()
-            except BaseException:
-                await stop_consumer(consumer)
-                raise
+            consumer = await start_client(make_consumer(self._settings, background=True))
             consumer.assign([self._tp])
             consumer.pause(self._tp)  # fetched only while asked: an assigned partition is otherwise polled for ever
             self._consumer = consumer

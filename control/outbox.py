@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 from control.resync import current_config_events
 from control.store.outbox import fetch_pending, mark_published, notify_channel
-from core.kafka import make_producer
+from core.kafka import make_producer, start_client
 from core.settings import Settings
 from core.tasks import cancel_and_wait
 from schemas import encode
@@ -118,14 +118,7 @@ class OutboxRelay:
         """Connect if not connected; True when a new connection was made."""
         if self._producer is not None:
             return False
-        producer = make_producer(self._settings)
-        try:
-            await producer.start()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await producer.stop()
-            raise
-        self._producer = producer
+        self._producer = await start_client(make_producer(self._settings))
         return True
 
     async def _close_producer(self) -> None:

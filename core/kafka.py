@@ -7,11 +7,12 @@ they all read them from the broker profile in settings.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -24,7 +25,7 @@ from core.settings import InvalidConfiguration, Settings
 
 __all__ = [
     "Outgoing", "client_security", "ensure_topics", "make_admin", "make_consumer", "make_producer", "partition_end",
-    "partition_ends", "stop_consumer", "topic_specs", "wait_for_broker",
+    "partition_ends", "start_client", "stop_consumer", "topic_specs", "wait_for_broker",
 ]
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,26 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
             raise
         log.info("a Kafka consumer's clean-up was cancelled from inside aiokafka; closing its connections")
         await consumer._client.close()  # what stop() had left to do; aiokafka offers no public way
+
+
+_Client = TypeVar("_Client", AIOKafkaConsumer, AIOKafkaProducer, AIOKafkaAdminClient)
+
+
+async def start_client(client: _Client) -> _Client:
+    """``client`` (a consumer, producer or admin client) started; closed again, and the reason raised, when
+    it cannot start (no broker): aiokafka leaves a client that failed to start open."""
+    try:
+        await client.start()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            if isinstance(client, AIOKafkaConsumer):
+                await stop_consumer(client)
+            elif isinstance(client, AIOKafkaProducer):
+                await client.stop()
+            else:
+                await client.close()
+        raise
+    return client
 
 
 async def partition_ends(settings: Settings, consumer: AIOKafkaConsumer,
