@@ -1,12 +1,15 @@
-"""Declarative configuration: an organisation's connectors and APIs as one document, exported and applied.
+"""Declarative configuration: an organisation's connectors, consumers and APIs as one document, exported and applied.
 
-As Kong's decK does for Kong. ``junction config export --org acme > acme.json`` writes every connector and
-API of the organisation, keyed by name (an API names its connector). ``junction config apply acme.json``
+As Kong's decK does for Kong. ``junction config export --org acme > acme.json`` writes every connector,
+consumer and API of the organisation, keyed by name (an API names its connector, and the consumers its
+``auth.consumers`` allows, so a document can be applied to another organisation). ``junction config apply acme.json``
 makes the organisation match it: it creates what is missing, updates what differs and, with ``--prune``,
 deletes what the document does not name. It prints the plan; ``--dry-run`` stops there. Applying the same
 document again changes nothing, so a deployment script can apply it on every run.
 
 - A field left out of an entry is left as it is on the server; an export writes every field.
+- A consumer is its name and whether it is enabled. Its credentials (API keys, a basic password, OAuth
+  clients) are kept only as hashes and are never in a document: issue them in each organisation.
 - Secrets are never exported: they read ``********``, which apply leaves as stored. Where there is nothing
   stored (a new organisation), the document says ``${JUNCTION_SECRET_<NAME>}`` and the variable holds the
   value. Only variables named ``JUNCTION_SECRET_*`` are read: a document cannot pull anything else out of
@@ -41,7 +44,12 @@ MAX_INDENT = 512
 # Kept by the server, not part of what a document says.
 SERVER_FIELDS = frozenset({"id", "org", "org_id", "version", "created_at", "updated_at"})
 SECRET_REF = re.compile(r"\$\{(JUNCTION_SECRET_[A-Z0-9_]+)\}")
-KINDS = {"connectors": ("connector", "ConnectorCreate"), "apis": ("api", "ApiCreate")}
+KINDS = {"connectors": ("connector", "ConnectorCreate"), "consumers": ("consumer", "ConsumerCreate"),
+         "apis": ("api", "ApiCreate")}
+# What a document says of a consumer; the rest of its view is the summary of its credentials.
+CONSUMER_FIELDS = ("name", "enabled")
+# Stands in for a consumer's id where the schema check meets a name (the id of one not made yet is unknown).
+SOME_ID = "00000000-0000-0000-0000-000000000000"
 
 
 class DocumentError(Exception):
@@ -55,10 +63,10 @@ class DocumentError(Exception):
 @dataclass
 class Change:
     action: str  # create, update or delete
-    kind: str  # connector or api
+    kind: str  # connector, consumer or api
     name: str
     fields: list[str] = field(default_factory=list)  # an update's top-level fields that differ
-    body: dict[str, Any] = field(default_factory=dict, repr=False)  # what is sent (names, not ids, for connectors)
+    body: dict[str, Any] = field(default_factory=dict, repr=False)  # what is sent (names, not ids, for references)
     id: str | None = None  # the resource's, for an update or a delete
     version: int | None = None  # the version the plan read: the update's If-Match
 
@@ -74,7 +82,7 @@ class Plan:
     org: str
     changes: list[Change]
     kept: list[dict[str, str]]  # on the server, not in the document, and not pruned
-    connector_ids: dict[str, str]  # connector name -> id, as on the server before the apply
+    ids: dict[str, dict[str, str]]  # by kind: name -> id, as on the server before the apply
 
     def to_dict(self) -> dict[str, Any]:
         return {"org": self.org, "changes": [c.to_dict() for c in self.changes], "not_in_document": self.kept}
@@ -93,19 +101,51 @@ def _content(resource: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in resource.items() if k not in SERVER_FIELDS}
 
 
+def _consumer_content(consumer: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: consumer[k] for k in CONSUMER_FIELDS if k in consumer}
+
+
+def _api_content(api: Mapping[str, Any], connector_names: Mapping[str, str],
+                 consumer_names: Mapping[str, str]) -> dict[str, Any]:
+    """An API as a document says it: its connector and allowed consumers by name (an id left as it is when
+    nothing of that id exists)."""
+    out = {**_content(api), "connector": connector_names.get(api["connector"], api["connector"])}
+    auth = out.get("auth")
+    if isinstance(auth, dict) and isinstance(auth.get("consumers"), list):
+        out["auth"] = {**auth, "consumers": [consumer_names.get(c, c) for c in auth["consumers"]]}
+    return out
+
+
+async def _current(client: JunctionClient, slug: str, *,
+                   need_consumers: bool) -> dict[str, dict[str, dict[str, Any]] | None]:
+    """What the organisation has, by kind and name. Consumers are its admins' (viewers get 403): unless
+    they are needed, None where the caller may not read them."""
+    try:
+        consumers: dict[str, dict[str, Any]] | None = {c["name"]: c for c in await client.list_consumers(slug)}
+    except JunctionAPIError as err:
+        if err.status != 403 or need_consumers:
+            raise
+        consumers = None
+    return {"connectors": {c["name"]: c for c in await client.list_connectors(slug)}, "consumers": consumers,
+            "apis": {a["name"]: a for a in await client.list_apis(slug)}}
+
+
+def _names(current: Mapping[str, Mapping[str, Mapping[str, Any]] | None], plural: str) -> dict[str, str]:
+    return {r["id"]: name for name, r in (current[plural] or {}).items()}
+
+
 async def export_document(client: JunctionClient, org: str) -> dict[str, Any]:
-    """Every connector and API of ``org``, keyed by name, secrets masked."""
+    """Every connector, consumer and API of ``org``, keyed by name, secrets masked. For a caller who may not
+    read consumers, without them (its APIs' ``auth.consumers`` then stay ids)."""
     slug = (await client.get_org(org))["slug"]
-    connectors = await client.list_connectors(slug)
-    names = {c["id"]: c["name"] for c in connectors}
-    apis = await client.list_apis(slug)
-    return {
-        "format": FORMAT,
-        "org": slug,
-        "connectors": [_content(c) for c in sorted(connectors, key=lambda c: c["name"])],
-        "apis": [{**_content(a), "connector": names.get(a["connector"], a["connector"])}
-                 for a in sorted(apis, key=lambda a: a["name"])],
-    }
+    current = await _current(client, slug, need_consumers=False)
+    connector_names, consumer_names = _names(current, "connectors"), _names(current, "consumers")
+    doc: dict[str, Any] = {"format": FORMAT, "org": slug,
+                           "connectors": [_content(c) for _, c in sorted((current["connectors"] or {}).items())]}
+    if current["consumers"] is not None:
+        doc["consumers"] = [_consumer_content(c) for _, c in sorted(current["consumers"].items())]
+    doc["apis"] = [_api_content(a, connector_names, consumer_names) for _, a in sorted((current["apis"] or {}).items())]
+    return doc
 
 
 def _parse(text: str) -> Any:
@@ -165,7 +205,7 @@ def load_document(text: str, env: Mapping[str, str]) -> dict[str, Any]:
     except RecursionError as exc:
         raise DocumentError([("(document)", "is nested too deeply")]) from exc
     if not isinstance(doc, dict):
-        raise DocumentError([("(document)", f"must be an object with format, connectors and apis, not "
+        raise DocumentError([("(document)", f"must be an object with format, connectors, consumers and apis, not "
                                             f"{type(doc).__name__}")])
     errors: list[tuple[str, str]] = []
     if doc.get("format") != FORMAT:
@@ -175,7 +215,7 @@ def load_document(text: str, env: Mapping[str, str]) -> dict[str, Any]:
     if "org" in doc and not isinstance(doc["org"], str):
         errors.append(("org", "must be an organisation's slug"))
     for plural in KINDS:
-        entries = doc.setdefault(plural, [])
+        entries = doc.get(plural, [])
         if not isinstance(entries, list):
             errors.append((plural, "must be a list"))
             continue
@@ -204,6 +244,55 @@ def load_document(text: str, env: Mapping[str, str]) -> dict[str, Any]:
     return doc
 
 
+def _with_ids(api: dict[str, Any], connector_ids: Mapping[str, str], consumer_ids: Mapping[str, str]) -> dict[str, Any]:
+    """An API's body with its connector and allowed consumers named by id, as the server takes them."""
+    out = dict(api)
+    if isinstance(out.get("connector"), str):
+        out["connector"] = connector_ids.get(out["connector"], out["connector"])
+    auth = out.get("auth")
+    if isinstance(auth, dict) and isinstance(auth.get("consumers"), list):
+        out["auth"] = {**auth, "consumers": [consumer_ids.get(c, c) if isinstance(c, str) else c
+                                             for c in auth["consumers"]]}
+    return out
+
+
+def _by_name(api: dict[str, Any], consumer_names: Mapping[str, str], names: set[str]) -> dict[str, Any]:
+    """An API entry whose ``auth.consumers`` names a consumer by id (as documents did before they had
+    consumers) naming it by name, so that it compares with what the server has."""
+    auth = api.get("auth")
+    refs = auth.get("consumers") if isinstance(auth, dict) else None
+    if not isinstance(refs, list):
+        return api
+    named = [consumer_names[r] if isinstance(r, str) and r not in names and r in consumer_names else r for r in refs]
+    return api if named == refs else {**api, "auth": {**auth, "consumers": named}}
+
+
+def _placeholders(api: Mapping[str, Any]) -> dict[str, str]:
+    """A distinct stand-in id for each consumer the API names, for the schema check."""
+    refs = (api.get("auth") or {}).get("consumers") if isinstance(api.get("auth"), dict) else None
+    if not isinstance(refs, list):
+        return {}
+    return {ref: f"{SOME_ID[:-12]}{j:012d}" for j, ref in enumerate(refs) if isinstance(ref, str)}
+
+
+def _reference_errors(api: Mapping[str, Any], where: str, usable: Mapping[str, set[str]],
+                      ids: Mapping[str, Mapping[str, str]], consumers_known: bool) -> list[tuple[str, str]]:
+    """An API's connector and consumers that would not exist once the plan is applied (consumers only
+    when the caller can read them; else the server checks them)."""
+    errors: list[tuple[str, str]] = []
+    pruned = " (it is not in the document, and --prune deletes it)"
+    connector = api.get("connector")
+    if isinstance(connector, str) and connector not in usable["connectors"]:
+        errors.append((f"{where}.connector", f"no connector named {connector!r}"
+                                             f"{pruned if connector in ids['connectors'] else ''}"))
+    refs = (api.get("auth") or {}).get("consumers") if isinstance(api.get("auth"), dict) else None
+    for j, ref in enumerate(refs if isinstance(refs, list) and consumers_known else []):
+        if isinstance(ref, str) and ref not in usable["consumers"]:
+            errors.append((f"{where}.auth.consumers[{j}]", f"no consumer named {ref!r}"
+                                                           f"{pruned if ref in ids['consumers'] else ''}"))
+    return errors
+
+
 async def make_plan(client: JunctionClient, org: str | None, doc: dict[str, Any], *, prune: bool) -> Plan:
     """What applying ``doc`` to the organisation (``org``, else the document's) would change; DocumentError
     before anything is changed when the document cannot be applied."""
@@ -212,73 +301,82 @@ async def make_plan(client: JunctionClient, org: str | None, doc: dict[str, Any]
         raise DocumentError([("org", "name the organisation: --org, or org in the document")])
     slug = (await client.get_org(target))["slug"]
     schemas = (await client.openapi())["components"]["schemas"]
-    current = {"connectors": {c["name"]: c for c in await client.list_connectors(slug)},
-               "apis": {a["name"]: a for a in await client.list_apis(slug)}}
-    connector_ids = {name: c["id"] for name, c in current["connectors"].items()}
-    connector_names = {c["id"]: name for name, c in current["connectors"].items()}
-    wanted = {plural: {e["name"]: e for e in doc[plural]} for plural in KINDS}
+    # A document with consumers needs a caller who may read them (JunctionAPIError 403 otherwise).
+    current = await _current(client, slug, need_consumers="consumers" in doc)
+    readable = current["consumers"] is not None
+    ids = {plural: {name: r["id"] for name, r in (current[plural] or {}).items()} for plural in KINDS}
+    connector_names, consumer_names = _names(current, "connectors"), _names(current, "consumers")
+    # A kind the document leaves out is not managed by it: kept, even with --prune (a document written
+    # before consumers were part of it must not delete them, and their keys with them).
+    managed = [plural for plural in KINDS if plural in doc]
+    wanted = {plural: {e["name"]: e for e in doc.get(plural, [])} for plural in KINDS}
+    # What exists once the plan is applied, by name.
+    usable = {plural: set(wanted[plural]) | (set() if prune and plural in managed else set(ids[plural]))
+              for plural in KINDS}
 
     errors: list[tuple[str, str]] = []
-    usable = set(wanted["connectors"]) | (set() if prune else set(connector_ids))
     changes: list[Change] = []
     for plural, (kind, schema_name) in KINDS.items():
         schema = schemas.get(schema_name, {})
-        for i, entry in enumerate(doc[plural]):
-            have = current[plural].get(entry["name"])
+        for i, entry in enumerate(doc.get(plural, [])):
+            where = f"{plural}[{i}]"
+            if plural == "apis":
+                entry = _by_name(entry, consumer_names, usable["consumers"])
+            have = (current[plural] or {}).get(entry["name"])
             if have is None:
                 change = Change("create", kind, entry["name"], body=entry)
             else:
-                shown = _content(have)
-                if plural == "apis":
-                    shown["connector"] = connector_names.get(have["connector"], have["connector"])
+                shown = (_consumer_content(have) if plural == "consumers" else
+                         _api_content(have, connector_names, consumer_names) if plural == "apis" else _content(have))
                 differ = sorted(k for k, v in entry.items() if shown.get(k) != v)
                 change = Change("update", kind, entry["name"], differ, {**shown, **entry}, have["id"], have["version"])
             # What is sent, checked as the server will check it: an update's entry may name only what it changes.
-            errors += [(f.field, f.message) for f in check_schema(change.body, schema, f"{plural}[{i}]")]
-            if plural == "apis" and isinstance(entry.get("connector"), str) and entry["connector"] not in usable:
-                why = " (it is not in the document, and --prune deletes it)" if entry["connector"] in connector_ids else ""
-                errors.append((f"apis[{i}].connector", f"no connector named {entry['connector']!r}{why}"))
+            checked = change.body
+            if plural == "apis":
+                errors += _reference_errors(change.body, where, usable, ids, readable)
+                checked = _with_ids(change.body, {}, _placeholders(change.body))
+            errors += [(f.field, f.message) for f in check_schema(checked, schema, where)]
             if change.action == "create" or change.fields:
                 changes.append(change)
     if errors:
         raise DocumentError(errors)
     kept: list[dict[str, str]] = []
     for plural, (kind, _) in KINDS.items():
-        for name, have in current[plural].items():
+        for name, have in (current[plural] or {}).items():
             if name not in wanted[plural]:
-                if prune:
+                if prune and plural in managed:
                     changes.append(Change("delete", kind, name, id=have["id"], version=have["version"]))
                 else:
                     kept.append({"kind": kind, "name": name})
-    # Connectors first (APIs name them); an API pruned before one is created (a rename keeps its path);
-    # connectors pruned last (no API uses them any more).
-    order = {("connector", "create"): 0, ("connector", "update"): 0, ("api", "delete"): 1, ("api", "create"): 2,
-             ("api", "update"): 2, ("connector", "delete"): 3}
-    changes.sort(key=lambda c: order[(c.kind, c.action)])
-    return Plan(slug, changes, kept, connector_ids)
+    # Connectors and consumers first (APIs name them); an API pruned before one is created (a rename keeps
+    # its path); connectors and consumers pruned last (no API names them any more).
+    rank = {("api", "delete"): 1, ("api", "create"): 2, ("api", "update"): 2}
+    changes.sort(key=lambda c: rank.get((c.kind, c.action), 3 if c.action == "delete" else 0))
+    return Plan(slug, changes, kept, ids)
 
 
 async def apply_plan(client: JunctionClient, plan: Plan) -> list[Change]:
     """Make the plan's changes in order; ApplyFailed (with those made) at the first the server refuses."""
-    ids = dict(plan.connector_ids)
+    ids = {plural: dict(by_name) for plural, by_name in plan.ids.items()}
     done: list[Change] = []
     for change in plan.changes:
+        plural = f"{change.kind}s"
         body = dict(change.body)
-        if change.kind == "api" and "connector" in body:
-            body["connector"] = ids.get(body["connector"], body["connector"])
+        if change.kind == "api":
+            body = _with_ids(body, ids["connectors"], ids["consumers"])
         try:
             if change.action == "create":
-                made = await client.request("POST", f"/orgs/{plan.org}/{change.kind}s", body)
-                if change.kind == "connector":
-                    ids[change.name] = made["id"]
+                made = await client.request("POST", f"/orgs/{plan.org}/{plural}", body)
+                ids[plural][change.name] = made["id"]
             elif change.action == "update" and change.kind == "connector":
                 await client.replace_connector(plan.org, str(change.id), body, if_version=change.version)
+            elif change.action == "update" and change.kind == "consumer":
+                await client.update_consumer(plan.org, str(change.id), if_version=change.version,
+                                             **{k: body[k] for k in change.fields})
             elif change.action == "update":
                 await client.replace_api(plan.org, str(change.id), body, if_version=change.version)
-            elif change.kind == "connector":
-                await client.delete_connector(plan.org, str(change.id))
             else:
-                await client.delete_api(plan.org, str(change.id))
+                await client.request("DELETE", f"/orgs/{plan.org}/{plural}/{change.id}")
         except JunctionAPIError as err:
             raise ApplyFailed(change, err, done) from err
         done.append(change)

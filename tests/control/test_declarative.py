@@ -1,5 +1,5 @@
 """Declarative configuration (junction/declarative.py, ``junction config export|apply``): an organisation's
-connectors and APIs as one document, applied to match, against the real control service."""
+connectors, consumers and APIs as one document, applied to match, against the real control service."""
 from __future__ import annotations
 
 import json
@@ -21,8 +21,13 @@ CALCULATOR = WSDL_DIR / "calculator.wsdl"
 
 
 async def _seed(control: Any, org: str) -> dict[str, Any]:
-    """Two connectors (one with a secret setting and upstream credentials) and three APIs, one of them SOAP."""
+    """Two connectors (one with a secret setting and upstream credentials), two consumers (one with a key, one
+    disabled) and three APIs, one of them SOAP, one allowing only the consumer "mobile"."""
     t = control.admin_token
+    async with JunctionClient(control.base_url, t) as jc:
+        mobile = await jc.create_consumer(org, "mobile")
+        await jc.create_key(org, mobile["id"])
+        await jc.create_consumer(org, "partner", enabled=False)
     plain = await control.new_connector(org, name="plain", target={"protocol": "rest", "url": "http://127.0.0.1:9/p",
                                                                    "method": "GET"})
     secret = await control.call("POST", f"/api/v1/orgs/{org}/connectors", t, {
@@ -31,14 +36,20 @@ async def _seed(control: Any, org: str) -> dict[str, Any]:
         "target": {"protocol": "rest", "url": "http://127.0.0.1:9/s", "method": "POST",
                    "auth": {"type": "basic", "username": "svc", "password": "pw-456-secret"}}})
     assert secret.status == 201, secret.body
-    await control.new_api(org, plain["id"], name="orders", path="/orders/{id}", timeout_ms=7000)
+    await control.new_api(org, plain["id"], name="orders", path="/orders/{id}", timeout_ms=7000,
+                          auth={"mode": "api_key", "consumers": [mobile["id"]]})
     await control.new_api(org, secret.body["id"],
                           name="stock", path="/stock/{sku}", methods=["GET", "POST"])
     if CALCULATOR.is_file():
         r = await control.call("POST", f"/api/v1/orgs/{org}/apis", t, {
             "name": "calc", "protocol": "soap", "path": "/calc", "connector": plain["id"], "wsdl": CALCULATOR.read_text()})
         assert r.status == 201, r.body
-    return {"plain": plain, "secret": secret.body}
+    return {"plain": plain, "secret": secret.body, "mobile": mobile}
+
+
+async def control_consumers(control: Any, org: str) -> list[dict[str, Any]]:
+    async with JunctionClient(control.base_url, control.admin_token) as jc:
+        return list(await jc.list_consumers(org))
 
 
 def _secrets_env() -> dict[str, str]:
@@ -61,6 +72,7 @@ def _without_org(doc: dict[str, Any]) -> dict[str, Any]:
 
 async def _versions(jc: JunctionClient, org: str) -> dict[str, int]:
     return {**{f"c:{c['name']}": c["version"] for c in await jc.list_connectors(org)},
+            **{f"u:{c['name']}": c["version"] for c in await jc.list_consumers(org)},
             **{f"a:{a['name']}": a["version"] for a in await jc.list_apis(org)}}
 
 
@@ -68,7 +80,7 @@ async def test_an_export_applied_to_a_new_organisation_makes_the_same_one_and_ap
         control: Any) -> None:
     source = (await control.new_org("decl-src"))["slug"]
     copy_ = (await control.new_org("decl-dst"))["slug"]
-    await _seed(control, source)
+    seeded = await _seed(control, source)
     async with JunctionClient(control.base_url, control.admin_token) as jc:
         exported = await export_document(jc, source)
         text = json.dumps(exported)
@@ -76,13 +88,17 @@ async def test_an_export_applied_to_a_new_organisation_makes_the_same_one_and_ap
         assert "tok-123-secret" not in text and "pw-456-secret" not in text and "********" in text
         assert [c["name"] for c in exported["connectors"]] == ["plain", "secret"]
         assert {a["name"]: a["connector"] for a in exported["apis"]}["stock"] == "secret"
+        # Consumers by name, without their credentials; an API names the consumers it allows.
+        assert exported["consumers"] == [{"name": "mobile", "enabled": True}, {"name": "partner", "enabled": False}]
+        assert next(a for a in exported["apis"] if a["name"] == "orders")["auth"]["consumers"] == ["mobile"]
+        assert "jk_" not in text
 
         # As exported, the masked secrets cannot make a new connector: refused before anything changes.
         plan = await make_plan(jc, copy_, load_document(text, {}), prune=False)
         with pytest.raises(ApplyFailed) as failed:
             await apply_plan(jc, plan)
         assert failed.value.error.status == 422 and failed.value.change.name == "secret"
-        assert [d.name for d in failed.value.done] == ["plain"]  # what was done before, as the error says
+        assert [(d.kind, d.name) for d in failed.value.done] == [("connector", "plain")]  # as the error says
 
         doc = load_document(json.dumps(_with_secret_refs(exported)), _secrets_env())
         plan = await make_plan(jc, copy_, doc, prune=False)
@@ -93,6 +109,12 @@ async def test_an_export_applied_to_a_new_organisation_makes_the_same_one_and_ap
         secret = next(c for c in await jc.list_connectors(copy_) if c["name"] == "secret")
         tried = await jc.test_connector(copy_, secret["id"], method="GET", path="/x")
         assert dict(map(tuple, tried["request"]["headers"])).get("X-Region") == "eu", tried
+        # The copy's "orders" allows the copy's own "mobile" (an id of the source would be refused, or worse,
+        # another organisation's consumer); credentials are not copied.
+        mobile = next(c for c in await jc.list_consumers(copy_) if c["name"] == "mobile")
+        orders = next(a for a in await jc.list_apis(copy_) if a["name"] == "orders")
+        assert orders["auth"]["consumers"] == [mobile["id"]] and mobile["id"] != seeded["mobile"]["id"]
+        assert mobile["keys"] == [] and mobile["enabled"] is True
 
         before = await _versions(jc, copy_)
         again = await make_plan(jc, copy_, load_document(json.dumps(await export_document(jc, copy_)), {}), prune=True)
@@ -155,6 +177,63 @@ async def test_prune_deletes_what_the_document_does_not_name_and_a_rename_keeps_
         names = sorted(a["name"] for a in await jc.list_apis(org))
         assert "stock" not in names and "orders" not in names and "orders-v2" in names
         assert [c["name"] for c in await jc.list_connectors(org)] == ["plain"]
+
+
+async def test_consumers_are_managed_by_name_and_a_document_without_them_leaves_them_alone(control: Any) -> None:
+    org = (await control.new_org("decl-cons"))["slug"]
+    seeded = await _seed(control, org)
+    async with JunctionClient(control.base_url, control.admin_token) as jc:
+        doc = await export_document(jc, org)
+        before = await _versions(jc, org)
+        # Enabling a consumer is one update of it; its key stays.
+        doc["consumers"] = [{"name": "mobile"}, {"name": "partner", "enabled": True}]
+        plan = await make_plan(jc, org, load_document(json.dumps(doc), {}), prune=False)
+        assert [c.to_dict() for c in plan.changes] == [{"action": "update", "kind": "consumer", "name": "partner",
+                                                       "fields": ["enabled"]}]
+        await apply_plan(jc, plan)
+        assert await _versions(jc, org) == {**before, "u:partner": before["u:partner"] + 1}
+        consumers = {c["name"]: c for c in await jc.list_consumers(org)}
+        assert consumers["partner"]["enabled"] is True and len(consumers["mobile"]["keys"]) == 1
+
+        # A document written before consumers were in it (no consumers key, ids in auth.consumers) still
+        # applies as nothing to do, and --prune does not delete consumers it does not manage.
+        old = {k: v for k, v in doc.items() if k != "consumers"}
+        next(a for a in old["apis"] if a["name"] == "orders")["auth"]["consumers"] = [seeded["mobile"]["id"]]
+        plan = await make_plan(jc, org, load_document(json.dumps(old), {}), prune=True)
+        assert plan.changes == [] and {"kind": "consumer", "name": "mobile"} in plan.kept
+
+        # With --prune, a consumer an API still allows cannot go: refused before anything changes.
+        doc["consumers"] = [{"name": "partner"}]
+        with pytest.raises(DocumentError) as err:
+            await make_plan(jc, org, load_document(json.dumps(doc), {}), prune=True)
+        orders_at = next(i for i, a in enumerate(doc["apis"]) if a["name"] == "orders")
+        assert dict(err.value.fields).keys() == {f"apis[{orders_at}].auth.consumers[0]"}, err.value.fields
+        assert "prune" in dict(err.value.fields)[f"apis[{orders_at}].auth.consumers[0]"]
+        # Moving the API to another, new consumer: it is made first, the API updated, the old one deleted last.
+        doc["consumers"] = [{"name": "partner"}, {"name": "kiosk"}]
+        doc["apis"][orders_at]["auth"]["consumers"] = ["kiosk", "partner"]
+        plan = await make_plan(jc, org, load_document(json.dumps(doc), {}), prune=True)
+        assert [(c.action, c.kind, c.name) for c in plan.changes] == [
+            ("create", "consumer", "kiosk"), ("update", "api", "orders"), ("delete", "consumer", "mobile")]
+        await apply_plan(jc, plan)
+        consumers = {c["name"]: c for c in await jc.list_consumers(org)}
+        assert set(consumers) == {"kiosk", "partner"}
+        orders = next(a for a in await jc.list_apis(org) if a["name"] == "orders")
+        assert orders["auth"]["consumers"] == [consumers["kiosk"]["id"], consumers["partner"]["id"]]
+        # A consumer that exists nowhere, or another organisation's (by its id), is named as the fault.
+        other = (await control.new_org("decl-cons-x"))["slug"]
+        stranger = await jc.create_consumer(other, "kiosk")
+        for ref in ("nobody", stranger["id"]):
+            doc["apis"][orders_at]["auth"]["consumers"] = [ref]
+            with pytest.raises(DocumentError) as err:
+                await make_plan(jc, org, load_document(json.dumps(doc), {}), prune=False)
+            assert dict(err.value.fields).keys() == {f"apis[{orders_at}].auth.consumers[0]"}, err.value.fields
+        # Credentials are not part of a consumer's entry.
+        doc["apis"][orders_at]["auth"]["consumers"] = ["kiosk"]
+        doc["consumers"] = [{"name": "kiosk", "keys": [{"prefix": "jk_x"}]}]
+        with pytest.raises(DocumentError) as err:
+            await make_plan(jc, org, load_document(json.dumps(doc), {}), prune=False)
+        assert any(f.startswith("consumers[0]") for f in dict(err.value.fields)), err.value.fields
 
 
 async def test_a_resource_changed_after_the_plan_stops_the_apply_with_412(control: Any) -> None:
@@ -221,9 +300,11 @@ async def test_the_server_schemas_and_connector_names_are_checked_before_anythin
         fields = dict(err.value.fields)
         assert "apis[0].timeout_ms" in fields and "apis[1].connector" in fields, fields
         # With --prune, a connector the document does not name is going away: an API cannot keep it.
-        keep = {"format": "junction/v1", "apis": [{"name": "orders", "path": "/orders/{id}", "connector": "plain"}]}
-        with pytest.raises(DocumentError, match="prune"):
+        keep = {"format": "junction/v1", "connectors": [],
+                "apis": [{"name": "orders", "path": "/orders/{id}", "connector": "plain"}]}
+        with pytest.raises(DocumentError, match="prune") as err:
             await make_plan(jc, org, load_document(json.dumps(keep), {}), prune=True)
+        assert dict(err.value.fields).keys() == {"apis[0].connector"}, err.value.fields
         assert await _versions(jc, org) == before
 
 
@@ -249,13 +330,25 @@ async def test_the_cli_exports_plans_applies_and_reports_in_the_error_model(cont
     rc, out, err = await run_cli(control, "config", "apply", str(path), "--org", org, *url)
     shown = json.loads(err)
     assert rc == 2 and shown["code"] == "invalid_input" and "apis[0].timeout_ms" in [f["field"] for f in shown["fields"]]
-    # An org viewer may plan but not apply: the first change is refused, exit 1, nothing done.
+    # An org viewer may export and plan, without consumers (they are the admins'), but not apply: the first
+    # change is refused, exit 1, nothing done.
     _, viewer = await control.new_user(org, "org_viewer")
-    path.write_text(json.dumps({**exported, "apis": [{**a, "timeout_ms": 4000} if a["name"] == "orders" else a
-                                                     for a in exported["apis"]]}))
+    rc, seen, err = await run_cli(control, "config", "export", "--org", org, *url, token=viewer)
+    assert rc == 0 and "consumers" not in seen, err
+    orders = next(a for a in seen["apis"] if a["name"] == "orders")
+    assert orders["auth"]["consumers"] == [next(c for c in await control_consumers(control, org)
+                                                if c["name"] == "mobile")["id"]]
+    path.write_text(json.dumps({**seen, "apis": [{**a, "timeout_ms": 4000} if a["name"] == "orders" else a
+                                                 for a in seen["apis"]]}))
+    rc, out, err = await run_cli(control, "config", "apply", str(path), "--dry-run", *url, token=viewer)
+    assert rc == 0 and [c["name"] for c in out["changes"]] == ["orders"], err
     rc, out, err = await run_cli(control, "config", "apply", str(path), *url, token=viewer)
     shown = json.loads(err)
     assert rc == 1 and shown["status"] == 403 and shown["done"] == [] and shown["failed"]["name"] == "orders", err
+    # A document with consumers cannot even be planned by a viewer.
+    path.write_text(json.dumps(exported))
+    rc, out, err = await run_cli(control, "config", "apply", str(path), "--dry-run", *url, token=viewer)
+    assert rc == 1 and json.loads(err)["status"] == 403, err
     # Another organisation's document cannot reach this one: its admin gets 404 on the plan.
     other = (await control.new_org("decl-oth"))["slug"]
     _, stranger = await control.new_user(other, "org_admin")
