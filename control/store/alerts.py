@@ -15,10 +15,13 @@ from typing import Any
 
 import asyncpg
 
+from control.store.keyset import Keyset
+
 __all__ = ["Delivery", "NewAlert", "ack_alert", "alert_view", "connector_targets", "enqueue", "finish_delivery", "firing_alert",
            "get_alert", "lock_state", "mark_escalated", "notifications_of", "open_alert", "orphaned_alerts",
            "page_alerts", "pending_deliveries", "resolve_alert", "rules_to_evaluate", "set_state"]
 
+_ALERT_PAGE = Keyset("started_at", newest_first=True)
 _ALERT_COLS = ("id, rule_id, rule_name, rule_version, org_id, api_id, metric, comparison, threshold, value, state,"
                " started_at, resolved_at, acked_at, acked_by, escalated_at")
 
@@ -146,12 +149,11 @@ async def finish_delivery(conn: asyncpg.Connection, id_: str, *, ok: bool, attem
 async def page_alerts(conn: asyncpg.Connection, org_id: str | None, *, state: str | None, rule_id: str | None,
                       limit: int, after: tuple[datetime, str] | None) -> list[asyncpg.Record]:
     """Newest first (started_at, then id); ``after`` is the last row of the previous page."""
+    args: list[Any] = [org_id, state, rule_id]
     return await conn.fetch(
         f"SELECT {_ALERT_COLS} FROM alerts WHERE org_id IS NOT DISTINCT FROM $1::uuid"
         " AND ($2::text IS NULL OR state = $2) AND ($3::uuid IS NULL OR rule_id = $3::uuid)"
-        " AND ($4::timestamptz IS NULL OR (started_at, id) < ($4::timestamptz, $5::uuid))"
-        " ORDER BY started_at DESC, id DESC LIMIT $6",
-        org_id, state, rule_id, after[0] if after else None, after[1] if after else None, limit)
+        f" AND {_ALERT_PAGE.after(after, args)} {_ALERT_PAGE.order(limit, args)}", *args)
 
 
 async def get_alert(conn: asyncpg.Connection, org_id: str | None, id_: str, *, for_update: bool = False) -> asyncpg.Record | None:

@@ -12,8 +12,11 @@ from typing import Any
 
 import asyncpg
 
+from control.store.keyset import Keyset
+
 __all__ = ["LetterFilter", "LetterRow", "count_letters", "delete_older_than", "get_letter", "insert_letters", "letter_view", "page_letters"]
 
+_PAGE = Keyset("failed_at", newest_first=True)
 _COLS = ("id, org_slug, api_id, connector_id, connector_version, config_version, stage, error_code, error_message,"
          " details, attempt, correlation_id, original_topic, length(original) AS original_bytes, inbound_partition,"
          " inbound_offset, topic_partition, topic_offset, failed_at")
@@ -88,13 +91,9 @@ async def page_letters(conn: asyncpg.Connection, org_id: str, f: LetterFilter, l
         add("failed_at >= ?", f.since)
     if f.until is not None:
         add("failed_at < ?", f.until)
-    if after is not None:
-        args.append(after[0])
-        args.append(after[1])
-        where.append(f"(failed_at, id) < (${len(args) - 1}, ${len(args)}::uuid)")
-    args.append(limit)
-    return await conn.fetch(f"SELECT {_COLS} FROM dead_letters WHERE {' AND '.join(where)}"
-                            f" ORDER BY failed_at DESC, id DESC LIMIT ${len(args)}", *args)
+    where.append(_PAGE.after(after, args))
+    return await conn.fetch(f"SELECT {_COLS} FROM dead_letters WHERE {' AND '.join(where)} {_PAGE.order(limit, args)}",
+                            *args)
 
 
 async def get_letter(conn: asyncpg.Connection, org_id: str, id_: str) -> asyncpg.Record | None:

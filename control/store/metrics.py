@@ -12,12 +12,14 @@ from typing import Any
 
 import asyncpg
 
+from control.store.keyset import Keyset
 from core.latency import merge, quantile
 
 __all__ = ["LOG_COLUMNS", "LogFilter", "STEPS", "log_view", "page_logs", "points", "window_rows"]
 
 STEPS = {"10s": 10, "1m": 60, "1h": 3600}
 QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
+_LOG_PAGE = Keyset("at", newest_first=True)
 _COUNTS = ("calls", "status_2xx", "status_3xx", "status_4xx", "status_5xx", "status_other", "latency_count",
            "upstream_count", "bytes_in", "bytes_out")
 
@@ -92,16 +94,14 @@ class LogFilter:
 async def page_logs(conn: asyncpg.Connection, org_id: str, f: LogFilter, limit: int,
                     after: tuple[datetime, str] | None) -> list[asyncpg.Record]:
     """Finished calls of one organisation, newest first, after the cursor position ``after``."""
+    args: list[Any] = [org_id, f.api_id, f.status, f.status_class, f.error_code, f.correlation_id, f.since, f.until]
     return await conn.fetch(
         f"SELECT {', '.join(LOG_COLUMNS)} FROM request_logs WHERE done AND org_id = $1::uuid "
         "AND ($2::text IS NULL OR api_id = $2) AND ($3::int IS NULL OR status = $3) "
         "AND ($4::int IS NULL OR status / 100 = $4) AND ($5::text IS NULL OR error_code = $5) "
         "AND ($6::text IS NULL OR correlation_id = $6) AND ($7::timestamptz IS NULL OR at >= $7) "
-        "AND ($8::timestamptz IS NULL OR at <= $8) "
-        "AND ($9::timestamptz IS NULL OR (at, id) < ($9, $10::uuid)) "
-        "ORDER BY at DESC, id DESC LIMIT $11",
-        org_id, f.api_id, f.status, f.status_class, f.error_code, f.correlation_id, f.since, f.until,
-        after[0] if after else None, after[1] if after else None, limit)
+        f"AND ($8::timestamptz IS NULL OR at <= $8) AND {_LOG_PAGE.after(after, args)} {_LOG_PAGE.order(limit, args)}",
+        *args)
 
 
 def log_view(row: Any) -> dict[str, Any]:

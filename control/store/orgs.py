@@ -1,16 +1,17 @@
 """Organisations."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from control.store.keyset import Keyset, Position
 from control.validation import is_uuid
 
 __all__ = ["delete_org", "find_org", "insert_org", "list_orgs", "lock_org", "org_view", "page_orgs", "update_org"]
 
 _COLS = "id, slug, name, enabled, version, created_at, updated_at"
+_PAGE = Keyset("created_at")
 
 
 def org_view(row: asyncpg.Record) -> dict[str, Any]:
@@ -47,13 +48,13 @@ async def list_orgs(conn: asyncpg.Connection) -> list[asyncpg.Record]:
 
 
 async def page_orgs(conn: asyncpg.Connection, only_id: str | None, limit: int,
-                    after: tuple[datetime, str] | None) -> list[asyncpg.Record]:
+                    after: Position | None) -> list[asyncpg.Record]:
     """Up to ``limit`` organisations, with their policy columns, in (created_at, id) order after the
     position ``after``; ``only_id``: that one only (what an organisation's own users may list)."""
+    args: list[Any] = [only_id]
     return await conn.fetch(
         f"SELECT {_COLS}, rate_limit, quotas FROM organisations"
-        " WHERE ($2::uuid IS NULL OR id = $2::uuid) AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4::uuid))"
-        " ORDER BY created_at, id LIMIT $1", limit, only_id, after[0] if after else None, after[1] if after else None)
+        f" WHERE ($1::uuid IS NULL OR id = $1::uuid) AND {_PAGE.after(after, args)} {_PAGE.order(limit, args)}", *args)
 
 
 async def insert_org(conn: asyncpg.Connection, org_id: str, slug: str, name: str, enabled: bool) -> asyncpg.Record:

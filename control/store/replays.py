@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 
 from control.store.dead_letters import LetterFilter
+from control.store.keyset import Keyset
 
 __all__ = [
     "ACTIVE", "FINAL", "Claim", "JobSpec", "claim_item", "create_job", "finish_jobs", "get_job", "job_items",
@@ -26,6 +27,7 @@ __all__ = [
 ACTIVE = ("pending", "sending", "sent")
 FINAL = ("succeeded", "failed", "unanswered", "skipped_already_done", "not_replayable")
 _LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':replay:' || $1, 0))"
+_JOB_PAGE = Keyset("j.created_at", "j.id", newest_first=True)
 _JOB_COLS = ("j.id, j.org_id, o.slug AS org_slug, j.created_by, j.created_by_email, j.selection, j.config,"
              " j.rate_per_second, j.force, j.status, j.total, j.created_at, j.finished_at")
 _COUNTS = ("(SELECT jsonb_build_object("
@@ -225,13 +227,10 @@ async def finish_jobs(conn: asyncpg.Connection) -> int:
 
 async def page_jobs(conn: asyncpg.Connection, org_id: str, limit: int, after: tuple[datetime, str] | None) -> list[asyncpg.Record]:
     """Newest first (created_at, then id); ``after`` is the last row of the previous page."""
-    args: list[Any] = [org_id, limit]
-    where = "j.org_id = $1"
-    if after is not None:
-        args += [after[0], after[1]]
-        where += " AND (j.created_at, j.id) < ($3, $4::uuid)"
+    args: list[Any] = [org_id]
     return await conn.fetch(f"SELECT {_JOB_COLS}, {_COUNTS} FROM replay_jobs j JOIN organisations o ON o.id = j.org_id"
-                            f" WHERE {where} ORDER BY j.created_at DESC, j.id DESC LIMIT $2", *args)
+                            f" WHERE j.org_id = $1 AND {_JOB_PAGE.after(after, args)} {_JOB_PAGE.order(limit, args)}",
+                            *args)
 
 
 async def get_job(conn: asyncpg.Connection, org_id: str, job_id: str) -> asyncpg.Record | None:

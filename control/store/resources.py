@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from control.store.keyset import Keyset, Position
 from control.store.orgs import WRITE_LOCK
 
 __all__ = ["ALERT_RULE", "API", "CONNECTOR", "Kind", "resource_view"]
+
+_PAGE = Keyset("created_at")
 
 
 @dataclass(frozen=True)
@@ -44,17 +46,13 @@ class Kind:
             f" WHERE {self.org_match} ORDER BY created_at, name", org_id)
 
     async def page(self, conn: asyncpg.Connection, org_id: str | None, limit: int,
-                   after: tuple[datetime, str] | None = None) -> list[asyncpg.Record]:
+                   after: Position | None = None) -> list[asyncpg.Record]:
         """Up to ``limit`` rows in a stable order (creation time, then id), those
         after the ``(created_at, id)`` of the previous page's last row if given."""
-        if after is None:
-            return await conn.fetch(
-                f"SELECT id, org_id, version, content, created_at, updated_at FROM {self.table}"
-                f" WHERE {self.org_match} ORDER BY created_at, id LIMIT $2", org_id, limit)
+        args: list[Any] = [org_id]
         return await conn.fetch(
             f"SELECT id, org_id, version, content, created_at, updated_at FROM {self.table}"
-            f" WHERE {self.org_match} AND (created_at, id) > ($3::timestamptz, $4::uuid)"
-            f" ORDER BY created_at, id LIMIT $2", org_id, limit, after[0], after[1])
+            f" WHERE {self.org_match} AND {_PAGE.after(after, args)} {_PAGE.order(limit, args)}", *args)
 
     async def count(self, conn: asyncpg.Connection, org_id: str | None) -> int:
         return int(await conn.fetchval(f"SELECT count(*) FROM {self.table} WHERE {self.org_match}", org_id))

@@ -6,10 +6,13 @@ from typing import Any
 
 import asyncpg
 
+from control.store.keyset import Keyset, Position
+
 __all__ = ["count_enabled_admins", "delete_user", "find_login", "find_logins", "get_user", "insert_user",
            "list_global_admins", "list_users", "set_enabled", "set_password", "update_user", "user_view"]
 
 _COLS = "id, org_id, email, role, enabled, tokens_not_before, version, created_at, updated_at"
+_PAGE = Keyset("created_at")
 # Global admins (no organisation) first, then the oldest account: the one an e-mail alone names.
 _LOGIN_ORDER = "ORDER BY org_id IS NOT NULL, created_at, id"
 
@@ -44,23 +47,18 @@ async def get_user(conn: asyncpg.Connection, user_id: str, org_id: str | None = 
     return await conn.fetchrow(f"SELECT {cols} FROM users WHERE org_id = $1 AND id = $2{lock}", org_id, user_id)
 
 
-async def list_users(conn: asyncpg.Connection, org_id: str, limit: int,
-                     after: tuple[datetime, str] | None) -> list[asyncpg.Record]:
+async def list_users(conn: asyncpg.Connection, org_id: str, limit: int, after: Position | None) -> list[asyncpg.Record]:
     """A page of an organisation's users, oldest first, after the ``(created_at, id)`` position."""
-    return await conn.fetch(
-        f"SELECT {_COLS} FROM users WHERE org_id = $2 AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4::uuid))"
-        " ORDER BY created_at, id LIMIT $1", limit, org_id, after[0] if after else None, after[1] if after else None)
+    args: list[Any] = [org_id]
+    return await conn.fetch(f"SELECT {_COLS} FROM users WHERE org_id = $1 AND {_PAGE.after(after, args)}"
+                            f" {_PAGE.order(limit, args)}", *args)
 
 
-async def list_global_admins(conn: asyncpg.Connection, limit: int,
-                             after: tuple[datetime, str] | None) -> list[asyncpg.Record]:
+async def list_global_admins(conn: asyncpg.Connection, limit: int, after: Position | None) -> list[asyncpg.Record]:
     """A page of global admins, oldest first, after the ``(created_at, id)`` position."""
-    if after is None:
-        return await conn.fetch(
-            f"SELECT {_COLS} FROM users WHERE role = 'global_admin' ORDER BY created_at, id LIMIT $1", limit)
-    return await conn.fetch(
-        f"SELECT {_COLS} FROM users WHERE role = 'global_admin' AND (created_at, id) > ($2, $3::uuid)"
-        f" ORDER BY created_at, id LIMIT $1", limit, after[0], after[1])
+    args: list[Any] = []
+    return await conn.fetch(f"SELECT {_COLS} FROM users WHERE role = 'global_admin' AND {_PAGE.after(after, args)}"
+                            f" {_PAGE.order(limit, args)}", *args)
 
 
 async def count_enabled_admins(conn: asyncpg.Connection, org_id: str | None, *, except_id: str) -> int:
