@@ -33,9 +33,12 @@ def parse_time(raw: str, name: str, errors: list[FieldError]) -> datetime | None
 
 
 def param_errors(query: Mapping[str, str], allowed: Iterable[str]) -> list[FieldError]:
-    """A parameter the list does not take, and NUL characters in those it does."""
+    """A parameter the endpoint does not take (the message names those it does: ``since`` on a list that
+    takes ``from`` is then a one-look fix), and NUL characters in those it does."""
     known = tuple(allowed)
-    errors = [FieldError(name, "unknown query parameter") for name in query if name not in known]
+    takes = f"unknown query parameter (this endpoint takes {', '.join(known)})" if known else \
+        "unknown query parameter (this endpoint takes none)"
+    errors = [FieldError(name, takes) for name in query if name not in known]
     return errors + [FieldError(name, "must not contain NUL characters") for name in known if "\x00" in query.get(name, "")]
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from control.alerting.evaluator import enqueue_acknowledged
+from control.filters import param_errors
 from control.handlers.alert_rules import global_scope
 from control.handlers.common import principal, record, reply, state
 from control.handlers.paging import one_page, page_query
@@ -32,7 +33,7 @@ def _handlers(base: str, scope_of: Callable[..., Awaitable[Scope]]) -> list[web.
 
     async def list_(request: web.Request) -> web.Response:
         q = request.query
-        errors = [FieldError(name, "unknown query parameter") for name in q if name not in QUERY]
+        errors = param_errors(q, QUERY)
         if "state" in q and q["state"] not in STATES:
             errors.append(FieldError("state", f"must be one of {', '.join(STATES)}"))
         if "rule" in q and not is_uuid(q["rule"]):

@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 
 from aiohttp import web
 
+from control.filters import param_errors
 from control.handlers.common import principal, reply, state
 from control.store.audit import AuditFilter, audit_view, query_audit
 from control.store.orgs import find_org
@@ -36,13 +37,7 @@ def _int(raw: str, name: str, low: int, high: int, errors: list[FieldError]) -> 
 async def list_audit(request: web.Request) -> web.Response:
     p = principal(request)
     q = request.query
-    errors: list[FieldError] = []
-    for name in q:
-        if name not in QUERY_PARAMS:
-            errors.append(FieldError(name, "unknown query parameter"))
-    for name in QUERY_PARAMS:
-        if "\x00" in q.get(name, ""):
-            errors.append(FieldError(name, "must not contain NUL characters"))
+    errors = param_errors(q, QUERY_PARAMS)
     raise_if(errors)
     rtype = q.get("resource_type")
     if rtype is not None and rtype not in RESOURCE_TYPES:

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from control.filters import common
+from control.filters import common, param_errors
 from control.handlers.common import org_for, principal, record, reply, state
 from control.handlers.dead_letters import STAGES
 from control.handlers.paging import one_page, page_query
@@ -117,8 +117,7 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def list_jobs(request: web.Request) -> web.Response:
-    unknown = [FieldError(name, "unknown query parameter") for name in request.query if name not in ("limit", "cursor")]
-    raise_if(unknown)
+    raise_if(param_errors(request.query, ("limit", "cursor")))
     limit, after = page_query(request)
     async with state(request).db.acquire() as conn:
         org = await org_for(conn, request)

@@ -18,6 +18,7 @@ import asyncpg
 from aiohttp import web
 
 from control.auth import hash_password, revocation_instant, revoke_user_tokens
+from control.filters import param_errors
 from control.handlers.common import body, org_for, principal, record, reply, state
 from control.handlers.paging import one_page, page_query
 from control.rbac import GLOBAL_ADMIN
@@ -59,8 +60,7 @@ async def security_events(request: web.Request) -> web.Response:
     principal(request).require_global_admin()
     st = state(request)
     q = request.query
-    errors: list[FieldError] = [FieldError(n, "unknown query parameter") for n in q
-                                if n not in ("org", "kind", "limit", "cursor")]
+    errors = param_errors(q, ("org", "kind", "limit", "cursor"))
     limit = _page_limit(q.get("limit"), errors)
     cursor = q.get("cursor")
     if cursor is not None and not _STREAM_ID.match(cursor):
@@ -165,7 +165,7 @@ async def reset_admin_password(request: web.Request) -> web.Response:
 
 def _day(request: web.Request) -> date:
     raw = request.query.get("day")
-    errors = [FieldError(n, "unknown query parameter") for n in request.query if n != "day"]
+    errors = param_errors(request.query, ("day",))
     day = today()
     if raw is not None:
         try:

@@ -91,8 +91,9 @@ async def test_property_14_access_control_enforcement(control: Any, caller: str,
 
 
 async def test_a_nul_byte_in_an_organisation_reference_is_no_organisation(control: Any) -> None:
-    """PostgreSQL text cannot hold NUL; asking for such a name must be 'no such organisation', not a 500."""
+    """PostgreSQL text cannot hold NUL; asking for such a name must be refused or 'no such organisation', not
+    a 500. As a query parameter it is refused, as on every list (tests/control/test_query_params.py)."""
     r = await control.call("GET", "/api/v1/security-events?org=a%00b", control.admin_token)
-    assert r.status == 200 and r.body["items"] == []
+    assert r.status == 422 and [f["field"] for f in r.body["fields"]] == ["org"], r.body
     r = await control.call("GET", "/api/v1/orgs/a%00b", control.admin_token)
     assert r.status == 404 and r.body["code"]
