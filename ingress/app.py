@@ -114,7 +114,8 @@ def create_app(settings: Settings, *, instance_id: str | None = None) -> web.App
     app.router.add_route("POST", "/{org}/oauth/token", token)
     # No organisation's slug starts with "_": this path is no API's.
     app.router.add_route("GET", RESULTS_PATH + "/{correlation_id}", result)
-    app.router.add_route("*", "/{org}/{path:.*}", handle)
+    # [\s\S]: a path with a decoded line break reaches the handler, which refuses it as such (not a 404).
+    app.router.add_route("*", r"/{org}/{path:[\s\S]*}", handle)
     app.router.add_route("*", "/{org}", handle)
     return app
 

@@ -13,7 +13,8 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from multidict import CIMultiDict
 
-from core.errors import DeadlineExceeded, JunctionError, MethodNotAllowed, NotFound, ServiceUnavailable
+from core.errors import (ClientError, DeadlineExceeded, FieldError, JunctionError, MethodNotAllowed, NotFound,
+                         ServiceUnavailable)
 from core.headers import end_to_end
 from core.http import json_response
 from core.metrics import INGRESS_LATENCY, INGRESS_REQUEST_BYTES, INGRESS_REQUESTS, INGRESS_RESPONSE_BYTES, NO_API
@@ -35,6 +36,7 @@ CORRELATION_ID = "X-Correlation-Id"
 # A SOAP call's own framing, replaced by the JSON call's: the upstream behind a SOAP API speaks JSON.
 _SOAP_ONLY_HEADERS = frozenset({"content-type", "content-length", "soapaction", "accept", OPERATION_HEADER.lower()})
 _CORRELATION = re.compile(r"[0-9a-f]{32}")
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 _INLINE_PARSE_BYTES = 64 * 1024  # larger envelopes are parsed in a thread, off the event loop
 
 
@@ -64,6 +66,11 @@ class Gateway:
         received: int | None = None  # the decoded body's size, once read
         sent = 0
         try:
+            if _CONTROL_CHARACTER.search(path) or _CONTROL_CHARACTER.search(org):
+                # Decoded from %00, %0A...: no route or upstream path holds one, and a connector script may
+                # not send one on (a 502 for the caller's mistake).
+                raise ClientError("the path holds a control character (such as %00 or %0A)", code="invalid_path",
+                                  fields=[FieldError("(path)", "must not hold control characters")])
             match = self._snapshot.resolve(org, request.method, path)
             api_id = str(match.api.get("id") or NO_API)
             # A soap API saved before inbound SOAP has no contract: it is served as REST, as it was.
