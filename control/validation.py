@@ -50,13 +50,13 @@ def _parse_float(text: str) -> float:
 async def read_json(request: web.Request, max_bytes: int) -> Any:
     """The body as JSON, or MalformedBody / BodyTooLarge."""
     if request.content_length is not None and request.content_length > max_bytes:
-        raise BodyTooLarge(f"request body exceeds {max_bytes} bytes")
+        raise BodyTooLarge.over(max_bytes, "request body")
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise BodyTooLarge(f"request body exceeds {max_bytes} bytes") from None
+        raise BodyTooLarge.over(max_bytes, "request body") from None
     if len(raw) > max_bytes:
-        raise BodyTooLarge(f"request body exceeds {max_bytes} bytes")
+        raise BodyTooLarge.over(max_bytes, "request body")
     if not raw.strip():
         raise _malformed("is empty; a JSON object is expected")
     try:

@@ -133,6 +133,12 @@ class BodyTooLarge(ClientError):
     status = 413
     code = "body_too_large"
 
+    @classmethod
+    def over(cls, limit: int, what: str = "body") -> BodyTooLarge:
+        """``what`` (the body, or its encoded or decoded form) is larger than ``limit`` bytes."""
+        return cls(f"{what} exceeds the limit of {limit} bytes", extra={"limit": limit},
+                   fields=[FieldError("(body)", f"is larger than {limit} bytes")])
+
 
 class UnsupportedMediaType(ClientError):
     status = 415

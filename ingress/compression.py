@@ -24,7 +24,7 @@ from typing import Protocol
 import brotli
 from aiohttp import web
 
-from core.errors import BodyTooLarge, MalformedBody, UnsupportedMediaType
+from core.errors import BodyTooLarge, FieldError, MalformedBody, UnsupportedMediaType
 from core.settings import Settings
 
 __all__ = ["ENCODED_REQUESTS", "add_vary", "compress_response", "decoded_headers", "negotiate", "read_body"]
@@ -124,44 +124,43 @@ def _coding_of(request: web.Request) -> str | None:
         return codings[0]
     raise UnsupportedMediaType(
         f"a request body may be encoded with one of {', '.join(ENCODED_REQUESTS)}, not {', '.join(codings)[:100]}",
-        code="unsupported_content_encoding", headers={"Accept-Encoding": "gzip, deflate, br"})
-
-
-def _too_large(limit: int, what: str = "body") -> BodyTooLarge:
-    return BodyTooLarge(f"{what} exceeds the limit of {limit} bytes", extra={"limit": limit})
+        code="unsupported_content_encoding", headers={"Accept-Encoding": "gzip, deflate, br"},
+        fields=[FieldError("Content-Encoding", f"must be one of {', '.join(ENCODED_REQUESTS)}")])
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
     """The request body, decoded if it is encoded, of at most ``limit`` bytes (413 beyond)."""
     coding = _coding_of(request)
     if request.content_length is not None and request.content_length > limit:
-        raise BodyTooLarge(f"body of {request.content_length} bytes exceeds the limit of {limit}", extra={"limit": limit})
+        raise BodyTooLarge.over(limit, f"body of {request.content_length} bytes")
     if coding is None:
         try:
             return await request.read()
         except web.HTTPRequestEntityTooLarge:
-            raise _too_large(limit) from None
+            raise BodyTooLarge.over(limit) from None
     decoder, body, received = _decoder(coding), bytearray(), 0
     try:
         async for chunk in request.content.iter_any():
             received += len(chunk)
             if received > limit:
-                raise _too_large(limit, "encoded body")
+                raise BodyTooLarge.over(limit, "encoded body")
             data = chunk
             while True:
                 # One byte over the limit is enough to know: the decoder never makes more than that.
                 room = limit + 1 - len(body)
                 body += decoder.step(data, min(room, _STEP_BYTES))
                 if len(body) > limit:
-                    raise _too_large(limit, "decoded body")
+                    raise BodyTooLarge.over(limit, "decoded body")
                 if not decoder.pending():
                     break
                 data = b""
                 await asyncio.sleep(0)  # a highly compressed chunk decodes in many steps; others go between them
     except (zlib.error, brotli.error):
-        raise MalformedBody(f"the request body is not valid {coding}", code="malformed_body") from None
+        raise MalformedBody(f"the request body is not valid {coding}", code="malformed_body",
+                            fields=[FieldError("(body)", f"is not valid {coding}")]) from None
     if received and not decoder.done():
-        raise MalformedBody(f"the request body ends before its {coding} stream does", code="malformed_body")
+        raise MalformedBody(f"the request body ends before its {coding} stream does", code="malformed_body",
+                            fields=[FieldError("(body)", f"ends before its {coding} stream does")])
     return bytes(body)
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from core.errors import Conflict, InvalidInput
+from core.errors import Conflict, FieldError, InvalidInput
 from core.settings import Settings
 
 __all__ = ["Claim", "IdempotencyKeys", "KEY_HEADER", "REPLAYED_HEADER", "fingerprint"]
@@ -62,7 +62,8 @@ class IdempotencyKeys:
     def redis_key(self, org: str, api_id: str, consumer: str | None, key: str) -> str:
         if not key or len(key) > MAX_KEY_CHARS or not key.isprintable():
             raise InvalidInput(f"{KEY_HEADER} must be 1 to {MAX_KEY_CHARS} printable characters",
-                               code="invalid_idempotency_key")
+                               code="invalid_idempotency_key",
+                               fields=[FieldError(KEY_HEADER, f"must be 1 to {MAX_KEY_CHARS} printable characters")])
         scoped = hashlib.sha256(f"{org}\n{api_id}\n{consumer or ''}\n{key}".encode()).hexdigest()
         return self._settings.redis_key("idem", scoped)
 
@@ -83,6 +84,7 @@ class IdempotencyKeys:
         """Refuse a different request under the same key (422)."""
         if claim.fingerprint != fp:
             raise InvalidInput(f"this {KEY_HEADER} was used for a different request", code="idempotency_key_reused",
+                               fields=[FieldError(KEY_HEADER, "was used for a different request")],
                                extra={"correlation_id": claim.correlation_id})
 
     @staticmethod

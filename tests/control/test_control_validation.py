@@ -41,7 +41,7 @@ async def test_body_over_limit_is_413(control: Any) -> None:
     big = b'{"slug": "' + b"a" * (1024 * 1024 + 10) + b'"}'
     r = await control.call("POST", "/api/v1/orgs", control.admin_token, data=io.BytesIO(big),
                            headers={"Content-Type": "application/json"})
-    assert r.status == 413 and r.body["code"] == "body_too_large"
+    assert r.status == 413 and r.body["code"] == "body_too_large" and r.body["fields"][0]["field"] == "(body)", r.body
 
 
 async def test_api_field_errors(control: Any) -> None:

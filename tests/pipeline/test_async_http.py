@@ -169,6 +169,7 @@ async def test_an_idempotency_key_answers_a_repeat_without_a_second_call(
     # The same key with another body is refused; under another organisation it is another key.
     status, _, body = await _send(ingress, "POST", path, body=b'{"amount": 99}', headers={TAG: tag, "Idempotency-Key": key})
     assert status == 422 and body["code"] == "idempotency_key_reused", body
+    assert [f["field"] for f in body["fields"]] == ["Idempotency-Key"], body
     other = await _api(stage, ingress, counting)
     status, _, body = await _send(ingress, "POST", f"/{other['org']}/up", body=b'{"amount": 10}',
                                   headers={TAG: tag, "Idempotency-Key": key})
@@ -205,6 +206,7 @@ async def test_an_unusable_idempotency_key_is_refused(ingress: IngressInstance, 
     for key in ("k" * 256, "tab\tkey"):
         status, _, body = await _send(ingress, "POST", f"/{staged['org']}/up", headers={"Idempotency-Key": key})
         assert status == 422 and body["code"] == "invalid_idempotency_key", body
+        assert [f["field"] for f in body["fields"]] == ["Idempotency-Key"], body
 
 
 async def test_an_async_call_that_expires_on_the_way_is_answered_and_dead_lettered_a_waited_one_only_dropped(

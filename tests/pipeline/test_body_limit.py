@@ -66,7 +66,8 @@ async def test_a_body_at_the_limit_round_trips_and_one_byte_more_is_413(
         assert len(got) == len(body) and hashlib.sha256(got).digest() == hashlib.sha256(body).digest()
         async with s.post(url, data=io.BytesIO(body + b"x")) as r:
             assert r.status == 413
-            assert (await r.json())["code"] == "body_too_large"
+            refused = await r.json()
+            assert refused["code"] == "body_too_large" and [f["field"] for f in refused["fields"]] == ["(body)"], refused
     # The call on the calls topic carries the body once, not a copy of the InboundCall besides.
     size: Any = await _largest_call_record(settings, correlation_id)
     assert settings.max_body_bytes < size < settings.max_body_bytes * 1.1, size
