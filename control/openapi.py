@@ -39,7 +39,7 @@ _ERROR_TEXT = {
     "403": "Your role may not do this (a viewer writing, an org admin doing a global admin's job), "
            "or over a quota (code quota_exceeded, with quota and limit).",
     "404": "No such resource, or it belongs to another organisation.",
-    "409": "Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use.",
+    "409": "Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use.",
     "412": "If-Match does not name the current version (code precondition_failed).",
     "413": "Request body larger than the limit (code body_too_large).",
     "422": "Invalid input: see fields[] for each field at fault.",

@@ -329,6 +329,13 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
                 if users:
                     raise Conflict("the connector is used by APIs; delete or repoint them first", code="connector_in_use",
                                    extra={"apis": [str(r["id"]) for r in users]})
+            if spec.kind is API:
+                # A rule left watching a deleted API would never fire again, and say nothing about it.
+                rules = await conn.fetch("SELECT id FROM alert_rules WHERE org_id = $1 AND content->>'api' = $2",
+                                         org_id, before["id"])
+                if rules:
+                    raise Conflict("alert rules watch this API; delete them or change their api first",
+                                   code="api_in_use", extra={"alert_rules": [str(r["id"]) for r in rules]})
             await spec.kind.delete(conn, org_id, before["id"])
             await record(conn, request, action="delete", resource_type=spec.kind.name, resource_id=before["id"],
                          org_id=org_id, before=shown(before), after=None,

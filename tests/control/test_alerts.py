@@ -432,3 +432,24 @@ async def test_a_rule_written_while_the_evaluator_fires_it_does_not_deadlock(con
         finally:
             await write.rollback()
             await evaluate.rollback()
+
+
+async def test_an_api_a_rule_watches_cannot_be_deleted_until_the_rule_lets_go(control: Any) -> None:
+    """As a connector an API uses: a rule left watching a deleted API would never fire again, silently."""
+    org = (await control.new_org("al-del"))["slug"]
+    connector = await control.new_connector(org)
+    api = await control.new_api(org, connector["id"])
+    other = await control.new_api(org, connector["id"])
+    t = control.admin_token
+    r = await control.call("POST", f"/api/v1/orgs/{org}/alert-rules", t, {
+        "name": "errors", "metric": "error_rate", "comparison": ">", "threshold": 0.5, "api": api["id"]})
+    assert r.status == 201, r.body
+    rule = r.body
+    r = await control.call("DELETE", f"/api/v1/orgs/{org}/apis/{api['id']}", t)
+    assert r.status == 409 and r.body["code"] == "api_in_use" and r.body["alert_rules"] == [rule["id"]], r.body
+    # Another API, watched by no rule, goes; the watched one goes once the rule watches another.
+    assert (await control.call("DELETE", f"/api/v1/orgs/{org}/apis/{other['id']}", t)).status == 204
+    third = await control.new_api(org, connector["id"])
+    r = await control.call("PATCH", f"/api/v1/orgs/{org}/alert-rules/{rule['id']}", t, {"api": third["id"]})
+    assert r.status == 200, r.body
+    assert (await control.call("DELETE", f"/api/v1/orgs/{org}/apis/{api['id']}", t)).status == 204

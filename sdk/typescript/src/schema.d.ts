@@ -3079,7 +3079,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3174,7 +3174,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3423,7 +3423,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3570,7 +3570,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3657,7 +3657,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3743,7 +3743,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3909,7 +3909,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4782,7 +4782,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4980,7 +4980,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5140,7 +5140,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5282,7 +5282,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5371,7 +5371,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5459,7 +5459,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5620,7 +5620,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6089,7 +6089,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6231,7 +6231,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6320,7 +6320,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6408,7 +6408,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6569,7 +6569,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6884,7 +6884,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -7116,7 +7116,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -7205,7 +7205,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -7293,7 +7293,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -7497,7 +7497,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -7913,7 +7913,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -8047,7 +8047,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -8135,7 +8135,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -8241,7 +8241,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -8463,7 +8463,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -8687,7 +8687,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -9889,7 +9889,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector or consumer in use. */
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
             409: {
                 headers: {
                     [name: string]: unknown;
