@@ -372,9 +372,11 @@ async def _config_apply(c: JunctionClient, a: argparse.Namespace) -> Any:
 
 
 def _register_config(sub: Any) -> None:
-    g = sub.add_parser("config", help="an organisation's connectors, consumers and APIs as one document: export it, apply it "
+    g = sub.add_parser("config", help="an organisation's connectors, consumers, APIs and alert rules as one "
+                                      "document: export it, apply it "
                                       "(docs/declarative.md)").add_subparsers(dest="action", required=True)
-    p = _action(g, "export", _config_export, "print the organisation's connectors, consumers and APIs as a document (JSON)")
+    p = _action(g, "export", _config_export,
+                "print the organisation's connectors, consumers, APIs and alert rules as a document (JSON)")
     p.add_argument("--org", required=True, help="the organisation (slug or id)")
     p = _action(g, "apply", _config_apply, "make the organisation match a document (JSON or YAML): prints the plan "
                 "and what was applied")

@@ -1,8 +1,10 @@
-"""Declarative configuration: an organisation's connectors, consumers and APIs as one document, exported and applied.
+"""Declarative configuration: an organisation's connectors, consumers, APIs and alert rules as one document,
+exported and applied.
 
 As Kong's decK does for Kong. ``junction config export --org acme > acme.json`` writes every connector,
-consumer and API of the organisation, keyed by name (an API names its connector, and the consumers its
-``auth.consumers`` allows, so a document can be applied to another organisation). ``junction config apply acme.json``
+consumer, API and alert rule of the organisation, keyed by name (an API names its connector and the
+consumers its ``auth.consumers`` allows, a rule the API it watches, so a document can be applied to
+another organisation). ``junction config apply acme.json``
 makes the organisation match it: it creates what is missing, updates what differs and, with ``--prune``,
 deletes what the document does not name. It prints the plan; ``--dry-run`` stops there. Applying the same
 document again changes nothing, so a deployment script can apply it on every run.
@@ -10,6 +12,8 @@ document again changes nothing, so a deployment script can apply it on every run
 - A field left out of an entry is left as it is on the server; an export writes every field.
 - A consumer is its name and whether it is enabled. Its credentials (API keys, a basic password, OAuth
   clients) are kept only as hashes and are never in a document: issue them in each organisation.
+- A rule's webhook secret is never exported (``webhook_secret_set`` says there is one): give it as
+  ``${JUNCTION_SECRET_<NAME>}`` where the organisation has none.
 - Secrets are never exported: they read ``********``, which apply leaves as stored. Where there is nothing
   stored (a new organisation), the document says ``${JUNCTION_SECRET_<NAME>}`` and the variable holds the
   value. Only variables named ``JUNCTION_SECRET_*`` are read: a document cannot pull anything else out of
@@ -44,10 +48,24 @@ MAX_INDENT = 512
 # Kept by the server, not part of what a document says.
 SERVER_FIELDS = frozenset({"id", "org", "org_id", "version", "created_at", "updated_at"})
 SECRET_REF = re.compile(r"\$\{(JUNCTION_SECRET_[A-Z0-9_]+)\}")
-KINDS = {"connectors": ("connector", "ConnectorCreate"), "consumers": ("consumer", "ConsumerCreate"),
-         "apis": ("api", "ApiCreate")}
+# A document's lists: (the kind, as a plan names it; its request schema; its path under /orgs/{org}/).
+KINDS = {"connectors": ("connector", "ConnectorCreate", "connectors"),
+         "consumers": ("consumer", "ConsumerCreate", "consumers"),
+         "apis": ("api", "ApiCreate", "apis"),
+         "alert_rules": ("alert_rule", "AlertRuleCreate", "alert-rules")}
+PLURALS = {kind: plural for plural, (kind, _, _) in KINDS.items()}
+SEGMENTS = {kind: segment for kind, _, segment in KINDS.values()}
+# The order of a plan's changes: what others name is made first and deleted last. A rule that moves from an
+# API the plan deletes to another is released first (disabled, watching nothing), updated at the end.
+RANK = {("connector", "create"): 0, ("connector", "update"): 0, ("consumer", "create"): 0, ("consumer", "update"): 0,
+        ("alert_rule", "delete"): 1, ("alert_rule", "release"): 1, ("api", "delete"): 2, ("api", "create"): 3,
+        ("api", "update"): 3, ("alert_rule", "create"): 4, ("alert_rule", "update"): 4, ("connector", "delete"): 5,
+        ("consumer", "delete"): 5}
 # What a document says of a consumer; the rest of its view is the summary of its credentials.
 CONSUMER_FIELDS = ("name", "enabled")
+# Read-only fields of a view, which a document may repeat: never a difference.
+SECRET_SET = "webhook_secret_set"
+READ_ONLY = frozenset({SECRET_SET})
 # Stands in for a consumer's id where the schema check meets a name (the id of one not made yet is unknown).
 SOME_ID = "00000000-0000-0000-0000-000000000000"
 
@@ -62,8 +80,8 @@ class DocumentError(Exception):
 
 @dataclass
 class Change:
-    action: str  # create, update or delete
-    kind: str  # connector, consumer or api
+    action: str  # create, update, delete, or release (an alert rule let go of an API about to be deleted)
+    kind: str  # connector, consumer, api or alert_rule
     name: str
     fields: list[str] = field(default_factory=list)  # an update's top-level fields that differ
     body: dict[str, Any] = field(default_factory=dict, repr=False)  # what is sent (names, not ids, for references)
@@ -72,7 +90,7 @@ class Change:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"action": self.action, "kind": self.kind, "name": self.name}
-        if self.action == "update":
+        if self.action in ("update", "release"):
             out["fields"] = self.fields
         return out
 
@@ -116,6 +134,14 @@ def _api_content(api: Mapping[str, Any], connector_names: Mapping[str, str],
     return out
 
 
+def _rule_content(rule: Mapping[str, Any], api_names: Mapping[str, str]) -> dict[str, Any]:
+    """An alert rule as a document says it: the API it watches by name."""
+    out = _content(rule)
+    if isinstance(out.get("api"), str):
+        out["api"] = api_names.get(out["api"], out["api"])
+    return out
+
+
 async def _current(client: JunctionClient, slug: str, *,
                    need_consumers: bool) -> dict[str, dict[str, dict[str, Any]] | None]:
     """What the organisation has, by kind and name. Consumers are its admins' (viewers get 403): unless
@@ -127,7 +153,8 @@ async def _current(client: JunctionClient, slug: str, *,
             raise
         consumers = None
     return {"connectors": {c["name"]: c for c in await client.list_connectors(slug)}, "consumers": consumers,
-            "apis": {a["name"]: a for a in await client.list_apis(slug)}}
+            "apis": {a["name"]: a for a in await client.list_apis(slug)},
+            "alert_rules": {r["name"]: r async for r in client.iter_alert_rules(slug)}}
 
 
 def _names(current: Mapping[str, Mapping[str, Mapping[str, Any]] | None], plural: str) -> dict[str, str]:
@@ -135,7 +162,7 @@ def _names(current: Mapping[str, Mapping[str, Mapping[str, Any]] | None], plural
 
 
 async def export_document(client: JunctionClient, org: str) -> dict[str, Any]:
-    """Every connector, consumer and API of ``org``, keyed by name, secrets masked. For a caller who may not
+    """Every connector, consumer, API and alert rule of ``org``, keyed by name, secrets masked. For a caller who may not
     read consumers, without them (its APIs' ``auth.consumers`` then stay ids)."""
     slug = (await client.get_org(org))["slug"]
     current = await _current(client, slug, need_consumers=False)
@@ -145,6 +172,8 @@ async def export_document(client: JunctionClient, org: str) -> dict[str, Any]:
     if current["consumers"] is not None:
         doc["consumers"] = [_consumer_content(c) for _, c in sorted(current["consumers"].items())]
     doc["apis"] = [_api_content(a, connector_names, consumer_names) for _, a in sorted((current["apis"] or {}).items())]
+    api_names = _names(current, "apis")
+    doc["alert_rules"] = [_rule_content(r, api_names) for _, r in sorted((current["alert_rules"] or {}).items())]
     return doc
 
 
@@ -293,6 +322,32 @@ def _reference_errors(api: Mapping[str, Any], where: str, usable: Mapping[str, s
     return errors
 
 
+def _rule_errors(rule: Mapping[str, Any], where: str, usable: Mapping[str, set[str]],
+                 ids: Mapping[str, Mapping[str, str]], stored_secret: bool) -> list[tuple[str, str]]:
+    """An alert rule's API that would not exist once the plan is applied, and a webhook secret the rule
+    says it has (an export) that neither the document nor the server holds."""
+    errors: list[tuple[str, str]] = []
+    api = rule.get("api")
+    if isinstance(api, str) and api not in usable["apis"]:
+        why = " (it is not in the document, and --prune deletes it)" if api in ids["apis"] else ""
+        errors.append((f"{where}.api", f"no API named {api!r}{why}"))
+    if rule.get(SECRET_SET) and not stored_secret and "webhook_secret" not in rule:
+        errors.append((f"{where}.webhook_secret", "the rule signs its webhooks with a secret, which an export never "
+                                                  "carries: give it, as ${JUNCTION_SECRET_<NAME>}"))
+    return errors
+
+
+def _shown(plural: str, have: Mapping[str, Any], names: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+    """What the server has, as a document would say it."""
+    if plural == "consumers":
+        return _consumer_content(have)
+    if plural == "apis":
+        return _api_content(have, names["connectors"], names["consumers"])
+    if plural == "alert_rules":
+        return _rule_content(have, names["apis"])
+    return _content(have)
+
+
 async def make_plan(client: JunctionClient, org: str | None, doc: dict[str, Any], *, prune: bool) -> Plan:
     """What applying ``doc`` to the organisation (``org``, else the document's) would change; DocumentError
     before anything is changed when the document cannot be applied."""
@@ -305,7 +360,7 @@ async def make_plan(client: JunctionClient, org: str | None, doc: dict[str, Any]
     current = await _current(client, slug, need_consumers="consumers" in doc)
     readable = current["consumers"] is not None
     ids = {plural: {name: r["id"] for name, r in (current[plural] or {}).items()} for plural in KINDS}
-    connector_names, consumer_names = _names(current, "connectors"), _names(current, "consumers")
+    names = {plural: _names(current, plural) for plural in KINDS}
     # A kind the document leaves out is not managed by it: kept, even with --prune (a document written
     # before consumers were part of it must not delete them, and their keys with them).
     managed = [plural for plural in KINDS if plural in doc]
@@ -316,67 +371,96 @@ async def make_plan(client: JunctionClient, org: str | None, doc: dict[str, Any]
 
     errors: list[tuple[str, str]] = []
     changes: list[Change] = []
-    for plural, (kind, schema_name) in KINDS.items():
+    final_rules: dict[str, Any] = {}  # rule name -> the API (name) it watches once applied
+    for plural, (kind, schema_name, _) in KINDS.items():
         schema = schemas.get(schema_name, {})
         for i, entry in enumerate(doc.get(plural, [])):
             where = f"{plural}[{i}]"
             if plural == "apis":
-                entry = _by_name(entry, consumer_names, usable["consumers"])
+                entry = _by_name(entry, names["consumers"], usable["consumers"])
+            elif plural == "alert_rules" and isinstance(entry.get("api"), str) and entry["api"] not in usable["apis"]:
+                # An API's id (a document written by hand, or before rules were in it) names that API.
+                entry = {**entry, "api": names["apis"].get(entry["api"], entry["api"])}
             have = (current[plural] or {}).get(entry["name"])
             if have is None:
                 change = Change("create", kind, entry["name"], body=entry)
             else:
-                shown = (_consumer_content(have) if plural == "consumers" else
-                         _api_content(have, connector_names, consumer_names) if plural == "apis" else _content(have))
-                differ = sorted(k for k, v in entry.items() if shown.get(k) != v)
+                shown = _shown(plural, have, names)
+                differ = sorted(k for k, v in entry.items() if shown.get(k) != v and k not in READ_ONLY)
                 change = Change("update", kind, entry["name"], differ, {**shown, **entry}, have["id"], have["version"])
             # What is sent, checked as the server will check it: an update's entry may name only what it changes.
             checked = change.body
             if plural == "apis":
                 errors += _reference_errors(change.body, where, usable, ids, readable)
                 checked = _with_ids(change.body, {}, _placeholders(change.body))
+            elif plural == "alert_rules":
+                errors += _rule_errors(change.body, where, usable, ids, bool(have and have.get(SECRET_SET)))
+                final_rules[entry["name"]] = change.body.get("api")
+                if isinstance(checked.get("api"), str):
+                    checked = {**checked, "api": SOME_ID}
             errors += [(f.field, f.message) for f in check_schema(checked, schema, where)]
             if change.action == "create" or change.fields:
                 changes.append(change)
-    if errors:
-        raise DocumentError(errors)
     kept: list[dict[str, str]] = []
-    for plural, (kind, _) in KINDS.items():
+    deleted: set[tuple[str, str]] = set()
+    for plural, (kind, _, _) in KINDS.items():
         for name, have in (current[plural] or {}).items():
             if name not in wanted[plural]:
                 if prune and plural in managed:
                     changes.append(Change("delete", kind, name, id=have["id"], version=have["version"]))
+                    deleted.add((kind, name))
                 else:
                     kept.append({"kind": kind, "name": name})
-    # Connectors and consumers first (APIs name them); an API pruned before one is created (a rename keeps
-    # its path); connectors and consumers pruned last (no API names them any more).
-    rank = {("api", "delete"): 1, ("api", "create"): 2, ("api", "update"): 2}
-    changes.sort(key=lambda c: rank.get((c.kind, c.action), 3 if c.action == "delete" else 0))
+                    if plural == "alert_rules":
+                        final_rules[name] = _rule_content(have, names["apis"]).get("api")
+    # A rule that watches an API the plan deletes: kept as it is, the deletion would be refused (409).
+    for rule, api in sorted(final_rules.items(), key=lambda r: r[0]):
+        if ("api", api) in deleted and rule not in wanted["alert_rules"]:
+            errors.append(("alert_rules", f"alert rule {rule!r} (not in the document) watches API {api!r}, which "
+                                          "--prune deletes: name the rule in the document, or leave the API"))
+    if errors:
+        raise DocumentError(errors)
+    # A rule moving off an API that is deleted before the API it moves to is made: let go first.
+    for name, have in (current["alert_rules"] or {}).items():
+        was = _rule_content(have, names["apis"]).get("api")
+        if ("api", was) in deleted and name in final_rules and final_rules[name] != was:
+            changes.append(Change("release", "alert_rule", name, ["api", "enabled"], {"api": None, "enabled": False},
+                                  have["id"], have["version"]))
+    changes.sort(key=lambda c: RANK[(c.kind, c.action)])
     return Plan(slug, changes, kept, ids)
 
 
 async def apply_plan(client: JunctionClient, plan: Plan) -> list[Change]:
     """Make the plan's changes in order; ApplyFailed (with those made) at the first the server refuses."""
     ids = {plural: dict(by_name) for plural, by_name in plan.ids.items()}
+    versions: dict[str, int] = {}  # a resource's version after this apply changed it (a released rule)
     done: list[Change] = []
     for change in plan.changes:
-        plural = f"{change.kind}s"
+        plural, path = PLURALS[change.kind], f"/orgs/{plan.org}/{SEGMENTS[change.kind]}"
         body = dict(change.body)
         if change.kind == "api":
             body = _with_ids(body, ids["connectors"], ids["consumers"])
+        elif change.kind == "alert_rule" and isinstance(body.get("api"), str):
+            body["api"] = ids["apis"].get(body["api"], body["api"])
+        version = versions.get(str(change.id), change.version)
         try:
             if change.action == "create":
-                made = await client.request("POST", f"/orgs/{plan.org}/{plural}", body)
+                made = await client.request("POST", path, body)
                 ids[plural][change.name] = made["id"]
-            elif change.action == "update" and change.kind == "connector":
-                await client.replace_connector(plan.org, str(change.id), body, if_version=change.version)
-            elif change.action == "update" and change.kind == "consumer":
-                await client.update_consumer(plan.org, str(change.id), if_version=change.version,
+            elif change.action == "delete":
+                await client.request("DELETE", f"{path}/{change.id}")
+            elif change.kind == "connector":
+                await client.replace_connector(plan.org, str(change.id), body, if_version=version)
+            elif change.kind == "consumer":
+                await client.update_consumer(plan.org, str(change.id), if_version=version,
                                              **{k: body[k] for k in change.fields})
-            elif change.action == "update":
-                await client.replace_api(plan.org, str(change.id), body, if_version=change.version)
+            elif change.kind == "api":
+                await client.replace_api(plan.org, str(change.id), body, if_version=version)
+            elif change.action == "release":
+                made = await client.update_alert_rule(plan.org, str(change.id), if_version=version, **body)
+                versions[str(change.id)] = made["version"]
             else:
-                await client.request("DELETE", f"/orgs/{plan.org}/{plural}/{change.id}")
+                await client.replace_alert_rule(plan.org, str(change.id), body, if_version=version)
         except JunctionAPIError as err:
             raise ApplyFailed(change, err, done) from err
         done.append(change)

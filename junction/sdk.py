@@ -795,6 +795,11 @@ class JunctionClient:
         return cast(dict[str, Any], await self.request("GET", self._alerting(org, "alert-rules"),
                                                        query={"limit": limit, "cursor": cursor}))
 
+    async def iter_alert_rules(self, org: str | None = None, *, page_size: int | None = 1000) -> AsyncIterator[dict[str, Any]]:
+        """Every alert rule, oldest first (following the cursor)."""
+        async for item in self._iter(self._alerting(org, "alert-rules"), page_size):
+            yield item
+
     async def create_alert_rule(self, org: str | None, name: str, metric: str, comparison: str, threshold: float,
                                 **fields: Any) -> dict[str, Any]:
         """``fields``: window, duration, api, channels, escalation, webhook_secret, enabled, description."""

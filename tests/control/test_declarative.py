@@ -1,5 +1,6 @@
 """Declarative configuration (junction/declarative.py, ``junction config export|apply``): an organisation's
-connectors, consumers and APIs as one document, applied to match, against the real control service."""
+connectors, consumers, APIs and alert rules as one document, applied to match, against the real control
+service."""
 from __future__ import annotations
 
 import json
@@ -234,6 +235,68 @@ async def test_consumers_are_managed_by_name_and_a_document_without_them_leaves_
         with pytest.raises(DocumentError) as err:
             await make_plan(jc, org, load_document(json.dumps(doc), {}), prune=False)
         assert any(f.startswith("consumers[0]") for f in dict(err.value.fields)), err.value.fields
+
+
+async def test_alert_rules_name_their_api_carry_no_secret_and_follow_a_renamed_api(control: Any) -> None:
+    source = (await control.new_org("decl-rules"))["slug"]
+    copy_ = (await control.new_org("decl-rules-cp"))["slug"]
+    await _seed(control, source)
+    async with JunctionClient(control.base_url, control.admin_token) as jc:
+        orders = next(a for a in await jc.list_apis(source) if a["name"] == "orders")
+        await jc.create_alert_rule(source, "orders-errors", "error_rate", ">", 0.2, api=orders["id"], window="1m",
+                                   channels={"webhooks": ["http://127.0.0.1:9/hook"]},
+                                   webhook_secret="rule-secret-0123456789")
+        await jc.create_alert_rule(source, "slow", "p99_latency_ms", ">", 900)
+        exported = await export_document(jc, source)
+        assert "rule-secret" not in json.dumps(exported)
+        rules = {r["name"]: r for r in exported["alert_rules"]}
+        assert rules["orders-errors"]["api"] == "orders" and rules["orders-errors"]["webhook_secret_set"] is True
+        assert rules["slow"]["api"] is None
+
+        # Copied to a new organisation: the rule's secret is not in the export, refused before anything changes.
+        doc = _with_secret_refs(exported)
+        with pytest.raises(DocumentError) as err:
+            await make_plan(jc, copy_, load_document(json.dumps(doc), _secrets_env()), prune=False)
+        at = next(i for i, r in enumerate(doc["alert_rules"]) if r["name"] == "orders-errors")
+        assert dict(err.value.fields).keys() == {f"alert_rules[{at}].webhook_secret"}, err.value.fields
+        assert await jc.list_apis(copy_) == []
+        doc["alert_rules"][at]["webhook_secret"] = "${JUNCTION_SECRET_HOOK}"
+        env = {**_secrets_env(), "JUNCTION_SECRET_HOOK": "rule-secret-0123456789"}
+        await apply_plan(jc, await make_plan(jc, copy_, load_document(json.dumps(doc), env), prune=False))
+        assert _without_org(await export_document(jc, copy_)) == _without_org(exported)
+        copied = {r["name"]: r for r in (await jc.list_alert_rules(copy_))["items"]}
+        copy_orders = next(a for a in await jc.list_apis(copy_) if a["name"] == "orders")
+        assert copied["orders-errors"]["api"] == copy_orders["id"] != orders["id"]
+        assert (await make_plan(jc, copy_, load_document(json.dumps(await export_document(jc, copy_)), {}),
+                                prune=True)).changes == []
+
+        # The API renamed (same path) and the rule moved to it: released from the old one before it is
+        # deleted, pointed at the new one once it is made; its secret stays. (Else: 409 api_in_use.)
+        doc = await export_document(jc, copy_)
+        next(a for a in doc["apis"] if a["name"] == "orders")["name"] = "orders-v2"
+        next(r for r in doc["alert_rules"] if r["name"] == "orders-errors")["api"] = "orders-v2"
+        plan = await make_plan(jc, copy_, load_document(json.dumps(doc), {}), prune=True)
+        assert [(c.action, c.kind, c.name) for c in plan.changes] == [
+            ("release", "alert_rule", "orders-errors"), ("delete", "api", "orders"), ("create", "api", "orders-v2"),
+            ("update", "alert_rule", "orders-errors")]
+        await apply_plan(jc, plan)
+        rule = next(r for r in (await jc.list_alert_rules(copy_))["items"] if r["name"] == "orders-errors")
+        v2 = next(a for a in await jc.list_apis(copy_) if a["name"] == "orders-v2")
+        assert (rule["api"], rule["enabled"], rule["webhook_secret_set"]) == (v2["id"], True, True)
+        assert rule["version"] == copied["orders-errors"]["version"] + 2
+        assert (await make_plan(jc, copy_, load_document(json.dumps(doc), {}), prune=True)).changes == []
+
+        # A rule the document does not name, watching an API --prune would delete: refused, nothing changed.
+        without_rules = {k: v for k, v in doc.items() if k != "alert_rules"}
+        without_rules["apis"] = [a for a in doc["apis"] if a["name"] != "orders-v2"]
+        with pytest.raises(DocumentError) as err:
+            await make_plan(jc, copy_, load_document(json.dumps(without_rules), {}), prune=True)
+        assert "orders-errors" in dict(err.value.fields)["alert_rules"]
+        # A rule naming an API that does not exist is named as the fault.
+        next(r for r in doc["alert_rules"] if r["name"] == "slow")["api"] = "nowhere"
+        with pytest.raises(DocumentError) as err:
+            await make_plan(jc, copy_, load_document(json.dumps(doc), {}), prune=False)
+        assert [f for f, _ in err.value.fields] == [f"alert_rules[{[r['name'] for r in doc['alert_rules']].index('slow')}].api"]
 
 
 async def test_a_resource_changed_after_the_plan_stops_the_apply_with_412(control: Any) -> None:
