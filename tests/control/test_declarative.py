@@ -292,11 +292,13 @@ async def test_alert_rules_name_their_api_carry_no_secret_and_follow_a_renamed_a
         with pytest.raises(DocumentError) as err:
             await make_plan(jc, copy_, load_document(json.dumps(without_rules), {}), prune=True)
         assert "orders-errors" in dict(err.value.fields)["alert_rules"]
-        # A rule naming an API that does not exist is named as the fault.
-        next(r for r in doc["alert_rules"] if r["name"] == "slow")["api"] = "nowhere"
-        with pytest.raises(DocumentError) as err:
-            await make_plan(jc, copy_, load_document(json.dumps(doc), {}), prune=False)
-        assert [f for f, _ in err.value.fields] == [f"alert_rules[{[r['name'] for r in doc['alert_rules']].index('slow')}].api"]
+        # A rule naming an API that does not exist, or another organisation's API by its id, is named as the fault.
+        slow_at = [r["name"] for r in doc["alert_rules"]].index("slow")
+        for ref in ("nowhere", orders["id"]):
+            doc["alert_rules"][slow_at]["api"] = ref
+            with pytest.raises(DocumentError) as err:
+                await make_plan(jc, copy_, load_document(json.dumps(doc), {}), prune=False)
+            assert [f for f, _ in err.value.fields] == [f"alert_rules[{slow_at}].api"], err.value.fields
 
 
 async def test_a_resource_changed_after_the_plan_stops_the_apply_with_412(control: Any) -> None:
