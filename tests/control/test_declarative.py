@@ -444,3 +444,35 @@ async def test_property_any_document_applied_exports_as_itself_and_reapplies_to_
             assert {k: by_name[entry["name"]][k] for k in entry} == entry
         assert (await make_plan(jc, None, load_document(json.dumps(doc), {}), prune=True)).changes == []
         assert (await make_plan(jc, None, load_document(json.dumps(exported), {}), prune=True)).changes == []
+
+
+JSONISH = st.recursive(st.none() | st.booleans() | st.integers(-5, 5) | st.text("ab{}$", max_size=4),
+                       lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(
+                           ["mode", "consumers", "api", "name", "x"]), inner, max_size=3), max_leaves=6)
+FIELDS = ["name", "connector", "auth", "api", "enabled", "path", "methods", "metric", "target", "webhook_secret_set",
+          "threshold", "id"]
+
+
+@hsettings(max_examples=60, deadline=None, database=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(doc=st.dictionaries(st.sampled_from(["connectors", "consumers", "apis", "alert_rules"]),
+                           st.lists(st.dictionaries(st.sampled_from(FIELDS), JSONISH, max_size=5), max_size=3)
+                           | JSONISH, max_size=4),
+       prune=st.booleans())
+async def test_property_any_document_is_planned_or_refused_naming_fields_never_crashes(
+        control: Any, declarative_org: str, doc: dict[str, Any], prune: bool) -> None:
+    text = json.dumps({"format": "junction/v1", **doc})
+    async with JunctionClient(control.base_url, control.admin_token) as jc:
+        try:
+            plan = await make_plan(jc, declarative_org, load_document(text, {}), prune=prune)
+        except DocumentError as err:
+            assert err.fields and all(isinstance(f, str) and isinstance(m, str) for f, m in err.fields)
+        else:
+            assert all(c.kind in ("connector", "consumer", "api", "alert_rule") for c in plan.changes)
+
+
+@pytest.fixture
+async def declarative_org(control: Any) -> str:
+    org = (await control.new_org("decl-fuzz"))["slug"]
+    await _seed(control, org)
+    return org
