@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,8 +67,10 @@ CONSUMER_FIELDS = ("name", "enabled")
 # Read-only fields of a view, which a document may repeat: never a difference.
 SECRET_SET = "webhook_secret_set"
 READ_ONLY = frozenset({SECRET_SET})
-# Stands in for a consumer's id where the schema check meets a name (the id of one not made yet is unknown).
-SOME_ID = "00000000-0000-0000-0000-000000000000"
+# How a plan's messages name each kind.
+LABELS = {"connectors": "connector", "consumers": "consumer", "apis": "API", "alert_rules": "alert rule"}
+# A reference as a document holds it: (the kind it names, where in the entry, the name or id) -> what to keep.
+Visit = Callable[[str, str, str], str]
 
 
 class DocumentError(Exception):
@@ -119,27 +122,38 @@ def _content(resource: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in resource.items() if k not in SERVER_FIELDS}
 
 
-def _consumer_content(consumer: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: consumer[k] for k in CONSUMER_FIELDS if k in consumer}
-
-
-def _api_content(api: Mapping[str, Any], connector_names: Mapping[str, str],
-                 consumer_names: Mapping[str, str]) -> dict[str, Any]:
-    """An API as a document says it: its connector and allowed consumers by name (an id left as it is when
-    nothing of that id exists)."""
-    out = {**_content(api), "connector": connector_names.get(api["connector"], api["connector"])}
-    auth = out.get("auth")
-    if isinstance(auth, dict) and isinstance(auth.get("consumers"), list):
-        out["auth"] = {**auth, "consumers": [consumer_names.get(c, c) for c in auth["consumers"]]}
+def _references(plural: str, entry: Mapping[str, Any], visit: Visit) -> dict[str, Any]:
+    """``entry`` with each reference it makes to another kind (an API's connector and ``auth.consumers``, a
+    rule's ``api``) replaced by what ``visit`` makes of it: the one place that knows where references are."""
+    out = dict(entry)
+    if plural == "apis":
+        if isinstance(out.get("connector"), str):
+            out["connector"] = visit("connectors", "connector", out["connector"])
+        auth = out.get("auth")
+        if isinstance(auth, dict) and isinstance(auth.get("consumers"), list):
+            out["auth"] = {**auth, "consumers": [visit("consumers", f"auth.consumers[{j}]", c) if isinstance(c, str)
+                                                 else c for j, c in enumerate(auth["consumers"])]}
+    elif plural == "alert_rules" and isinstance(out.get("api"), str):
+        out["api"] = visit("apis", "api", out["api"])
     return out
 
 
-def _rule_content(rule: Mapping[str, Any], api_names: Mapping[str, str]) -> dict[str, Any]:
-    """An alert rule as a document says it: the API it watches by name."""
-    out = _content(rule)
-    if isinstance(out.get("api"), str):
-        out["api"] = api_names.get(out["api"], out["api"])
-    return out
+def _through(maps: Mapping[str, Mapping[str, str]]) -> Visit:
+    """References looked up by kind in ``maps`` (names to ids, or ids to names); what is not there stays."""
+    return lambda kind, _, ref: maps.get(kind, {}).get(ref, ref)
+
+
+def _stand_in(kind: str, where: str, ref: str) -> str:
+    # An id for a name, for the schema check: the id of what the plan has yet to make is not known.
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, ref))
+
+
+def _shown(plural: str, have: Mapping[str, Any], names: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+    """What the server has, as a document says it: without server fields, references by name (an id left as
+    it is when nothing of that id exists); a consumer without the summary of its credentials."""
+    if plural == "consumers":
+        return {k: have[k] for k in CONSUMER_FIELDS if k in have}
+    return _references(plural, _content(have), _through(names))
 
 
 async def _current(client: JunctionClient, slug: str, *,
@@ -162,18 +176,15 @@ def _names(current: Mapping[str, Mapping[str, Mapping[str, Any]] | None], plural
 
 
 async def export_document(client: JunctionClient, org: str) -> dict[str, Any]:
-    """Every connector, consumer, API and alert rule of ``org``, keyed by name, secrets masked. For a caller who may not
-    read consumers, without them (its APIs' ``auth.consumers`` then stay ids)."""
+    """Every connector, consumer, API and alert rule of ``org``, keyed by name, secrets masked. For a caller
+    who may not read consumers, without them (its APIs' ``auth.consumers`` then stay ids)."""
     slug = (await client.get_org(org))["slug"]
     current = await _current(client, slug, need_consumers=False)
-    connector_names, consumer_names = _names(current, "connectors"), _names(current, "consumers")
-    doc: dict[str, Any] = {"format": FORMAT, "org": slug,
-                           "connectors": [_content(c) for _, c in sorted((current["connectors"] or {}).items())]}
-    if current["consumers"] is not None:
-        doc["consumers"] = [_consumer_content(c) for _, c in sorted(current["consumers"].items())]
-    doc["apis"] = [_api_content(a, connector_names, consumer_names) for _, a in sorted((current["apis"] or {}).items())]
-    api_names = _names(current, "apis")
-    doc["alert_rules"] = [_rule_content(r, api_names) for _, r in sorted((current["alert_rules"] or {}).items())]
+    names = {plural: _names(current, plural) for plural in KINDS}
+    doc: dict[str, Any] = {"format": FORMAT, "org": slug}
+    for plural, have in current.items():
+        if have is not None:
+            doc[plural] = [_shown(plural, r, names) for _, r in sorted(have.items())]
     return doc
 
 
@@ -273,79 +284,12 @@ def load_document(text: str, env: Mapping[str, str]) -> dict[str, Any]:
     return doc
 
 
-def _with_ids(api: dict[str, Any], connector_ids: Mapping[str, str], consumer_ids: Mapping[str, str]) -> dict[str, Any]:
-    """An API's body with its connector and allowed consumers named by id, as the server takes them."""
-    out = dict(api)
-    if isinstance(out.get("connector"), str):
-        out["connector"] = connector_ids.get(out["connector"], out["connector"])
-    auth = out.get("auth")
-    if isinstance(auth, dict) and isinstance(auth.get("consumers"), list):
-        out["auth"] = {**auth, "consumers": [consumer_ids.get(c, c) if isinstance(c, str) else c
-                                             for c in auth["consumers"]]}
-    return out
-
-
-def _by_name(api: dict[str, Any], consumer_names: Mapping[str, str], names: set[str]) -> dict[str, Any]:
-    """An API entry whose ``auth.consumers`` names a consumer by id (as documents did before they had
-    consumers) naming it by name, so that it compares with what the server has."""
-    auth = api.get("auth")
-    refs = auth.get("consumers") if isinstance(auth, dict) else None
-    if not isinstance(refs, list):
-        return api
-    named = [consumer_names[r] if isinstance(r, str) and r not in names and r in consumer_names else r for r in refs]
-    return api if named == refs else {**api, "auth": {**auth, "consumers": named}}
-
-
-def _placeholders(api: Mapping[str, Any]) -> dict[str, str]:
-    """A distinct stand-in id for each consumer the API names, for the schema check."""
-    refs = (api.get("auth") or {}).get("consumers") if isinstance(api.get("auth"), dict) else None
-    if not isinstance(refs, list):
-        return {}
-    return {ref: f"{SOME_ID[:-12]}{j:012d}" for j, ref in enumerate(refs) if isinstance(ref, str)}
-
-
-def _reference_errors(api: Mapping[str, Any], where: str, usable: Mapping[str, set[str]],
-                      ids: Mapping[str, Mapping[str, str]], consumers_known: bool) -> list[tuple[str, str]]:
-    """An API's connector and consumers that would not exist once the plan is applied (consumers only
-    when the caller can read them; else the server checks them)."""
-    errors: list[tuple[str, str]] = []
-    pruned = " (it is not in the document, and --prune deletes it)"
-    connector = api.get("connector")
-    if isinstance(connector, str) and connector not in usable["connectors"]:
-        errors.append((f"{where}.connector", f"no connector named {connector!r}"
-                                             f"{pruned if connector in ids['connectors'] else ''}"))
-    refs = (api.get("auth") or {}).get("consumers") if isinstance(api.get("auth"), dict) else None
-    for j, ref in enumerate(refs if isinstance(refs, list) and consumers_known else []):
-        if isinstance(ref, str) and ref not in usable["consumers"]:
-            errors.append((f"{where}.auth.consumers[{j}]", f"no consumer named {ref!r}"
-                                                           f"{pruned if ref in ids['consumers'] else ''}"))
-    return errors
-
-
-def _rule_errors(rule: Mapping[str, Any], where: str, usable: Mapping[str, set[str]],
-                 ids: Mapping[str, Mapping[str, str]], stored_secret: bool) -> list[tuple[str, str]]:
-    """An alert rule's API that would not exist once the plan is applied, and a webhook secret the rule
-    says it has (an export) that neither the document nor the server holds."""
-    errors: list[tuple[str, str]] = []
-    api = rule.get("api")
-    if isinstance(api, str) and api not in usable["apis"]:
-        why = " (it is not in the document, and --prune deletes it)" if api in ids["apis"] else ""
-        errors.append((f"{where}.api", f"no API named {api!r}{why}"))
+def _secret_errors(rule: Mapping[str, Any], where: str, stored_secret: bool) -> list[tuple[str, str]]:
+    """A webhook secret the rule says it has (an export) that neither the document nor the server holds."""
     if rule.get(SECRET_SET) and not stored_secret and "webhook_secret" not in rule:
-        errors.append((f"{where}.webhook_secret", "the rule signs its webhooks with a secret, which an export never "
-                                                  "carries: give it, as ${JUNCTION_SECRET_<NAME>}"))
-    return errors
-
-
-def _shown(plural: str, have: Mapping[str, Any], names: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
-    """What the server has, as a document would say it."""
-    if plural == "consumers":
-        return _consumer_content(have)
-    if plural == "apis":
-        return _api_content(have, names["connectors"], names["consumers"])
-    if plural == "alert_rules":
-        return _rule_content(have, names["apis"])
-    return _content(have)
+        return [(f"{where}.webhook_secret", "the rule signs its webhooks with a secret, which an export never "
+                                            "carries: give it, as ${JUNCTION_SECRET_<NAME>}")]
+    return []
 
 
 async def make_plan(client: JunctionClient, org: str | None, doc: dict[str, Any], *, prune: bool) -> Plan:
@@ -369,18 +313,29 @@ async def make_plan(client: JunctionClient, org: str | None, doc: dict[str, Any]
     usable = {plural: set(wanted[plural]) | (set() if prune and plural in managed else set(ids[plural]))
               for plural in KINDS}
 
+    # An id where a name belongs (a document written by hand, or before it named that kind) names what has
+    # it, unless it is also the name of something that stays.
+    by_id = _through({plural: {i: n for i, n in names[plural].items() if i not in usable[plural]} for plural in KINDS})
+
     errors: list[tuple[str, str]] = []
+
+    def missing(where: str) -> Visit:
+        """A visit that notes each reference to what will not exist once the plan is applied."""
+        def visit(target: str, at: str, ref: str) -> str:
+            # Consumers a viewer cannot read are left to the server to check.
+            if ref not in usable[target] and (target != "consumers" or readable):
+                pruned = " (it is not in the document, and --prune deletes it)" if ref in ids[target] else ""
+                errors.append((f"{where}.{at}", f"no {LABELS[target]} named {ref!r}{pruned}"))
+            return ref
+        return visit
+
     changes: list[Change] = []
     final_rules: dict[str, Any] = {}  # rule name -> the API (name) it watches once applied
     for plural, (kind, schema_name, _) in KINDS.items():
         schema = schemas.get(schema_name, {})
         for i, entry in enumerate(doc.get(plural, [])):
             where = f"{plural}[{i}]"
-            if plural == "apis":
-                entry = _by_name(entry, names["consumers"], usable["consumers"])
-            elif plural == "alert_rules" and isinstance(entry.get("api"), str) and entry["api"] not in usable["apis"]:
-                # An API's id (a document written by hand, or before rules were in it) names that API.
-                entry = {**entry, "api": names["apis"].get(entry["api"], entry["api"])}
+            entry = _references(plural, entry, by_id)
             have = (current[plural] or {}).get(entry["name"])
             if have is None:
                 change = Change("create", kind, entry["name"], body=entry)
@@ -388,17 +343,13 @@ async def make_plan(client: JunctionClient, org: str | None, doc: dict[str, Any]
                 shown = _shown(plural, have, names)
                 differ = sorted(k for k, v in entry.items() if shown.get(k) != v and k not in READ_ONLY)
                 change = Change("update", kind, entry["name"], differ, {**shown, **entry}, have["id"], have["version"])
-            # What is sent, checked as the server will check it: an update's entry may name only what it changes.
-            checked = change.body
-            if plural == "apis":
-                errors += _reference_errors(change.body, where, usable, ids, readable)
-                checked = _with_ids(change.body, {}, _placeholders(change.body))
-            elif plural == "alert_rules":
-                errors += _rule_errors(change.body, where, usable, ids, bool(have and have.get(SECRET_SET)))
+            _references(plural, change.body, missing(where))
+            if plural == "alert_rules":
+                errors += _secret_errors(change.body, where, bool(have and have.get(SECRET_SET)))
                 final_rules[entry["name"]] = change.body.get("api")
-                if isinstance(checked.get("api"), str):
-                    checked = {**checked, "api": SOME_ID}
-            errors += [(f.field, f.message) for f in check_schema(checked, schema, where)]
+            # What is sent, checked as the server will check it: an update's entry may name only what it changes.
+            sent = _references(plural, change.body, _stand_in)
+            errors += [(f.field, f.message) for f in check_schema(sent, schema, where)]
             if change.action == "create" or change.fields:
                 changes.append(change)
     kept: list[dict[str, str]] = []
@@ -412,7 +363,7 @@ async def make_plan(client: JunctionClient, org: str | None, doc: dict[str, Any]
                 else:
                     kept.append({"kind": kind, "name": name})
                     if plural == "alert_rules":
-                        final_rules[name] = _rule_content(have, names["apis"]).get("api")
+                        final_rules[name] = _shown(plural, have, names).get("api")
     # A rule that watches an API the plan deletes: kept as it is, the deletion would be refused (409).
     for rule, api in sorted(final_rules.items(), key=lambda r: r[0]):
         if ("api", api) in deleted and rule not in wanted["alert_rules"]:
@@ -422,7 +373,7 @@ async def make_plan(client: JunctionClient, org: str | None, doc: dict[str, Any]
         raise DocumentError(errors)
     # A rule moving off an API that is deleted before the API it moves to is made: let go first.
     for name, have in (current["alert_rules"] or {}).items():
-        was = _rule_content(have, names["apis"]).get("api")
+        was = _shown("alert_rules", have, names).get("api")
         if ("api", was) in deleted and name in final_rules and final_rules[name] != was:
             changes.append(Change("release", "alert_rule", name, ["api", "enabled"], {"api": None, "enabled": False},
                                   have["id"], have["version"]))
@@ -437,11 +388,7 @@ async def apply_plan(client: JunctionClient, plan: Plan) -> list[Change]:
     done: list[Change] = []
     for change in plan.changes:
         plural, path = PLURALS[change.kind], f"/orgs/{plan.org}/{SEGMENTS[change.kind]}"
-        body = dict(change.body)
-        if change.kind == "api":
-            body = _with_ids(body, ids["connectors"], ids["consumers"])
-        elif change.kind == "alert_rule" and isinstance(body.get("api"), str):
-            body["api"] = ids["apis"].get(body["api"], body["api"])
+        body = _references(plural, change.body, _through(ids))
         version = versions.get(str(change.id), change.version)
         try:
             if change.action == "create":
