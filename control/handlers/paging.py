@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from control.store.keyset import Position
 from control.validation import raise_if
 from core.errors import FieldError
 
@@ -33,7 +34,7 @@ def encode_cursor(at: datetime, id_: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str] | None:
+def decode_cursor(cursor: str) -> Position | None:
     """The ``(time, id)`` a cursor names, or None if it is not one we made."""
     if not cursor or len(cursor) > MAX_CURSOR_LEN:
         return None
@@ -48,7 +49,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str] | None:
     return position
 
 
-def page_query(request: web.Request) -> tuple[int, tuple[datetime, str] | None]:
+def page_query(request: web.Request) -> tuple[int, Position | None]:
     """``limit`` and the position ``cursor`` names; 422 naming each bad one."""
     errors: list[FieldError] = []
     limit, after = DEFAULT_PAGE, None

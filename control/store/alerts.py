@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from control.store.keyset import Keyset
+from control.store.keyset import Keyset, Position
 
 __all__ = ["Delivery", "NewAlert", "ack_alert", "alert_view", "connector_targets", "enqueue", "finish_delivery", "firing_alert",
            "get_alert", "lock_state", "mark_escalated", "notifications_of", "open_alert", "orphaned_alerts",
@@ -147,7 +147,7 @@ async def finish_delivery(conn: asyncpg.Connection, id_: str, *, ok: bool, attem
 
 
 async def page_alerts(conn: asyncpg.Connection, org_id: str | None, *, state: str | None, rule_id: str | None,
-                      limit: int, after: tuple[datetime, str] | None) -> list[asyncpg.Record]:
+                      limit: int, after: Position | None) -> list[asyncpg.Record]:
     """Newest first (started_at, then id); ``after`` is the last row of the previous page."""
     args: list[Any] = [org_id, state, rule_id]
     return await conn.fetch(

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from control.store.keyset import Keyset
+from control.store.keyset import Keyset, Position
 
 __all__ = ["LetterFilter", "LetterRow", "count_letters", "delete_older_than", "get_letter", "insert_letters", "letter_view", "page_letters"]
 
@@ -75,7 +75,7 @@ async def insert_letters(conn: asyncpg.Connection, rows: list[LetterRow]) -> int
 
 
 async def page_letters(conn: asyncpg.Connection, org_id: str, f: LetterFilter, limit: int,
-                       after: tuple[datetime, str] | None) -> list[asyncpg.Record]:
+                       after: Position | None) -> list[asyncpg.Record]:
     """Newest first (failed_at, then id); ``after`` is the last row of the previous page."""
     where, args = ["org_id = $1"], [org_id]  # type: list[str], list[Any]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from control.store.keyset import Keyset
+from control.store.keyset import Keyset, Position
 from core.latency import merge, quantile
 
 __all__ = ["LOG_COLUMNS", "LogFilter", "STEPS", "log_view", "page_logs", "points", "window_rows"]
@@ -92,7 +92,7 @@ class LogFilter:
 
 
 async def page_logs(conn: asyncpg.Connection, org_id: str, f: LogFilter, limit: int,
-                    after: tuple[datetime, str] | None) -> list[asyncpg.Record]:
+                    after: Position | None) -> list[asyncpg.Record]:
     """Finished calls of one organisation, newest first, after the cursor position ``after``."""
     args: list[Any] = [org_id, f.api_id, f.status, f.status_class, f.error_code, f.correlation_id, f.since, f.until]
     return await conn.fetch(

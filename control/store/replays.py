@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from control.store.dead_letters import LetterFilter
-from control.store.keyset import Keyset
+from control.store.keyset import Keyset, Position
 
 __all__ = [
     "ACTIVE", "FINAL", "Claim", "JobSpec", "claim_item", "create_job", "finish_jobs", "get_job", "job_items",
@@ -225,7 +224,7 @@ async def finish_jobs(conn: asyncpg.Connection) -> int:
     return int(result.split()[-1])
 
 
-async def page_jobs(conn: asyncpg.Connection, org_id: str, limit: int, after: tuple[datetime, str] | None) -> list[asyncpg.Record]:
+async def page_jobs(conn: asyncpg.Connection, org_id: str, limit: int, after: Position | None) -> list[asyncpg.Record]:
     """Newest first (created_at, then id); ``after`` is the last row of the previous page."""
     args: list[Any] = [org_id]
     return await conn.fetch(f"SELECT {_JOB_COLS}, {_COUNTS} FROM replay_jobs j JOIN organisations o ON o.id = j.org_id"
