@@ -330,12 +330,18 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
                     raise Conflict("the connector is used by APIs; delete or repoint them first", code="connector_in_use",
                                    extra={"apis": [str(r["id"]) for r in users]})
             if spec.kind is API:
-                # A rule left watching a deleted API would never fire again, and say nothing about it.
-                rules = await conn.fetch("SELECT id FROM alert_rules WHERE org_id = $1 AND content->>'api' = $2",
-                                         org_id, before["id"])
+                # A rule left watching a deleted API would never fire again, and say nothing about it. A global
+                # rule (a global admin's) holds it too; its id is named only to whom may change it.
+                rules = await conn.fetch("SELECT id, org_id FROM alert_rules WHERE (org_id = $1 OR org_id IS NULL)"
+                                         " AND content->>'api' = $2 ORDER BY created_at, id", org_id, before["id"])
                 if rules:
-                    raise Conflict("alert rules watch this API; delete them or change their api first",
-                                   code="api_in_use", extra={"alert_rules": [str(r["id"]) for r in rules]})
+                    own = [str(r["id"]) for r in rules if r["org_id"] is not None]
+                    others = [str(r["id"]) for r in rules if r["org_id"] is None]
+                    shown_global = others if principal(request).is_global_admin else []
+                    raise Conflict("alert rules watch this API; delete them or change their api first"
+                                   + ("" if not others or shown_global else
+                                      f" ({len(others)} of them global: a global admin manages those)"),
+                                   code="api_in_use", extra={"alert_rules": own + shown_global})
             await spec.kind.delete(conn, org_id, before["id"])
             await record(conn, request, action="delete", resource_type=spec.kind.name, resource_id=before["id"],
                          org_id=org_id, before=shown(before), after=None,

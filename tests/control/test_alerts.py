@@ -453,3 +453,16 @@ async def test_an_api_a_rule_watches_cannot_be_deleted_until_the_rule_lets_go(co
     r = await control.call("PATCH", f"/api/v1/orgs/{org}/alert-rules/{rule['id']}", t, {"api": third["id"]})
     assert r.status == 200, r.body
     assert (await control.call("DELETE", f"/api/v1/orgs/{org}/apis/{api['id']}", t)).status == 204
+    # A global rule (a global admin's) holds an API too: its admin is told, without the rule's id.
+    r = await control.call("POST", "/api/v1/alert-rules", t, {
+        "name": f"g-{org}", "metric": "error_rate", "comparison": ">", "threshold": 0.5, "api": third["id"]})
+    assert r.status == 201, r.body
+    glob = r.body
+    _, org_admin = await control.new_user(org, "org_admin")
+    r = await control.call("DELETE", f"/api/v1/orgs/{org}/apis/{third['id']}", org_admin)
+    assert r.status == 409 and r.body["alert_rules"] == [rule["id"]] and "1 of them global" in r.body["message"], r.body
+    r = await control.call("DELETE", f"/api/v1/orgs/{org}/apis/{third['id']}", t)
+    assert r.status == 409 and r.body["alert_rules"] == [rule["id"], glob["id"]], r.body
+    assert (await control.call("DELETE", f"/api/v1/alert-rules/{glob['id']}", t)).status == 204
+    assert (await control.call("DELETE", f"/api/v1/orgs/{org}/alert-rules/{rule['id']}", t)).status == 204
+    assert (await control.call("DELETE", f"/api/v1/orgs/{org}/apis/{third['id']}", org_admin)).status == 204
