@@ -346,9 +346,10 @@ def _register_audit(sub: Any) -> None:
 
 
 async def _config_export(c: JunctionClient, a: argparse.Namespace) -> Any:
-    from junction.declarative import export_document
+    from junction.declarative import dump, export_document
 
-    return await export_document(c, a.org)
+    sys.stdout.write(dump(await export_document(c, a.org), a.format))
+    return None
 
 
 async def _config_apply(c: JunctionClient, a: argparse.Namespace) -> Any:
@@ -378,6 +379,8 @@ def _register_config(sub: Any) -> None:
     p = _action(g, "export", _config_export,
                 "print the organisation's connectors, consumers, APIs and alert rules as a document (JSON)")
     p.add_argument("--org", required=True, help="the organisation (slug or id)")
+    p.add_argument("--format", choices=("json", "yaml"), default="json",
+                   help="json (default) or yaml (texts of several lines, as scripts, as literal blocks)")
     p = _action(g, "apply", _config_apply, "make the organisation match a document (JSON or YAML): prints the plan "
                 "and what was applied")
     p.add_argument("file", help="the document, or - for standard input")

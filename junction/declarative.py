@@ -39,7 +39,7 @@ import yaml
 from control.validation import check_schema
 from junction.sdk import JunctionAPIError, JunctionClient
 
-__all__ = ["FORMAT", "ApplyFailed", "Change", "DocumentError", "Plan", "apply_plan", "export_document",
+__all__ = ["FORMAT", "ApplyFailed", "Change", "DocumentError", "Plan", "apply_plan", "dump", "export_document",
            "load_document", "make_plan"]
 
 FORMAT = "junction/v1"
@@ -414,6 +414,26 @@ async def apply_plan(client: JunctionClient, plan: Plan) -> list[Change]:
     return done
 
 
-def dump(doc: dict[str, Any]) -> str:
-    """The document as the CLI prints it."""
-    return json.dumps(doc, indent=2, ensure_ascii=False)
+_OTHER_BREAKS = ("\r", "\x85", "\u2028", "\u2029")
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Safe YAML, with a text of several lines (a script, a WSDL) as a literal block a reviewer can read."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    # PyYAML falls back to a quoted scalar itself where a block cannot hold the text exactly, except for the
+    # breaks YAML reads as a newline besides "\n": in single quotes or plain, NEL (U+0085) and its kin come back
+    # folded into a space. Double quotes escape them.
+    style = '"' if any(b in value for b in _OTHER_BREAKS) else "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _text)
+
+
+def dump(doc: dict[str, Any], fmt: str = "json") -> str:
+    """The document as text, ``json`` or ``yaml``; ``load_document`` reads either back as the same document."""
+    if fmt == "yaml":
+        return yaml.dump(doc, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=120)
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

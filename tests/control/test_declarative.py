@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from junction.declarative import ApplyFailed, DocumentError, apply_plan, export_document, load_document, make_plan
+from junction.declarative import ApplyFailed, DocumentError, apply_plan, dump, export_document, load_document, make_plan
 from junction.sdk import JunctionClient
 from tests.control_support import run_cli
 from tests.soap_servers import WSDL_DIR
@@ -390,6 +390,14 @@ async def test_the_cli_exports_plans_applies_and_reports_in_the_error_model(cont
     assert rc == 0 and out["applied"] == 1, err
     rc, out, err = await run_cli(control, "config", "apply", str(path), *url)
     assert rc == 0 and out["applied"] == 0 and out["changes"] == [], err
+    # As YAML: the same document, the connector's script a literal block; applied, it changes nothing.
+    rc, text, err = await run_cli(control, "config", "export", "--org", org, "--format", "yaml", *url)
+    assert rc == 0 and isinstance(text, str), err
+    assert "script: |" in text and load_document(text, {}) == load_document(path.read_text(), {})
+    yaml_path = tmp_path / "org.yaml"
+    yaml_path.write_text(text)
+    rc, out, err = await run_cli(control, "config", "apply", str(yaml_path), *url)
+    assert rc == 0 and out["applied"] == 0 and out["changes"] == [], err
     # A bad document: exit 2, the API's error shape, the field named.
     path.write_text('{"format": "junction/v1", "apis": [{"name": "x", "path": "/x", "connector": "c", "timeout_ms": -5}]}')
     rc, out, err = await run_cli(control, "config", "apply", str(path), "--org", org, *url)
@@ -476,3 +484,16 @@ async def declarative_org(control: Any) -> str:
     org = (await control.new_org("decl-fuzz"))["slug"]
     await _seed(control, org)
     return org
+
+
+@hsettings(max_examples=200, deadline=None, database=None)
+@given(texts=st.lists(st.text(max_size=60).filter(lambda t: "${JUNCTION_SECRET_" not in t), min_size=1, max_size=4),
+       number=st.one_of(st.integers(), st.floats(allow_nan=False)), flag=st.booleans())
+def test_property_a_document_dumped_as_yaml_or_json_loads_as_itself(texts: list[str], number: Any, flag: bool) -> None:
+    # Any text (line breaks, tabs, trailing spaces, quotes, "yes", "null", "#", unicode) survives YAML's literal
+    # blocks and quoting; within the nesting bound (60 characters cannot open 64 brackets).
+    doc = {"format": "junction/v1", "org": "acme",
+           "connectors": [{"name": f"c{i}", "script": t, "settings": {t: number, "on": flag, "list": [t, None]}}
+                          for i, t in enumerate(texts)]}
+    for fmt in ("yaml", "json"):
+        assert load_document(dump(doc, fmt), {}) == doc
