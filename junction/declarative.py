@@ -10,6 +10,8 @@ deletes what the document does not name. It prints the plan; ``--dry-run`` stops
 document again changes nothing, so a deployment script can apply it on every run.
 
 - A field left out of an entry is left as it is on the server; an export writes every field.
+- The organisation's default ``rate_limit`` (an org admin's to set) is a field of the document; its quotas,
+  slug and ``enabled`` (a global admin's) are not.
 - A consumer is its name and whether it is enabled. Its credentials (API keys, a basic password, OAuth
   clients) are kept only as hashes and are never in a document: issue them in each organisation.
 - A rule's webhook secret is never exported (``webhook_secret_set`` says there is one): give it as
@@ -58,7 +60,7 @@ PLURALS = {kind: plural for plural, (kind, _, _) in KINDS.items()}
 SEGMENTS = {kind: segment for kind, _, segment in KINDS.values()}
 # The order of a plan's changes: what others name is made first and deleted last. A rule that moves from an
 # API the plan deletes to another is released first (disabled, watching nothing), updated at the end.
-RANK = {("connector", "create"): 0, ("connector", "update"): 0, ("consumer", "create"): 0, ("consumer", "update"): 0,
+RANK = {("org", "update"): 0, ("connector", "create"): 0, ("connector", "update"): 0, ("consumer", "create"): 0, ("consumer", "update"): 0,
         ("alert_rule", "delete"): 1, ("alert_rule", "release"): 1, ("api", "delete"): 2, ("api", "create"): 3,
         ("api", "update"): 3, ("alert_rule", "create"): 4, ("alert_rule", "update"): 4, ("connector", "delete"): 5,
         ("consumer", "delete"): 5}
@@ -67,6 +69,8 @@ CONSUMER_FIELDS = ("name", "enabled")
 # Read-only fields of a view, which a document may repeat: never a difference.
 SECRET_SET = "webhook_secret_set"
 READ_ONLY = frozenset({SECRET_SET})
+# The organisation's own settings a document holds (an org admin's to change): the default rate limit of its APIs.
+ORG_FIELDS = ("rate_limit",)
 # How a plan's messages name each kind.
 LABELS = {"connectors": "connector", "consumers": "consumer", "apis": "API", "alert_rules": "alert rule"}
 # A reference as a document holds it: (the kind it names, where in the entry, the name or id) -> what to keep.
@@ -84,7 +88,7 @@ class DocumentError(Exception):
 @dataclass
 class Change:
     action: str  # create, update, delete, or release (an alert rule let go of an API about to be deleted)
-    kind: str  # connector, consumer, api or alert_rule
+    kind: str  # org (its own settings), connector, consumer, api or alert_rule
     name: str
     fields: list[str] = field(default_factory=list)  # an update's top-level fields that differ
     body: dict[str, Any] = field(default_factory=dict, repr=False)  # what is sent (names, not ids, for references)
@@ -178,10 +182,11 @@ def _names(current: Mapping[str, Mapping[str, Mapping[str, Any]] | None], plural
 async def export_document(client: JunctionClient, org: str) -> dict[str, Any]:
     """Every connector, consumer, API and alert rule of ``org``, keyed by name, secrets masked. For a caller
     who may not read consumers, without them (its APIs' ``auth.consumers`` then stay ids)."""
-    slug = (await client.get_org(org))["slug"]
+    have = await client.get_org(org)
+    slug = have["slug"]
     current = await _current(client, slug, need_consumers=False)
     names = {plural: _names(current, plural) for plural in KINDS}
-    doc: dict[str, Any] = {"format": FORMAT, "org": slug}
+    doc: dict[str, Any] = {"format": FORMAT, "org": slug, **{k: have.get(k) for k in ORG_FIELDS}}
     for plural, have in current.items():
         if have is not None:
             doc[plural] = [_shown(plural, r, names) for _, r in sorted(have.items())]
@@ -250,7 +255,7 @@ def load_document(text: str, env: Mapping[str, str]) -> dict[str, Any]:
     errors: list[tuple[str, str]] = []
     if doc.get("format") != FORMAT:
         errors.append(("format", f"must be {FORMAT!r}"))
-    for key in sorted(set(doc) - {"format", "org", *KINDS}):
+    for key in sorted(set(doc) - {"format", "org", *ORG_FIELDS, *KINDS}):
         errors.append((key, "is not a field of a Junction configuration document"))
     if "org" in doc and not isinstance(doc["org"], str):
         errors.append(("org", "must be an organisation's slug"))
@@ -298,7 +303,8 @@ async def make_plan(client: JunctionClient, org: str | None, doc: dict[str, Any]
     target = org or doc.get("org")
     if not target:
         raise DocumentError([("org", "name the organisation: --org, or org in the document")])
-    slug = (await client.get_org(target))["slug"]
+    org_row = await client.get_org(target)
+    slug = org_row["slug"]
     schemas = (await client.openapi())["components"]["schemas"]
     # A document with consumers needs a caller who may read them (JunctionAPIError 403 otherwise).
     current = await _current(client, slug, need_consumers="consumers" in doc)
@@ -330,6 +336,12 @@ async def make_plan(client: JunctionClient, org: str | None, doc: dict[str, Any]
         return visit
 
     changes: list[Change] = []
+    settings = {k: doc[k] for k in ORG_FIELDS if k in doc}
+    errors += [(f.field, f.message) for f in check_schema(settings, schemas.get("OrgUpdate", {}))]
+    differ = sorted(k for k, v in settings.items() if org_row.get(k) != v)
+    if differ:
+        changes.append(Change("update", "org", slug, differ, {k: settings[k] for k in differ}, org_row["id"],
+                              org_row["version"]))
     final_rules: dict[str, Any] = {}  # rule name -> the API (name) it watches once applied
     for plural, (kind, schema_name, _) in KINDS.items():
         schema = schemas.get(schema_name, {})
@@ -387,11 +399,14 @@ async def apply_plan(client: JunctionClient, plan: Plan) -> list[Change]:
     versions: dict[str, int] = {}  # a resource's version after this apply changed it (a released rule)
     done: list[Change] = []
     for change in plan.changes:
-        plural, path = PLURALS[change.kind], f"/orgs/{plan.org}/{SEGMENTS[change.kind]}"
+        plural = PLURALS.get(change.kind, "")  # none for the organisation's own settings
+        path = f"/orgs/{plan.org}/{SEGMENTS.get(change.kind, '')}"
         body = _references(plural, change.body, _through(ids))
         version = versions.get(str(change.id), change.version)
         try:
-            if change.action == "create":
+            if change.kind == "org":
+                await client.update_org(plan.org, if_version=version, **body)
+            elif change.action == "create":
                 made = await client.request("POST", path, body)
                 ids[plural][change.name] = made["id"]
             elif change.action == "delete":

@@ -301,6 +301,49 @@ async def test_alert_rules_name_their_api_carry_no_secret_and_follow_a_renamed_a
             assert [f for f, _ in err.value.fields] == [f"alert_rules[{slow_at}].api"], err.value.fields
 
 
+async def test_the_organisations_default_rate_limit_is_in_the_document(control: Any) -> None:
+    org = (await control.new_org("decl-rl"))["slug"]
+    copy_ = (await control.new_org("decl-rl-cp"))["slug"]
+    await _seed(control, org)
+    limit = {"requests": 100, "per_seconds": 60, "by": "consumer"}
+    async with JunctionClient(control.base_url, control.admin_token) as jc:
+        doc = await export_document(jc, org)
+        assert doc["rate_limit"] is None
+        # One field of the organisation, changed first; the rest of the organisation untouched.
+        plan = await make_plan(jc, org, load_document(json.dumps({"format": "junction/v1", "rate_limit": limit}), {}),
+                               prune=True)
+        assert [c.to_dict() for c in plan.changes] == [{"action": "update", "kind": "org", "name": org,
+                                                       "fields": ["rate_limit"]}]
+        before = await jc.get_org(org)
+        await apply_plan(jc, plan)
+        after = await jc.get_org(org)
+        assert after["rate_limit"] == limit and after["version"] == before["version"] + 1
+        doc = await export_document(jc, org)
+        assert doc["rate_limit"] == limit
+        assert (await make_plan(jc, org, load_document(json.dumps(doc), {}), prune=True)).changes == []
+        # Copied with the rest; then removed with null.
+        await apply_plan(jc, await make_plan(jc, copy_, load_document(json.dumps(_with_secret_refs(doc)),
+                                                                      _secrets_env()), prune=False))
+        assert (await jc.get_org(copy_))["rate_limit"] == limit
+        await apply_plan(jc, await make_plan(jc, copy_, load_document('{"format": "junction/v1", "rate_limit": null}',
+                                                                      {}), prune=False))
+        assert (await jc.get_org(copy_))["rate_limit"] is None
+        # A bad one is named before anything changes.
+        with pytest.raises(DocumentError) as err:
+            await make_plan(jc, org, load_document(json.dumps({"format": "junction/v1", "rate_limit": {
+                "requests": 0, "per_seconds": 60, "by": "moon"}}), {}), prune=False)
+        assert {f for f, _ in err.value.fields} == {"rate_limit.requests", "rate_limit.by"}, err.value.fields
+        assert (await jc.get_org(org))["version"] == after["version"]
+    # An org viewer may plan it, not apply it.
+    _, viewer = await control.new_user(org, "org_viewer")
+    async with JunctionClient(control.base_url, viewer) as jv:
+        plan = await make_plan(jv, org, load_document(json.dumps({"format": "junction/v1", "rate_limit": None}), {}),
+                               prune=False)
+        with pytest.raises(ApplyFailed) as failed:
+            await apply_plan(jv, plan)
+        assert failed.value.error.status == 403 and failed.value.change.kind == "org"
+
+
 async def test_a_resource_changed_after_the_plan_stops_the_apply_with_412(control: Any) -> None:
     org = (await control.new_org("decl-race"))["slug"]
     await _seed(control, org)
