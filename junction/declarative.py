@@ -182,14 +182,14 @@ def _names(current: Mapping[str, Mapping[str, Mapping[str, Any]] | None], plural
 async def export_document(client: JunctionClient, org: str) -> dict[str, Any]:
     """Every connector, consumer, API and alert rule of ``org``, keyed by name, secrets masked. For a caller
     who may not read consumers, without them (its APIs' ``auth.consumers`` then stay ids)."""
-    have = await client.get_org(org)
-    slug = have["slug"]
+    org_row = await client.get_org(org)
+    slug = org_row["slug"]
     current = await _current(client, slug, need_consumers=False)
     names = {plural: _names(current, plural) for plural in KINDS}
-    doc: dict[str, Any] = {"format": FORMAT, "org": slug, **{k: have.get(k) for k in ORG_FIELDS}}
-    for plural, have in current.items():
-        if have is not None:
-            doc[plural] = [_shown(plural, r, names) for _, r in sorted(have.items())]
+    doc: dict[str, Any] = {"format": FORMAT, "org": slug, **{k: org_row.get(k) for k in ORG_FIELDS}}
+    for plural, by_name in current.items():
+        if by_name is not None:
+            doc[plural] = [_shown(plural, r, names) for _, r in sorted(by_name.items())]
     return doc
 
 
@@ -250,8 +250,8 @@ def load_document(text: str, env: Mapping[str, str]) -> dict[str, Any]:
     except RecursionError as exc:
         raise DocumentError([("(document)", "is nested too deeply")]) from exc
     if not isinstance(doc, dict):
-        raise DocumentError([("(document)", f"must be an object with format, connectors, consumers and apis, not "
-                                            f"{type(doc).__name__}")])
+        raise DocumentError([("(document)", f"must be an object ({', '.join(('format', 'org', *ORG_FIELDS, *KINDS))}), "
+                                            f"not {type(doc).__name__}")])
     errors: list[tuple[str, str]] = []
     if doc.get("format") != FORMAT:
         errors.append(("format", f"must be {FORMAT!r}"))
