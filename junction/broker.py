@@ -32,10 +32,22 @@ def check_port_free(port: int, what: str, variable: str) -> None:
             raise PortTaken(f"port {port} for {what} is taken; choose another with {variable}") from None
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port free now and not handed out before by this process.
+
+    The kernel may give the same ephemeral port to two binds in a row once the first socket is closed, so
+    ports chosen one after another for one run (ingress, egress, broker...) could coincide."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise OSError("no loopback port left that this process has not handed out already")
 
 
 def _load_prctl() -> object | None:

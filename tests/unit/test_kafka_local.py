@@ -119,6 +119,14 @@ def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
             assert kafka.process is None
 
 
+def test_ports_handed_out_for_one_run_never_coincide() -> None:
+    # The kernel hands the same ephemeral port to consecutive binds often enough that a run's nine ports
+    # once held a duplicate (CI: ingress and egress on one port). 500 draws collide almost surely without
+    # the process's memory of what it handed out.
+    ports = [free_port() for _ in range(500)]
+    assert len(set(ports)) == len(ports)
+
+
 def _fake_kafka(config: Path) -> subprocess.Popen[bytes]:
     """A process whose command line looks like a LocalKafka's, without Java."""
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "kafka.Kafka", str(config)])
