@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -24,22 +25,46 @@ def check_port_free(port: int, what: str, variable: str) -> None:
 
     SO_REUSEADDR, as the servers themselves bind: a port in TIME_WAIT is not taken.
     """
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            raise PortTaken(f"port {port} for {what} is taken; choose another with {variable}") from None
+    if not _bindable(port):
+        raise PortTaken(f"port {port} for {what} is taken; choose another with {variable}")
 
 
 _handed_out: set[int] = set()
+_BELOW_EPHEMERAL = 16384  # how many ports under the kernel's ephemeral range to draw from
+
+
+def _ephemeral_low() -> int | None:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind: TIME_WAIT is free
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port() -> int:
-    """A loopback port free now and not handed out before by this process.
+    """A loopback port free now, for a server a test or benchmark starts soon after.
 
-    The kernel may give the same ephemeral port to two binds in a row once the first socket is closed, so
-    ports chosen one after another for one run (ingress, egress, broker...) could coincide."""
+    Drawn from under the kernel's ephemeral range where there is one: between this call and the server's
+    bind, the run's own outgoing connections (to the broker, PostgreSQL, Redis) take ephemeral ports, and
+    one could take this one. Never the same port twice in one process: the kernel often gives a closed
+    ephemeral port to the next bind, so a run's ports chosen one after another could coincide."""
+    low = _ephemeral_low()
+    if low is not None and low - _BELOW_EPHEMERAL >= 1024:
+        for _ in range(200):
+            port = random.randrange(low - _BELOW_EPHEMERAL, low)
+            if port not in _handed_out and _bindable(port):
+                _handed_out.add(port)
+                return port
     for _ in range(100):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))

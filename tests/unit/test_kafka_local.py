@@ -119,12 +119,17 @@ def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
             assert kafka.process is None
 
 
+@pytest.mark.skipif(not Path("/proc/sys/net/ipv4/ip_local_port_range").exists(), reason="reads /proc")
 def test_ports_handed_out_for_one_run_never_coincide() -> None:
     # The kernel hands the same ephemeral port to consecutive binds often enough that a run's nine ports
     # once held a duplicate (CI: ingress and egress on one port). 500 draws collide almost surely without
     # the process's memory of what it handed out.
     ports = [free_port() for _ in range(500)]
     assert len(set(ports)) == len(ports)
+    # Nor can the run's own outgoing connections take one before its server binds it: they get ports
+    # from the ephemeral range.
+    low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    assert not [port for port in ports if low <= port <= high]
 
 
 def _fake_kafka(config: Path) -> subprocess.Popen[bytes]:
