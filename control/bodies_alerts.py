@@ -33,8 +33,9 @@ _props: Schema = {
     "metric": {"type": "string", "enum": list(METRICS),
                "description": "error_rate is a fraction (0..1) of calls answered 4xx or 5xx; circuit_open counts "
                               "the breakers not closed of the connectors in scope"},
-    "api": {"type": ["string", "null"], "pattern": "^[0-9a-fA-F-]{36}$",
-            "description": "only this API (its id); null or absent: every API in scope"},
+    "api": {"type": ["string", "null"], "pattern": NAME_PATTERN,
+            "description": "only this API: its id, or in an organisation's rule its name (stored as the id); "
+                           "null or absent: every API in scope"},
     "comparison": {"type": "string", "enum": list(COMPARISONS)},
     "threshold": {"type": "number"},
     "window": {"type": "string", "pattern": _SPAN, "description": "the span measured, 10s to 24h (default 5m)"},

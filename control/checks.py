@@ -10,8 +10,8 @@ import asyncpg
 from lxml import etree
 
 from control.soap_api import check_protocol_fields, routed_methods, soap_contract
-from control.store.resources import API, content_of
-from control.validation import check_url, is_uuid, raise_if
+from control.store.resources import API, CONNECTOR, content_of
+from control.validation import check_url, raise_if
 from core.errors import Conflict, FieldError, InvalidInput
 from core.routing import RouteTable, parse_template
 from core.safe_xml import XmlRefused, parse_xml
@@ -34,10 +34,11 @@ async def prepare_api(conn: asyncpg.Connection, settings: Settings, org_id: str,
             raise_if([FieldError("path", "a soap API's path takes no parameters: it is the service's one address")])
         content["methods"] = ["POST"]
     connector = content["connector"]
-    if not is_uuid(connector) or not await conn.fetchval(
-            "SELECT 1 FROM connectors WHERE org_id = $1 AND id = $2", org_id, connector):
+    row = await CONNECTOR.find(conn, org_id, connector)  # its id, or its name: stored as the id
+    if row is None:
         raise InvalidInput(f"no connector {connector!r} in this organisation", code="unknown_connector",
                            fields=[FieldError("connector", "no such connector in this organisation")])
+    content["connector"] = str(row["id"])
     table = RouteTable()
     for row in await API.list(conn, org_id):
         if api_id is not None and str(row["id"]) == api_id:

@@ -40,7 +40,8 @@ _ERROR_TEXT = {
            "or over a quota (code quota_exceeded, with quota and limit).",
     "404": "No such resource, or it belongs to another organisation.",
     "409": "Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use.",
-    "412": "If-Match does not name the current version (code precondition_failed).",
+    "412": "If-Match does not name the current version, or If-None-Match: * met an existing resource (code "
+           "precondition_failed).",
     "413": "Request body larger than the limit (code body_too_large).",
     "422": "Invalid input: see fields[] for each field at fault.",
     "429": "Too many failed logins (code login_blocked) or requests (code rate_limited): wait Retry-After seconds.",
@@ -256,6 +257,9 @@ def _path_param(name: str, description: str, schema: Schema | None = None) -> Sc
 
 ORG = _path_param("org", "organisation slug or id")
 ID = _path_param("id", "resource id")
+REF = _path_param("id", "the resource's id, or its name (names are unique in the organisation)")
+_IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string", "enum": ["*"]},
+                  "description": "`*`: create only; when the name is taken, 412 and nothing changes."}
 USER = _path_param("user", "user id")
 
 
@@ -290,36 +294,39 @@ def _versioned(plural: str, schema: str, create: str, update: str, label: str) -
                         body=create, tag=label),
         },
         one: {
-            "parameters": [ORG, ID],
+            "parameters": [ORG, REF],
             "get": _op(f"Get a {label}", {"200": _json(_ref(schema), "current version", True), **read_err}, tag=label),
-            "put": _op(f"Replace a {label} (next version)", {"200": _json(_ref(schema), "updated", True), **upd_err},
-                       body=create, params=[_IF_MATCH], tag=label),
+            "put": _op(f"Replace a {label} (next version); given a name nothing has, create it (version 1). "
+                       "Put to a name, the body's name must be that name (to rename, use the id)",
+                       {"200": _json(_ref(schema), "updated (or unchanged: no new version)", True),
+                        "201": _json(_ref(schema), "created under the name in the path", True), **upd_err},
+                       body=create, params=[_IF_MATCH, _IF_NONE_MATCH], tag=label),
             "patch": _op(f"Change some fields of a {label} (next version)",
                          {"200": _json(_ref(schema), "updated", True), **upd_err}, body=update, params=[_IF_MATCH], tag=label),
             "delete": _op(f"Delete a {label}", {"204": {"description": "deleted"},
                                                **_errors("401", "403", "404", "409", "412")}, params=[_IF_MATCH], tag=label),
         },
         one + "/versions": {
-            "parameters": [ORG, ID],
+            "parameters": [ORG, REF],
             "get": _op("List versions", {"200": _json(_list_of("Version"), "every version, oldest first"), **read_err}, tag=label),
         },
         one + "/versions/{n}": {
-            "parameters": [ORG, ID, _path_param("n", "version number", n_schema)],
+            "parameters": [ORG, REF, _path_param("n", "version number", n_schema)],
             "get": _op("Get one version", {"200": _json(_ref("Version"), "that version"), **_errors("401", "404", "422")}, tag=label),
         },
         one + "/versions/{a}/diff/{b}": {
-            "parameters": [ORG, ID, _path_param("a", "from version", n_schema), _path_param("b", "to version", n_schema)],
+            "parameters": [ORG, REF, _path_param("a", "from version", n_schema), _path_param("b", "to version", n_schema)],
             "get": _op("Diff two versions", {"200": _json(_ref("Diff"), "changed fields"), **_errors("401", "404", "422")}, tag=label),
         },
         one + "/diff": {
-            "parameters": [ORG, ID,
+            "parameters": [ORG, REF,
                            {"name": "from", "in": "query", "required": True, "schema": n_schema},
                            {"name": "to", "in": "query", "required": True, "schema": n_schema}],
             "get": _op("Diff two versions (query form)", {"200": _json(_ref("Diff"), "changed fields"),
                                                           **_errors("401", "404", "422")}, tag=label),
         },
         one + "/rollback": {
-            "parameters": [ORG, ID],
+            "parameters": [ORG, REF],
             "post": _op("Create a new version equal to an old one",
                         {"200": _json(_ref(schema), "the new version", True), **upd_err},
                         body="RollbackRequest", params=[_IF_MATCH], tag=label),
@@ -347,8 +354,13 @@ def _consumers() -> dict[str, Schema]:
                         body="ConsumerCreate", tag=tag),
         },
         one: {
-            "parameters": [ORG, ID],
+            "parameters": [ORG, REF],
             "get": _op("Get a consumer", {"200": _json(_ref("Consumer"), "current version", True), **read_err}, tag=tag),
+            "put": _op("Set a consumer's name and enabled (next version); given a name nothing has, create it "
+                       "(version 1). Put to a name, the body's name must be that name. Credentials stay as they are",
+                       {"200": _json(_ref("Consumer"), "updated (or unchanged: no new version)", True),
+                        "201": _json(_ref("Consumer"), "created under the name in the path", True), **write_err},
+                       body="ConsumerCreate", params=[_IF_MATCH, _IF_NONE_MATCH], tag=tag),
             "patch": _op("Rename, disable or enable a consumer (next version)",
                          {"200": _json(_ref("Consumer"), "updated", True), **write_err},
                          body="ConsumerUpdate", params=[_IF_MATCH], tag=tag),
@@ -357,22 +369,22 @@ def _consumers() -> dict[str, Schema]:
                           params=[_IF_MATCH], tag=tag),
         },
         one + "/versions": {
-            "parameters": [ORG, ID],
+            "parameters": [ORG, REF],
             "get": _op("List versions", {"200": _json(_list_of("Version"), "every version, oldest first"), **read_err},
                        tag=tag),
         },
         one + "/versions/{n}": {
-            "parameters": [ORG, ID, _path_param("n", "version number", n_schema)],
+            "parameters": [ORG, REF, _path_param("n", "version number", n_schema)],
             "get": _op("Get one version", {"200": _json(_ref("Version"), "that version"),
                                            **_errors("401", "403", "404", "422")}, tag=tag),
         },
         one + "/versions/{a}/diff/{b}": {
-            "parameters": [ORG, ID, _path_param("a", "from version", n_schema), _path_param("b", "to version", n_schema)],
+            "parameters": [ORG, REF, _path_param("a", "from version", n_schema), _path_param("b", "to version", n_schema)],
             "get": _op("Diff two versions", {"200": _json(_ref("Diff"), "changed fields"),
                                              **_errors("401", "403", "404", "422")}, tag=tag),
         },
         one + "/keys": {
-            "parameters": [ORG, ID],
+            "parameters": [ORG, REF],
             "get": _op("List the consumer's API keys (never the keys)", {"200": _json(_list_of("ApiKey"), "keys"),
                                                                          **read_err}, tag=tag),
             "post": _op("Create an API key: the key is in this answer only",
@@ -380,12 +392,12 @@ def _consumers() -> dict[str, Schema]:
                         body="KeyCreate", params=[_IF_MATCH], tag=tag),
         },
         one + "/keys/{key_id}": {
-            "parameters": [ORG, ID, key],
+            "parameters": [ORG, REF, key],
             "delete": _op("Revoke an API key", {"204": {"description": "revoked"},
                                                 **_errors("401", "403", "404", "412")}, params=[_IF_MATCH], tag=tag),
         },
         one + "/basic": {
-            "parameters": [ORG, ID],
+            "parameters": [ORG, REF],
             "post": _op("Set or replace the consumer's username and password (bcrypt)",
                         {"200": _json(_ref("Consumer"), "updated", True), **write_err},
                         body="BasicSet", params=[_IF_MATCH], tag=tag),
@@ -393,7 +405,7 @@ def _consumers() -> dict[str, Schema]:
                           **_errors("401", "403", "404", "412")}, params=[_IF_MATCH], tag=tag),
         },
         one + "/oauth-clients": {
-            "parameters": [ORG, ID],
+            "parameters": [ORG, REF],
             "get": _op("List the consumer's OAuth clients (never the secrets)",
                        {"200": _json(_list_of("OAuthClient"), "clients"), **read_err}, tag=tag),
             "post": _op("Create an OAuth client: the secret is in this answer only",
@@ -401,7 +413,7 @@ def _consumers() -> dict[str, Schema]:
                         body="OAuthClientCreate", params=[_IF_MATCH], tag=tag),
         },
         one + "/oauth-clients/{client_id}": {
-            "parameters": [ORG, ID, client],
+            "parameters": [ORG, REF, client],
             "delete": _op("Delete an OAuth client", {"204": {"description": "deleted"},
                                                      **_errors("401", "403", "404", "412")}, params=[_IF_MATCH], tag=tag),
         },
@@ -521,7 +533,7 @@ def build_openapi(settings: Settings) -> Schema:
         },
         **_versioned("connectors", "Connector", "ConnectorCreate", "ConnectorUpdate", "connector"),
         "/api/v1/orgs/{org}/connectors/{id}/test": {
-            "parameters": [ORG, ID],
+            "parameters": [ORG, REF],
             "post": _op("Try the connector's script (or an unsaved one) on a sample request and/or response",
                         {"200": _json(_ref("ConnectorTestResult"), "the transformed request and response, or the script's error"),
                          **_errors("400", "401", "403", "404", "413", "422"),
@@ -544,7 +556,7 @@ def build_openapi(settings: Settings) -> Schema:
                         "503": _json(_ref("Error"), "this control instance runs without Kafka")}, tag="instances"),
         },
         "/api/v1/orgs/{org}/connectors/{id}/breaker": {
-            "parameters": [ORG, ID],
+            "parameters": [ORG, REF],
             "get": _op("The circuit breaker of the connector's upstream, as every egress instance shares it (docs/resilience.md)",
                        {"200": _json(_ref("Breaker"), "its state"), **_errors("401", "404")}, tag="connector"),
         },

@@ -10,13 +10,13 @@ import json
 import math
 import re
 import ssl
-import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from core.errors import BodyTooLarge, FieldError, Forbidden, InvalidInput, MalformedBody
+from core.ids import is_uuid
 from core.settings import Settings
 
 __all__ = ["check_auth", "check_quota", "check_schema", "check_upstream_auth", "check_url", "is_uuid", "quota_limit",
@@ -25,15 +25,6 @@ __all__ = ["check_auth", "check_quota", "check_schema", "check_upstream_auth", "
 _JSON_TYPES: dict[str, Any] = {
     "string": str, "object": dict, "array": list, "boolean": bool, "null": type(None),
 }
-
-
-def is_uuid(value: str) -> bool:
-    """A uuid in its canonical form: ``uuid.UUID`` also takes ``urn:uuid:…``, braces and no hyphens,
-    which PostgreSQL's uuid type refuses (a 500 where a 404 or 422 is due)."""
-    try:
-        return str(uuid.UUID(value)) == value.lower()
-    except (ValueError, TypeError, AttributeError):
-        return False
 
 
 def _reject_constant(name: str) -> Any:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from core.ids import is_uuid
 from core.settings import Settings
 from junction.sdk import JunctionAPIError, JunctionClient
 
@@ -232,7 +233,7 @@ def _register_resource(sub: Any, kind: str) -> None:
         if is_api:
             p.add_argument("--methods", type=_methods, help="comma separated, e.g. GET,POST")
             p.add_argument("--path", help="path template, e.g. /orders/{id}")
-            p.add_argument("--connector", help="connector id")
+            p.add_argument("--connector", help="the connector's id or name")
             p.add_argument("--timeout-ms", type=int)
             p.add_argument("--auth-mode", choices=["none", "api_key", "basic", "oauth2"])
             p.add_argument("--enabled", type=_bool)
@@ -256,18 +257,21 @@ def _register_resource(sub: Any, kind: str) -> None:
         def call(c: JunctionClient, a: argparse.Namespace, method: str = method) -> Awaitable[Any]:
             headers = {"If-Match": f'W/"{a.if_version}"'} if a.if_version else None
             data = _body(a, flags(a))
+            if method == "PUT" and "name" not in data and not is_uuid(a.id):
+                data["name"] = a.id  # put to a name: the body carries it
             return c.request(method, f"/orgs/{a.org}/{kind}/{a.id}", whole(data) if method == "PUT" else data,
                              headers=headers)
 
-        p = _action(g, name, call, "change some fields" if method == "PATCH" else "replace the whole resource")
+        p = _action(g, name, call, "change some fields" if method == "PATCH" else
+                    "replace the whole resource; given a name nothing has, create it")
         p.add_argument("org")
-        p.add_argument("id")
+        p.add_argument("id", help=f"the {noun}'s id or name")
         p.add_argument("--if-version", type=int, help="refuse (412) unless this is the current version")
         add_flags(p)
     for name, method in (("get", "GET"), ("delete", "DELETE")):
         p = _action(g, name, lambda c, a, method=method: c.request(method, f"/orgs/{a.org}/{kind}/{a.id}"), name)
         p.add_argument("org")
-        p.add_argument("id")
+        p.add_argument("id", help=f"the {noun}'s id or name")
     if not is_api:
         p = _action(g, "test", _test_connector,
                     "try a connector script on a sample request and/or response (no upstream call)")

@@ -257,7 +257,7 @@ def _register_replay_commands(replay: Any) -> None:
 
 
 def _register_consumers(sub: Any) -> None:
-    """``junction consumers create|list|get|update|delete`` and ``junction consumers keys create|list|revoke``."""
+    """``junction consumers create|list|get|replace|update|delete`` and ``junction consumers keys create|list|revoke``."""
     from junction.admin_cli import _action, _bool
 
     g = sub.add_parser("consumers", help="an organisation's callers and their API keys (docs/consumers.md)")
@@ -270,26 +270,31 @@ def _register_consumers(sub: Any) -> None:
                        ("delete", lambda c, a: c.delete_consumer(a.org, a.id))):
         p = _action(acts, name, call, name)
         p.add_argument("org")
-        p.add_argument("id")
+        p.add_argument("id", help="the consumer's id or name")
+    p = _action(acts, "replace", lambda c, a: c.upsert_consumer(a.org, a.name, enabled=a.enabled),
+                "set name and enabled of the consumer of this name, creating it if new (credentials stay)")
+    p.add_argument("org")
+    p.add_argument("name")
+    p.add_argument("--enabled", type=_bool, default=True)
     p = _action(acts, "update", lambda c, a: c.update_consumer(
         a.org, a.id, **{k: v for k, v in (("name", a.name), ("enabled", a.enabled)) if v is not None}),
         "rename, disable (--enabled false) or enable")
     p.add_argument("org")
-    p.add_argument("id")
+    p.add_argument("id", help="the consumer's id or name")
     p.add_argument("--name")
     p.add_argument("--enabled", type=_bool)
     keys = acts.add_parser("keys", help="API keys of a consumer").add_subparsers(dest="key_action", required=True)
     p = _action(keys, "create", lambda c, a: c.create_key(a.org, a.id, expires_at=a.expires_at),
                 "create a key: printed this once")
     p.add_argument("org")
-    p.add_argument("id", help="consumer id")
+    p.add_argument("id", help="the consumer's id or name")
     p.add_argument("--expires-at", help="RFC 3339, e.g. 2030-01-01T00:00:00Z (default: never)")
     p = _action(keys, "list", lambda c, a: c.list_keys(a.org, a.id), "list (ids, prefixes, expiry, last use)")
     p.add_argument("org")
-    p.add_argument("id", help="consumer id")
+    p.add_argument("id", help="the consumer's id or name")
     p = _action(keys, "revoke", lambda c, a: c.revoke_key(a.org, a.id, a.key_id), "revoke a key")
     p.add_argument("org")
-    p.add_argument("id", help="consumer id")
+    p.add_argument("id", help="the consumer's id or name")
     p.add_argument("key_id")
 
 

@@ -266,6 +266,26 @@ class JunctionAPIError(Exception):
 _UNSET: Any = object()  # "not given", where None is a value (JSON null)
 
 
+def _connector_body(name: str, target: dict[str, Any], script: str | None, settings: dict[str, Any] | None,
+                    extra: dict[str, Any]) -> dict[str, Any]:
+    body = {"name": name, "target": target, **extra}
+    if script is not None:
+        body["script"] = script
+    if settings is not None:
+        body["settings"] = settings
+    return body
+
+
+def _api_body(name: str, methods: list[str], path: str, connector: str, timeout_ms: int | None,
+              auth: dict[str, Any] | None, extra: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": name, "methods": methods, "path": path, "connector": connector, **extra}
+    if timeout_ms is not None:
+        body["timeout_ms"] = timeout_ms
+    if auth is not None:
+        body["auth"] = auth
+    return body
+
+
 def _etag(version: int | None) -> dict[str, str]:
     return {"If-Match": f'W/"{version}"'} if version is not None else {}
 
@@ -447,12 +467,15 @@ class JunctionClient:
 
     async def create_connector(self, org: str, name: str, target: dict[str, Any], *, script: str | None = None,
                                settings: dict[str, Any] | None = None, **extra: Any) -> Connector:
-        body = {"name": name, "target": target, **extra}
-        if script is not None:
-            body["script"] = script
-        if settings is not None:
-            body["settings"] = settings
+        body = _connector_body(name, target, script, settings, extra)
         return cast(Connector, await self.request("POST", f"/orgs/{org}/connectors", body))
+
+    async def upsert_connector(self, org: str, name: str, target: dict[str, Any], *, script: str | None = None,
+                               settings: dict[str, Any] | None = None, **extra: Any) -> Connector:
+        """The connector of this name as given: created, replaced, or left as it is when it already is (no new
+        version). Safe to run again, unlike :meth:`create_connector` (409 ``name_taken``)."""
+        body = _connector_body(name, target, script, settings, extra)
+        return cast(Connector, await self.request("PUT", f"/orgs/{org}/connectors/{name}", body))
 
     async def get_connector(self, org: str, connector_id: str) -> Connector:
         return cast(Connector, await self.request("GET", f"/orgs/{org}/connectors/{connector_id}"))
@@ -528,12 +551,15 @@ class JunctionClient:
 
     async def create_api(self, org: str, name: str, methods: list[str], path: str, connector: str, *,
                          timeout_ms: int | None = None, auth: dict[str, Any] | None = None, **extra: Any) -> Api:
-        body: dict[str, Any] = {"name": name, "methods": methods, "path": path, "connector": connector, **extra}
-        if timeout_ms is not None:
-            body["timeout_ms"] = timeout_ms
-        if auth is not None:
-            body["auth"] = auth
+        """``connector``: the connector's id or name."""
+        body = _api_body(name, methods, path, connector, timeout_ms, auth, extra)
         return cast(Api, await self.request("POST", f"/orgs/{org}/apis", body))
+
+    async def upsert_api(self, org: str, name: str, methods: list[str], path: str, connector: str, *,
+                         timeout_ms: int | None = None, auth: dict[str, Any] | None = None, **extra: Any) -> Api:
+        """The API of this name as given: created, replaced, or left as it is (see :meth:`upsert_connector`)."""
+        body = _api_body(name, methods, path, connector, timeout_ms, auth, extra)
+        return cast(Api, await self.request("PUT", f"/orgs/{org}/apis/{name}", body))
 
     async def get_api(self, org: str, api_id: str) -> Api:
         return cast(Api, await self.request("GET", f"/orgs/{org}/apis/{api_id}"))
@@ -565,6 +591,11 @@ class JunctionClient:
         if enabled is not None:
             body["enabled"] = enabled
         return cast(Consumer, await self.request("POST", f"/orgs/{org}/consumers", body))
+
+    async def upsert_consumer(self, org: str, name: str, *, enabled: bool = True) -> Consumer:
+        """The consumer of this name, created if new; its credentials stay as they are."""
+        return cast(Consumer, await self.request("PUT", f"/orgs/{org}/consumers/{name}",
+                                                 {"name": name, "enabled": enabled}))
 
     async def get_consumer(self, org: str, consumer_id: str) -> Consumer:
         return cast(Consumer, await self.request("GET", f"/orgs/{org}/consumers/{consumer_id}"))

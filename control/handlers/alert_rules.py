@@ -25,7 +25,7 @@ from control.alerting.rules import (
 )
 from control.handlers.common import principal, state
 from control.handlers.resources import Scope, Spec, versioned_routes
-from control.store.resources import ALERT_RULE, Kind, content_of
+from control.store.resources import ALERT_RULE, API, Kind, content_of
 from control.validation import is_uuid, raise_if
 from core.errors import FieldError
 from core.sealing import sealer_for
@@ -50,9 +50,16 @@ async def _prepare(conn: asyncpg.Connection, request: web.Request, org_id: str |
     content = normalise(data)
     errors = check_rule(content, TargetPolicy(allow_private=settings.allow_private_targets))
     api = content.get("api")
-    if api is not None and not (is_uuid(api) and await conn.fetchval(
-            "SELECT 1 FROM apis WHERE id = $1::uuid AND ($2::uuid IS NULL OR org_id = $2::uuid)", api, org_id)):
-        errors.append(FieldError("api", "no such API" + (" in this organisation" if org_id else "")))
+    if isinstance(api, str):
+        if org_id is not None:  # by id or name, stored as the id
+            row = await API.find(conn, org_id, api)
+            found = str(row["id"]) if row is not None else None
+        else:  # a global rule's API is in any organisation: names repeat across them, ids do not
+            found = api if is_uuid(api) and await conn.fetchval("SELECT 1 FROM apis WHERE id = $1::uuid", api) else None
+        if found is None:
+            errors.append(FieldError("api", "no such API" + (" in this organisation" if org_id else "")))
+        else:
+            content["api"] = found
     raise_if(errors)
     stored = await ALERT_RULE.get(conn, org_id, id_)
     previous = content.get(SECRET_SEALED) or (content_of(stored).get(SECRET_SEALED) if stored is not None else None)

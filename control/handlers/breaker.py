@@ -10,7 +10,6 @@ from aiohttp import web
 
 from control.handlers.common import org_for, reply, state
 from control.store.resources import CONNECTOR, content_of
-from control.validation import is_uuid
 from core.breaker_state import BreakerStore, origin_of
 from core.errors import NotFound
 from core.messages import now_ms
@@ -23,7 +22,7 @@ async def connector_breaker(request: web.Request) -> web.Response:
     ref = request.match_info["id"]
     async with st.db.acquire() as conn:
         org = await org_for(conn, request)
-        row = await CONNECTOR.get(conn, str(org["id"]), ref) if is_uuid(ref) else None
+        row = await CONNECTOR.find(conn, str(org["id"]), ref)
     if row is None:
         raise NotFound(f"connector {ref!r} not found")
     target = content_of(row).get("target") or {}

@@ -12,13 +12,13 @@ from control.state import STATE, ControlState
 from control.store.audit import AuditEntry, insert_audit
 from control.store.orgs import find_org
 from control.store.outbox import OutboxEvent, enqueue, notify_channel
-from control.validation import validate_body
+from control.validation import check_schema, is_uuid, raise_if, read_json, validate_body
 from control.versions import etag
-from core.errors import FieldError, InvalidInput, NotFound, ServiceUnavailable, Unauthorized
+from core.errors import FieldError, InvalidInput, NotFound, PreconditionFailed, ServiceUnavailable, Unauthorized
 from core import http as core_http
 from core.http import json_response
 
-__all__ = ["body", "org_for", "principal", "record", "reply", "state", "wait_for_reader", "wait_seconds"]
+__all__ = ["body", "org_for", "principal", "check_put", "put_data", "record", "reply", "state", "wait_for_reader", "wait_seconds"]
 
 
 # core.http stores the request id under a RequestKey (newer) or a plain string (older).
@@ -43,6 +43,33 @@ def principal(request: web.Request) -> Principal:
 async def body(request: web.Request, schema_name: str) -> dict[str, Any]:
     st = state(request)
     return await validate_body(request, st.schemas[schema_name], st.settings.control_max_body_bytes)
+
+
+def check_put(request: web.Request, data: Any, schema_name: str, ref: str, row: asyncpg.Record | None,
+              label: str) -> dict[str, Any]:
+    """The body of a PUT of ``ref`` (an id or a name; ``row`` what it names, if anything), once the PUT may go on.
+
+    PUT to a name nothing has creates it (Kong's upsert by name). The body carries that name: another one
+    would be a rename, which needs the id. An id nothing has is a 404, since ids are the server's to give.
+    ``If-Match`` needs something to match, and ``If-None-Match: *`` only creates."""
+    if row is None and is_uuid(ref):
+        raise NotFound(f"{label} {ref!r} not found")
+    by_name = row is None or str(row["id"]) != ref
+    if by_name and isinstance(data, dict) and isinstance(data.get("name"), str) and data["name"] != ref:
+        raise InvalidInput("the name in the body differs from the one in the path; to rename, PUT or PATCH "
+                           "it by its id", fields=[FieldError("name", "differs from the name in the path")])
+    raise_if(check_schema(data, state(request).schemas[schema_name]))
+    if row is None and request.headers.get("If-Match") is not None:
+        raise PreconditionFailed(f"no {label} named {ref!r} to match If-Match")
+    if row is not None and request.headers.get("If-None-Match", "").strip() == "*":
+        raise PreconditionFailed(f"{label} {ref!r} exists (If-None-Match: * only creates)", extra={"id": str(row["id"])})
+    return data
+
+
+async def put_data(request: web.Request) -> Any:
+    """A PUT's body, read before any lock is taken (a slow client must not hold one); :func:`check_put` then
+    checks it against what the path names."""
+    return await read_json(request, state(request).settings.control_max_body_bytes)
 
 
 async def org_for(conn: asyncpg.Connection, request: web.Request, *, write: bool = False,

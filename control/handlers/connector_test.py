@@ -26,7 +26,7 @@ from aiohttp import web
 from control.checks import check_script
 from control.handlers.common import body, org_for, reply, state
 from control.store.resources import CONNECTOR, content_of
-from control.validation import is_uuid, raise_if
+from control.validation import raise_if
 from core.errors import FieldError, JunctionError, NotFound, ServiceUnavailable
 from core.connector_secrets import MASK
 from core.scripts import script_ctx, script_request, script_response
@@ -185,7 +185,7 @@ async def test_connector(request: web.Request) -> web.Response:
     ref = request.match_info["id"]
     async with st.db.acquire() as conn:
         org = await org_for(conn, request, write=True)  # runs code: admins only
-        row = await CONNECTOR.get(conn, str(org["id"]), ref) if is_uuid(ref) else None
+        row = await CONNECTOR.find(conn, str(org["id"]), ref)
     if row is None:
         raise NotFound(f"connector {ref!r} not found")
     content = {**content_of(row), "id": str(row["id"]), "version": int(row["version"])}

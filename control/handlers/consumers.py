@@ -24,7 +24,7 @@ from aiohttp import web
 
 from control.auth import hash_password
 from control.documents import consumer_event
-from control.handlers.common import body, org_for, principal, record, reply, state
+from control.handlers.common import body, check_put, org_for, principal, put_data, record, reply, state
 from control.handlers.paging import one_page, page_query
 from control.handlers.resources import check_count_quota
 from control.store import consumers as store
@@ -52,7 +52,7 @@ def hash_secret(secret: str) -> str:
 
 
 async def _consumer(conn: asyncpg.Connection, org_id: str, ref: str, *, lock: bool = False) -> asyncpg.Record:
-    row = await CONSUMER.get(conn, org_id, ref, for_update=lock) if is_uuid(ref) else None
+    row = await CONSUMER.find(conn, org_id, ref, for_update=lock)
     if row is None:
         raise NotFound(f"consumer {ref!r} not found")
     return row
@@ -125,6 +125,31 @@ async def patch(request: web.Request) -> web.Response:
             return reply(before, version=before["version"])
         await _check_name(conn, str(org["id"]), merged["name"], before["id"])
         after = await _save(conn, request, org, before, before["id"], merged, "update")
+    return reply(after, version=after["version"])
+
+
+async def put(request: web.Request) -> web.Response:
+    """Set a consumer's name and enabled, or create it under the name in the path (as Kong's PUT
+    /consumers/{username}); its credentials are not in the body, and stay as they are."""
+    ref = request.match_info["id"]
+    raw = await put_data(request)
+    async with state(request).db.acquire() as conn, conn.transaction():
+        org = await org_for(conn, request, write=True, lock=True)
+        org_id = str(org["id"])
+        row = await CONSUMER.find(conn, org_id, ref, for_update=True)
+        data = check_put(request, raw, "ConsumerCreate", ref, row, "consumer")
+        fields = {"name": data["name"], "enabled": data.get("enabled", True)}
+        if row is None:
+            await _check_name(conn, org_id, fields["name"], None)
+            await check_count_quota(conn, request, CONSUMER, org_id, "consumers")
+            after = await _save(conn, request, org, None, str(uuid.uuid4()), fields, "create")
+            return reply(after, status=201, version=after["version"])
+        before = resource_view(row, org["slug"])
+        check_if_match(request.headers.get("If-Match"), before["version"])
+        if all(fields[k] == before[k] for k in fields):
+            return reply(before, version=before["version"])
+        await _check_name(conn, org_id, fields["name"], before["id"])
+        after = await _save(conn, request, org, before, before["id"], fields, "update")
     return reply(after, version=after["version"])
 
 
@@ -297,6 +322,7 @@ def routes() -> list[web.RouteDef]:
         web.post(base, create),
         web.get(base, list_, allow_head=False),
         web.get(one, get, allow_head=False),
+        web.put(one, put),
         web.patch(one, patch),
         web.delete(one, delete),
         web.get(one + "/versions", versions, allow_head=False),

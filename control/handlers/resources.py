@@ -31,7 +31,7 @@ from aiohttp import web
 
 from control.checks import prepare_api, prepare_connector
 from control.documents import api_event, connector_event
-from control.handlers.common import body, org_for, principal, record, reply, state
+from control.handlers.common import body, check_put, org_for, principal, put_data, record, reply, state
 from control.handlers.orgs import org_policy
 from control.handlers.paging import one_page, page_query
 from control.store.outbox import OutboxEvent
@@ -47,7 +47,6 @@ from control.validation import (
     check_auth,
     check_quota,
     check_upstream_auth,
-    is_uuid,
     quota_limit,
     raise_if,
 )
@@ -233,7 +232,7 @@ async def check_count_quota(conn: asyncpg.Connection, request: web.Request, kind
 
 
 async def _current(conn: asyncpg.Connection, spec: Spec, org_id: str | None, ref: str, *, lock: bool = False) -> asyncpg.Record:
-    row = await spec.kind.get(conn, org_id, ref, for_update=lock) if is_uuid(ref) else None
+    row = await spec.kind.find(conn, org_id, ref, for_update=lock)
     if row is None:
         raise NotFound(f"{spec.label} {ref!r} not found")
     return row
@@ -264,16 +263,21 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
                      events=[spec.event(after, "upsert")] if spec.event else [])
         return after
 
+    async def create_in(conn: asyncpg.Connection, request: web.Request, org: Scope,
+                        data: dict[str, Any]) -> dict[str, Any]:
+        """Version 1 of a new resource; the caller holds the organisation's lock."""
+        await _check_name(conn, spec, org.id, data["name"], None)
+        if spec.quota:
+            await check_count_quota(conn, request, spec.kind, str(org.id), spec.quota)
+        id_ = str(uuid.uuid4())  # known before prepare: secrets are sealed for this id
+        content = await spec.prepare(conn, request, org.id, id_, data)
+        return await write_version(conn, request, org, None, content, "create", id_)
+
     async def create(request: web.Request) -> web.Response:
         data = await body(request, spec.create_schema)
         async with state(request).db.acquire() as conn, conn.transaction():
             org = await spec.scope(conn, request, write=True, lock=True)
-            await _check_name(conn, spec, org.id, data["name"], None)
-            if spec.quota:
-                await check_count_quota(conn, request, spec.kind, str(org.id), spec.quota)
-            id_ = str(uuid.uuid4())  # known before prepare: secrets are sealed for this id
-            content = await spec.prepare(conn, request, org.id, id_, data)
-            after = await write_version(conn, request, org, None, content, "create", id_)
+            after = await create_in(conn, request, org, data)
         return reply(shown(after), status=201, version=after["version"])
 
     async def list_(request: web.Request) -> web.Response:
@@ -299,24 +303,41 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
         check_if_match(request.headers.get("If-Match"), before["version"])
         return org, org_id, row, before
 
-    async def update(request: web.Request, *, replace: bool) -> web.Response:
-        data = await body(request, spec.create_schema if replace else spec.update_schema)
-        async with state(request).db.acquire() as conn, conn.transaction():
-            org, org_id, row, before = await locked_current(conn, request)
-            old = content_of(row)
-            merged = data if replace else spec.merge(old, data)
-            await _check_name(conn, spec, org_id, merged["name"], before["id"])
-            content = await spec.prepare(conn, request, org_id, before["id"], merged)
-            if content == old:  # nothing changed: no new version, no audit row
-                return reply(shown(before), version=before["version"])
-            after = await write_version(conn, request, org, before, content, "update", before["id"])
-        return reply(shown(after), version=after["version"])
+    async def change(conn: asyncpg.Connection, request: web.Request, org: Scope, row: asyncpg.Record,
+                     data: dict[str, Any], *, replace: bool) -> dict[str, Any]:
+        """The next version of a locked resource, once If-Match agrees; the same one when nothing changed."""
+        before = resource_view(row, org.slug)
+        check_if_match(request.headers.get("If-Match"), before["version"])
+        old = content_of(row)
+        merged = data if replace else spec.merge(old, data)
+        await _check_name(conn, spec, org.id, merged["name"], before["id"])
+        content = await spec.prepare(conn, request, org.id, before["id"], merged)
+        if content == old:  # nothing changed: no new version, no audit row
+            return before
+        return await write_version(conn, request, org, before, content, "update", before["id"])
 
     async def put(request: web.Request) -> web.Response:
-        return await update(request, replace=True)
+        """Replace the resource the path names; a name nothing has yet creates it, so a script that sets up
+        its resources can run again and change nothing."""
+        ref = request.match_info["id"]
+        raw = await put_data(request)
+        async with state(request).db.acquire() as conn, conn.transaction():
+            org = await spec.scope(conn, request, write=True, lock=True)
+            row = await spec.kind.find(conn, org.id, ref, for_update=True)
+            data = check_put(request, raw, spec.create_schema, ref, row, spec.label)
+            if row is not None:
+                after = await change(conn, request, org, row, data, replace=True)
+                return reply(shown(after), version=after["version"])
+            after = await create_in(conn, request, org, data)
+        return reply(shown(after), status=201, version=after["version"])
 
     async def patch(request: web.Request) -> web.Response:
-        return await update(request, replace=False)
+        data = await body(request, spec.update_schema)
+        async with state(request).db.acquire() as conn, conn.transaction():
+            org = await spec.scope(conn, request, write=True, lock=True)
+            row = await _current(conn, spec, org.id, request.match_info["id"], lock=True)
+            after = await change(conn, request, org, row, data, replace=False)
+        return reply(shown(after), version=after["version"])
 
     async def delete(request: web.Request) -> web.Response:
         async with state(request).db.acquire() as conn, conn.transaction():

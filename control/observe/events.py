@@ -9,12 +9,12 @@ credentials are never read.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import JunctionError
+from core.ids import is_uuid
 from core.messages import is_results_topic
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot
@@ -45,18 +45,11 @@ class Partial:
         return self.org, self.correlation_id
 
 
-def _is_uuid(value: str) -> bool:
-    try:
-        return str(uuid.UUID(value)) == value.lower()
-    except ValueError:
-        return False
-
-
 def _ids(snapshot: ConfigSnapshot | None, org: str, api_id: str) -> dict[str, Any]:
     """The organisation's id (the wire names it by slug, which may change) and the API id."""
     out: dict[str, Any] = {}
     known = snapshot.orgs.get(org) if snapshot is not None else None
-    if known and _is_uuid(str(known.get("id") or "")):
+    if known and is_uuid(str(known.get("id") or "")):
         # Only ids the control plane issued: a routes file's own names (JUNCTION_ROUTES_FILE) are not
         # measured, rather than stop every flush at the database's uuid column.
         out["org_id"] = str(known["id"])

@@ -16,6 +16,7 @@ import asyncpg
 
 from control.store.keyset import Keyset, Position
 from control.store.orgs import WRITE_LOCK
+from control.validation import is_uuid
 
 __all__ = ["ALERT_RULE", "API", "CONNECTOR", "Kind", "resource_view"]
 
@@ -39,6 +40,22 @@ class Kind:
         return await conn.fetchrow(
             f"SELECT id, org_id, version, content, created_at, updated_at FROM {self.table}"
             f" WHERE {self.org_match} AND id = $2{lock}", org_id, id_)
+
+    async def find(self, conn: asyncpg.Connection, org_id: str | None, ref: str, *,
+                   for_update: bool = False) -> asyncpg.Record | None:
+        """The resource a path names, by id or by name, as Kong's ``{name or id}``.
+
+        Names are unique in an organisation, so a name is as good a key as an id, and one a person or a script
+        already knows. A ref in the form of an id is tried as an id first: only a resource named like an id is
+        found by name through one."""
+        if is_uuid(ref):
+            row = await self.get(conn, org_id, ref, for_update=for_update)
+            if row is not None:
+                return row
+        lock = WRITE_LOCK if for_update else ""
+        return await conn.fetchrow(
+            f"SELECT id, org_id, version, content, created_at, updated_at FROM {self.table}"
+            f" WHERE {self.org_match} AND name = $2{lock}", org_id, ref)
 
     async def list(self, conn: asyncpg.Connection, org_id: str | None) -> list[asyncpg.Record]:
         return await conn.fetch(

@@ -360,6 +360,13 @@ async def test_sdk_and_cli(control: Any) -> None:
     assert rc == 0 and key["key"].startswith("jk_"), err
     rc, keys, err = await cli("consumers", "keys", "list", slug, made["id"])
     assert rc == 0 and [k["id"] for k in keys] == [key["id"]] and "key" not in keys[0], err
+    # By name: replace sets enabled on the same consumer, and a new name makes a new one; keys stay.
+    rc, replaced, err = await cli("consumers", "replace", slug, "from-cli", "--enabled", "false")
+    assert rc == 0 and replaced["id"] == made["id"] and replaced["enabled"] is False, err
+    rc, keys, err = await cli("consumers", "keys", "list", slug, "from-cli")
+    assert rc == 0 and [k["id"] for k in keys] == [key["id"]], err
+    rc, other, err = await cli("consumers", "replace", slug, "from-cli-2")
+    assert rc == 0 and other["id"] != made["id"] and other["version"] == 1 and other["enabled"] is True, err
     rc, _, err = await cli("consumers", "keys", "revoke", slug, made["id"], key["id"])
     assert rc == 0, err
     rc, listed, err = await cli("consumers", "list", slug)

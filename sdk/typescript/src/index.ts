@@ -374,6 +374,7 @@ export class JunctionClient {
     return this.unwrap(this.raw.GET("/api/v1/orgs/{org}/connectors/{id}", { params: { path: { org, id } } }));
   }
 
+  /** `id` may be the name: given one nothing has, creates it (201). */
   replaceConnector(org: string, id: string, body: ConnectorCreate, version?: number): Promise<Connector> {
     return this.unwrap(
       this.raw.PUT("/api/v1/orgs/{org}/connectors/{id}", {
@@ -433,6 +434,7 @@ export class JunctionClient {
     return this.unwrap(this.raw.GET("/api/v1/orgs/{org}/apis/{id}", { params: { path: { org, id } } }));
   }
 
+  /** `id` may be the name: given one nothing has, creates it (201). */
   replaceApi(org: string, id: string, body: ApiCreate, version?: number): Promise<Api> {
     return this.unwrap(
       this.raw.PUT("/api/v1/orgs/{org}/apis/{id}", { params: { path: { org, id }, header: ifMatch(version) }, body }),
@@ -464,6 +466,16 @@ export class JunctionClient {
 
   getConsumer(org: string, id: string): Promise<Consumer> {
     return this.unwrap(this.raw.GET("/api/v1/orgs/{org}/consumers/{id}", { params: { path: { org, id } } }));
+  }
+
+  /** Sets name and enabled; given a name nothing has (as `id`), creates the consumer. Credentials stay. */
+  replaceConsumer(org: string, id: string, body: ConsumerCreate, version?: number): Promise<Consumer> {
+    return this.unwrap(
+      this.raw.PUT("/api/v1/orgs/{org}/consumers/{id}", {
+        params: { path: { org, id }, header: ifMatch(version) },
+        body,
+      }),
+    );
   }
 
   updateConsumer(org: string, id: string, body: ConsumerUpdate, version?: number): Promise<Consumer> {

@@ -85,14 +85,14 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
         };
         /** Get a global alert rule */
         get: operations["getAlert-RulesId"];
-        /** Replace a global alert rule (next version) */
+        /** Replace a global alert rule (next version); given a name nothing has, create it (version 1). Put to a name, the body's name must be that name (to rename, use the id) */
         put: operations["putAlert-RulesId"];
         post?: never;
         /** Delete a global alert rule */
@@ -111,7 +111,7 @@ export interface paths {
             };
             header?: never;
             path: {
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -131,7 +131,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -151,7 +151,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -171,7 +171,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
                 /** @description from version */
                 a: number;
@@ -195,7 +195,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
                 /** @description version number */
                 n: number;
@@ -473,14 +473,14 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
         };
         /** Get a alert rule */
         get: operations["getOrgsOrgAlert-RulesId"];
-        /** Replace a alert rule (next version) */
+        /** Replace a alert rule (next version); given a name nothing has, create it (version 1). Put to a name, the body's name must be that name (to rename, use the id) */
         put: operations["putOrgsOrgAlert-RulesId"];
         post?: never;
         /** Delete a alert rule */
@@ -501,7 +501,7 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -523,7 +523,7 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -545,7 +545,7 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -567,7 +567,7 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
                 /** @description from version */
                 a: number;
@@ -593,7 +593,7 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
                 /** @description version number */
                 n: number;
@@ -702,14 +702,14 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
         };
         /** Get a API */
         get: operations["getOrgsOrgApisId"];
-        /** Replace a API (next version) */
+        /** Replace a API (next version); given a name nothing has, create it (version 1). Put to a name, the body's name must be that name (to rename, use the id) */
         put: operations["putOrgsOrgApisId"];
         post?: never;
         /** Delete a API */
@@ -730,7 +730,7 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -752,7 +752,7 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -774,7 +774,7 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -796,7 +796,7 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
                 /** @description from version */
                 a: number;
@@ -822,7 +822,7 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
                 /** @description version number */
                 n: number;
@@ -887,14 +887,14 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
         };
         /** Get a connector */
         get: operations["getOrgsOrgConnectorsId"];
-        /** Replace a connector (next version) */
+        /** Replace a connector (next version); given a name nothing has, create it (version 1). Put to a name, the body's name must be that name (to rename, use the id) */
         put: operations["putOrgsOrgConnectorsId"];
         post?: never;
         /** Delete a connector */
@@ -912,7 +912,7 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -937,7 +937,7 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -959,7 +959,7 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -981,7 +981,7 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -1003,7 +1003,7 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -1025,7 +1025,7 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
                 /** @description from version */
                 a: number;
@@ -1051,7 +1051,7 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
                 /** @description version number */
                 n: number;
@@ -1096,14 +1096,15 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
         };
         /** Get a consumer */
         get: operations["getOrgsOrgConsumersId"];
-        put?: never;
+        /** Set a consumer's name and enabled (next version); given a name nothing has, create it (version 1). Put to a name, the body's name must be that name. Credentials stay as they are */
+        put: operations["putOrgsOrgConsumersId"];
         post?: never;
         /** Delete a consumer with its credentials */
         delete: operations["deleteOrgsOrgConsumersId"];
@@ -1120,7 +1121,7 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -1143,7 +1144,7 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -1166,7 +1167,7 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
                 /** @description API key id */
                 key_id: string;
@@ -1190,7 +1191,7 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -1213,7 +1214,7 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
                 /** @description OAuth client id */
                 client_id: string;
@@ -1237,7 +1238,7 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -1259,7 +1260,7 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
                 /** @description from version */
                 a: number;
@@ -1285,7 +1286,7 @@ export interface paths {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
                 /** @description version number */
                 n: number;
@@ -1669,7 +1670,7 @@ export interface components {
             window: string;
         };
         AlertRuleCreate: {
-            /** @description only this API (its id); null or absent: every API in scope */
+            /** @description only this API: its id, or in an organisation's rule its name (stored as the id); null or absent: every API in scope */
             api?: string | null;
             channels?: {
                 /** @description notified when it fires and resolves */
@@ -1705,7 +1706,7 @@ export interface components {
             window?: string;
         };
         AlertRuleUpdate: {
-            /** @description only this API (its id); null or absent: every API in scope */
+            /** @description only this API: its id, or in an organisation's rule its name (stored as the id); null or absent: every API in scope */
             api?: string | null;
             channels?: {
                 /** @description notified when it fires and resolves */
@@ -1819,7 +1820,7 @@ export interface components {
                 /** @description request headers whose values are part of the cache key (as Accept-Language) */
                 vary?: string[];
             } | null;
-            /** @description id of a connector in the same organisation */
+            /** @description a connector of the same organisation, by id or name (stored, and shown, as its id) */
             connector: string;
             /** @description read-only: the contract Junction computed from wsdl or operations; ignored when sent */
             contract?: Record<string, never> | null;
@@ -2077,7 +2078,7 @@ export interface components {
                 /** @description request headers whose values are part of the cache key (as Accept-Language) */
                 vary?: string[];
             } | null;
-            /** @description id of a connector in the same organisation */
+            /** @description a connector of the same organisation, by id or name (stored, and shown, as its id) */
             connector?: string;
             /** @description read-only: the contract Junction computed from wsdl or operations; ignored when sent */
             contract?: Record<string, never> | null;
@@ -3183,7 +3184,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -3457,7 +3458,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -3510,9 +3511,11 @@ export interface operations {
             header?: {
                 /** @description ETag of the version you read (W/"<n>"); a mismatch answers 412. */
                 "If-Match"?: string;
+                /** @description `*`: create only; when the name is taken, 412 and nothing changes. */
+                "If-None-Match"?: "*";
             };
             path: {
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -3523,8 +3526,19 @@ export interface operations {
             };
         };
         responses: {
-            /** @description updated */
+            /** @description updated (or unchanged: no new version) */
             200: {
+                headers: {
+                    /** @description W/"<version>" */
+                    ETag?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AlertRule"];
+                };
+            };
+            /** @description created under the name in the path */
+            201: {
                 headers: {
                     /** @description W/"<version>" */
                     ETag?: string;
@@ -3579,7 +3593,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -3616,7 +3630,7 @@ export interface operations {
                 "If-Match"?: string;
             };
             path: {
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -3666,7 +3680,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -3685,7 +3699,7 @@ export interface operations {
                 "If-Match"?: string;
             };
             path: {
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -3752,7 +3766,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -3789,7 +3803,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -3851,7 +3865,7 @@ export interface operations {
                 "If-Match"?: string;
             };
             path: {
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -3918,7 +3932,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -3952,7 +3966,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -4004,7 +4018,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
                 /** @description from version */
                 a: number;
@@ -4067,7 +4081,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
                 /** @description version number */
                 n: number;
@@ -4903,7 +4917,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -4989,7 +5003,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -5176,7 +5190,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -5220,11 +5234,13 @@ export interface operations {
             header?: {
                 /** @description ETag of the version you read (W/"<n>"); a mismatch answers 412. */
                 "If-Match"?: string;
+                /** @description `*`: create only; when the name is taken, 412 and nothing changes. */
+                "If-None-Match"?: "*";
             };
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -5235,8 +5251,19 @@ export interface operations {
             };
         };
         responses: {
-            /** @description updated */
+            /** @description updated (or unchanged: no new version) */
             200: {
+                headers: {
+                    /** @description W/"<version>" */
+                    ETag?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AlertRule"];
+                };
+            };
+            /** @description created under the name in the path */
+            201: {
                 headers: {
                     /** @description W/"<version>" */
                     ETag?: string;
@@ -5291,7 +5318,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -5330,7 +5357,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -5380,7 +5407,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -5401,7 +5428,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -5468,7 +5495,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -5507,7 +5534,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -5562,7 +5589,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -5629,7 +5656,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -5665,7 +5692,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -5710,7 +5737,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
                 /** @description from version */
                 a: number;
@@ -5766,7 +5793,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
                 /** @description version number */
                 n: number;
@@ -6125,7 +6152,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -6169,11 +6196,13 @@ export interface operations {
             header?: {
                 /** @description ETag of the version you read (W/"<n>"); a mismatch answers 412. */
                 "If-Match"?: string;
+                /** @description `*`: create only; when the name is taken, 412 and nothing changes. */
+                "If-None-Match"?: "*";
             };
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -6184,8 +6213,19 @@ export interface operations {
             };
         };
         responses: {
-            /** @description updated */
+            /** @description updated (or unchanged: no new version) */
             200: {
+                headers: {
+                    /** @description W/"<version>" */
+                    ETag?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Api"];
+                };
+            };
+            /** @description created under the name in the path */
+            201: {
                 headers: {
                     /** @description W/"<version>" */
                     ETag?: string;
@@ -6240,7 +6280,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -6279,7 +6319,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -6329,7 +6369,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -6350,7 +6390,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -6417,7 +6457,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -6456,7 +6496,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -6511,7 +6551,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -6578,7 +6618,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -6614,7 +6654,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -6659,7 +6699,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
                 /** @description from version */
                 a: number;
@@ -6715,7 +6755,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
                 /** @description version number */
                 n: number;
@@ -7010,7 +7050,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -7054,11 +7094,13 @@ export interface operations {
             header?: {
                 /** @description ETag of the version you read (W/"<n>"); a mismatch answers 412. */
                 "If-Match"?: string;
+                /** @description `*`: create only; when the name is taken, 412 and nothing changes. */
+                "If-None-Match"?: "*";
             };
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -7069,8 +7111,19 @@ export interface operations {
             };
         };
         responses: {
-            /** @description updated */
+            /** @description updated (or unchanged: no new version) */
             200: {
+                headers: {
+                    /** @description W/"<version>" */
+                    ETag?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Connector"];
+                };
+            };
+            /** @description created under the name in the path */
+            201: {
                 headers: {
                     /** @description W/"<version>" */
                     ETag?: string;
@@ -7125,7 +7178,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -7164,7 +7217,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -7214,7 +7267,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -7235,7 +7288,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -7302,7 +7355,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -7338,7 +7391,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -7384,7 +7437,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -7439,7 +7492,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -7506,7 +7559,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -7542,7 +7595,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -7634,7 +7687,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -7679,7 +7732,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
                 /** @description from version */
                 a: number;
@@ -7735,7 +7788,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
                 /** @description version number */
                 n: number;
@@ -7949,7 +8002,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -7996,6 +8049,125 @@ export interface operations {
             };
         };
     };
+    putOrgsOrgConsumersId: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description ETag of the version you read (W/"<n>"); a mismatch answers 412. */
+                "If-Match"?: string;
+                /** @description `*`: create only; when the name is taken, 412 and nothing changes. */
+                "If-None-Match"?: "*";
+            };
+            path: {
+                /** @description organisation slug or id */
+                org: string;
+                /** @description the resource's id, or its name (names are unique in the organisation) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ConsumerCreate"];
+            };
+        };
+        responses: {
+            /** @description updated (or unchanged: no new version) */
+            200: {
+                headers: {
+                    /** @description W/"<version>" */
+                    ETag?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Consumer"];
+                };
+            };
+            /** @description created under the name in the path */
+            201: {
+                headers: {
+                    /** @description W/"<version>" */
+                    ETag?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Consumer"];
+                };
+            };
+            /** @description Malformed JSON body (code malformed_body). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, expired or invalid bearer token; wrong login. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role may not do this (a viewer writing, an org admin doing a global admin's job), or over a quota (code quota_exceeded, with quota and limit). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource, or it belongs to another organisation. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Request body larger than the limit (code body_too_large). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input: see fields[] for each field at fault. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     deleteOrgsOrgConsumersId: {
         parameters: {
             query?: never;
@@ -8006,7 +8178,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -8056,7 +8228,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -8077,7 +8249,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -8144,7 +8316,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -8183,7 +8355,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -8250,7 +8422,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -8289,7 +8461,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -8330,7 +8502,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -8348,7 +8520,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -8405,7 +8577,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -8472,7 +8644,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -8511,7 +8683,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
                 /** @description API key id */
                 key_id: string;
@@ -8554,7 +8726,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -8572,7 +8744,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -8629,7 +8801,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -8696,7 +8868,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -8735,7 +8907,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
                 /** @description OAuth client id */
                 client_id: string;
@@ -8778,7 +8950,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -8796,7 +8968,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
             };
             cookie?: never;
@@ -8850,7 +9022,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
                 /** @description from version */
                 a: number;
@@ -8915,7 +9087,7 @@ export interface operations {
             path: {
                 /** @description organisation slug or id */
                 org: string;
-                /** @description resource id */
+                /** @description the resource's id, or its name (names are unique in the organisation) */
                 id: string;
                 /** @description version number */
                 n: number;
@@ -10014,7 +10186,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -10093,7 +10265,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description If-Match does not name the current version (code precondition_failed). */
+            /** @description If-Match does not name the current version, or If-None-Match: * met an existing resource (code precondition_failed). */
             412: {
                 headers: {
                     [name: string]: unknown;
