@@ -242,3 +242,28 @@ async def test_the_sdk_upserts_so_a_setup_script_runs_twice(control: Any) -> Non
             assert exc.status == 409 and exc.code == "name_taken"
         else:
             raise AssertionError("create_connector of a taken name did not answer 409")
+
+
+async def test_the_sdk_keeps_an_id_or_name_inside_its_own_path_segment(control: Any) -> None:
+    # An application passes a name it read from its user to the SDK. The HTTP client resolves `..`, even
+    # percent-encoded, and `/` or `?` would start another segment or the query: each would reach another
+    # resource with the application's token, here deleting a consumer through delete_api.
+    org = (await control.new_org("sdkseg"))["slug"]
+    async with JunctionClient(control.base_url, control.admin_token) as jc:
+        shop = await jc.upsert_consumer(org, "shop front")
+        assert (await jc.get_consumer(org, "shop front"))["id"] == shop["id"]  # a space, encoded
+        for hostile in ("../consumers/shop front", "x/../../consumers/shop front", "a?x=1", "a#b", "%2e%2e"):
+            try:
+                await jc.delete_api(org, hostile)
+            except JunctionAPIError as exc:
+                assert exc.status == 404 and exc.code == "not_found", (hostile, exc.status, exc.code)
+            else:
+                raise AssertionError(f"delete_api({hostile!r}) answered without an error")
+        for dots in (".", "..", ""):
+            try:
+                await jc.get_connector(org, dots)  # would read the organisation itself as a connector
+            except ValueError:
+                pass
+            else:
+                raise AssertionError(f"get_connector({dots!r}) was sent")
+        assert (await jc.get_consumer(org, shop["id"]))["version"] == 1
