@@ -145,6 +145,23 @@ export function etag(version: number): string {
   return `W/"${version}"`;
 }
 
+/**
+ * Each path parameter as one percent-encoded segment. An id, a name or a slug an application read from its
+ * user must name that resource and never another path: URL resolution follows `..` (even encoded), so
+ * `.`, `..` and the empty string are refused before anything is sent.
+ */
+export function pathSegments(pathname: string, params: Record<string, unknown>): string {
+  return pathname.replace(/\{([^}]+)\}/g, (whole: string, name: string) => {
+    const value = params?.[name];
+    if (value === undefined || value === null) return whole;
+    const text = String(value);
+    if (text === "" || text === "." || text === "..") {
+      throw new Error(`${JSON.stringify(text)} is not an id, a name or a slug`);
+    }
+    return encodeURIComponent(text);
+  });
+}
+
 function ifMatch(version?: number): { "If-Match"?: string } {
   return version === undefined ? {} : { "If-Match": etag(version) };
 }
@@ -170,7 +187,7 @@ export class JunctionClient {
     this.token = typeof options.token === "string" ? options.token : null;
     this.onUnauthorized = options.onUnauthorized;
     this.fetchImpl = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
-    this.raw = createClient<paths>({ baseUrl: this.baseUrl, fetch: this.fetchImpl });
+    this.raw = createClient<paths>({ baseUrl: this.baseUrl, fetch: this.fetchImpl, pathSerializer: pathSegments });
     this.raw.use({
       onRequest: ({ request }) => {
         const token = this.currentToken();

@@ -53,6 +53,29 @@ describe("JunctionClient", () => {
     expect(etag(3)).toBe('W/"3"');
   });
 
+  it("keeps an id or a name inside its own path segment, and refuses dot segments", async () => {
+    const urls: string[] = [];
+    const client = new JunctionClient({
+      baseUrl: "http://control.test",
+      fetch: async (input) => {
+        urls.push((input as Request).url);
+        return new Response("{}", { status: 200, headers: { "Content-Type": "application/json" } });
+      },
+    });
+    await client.getConsumer("acme", "shop front");
+    await client.getApi("acme", "../consumers/shop");
+    await client.getApi("acme", "a?x=1#b");
+    expect(urls).toEqual([
+      "http://control.test/api/v1/orgs/acme/consumers/shop%20front",
+      "http://control.test/api/v1/orgs/acme/apis/..%2Fconsumers%2Fshop",
+      "http://control.test/api/v1/orgs/acme/apis/a%3Fx%3D1%23b",
+    ]);
+    for (const dots of ["..", ".", ""]) {
+      await expect(client.getConnector("acme", dots)).rejects.toThrow(/is not an id, a name or a slug/);
+    }
+    expect(urls).toHaveLength(3);
+  });
+
   it("lists every organisation and user, following next_cursor page by page", async () => {
     const asked: URL[] = [];
     const client = new JunctionClient({
