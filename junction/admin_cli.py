@@ -20,7 +20,7 @@ import aiohttp
 
 from core.ids import is_uuid
 from core.settings import Settings
-from junction.sdk import JunctionAPIError, JunctionClient
+from junction.sdk import InvalidReference, JunctionAPIError, JunctionClient, path_segment
 
 T = TypeVar("T")
 
@@ -97,6 +97,9 @@ def _client_cmd(call: Call) -> Callable[[argparse.Namespace, Settings], int]:
         except CliFailure as err:
             print(json.dumps({"code": err.code, "message": str(err), **err.details}), file=sys.stderr)
             return 1
+        except InvalidReference as err:
+            print(json.dumps({"code": "invalid_input", "message": str(err)}), file=sys.stderr)
+            return 2
         except CliInputError as err:
             shown = {"code": "invalid_input", "message": f"{err.option}: {err}",  # the API's shape for the same
                      "fields": [{"field": f, "message": m} for f, m in err.fields or [(err.option, str(err))]]}
@@ -249,8 +252,8 @@ def _register_resource(sub: Any, kind: str) -> None:
     def whole(body: dict[str, Any]) -> dict[str, Any]:
         return body if is_api else _whole_connector(body)
 
-    p = _action(g, "create", lambda c, a: c.request("POST", f"/orgs/{a.org}/{kind}", whole(_body(a, flags(a)))),
-                "create")
+    p = _action(g, "create", lambda c, a: c.request("POST", f"/orgs/{path_segment(a.org)}/{kind}",
+                                                    whole(_body(a, flags(a)))), "create")
     p.add_argument("org")
     add_flags(p)
     for name, method in (("update", "PATCH"), ("replace", "PUT")):
@@ -259,8 +262,8 @@ def _register_resource(sub: Any, kind: str) -> None:
             data = _body(a, flags(a))
             if method == "PUT" and "name" not in data and not is_uuid(a.id):
                 data["name"] = a.id  # put to a name: the body carries it
-            return c.request(method, f"/orgs/{a.org}/{kind}/{a.id}", whole(data) if method == "PUT" else data,
-                             headers=headers)
+            return c.request(method, f"/orgs/{path_segment(a.org)}/{kind}/{path_segment(a.id)}",
+                             whole(data) if method == "PUT" else data, headers=headers)
 
         p = _action(g, name, call, "change some fields" if method == "PATCH" else
                     "replace the whole resource; given a name nothing has, create it")
@@ -269,7 +272,8 @@ def _register_resource(sub: Any, kind: str) -> None:
         p.add_argument("--if-version", type=int, help="refuse (412) unless this is the current version")
         add_flags(p)
     for name, method in (("get", "GET"), ("delete", "DELETE")):
-        p = _action(g, name, lambda c, a, method=method: c.request(method, f"/orgs/{a.org}/{kind}/{a.id}"), name)
+        p = _action(g, name, lambda c, a, method=method: c.request(
+            method, f"/orgs/{path_segment(a.org)}/{kind}/{path_segment(a.id)}"), name)
         p.add_argument("org")
         p.add_argument("id", help=f"the {noun}'s id or name")
     if not is_api:

@@ -39,7 +39,7 @@ from typing import Any
 import yaml
 
 from control.validation import check_schema
-from junction.sdk import JunctionAPIError, JunctionClient
+from junction.sdk import JunctionAPIError, JunctionClient, path_segment
 
 __all__ = ["FORMAT", "ApplyFailed", "Change", "DocumentError", "Plan", "apply_plan", "dump", "export_document",
            "load_document", "make_plan"]
@@ -400,7 +400,7 @@ async def apply_plan(client: JunctionClient, plan: Plan) -> list[Change]:
     done: list[Change] = []
     for change in plan.changes:
         plural = PLURALS.get(change.kind, "")  # none for the organisation's own settings
-        path = f"/orgs/{plan.org}/{SEGMENTS.get(change.kind, '')}"
+        path = f"/orgs/{path_segment(plan.org)}/{SEGMENTS.get(change.kind, '')}"
         body = _references(plural, change.body, _through(ids))
         version = versions.get(str(change.id), change.version)
         try:

@@ -26,7 +26,7 @@ import aiohttp
 __all__ = [
     "Api", "ApiKey", "ApiPage", "AuditEntry", "AuditPage", "Connector", "ConnectorPage", "Consumer", "ConsumerPage",
     "DeadLetter", "DeadLetterPage", "ReplayJob", "ReplayPage",
-    "Diff", "FieldError", "JunctionAPIError", "JunctionClient", "NewApiKey", "NewOAuthClient", "OAuthClient", "Org",
+    "Diff", "FieldError", "InvalidReference", "JunctionAPIError", "JunctionClient", "path_segment", "NewApiKey", "NewOAuthClient", "OAuthClient", "Org",
     "Token", "User", "Version", "describe_not_applied",
 ]
 
@@ -287,13 +287,17 @@ def _api_body(name: str, methods: list[str], path: str, connector: str, timeout_
     return body
 
 
-def _seg(value: str) -> str:
+class InvalidReference(ValueError):
+    """An id, name or slug that cannot be one path segment (``.``, ``..`` or empty): nothing was sent."""
+
+
+def path_segment(value: str) -> str:
     """One path segment: an id, a name or a slug, percent-encoded, so that what a caller passes (say, a name
     read from user input) names that resource and never another path: ``/`` and ``?`` would start another
     segment or the query, and the HTTP client resolves ``..`` even encoded, so it is refused."""
     text = str(value)
     if text in ("", ".", ".."):
-        raise ValueError(f"{text!r} is not an id, a name or a slug")
+        raise InvalidReference(f"{text!r} is not an id, a name or a slug")
     return quote(text, safe="")
 
 
@@ -387,11 +391,11 @@ class JunctionClient:
         return cast(dict[str, Any], await self.request("POST", "/admins", body))
 
     async def set_admin_enabled(self, admin_id: str, enabled: bool) -> User:
-        return cast(User, await self.request("PATCH", f"/admins/{_seg(admin_id)}", {"enabled": enabled}))
+        return cast(User, await self.request("PATCH", f"/admins/{path_segment(admin_id)}", {"enabled": enabled}))
 
     async def reset_admin_password(self, admin_id: str, password: str | None = None) -> dict[str, Any]:
         body = {"password": password} if password is not None else {}
-        return cast(dict[str, Any], await self.request("POST", f"/admins/{_seg(admin_id)}/password", body))
+        return cast(dict[str, Any], await self.request("POST", f"/admins/{path_segment(admin_id)}/password", body))
 
     async def security_events(self, *, org: str | None = None, kind: str | None = None, limit: int | None = None,
                               cursor: str | None = None) -> dict[str, Any]:
@@ -401,7 +405,7 @@ class JunctionClient:
 
     async def usage(self, org: str | None = None, *, day: str | None = None) -> dict[str, Any]:
         """Requests per organisation and user on ``day`` (UTC, default today); ``org``: that one only."""
-        return cast(dict[str, Any], await self.request("GET", f"/orgs/{_seg(org)}/usage" if org else "/usage",
+        return cast(dict[str, Any], await self.request("GET", f"/orgs/{path_segment(org)}/usage" if org else "/usage",
                                                        query={"day": day}))
 
     # -- organisations ---------------------------------------------------
@@ -416,33 +420,33 @@ class JunctionClient:
         return cast(Org, await self.request("POST", "/orgs", body))
 
     async def get_org(self, org: str) -> Org:
-        return cast(Org, await self.request("GET", f"/orgs/{_seg(org)}"))
+        return cast(Org, await self.request("GET", f"/orgs/{path_segment(org)}"))
 
     async def update_org(self, org: str, *, if_version: int | None = None, **fields: Any) -> Org:
-        return cast(Org, await self.request("PATCH", f"/orgs/{_seg(org)}", fields, headers=_etag(if_version)))
+        return cast(Org, await self.request("PATCH", f"/orgs/{path_segment(org)}", fields, headers=_etag(if_version)))
 
     async def delete_org(self, org: str) -> None:
-        await self.request("DELETE", f"/orgs/{_seg(org)}")
+        await self.request("DELETE", f"/orgs/{path_segment(org)}")
 
     # -- users -----------------------------------------------------------
     async def list_users(self, org: str) -> list[User]:
         """Every user of the organisation, oldest first (the list comes a page at a time)."""
-        return [u async for u in self._iter(f"/orgs/{_seg(org)}/users", 1000)]
+        return [u async for u in self._iter(f"/orgs/{path_segment(org)}/users", 1000)]
 
     async def create_user(self, org: str, email: str, password: str, role: str = "org_viewer") -> User:
-        return cast(User, await self.request("POST", f"/orgs/{_seg(org)}/users",
+        return cast(User, await self.request("POST", f"/orgs/{path_segment(org)}/users",
                                              {"email": email, "password": password, "role": role}))
 
     async def get_user(self, org: str, user_id: str) -> User:
-        return cast(User, await self.request("GET", f"/orgs/{_seg(org)}/users/{_seg(user_id)}"))
+        return cast(User, await self.request("GET", f"/orgs/{path_segment(org)}/users/{path_segment(user_id)}"))
 
     async def update_user(self, org: str, user_id: str, *, role: str | None = None,
                           password: str | None = None, enabled: bool | None = None) -> User:
         body = {k: v for k, v in (("role", role), ("password", password), ("enabled", enabled)) if v is not None}
-        return cast(User, await self.request("PATCH", f"/orgs/{_seg(org)}/users/{_seg(user_id)}", body))
+        return cast(User, await self.request("PATCH", f"/orgs/{path_segment(org)}/users/{path_segment(user_id)}", body))
 
     async def delete_user(self, org: str, user_id: str) -> None:
-        await self.request("DELETE", f"/orgs/{_seg(org)}/users/{_seg(user_id)}")
+        await self.request("DELETE", f"/orgs/{path_segment(org)}/users/{path_segment(user_id)}")
 
     # -- paginated lists ---------------------------------------------------
     async def _page(self, path: str, limit: int | None, cursor: str | None) -> dict[str, Any]:
@@ -469,40 +473,40 @@ class JunctionClient:
                                    cursor: str | None = None) -> ConnectorPage:
         """One page: ``limit`` (1 to 1000, default 100) connectors after ``cursor``
         (the ``next_cursor`` of the previous page)."""
-        return cast(ConnectorPage, await self._page(f"/orgs/{_seg(org)}/connectors", limit, cursor))
+        return cast(ConnectorPage, await self._page(f"/orgs/{path_segment(org)}/connectors", limit, cursor))
 
     async def iter_connectors(self, org: str, *, page_size: int | None = 1000) -> AsyncIterator[Connector]:
         """Every connector of the organisation, oldest first, a page at a time."""
-        async for item in self._iter(f"/orgs/{_seg(org)}/connectors", page_size):
+        async for item in self._iter(f"/orgs/{path_segment(org)}/connectors", page_size):
             yield item
 
     async def create_connector(self, org: str, name: str, target: dict[str, Any], *, script: str | None = None,
                                settings: dict[str, Any] | None = None, **extra: Any) -> Connector:
         body = _connector_body(name, target, script, settings, extra)
-        return cast(Connector, await self.request("POST", f"/orgs/{_seg(org)}/connectors", body))
+        return cast(Connector, await self.request("POST", f"/orgs/{path_segment(org)}/connectors", body))
 
     async def upsert_connector(self, org: str, name: str, target: dict[str, Any], *, script: str | None = None,
                                settings: dict[str, Any] | None = None, **extra: Any) -> Connector:
         """The connector of this name as given: created, replaced, or left as it is when it already is (no new
         version). Safe to run again, unlike :meth:`create_connector` (409 ``name_taken``)."""
         body = _connector_body(name, target, script, settings, extra)
-        return cast(Connector, await self.request("PUT", f"/orgs/{_seg(org)}/connectors/{_seg(name)}", body))
+        return cast(Connector, await self.request("PUT", f"/orgs/{path_segment(org)}/connectors/{path_segment(name)}", body))
 
     async def get_connector(self, org: str, connector_id: str) -> Connector:
-        return cast(Connector, await self.request("GET", f"/orgs/{_seg(org)}/connectors/{_seg(connector_id)}"))
+        return cast(Connector, await self.request("GET", f"/orgs/{path_segment(org)}/connectors/{path_segment(connector_id)}"))
 
     async def replace_connector(self, org: str, connector_id: str, body: dict[str, Any], *,
                                 if_version: int | None = None) -> Connector:
-        return cast(Connector, await self.request("PUT", f"/orgs/{_seg(org)}/connectors/{_seg(connector_id)}", body,
+        return cast(Connector, await self.request("PUT", f"/orgs/{path_segment(org)}/connectors/{path_segment(connector_id)}", body,
                                                   headers=_etag(if_version)))
 
     async def update_connector(self, org: str, connector_id: str, *, if_version: int | None = None,
                                **fields: Any) -> Connector:
-        return cast(Connector, await self.request("PATCH", f"/orgs/{_seg(org)}/connectors/{_seg(connector_id)}", fields,
+        return cast(Connector, await self.request("PATCH", f"/orgs/{path_segment(org)}/connectors/{path_segment(connector_id)}", fields,
                                                   headers=_etag(if_version)))
 
     async def delete_connector(self, org: str, connector_id: str) -> None:
-        await self.request("DELETE", f"/orgs/{_seg(org)}/connectors/{_seg(connector_id)}")
+        await self.request("DELETE", f"/orgs/{path_segment(org)}/connectors/{path_segment(connector_id)}")
 
     async def test_connector(self, org: str, connector_id: str | None = None, *, script: str | None = None,
                              settings: dict[str, Any] | None = None, method: str | None = None,
@@ -537,14 +541,14 @@ class JunctionClient:
         if connector_id is None:
             if script is None:
                 raise ValueError("test_connector: give a connector_id, or a script for a connector not saved yet")
-            return cast(dict[str, Any], await self.request("POST", f"/orgs/{_seg(org)}/connectors/test", payload))
-        return cast(dict[str, Any], await self.request("POST", f"/orgs/{_seg(org)}/connectors/{_seg(connector_id)}/test",
+            return cast(dict[str, Any], await self.request("POST", f"/orgs/{path_segment(org)}/connectors/test", payload))
+        return cast(dict[str, Any], await self.request("POST", f"/orgs/{path_segment(org)}/connectors/{path_segment(connector_id)}/test",
                                                        payload))
 
 
     async def connector_breaker(self, org: str, connector_id: str) -> dict[str, Any]:
         """The circuit breaker of the connector's upstream as egress shares it (docs/resilience.md)."""
-        return cast(dict[str, Any], await self.request("GET", f"/orgs/{_seg(org)}/connectors/{_seg(connector_id)}/breaker"))
+        return cast(dict[str, Any], await self.request("GET", f"/orgs/{path_segment(org)}/connectors/{path_segment(connector_id)}/breaker"))
     # -- APIs ------------------------------------------------------------
     async def list_apis(self, org: str, *, page_size: int | None = 1000) -> list[Api]:
         """Every API of the organisation, oldest first (following the cursor)."""
@@ -553,36 +557,36 @@ class JunctionClient:
     async def list_apis_page(self, org: str, *, limit: int | None = None, cursor: str | None = None) -> ApiPage:
         """One page: ``limit`` (1 to 1000, default 100) APIs after ``cursor``
         (the ``next_cursor`` of the previous page)."""
-        return cast(ApiPage, await self._page(f"/orgs/{_seg(org)}/apis", limit, cursor))
+        return cast(ApiPage, await self._page(f"/orgs/{path_segment(org)}/apis", limit, cursor))
 
     async def iter_apis(self, org: str, *, page_size: int | None = 1000) -> AsyncIterator[Api]:
         """Every API of the organisation, oldest first, a page at a time."""
-        async for item in self._iter(f"/orgs/{_seg(org)}/apis", page_size):
+        async for item in self._iter(f"/orgs/{path_segment(org)}/apis", page_size):
             yield item
 
     async def create_api(self, org: str, name: str, methods: list[str], path: str, connector: str, *,
                          timeout_ms: int | None = None, auth: dict[str, Any] | None = None, **extra: Any) -> Api:
         """``connector``: the connector's id or name."""
         body = _api_body(name, methods, path, connector, timeout_ms, auth, extra)
-        return cast(Api, await self.request("POST", f"/orgs/{_seg(org)}/apis", body))
+        return cast(Api, await self.request("POST", f"/orgs/{path_segment(org)}/apis", body))
 
     async def upsert_api(self, org: str, name: str, methods: list[str], path: str, connector: str, *,
                          timeout_ms: int | None = None, auth: dict[str, Any] | None = None, **extra: Any) -> Api:
         """The API of this name as given: created, replaced, or left as it is (see :meth:`upsert_connector`)."""
         body = _api_body(name, methods, path, connector, timeout_ms, auth, extra)
-        return cast(Api, await self.request("PUT", f"/orgs/{_seg(org)}/apis/{_seg(name)}", body))
+        return cast(Api, await self.request("PUT", f"/orgs/{path_segment(org)}/apis/{path_segment(name)}", body))
 
     async def get_api(self, org: str, api_id: str) -> Api:
-        return cast(Api, await self.request("GET", f"/orgs/{_seg(org)}/apis/{_seg(api_id)}"))
+        return cast(Api, await self.request("GET", f"/orgs/{path_segment(org)}/apis/{path_segment(api_id)}"))
 
     async def replace_api(self, org: str, api_id: str, body: dict[str, Any], *, if_version: int | None = None) -> Api:
-        return cast(Api, await self.request("PUT", f"/orgs/{_seg(org)}/apis/{_seg(api_id)}", body, headers=_etag(if_version)))
+        return cast(Api, await self.request("PUT", f"/orgs/{path_segment(org)}/apis/{path_segment(api_id)}", body, headers=_etag(if_version)))
 
     async def update_api(self, org: str, api_id: str, *, if_version: int | None = None, **fields: Any) -> Api:
-        return cast(Api, await self.request("PATCH", f"/orgs/{_seg(org)}/apis/{_seg(api_id)}", fields, headers=_etag(if_version)))
+        return cast(Api, await self.request("PATCH", f"/orgs/{path_segment(org)}/apis/{path_segment(api_id)}", fields, headers=_etag(if_version)))
 
     async def delete_api(self, org: str, api_id: str) -> None:
-        await self.request("DELETE", f"/orgs/{_seg(org)}/apis/{_seg(api_id)}")
+        await self.request("DELETE", f"/orgs/{path_segment(org)}/apis/{path_segment(api_id)}")
 
     # -- consumers and their credentials (docs/consumers.md) --------------
     async def list_consumers(self, org: str, *, page_size: int | None = 1000) -> list[Consumer]:
@@ -591,72 +595,72 @@ class JunctionClient:
 
     async def list_consumers_page(self, org: str, *, limit: int | None = None,
                                   cursor: str | None = None) -> ConsumerPage:
-        return cast(ConsumerPage, await self._page(f"/orgs/{_seg(org)}/consumers", limit, cursor))
+        return cast(ConsumerPage, await self._page(f"/orgs/{path_segment(org)}/consumers", limit, cursor))
 
     async def iter_consumers(self, org: str, *, page_size: int | None = 1000) -> AsyncIterator[Consumer]:
-        async for item in self._iter(f"/orgs/{_seg(org)}/consumers", page_size):
+        async for item in self._iter(f"/orgs/{path_segment(org)}/consumers", page_size):
             yield item
 
     async def create_consumer(self, org: str, name: str, *, enabled: bool | None = None) -> Consumer:
         body: dict[str, Any] = {"name": name}
         if enabled is not None:
             body["enabled"] = enabled
-        return cast(Consumer, await self.request("POST", f"/orgs/{_seg(org)}/consumers", body))
+        return cast(Consumer, await self.request("POST", f"/orgs/{path_segment(org)}/consumers", body))
 
     async def upsert_consumer(self, org: str, name: str, *, enabled: bool = True) -> Consumer:
         """The consumer of this name, created if new; its credentials stay as they are."""
-        return cast(Consumer, await self.request("PUT", f"/orgs/{_seg(org)}/consumers/{_seg(name)}",
+        return cast(Consumer, await self.request("PUT", f"/orgs/{path_segment(org)}/consumers/{path_segment(name)}",
                                                  {"name": name, "enabled": enabled}))
 
     async def get_consumer(self, org: str, consumer_id: str) -> Consumer:
-        return cast(Consumer, await self.request("GET", f"/orgs/{_seg(org)}/consumers/{_seg(consumer_id)}"))
+        return cast(Consumer, await self.request("GET", f"/orgs/{path_segment(org)}/consumers/{path_segment(consumer_id)}"))
 
     async def update_consumer(self, org: str, consumer_id: str, *, if_version: int | None = None,
                               **fields: Any) -> Consumer:
         """``name`` and/or ``enabled`` (False disables the consumer)."""
-        return cast(Consumer, await self.request("PATCH", f"/orgs/{_seg(org)}/consumers/{_seg(consumer_id)}", fields,
+        return cast(Consumer, await self.request("PATCH", f"/orgs/{path_segment(org)}/consumers/{path_segment(consumer_id)}", fields,
                                                  headers=_etag(if_version)))
 
     async def delete_consumer(self, org: str, consumer_id: str) -> None:
-        await self.request("DELETE", f"/orgs/{_seg(org)}/consumers/{_seg(consumer_id)}")
+        await self.request("DELETE", f"/orgs/{path_segment(org)}/consumers/{path_segment(consumer_id)}")
 
     async def create_key(self, org: str, consumer_id: str, *, expires_at: str | None = None) -> NewApiKey:
         """A new API key; ``key`` is in this answer only (RFC 3339 ``expires_at``, or none)."""
         body = {"expires_at": expires_at} if expires_at is not None else {}
-        return cast(NewApiKey, await self.request("POST", f"/orgs/{_seg(org)}/consumers/{_seg(consumer_id)}/keys", body))
+        return cast(NewApiKey, await self.request("POST", f"/orgs/{path_segment(org)}/consumers/{path_segment(consumer_id)}/keys", body))
 
     async def list_keys(self, org: str, consumer_id: str) -> list[ApiKey]:
-        return cast(list[ApiKey], (await self.request("GET", f"/orgs/{_seg(org)}/consumers/{_seg(consumer_id)}/keys"))["items"])
+        return cast(list[ApiKey], (await self.request("GET", f"/orgs/{path_segment(org)}/consumers/{path_segment(consumer_id)}/keys"))["items"])
 
     async def revoke_key(self, org: str, consumer_id: str, key_id: str) -> None:
-        await self.request("DELETE", f"/orgs/{_seg(org)}/consumers/{_seg(consumer_id)}/keys/{_seg(key_id)}")
+        await self.request("DELETE", f"/orgs/{path_segment(org)}/consumers/{path_segment(consumer_id)}/keys/{path_segment(key_id)}")
 
     async def set_basic(self, org: str, consumer_id: str, username: str, password: str) -> Consumer:
-        return cast(Consumer, await self.request("POST", f"/orgs/{_seg(org)}/consumers/{_seg(consumer_id)}/basic",
+        return cast(Consumer, await self.request("POST", f"/orgs/{path_segment(org)}/consumers/{path_segment(consumer_id)}/basic",
                                                  {"username": username, "password": password}))
 
     async def delete_basic(self, org: str, consumer_id: str) -> None:
-        await self.request("DELETE", f"/orgs/{_seg(org)}/consumers/{_seg(consumer_id)}/basic")
+        await self.request("DELETE", f"/orgs/{path_segment(org)}/consumers/{path_segment(consumer_id)}/basic")
 
     async def create_oauth_client(self, org: str, consumer_id: str, *,
                                   scopes: list[str] | None = None) -> NewOAuthClient:
         """A new OAuth client; ``client_secret`` is in this answer only."""
         body = {"scopes": scopes} if scopes is not None else {}
-        return cast(NewOAuthClient, await self.request("POST", f"/orgs/{_seg(org)}/consumers/{_seg(consumer_id)}/oauth-clients",
+        return cast(NewOAuthClient, await self.request("POST", f"/orgs/{path_segment(org)}/consumers/{path_segment(consumer_id)}/oauth-clients",
                                                        body))
 
     async def list_oauth_clients(self, org: str, consumer_id: str) -> list[OAuthClient]:
         return cast(list[OAuthClient],
-                    (await self.request("GET", f"/orgs/{_seg(org)}/consumers/{_seg(consumer_id)}/oauth-clients"))["items"])
+                    (await self.request("GET", f"/orgs/{path_segment(org)}/consumers/{path_segment(consumer_id)}/oauth-clients"))["items"])
 
     async def delete_oauth_client(self, org: str, consumer_id: str, client_id: str) -> None:
-        await self.request("DELETE", f"/orgs/{_seg(org)}/consumers/{_seg(consumer_id)}/oauth-clients/{_seg(client_id)}")
+        await self.request("DELETE", f"/orgs/{path_segment(org)}/consumers/{path_segment(consumer_id)}/oauth-clients/{path_segment(client_id)}")
 
     # -- versions (kind is "apis", "connectors", "consumers" or "alert-rules"; no rollback for consumers;
     #    org None: a global alert rule) --
     @staticmethod
     def _versioned(org: str | None, kind: Kind, resource_id: str) -> str:
-        return f"/orgs/{_seg(org)}/{kind}/{_seg(resource_id)}" if org is not None else f"/{kind}/{_seg(resource_id)}"
+        return f"/orgs/{path_segment(org)}/{kind}/{path_segment(resource_id)}" if org is not None else f"/{kind}/{path_segment(resource_id)}"
 
     async def versions(self, org: str | None, kind: Kind, resource_id: str) -> list[Version]:
         return cast(list[Version], (await self.request("GET", f"{self._versioned(org, kind, resource_id)}/versions"))["items"])
@@ -696,10 +700,10 @@ class JunctionClient:
         is then listed."""
         query = {"api": api, "stage": stage, "code": code, "correlation_id": correlation_id, "from": since,
                  "to": until, "limit": limit, "cursor": cursor, "wait": wait_s}
-        return cast(DeadLetterPage, await self.request("GET", f"/orgs/{_seg(org)}/dead-letters", query=query))
+        return cast(DeadLetterPage, await self.request("GET", f"/orgs/{path_segment(org)}/dead-letters", query=query))
 
     async def get_dead_letter(self, org: str, letter_id: str) -> DeadLetter:
-        return cast(DeadLetter, await self.request("GET", f"/orgs/{_seg(org)}/dead-letters/{_seg(letter_id)}"))
+        return cast(DeadLetter, await self.request("GET", f"/orgs/{path_segment(org)}/dead-letters/{path_segment(letter_id)}"))
 
     # -- replay (docs/replay.md) -------------------------------------------------
     async def create_replay(self, org: str, *, ids: list[str] | None = None, filter: dict[str, Any] | None = None,
@@ -710,14 +714,14 @@ class JunctionClient:
         body: dict[str, Any] = {"ids": ids} if ids is not None else {"filter": filter or {}}
         body.update({k: v for k, v in (("dry_run", dry_run), ("config", config), ("rate_per_second", rate_per_second),
                                        ("force", force)) if v not in (None, False)})
-        return cast(dict[str, Any], await self.request("POST", f"/orgs/{_seg(org)}/replays", body))
+        return cast(dict[str, Any], await self.request("POST", f"/orgs/{path_segment(org)}/replays", body))
 
     async def get_replay(self, org: str, job_id: str) -> ReplayJob:
-        return cast(ReplayJob, await self.request("GET", f"/orgs/{_seg(org)}/replays/{_seg(job_id)}"))
+        return cast(ReplayJob, await self.request("GET", f"/orgs/{path_segment(org)}/replays/{path_segment(job_id)}"))
 
     async def list_replays(self, org: str, *, limit: int | None = None, cursor: str | None = None) -> ReplayPage:
         """One page of the organisation's replay jobs, newest first, without items."""
-        return cast(ReplayPage, await self.request("GET", f"/orgs/{_seg(org)}/replays", query={"limit": limit, "cursor": cursor}))
+        return cast(ReplayPage, await self.request("GET", f"/orgs/{path_segment(org)}/replays", query={"limit": limit, "cursor": cursor}))
 
     async def wait_replay(self, org: str, job_id: str, *, timeout_s: float | None = None, poll_s: float = 0.5,
                           on_progress: Callable[[ReplayJob], None] | None = None) -> ReplayJob:
@@ -766,7 +770,7 @@ class JunctionClient:
         """An organisation's (or one API's) metric series; ``since``/``until`` (ISO 8601) are the API's
         ``from``/``to``, ``step`` 10s, 1m or 1h (chosen from the range when None)."""
         query = {"api": api, "from": since, "to": until, "step": step}
-        return cast(dict[str, Any], await self.request("GET", f"/orgs/{_seg(org)}/metrics", query=query))
+        return cast(dict[str, Any], await self.request("GET", f"/orgs/{path_segment(org)}/metrics", query=query))
 
     async def all_metrics(self, *, api: str | None = None, since: str | None = None, until: str | None = None,
                           step: str | None = None) -> dict[str, Any]:
@@ -781,7 +785,7 @@ class JunctionClient:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         headers = {"Accept": "text/event-stream", **({"Authorization": f"Bearer {self.token}"} if self.token else {})}
         params = {"api": api} if api else {}
-        async with self._session.get(f"{self.base_url}/api/v1/orgs/{_seg(org)}/metrics/stream", params=params, headers=headers,
+        async with self._session.get(f"{self.base_url}/api/v1/orgs/{path_segment(org)}/metrics/stream", params=params, headers=headers,
                                      timeout=aiohttp.ClientTimeout(total=None, sock_read=60)) as resp:
             if resp.status >= 400:
                 data = await resp.json(content_type=None)
@@ -802,7 +806,7 @@ class JunctionClient:
         every call answered before the question is logged, and the page says whether it was (``caught_up``)."""
         query = {"api": api, "status": status, "code": code, "correlation_id": correlation_id, "from": since,
                  "to": until, "limit": limit, "cursor": cursor, "wait": wait_s}
-        return cast(dict[str, Any], await self.request("GET", f"/orgs/{_seg(org)}/logs", query=query))
+        return cast(dict[str, Any], await self.request("GET", f"/orgs/{path_segment(org)}/logs", query=query))
 
     async def iter_logs(self, org: str, **filters: Any) -> AsyncIterator[dict[str, Any]]:
         """Every matching request-log row, newest first, following the cursor."""
@@ -829,7 +833,7 @@ class JunctionClient:
     # -- alerts (docs/alerts.md); org None: the global rules and their alerts (global admin) --------
     @staticmethod
     def _alerting(org: str | None, what: str) -> str:
-        return f"/orgs/{_seg(org)}/{what}" if org is not None else f"/{what}"
+        return f"/orgs/{path_segment(org)}/{what}" if org is not None else f"/{what}"
 
     async def list_alert_rules(self, org: str | None = None, *, limit: int | None = None,
                                cursor: str | None = None) -> dict[str, Any]:
@@ -849,24 +853,24 @@ class JunctionClient:
         return cast(dict[str, Any], await self.request("POST", self._alerting(org, "alert-rules"), body))
 
     async def get_alert_rule(self, org: str | None, rule_id: str) -> dict[str, Any]:
-        return cast(dict[str, Any], await self.request("GET", self._alerting(org, f"alert-rules/{_seg(rule_id)}")))
+        return cast(dict[str, Any], await self.request("GET", self._alerting(org, f"alert-rules/{path_segment(rule_id)}")))
 
     async def replace_alert_rule(self, org: str | None, rule_id: str, body: dict[str, Any], *,
                                  if_version: int | None = None) -> dict[str, Any]:
         """Replace the whole rule (PUT): what ``body`` leaves out takes its default (the webhook secret stays)."""
-        return cast(dict[str, Any], await self.request("PUT", self._alerting(org, f"alert-rules/{_seg(rule_id)}"), body,
+        return cast(dict[str, Any], await self.request("PUT", self._alerting(org, f"alert-rules/{path_segment(rule_id)}"), body,
                                                        headers=_etag(if_version)))
 
     async def update_alert_rule(self, org: str | None, rule_id: str, *, if_version: int | None = None,
                                 **fields: Any) -> dict[str, Any]:
-        return cast(dict[str, Any], await self.request("PATCH", self._alerting(org, f"alert-rules/{_seg(rule_id)}"), fields,
+        return cast(dict[str, Any], await self.request("PATCH", self._alerting(org, f"alert-rules/{path_segment(rule_id)}"), fields,
                                                        headers=_etag(if_version)))
 
     async def delete_alert_rule(self, org: str | None, rule_id: str, *, if_version: int | None = None) -> None:
-        await self.request("DELETE", self._alerting(org, f"alert-rules/{_seg(rule_id)}"), headers=_etag(if_version))
+        await self.request("DELETE", self._alerting(org, f"alert-rules/{path_segment(rule_id)}"), headers=_etag(if_version))
 
     async def rollback_alert_rule(self, org: str | None, rule_id: str, version: int) -> dict[str, Any]:
-        return cast(dict[str, Any], await self.request("POST", self._alerting(org, f"alert-rules/{_seg(rule_id)}/rollback"),
+        return cast(dict[str, Any], await self.request("POST", self._alerting(org, f"alert-rules/{path_segment(rule_id)}/rollback"),
                                                        {"version": version}))
 
     async def list_alerts(self, org: str | None = None, *, state: str | None = None, rule: str | None = None,
@@ -876,11 +880,11 @@ class JunctionClient:
             "state": state, "rule": rule, "limit": limit, "cursor": cursor}))
 
     async def get_alert(self, org: str | None, alert_id: str) -> dict[str, Any]:
-        return cast(dict[str, Any], await self.request("GET", self._alerting(org, f"alerts/{_seg(alert_id)}")))
+        return cast(dict[str, Any], await self.request("GET", self._alerting(org, f"alerts/{path_segment(alert_id)}")))
 
     async def ack_alert(self, org: str | None, alert_id: str) -> dict[str, Any]:
         """Acknowledge: an alert acknowledged in time is not escalated."""
-        return cast(dict[str, Any], await self.request("POST", self._alerting(org, f"alerts/{_seg(alert_id)}/ack")))
+        return cast(dict[str, Any], await self.request("POST", self._alerting(org, f"alerts/{path_segment(alert_id)}/ack")))
 
     async def openapi(self) -> dict[str, Any]:
         return cast(dict[str, Any], await self.request("GET", "/openapi.json"))

@@ -12,7 +12,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from control.bodies import NAME_PATTERN
-from junction.sdk import JunctionAPIError, JunctionClient
+from junction.sdk import InvalidReference, JunctionAPIError, JunctionClient
 
 TARGET = {"protocol": "rest", "url": "http://127.0.0.1:9/x", "method": "GET"}
 RULE = {"metric": "error_rate", "comparison": ">", "threshold": 0.5}
@@ -262,7 +262,7 @@ async def test_the_sdk_keeps_an_id_or_name_inside_its_own_path_segment(control: 
         for dots in (".", "..", ""):
             try:
                 await jc.get_connector(org, dots)  # would read the organisation itself as a connector
-            except ValueError:
+            except InvalidReference:
                 pass
             else:
                 raise AssertionError(f"get_connector({dots!r}) was sent")
