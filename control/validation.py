@@ -107,6 +107,9 @@ def check_schema(value: Any, schema: dict[str, Any], path: str = "") -> list[Fie
     if isinstance(value, list):
         if len(value) < schema.get("minItems", 0):
             errors.append(FieldError(where, f"must have at least {schema['minItems']} items"))
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            errors.append(FieldError(where, f"must have at most {schema['maxItems']} items"))
+            return errors  # and not one error per item past the limit
         if schema.get("uniqueItems") and len({json.dumps(v, sort_keys=True) for v in value}) != len(value):
             errors.append(FieldError(where, "must not repeat items"))
         if "items" in schema:

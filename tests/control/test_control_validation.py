@@ -60,6 +60,12 @@ async def test_api_field_errors(control: Any) -> None:
         (_api_body(connector["id"], timeout_ms="5"), "timeout_ms", "invalid_input"),
         (_api_body(connector["id"], name="bad\x00name"), "name", "invalid_input"),
         ({"name": "x", "path": "/x", "connector": connector["id"]}, "methods", "invalid_input"),  # rest needs methods
+        # Lists longer than their maxItems (checked nowhere before: 1,001 ids answered 1,001 field errors).
+        (_api_body(connector["id"], auth={"mode": "api_key", "consumers": [str(uuid.uuid4()) for _ in range(1001)]}),
+         "auth.consumers", "invalid_input"),
+        (_api_body(connector["id"], cache={"ttl_s": 60, "vary": [f"X-H{i}" for i in range(21)]}), "cache.vary",
+         "invalid_input"),
+        (_api_body(connector["id"], tags=[f"t{i}" for i in range(21)]), "tags", "invalid_input"),
     ]
     for body, field, code in cases:
         r = await control.call("POST", url, control.admin_token, body)
