@@ -18,6 +18,13 @@ Schema = dict[str, Any]
 
 SLUG_PATTERN = "^[a-z][a-z0-9-]{1,62}$"
 NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$"
+TAG_PATTERN = "^[A-Za-z0-9._~:-]{1,64}$"  # no comma or slash: they join tags in a list's ?tags= filter
+MAX_TAGS = 20
+TAGS: dict[str, object] = {
+    "type": "array", "maxItems": MAX_TAGS, "uniqueItems": True, "items": {"type": "string", "pattern": TAG_PATTERN},
+    "description": "labels to find it by (?tags= on its list) and to divide an organisation's declarative "
+                   "configuration between teams; stored sorted, [] for none",
+}
 EMAIL_PATTERN = "^[^@\\s]{1,64}@[^@\\s]{1,189}$"
 METHODS = sorted(HTTP_METHODS)
 # "*" accepts any method: an API answering every method, a connector passing the caller's on.
@@ -127,6 +134,7 @@ _target: Schema = {
 _connector_props: Schema = {
     "name": {"type": "string", "pattern": NAME_PATTERN},
     "description": {"type": "string", "maxLength": 2000},
+    "tags": TAGS,
     "target": _target,
     "retry": {"type": ["object", "null"], "additionalProperties": False,
               "description": "retries of transient failures (docs/resilience.md); each key omitted takes the "
@@ -207,6 +215,7 @@ _quotas: Schema = {
 _consumer_props: Schema = {
     "name": {"type": "string", "pattern": NAME_PATTERN},
     "enabled": {"type": "boolean"},
+    "tags": TAGS,
 }
 _key_create: Schema = {
     "expires_at": {"type": ["string", "null"], "format": "date-time", "maxLength": 64,
@@ -244,6 +253,7 @@ _soap_operation: Schema = {
 _api_props: Schema = {
     "name": {"type": "string", "pattern": NAME_PATTERN},
     "description": {"type": "string", "maxLength": 2000},
+    "tags": TAGS,
     "protocol": {"type": "string", "enum": ["rest", "soap"]},
     "methods": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "string", "enum": ANY_METHODS}},
     "path": {"type": "string", "minLength": 1, "maxLength": 512, "description": "path template such as /orders/{id}"},

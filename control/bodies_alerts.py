@@ -9,7 +9,7 @@ import copy
 from typing import Any
 
 from control.alerting.rules import COMPARISONS, MAX_EMAILS, MAX_WEBHOOKS, METRICS
-from control.bodies import EMAIL_PATTERN, NAME_PATTERN
+from control.bodies import EMAIL_PATTERN, NAME_PATTERN, TAGS
 
 __all__ = ["alert_bodies"]
 
@@ -29,6 +29,7 @@ def _channels(description: str) -> Schema:
 _props: Schema = {
     "name": {"type": "string", "pattern": NAME_PATTERN},
     "description": {"type": "string", "maxLength": 2000},
+    "tags": TAGS,
     "enabled": {"type": "boolean", "description": "default true; a disabled rule is not evaluated"},
     "metric": {"type": "string", "enum": list(METRICS),
                "description": "error_rate is a fraction (0..1) of calls answered 4xx or 5xx; circuit_open counts "

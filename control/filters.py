@@ -10,13 +10,37 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from control.bodies import MAX_TAGS, TAG_PATTERN
 from control.validation import is_uuid
 from core.errors import FieldError
 
-__all__ = ["CODE", "Common", "common", "param_errors", "parse_time"]
+__all__ = ["CODE", "Common", "TagFilter", "common", "param_errors", "parse_time", "tag_filter"]
 
 CODE = re.compile(r"[a-z0-9_]{1,64}")
 CORRELATION_ID = re.compile(r"[\x21-\x7e]{1,200}")
+
+
+@dataclass(frozen=True)
+class TagFilter:
+    """``?tags=a,b`` (every one of them) or ``?tags=a/b`` (any of them), as Kong's lists take them."""
+
+    tags: tuple[str, ...]
+    every: bool
+
+
+def tag_filter(raw: str | None, errors: list[FieldError]) -> TagFilter | None:
+    if raw is None:
+        return None
+    if "," in raw and "/" in raw:
+        errors.append(FieldError("tags", "join tags with , (every one) or / (any one), not both"))
+        return None
+    every = "/" not in raw
+    tags = tuple(raw.split("," if every else "/"))
+    if len(tags) > MAX_TAGS or not all(re.fullmatch(TAG_PATTERN, t) for t in tags):
+        errors.append(FieldError("tags", f"must be 1 to {MAX_TAGS} tags (1 to 64 of A-Z a-z 0-9 . _ ~ : -) joined "
+                                         "by , or /"))
+        return None
+    return TagFilter(tags, every)
 
 
 def parse_time(raw: str, name: str, errors: list[FieldError]) -> datetime | None:

@@ -50,7 +50,7 @@ _ERROR_TEXT = {
 
 def _response_schemas() -> dict[str, Schema]:
     resource_common = {"id": _STR, "org": _STR, "org_id": _STR, "version": _INT,
-                       "name": _STR, "created_at": _TIME, "updated_at": _TIME}
+                       "name": _STR, "tags": {"type": "array", "items": _STR}, "created_at": _TIME, "updated_at": _TIME}
     return {
         "Error": {
             "type": "object", "required": ["code", "message"],
@@ -258,6 +258,8 @@ def _path_param(name: str, description: str, schema: Schema | None = None) -> Sc
 ORG = _path_param("org", "organisation slug or id")
 ID = _path_param("id", "resource id")
 REF = _path_param("id", "the resource's id, or its name (names are unique in the organisation)")
+_TAGS_PARAM = {"name": "tags", "in": "query", "required": False, "schema": _STR,
+               "description": "only those with every one of these tags (a,b), or with any one of them (a/b)"}
 _IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string", "enum": ["*"]},
                   "description": "`*`: create only; when the name is taken, 412 and nothing changes."}
 USER = _path_param("user", "user id")
@@ -289,7 +291,7 @@ def _versioned(plural: str, schema: str, create: str, update: str, label: str) -
             "parameters": [ORG],
             "get": _op(f"List {label}s, a page at a time (oldest first)",
                        {"200": _json(_page_of(schema), f"one page of the organisation's {label}s"),
-                        **_errors("401", "404", "422")}, params=copy.deepcopy(_PAGE_PARAMS), tag=label),
+                        **_errors("401", "404", "422")}, params=[*copy.deepcopy(_PAGE_PARAMS), _TAGS_PARAM], tag=label),
             "post": _op(f"Create a {label} (version 1)", {"201": _json(_ref(schema), "created", True), **write_err},
                         body=create, tag=label),
         },
@@ -348,7 +350,8 @@ def _consumers() -> dict[str, Schema]:
             "parameters": [ORG],
             "get": _op("List consumers, a page at a time (oldest first)",
                        {"200": _json(_page_of("Consumer"), "one page of the organisation's consumers"),
-                        **_errors("401", "403", "404", "422")}, params=copy.deepcopy(_PAGE_PARAMS), tag=tag),
+                        **_errors("401", "403", "404", "422")}, params=[*copy.deepcopy(_PAGE_PARAMS), _TAGS_PARAM],
+                       tag=tag),
             "post": _op("Create a consumer (version 1)", {"201": _json(_ref("Consumer"), "created", True),
                                                           **_errors("400", "401", "403", "404", "409", "413", "422")},
                         body="ConsumerCreate", tag=tag),

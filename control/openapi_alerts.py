@@ -21,6 +21,7 @@ def alert_schemas() -> dict[str, Schema]:
     rule_props: Schema = {
         "id": _STR, "org": _NULLABLE_STR, "org_id": {**_NULLABLE_STR, "description": "null: a global rule"},
         "version": {"type": "integer"}, "name": _STR, "description": _STR, "enabled": {"type": "boolean"},
+        "tags": {"type": "array", "items": _STR},
         "metric": _STR, "api": _NULLABLE_STR, "comparison": _STR, "threshold": {"type": "number"}, "window": _STR,
         "duration": _STR, "channels": _CHANNELS,
         "escalation": {"type": ["object", "null"], "properties": {"after": _STR, **_CHANNELS["properties"]}},

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -228,7 +229,10 @@ def _register_resource(sub: Any, kind: str) -> None:
     noun = "API" if is_api else "connector"
     g = sub.add_parser(kind, help=f"{noun}s of an organisation").add_subparsers(dest="action", required=True)
     # Every page, not the first: the SDK follows the cursor.
-    _action(g, "list", lambda c, a: c.list_apis(a.org) if is_api else c.list_connectors(a.org), "list").add_argument("org")
+    p = _action(g, "list", lambda c, a: c.list_apis(a.org, tags=a.tags) if is_api else
+                c.list_connectors(a.org, tags=a.tags), "list")
+    p.add_argument("org")
+    p.add_argument("--tags", help="only those with every one of these tags (a,b), or any one (a/b)")
     flags = _api_flags if is_api else _connector_flags
 
     def add_flags(p: argparse.ArgumentParser) -> None:
@@ -356,7 +360,7 @@ def _register_audit(sub: Any) -> None:
 async def _config_export(c: JunctionClient, a: argparse.Namespace) -> Any:
     from junction.declarative import dump, export_document
 
-    sys.stdout.write(dump(await export_document(c, a.org), a.format))
+    sys.stdout.write(dump(await export_document(c, a.org, a.tag), a.format))
     return None
 
 
@@ -365,7 +369,7 @@ async def _config_apply(c: JunctionClient, a: argparse.Namespace) -> Any:
 
     text = sys.stdin.read() if a.file == "-" else _read_text(a.file, "file")
     try:
-        plan = await make_plan(c, a.org, load_document(text, os.environ), prune=a.prune)
+        plan = await make_plan(c, a.org, load_document(text, os.environ), prune=a.prune, tag=a.tag)
     except DocumentError as err:
         raise CliInputError("file", str(err), err.fields) from err
     shown = plan.to_dict()
@@ -389,12 +393,15 @@ def _register_config(sub: Any) -> None:
     p.add_argument("--org", required=True, help="the organisation (slug or id)")
     p.add_argument("--format", choices=("json", "yaml"), default="json",
                    help="json (default) or yaml (texts of several lines, as scripts, as literal blocks)")
+    p.add_argument("--tag", type=_tag, help="only what has this tag: one team's part of the organisation")
     p = _action(g, "apply", _config_apply, "make the organisation match a document (JSON or YAML): prints the plan "
                 "and what was applied")
     p.add_argument("file", help="the document, or - for standard input")
     p.add_argument("--org", help="the organisation (slug or id); default: the document's org")
     p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
     p.add_argument("--prune", action="store_true", help="also delete the connectors and APIs the document does not name")
+    p.add_argument("--tag", type=_tag, help="manage only what has this tag, and give it to every entry "
+                                            "(default: the document's tag)")
 
 
 async def _wait(c: JunctionClient, a: argparse.Namespace) -> Any:
@@ -402,6 +409,14 @@ async def _wait(c: JunctionClient, a: argparse.Namespace) -> Any:
         return await c.wait_applied(a.timeout)
     except TimeoutError as err:
         raise CliFailure("not_applied", str(err)) from err
+
+
+def _tag(text: str) -> str:
+    from control.bodies import TAG_PATTERN
+
+    if not re.fullmatch(TAG_PATTERN, text):
+        raise argparse.ArgumentTypeError(f"not a tag (1 to 64 of A-Z a-z 0-9 . _ ~ : -): {text}")
+    return text
 
 
 def _seconds(text: str) -> float:

@@ -262,7 +262,9 @@ def _register_consumers(sub: Any) -> None:
 
     g = sub.add_parser("consumers", help="an organisation's callers and their API keys (docs/consumers.md)")
     acts = g.add_subparsers(dest="action", required=True)
-    _action(acts, "list", lambda c, a: c.list_consumers(a.org), "list").add_argument("org")
+    p = _action(acts, "list", lambda c, a: c.list_consumers(a.org, tags=a.tags), "list")
+    p.add_argument("org")
+    p.add_argument("--tags", help="only those with every one of these tags (a,b), or any one (a/b)")
     p = _action(acts, "create", lambda c, a: c.create_consumer(a.org, a.name), "create")
     p.add_argument("org")
     p.add_argument("name")

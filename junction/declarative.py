@@ -38,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from control.bodies import TAG_PATTERN
 from control.validation import check_schema
 from junction.sdk import JunctionAPIError, JunctionClient, path_segment
 
@@ -65,7 +66,7 @@ RANK = {("org", "update"): 0, ("connector", "create"): 0, ("connector", "update"
         ("api", "update"): 3, ("alert_rule", "create"): 4, ("alert_rule", "update"): 4, ("connector", "delete"): 5,
         ("consumer", "delete"): 5}
 # What a document says of a consumer; the rest of its view is the summary of its credentials.
-CONSUMER_FIELDS = ("name", "enabled")
+CONSUMER_FIELDS = ("name", "enabled", "tags")
 # Read-only fields of a view, which a document may repeat: never a difference.
 SECRET_SET = "webhook_secret_set"
 READ_ONLY = frozenset({SECRET_SET})
@@ -152,6 +153,15 @@ def _stand_in(kind: str, where: str, ref: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, ref))
 
 
+def _stored_tags(entry: dict[str, Any], tag: str | None = None) -> dict[str, Any]:
+    """An entry's tags in the order the server keeps them (sorted), so that their order is no change, with the
+    document's ``tag`` among them; tags that are no list of texts stay, for the schema check to name."""
+    tags = entry.get("tags", [] if tag is not None else None)
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        return entry
+    return {**entry, "tags": sorted(set(tags) | ({tag} if tag is not None else set()))}
+
+
 def _shown(plural: str, have: Mapping[str, Any], names: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
     """What the server has, as a document says it: without server fields, references by name (an id left as
     it is when nothing of that id exists); a consumer without the summary of its credentials."""
@@ -179,18 +189,26 @@ def _names(current: Mapping[str, Mapping[str, Mapping[str, Any]] | None], plural
     return {r["id"]: name for name, r in (current[plural] or {}).items()}
 
 
-async def export_document(client: JunctionClient, org: str) -> dict[str, Any]:
+async def export_document(client: JunctionClient, org: str, tag: str | None = None) -> dict[str, Any]:
     """Every connector, consumer, API and alert rule of ``org``, keyed by name, secrets masked. For a caller
-    who may not read consumers, without them (its APIs' ``auth.consumers`` then stay ids)."""
+    who may not read consumers, without them (its APIs' ``auth.consumers`` then stay ids). With ``tag``, only
+    those with that tag, and not the organisation's own settings: a team's part of it (:func:`make_plan`)."""
     org_row = await client.get_org(org)
     slug = org_row["slug"]
     current = await _current(client, slug, need_consumers=False)
     names = {plural: _names(current, plural) for plural in KINDS}
-    doc: dict[str, Any] = {"format": FORMAT, "org": slug, **{k: org_row.get(k) for k in ORG_FIELDS}}
+    doc: dict[str, Any] = {"format": FORMAT, "org": slug}
+    doc.update({"tag": tag} if tag is not None else {k: org_row.get(k) for k in ORG_FIELDS})
     for plural, by_name in current.items():
         if by_name is not None:
-            doc[plural] = [_shown(plural, r, names) for _, r in sorted(by_name.items())]
+            doc[plural] = [_untagged_bare(_shown(plural, r, names)) for _, r in sorted(by_name.items())
+                           if tag is None or tag in r.get("tags", [])]
     return doc
+
+
+def _untagged_bare(entry: dict[str, Any]) -> dict[str, Any]:
+    # An export leaves out `tags: []`: most resources have none, and a document without tags leaves them.
+    return {k: v for k, v in entry.items() if k != "tags"} if entry.get("tags") == [] else entry
 
 
 def _parse(text: str) -> Any:
@@ -250,13 +268,15 @@ def load_document(text: str, env: Mapping[str, str]) -> dict[str, Any]:
     except RecursionError as exc:
         raise DocumentError([("(document)", "is nested too deeply")]) from exc
     if not isinstance(doc, dict):
-        raise DocumentError([("(document)", f"must be an object ({', '.join(('format', 'org', *ORG_FIELDS, *KINDS))}), "
+        raise DocumentError([("(document)", f"must be an object ({', '.join(('format', 'org', 'tag', *ORG_FIELDS, *KINDS))}), "
                                             f"not {type(doc).__name__}")])
     errors: list[tuple[str, str]] = []
     if doc.get("format") != FORMAT:
         errors.append(("format", f"must be {FORMAT!r}"))
-    for key in sorted(set(doc) - {"format", "org", *ORG_FIELDS, *KINDS}):
+    for key in sorted(set(doc) - {"format", "org", "tag", *ORG_FIELDS, *KINDS}):
         errors.append((key, "is not a field of a Junction configuration document"))
+    if "tag" in doc and not (isinstance(doc["tag"], str) and re.fullmatch(TAG_PATTERN, doc["tag"])):
+        errors.append(("tag", "must be one tag: 1 to 64 of A-Z a-z 0-9 . _ ~ : -"))
     if "org" in doc and not isinstance(doc["org"], str):
         errors.append(("org", "must be an organisation's slug"))
     for plural in KINDS:
@@ -297,12 +317,20 @@ def _secret_errors(rule: Mapping[str, Any], where: str, stored_secret: bool) -> 
     return []
 
 
-async def make_plan(client: JunctionClient, org: str | None, doc: dict[str, Any], *, prune: bool) -> Plan:
+async def make_plan(client: JunctionClient, org: str | None, doc: dict[str, Any], *, prune: bool,
+                    tag: str | None = None) -> Plan:
     """What applying ``doc`` to the organisation (``org``, else the document's) would change; DocumentError
-    before anything is changed when the document cannot be applied."""
+    before anything is changed when the document cannot be applied.
+
+    With a tag (``tag``, or the document's), the document is one team's part of the organisation, as decK's
+    select tags: every entry gets the tag, ``--prune`` deletes only what has it, and a resource of an entry's
+    name without it (another team's, or nobody's) is not the document's to change."""
     target = org or doc.get("org")
     if not target:
         raise DocumentError([("org", "name the organisation: --org, or org in the document")])
+    if tag is not None and doc.get("tag", tag) != tag:
+        raise DocumentError([("tag", f"the document is tagged {doc['tag']!r}, not {tag!r}")])
+    tag = tag if tag is not None else doc.get("tag")
     org_row = await client.get_org(target)
     slug = org_row["slug"]
     schemas = (await client.openapi())["components"]["schemas"]
@@ -315,8 +343,16 @@ async def make_plan(client: JunctionClient, org: str | None, doc: dict[str, Any]
     # before consumers were part of it must not delete them, and their keys with them).
     managed = [plural for plural in KINDS if plural in doc]
     wanted = {plural: {e["name"]: e for e in doc.get(plural, [])} for plural in KINDS}
+
+    def ours(have: Mapping[str, Any]) -> bool:
+        return tag is None or tag in have.get("tags", [])
+
+    def pruned(plural: str, name: str, have: Mapping[str, Any]) -> bool:
+        return prune and plural in managed and name not in wanted[plural] and ours(have)
+
     # What exists once the plan is applied, by name.
-    usable = {plural: set(wanted[plural]) | (set() if prune and plural in managed else set(ids[plural]))
+    usable = {plural: set(wanted[plural]) | {n for n, have in (current[plural] or {}).items()
+                                             if not pruned(plural, n, have)}
               for plural in KINDS}
 
     # An id where a name belongs (a document written by hand, or before it named that kind) names what has
@@ -337,6 +373,9 @@ async def make_plan(client: JunctionClient, org: str | None, doc: dict[str, Any]
 
     changes: list[Change] = []
     settings = {k: doc[k] for k in ORG_FIELDS if k in doc}
+    if tag is not None:  # the organisation's own, not one team's
+        errors += [(k, f"is the organisation's, not tag {tag!r}'s: leave it out of a tagged document") for k in settings]
+        settings = {}
     errors += [(f.field, f.message) for f in check_schema(settings, schemas.get("OrgUpdate", {}))]
     differ = sorted(k for k, v in settings.items() if org_row.get(k) != v)
     if differ:
@@ -349,6 +388,12 @@ async def make_plan(client: JunctionClient, org: str | None, doc: dict[str, Any]
             where = f"{plural}[{i}]"
             entry = _references(plural, entry, by_id)
             have = (current[plural] or {}).get(entry["name"])
+            if tag is not None and "tags" not in entry:  # left out: the tags it has, and the document's
+                entry = {**entry, "tags": list(have.get("tags", [])) if have is not None else []}
+            entry = _stored_tags(entry, tag)
+            if have is not None and not ours(have):
+                errors.append((f"{where}.name", f"{LABELS[plural]} {entry['name']!r} exists without tag {tag!r}: "
+                                                "it is not this document's to change"))
             if have is None:
                 change = Change("create", kind, entry["name"], body=entry)
             else:
@@ -369,13 +414,28 @@ async def make_plan(client: JunctionClient, org: str | None, doc: dict[str, Any]
     for plural, (kind, _, _) in KINDS.items():
         for name, have in (current[plural] or {}).items():
             if name not in wanted[plural]:
-                if prune and plural in managed:
+                if pruned(plural, name, have):
                     changes.append(Change("delete", kind, name, id=have["id"], version=have["version"]))
                     deleted.add((kind, name))
                 else:
-                    kept.append({"kind": kind, "name": name})
+                    if ours(have):  # another team's is not this document's to mention
+                        kept.append({"kind": kind, "name": name})
                     if plural == "alert_rules":
                         final_rules[name] = _shown(plural, have, names).get("api")
+    # What the plan keeps, using what it deletes: the deletion would be refused (409 connector_in_use or
+    # consumer_in_use) after other changes were made. With a tag, another team's API may use this team's
+    # connector; without one, a kind the document does not manage may use a kind it prunes.
+    for plural in ("apis",):  # rules: below, with what the plan makes of them
+        for name, have in (current[plural] or {}).items():
+            if name in wanted[plural] or pruned(plural, name, have):
+                continue
+
+            def held(target: str, at: str, ref: str, name: str = name) -> str:
+                if (KINDS[target][0], ref) in deleted:
+                    errors.append((target, f"{LABELS[target]} {ref!r} is used by {LABELS[plural]} {name!r} ({at}), "
+                                           "which this document does not manage: --prune cannot delete it"))
+                return ref
+            _references(plural, _shown(plural, have, names), held)
     # A rule that watches an API the plan deletes: kept as it is, the deletion would be refused (409).
     for rule, api in sorted(final_rules.items(), key=lambda r: r[0]):
         if ("api", api) in deleted and rule not in wanted["alert_rules"]:

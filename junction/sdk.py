@@ -449,15 +449,16 @@ class JunctionClient:
         await self.request("DELETE", f"/orgs/{path_segment(org)}/users/{path_segment(user_id)}")
 
     # -- paginated lists ---------------------------------------------------
-    async def _page(self, path: str, limit: int | None, cursor: str | None) -> dict[str, Any]:
-        page = await self.request("GET", path, query={"limit": limit, "cursor": cursor})
+    async def _page(self, path: str, limit: int | None, cursor: str | None, tags: str | None = None) -> dict[str, Any]:
+        page = await self.request("GET", path, query={"limit": limit, "cursor": cursor, "tags": tags})
         return {"items": page["items"], "next_cursor": page.get("next_cursor")}
 
-    async def _iter(self, path: str, page_size: int | None) -> AsyncIterator[Any]:
-        """Every item of a paginated list, following its ``next_cursor``."""
+    async def _iter(self, path: str, page_size: int | None, tags: str | None = None) -> AsyncIterator[Any]:
+        """Every item of a paginated list, following its ``next_cursor``; ``tags``: those with every one of
+        ``"a,b"``, or any one of ``"a/b"``."""
         cursor = None
         while True:
-            page = await self._page(path, page_size, cursor)
+            page = await self._page(path, page_size, cursor, tags)
             for item in page["items"]:
                 yield item
             cursor = page["next_cursor"]
@@ -465,9 +466,10 @@ class JunctionClient:
                 return
 
     # -- connectors ------------------------------------------------------
-    async def list_connectors(self, org: str, *, page_size: int | None = 1000) -> list[Connector]:
+    async def list_connectors(self, org: str, *, page_size: int | None = 1000,
+                              tags: str | None = None) -> list[Connector]:
         """Every connector of the organisation, oldest first (following the cursor)."""
-        return [c async for c in self.iter_connectors(org, page_size=page_size)]
+        return [c async for c in self.iter_connectors(org, page_size=page_size, tags=tags)]
 
     async def list_connectors_page(self, org: str, *, limit: int | None = None,
                                    cursor: str | None = None) -> ConnectorPage:
@@ -475,9 +477,10 @@ class JunctionClient:
         (the ``next_cursor`` of the previous page)."""
         return cast(ConnectorPage, await self._page(f"/orgs/{path_segment(org)}/connectors", limit, cursor))
 
-    async def iter_connectors(self, org: str, *, page_size: int | None = 1000) -> AsyncIterator[Connector]:
+    async def iter_connectors(self, org: str, *, page_size: int | None = 1000,
+                              tags: str | None = None) -> AsyncIterator[Connector]:
         """Every connector of the organisation, oldest first, a page at a time."""
-        async for item in self._iter(f"/orgs/{path_segment(org)}/connectors", page_size):
+        async for item in self._iter(f"/orgs/{path_segment(org)}/connectors", page_size, tags):
             yield item
 
     async def create_connector(self, org: str, name: str, target: dict[str, Any], *, script: str | None = None,
@@ -550,18 +553,20 @@ class JunctionClient:
         """The circuit breaker of the connector's upstream as egress shares it (docs/resilience.md)."""
         return cast(dict[str, Any], await self.request("GET", f"/orgs/{path_segment(org)}/connectors/{path_segment(connector_id)}/breaker"))
     # -- APIs ------------------------------------------------------------
-    async def list_apis(self, org: str, *, page_size: int | None = 1000) -> list[Api]:
+    async def list_apis(self, org: str, *, page_size: int | None = 1000,
+                        tags: str | None = None) -> list[Api]:
         """Every API of the organisation, oldest first (following the cursor)."""
-        return [a async for a in self.iter_apis(org, page_size=page_size)]
+        return [a async for a in self.iter_apis(org, page_size=page_size, tags=tags)]
 
     async def list_apis_page(self, org: str, *, limit: int | None = None, cursor: str | None = None) -> ApiPage:
         """One page: ``limit`` (1 to 1000, default 100) APIs after ``cursor``
         (the ``next_cursor`` of the previous page)."""
         return cast(ApiPage, await self._page(f"/orgs/{path_segment(org)}/apis", limit, cursor))
 
-    async def iter_apis(self, org: str, *, page_size: int | None = 1000) -> AsyncIterator[Api]:
+    async def iter_apis(self, org: str, *, page_size: int | None = 1000,
+                        tags: str | None = None) -> AsyncIterator[Api]:
         """Every API of the organisation, oldest first, a page at a time."""
-        async for item in self._iter(f"/orgs/{path_segment(org)}/apis", page_size):
+        async for item in self._iter(f"/orgs/{path_segment(org)}/apis", page_size, tags):
             yield item
 
     async def create_api(self, org: str, name: str, methods: list[str], path: str, connector: str, *,
@@ -589,16 +594,18 @@ class JunctionClient:
         await self.request("DELETE", f"/orgs/{path_segment(org)}/apis/{path_segment(api_id)}")
 
     # -- consumers and their credentials (docs/consumers.md) --------------
-    async def list_consumers(self, org: str, *, page_size: int | None = 1000) -> list[Consumer]:
+    async def list_consumers(self, org: str, *, page_size: int | None = 1000,
+                             tags: str | None = None) -> list[Consumer]:
         """Every consumer of the organisation, oldest first (following the cursor)."""
-        return [c async for c in self.iter_consumers(org, page_size=page_size)]
+        return [c async for c in self.iter_consumers(org, page_size=page_size, tags=tags)]
 
     async def list_consumers_page(self, org: str, *, limit: int | None = None,
                                   cursor: str | None = None) -> ConsumerPage:
         return cast(ConsumerPage, await self._page(f"/orgs/{path_segment(org)}/consumers", limit, cursor))
 
-    async def iter_consumers(self, org: str, *, page_size: int | None = 1000) -> AsyncIterator[Consumer]:
-        async for item in self._iter(f"/orgs/{path_segment(org)}/consumers", page_size):
+    async def iter_consumers(self, org: str, *, page_size: int | None = 1000,
+                             tags: str | None = None) -> AsyncIterator[Consumer]:
+        async for item in self._iter(f"/orgs/{path_segment(org)}/consumers", page_size, tags):
             yield item
 
     async def create_consumer(self, org: str, name: str, *, enabled: bool | None = None) -> Consumer:

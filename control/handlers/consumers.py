@@ -25,11 +25,11 @@ from aiohttp import web
 from control.auth import hash_password
 from control.documents import consumer_event
 from control.handlers.common import body, check_put, org_for, principal, put_data, record, reply, state
-from control.handlers.paging import one_page, page_query
+from control.handlers.paging import one_page, tagged_page_query
 from control.handlers.resources import check_count_quota
 from control.store import consumers as store
 from control.store.consumers import CONSUMER
-from control.store.resources import resource_view, version_view
+from control.store.resources import resource_view, version_view, with_tags
 from control.validation import check_quota, is_uuid, raise_if
 from control.versions import check_if_match, diff
 from core.errors import Conflict, FieldError, InvalidInput, NotFound
@@ -76,11 +76,12 @@ async def _locked(conn: asyncpg.Connection, request: web.Request) -> tuple[async
 
 async def _save(conn: asyncpg.Connection, request: web.Request, org: asyncpg.Record, before: dict[str, Any] | None,
                 id_: str, fields: dict[str, Any], action: str) -> dict[str, Any]:
-    """Write the next version (name, enabled and the credentials as they are
-    now), its audit row and its config event."""
+    """Write the next version (name, enabled, tags and the credentials as they
+    are now), its audit row and its config event."""
     org_id = str(org["id"])
-    content = {"name": fields["name"], "enabled": fields.get("enabled", True),
+    content = {**with_tags({k: fields[k] for k in ("name", "enabled", "tags") if k in fields}),
                **await store.credential_summary(conn, org_id, id_)}
+    content.setdefault("enabled", True)
     row = await CONSUMER.write(conn, org_id, id_, before["version"] + 1 if before else 1, content,
                                principal(request).user_id)
     after = resource_view(row, org["slug"])
@@ -102,10 +103,10 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def list_(request: web.Request) -> web.Response:
-    limit, after = page_query(request)
+    limit, after, tags = tagged_page_query(request)
     async with state(request).db.acquire() as conn:
         org = await org_for(conn, request, write=True)
-        rows, next_cursor = one_page(await CONSUMER.page(conn, str(org["id"]), limit + 1, after), limit)
+        rows, next_cursor = one_page(await CONSUMER.page(conn, str(org["id"]), limit + 1, after, tags), limit)
     return reply({"items": [resource_view(r, org["slug"]) for r in rows], "next_cursor": next_cursor})
 
 
@@ -120,7 +121,8 @@ async def patch(request: web.Request) -> web.Response:
     data = await body(request, "ConsumerUpdate")
     async with state(request).db.acquire() as conn, conn.transaction():
         org, before = await _locked(conn, request)
-        merged = {"name": data.get("name", before["name"]), "enabled": data.get("enabled", before["enabled"])}
+        merged = {"name": data.get("name", before["name"]), "enabled": data.get("enabled", before["enabled"]),
+                  "tags": sorted(data.get("tags", before["tags"]))}
         if all(merged[k] == before[k] for k in merged):
             return reply(before, version=before["version"])
         await _check_name(conn, str(org["id"]), merged["name"], before["id"])
@@ -129,7 +131,7 @@ async def patch(request: web.Request) -> web.Response:
 
 
 async def put(request: web.Request) -> web.Response:
-    """Set a consumer's name and enabled, or create it under the name in the path (as Kong's PUT
+    """Set a consumer's name, enabled and tags, or create it under the name in the path (as Kong's PUT
     /consumers/{username}); its credentials are not in the body, and stay as they are."""
     ref = request.match_info["id"]
     raw = await put_data(request)
@@ -138,7 +140,7 @@ async def put(request: web.Request) -> web.Response:
         org_id = str(org["id"])
         row = await CONSUMER.find(conn, org_id, ref, for_update=True)
         data = check_put(request, raw, "ConsumerCreate", ref, row, "consumer")
-        fields = {"name": data["name"], "enabled": data.get("enabled", True)}
+        fields = {"name": data["name"], "enabled": data.get("enabled", True), "tags": sorted(data.get("tags", []))}
         if row is None:
             await _check_name(conn, org_id, fields["name"], None)
             await check_count_quota(conn, request, CONSUMER, org_id, "consumers")

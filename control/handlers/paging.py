@@ -15,11 +15,12 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from control.filters import TagFilter, param_errors, tag_filter
 from control.store.keyset import Position
 from control.validation import raise_if
 from core.errors import FieldError
 
-__all__ = ["DEFAULT_PAGE", "MAX_PAGE", "decode_cursor", "encode_cursor", "one_page", "page_query"]
+__all__ = ["DEFAULT_PAGE", "MAX_PAGE", "decode_cursor", "encode_cursor", "one_page", "page_query", "tagged_page_query"]
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
@@ -47,6 +48,16 @@ def decode_cursor(cursor: str) -> Position | None:
     if position[0].tzinfo is None or encode_cursor(*position) != cursor:
         return None
     return position
+
+
+def tagged_page_query(request: web.Request) -> tuple[int, Position | None, TagFilter | None]:
+    """A list of tagged resources: ``limit``, ``cursor`` and ``tags``, and no other parameter; 422 naming
+    each bad one."""
+    errors = param_errors(request.query, ("limit", "cursor", "tags"))
+    tags = tag_filter(request.query.get("tags"), errors)
+    raise_if(errors)
+    limit, after = page_query(request)
+    return limit, after, tags
 
 
 def page_query(request: web.Request) -> tuple[int, Position | None]:

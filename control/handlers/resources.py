@@ -33,7 +33,7 @@ from control.checks import prepare_api, prepare_connector
 from control.documents import api_event, connector_event
 from control.handlers.common import body, check_put, org_for, principal, put_data, record, reply, state
 from control.handlers.orgs import org_policy
-from control.handlers.paging import one_page, page_query
+from control.handlers.paging import one_page, tagged_page_query
 from control.store.outbox import OutboxEvent
 from control.store.resources import (
     API,
@@ -42,6 +42,7 @@ from control.store.resources import (
     content_of,
     resource_view,
     version_view,
+    with_tags,
 )
 from control.validation import (
     check_auth,
@@ -270,7 +271,7 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
         if spec.quota:
             await check_count_quota(conn, request, spec.kind, str(org.id), spec.quota)
         id_ = str(uuid.uuid4())  # known before prepare: secrets are sealed for this id
-        content = await spec.prepare(conn, request, org.id, id_, data)
+        content = await spec.prepare(conn, request, org.id, id_, with_tags(data))
         return await write_version(conn, request, org, None, content, "create", id_)
 
     async def create(request: web.Request) -> web.Response:
@@ -281,10 +282,10 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
         return reply(shown(after), status=201, version=after["version"])
 
     async def list_(request: web.Request) -> web.Response:
-        limit, after = page_query(request)
+        limit, after, tags = tagged_page_query(request)
         async with state(request).db.acquire() as conn:
             org = await spec.scope(conn, request)
-            rows, next_cursor = one_page(await spec.kind.page(conn, org.id, limit + 1, after), limit)
+            rows, next_cursor = one_page(await spec.kind.page(conn, org.id, limit + 1, after, tags), limit)
         return reply({"items": [shown(resource_view(r, org.slug)) for r in rows], "next_cursor": next_cursor})
 
     async def get(request: web.Request) -> web.Response:
@@ -309,7 +310,7 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
         before = resource_view(row, org.slug)
         check_if_match(request.headers.get("If-Match"), before["version"])
         old = content_of(row)
-        merged = data if replace else spec.merge(old, data)
+        merged = with_tags(data if replace else spec.merge(old, data))
         await _check_name(conn, spec, org.id, merged["name"], before["id"])
         content = await spec.prepare(conn, request, org.id, before["id"], merged)
         if content == old:  # nothing changed: no new version, no audit row

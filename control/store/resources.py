@@ -14,11 +14,12 @@ from typing import Any
 
 import asyncpg
 
+from control.filters import TagFilter
 from control.store.keyset import Keyset, Position
 from control.store.orgs import WRITE_LOCK
 from control.validation import is_uuid
 
-__all__ = ["ALERT_RULE", "API", "CONNECTOR", "Kind", "resource_view"]
+__all__ = ["ALERT_RULE", "API", "CONNECTOR", "Kind", "resource_view", "with_tags"]
 
 _PAGE = Keyset("created_at")
 
@@ -63,13 +64,18 @@ class Kind:
             f" WHERE {self.org_match} ORDER BY created_at, name", org_id)
 
     async def page(self, conn: asyncpg.Connection, org_id: str | None, limit: int,
-                   after: Position | None = None) -> list[asyncpg.Record]:
+                   after: Position | None = None, tags: TagFilter | None = None) -> list[asyncpg.Record]:
         """Up to ``limit`` rows in a stable order (creation time, then id), those
-        after the ``(created_at, id)`` of the previous page's last row if given."""
+        after the ``(created_at, id)`` of the previous page's last row if given,
+        and with every tag (or any one, as ``tags`` says) if given."""
         args: list[Any] = [org_id]
+        tagged = ""
+        if tags is not None:
+            args.append(list(tags.tags))
+            tagged = f" AND content->'tags' {'?&' if tags.every else '?|'} ${len(args)}::text[]"
         return await conn.fetch(
             f"SELECT id, org_id, version, content, created_at, updated_at FROM {self.table}"
-            f" WHERE {self.org_match} AND {_PAGE.after(after, args)} {_PAGE.order(limit, args)}", *args)
+            f" WHERE {self.org_match}{tagged} AND {_PAGE.after(after, args)} {_PAGE.order(limit, args)}", *args)
 
     async def count(self, conn: asyncpg.Connection, org_id: str | None) -> int:
         return int(await conn.fetchval(f"SELECT count(*) FROM {self.table} WHERE {self.org_match}", org_id))
@@ -128,10 +134,19 @@ def content_of(row: asyncpg.Record) -> dict[str, Any]:
 
 
 def resource_view(row: asyncpg.Record, org_slug: str | None) -> dict[str, Any]:
+    # Tags are stored only when there are some (an untagged resource's content is as it was before tags).
     return {"id": str(row["id"]), "org": org_slug, "org_id": str(row["org_id"]) if row["org_id"] else None,
-            "version": row["version"],
+            "version": row["version"], "tags": [],
             **content_of(row), "created_at": row["created_at"].isoformat(),
             "updated_at": row["updated_at"].isoformat()}
+
+
+def with_tags(content: dict[str, Any]) -> dict[str, Any]:
+    """``content`` with its tags as stored: sorted, and none at all rather than ``[]``, so that the same tags
+    in another order, or ``[]`` on an untagged resource, are no change (no new version)."""
+    tags = content.get("tags")
+    rest = {k: v for k, v in content.items() if k != "tags"}
+    return {**rest, "tags": sorted(tags)} if tags else rest
 
 
 def version_view(row: asyncpg.Record) -> dict[str, Any]:

@@ -1661,6 +1661,7 @@ export interface components {
             org?: string | null;
             /** @description null: a global rule */
             org_id: string | null;
+            tags?: string[];
             threshold: number;
             /** Format: date-time */
             updated_at?: string;
@@ -1697,6 +1698,8 @@ export interface components {
              */
             metric: "error_rate" | "p95_latency_ms" | "p99_latency_ms" | "calls_per_second" | "dead_letters_per_minute" | "circuit_open";
             name: string;
+            /** @description labels to find it by (?tags= on its list) and to divide an organisation's declarative configuration between teams; stored sorted, [] for none */
+            tags?: string[];
             threshold: number;
             /** @description HMAC-SHA256 key of the X-Junction-Signature header (secret: reads show webhook_secret_set; left out, the stored one stays) */
             webhook_secret?: string;
@@ -1733,6 +1736,8 @@ export interface components {
              */
             metric?: "error_rate" | "p95_latency_ms" | "p99_latency_ms" | "calls_per_second" | "dead_letters_per_minute" | "circuit_open";
             name?: string;
+            /** @description labels to find it by (?tags= on its list) and to divide an organisation's declarative configuration between teams; stored sorted, [] for none */
+            tags?: string[];
             threshold?: number;
             /** @description HMAC-SHA256 key of the X-Junction-Signature header (secret: reads show webhook_secret_set; left out, the stored one stays) */
             webhook_secret?: string;
@@ -1772,6 +1777,7 @@ export interface components {
             path: string;
             protocol: string;
             rate_limit?: Record<string, never> | null;
+            tags: string[];
             timeout_ms: number;
             /** Format: date-time */
             updated_at: string;
@@ -2023,6 +2029,8 @@ export interface components {
                 per_seconds: number;
                 requests: number;
             } | null;
+            /** @description labels to find it by (?tags= on its list) and to divide an organisation's declarative configuration between teams; stored sorted, [] for none */
+            tags?: string[];
             timeout_ms?: number;
             /** @description soap, contract first: the WSDL 1.1 document (XML text, document/literal, schemas inline) */
             wsdl?: string;
@@ -2281,6 +2289,8 @@ export interface components {
                 per_seconds: number;
                 requests: number;
             } | null;
+            /** @description labels to find it by (?tags= on its list) and to divide an organisation's declarative configuration between teams; stored sorted, [] for none */
+            tags?: string[];
             timeout_ms?: number;
             /** @description soap, contract first: the WSDL 1.1 document (XML text, document/literal, schemas inline) */
             wsdl?: string;
@@ -2351,6 +2361,7 @@ export interface components {
             secret_fields?: string[];
             /** @description secret_fields show as ******** */
             settings: Record<string, never>;
+            tags: string[];
             target: {
                 protocol: string;
                 url: string;
@@ -2375,6 +2386,8 @@ export interface components {
             /** @description keys of settings kept sealed and write-only: reads show ********, and sending ******** keeps the stored value */
             secret_fields?: string[];
             settings?: Record<string, never>;
+            /** @description labels to find it by (?tags= on its list) and to divide an organisation's declarative configuration between teams; stored sorted, [] for none */
+            tags?: string[];
             target: {
                 /** @description soap: http or https URL the envelopes are posted to, instead of the port's soap:address */
                 address?: string;
@@ -2560,6 +2573,8 @@ export interface components {
             /** @description keys of settings kept sealed and write-only: reads show ********, and sending ******** keeps the stored value */
             secret_fields?: string[];
             settings?: Record<string, never>;
+            /** @description labels to find it by (?tags= on its list) and to divide an organisation's declarative configuration between teams; stored sorted, [] for none */
+            tags?: string[];
             /** @description merged into the current target: the keys given replace those keys, null removes one */
             target?: {
                 /** @description soap: http or https URL the envelopes are posted to, instead of the port's soap:address */
@@ -2655,6 +2670,7 @@ export interface components {
             }[];
             org: string;
             org_id: string;
+            tags: string[];
             /** Format: date-time */
             updated_at: string;
             version: number;
@@ -2662,10 +2678,14 @@ export interface components {
         ConsumerCreate: {
             enabled?: boolean;
             name: string;
+            /** @description labels to find it by (?tags= on its list) and to divide an organisation's declarative configuration between teams; stored sorted, [] for none */
+            tags?: string[];
         };
         ConsumerUpdate: {
             enabled?: boolean;
             name?: string;
+            /** @description labels to find it by (?tags= on its list) and to divide an organisation's declarative configuration between teams; stored sorted, [] for none */
+            tags?: string[];
         };
         DeadLetter: {
             api_id: string;
@@ -3306,6 +3326,8 @@ export interface operations {
                 limit?: number;
                 /** @description the next_cursor of the previous page (opaque); a bad one answers 422 */
                 cursor?: string;
+                /** @description only those with every one of these tags (a,b), or with any one of them (a/b) */
+                tags?: string;
             };
             header?: never;
             path?: never;
@@ -5039,6 +5061,8 @@ export interface operations {
                 limit?: number;
                 /** @description the next_cursor of the previous page (opaque); a bad one answers 422 */
                 cursor?: string;
+                /** @description only those with every one of these tags (a,b), or with any one of them (a/b) */
+                tags?: string;
             };
             header?: never;
             path: {
@@ -6001,6 +6025,8 @@ export interface operations {
                 limit?: number;
                 /** @description the next_cursor of the previous page (opaque); a bad one answers 422 */
                 cursor?: string;
+                /** @description only those with every one of these tags (a,b), or with any one of them (a/b) */
+                tags?: string;
             };
             header?: never;
             path: {
@@ -6809,6 +6835,8 @@ export interface operations {
                 limit?: number;
                 /** @description the next_cursor of the previous page (opaque); a bad one answers 422 */
                 cursor?: string;
+                /** @description only those with every one of these tags (a,b), or with any one of them (a/b) */
+                tags?: string;
             };
             header?: never;
             path: {
@@ -7842,6 +7870,8 @@ export interface operations {
                 limit?: number;
                 /** @description the next_cursor of the previous page (opaque); a bad one answers 422 */
                 cursor?: string;
+                /** @description only those with every one of these tags (a,b), or with any one of them (a/b) */
+                tags?: string;
             };
             header?: never;
             path: {
