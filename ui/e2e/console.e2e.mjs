@@ -125,6 +125,7 @@ try {
 
   await page.getByLabel("Timeout (ms)").fill("5000");
   await page.getByLabel("Caller authentication").selectOption("api_key");
+  await page.getByLabel("Tags").fill("team-b, pci");
   await page.getByRole("button", { name: "Create API" }).click();
   await page.waitForURL(/\/apis\/[0-9a-f-]{36}$/);
   await page.getByText(/Saved: orders-api is at version 1/).waitFor();
@@ -145,11 +146,17 @@ try {
   // -- the API list: search and layout at both sizes ------------------------------------------------------
   await page.goto(`${base}/orgs/${slug}/apis`);
   await page.getByRole("link", { name: "orders-api" }).waitFor();
-  await page.getByLabel("Search by name or path").fill("nothing-like-it");
+  await page.getByLabel("Search by name, path or tag").fill("nothing-like-it");
   await page.getByText("No API matches.").waitFor();
-  await page.getByLabel("Search by name or path").fill("orders");
+  await page.getByLabel("Search by name, path or tag").fill("orders");
   await page.getByRole("link", { name: "orders-api" }).waitFor();
-  step("the API list searches");
+  await page.getByLabel("Search by name, path or tag").fill("team-b");
+  await page.getByRole("link", { name: "orders-api" }).waitFor();
+  const tagsShown = await page.getByRole("row", { name: /orders-api/ }).locator(".tags").textContent();
+  check(tagsShown === "pci, team-b", `the list shows the API's tags, sorted: ${tagsShown}`);
+  const stored = await api("GET", `/api/v1/orgs/${slug}/apis/orders-api`, token);
+  check(JSON.stringify(stored.tags) === '["pci","team-b"]', `tags saved: ${JSON.stringify(stored)}`);
+  step("the API list searches, by tag too, and shows the tags the form saved");
 
   const views = [
     ["apis", `/orgs/${slug}/apis`],

@@ -194,3 +194,17 @@ export function parseJsonField(text: string, label: string): unknown {
     throw new Error(`${label} is not valid JSON: ${(e as Error).message}`);
   }
 }
+
+/** Tags typed as "team-b, pci": the list the API takes (it refuses a bad one, naming tags[i]). */
+export function tagsOf(text: string): string[] {
+  return text.split(",").map((t) => t.trim()).filter(Boolean);
+}
+
+/** A resource's tags field: shown as "a, b", sent as a list; the API's error for tags shows under it. */
+export function TagsField(props: { value: string; onChange: (text: string) => void; error: unknown; readOnly?: boolean }) {
+  return (
+    <Field label="Tags" error={fieldError(props.error, "tags")} hint="comma separated, e.g. team-b, pci (lists filter by them)">
+      {(p) => <input {...p} readOnly={props.readOnly} value={props.value} onChange={(e) => props.onChange(e.target.value)} />}
+    </Field>
+  );
+}

@@ -8,7 +8,9 @@ import { useState, type FormEvent } from "react";
 import { Link, useLocation, useNavigate, useParams } from "react-router";
 import { VersionsPanel } from "../components/Versions";
 import { useSession } from "../session";
-import { ErrorMessage, Field, fieldError, Loading, PageHeader, Pager, TableWrap, useAction, useCursor, useLoad } from "../ui";
+import {
+  ErrorMessage, Field, fieldError, Loading, PageHeader, Pager, TableWrap, TagsField, tagsOf, useAction, useCursor, useLoad,
+} from "../ui";
 import { allApis } from "./Apis";
 
 type AlertRule = Schemas["AlertRule"];
@@ -79,6 +81,7 @@ export function AlertRulesPage() {
 interface RuleForm {
   name: string;
   description: string;
+  tags: string;
   metric: string;
   api: string;
   comparison: string;
@@ -101,6 +104,7 @@ function formOf(r?: AlertRule): RuleForm {
   return {
     name: r?.name ?? "",
     description: r?.description ?? "",
+    tags: (r?.tags ?? []).join(", "),
     metric: r?.metric ?? "error_rate",
     api: r?.api ?? "",
     comparison: r?.comparison ?? ">",
@@ -123,6 +127,7 @@ function bodyOf(f: RuleForm): AlertRuleCreate {
   const body: Record<string, unknown> = {
     name: f.name,
     description: f.description,
+    tags: tagsOf(f.tags),  // a PUT: tags left out would be removed
     metric: f.metric,
     api: f.api.trim() || null,
     comparison: f.comparison,
@@ -137,7 +142,7 @@ function bodyOf(f: RuleForm): AlertRuleCreate {
   return body as unknown as AlertRuleCreate;
 }
 
-const CLAIMED = ["name", "description", "metric", "api", "comparison", "threshold", "window", "duration", "channels",
+const CLAIMED = ["name", "description", "tags", "metric", "api", "comparison", "threshold", "window", "duration", "channels",
   "webhook_secret", "escalation", "enabled"];
 
 export function AlertRuleEditPage() {
@@ -254,6 +259,7 @@ function RuleFormView(props: {
       <Field label="Description" error={fieldError(err, "description")} className="wide">
         {(p) => <textarea {...p} rows={2} readOnly={ro} value={f.description} onChange={(e) => upd("description", e.target.value)} />}
       </Field>
+      <TagsField value={f.tags} onChange={(text) => upd("tags", text)} error={err} readOnly={ro} />
       <Field label="Webhooks" error={fieldError(err, "channels.webhooks")} hint="one http(s) URL a line; told when it fires and resolves">
         {(p) => <textarea {...p} rows={2} readOnly={ro} value={f.webhooks} onChange={(e) => upd("webhooks", e.target.value)} />}
       </Field>

@@ -6,7 +6,8 @@ import { AppliedStatus } from "../components/Applied";
 import { VersionsPanel } from "../components/Versions";
 import { useSession } from "../session";
 import {
-  ErrorMessage, Field, fieldError, Loading, PageHeader, Pager, TableWrap, useAction, useCursor, useLoad,
+  ErrorMessage, Field, fieldError, Loading, PageHeader, Pager, TableWrap, TagsField, tagsOf, useAction, useCursor,
+  useLoad,
 } from "../ui";
 
 const METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "*"] as const;
@@ -42,7 +43,8 @@ export function ApisPage() {
   const names = useMemo(() => new Map(connectors.data?.map((c) => [c.id, c.name])), [connectors.data]);
   const toggle = useAction();
   const items = (page.data?.items ?? []).filter(
-    (a) => !term || a.name.toLowerCase().includes(term) || a.path.toLowerCase().includes(term),
+    (a) => !term || a.name.toLowerCase().includes(term) || a.path.toLowerCase().includes(term) ||
+      (a.tags ?? []).some((t) => t.toLowerCase() === term),
   );
 
   async function setEnabled(api: Api) {
@@ -55,7 +57,7 @@ export function ApisPage() {
         {canWrite && <Link className="button primary" to={`/orgs/${org}/apis/new`}>New API</Link>}
       </PageHeader>
       <div className="filters">
-        <Field label="Search by name or path">
+        <Field label="Search by name, path or tag">
           {(p) => <input {...p} type="search" value={search} onChange={(e) => setSearch(e.target.value)} />}
         </Field>
         <Field label="Per page">
@@ -77,7 +79,10 @@ export function ApisPage() {
             <tbody>
               {items.map((a) => (
                 <tr key={a.id}>
-                  <td><Link to={`/orgs/${org}/apis/${a.id}`}>{a.name}</Link></td>
+                  <td>
+                    <Link to={`/orgs/${org}/apis/${a.id}`}>{a.name}</Link>
+                    {a.tags && a.tags.length > 0 && <div className="tags">{a.tags.join(", ")}</div>}
+                  </td>
                   <td>{a.methods.join(", ")}</td>
                   <td><code>{a.path}</code></td>
                   <td>{names.get(a.connector) ?? a.connector}</td>
@@ -107,6 +112,7 @@ export function ApisPage() {
 interface ApiForm {
   name: string;
   description: string;
+  tags: string;
   protocol: "rest" | "soap";
   methods: Method[];
   path: string;
@@ -132,6 +138,7 @@ function formOf(api?: Api): ApiForm {
   return {
     name: api?.name ?? "",
     description: (api as { description?: string } | undefined)?.description ?? "",
+    tags: (api?.tags ?? []).join(", "),
     protocol: (api?.protocol as "rest" | "soap") ?? "rest",
     methods: (api?.methods as Method[]) ?? ["GET"],
     path: api?.path ?? "",
@@ -181,6 +188,7 @@ function bodyOf(f: ApiForm, original?: Api): ApiCreate {
   }
   const body: Record<string, unknown> = {
     name: f.name,
+    tags: tagsOf(f.tags),
     protocol: f.protocol,
     methods: f.methods,
     path: f.path,
@@ -195,7 +203,7 @@ function bodyOf(f: ApiForm, original?: Api): ApiCreate {
   return body as unknown as ApiCreate;
 }
 
-const CLAIMED = ["name", "description", "protocol", "methods", "path", "connector", "timeout_ms", "auth", "rate_limit",
+const CLAIMED = ["name", "description", "tags", "protocol", "methods", "path", "connector", "timeout_ms", "auth", "rate_limit",
   "enabled"];
 
 export function ApiEditPage() {
@@ -273,6 +281,7 @@ function ApiFormView(props: {
       <Field label="Description" error={fieldError(err, "description")} className="wide">
         {(p) => <textarea {...p} rows={2} readOnly={ro} value={f.description} onChange={(e) => upd("description", e.target.value)} />}
       </Field>
+      <TagsField value={f.tags} onChange={(text) => upd("tags", text)} error={err} readOnly={ro} />
       <Field label="Protocol" error={fieldError(err, "protocol")}>
         {(p) => (
           <select {...p} disabled={ro} value={f.protocol} onChange={(e) => upd("protocol", e.target.value as "rest" | "soap")}>

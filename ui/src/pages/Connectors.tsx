@@ -9,7 +9,7 @@ import { VersionsPanel } from "../components/Versions";
 import { useSession } from "../session";
 import {
   ErrorMessage, Field, fieldError, Json, Loading, PageHeader, Pager, TableWrap, formatTime, parseJsonField, useAction,
-  useCursor, useLoad,
+  useCursor, useLoad, TagsField, tagsOf,
 } from "../ui";
 
 // CodeMirror is most of the console's code and only this page needs it: it loads in a chunk of its own.
@@ -68,6 +68,7 @@ export function ConnectorsPage() {
 interface ConnectorForm {
   name: string;
   description: string;
+  tags: string;
   protocol: "rest" | "soap";
   url: string;
   method: string;
@@ -81,6 +82,7 @@ function formOf(c?: Connector): ConnectorForm {
   return {
     name: c?.name ?? "",
     description: (c as { description?: string } | undefined)?.description ?? "",
+    tags: (c?.tags ?? []).join(", "),
     protocol: (target.protocol as "rest" | "soap") ?? "rest",
     url: (target.url as string) ?? "",
     method: (target.method as string) ?? "",
@@ -137,7 +139,7 @@ export function ConnectorEditPage() {
   );
 }
 
-const CLAIMED = ["name", "description", "target", "settings", "script"];
+const CLAIMED = ["name", "description", "tags", "target", "settings", "script"];
 
 function ConnectorFormView(props: {
   org: string; connector?: Connector; readOnly: boolean; onSaved: (c: Connector) => void; onEdit: () => void;
@@ -177,7 +179,7 @@ function ConnectorFormView(props: {
     else delete target.method;
     if (headers !== undefined) target.headers = headers;
     else delete target.headers;
-    const body: Record<string, unknown> = { name: f.name, target, script: f.script.trim() ? f.script : null };
+    const body: Record<string, unknown> = { name: f.name, tags: tagsOf(f.tags), target, script: f.script.trim() ? f.script : null };
     if (f.description || props.connector) body.description = f.description;
     if (settings !== undefined) body.settings = settings;
     else if (props.connector) body.settings = {};
@@ -203,6 +205,7 @@ function ConnectorFormView(props: {
         <Field label="Description" error={fieldError(err, "description")}>
           {(p) => <input {...p} readOnly={ro} value={f.description} onChange={(e) => upd("description", e.target.value)} />}
         </Field>
+        <TagsField value={f.tags} onChange={(text) => upd("tags", text)} error={err} readOnly={ro} />
         <Field label="Upstream protocol" error={fieldError(err, "target.protocol")}>
           {(p) => (
             <select {...p} disabled={ro} value={f.protocol} onChange={(e) => upd("protocol", e.target.value as "rest" | "soap")}>
