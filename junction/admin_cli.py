@@ -411,6 +411,11 @@ async def _wait(c: JunctionClient, a: argparse.Namespace) -> Any:
         raise CliFailure("not_applied", str(err)) from err
 
 
+def _tags(text: str) -> list[str]:
+    """``a,b`` as a list; the server says which one is not a tag (``tags[i]``)."""
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
 def _tag(text: str) -> str:
     from control.bodies import TAG_PATTERN
 

@@ -258,26 +258,29 @@ def _register_replay_commands(replay: Any) -> None:
 
 def _register_consumers(sub: Any) -> None:
     """``junction consumers create|list|get|replace|update|delete`` and ``junction consumers keys create|list|revoke``."""
-    from junction.admin_cli import _action, _bool
+    from junction.admin_cli import _action, _bool, _tags
 
     g = sub.add_parser("consumers", help="an organisation's callers and their API keys (docs/consumers.md)")
     acts = g.add_subparsers(dest="action", required=True)
     p = _action(acts, "list", lambda c, a: c.list_consumers(a.org, tags=a.tags), "list")
     p.add_argument("org")
     p.add_argument("--tags", help="only those with every one of these tags (a,b), or any one (a/b)")
-    p = _action(acts, "create", lambda c, a: c.create_consumer(a.org, a.name), "create")
+    p = _action(acts, "create", lambda c, a: c.create_consumer(a.org, a.name, tags=a.tags), "create")
     p.add_argument("org")
     p.add_argument("name")
+    p.add_argument("--tags", type=_tags, help="comma separated, e.g. team-b,partner")
     for name, call in (("get", lambda c, a: c.get_consumer(a.org, a.id)),
                        ("delete", lambda c, a: c.delete_consumer(a.org, a.id))):
         p = _action(acts, name, call, name)
         p.add_argument("org")
         p.add_argument("id", help="the consumer's id or name")
-    p = _action(acts, "replace", lambda c, a: c.upsert_consumer(a.org, a.name, enabled=a.enabled),
-                "set name and enabled of the consumer of this name, creating it if new (credentials stay)")
+    p = _action(acts, "replace", lambda c, a: c.upsert_consumer(a.org, a.name, enabled=a.enabled, tags=a.tags),
+                "set enabled and tags of the consumer of this name (tags not given are removed), creating it if "
+                "new; its credentials stay")
     p.add_argument("org")
     p.add_argument("name")
     p.add_argument("--enabled", type=_bool, default=True)
+    p.add_argument("--tags", type=_tags, help="comma separated, e.g. team-b,partner")
     p = _action(acts, "update", lambda c, a: c.update_consumer(
         a.org, a.id, **{k: v for k, v in (("name", a.name), ("enabled", a.enabled)) if v is not None}),
         "rename, disable (--enabled false) or enable")

@@ -608,16 +608,21 @@ class JunctionClient:
         async for item in self._iter(f"/orgs/{path_segment(org)}/consumers", page_size, tags):
             yield item
 
-    async def create_consumer(self, org: str, name: str, *, enabled: bool | None = None) -> Consumer:
+    async def create_consumer(self, org: str, name: str, *, enabled: bool | None = None,
+                              tags: list[str] | None = None) -> Consumer:
         body: dict[str, Any] = {"name": name}
         if enabled is not None:
             body["enabled"] = enabled
+        if tags is not None:
+            body["tags"] = tags
         return cast(Consumer, await self.request("POST", f"/orgs/{path_segment(org)}/consumers", body))
 
-    async def upsert_consumer(self, org: str, name: str, *, enabled: bool = True) -> Consumer:
-        """The consumer of this name, created if new; its credentials stay as they are."""
+    async def upsert_consumer(self, org: str, name: str, *, enabled: bool = True,
+                              tags: list[str] | None = None) -> Consumer:
+        """The consumer of this name, created if new, with these ``enabled`` and ``tags`` (a PUT: tags not given
+        are removed); its credentials stay as they are."""
         return cast(Consumer, await self.request("PUT", f"/orgs/{path_segment(org)}/consumers/{path_segment(name)}",
-                                                 {"name": name, "enabled": enabled}))
+                                                 {"name": name, "enabled": enabled, "tags": tags or []}))
 
     async def get_consumer(self, org: str, consumer_id: str) -> Consumer:
         return cast(Consumer, await self.request("GET", f"/orgs/{path_segment(org)}/consumers/{path_segment(consumer_id)}"))

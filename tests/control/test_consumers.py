@@ -367,6 +367,10 @@ async def test_sdk_and_cli(control: Any) -> None:
     assert rc == 0 and [k["id"] for k in keys] == [key["id"]], err
     rc, other, err = await cli("consumers", "replace", slug, "from-cli-2")
     assert rc == 0 and other["id"] != made["id"] and other["version"] == 1 and other["enabled"] is True, err
+    rc, tagged, err = await cli("consumers", "create", slug, "tagged", "--tags", "partner,eu")
+    assert rc == 0 and tagged["tags"] == ["eu", "partner"], err
+    rc, listed, err = await cli("consumers", "list", slug, "--tags", "partner")
+    assert rc == 0 and [x["name"] for x in listed] == ["tagged"], err
     rc, _, err = await cli("consumers", "delete", slug, "..")  # would be the organisation's own path
     assert rc == 2 and json.loads(err)["code"] == "invalid_input", err
     rc, _, err = await cli("consumers", "keys", "revoke", slug, made["id"], key["id"])
