@@ -18,7 +18,8 @@ from core.errors import FieldError, InvalidInput, NotFound, PreconditionFailed, 
 from core import http as core_http
 from core.http import json_response
 
-__all__ = ["body", "org_for", "principal", "check_put", "put_data", "record", "reply", "state", "wait_for_reader", "wait_seconds"]
+__all__ = ["body", "check_put", "org_for", "principal", "put_data", "record", "reply", "state", "wait_for_reader",
+           "wait_seconds"]
 
 
 # core.http stores the request id under a RequestKey (newer) or a plain string (older).
