@@ -317,6 +317,23 @@ def _secret_errors(rule: Mapping[str, Any], where: str, stored_secret: bool) -> 
     return []
 
 
+async def _global_rule_errors(client: JunctionClient, deleted_apis: Mapping[str, str]) -> list[tuple[str, str]]:
+    """A global rule (in no organisation's document) watching an API the plan deletes: the deletion would be
+    refused (409 api_in_use) after other changes were made. Only a global admin may read global rules; for
+    anyone else the server's 409 stays the check."""
+    if not deleted_apis:
+        return []
+    try:
+        rules = [r async for r in client.iter_alert_rules(None)]
+    except JunctionAPIError as err:
+        if err.status != 403:
+            raise
+        return []
+    return [("apis", f"global alert rule {r['name']!r} watches API {deleted_apis[r['api']]!r}, which --prune "
+                     "deletes: change the rule first (a global admin's)")
+            for r in rules if r.get("api") in deleted_apis]
+
+
 async def make_plan(client: JunctionClient, org: str | None, doc: dict[str, Any], *, prune: bool,
                     tag: str | None = None) -> Plan:
     """What applying ``doc`` to the organisation (``org``, else the document's) would change; DocumentError
@@ -441,6 +458,8 @@ async def make_plan(client: JunctionClient, org: str | None, doc: dict[str, Any]
         if ("api", api) in deleted and rule not in wanted["alert_rules"]:
             errors.append(("alert_rules", f"alert rule {rule!r} (not in the document) watches API {api!r}, which "
                                           "--prune deletes: name the rule in the document, or leave the API"))
+    errors += await _global_rule_errors(client, {str(c.id): c.name for c in changes
+                                                 if c.kind == "api" and c.action == "delete"})
     if errors:
         raise DocumentError(errors)
     # A rule moving off an API that is deleted before the API it moves to is made: let go first.

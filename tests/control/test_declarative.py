@@ -540,3 +540,28 @@ def test_property_a_document_dumped_as_yaml_or_json_loads_as_itself(texts: list[
                           for i, t in enumerate(texts)]}
     for fmt in ("yaml", "json"):
         assert load_document(dump(doc, fmt), {}) == doc
+
+
+async def test_a_global_rule_on_an_api_that_prune_deletes_stops_a_global_admins_plan(control: Any) -> None:
+    org = (await control.new_org("globrule"))["slug"]
+    conn = await control.new_connector(org, name="c")
+    legacy = await control.new_api(org, conn["id"], name="legacy")
+    name = f"g-{legacy['id'][:8]}"
+    r = await control.call("POST", "/api/v1/alert-rules", control.admin_token,
+                           {"name": name, "metric": "error_rate", "comparison": ">", "threshold": 0.5, "api": legacy["id"]})
+    assert r.status == 201, r.body
+    doc = {"format": "junction/v1", "org": org, "apis": []}
+    try:
+        async with JunctionClient(control.base_url, control.admin_token) as jc:
+            with pytest.raises(DocumentError) as err:
+                await make_plan(jc, None, doc, prune=True)
+            assert [f for f, _ in err.value.fields] == ["apis"] and name in err.value.fields[0][1], err.value.fields
+        # An org admin cannot read global rules: the plan goes through, and the server refuses the deletion.
+        _, token = await control.new_user(org, "org_admin")
+        async with JunctionClient(control.base_url, token) as jc:
+            plan = await make_plan(jc, None, doc, prune=True)
+            with pytest.raises(ApplyFailed) as failed:
+                await apply_plan(jc, plan)
+            assert failed.value.error.status == 409 and failed.value.error.code == "api_in_use"
+    finally:
+        assert (await control.call("DELETE", f"/api/v1/alert-rules/{name}", control.admin_token)).status == 204
