@@ -39,6 +39,7 @@ from typing import Any
 import yaml
 
 from control.bodies import TAG_PATTERN
+from control.store.resources import with_tags
 from control.validation import check_schema
 from junction.sdk import JunctionAPIError, JunctionClient, path_segment
 
@@ -201,14 +202,10 @@ async def export_document(client: JunctionClient, org: str, tag: str | None = No
     doc.update({"tag": tag} if tag is not None else {k: org_row.get(k) for k in ORG_FIELDS})
     for plural, by_name in current.items():
         if by_name is not None:
-            doc[plural] = [_untagged_bare(_shown(plural, r, names)) for _, r in sorted(by_name.items())
+            # Tags as stored: none rather than `tags: []`, which most resources would repeat.
+            doc[plural] = [with_tags(_shown(plural, r, names)) for _, r in sorted(by_name.items())
                            if tag is None or tag in r.get("tags", [])]
     return doc
-
-
-def _untagged_bare(entry: dict[str, Any]) -> dict[str, Any]:
-    # An export leaves out `tags: []`: most resources have none, and a document without tags leaves them.
-    return {k: v for k, v in entry.items() if k != "tags"} if entry.get("tags") == [] else entry
 
 
 def _parse(text: str) -> Any:
