@@ -474,10 +474,33 @@ async def test_every_block_of_the_docs_runs_as_written(capsys: pytest.CaptureFix
     # In a thread: the suite's event loop goes on meanwhile. Blocked for the run's 100 s, it let the fetches
     # of session fixtures' Kafka consumers (started by earlier tests) pass their 40 s request timeout, and
     # their failure surfaced as an error of this test.
-    await asyncio.to_thread(_run_every_block, capsys)
+    run = await asyncio.to_thread(_run_every_block)
+    assert run.ran, "no block of the docs ran: the extraction found none to run"
+    assert not run.left, f"processes left running after Ctrl-C of junction up: {run.left}"
+    assert run.returncode == 0, f"junction up exited with {run.returncode} on SIGINT"
+    with capsys.disabled():
+        print(f"\ndocs: ran {len(run.ran)} blocks, compiled {len(run.checked)} connector scripts, skipped "
+              f"{len(run.skipped)} marked not run, in {run.took_s:.0f}s (junction up ready after {run.up_s:.0f}s)")
+        for line in run.ran:
+            print(f"  ran: {line}")
+        for line in run.skipped:
+            print(f"  not run: {line}")
 
 
-def _run_every_block(capsys: pytest.CaptureFixture[str]) -> None:
+@dataclass
+class DocsRun:
+    ran: list[str]
+    checked: list[str]
+    skipped: list[str]
+    left: list[int]  # processes of junction up still alive after Ctrl-C
+    returncode: int | None
+    took_s: float
+    up_s: float
+
+
+def _run_every_block() -> DocsRun:
+    """Every block of the docs, in order, against a `junction up` of the run's own (pytest.fail at the first
+    that fails, naming it); what ran, and how junction up stopped."""
     if not (VENV_BIN / "junction").exists():
         pytest.skip(f"{VENV_BIN / 'junction'} is missing: run `make install` first")
     if shutil.which("bash") is None or shutil.which("curl") is None:
@@ -540,12 +563,4 @@ def _run_every_block(capsys: pytest.CaptureFixture[str]) -> None:
                     path.unlink()
             except OSError:
                 pass
-    assert not left, f"processes left running after Ctrl-C of junction up: {left}"
-    assert gateway.proc.returncode == 0, f"junction up exited with {gateway.proc.returncode} on SIGINT"
-    with capsys.disabled():
-        print(f"\ndocs: ran {len(ran)} blocks, compiled {len(checked)} connector scripts, skipped {len(skipped)} "
-              f"marked not run, in {time.monotonic() - t0:.0f}s (junction up ready after {t_up:.0f}s)")
-        for line in ran:
-            print(f"  ran: {line}")
-        for line in skipped:
-            print(f"  not run: {line}")
+    return DocsRun(ran, checked, skipped, left, gateway.proc.returncode, time.monotonic() - t0, t_up)
