@@ -7,6 +7,7 @@ Limits that come from settings are filled in by :func:`request_schemas`.
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from core.routing import ANY_METHOD, HTTP_METHODS
@@ -19,7 +20,12 @@ Schema = dict[str, Any]
 SLUG_PATTERN = "^[a-z][a-z0-9-]{1,62}$"
 NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$"
 TAG_PATTERN = "^[A-Za-z0-9._~:-]{1,64}$"  # no comma or slash: they join tags in a list's ?tags= filter
+TAG_RULE = "1 to 64 of A-Z a-z 0-9 . _ ~ : -"  # TAG_PATTERN, as the errors say it
 MAX_TAGS = 20
+
+
+def is_tag(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(TAG_PATTERN, value) is not None
 TAGS: dict[str, object] = {
     "type": "array", "maxItems": MAX_TAGS, "uniqueItems": True, "items": {"type": "string", "pattern": TAG_PATTERN},
     "description": "labels to find it by (?tags= on its list) and to divide an organisation's declarative "

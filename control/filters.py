@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from control.bodies import MAX_TAGS, TAG_PATTERN
+from control.bodies import MAX_TAGS, TAG_RULE, is_tag
 from control.validation import is_uuid
 from core.errors import FieldError
 
@@ -36,9 +36,8 @@ def tag_filter(raw: str | None, errors: list[FieldError]) -> TagFilter | None:
         return None
     every = "/" not in raw
     tags = tuple(raw.split("," if every else "/"))
-    if len(tags) > MAX_TAGS or not all(re.fullmatch(TAG_PATTERN, t) for t in tags):
-        errors.append(FieldError("tags", f"must be 1 to {MAX_TAGS} tags (1 to 64 of A-Z a-z 0-9 . _ ~ : -) joined "
-                                         "by , or /"))
+    if len(tags) > MAX_TAGS or not all(is_tag(t) for t in tags):
+        errors.append(FieldError("tags", f"must be 1 to {MAX_TAGS} tags ({TAG_RULE}) joined by , or /"))
         return None
     return TagFilter(tags, every)
 

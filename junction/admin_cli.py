@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -417,10 +416,10 @@ def _tags(text: str) -> list[str]:
 
 
 def _tag(text: str) -> str:
-    from control.bodies import TAG_PATTERN
+    from control.bodies import TAG_RULE, is_tag
 
-    if not re.fullmatch(TAG_PATTERN, text):
-        raise argparse.ArgumentTypeError(f"not a tag (1 to 64 of A-Z a-z 0-9 . _ ~ : -): {text}")
+    if not is_tag(text):
+        raise argparse.ArgumentTypeError(f"not a tag ({TAG_RULE}): {text}")
     return text
 
 

@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from control.bodies import TAG_PATTERN
+from control.bodies import TAG_RULE, is_tag
 from control.store.resources import with_tags
 from control.validation import check_schema
 from junction.sdk import JunctionAPIError, JunctionClient, path_segment
@@ -272,8 +272,8 @@ def load_document(text: str, env: Mapping[str, str]) -> dict[str, Any]:
         errors.append(("format", f"must be {FORMAT!r}"))
     for key in sorted(set(doc) - {"format", "org", "tag", *ORG_FIELDS, *KINDS}):
         errors.append((key, "is not a field of a Junction configuration document"))
-    if "tag" in doc and not (isinstance(doc["tag"], str) and re.fullmatch(TAG_PATTERN, doc["tag"])):
-        errors.append(("tag", "must be one tag: 1 to 64 of A-Z a-z 0-9 . _ ~ : -"))
+    if "tag" in doc and not is_tag(doc["tag"]):
+        errors.append(("tag", f"must be one tag: {TAG_RULE}"))
     if "org" in doc and not isinstance(doc["org"], str):
         errors.append(("org", "must be an organisation's slug"))
     for plural in KINDS:
