@@ -212,6 +212,30 @@ _cache: Schema = {
                  "description": "request headers whose values are part of the cache key (as Accept-Language)"},
     },
 }
+_header_names: Schema = {"type": "array", "maxItems": 50, "uniqueItems": True,
+                         "items": {"type": "string", "pattern": TOKEN_PATTERN}}
+_cors: Schema = {
+    "type": ["object", "null"], "additionalProperties": False, "required": ["origins"],
+    "description": "pages of these origins may call the API from a browser (docs/cors.md): ingress answers their "
+                   "preflights itself and sets the Access-Control-* headers of every answer; null removes it",
+    "properties": {
+        "origins": {"type": "array", "minItems": 1, "maxItems": 100, "uniqueItems": True,
+                    "items": {"type": "string", "minLength": 1, "maxLength": 300},
+                    "description": "origins as browsers send them (scheme://host[:port], lowercase, no path), "
+                                   "https://*.example.com for every subdomain of example.com, or * for any page "
+                                   "(not with credentials)"},
+        "methods": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "string", "enum": METHODS},
+                    "description": "methods pages may use (default: the API's)"},
+        "headers": {**_header_names, "description": "request headers pages may send besides the CORS-safelisted "
+                                                    "ones (default: any a preflight asks for)"},
+        "exposed_headers": {**_header_names, "description": "response headers pages may read besides the "
+                                                            "CORS-safelisted ones (such as X-Correlation-Id)"},
+        "credentials": {"type": "boolean", "description": "pages may send cookies and HTTP authentication "
+                                                          "(credentials: 'include'); default false"},
+        "max_age_s": {"type": "integer", "minimum": 0, "maximum": 86_400,
+                      "description": "how long a browser may keep a preflight's answer (default: the browser's)"},
+    },
+}
 QUOTA_NAMES = ["apis", "connectors", "consumers", "script_bytes", "settings_bytes"]
 _quotas: Schema = {
     "type": "object", "additionalProperties": False,
@@ -273,6 +297,7 @@ _api_props: Schema = {
                        "description": "rest: a caller still waiting at timeout_ms gets 202 and a Location for the "
                                       "result instead of 504; the call itself may take JUNCTION_ASYNC_TIMEOUT_MS"},
     "cache": _cache,
+    "cors": _cors,
     "idempotency_ttl_s": {"type": ["integer", "null"], "minimum": 1, "maximum": 30 * 86_400,
                           "description": "how long an Idempotency-Key keeps its answer (default JUNCTION_IDEMPOTENCY_TTL_S)"},
     # protocol soap (docs/soap-to-rest.md): a WSDL (contract first) or operations (code first)

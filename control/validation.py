@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from core.errors import BodyTooLarge, FieldError, Forbidden, InvalidInput, MalformedBody
+from core.headers import HEADER_NAME
 from core.ids import is_uuid
 from core.settings import Settings
 
@@ -257,7 +258,6 @@ UPSTREAM_AUTH_SETTINGS: dict[str, tuple[frozenset[str], frozenset[str]]] = {  # 
                                   frozenset({"scopes", "audience", "client_auth"})),
 }
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
 
 
 def check_upstream_auth(target: dict[str, Any], *, allow_private: bool) -> list[FieldError]:
@@ -280,7 +280,7 @@ def check_upstream_auth(target: dict[str, Any], *, allow_private: bool) -> list[
             taken.add("authorization")
     seen: dict[str, str] = {}
     for name, value in (target.get("headers") or {}).items():
-        if not _HEADER_NAME.fullmatch(name):
+        if not HEADER_NAME.fullmatch(name):
             errors.append(FieldError(f"target.headers.{name}", "is not a valid header name"))
         elif _CONTROL_CHARS.search(value):
             errors.append(FieldError(f"target.headers.{name}", "must not contain control characters"))

@@ -22,10 +22,14 @@ one again:
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import TypedDict
 
-__all__ = ["HOP_BY_HOP", "Header", "end_to_end", "pairs_to_records", "records_to_pairs"]
+__all__ = ["HEADER_NAME", "HOP_BY_HOP", "Header", "end_to_end", "pairs_to_records", "records_to_pairs"]
+
+# RFC 9110's field-name (a token), bounded: what a header name may be wherever Junction takes one.
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
 
 # RFC 9110 §7.6.1 connection-specific fields, plus the framing fields that the
 # HTTP library recomputes for each hop.

@@ -10,7 +10,8 @@ Documents (JSON in ConfigEvent.document):
   api:       {"id", "org" (slug), "org_id", "name", "protocol", "methods", "path",
               "connector" (id), "timeout_ms", "auth" (a jwt secret as "secret_sealed"),
               "rate_limit" (dict or null), "version", "enabled", "async_fallback", "idempotency_ttl_s",
-              "cache" (dict or null), and for protocol soap "contract" (core/soap_contract.py)}
+              "cache" (dict or null), "cors" (dict or null, core/cors.py),
+              and for protocol soap "contract" (core/soap_contract.py)}
   connector: {"id", "org" (slug), "org_id", "name", "target": {"protocol", "url", "method", ...,
               "secrets_sealed" (upstream credentials, core/upstream_secrets.py)},
               "script" (str or null), "settings" (dict, without the secret ones),
@@ -19,10 +20,6 @@ Documents (JSON in ConfigEvent.document):
               "keys": [{"id", "prefix", "hash" (hex SHA-256 of the key), "expires_at_ms" (int or null)}],
               "basic": {"username", "password_hash" (bcrypt)} or null,
               "oauth_clients": [{"client_id", "secret_hash" (hex SHA-256), "scopes": [...]}]}
-  consumer:  {"id", "org" (slug), "org_id", "name", "enabled", "version",
-              "keys": [{"id", "prefix", "hash" (sha256 hex of the key), "expires_at_ms"}],
-              "basic": {"username", "password_hash"} | null,
-              "oauth_clients": [{"client_id", "secret_hash", "scopes"}]}
 """
 from __future__ import annotations
 

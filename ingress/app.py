@@ -20,6 +20,7 @@ from core.snapshot import ConfigSnapshot
 from core.ssrf import TargetPolicy  # the one SSRF guard: JWKS fetches too
 from ingress.async_results import RESULTS_PATH, AsyncResults
 from ingress.auth import EdgeAuth
+from ingress.cors import cors_middleware
 from ingress.gateway import Gateway
 from ingress.idempotency import IdempotencyKeys
 from ingress.lease import PartitionLease
@@ -34,7 +35,7 @@ READER = web.AppKey("reply_reader", ReplyReader)
 
 
 def create_app(settings: Settings, *, instance_id: str | None = None) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app = web.Application(middlewares=[cors_middleware, error_middleware], client_max_size=settings.max_body_bytes)
     # Bodies as sent: the gateway decodes them itself, under the body limit (ingress/compression.py).
     app[SERVE_OPTIONS] = dataclasses.replace(serve_options(settings, metrics_port=settings.ingress_metrics_port),
                                              raw_bodies=True)
@@ -87,6 +88,9 @@ def create_app(settings: Settings, *, instance_id: str | None = None) -> web.App
     async def result(request: web.Request) -> web.StreamResponse:
         return await state["gateway"].result(request)  # type: ignore[attr-defined]
 
+    async def result_preflight(request: web.Request) -> web.StreamResponse:
+        return await state["gateway"].result_preflight(request)  # type: ignore[attr-defined]
+
     async def token(request: web.Request) -> web.StreamResponse:
         return await state["token"].handle(request)  # type: ignore[attr-defined]
 
@@ -114,6 +118,7 @@ def create_app(settings: Settings, *, instance_id: str | None = None) -> web.App
     app.router.add_route("POST", "/{org}/oauth/token", token)
     # No organisation's slug starts with "_": this path is no API's.
     app.router.add_route("GET", RESULTS_PATH + "/{correlation_id}", result)
+    app.router.add_route("OPTIONS", RESULTS_PATH + "/{correlation_id}", result_preflight)
     # [\s\S]: a path with a decoded line break reaches the handler, which refuses it as such (not a 404).
     app.router.add_route("*", r"/{org}/{path:[\s\S]*}", handle)
     app.router.add_route("*", "/{org}", handle)

@@ -23,6 +23,7 @@ from core.snapshot import ConfigSnapshot, RouteMatch
 from ingress.async_results import AsyncResults, Owner, location, parse_prefer, wait_seconds
 from ingress.auth import Admission, EdgeAuth
 from ingress.compression import compress_response, decoded_headers, read_body
+from ingress.cors import POLICY_KEY, policy_of, preflight_method, preflight_response
 from ingress.idempotency import KEY_HEADER, REPLAYED_HEADER, Claim, IdempotencyKeys, fingerprint
 from ingress.replies import ReplyReader
 from ingress.response_cache import ResponseCache, upstream_headers
@@ -71,10 +72,16 @@ class Gateway:
                 # not send one on (a 502 for the caller's mistake).
                 raise ClientError("the path holds a control character (such as %00 or %0A)", code="invalid_path",
                                   fields=[FieldError("(path)", "must not hold control characters")])
-            match = self._snapshot.resolve(org, request.method, path)
+            asked = preflight_method(request)
+            match = self._snapshot.resolve(org, request.method, path) if asked is None else self._preflight_match(org, asked, path)
             api_id = str(match.api.get("id") or NO_API)
+            policy = policy_of(match.api)
+            if policy is not None and asked is None:
+                request[POLICY_KEY] = policy  # a preflight's answer is made whole by preflight_response
+            if asked is not None and policy is not None:
+                response = preflight_response(request, policy, list(match.api.get("methods") or ()), asked)
             # A soap API saved before inbound SOAP has no contract: it is served as REST, as it was.
-            if match.api.get("protocol") == "soap" and match.api.get("contract"):
+            elif match.api.get("protocol") == "soap" and match.api.get("contract"):
                 response = await self._soap(request, org, path, match)
             else:
                 admission = await self._auth.admit(request, match)
@@ -97,6 +104,18 @@ class Gateway:
             INGRESS_LATENCY.labels(org_label, api_id).observe(time.perf_counter() - started)
             INGRESS_REQUEST_BYTES.labels(org_label, api_id).inc(received if received is not None else request.content_length or 0)
             INGRESS_RESPONSE_BYTES.labels(org_label, api_id).inc(sent)
+
+    def _preflight_match(self, org: str, asked: str, path: str) -> RouteMatch:
+        """The API a browser's preflight asks about, when it has a CORS policy; else the API of an OPTIONS
+        call, which is then one like any other."""
+        try:
+            match = self._snapshot.resolve(org, asked, path)
+        except MethodNotAllowed:
+            pass
+        else:
+            if policy_of(match.api) is not None:
+                return match
+        return self._snapshot.resolve(org, "OPTIONS", path)
 
     async def _rest(self, request: web.Request, org: str, path: str, match: RouteMatch, body: bytes,
                     admission: Admission) -> web.StreamResponse:
@@ -192,8 +211,12 @@ class Gateway:
         owner = await self._results.owner(correlation_id) if _CORRELATION.fullmatch(correlation_id) else None
         if owner is None:
             raise gone
+        api = self._snapshot.api(owner.api_id)
+        policy = policy_of(api) if api is not None else None
+        if policy is not None:
+            request[POLICY_KEY] = policy  # the page that made the call may read its result
         if owner.consumer is not None:
-            api, org = self._snapshot.api(owner.api_id), self._snapshot.orgs.get(owner.org)
+            org = self._snapshot.orgs.get(owner.org)
             if api is None or org is None:
                 raise gone
             admission = await self._auth.admit(request, RouteMatch(org=org, api=api, connector=None, path_params={}))
@@ -204,6 +227,19 @@ class Gateway:
         if reply is None:
             return self._accepted(correlation_id, {})
         return await compress_response(request, self._response(reply), self._settings)
+
+    async def result_preflight(self, request: web.Request) -> web.StreamResponse:
+        """A browser's preflight for a result's location (to send ``Prefer: wait=N``, say): answered by the
+        CORS policy of the API that made the call."""
+        correlation_id = request.match_info["correlation_id"]
+        owner = await self._results.owner(correlation_id) if _CORRELATION.fullmatch(correlation_id) else None
+        api = self._snapshot.api(owner.api_id) if owner is not None else None
+        if api is None:
+            raise NotFound("no result at this location: unknown, expired, or not yours", code="result_not_found")
+        policy, asked = policy_of(api), preflight_method(request)
+        if policy is None or asked is None:
+            raise MethodNotAllowed("a result's location takes GET", headers={"Allow": "GET"})
+        return preflight_response(request, policy, ["GET"], asked)
 
     def _timeout_ms(self, match: RouteMatch) -> int:
         return min(int(match.api.get("timeout_ms") or self._settings.default_timeout_ms), self._settings.max_timeout_ms)

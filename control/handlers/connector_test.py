@@ -29,11 +29,11 @@ from control.store.resources import CONNECTOR, content_of
 from control.validation import raise_if
 from core.errors import FieldError, JunctionError, NotFound, ServiceUnavailable
 from core.connector_secrets import MASK
+from core.headers import HEADER_NAME
 from core.scripts import script_ctx, script_request, script_response
 
 __all__ = ["routes"]
 
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
 
 
@@ -41,7 +41,7 @@ def _check_headers(headers: dict[str, str], where: str) -> list[FieldError]:
     """Sample headers are what an HTTP caller or upstream could send: token names, no line breaks."""
     errors = []
     for name, value in headers.items():
-        if not _TOKEN.fullmatch(name):
+        if not HEADER_NAME.fullmatch(name):
             errors.append(FieldError(f"{where}.{name}", "is not a valid header name"))
         elif _BAD_VALUE.search(value):
             errors.append(FieldError(f"{where}.{name}", "must not contain CR, LF or NUL"))

@@ -75,6 +75,7 @@ DOCS = (
     "docs/async-producers.md",
     "docs/async.md",  # the demo's echo API: async calls and idempotency keys
     "docs/caching.md",  # the demo's echo API: a response cache (turned off again at the end), compression
+    "docs/cors.md",  # the demo's echo API: a CORS policy (removed again at the end)
     "docs/observability.md",  # metrics and request logs of the demo organisation's calls
     "docs/alerts.md",  # an alert rule of demo, its webhook the demo upstream's echo
     "docs/console.md",  # build and test commands only: not run

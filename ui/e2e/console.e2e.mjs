@@ -126,6 +126,13 @@ try {
   await page.getByLabel("Timeout (ms)").fill("5000");
   await page.getByLabel("Caller authentication").selectOption("api_key");
   await page.getByLabel("Tags").fill("team-b, pci");
+  await page.getByLabel("Browser origins (CORS)").fill("https://shop.example.com/");
+  await page.getByRole("button", { name: "Create API" }).click();
+  const corsField = page.locator(".field.invalid", { has: page.getByLabel("Browser origins (CORS)") });
+  await corsField.locator(".field-error").waitFor();
+  const corsMessage = await corsField.locator(".field-error").textContent();
+  check(/no path: https:\/\/shop\.example\.com/.test(corsMessage), `CORS field error: ${corsMessage}`);
+  await page.getByLabel("Browser origins (CORS)").fill("https://shop.example.com, https://*.shop.example.com");
   await page.getByRole("button", { name: "Create API" }).click();
   await page.waitForURL(/\/apis\/[0-9a-f-]{36}$/);
   await page.getByText(/Saved: orders-api is at version 1/).waitFor();
@@ -156,7 +163,9 @@ try {
   check(tagsShown === "pci, team-b", `the list shows the API's tags, sorted: ${tagsShown}`);
   const stored = await api("GET", `/api/v1/orgs/${slug}/apis/orders-api`, token);
   check(JSON.stringify(stored.tags) === '["pci","team-b"]', `tags saved: ${JSON.stringify(stored)}`);
-  step("the API list searches, by tag too, and shows the tags the form saved");
+  check(JSON.stringify(stored.cors) === '{"origins":["https://shop.example.com","https://*.shop.example.com"]}',
+    `CORS origins saved: ${JSON.stringify(stored.cors)}`);
+  step("the API list searches, by tag too, and shows the tags and CORS origins the form saved");
 
   const views = [
     ["apis", `/orgs/${slug}/apis`],

@@ -1830,6 +1830,21 @@ export interface components {
             connector: string;
             /** @description read-only: the contract Junction computed from wsdl or operations; ignored when sent */
             contract?: Record<string, never> | null;
+            /** @description pages of these origins may call the API from a browser (docs/cors.md): ingress answers their preflights itself and sets the Access-Control-* headers of every answer; null removes it */
+            cors?: {
+                /** @description pages may send cookies and HTTP authentication (credentials: 'include'); default false */
+                credentials?: boolean;
+                /** @description response headers pages may read besides the CORS-safelisted ones (such as X-Correlation-Id) */
+                exposed_headers?: string[];
+                /** @description request headers pages may send besides the CORS-safelisted ones (default: any a preflight asks for) */
+                headers?: string[];
+                /** @description how long a browser may keep a preflight's answer (default: the browser's) */
+                max_age_s?: number;
+                /** @description methods pages may use (default: the API's) */
+                methods?: ("DELETE" | "GET" | "HEAD" | "OPTIONS" | "PATCH" | "POST" | "PUT")[];
+                /** @description origins as browsers send them (scheme://host[:port], lowercase, no path), https://*.example.com for every subdomain of example.com, or * for any page (not with credentials) */
+                origins: string[];
+            } | null;
             description?: string;
             enabled?: boolean;
             /** @description how long an Idempotency-Key keeps its answer (default JUNCTION_IDEMPOTENCY_TTL_S) */
@@ -2090,6 +2105,21 @@ export interface components {
             connector?: string;
             /** @description read-only: the contract Junction computed from wsdl or operations; ignored when sent */
             contract?: Record<string, never> | null;
+            /** @description pages of these origins may call the API from a browser (docs/cors.md): ingress answers their preflights itself and sets the Access-Control-* headers of every answer; null removes it */
+            cors?: {
+                /** @description pages may send cookies and HTTP authentication (credentials: 'include'); default false */
+                credentials?: boolean;
+                /** @description response headers pages may read besides the CORS-safelisted ones (such as X-Correlation-Id) */
+                exposed_headers?: string[];
+                /** @description request headers pages may send besides the CORS-safelisted ones (default: any a preflight asks for) */
+                headers?: string[];
+                /** @description how long a browser may keep a preflight's answer (default: the browser's) */
+                max_age_s?: number;
+                /** @description methods pages may use (default: the API's) */
+                methods?: ("DELETE" | "GET" | "HEAD" | "OPTIONS" | "PATCH" | "POST" | "PUT")[];
+                /** @description origins as browsers send them (scheme://host[:port], lowercase, no path), https://*.example.com for every subdomain of example.com, or * for any page (not with credentials) */
+                origins: string[];
+            } | null;
             description?: string;
             enabled?: boolean;
             /** @description how long an Idempotency-Key keeps its answer (default JUNCTION_IDEMPOTENCY_TTL_S) */

@@ -129,6 +129,7 @@ interface ApiForm {
   requests: string;
   per_seconds: string;
   by: "consumer" | "api" | "org" | "ip";
+  cors_origins: string;
   enabled: boolean;
 }
 
@@ -155,8 +156,13 @@ function formOf(api?: Api): ApiForm {
     requests: rl?.requests ? String(rl.requests) : "",
     per_seconds: rl?.per_seconds ? String(rl.per_seconds) : "",
     by: rl?.by ?? "consumer",
+    cors_origins: (corsOf(api)?.origins ?? []).join(", "),
     enabled: api?.enabled ?? true,
   };
+}
+
+function corsOf(api?: Api): { origins?: string[] } | null {
+  return ((api as { cors?: { origins?: string[] } | null } | undefined)?.cors ?? null);
 }
 
 /** A number field's value: a number when it is one, else the text itself (the API says what is wrong). */
@@ -197,6 +203,10 @@ function bodyOf(f: ApiForm, original?: Api): ApiCreate {
     enabled: f.enabled,
     rate_limit: f.limit_on ? { requests: num(f.requests), per_seconds: num(f.per_seconds), by: f.by } : null,
   };
+  // The form edits the origins; the policy's other settings (methods, headers…) are kept.
+  const origins = f.cors_origins.split(",").map((o) => o.trim()).filter(Boolean);
+  if (origins.length) body.cors = { ...(corsOf(original) ?? {}), origins };
+  else if (corsOf(original)) body.cors = null;
   if (f.description || original) body.description = f.description;
   const timeout = num(f.timeout_ms);
   if (timeout !== undefined) body.timeout_ms = timeout;
@@ -204,7 +214,7 @@ function bodyOf(f: ApiForm, original?: Api): ApiCreate {
 }
 
 const CLAIMED = ["name", "description", "tags", "protocol", "methods", "path", "connector", "timeout_ms", "auth", "rate_limit",
-  "enabled"];
+  "cors", "enabled"];
 
 export function ApiEditPage() {
   const { org = "", id } = useParams();
@@ -391,6 +401,10 @@ function ApiFormView(props: {
           <div className="field-error">{fieldError(err, "rate_limit")}</div>
         )}
       </fieldset>
+      <Field label="Browser origins (CORS)" error={fieldError(err, "cors")} className="wide"
+        hint="pages of these origins may call the API: comma separated, e.g. https://app.example.com, https://*.example.com (docs/cors.md)">
+        {(p) => <input {...p} readOnly={ro} value={f.cors_origins} onChange={(e) => upd("cors_origins", e.target.value)} />}
+      </Field>
       <label className="check wide">
         <input type="checkbox" disabled={ro} checked={f.enabled} onChange={(e) => upd("enabled", e.target.checked)} />
         Enabled (callers may use it)
