@@ -236,6 +236,18 @@ _cors: Schema = {
                       "description": "how long a browser may keep a preflight's answer (default: the browser's)"},
     },
 }
+_networks: Schema = {"type": "array", "maxItems": 1000, "uniqueItems": True,
+                     "items": {"type": "string", "minLength": 1, "maxLength": 64}}
+_ip_restriction: Schema = {
+    "type": ["object", "null"], "additionalProperties": False,
+    "description": "the callers' addresses this API admits (docs/auth.md): deny wins over allow, and with "
+                   "allow only those may call (403 ip_not_allowed); behind a load balancer, set "
+                   "JUNCTION_INGRESS_TRUSTED_PROXIES; null removes it",
+    "properties": {
+        "allow": {**_networks, "description": "addresses or networks (203.0.113.7, 10.0.0.0/8, 2001:db8::/32)"},
+        "deny": {**_networks, "description": "addresses or networks refused, even when allow has them"},
+    },
+}
 QUOTA_NAMES = ["apis", "connectors", "consumers", "script_bytes", "settings_bytes"]
 _quotas: Schema = {
     "type": "object", "additionalProperties": False,
@@ -298,6 +310,7 @@ _api_props: Schema = {
                                       "result instead of 504; the call itself may take JUNCTION_ASYNC_TIMEOUT_MS"},
     "cache": _cache,
     "cors": _cors,
+    "ip_restriction": _ip_restriction,
     "idempotency_ttl_s": {"type": ["integer", "null"], "minimum": 1, "maximum": 30 * 86_400,
                           "description": "how long an Idempotency-Key keeps its answer (default JUNCTION_IDEMPOTENCY_TTL_S)"},
     # protocol soap (docs/soap-to-rest.md): a WSDL (contract first) or operations (code first)

@@ -12,6 +12,7 @@ from lxml import etree
 from control.soap_api import check_protocol_fields, routed_methods, soap_contract
 from control.store.resources import API, CONNECTOR, content_of
 from control.validation import check_url, raise_if
+from core.client_address import address_rule_errors
 from core.cors import cors_errors
 from core.errors import Conflict, FieldError, InvalidInput
 from core.routing import RouteTable, parse_template
@@ -34,7 +35,7 @@ async def prepare_api(conn: asyncpg.Connection, settings: Settings, org_id: str,
         if template.params:
             raise_if([FieldError("path", "a soap API's path takes no parameters: it is the service's one address")])
         content["methods"] = ["POST"]
-    raise_if(cors_errors(content.get("cors"), routed_methods(content)))
+    raise_if(cors_errors(content.get("cors"), routed_methods(content)) + address_rule_errors(content.get("ip_restriction")))
     connector = content["connector"]
     row = await CONNECTOR.find(conn, org_id, connector)  # its id, or its name: stored as the id
     if row is None:

@@ -25,7 +25,8 @@ def api_event(api: dict[str, Any], op: str = "upsert") -> OutboxEvent:
                "connector": api["connector"], "timeout_ms": api["timeout_ms"], "auth": api["auth"],
                "rate_limit": api.get("rate_limit"), "version": api["version"], "enabled": api.get("enabled", True),
                "async_fallback": api.get("async_fallback", False), "idempotency_ttl_s": api.get("idempotency_ttl_s"),
-               "cache": api.get("cache"), "cors": api.get("cors")}
+               "cache": api.get("cache"), "cors": api.get("cors"),
+               "ip_restriction": api.get("ip_restriction")}
         if doc["protocol"] == "soap":
             # Routed for GET too (its ?wsdl); the contract spares ingress any WSDL work (core/soap_contract.py).
             doc["methods"] = routed_methods(api)

@@ -6,8 +6,6 @@ Headers go on in ``on_response_prepare``, so every response gets them, errors in
 """
 from __future__ import annotations
 
-import functools
-import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,10 +17,12 @@ from control.state import STATE, ControlState
 from control.store.users import get_user
 from control.usage import count_request
 from control.validation import is_uuid
+from core.client_address import Network, trusted_networks
+from core.client_address import client_address as core_client_address
 from core.errors import Forbidden, JunctionError, RateLimited, Unauthorized
 from core.http import SECURITY_HEADERS
 from core.ratelimit import SlidingWindow
-from core.settings import InvalidConfiguration, Settings
+from core.settings import Settings
 
 __all__ = ["PUBLIC_PATHS", "TOKEN_CLAIMS", "authenticate", "client_address", "cors_preflight", "rate_limit",
            "response_headers"]
@@ -44,39 +44,15 @@ def _split(raw: str) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
 
 
-@functools.lru_cache(maxsize=8)
-def _parse_networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    try:
-        return tuple(ipaddress.ip_network(p, strict=False) for p in _split(raw))
-    except ValueError as exc:
-        raise InvalidConfiguration(f"JUNCTION_CONTROL_TRUSTED_PROXIES: {exc}") from None
-
-
-def _networks(settings: Settings) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    return _parse_networks(settings.control_trusted_proxies)
-
-
-def _trusted(address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in n for n in networks)
+def _networks(settings: Settings) -> tuple[Network, ...]:
+    return trusted_networks(settings.control_trusted_proxies, "JUNCTION_CONTROL_TRUSTED_PROXIES")
 
 
 def client_address(request: web.Request) -> str:
     """The peer address; behind a trusted proxy (``control_trusted_proxies``), the address that proxy
-    saw: X-Forwarded-For read from the right, past the trusted hops. An untrusted peer's
-    X-Forwarded-For is ignored (anyone can send one)."""
-    peer = request.remote or ""
-    networks = _networks(request.app[STATE].settings)
-    if not networks or not _trusted(peer, networks):
-        return peer
-    hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if h.strip()]
-    for hop in reversed(hops):
-        if not _trusted(hop, networks):
-            return hop
-    return hops[0] if hops else peer
+    saw (core/client_address.py)."""
+    return core_client_address(request.remote or "", request.headers.getall("X-Forwarded-For", []),
+                               _networks(request.app[STATE].settings))
 
 
 def _allowed_origin(settings: Settings, origin: str) -> str | None:

@@ -158,6 +158,12 @@ class Settings:
     # The gateway's URL as callers reach it (https://api.example.com); a SOAP API's ?wsdl names it as the
     # service address. Empty: the request's own scheme and Host, which the caller controls (docs/soap-to-rest.md)
     public_base_url: str = ""
+    # Load balancers in front of ingress whose X-Forwarded-For names the caller (core/client_address.py);
+    # empty: the peer is the caller. Limits, blocks and an API's ip_restriction go by that address.
+    ingress_trusted_proxies: str = ""
+    # X-Forwarded-For/-Proto/-Host on calls upstream (the caller's own are replaced unless a trusted proxy
+    # sent them); false: none is sent, the caller's removed too
+    forwarded_headers: bool = True
     control_host: str = "127.0.0.1"
     control_port: int = 8081
     processors_port: int = 8082

@@ -11,6 +11,7 @@ Documents (JSON in ConfigEvent.document):
               "connector" (id), "timeout_ms", "auth" (a jwt secret as "secret_sealed"),
               "rate_limit" (dict or null), "version", "enabled", "async_fallback", "idempotency_ttl_s",
               "cache" (dict or null), "cors" (dict or null, core/cors.py),
+              "ip_restriction" (dict or null, core/client_address.py),
               and for protocol soap "contract" (core/soap_contract.py)}
   connector: {"id", "org" (slug), "org_id", "name", "target": {"protocol", "url", "method", ...,
               "secrets_sealed" (upstream credentials, core/upstream_secrets.py)},

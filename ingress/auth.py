@@ -6,9 +6,10 @@ For an API that takes a credential: refuse a source or credential that is blocke
 credential out of what is forwarded (it travels sealed, for processors only). Then, for every API,
 the rate limit (429 ``rate_limited``) with ``RateLimit-*`` headers on every answer.
 
+Before any of it, an API's ``ip_restriction`` (403 ``ip_not_allowed``).
+
 Processors check again: this is where bad calls are turned away cheaply, not where trust is decided.
-Source addresses are the peer address of the connection: a proxy in front of ingress must keep
-client addresses apart some other way (docs/auth.md).
+A source address is the peer's, or behind a trusted proxy the one it saw (core/client_address.py).
 """
 from __future__ import annotations
 
@@ -20,21 +21,22 @@ from aiohttp import web
 
 from core.callerauth import MISSING, CallerAuth, Credential, Principal, consumer_header, limit_for, mode_of, without
 from core.callerauth.base import Pairs
-from core.errors import RateLimited, Unauthorized
+from core.client_address import AddressRule, client_address, is_trusted, trusted_networks
+from core.errors import FieldError, Forbidden, RateLimited, Unauthorized
 from core.ratelimit import SlidingWindow
 from core.security import ViolationTracker, record_security_event
 from core.settings import Settings
 from core.snapshot import RouteMatch
+from ingress.forwarding import with_forwarding
+from ingress.per_version import PerVersion
 
-__all__ = ["Admission", "EdgeAuth", "SourceBlocked", "source_of"]
+__all__ = ["Admission", "EdgeAuth", "SourceBlocked"]
+
+_address_rules = PerVersion("ip_restriction", AddressRule.of)
 
 
 class SourceBlocked(RateLimited):
     code = "source_blocked"
-
-
-def source_of(request: web.Request) -> str:
-    return request.remote or "unknown"
 
 
 @dataclass(frozen=True)
@@ -55,14 +57,26 @@ class EdgeAuth:
         self.caller_auth = caller_auth
         self.tracker = ViolationTracker(redis, settings, "ingress")
         self._window = SlidingWindow(redis)
+        self._proxies = trusted_networks(settings.ingress_trusted_proxies, "JUNCTION_INGRESS_TRUSTED_PROXIES")
+
+    def source(self, request: web.Request) -> str:
+        """The caller's address: the peer's, or behind a trusted proxy the one it saw."""
+        return client_address(request.remote or "unknown", request.headers.getall("X-Forwarded-For", []), self._proxies)
 
     async def admit(self, request: web.Request, match: RouteMatch) -> Admission:
-        """Authenticate and rate-limit one call; raises Unauthorized, Forbidden or RateLimited."""
+        """Check the caller's address, authenticate and rate-limit one call; raises Unauthorized, Forbidden or
+        RateLimited."""
         api, org = match.api, match.org
-        source = source_of(request)
+        source = self.source(request)
+        rule = _address_rules.of(api)
+        if rule is not None and not rule.admits(source):
+            raise Forbidden(f"calls from {source[:64]} may not use this API", code="ip_not_allowed",
+                            fields=[FieldError("(address)", "is not admitted by the API's ip_restriction")])
         # Hop-by-hop headers are dropped in egress (core/headers.py), except Proxy-Authorization: a credential
         # for the hop to us, which must not sit in clear on a topic.
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() != "proxy-authorization"]
+        headers = with_forwarding([(k, v) for k, v in request.headers.items() if k.lower() != "proxy-authorization"],
+                                  request, trusted_peer=is_trusted(request.remote or "", self._proxies),
+                                  send=self._settings.forwarded_headers)
         query = list(request.query.items())
         credential: Credential | None = None
         principal = Principal(None)

@@ -17,6 +17,7 @@ from core.cors import SAFELISTED_HEADERS, CorsPolicy
 from core.errors import FieldError, Forbidden
 from core.headers import HEADER_NAME
 from ingress.compression import add_vary
+from ingress.per_version import PerVersion
 
 __all__ = ["POLICY_KEY", "cors_middleware", "policy_of", "preflight_method", "preflight_response"]
 
@@ -25,22 +26,12 @@ REQUEST_METHOD = "Access-Control-Request-Method"
 REQUEST_HEADERS = "Access-Control-Request-Headers"
 _MAX_ASKED_HEADERS = 100
 _MAX_ECHO = 200  # of an origin, in an error message
-_CACHED_POLICIES = 10_000
-_policies: dict[tuple[str, int], CorsPolicy] = {}
+_policies = PerVersion("cors", CorsPolicy.of)
 
 
 def policy_of(api: dict[str, Any]) -> CorsPolicy | None:
     """The API's policy, parsed once per version of it."""
-    config = api.get("cors")
-    if not config:
-        return None
-    key = (str(api.get("id", "")), int(api.get("version", 0)))
-    policy = _policies.get(key)
-    if policy is None:
-        if len(_policies) >= _CACHED_POLICIES:
-            _policies.clear()
-        policy = _policies[key] = CorsPolicy.of(config)
-    return policy
+    return _policies.of(api)
 
 
 def preflight_method(request: web.Request) -> str | None:

@@ -20,7 +20,7 @@ from core.errors import ClientError, Forbidden, JunctionError, NotFound, Unautho
 from core.http import json_response
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot
-from ingress.auth import EdgeAuth, source_of
+from ingress.auth import EdgeAuth
 
 __all__ = ["TokenEndpoint"]
 
@@ -46,7 +46,7 @@ class TokenEndpoint:
         if form.get("grant_type") != "client_credentials":
             raise _oauth_error(ClientError, "unsupported_grant_type", "only grant_type=client_credentials is supported")
         client_id, secret = self._client(request, form, slug)
-        source = source_of(request)
+        source = self._edge.source(request)
         credential = Credential(oauth2.NAME, secret, client_id[:128])
         subjects = self._edge.subjects(org, source, credential)
         await self._edge.refuse_if_blocked(*subjects)

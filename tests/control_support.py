@@ -150,6 +150,21 @@ class Control:
         return r.body
 
 
+async def assert_api_field_refused(control: Control, org: str, key: str,
+                                   cases: list[tuple[Any, str, str]]) -> None:
+    """Each (value, field, words): an API created with ``key`` set to the value is refused with 422, the field
+    named and the words in its message; and nothing of them was saved."""
+    conn = await control.new_connector(org)
+    base = {"name": "a", "methods": ["GET"], "path": "/x", "connector": conn["id"]}
+    for value, name, words in cases:
+        r = await control.call("POST", f"/api/v1/orgs/{org}/apis", control.admin_token, {**base, key: value})
+        assert r.status == 422 and r.body["code"] == "invalid_input", (value, r.body)
+        found = [f for f in r.body["fields"] if f["field"] == name]
+        assert found and words in found[0]["message"], (value, r.body)
+    r = await control.call("GET", f"/api/v1/orgs/{org}/apis", control.admin_token)
+    assert r.body["items"] == []  # nothing half-saved
+
+
 @pytest.fixture(scope="session")
 def control_settings(settings: Settings) -> Settings:
     # Cheap bcrypt keeps user-heavy property tests fast; production uses 12. No alert evaluator in the

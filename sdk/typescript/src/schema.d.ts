@@ -1849,6 +1849,13 @@ export interface components {
             enabled?: boolean;
             /** @description how long an Idempotency-Key keeps its answer (default JUNCTION_IDEMPOTENCY_TTL_S) */
             idempotency_ttl_s?: number | null;
+            /** @description the callers' addresses this API admits (docs/auth.md): deny wins over allow, and with allow only those may call (403 ip_not_allowed); behind a load balancer, set JUNCTION_INGRESS_TRUSTED_PROXIES; null removes it */
+            ip_restriction?: {
+                /** @description addresses or networks (203.0.113.7, 10.0.0.0/8, 2001:db8::/32) */
+                allow?: string[];
+                /** @description addresses or networks refused, even when allow has them */
+                deny?: string[];
+            } | null;
             methods?: ("*" | "DELETE" | "GET" | "HEAD" | "OPTIONS" | "PATCH" | "POST" | "PUT")[];
             name: string;
             /** @description soap, code first: target namespace of the generated WSDL (default urn:junction:api:<id>) */
@@ -2124,6 +2131,13 @@ export interface components {
             enabled?: boolean;
             /** @description how long an Idempotency-Key keeps its answer (default JUNCTION_IDEMPOTENCY_TTL_S) */
             idempotency_ttl_s?: number | null;
+            /** @description the callers' addresses this API admits (docs/auth.md): deny wins over allow, and with allow only those may call (403 ip_not_allowed); behind a load balancer, set JUNCTION_INGRESS_TRUSTED_PROXIES; null removes it */
+            ip_restriction?: {
+                /** @description addresses or networks (203.0.113.7, 10.0.0.0/8, 2001:db8::/32) */
+                allow?: string[];
+                /** @description addresses or networks refused, even when allow has them */
+                deny?: string[];
+            } | null;
             methods?: ("*" | "DELETE" | "GET" | "HEAD" | "OPTIONS" | "PATCH" | "POST" | "PUT")[];
             name?: string;
             /** @description soap, code first: target namespace of the generated WSDL (default urn:junction:api:<id>) */
