@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from core.callerauth import CallerAuth
+from core.client_address import trusted_networks
 from core.config_feed import ConfigFollower
 from core.errors import NotFound
 from core.http import SERVE_OPTIONS, error_middleware, health_routes, serve_options
@@ -35,6 +36,7 @@ READER = web.AppKey("reply_reader", ReplyReader)
 
 
 def create_app(settings: Settings, *, instance_id: str | None = None) -> web.Application:
+    trusted_networks(settings.ingress_trusted_proxies, "JUNCTION_INGRESS_TRUSTED_PROXIES")  # a bad entry fails here
     app = web.Application(middlewares=[cors_middleware, error_middleware], client_max_size=settings.max_body_bytes)
     # Bodies as sent: the gateway decodes them itself, under the body limit (ingress/compression.py).
     app[SERVE_OPTIONS] = dataclasses.replace(serve_options(settings, metrics_port=settings.ingress_metrics_port),

@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from core.settings import Settings
+from core.settings import InvalidConfiguration, Settings
+from ingress.app import create_app
 from tests.control_support import assert_api_field_refused
 from tests.support import IngressInstance, serving, wait_until
 
@@ -127,6 +129,11 @@ async def test_behind_a_trusted_proxy_the_address_it_saw_is_the_callers(control:
     status, body = await _get(behind_proxy.url, org, uuid.uuid4().hex,
                               {"X-Forwarded-For": "203.0.113.50, 198.51.100.7, 10.2.3.4"})
     assert status == 403 and "198.51.100.7" in body["message"], body
+
+
+def test_a_bad_trusted_proxy_entry_fails_at_start_up(settings: Settings) -> None:
+    with pytest.raises(InvalidConfiguration, match="JUNCTION_INGRESS_TRUSTED_PROXIES: .*lb.internal"):
+        create_app(settings.with_overrides(ingress_trusted_proxies="10.0.0.0/8, lb.internal"))
 
 
 async def test_forwarding_headers_can_be_turned_off(settings: Settings, control: Any, recording: Recording) -> None:
