@@ -26,7 +26,10 @@ import re
 from collections.abc import Iterable
 from typing import TypedDict
 
-__all__ = ["HEADER_NAME", "HOP_BY_HOP", "Header", "end_to_end", "pairs_to_records", "records_to_pairs"]
+__all__ = ["CORRELATION_ID", "HEADER_NAME", "HOP_BY_HOP", "Header", "with_correlation_id", "end_to_end", "pairs_to_records", "records_to_pairs"]
+
+# The call's id: answered to the caller, sent to the upstream, on every dead letter and request log.
+CORRELATION_ID = "X-Correlation-Id"
 
 # RFC 9110's field-name (a token), bounded: what a header name may be wherever Junction takes one.
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
@@ -63,3 +66,9 @@ def end_to_end(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         for token in value.split(",")
     }
     return [(n, v) for n, v in pairs if n.lower() not in HOP_BY_HOP and n.lower() not in named]
+
+
+def with_correlation_id(headers: Iterable[tuple[str, str]], correlation_id: str) -> list[tuple[str, str]]:
+    """``headers`` with the call's own correlation id, in place of any a caller or a script set: the id an
+    upstream logs is the one its caller got, and one no caller chose."""
+    return [(k, v) for k, v in headers if k.lower() != "x-correlation-id"] + [(CORRELATION_ID, correlation_id)]

@@ -19,7 +19,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from core.consume import fetch_decoded
 from core.errors import DeadlineExceeded, JunctionError, UpstreamError
-from core.headers import pairs_to_records, records_to_pairs
+from core.headers import pairs_to_records, records_to_pairs, with_correlation_id
 from core.messages import (INVALID_REPLY_PARTITION, dead_letter, error_reply, expired, nobody_waits, now_ms, reply_route_error,
                            reply_target)
 from core.metrics import DEAD_LETTERS, DUPLICATES_SKIPPED, EXPIRED_DROPPED, NO_API, UPSTREAM_CALLS, UPSTREAM_LATENCY
@@ -318,7 +318,7 @@ class EgressWorker:
             # Refused before anything is fetched. An uploaded WSDL's url is only its location: nothing is fetched
             # from it, and the envelope's address is guarded when it is posted to.
             await self._targets.check(call["url"])
-        headers = records_to_pairs(call["headers"])
+        headers = with_correlation_id(records_to_pairs(call["headers"]), call["correlation_id"])
         policy = policy_for(current, self._settings)
         retry_ok = may_retry(method, headers)
 

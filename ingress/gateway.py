@@ -15,7 +15,7 @@ from multidict import CIMultiDict
 
 from core.errors import (ClientError, DeadlineExceeded, FieldError, JunctionError, MethodNotAllowed, NotFound,
                          ServiceUnavailable)
-from core.headers import end_to_end
+from core.headers import CORRELATION_ID, end_to_end
 from core.http import json_response
 from core.metrics import INGRESS_LATENCY, INGRESS_REQUEST_BYTES, INGRESS_REQUESTS, INGRESS_RESPONSE_BYTES, NO_API
 from core.settings import Settings
@@ -33,7 +33,6 @@ from schemas import encode
 
 __all__ = ["Gateway", "CORRELATION_ID"]
 
-CORRELATION_ID = "X-Correlation-Id"
 # A SOAP call's own framing, replaced by the JSON call's: the upstream behind a SOAP API speaks JSON.
 _SOAP_ONLY_HEADERS = frozenset({"content-type", "content-length", "soapaction", "accept", OPERATION_HEADER.lower()})
 _CORRELATION = re.compile(r"[0-9a-f]{32}")

@@ -24,6 +24,19 @@ async def test_method_path_query_headers_body_round_trip(ingress: IngressInstanc
     assert got["body"] == "hello"
 
 
+async def test_the_upstream_gets_the_calls_correlation_id_not_the_callers(ingress: IngressInstance,
+                                                                          echo_api: dict[str, Any]) -> None:
+    """The id an upstream logs is the one its caller got back (and dead letters carry); a caller's own is
+    replaced, so none can pass for another call."""
+    org = echo_api["org"]
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{ingress.url}/{org}/echo", headers={"X-Correlation-Id": "forged"}) as r:
+            assert r.status == 200
+            got = await r.json()
+    sent = [v for k, v in got["headers"].items() if k.lower() == "x-correlation-id"]
+    assert sent == [r.headers["X-Correlation-Id"]] and sent[0] != "forged" and len(sent[0]) == 32
+
+
 async def test_binary_and_one_megabyte_bodies(ingress: IngressInstance, echo_api: dict[str, Any]) -> None:
     org = echo_api["org"]
     payload = bytes(range(256)) * 4096  # 1 MiB, every byte value
