@@ -258,6 +258,13 @@ _consumer_props: Schema = {
     "name": {"type": "string", "pattern": NAME_PATTERN},
     "enabled": {"type": "boolean"},
     "tags": TAGS,
+    "rate_limit": {
+        "type": ["object", "null"], "additionalProperties": False, "required": ["requests", "per_seconds"],
+        "description": "this consumer's own allowance (docs/auth.md#a-consumers-own-limit): it replaces the numbers "
+                       "of a limit by consumer on the APIs it calls, and elsewhere counts its calls across the "
+                       "organisation; null removes it",
+        "properties": {k: v for k, v in _rate_limit["properties"].items() if k != "by"},
+    },
 }
 _key_create: Schema = {
     "expires_at": {"type": ["string", "null"], "format": "date-time", "maxLength": 64,

@@ -52,6 +52,7 @@ def consumer_event(consumer: dict[str, Any], credentials: dict[str, Any] | None,
         creds = credentials or {}
         doc = {"id": consumer["id"], "org": consumer["org"], "org_id": consumer["org_id"], "name": consumer["name"],
                "enabled": consumer.get("enabled", True), "version": consumer["version"],
+               "rate_limit": consumer.get("rate_limit"),
                "keys": creds.get("keys", []), "basic": creds.get("basic"),
                "oauth_clients": creds.get("oauth_clients", [])}
     return OutboxEvent("consumer", consumer["id"], consumer["org"], consumer["version"], op, doc)

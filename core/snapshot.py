@@ -17,7 +17,7 @@ Documents (JSON in ConfigEvent.document):
               "secrets_sealed" (upstream credentials, core/upstream_secrets.py)},
               "script" (str or null), "settings" (dict, without the secret ones),
               "secret_settings_sealed" (only with secret settings), "version"}
-  consumer:  {"id", "org" (slug), "org_id", "name", "enabled", "version",
+  consumer:  {"id", "org" (slug), "org_id", "name", "enabled", "version", "rate_limit" (dict or null),
               "keys": [{"id", "prefix", "hash" (hex SHA-256 of the key), "expires_at_ms" (int or null)}],
               "basic": {"username", "password_hash" (bcrypt)} or null,
               "oauth_clients": [{"client_id", "secret_hash" (hex SHA-256), "scopes": [...]}]}

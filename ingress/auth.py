@@ -19,7 +19,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from core.callerauth import MISSING, CallerAuth, Credential, Principal, consumer_header, limit_for, mode_of, without
+from core.callerauth import MISSING, CallerAuth, Credential, Principal, consumer_header, limits_for, mode_of, without
 from core.callerauth.base import Pairs
 from core.client_address import AddressRule, client_address, is_trusted, trusted_networks
 from core.errors import FieldError, Forbidden, RateLimited, Unauthorized
@@ -127,11 +127,13 @@ class EdgeAuth:
                                                 "block_s": self.tracker.block_s})
 
     async def rate_limit(self, api: dict[str, Any], org: dict[str, Any], principal: Principal, source: str) -> dict[str, str]:
-        limit = limit_for(api, org, principal.consumer_id, source)
-        if limit is None:
-            return {}
-        decision = await self._window.hit(self._settings.redis_key(*limit.window), limit.requests, limit.per_seconds)
-        if not decision.admitted:
-            raise RateLimited(f"over the limit of {limit.requests} requests per {limit.per_seconds:g} s",
-                              headers=decision.headers(), extra={"retry_after_s": int(decision.headers()["Retry-After"])})
-        return decision.headers()
+        """429 over any limit of the call; else the RateLimit-* headers of the one with the fewest calls left."""
+        tightest = None
+        for limit in limits_for(api, org, principal.consumer, source):
+            decision = await self._window.hit(self._settings.redis_key(*limit.window), limit.requests, limit.per_seconds)
+            if not decision.admitted:
+                raise RateLimited(f"over the limit of {limit.requests} requests per {limit.per_seconds:g} s",
+                                  headers=decision.headers(), extra={"retry_after_s": int(decision.headers()["Retry-After"])})
+            if tightest is None or decision.remaining < tightest.remaining:
+                tightest = decision
+        return tightest.headers() if tightest is not None else {}

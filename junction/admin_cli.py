@@ -415,6 +415,19 @@ def _tags(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _rate_limit(text: str) -> dict[str, float] | None:
+    """``1000/60`` (1,000 requests per 60 s) as a consumer's rate limit; ``none`` removes it."""
+    if text.strip().lower() == "none":
+        return None
+    requests, slash, per = text.partition("/")
+    try:
+        if not slash:
+            raise ValueError
+        return {"requests": int(requests), "per_seconds": float(per) if "." in per else int(per)}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not REQUESTS/SECONDS (such as 1000/60) or none: {text}") from None
+
+
 def _tag(text: str) -> str:
     from control.bodies import TAG_RULE, is_tag
 

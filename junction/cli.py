@@ -258,36 +258,44 @@ def _register_replay_commands(replay: Any) -> None:
 
 def _register_consumers(sub: Any) -> None:
     """``junction consumers create|list|get|replace|update|delete`` and ``junction consumers keys create|list|revoke``."""
-    from junction.admin_cli import _action, _bool, _tags
+    from junction.admin_cli import _action, _bool, _rate_limit, _tags
 
     g = sub.add_parser("consumers", help="an organisation's callers and their API keys (docs/consumers.md)")
     acts = g.add_subparsers(dest="action", required=True)
     p = _action(acts, "list", lambda c, a: c.list_consumers(a.org, tags=a.tags), "list")
     p.add_argument("org")
     p.add_argument("--tags", help="only those with every one of these tags (a,b), or any one (a/b)")
-    p = _action(acts, "create", lambda c, a: c.create_consumer(a.org, a.name, tags=a.tags), "create")
+    rate_help = "its own allowance, REQUESTS/SECONDS such as 1000/60 (docs/auth.md#a-consumers-own-limit)"
+    p = _action(acts, "create", lambda c, a: c.create_consumer(a.org, a.name, tags=a.tags, rate_limit=a.rate_limit),
+                "create")
     p.add_argument("org")
     p.add_argument("name")
     p.add_argument("--tags", type=_tags, help="comma separated, e.g. team-b,partner")
+    p.add_argument("--rate-limit", type=_rate_limit, help=rate_help)
     for name, call in (("get", lambda c, a: c.get_consumer(a.org, a.id)),
                        ("delete", lambda c, a: c.delete_consumer(a.org, a.id))):
         p = _action(acts, name, call, name)
         p.add_argument("org")
         p.add_argument("id", help="the consumer's id or name")
-    p = _action(acts, "replace", lambda c, a: c.upsert_consumer(a.org, a.name, enabled=a.enabled, tags=a.tags),
-                "set enabled and tags of the consumer of this name (tags not given are removed), creating it if "
-                "new; its credentials stay")
+    p = _action(acts, "replace", lambda c, a: c.upsert_consumer(a.org, a.name, enabled=a.enabled, tags=a.tags,
+                                                               rate_limit=a.rate_limit),
+                "set enabled, tags and rate limit of the consumer of this name (what is not given is removed), "
+                "creating it if new; its credentials stay")
     p.add_argument("org")
     p.add_argument("name")
     p.add_argument("--enabled", type=_bool, default=True)
     p.add_argument("--tags", type=_tags, help="comma separated, e.g. team-b,partner")
+    p.add_argument("--rate-limit", type=_rate_limit, help=rate_help)
+    unset = object()  # --rate-limit none removes the limit: None is a value here
     p = _action(acts, "update", lambda c, a: c.update_consumer(
-        a.org, a.id, **{k: v for k, v in (("name", a.name), ("enabled", a.enabled)) if v is not None}),
-        "rename, disable (--enabled false) or enable")
+        a.org, a.id, **{k: v for k, v in (("name", a.name), ("enabled", a.enabled)) if v is not None},
+        **({} if a.rate_limit is unset else {"rate_limit": a.rate_limit})),
+        "rename, disable (--enabled false) or enable, or set its rate limit (none removes it)")
     p.add_argument("org")
     p.add_argument("id", help="the consumer's id or name")
     p.add_argument("--name")
     p.add_argument("--enabled", type=_bool)
+    p.add_argument("--rate-limit", type=_rate_limit, default=unset, help=rate_help + "; none removes it")
     keys = acts.add_parser("keys", help="API keys of a consumer").add_subparsers(dest="key_action", required=True)
     p = _action(keys, "create", lambda c, a: c.create_key(a.org, a.id, expires_at=a.expires_at),
                 "create a key: printed this once")

@@ -67,7 +67,7 @@ RANK = {("org", "update"): 0, ("connector", "create"): 0, ("connector", "update"
         ("api", "update"): 3, ("alert_rule", "create"): 4, ("alert_rule", "update"): 4, ("connector", "delete"): 5,
         ("consumer", "delete"): 5}
 # What a document says of a consumer; the rest of its view is the summary of its credentials.
-CONSUMER_FIELDS = ("name", "enabled", "tags")
+CONSUMER_FIELDS = ("name", "enabled", "tags", "rate_limit")
 # Read-only fields of a view, which a document may repeat: never a difference.
 SECRET_SET = "webhook_secret_set"
 READ_ONLY = frozenset({SECRET_SET})
@@ -167,7 +167,7 @@ def _shown(plural: str, have: Mapping[str, Any], names: Mapping[str, Mapping[str
     """What the server has, as a document says it: without server fields, references by name (an id left as
     it is when nothing of that id exists); a consumer without the summary of its credentials."""
     if plural == "consumers":
-        return {k: have[k] for k in CONSUMER_FIELDS if k in have}
+        return {k: have[k] for k in CONSUMER_FIELDS if have.get(k) is not None}
     return _references(plural, _content(have), _through(names))
 
 

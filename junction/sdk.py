@@ -86,6 +86,11 @@ class Api(TypedDict, total=False):
     connector: str
     timeout_ms: int
     auth: dict[str, Any]
+    rate_limit: dict[str, Any] | None
+    cache: dict[str, Any] | None
+    cors: dict[str, Any] | None  # docs/cors.md
+    ip_restriction: dict[str, Any] | None  # docs/auth.md#the-callers-address
+    tags: list[str]
     enabled: bool
     version: int
     created_at: str
@@ -101,6 +106,8 @@ class Consumer(TypedDict, total=False):
     keys: list[dict[str, Any]]  # id, prefix, expires_at: never the key
     basic: dict[str, Any] | None  # {"username"}
     oauth_clients: list[dict[str, Any]]  # client_id, scopes
+    tags: list[str]
+    rate_limit: dict[str, Any] | None  # its own allowance: {"requests", "per_seconds"}
     version: int
     created_at: str
     updated_at: str
@@ -609,27 +616,31 @@ class JunctionClient:
             yield item
 
     async def create_consumer(self, org: str, name: str, *, enabled: bool | None = None,
-                              tags: list[str] | None = None) -> Consumer:
+                              tags: list[str] | None = None, rate_limit: dict[str, Any] | None = None) -> Consumer:
+        """``rate_limit``: the consumer's own allowance, ``{"requests": 1000, "per_seconds": 60}``."""
         body: dict[str, Any] = {"name": name}
         if enabled is not None:
             body["enabled"] = enabled
         if tags is not None:
             body["tags"] = tags
+        if rate_limit is not None:
+            body["rate_limit"] = rate_limit
         return cast(Consumer, await self.request("POST", f"/orgs/{path_segment(org)}/consumers", body))
 
     async def upsert_consumer(self, org: str, name: str, *, enabled: bool = True,
-                              tags: list[str] | None = None) -> Consumer:
-        """The consumer of this name, created if new, with these ``enabled`` and ``tags`` (a PUT: tags not given
-        are removed); its credentials stay as they are."""
+                              tags: list[str] | None = None, rate_limit: dict[str, Any] | None = None) -> Consumer:
+        """The consumer of this name, created if new, with these ``enabled``, ``tags`` and ``rate_limit`` (a PUT:
+        what is not given is removed); its credentials stay as they are."""
         return cast(Consumer, await self.request("PUT", f"/orgs/{path_segment(org)}/consumers/{path_segment(name)}",
-                                                 {"name": name, "enabled": enabled, "tags": tags or []}))
+                                                 {"name": name, "enabled": enabled, "tags": tags or [],
+                                                  "rate_limit": rate_limit}))
 
     async def get_consumer(self, org: str, consumer_id: str) -> Consumer:
         return cast(Consumer, await self.request("GET", f"/orgs/{path_segment(org)}/consumers/{path_segment(consumer_id)}"))
 
     async def update_consumer(self, org: str, consumer_id: str, *, if_version: int | None = None,
                               **fields: Any) -> Consumer:
-        """``name`` and/or ``enabled`` (False disables the consumer)."""
+        """``name``, ``enabled`` (False disables the consumer), ``tags`` and/or ``rate_limit`` (None removes it)."""
         return cast(Consumer, await self.request("PATCH", f"/orgs/{path_segment(org)}/consumers/{path_segment(consumer_id)}", fields,
                                                  headers=_etag(if_version)))
 

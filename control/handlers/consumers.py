@@ -76,12 +76,13 @@ async def _locked(conn: asyncpg.Connection, request: web.Request) -> tuple[async
 
 async def _save(conn: asyncpg.Connection, request: web.Request, org: asyncpg.Record, before: dict[str, Any] | None,
                 id_: str, fields: dict[str, Any], action: str) -> dict[str, Any]:
-    """Write the next version (name, enabled, tags and the credentials as they
+    """Write the next version (name, enabled, tags, rate limit and the credentials as they
     are now), its audit row and its config event."""
     org_id = str(org["id"])
-    content = {**with_tags({k: fields[k] for k in ("name", "enabled", "tags") if k in fields}),
+    content = {**with_tags({k: fields[k] for k in ("name", "enabled", "tags", "rate_limit") if k in fields}),
                **await store.credential_summary(conn, org_id, id_)}
     content.setdefault("enabled", True)
+    content.setdefault("rate_limit", None)
     row = await CONSUMER.write(conn, org_id, id_, before["version"] + 1 if before else 1, content,
                                principal(request).user_id)
     after = resource_view(row, org["slug"])
@@ -122,8 +123,9 @@ async def patch(request: web.Request) -> web.Response:
     async with state(request).db.acquire() as conn, conn.transaction():
         org, before = await _locked(conn, request)
         merged = {"name": data.get("name", before["name"]), "enabled": data.get("enabled", before["enabled"]),
-                  "tags": sorted(data.get("tags", before["tags"]))}
-        if all(merged[k] == before[k] for k in merged):
+                  "tags": sorted(data.get("tags", before["tags"])),
+                  "rate_limit": data.get("rate_limit", before.get("rate_limit"))}
+        if all(merged[k] == before.get(k) for k in merged):
             return reply(before, version=before["version"])
         await _check_name(conn, str(org["id"]), merged["name"], before["id"])
         after = await _save(conn, request, org, before, before["id"], merged, "update")
@@ -131,7 +133,7 @@ async def patch(request: web.Request) -> web.Response:
 
 
 async def put(request: web.Request) -> web.Response:
-    """Set a consumer's name, enabled and tags, or create it under the name in the path (as Kong's PUT
+    """Set a consumer's name, enabled, tags and rate limit, or create it under the name in the path (as Kong's PUT
     /consumers/{username}); its credentials are not in the body, and stay as they are."""
     ref = request.match_info["id"]
     raw = await put_data(request)
@@ -140,7 +142,8 @@ async def put(request: web.Request) -> web.Response:
         org_id = str(org["id"])
         row = await CONSUMER.find(conn, org_id, ref, for_update=True)
         data = check_put(request, raw, "ConsumerCreate", ref, row, "consumer")
-        fields = {"name": data["name"], "enabled": data.get("enabled", True), "tags": sorted(data.get("tags", []))}
+        fields = {"name": data["name"], "enabled": data.get("enabled", True), "tags": sorted(data.get("tags", [])),
+                  "rate_limit": data.get("rate_limit")}
         if row is None:
             await _check_name(conn, org_id, fields["name"], None)
             await check_count_quota(conn, request, CONSUMER, org_id, "consumers")
@@ -148,7 +151,7 @@ async def put(request: web.Request) -> web.Response:
             return reply(after, status=201, version=after["version"])
         before = resource_view(row, org["slug"])
         check_if_match(request.headers.get("If-Match"), before["version"])
-        if all(fields[k] == before[k] for k in fields):
+        if all(fields[k] == before.get(k) for k in fields):
             return reply(before, version=before["version"])
         await _check_name(conn, org_id, fields["name"], before["id"])
         after = await _save(conn, request, org, before, before["id"], fields, "update")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from core.callerauth.base import (
     DEFAULT_CONSUMER_HEADER, EXPIRED, INVALID, MISSING, AuthEnv, Credential, Extracted, Principal, consumer_header, without,
 )
-from core.callerauth.limits import Limit, limit_for
+from core.callerauth.limits import Limit, limits_for
 from core.callerauth.registry import MODES, mode_of
 from core.callerauth.service import CallerAuth
 
 __all__ = [
     "DEFAULT_CONSUMER_HEADER", "EXPIRED", "INVALID", "MISSING", "MODES", "AuthEnv", "CallerAuth", "Credential",
-    "Extracted", "Limit", "Principal", "consumer_header", "limit_for", "mode_of", "without",
+    "Extracted", "Limit", "Principal", "consumer_header", "limits_for", "mode_of", "without",
 ]

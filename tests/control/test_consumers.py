@@ -63,7 +63,7 @@ async def test_crud_versions_audit_and_config_document(control: Any) -> None:
     assert c["keys"] == [] and c["basic"] is None and c["oauth_clients"] == []
     doc = await _doc(control, c["id"], 1)
     assert doc == {"id": c["id"], "org": slug, "org_id": org["id"], "name": "mobile-app", "enabled": True,
-                   "version": 1, "keys": [], "basic": None, "oauth_clients": []}
+                   "version": 1, "rate_limit": None, "keys": [], "basic": None, "oauth_clients": []}
 
     r = await control.call("GET", _url(slug, c["id"]), control.admin_token)
     assert r.status == 200 and r.body == c and r.headers["ETag"] == 'W/"1"'

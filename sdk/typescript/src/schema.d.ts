@@ -2722,12 +2722,22 @@ export interface components {
         ConsumerCreate: {
             enabled?: boolean;
             name: string;
+            /** @description this consumer's own allowance (docs/auth.md#a-consumers-own-limit): it replaces the numbers of a limit by consumer on the APIs it calls, and elsewhere counts its calls across the organisation; null removes it */
+            rate_limit?: {
+                per_seconds: number;
+                requests: number;
+            } | null;
             /** @description labels to find it by (?tags= on its list) and to divide an organisation's declarative configuration between teams; stored sorted, [] for none */
             tags?: string[];
         };
         ConsumerUpdate: {
             enabled?: boolean;
             name?: string;
+            /** @description this consumer's own allowance (docs/auth.md#a-consumers-own-limit): it replaces the numbers of a limit by consumer on the APIs it calls, and elsewhere counts its calls across the organisation; null removes it */
+            rate_limit?: {
+                per_seconds: number;
+                requests: number;
+            } | null;
             /** @description labels to find it by (?tags= on its list) and to divide an organisation's declarative configuration between teams; stored sorted, [] for none */
             tags?: string[];
         };
