@@ -23,6 +23,7 @@ from core.settings import InvalidConfiguration
 __all__ = ["AddressRule", "Network", "address_rule_errors", "client_address", "is_trusted", "trusted_networks"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_MAX_HOP = 64  # a hop that is not an address (RFC 7239's "unknown", say) still names a caller: bounded
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -57,8 +58,8 @@ def client_address(peer: str, forwarded_for: Iterable[str], networks: tuple[Netw
     hops = [h.strip() for h in ",".join(forwarded_for).split(",") if h.strip()]
     for hop in reversed(hops):
         if not is_trusted(hop, networks):
-            return hop
-    return hops[0] if hops else peer
+            return hop[:_MAX_HOP]
+    return hops[0][:_MAX_HOP] if hops else peer
 
 
 def _network_problem(entry: str) -> str | None:

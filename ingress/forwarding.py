@@ -25,16 +25,20 @@ def with_forwarding(headers: Pairs, request: web.Request, *, trusted_peer: bool,
     if not send:
         return [(k, v) for k, v in headers if k.lower() not in FORWARDING_HEADERS]
     peer = request.remote or "unknown"
+    # The Host header as sent, not request.host: without one, aiohttp would look up this machine's name,
+    # a blocking call on the event loop.
+    host = request.headers.get("Host")
     if not trusted_peer:
         kept = [(k, v) for k, v in headers if k.lower() not in FORWARDING_HEADERS]
-        return kept + [("X-Forwarded-For", peer), ("X-Forwarded-Proto", request.scheme),
-                       ("X-Forwarded-Host", request.host)]
+        return kept + [("X-Forwarded-For", peer), ("X-Forwarded-Proto", request.scheme)] \
+            + ([("X-Forwarded-Host", host)] if host else [])
 
     def first(name: str) -> str | None:
         return next((v.split(",")[0].strip() for k, v in headers if k.lower() == name and v.strip()), None)
 
     chain = ", ".join(v.strip() for k, v in headers if k.lower() == "x-forwarded-for" and v.strip())
     kept = [(k, v) for k, v in headers if k.lower() not in _SET]
+    host = first("x-forwarded-host") or host
     return kept + [("X-Forwarded-For", f"{chain}, {peer}" if chain else peer),
-                   ("X-Forwarded-Proto", first("x-forwarded-proto") or request.scheme),
-                   ("X-Forwarded-Host", first("x-forwarded-host") or request.host)]
+                   ("X-Forwarded-Proto", first("x-forwarded-proto") or request.scheme)] \
+        + ([("X-Forwarded-Host", host)] if host else [])

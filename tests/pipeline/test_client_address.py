@@ -4,6 +4,7 @@ at all when turned off), and, behind a trusted proxy, limits and rules by the ad
 hop the deployment does not trust cannot pass for one."""
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -102,6 +103,16 @@ async def test_an_upstream_gets_what_ingress_saw_not_what_the_caller_claims(cont
     assert _values(seen, "X-Forwarded-Proto") == ["http"]
     assert _values(seen, "X-Forwarded-Host") == [f"127.0.0.1:{ingress.port}"]
     assert not _values(seen, "X-Real-IP") and not _values(seen, "Forwarded") and not _values(seen, "X-Forwarded-Port")
+    # HTTP/1.0 with no Host: no X-Forwarded-Host (and no look-up of this machine's name on the event loop).
+    tag = uuid.uuid4().hex
+    reader, writer = await asyncio.open_connection("127.0.0.1", ingress.port)
+    writer.write(f"GET /{org}/a?t={tag} HTTP/1.0\r\n\r\n".encode())
+    status_line = (await asyncio.wait_for(reader.readline(), 30)).decode()
+    writer.close()
+    await writer.wait_closed()
+    assert " 200 " in status_line, status_line
+    assert _values(recording.seen[tag], "X-Forwarded-For") == ["127.0.0.1"]
+    assert not _values(recording.seen[tag], "X-Forwarded-Host")
 
 
 async def test_behind_a_trusted_proxy_the_address_it_saw_is_the_callers(control: Any, ingress: IngressInstance,

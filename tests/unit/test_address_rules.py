@@ -34,6 +34,7 @@ def test_behind_trusted_proxies_the_caller_is_the_last_hop_they_did_not_vouch_fo
 def test_trusted_proxies_with_no_chain_are_the_caller_and_a_bad_entry_names_its_variable() -> None:
     assert client_address("10.1.1.1", [], PROXIES) == "10.1.1.1"
     assert client_address("10.1.1.1", ["10.2.2.2"], PROXIES) == "10.2.2.2"  # every hop trusted: the first
+    assert client_address("10.1.1.1", ["x" * 500], PROXIES) == "x" * 64  # not an address: a bounded name
     with pytest.raises(InvalidConfiguration, match="JUNCTION_INGRESS_TRUSTED_PROXIES"):
         trusted_networks("10.0.0.0/8, proxy.internal", "JUNCTION_INGRESS_TRUSTED_PROXIES")
 
