@@ -21,7 +21,8 @@ async def _consumer(control: Any, org: str, name: str, **fields: Any) -> tuple[d
     assert r.status == 201, r.body
     k = await control.call("POST", f"/api/v1/orgs/{org}/consumers/{r.body['id']}/keys", control.admin_token, {})
     assert k.status == 201, k.body
-    return r.body, k.body["key"]
+    now = await control.call("GET", f"/api/v1/orgs/{org}/consumers/{r.body['id']}", control.admin_token)
+    return now.body, k.body["key"]  # the version with its key
 
 
 async def _calls(ingress: IngressInstance, org: str, path: str, key: str, n: int) -> list[tuple[int, str | None]]:
@@ -47,8 +48,7 @@ async def test_a_consumers_own_limit_is_its_tier(control: Any, ingress: IngressI
     plain, plain_key = await _consumer(control, org, "plain")
     assert gold["rate_limit"] == {"requests": 4, "per_seconds": WINDOW_S} and plain.get("rate_limit") is None
     await wait_until(lambda: all(ingress.snapshot.version_of("api", a["id"]) for a in apis)
-                     and ingress.snapshot.consumer(gold["id"]) is not None
-                     and ingress.snapshot.consumer(plain["id"]) is not None)
+                     and all(ingress.snapshot.version_of("consumer", c["id"]) == c["version"] for c in (gold, plain)))
     # A limit by consumer: the API's 2 for plain, gold's own 4 in its place.
     assert await _calls(ingress, org, "/per-consumer", plain_key, 3) == [(200, "2"), (200, "2"), (429, "2")]
     assert await _calls(ingress, org, "/per-consumer", gold_key, 5) == [(200, "4")] * 4 + [(429, "4")]
@@ -61,7 +61,7 @@ async def test_a_consumers_own_limit_is_its_tier(control: Any, ingress: IngressI
     assert await _calls(ingress, org, "/open", plain_key, 3) == [(200, None)] * 3
     # Removed, the API's terms again.
     r = await control.call("PATCH", f"/api/v1/orgs/{org}/consumers/gold", control.admin_token, {"rate_limit": None})
-    assert r.status == 200 and r.body["rate_limit"] is None and r.body["version"] == gold["version"] + 2, r.body  # +1: its key
+    assert r.status == 200 and r.body["rate_limit"] is None and r.body["version"] == gold["version"] + 1, r.body
     await wait_until(lambda: ingress.snapshot.version_of("consumer", gold["id"]) == r.body["version"])
     assert await _calls(ingress, org, "/open", gold_key, 2) == [(200, None)] * 2
     assert await _calls(ingress, org, "/per-consumer", gold_key, 1) == [(429, "2")]  # 4 already in that window
