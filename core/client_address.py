@@ -47,13 +47,15 @@ def trusted_networks(raw: str, variable: str) -> tuple[Network, ...]:
 
 
 def is_trusted(address: str, networks: tuple[Network, ...]) -> bool:
+    if not networks:
+        return False  # the usual case, on every call: no address to parse
     ip = _address(address)
     return ip is not None and any(ip in n for n in networks)
 
 
 def client_address(peer: str, forwarded_for: Iterable[str], networks: tuple[Network, ...]) -> str:
     """The peer; behind a trusted proxy, the address the outermost trusted proxy saw."""
-    if not networks or not is_trusted(peer, networks):
+    if not is_trusted(peer, networks):
         return peer
     hops = [h.strip() for h in ",".join(forwarded_for).split(",") if h.strip()]
     for hop in reversed(hops):

@@ -207,7 +207,7 @@ class Gateway:
         waits for it). Only its caller may read it: the same consumer, when its API authenticates callers."""
         correlation_id = request.match_info["correlation_id"]
         gone = NotFound("no result at this location: unknown, expired, or not yours", code="result_not_found")
-        owner = await self._results.owner(correlation_id) if _CORRELATION.fullmatch(correlation_id) else None
+        owner = await self._owner(correlation_id)
         if owner is None:
             raise gone
         api = self._snapshot.api(owner.api_id)
@@ -230,8 +230,7 @@ class Gateway:
     async def result_preflight(self, request: web.Request) -> web.StreamResponse:
         """A browser's preflight for a result's location (to send ``Prefer: wait=N``, say): answered by the
         CORS policy of the API that made the call."""
-        correlation_id = request.match_info["correlation_id"]
-        owner = await self._results.owner(correlation_id) if _CORRELATION.fullmatch(correlation_id) else None
+        owner = await self._owner(request.match_info["correlation_id"])
         api = self._snapshot.api(owner.api_id) if owner is not None else None
         if api is None:
             raise NotFound("no result at this location: unknown, expired, or not yours", code="result_not_found")
@@ -239,6 +238,10 @@ class Gateway:
         if policy is None or asked is None:
             raise MethodNotAllowed("a result's location takes GET", headers={"Allow": "GET"})
         return preflight_response(request, policy, ["GET"], asked)
+
+    async def _owner(self, correlation_id: str) -> Owner | None:
+        """Who may read the result at this location (None: no such location; a malformed id is never looked up)."""
+        return await self._results.owner(correlation_id) if _CORRELATION.fullmatch(correlation_id) else None
 
     def _timeout_ms(self, match: RouteMatch) -> int:
         return min(int(match.api.get("timeout_ms") or self._settings.default_timeout_ms), self._settings.max_timeout_ms)
