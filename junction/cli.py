@@ -139,13 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_topics)
 
     p = sub.add_parser("status", help="every service's readiness, consumer lag and calls (docs/observability.md)")
-    from junction.status import add_arguments as status_arguments
-
-    status_arguments(p)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--token", default=None, help="a global admin's bearer token (default: $JUNCTION_TOKEN): "
+                   "calls and errors of the last minute from the management API")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("kafka-acl", help="create the Kafka SCRAM users and ACLs of each service (docs/kafka-security.md)")
-    from junction.kafka_acl import add_arguments as kafka_acl_arguments
+    from junction.kafka_acl_args import add_arguments as kafka_acl_arguments
 
     kafka_acl_arguments(p)
     p.set_defaults(func=cmd_kafka_acl)

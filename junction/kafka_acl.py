@@ -53,6 +53,7 @@ from aiokafka.protocol.types import (
 
 from core.kafka import ensure_topics, make_admin
 from core.settings import InvalidConfiguration, Settings, Topics, load_settings
+from junction.kafka_acl_args import DEFAULT_CREDENTIALS_DIR, add_arguments
 from junction.kafka_local import SCRAM_ITERATIONS, scram_salted_password
 
 __all__ = [
@@ -78,7 +79,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SERVICES = ("control", "ingress", "processors", "egress")
-DEFAULT_CREDENTIALS_DIR = Path(".junction/kafka-credentials")
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 
 # Kafka's wire codes (org.apache.kafka.common.acl / resource).
@@ -416,17 +416,6 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
     except InvalidConfiguration as exc:
         print(f"junction kafka-acl: invalid configuration: {exc}", file=sys.stderr)
         return 2
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--producer", action="append", default=[], metavar="NAME",
-                        help="an async producer: may write <prefix>.requests and create and read "
-                             "<prefix>.results.NAME (repeatable)")
-    parser.add_argument("--credentials", type=Path, default=DEFAULT_CREDENTIALS_DIR,
-                        help="where each user's client settings are kept, mode 0600 (default %(default)s)")
-    parser.add_argument("--rotate", action="store_true", help="give every user a new password")
-    parser.add_argument("--no-topics", dest="create_topics", action="store_false",
-                        help="do not create the topics")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -21,7 +21,7 @@ from core.consumer_lag import LAG_METRIC
 from core.settings import Settings
 from junction.sdk import describe_not_applied
 
-__all__ = ["add_arguments", "collect", "render", "run"]
+__all__ = ["collect", "render", "run"]
 
 SERVICES = ("ingress", "processors", "egress", "control")
 _TIMEOUT = aiohttp.ClientTimeout(total=5)
@@ -157,12 +157,6 @@ def render(report: dict[str, Any]) -> str:
             state = f"NOT applied everywhere: {describe_not_applied(config)}"
         lines += ["", f"Configuration: {state}"]
     return "\n".join(lines)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--token", default=None, help="a global admin's bearer token (default: $JUNCTION_TOKEN): "
-                        "calls and errors of the last minute from the management API")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

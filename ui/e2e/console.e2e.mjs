@@ -9,7 +9,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { check, launch, step } from "./support.mjs";
+import { check, launch, settled, step } from "./support.mjs";
 
 const base = process.env.CONSOLE_URL ?? "http://127.0.0.1:8081";
 const adminEmail = process.env.ADMIN_EMAIL;
@@ -186,7 +186,7 @@ try {
     for (const [name, path] of views) {
       await page.goto(base + path);
       await page.locator("main h1").first().waitFor();
-      await page.waitForLoadState("networkidle").catch(() => {});
+      await settled(page);
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       const culprits = await page.evaluate(() =>
         [...document.querySelectorAll("body *")]

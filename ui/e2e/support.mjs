@@ -9,7 +9,9 @@ export function check(cond, message) {
   if (!cond) throw new Error(message);
 }
 
-export const step = (name) => console.log(`ok ${name}`);
+const started = Date.now();
+// The time since the start, so a slow step stands out in the test's output.
+export const step = (name) => console.log(`ok ${name} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
 
 /** A browser of its own (CHROMIUM, default /usr/bin/chromium) at 1280×800; `close()` ends it and its profile. */
 export async function launch(name) {
@@ -27,4 +29,14 @@ export async function launch(name) {
     rmSync(profile, { recursive: true, force: true });
   };
   return { context, close };
+}
+
+/** Until the page shows its data: the network idle, or on the dashboard, whose metrics stream keeps a
+ * request open (the network is never idle there), the stream live. */
+export async function settled(page) {
+  if (new URL(page.url()).pathname.endsWith("/dashboard")) {
+    await page.getByRole("status").getByText("● live").waitFor();
+  } else {
+    await page.waitForLoadState("networkidle").catch(() => {});
+  }
 }

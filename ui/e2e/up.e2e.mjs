@@ -8,7 +8,7 @@
 // "ok <step>" line per step, "screenshot <path>" per screenshot, and exits 1 at the first failure.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { check, launch, step } from "./support.mjs";
+import { check, launch, settled, step } from "./support.mjs";
 
 const base = process.env.CONSOLE_URL;
 const ingress = process.env.INGRESS_URL;
@@ -279,7 +279,10 @@ try {
     for (const [name, path] of views) {
       await page.goto(base + path);
       await page.locator("main h1").first().waitFor();
-      await page.waitForLoadState("networkidle").catch(() => {});
+      await settled(page);
+      if (name === "dashboard") {
+        await eventually("the dashboard's calls", async () => Number(await callsTile.textContent()) >= 2, 15000);
+      }
       await noSidewaysScroll(`${name} at ${width}x${height}`);
       if (width !== 1280 || ["replays", "alert-rules"].includes(name)) await shot(`${name}-${width}`);
     }
