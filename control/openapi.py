@@ -61,21 +61,15 @@ def _response_schemas() -> dict[str, Schema]:
         },
         "Token": _obj({"access_token": _STR, "token_type": {"type": "string", "enum": ["bearer"]}, "expires_in": _INT}),
         "Org": _obj({"id": _STR, "slug": _STR, "name": _STR, "enabled": _BOOL, "version": _INT,
-                     "created_at": _TIME, "updated_at": _TIME, "rate_limit": {"type": ["object", "null"]},
-                     "quotas": {"type": "object"}},
+                     "created_at": _TIME, "updated_at": _TIME, "quotas": {"type": "object"}},
                     ["id", "slug", "name", "enabled", "version", "created_at", "updated_at"]),
         "User": _obj({"id": _STR, "org_id": _STR_OR_NULL, "email": _STR,
                       "role": {"type": "string", "enum": ["global_admin", "org_admin", "org_viewer"]},
                       "enabled": _BOOL, "version": _INT, "created_at": _TIME, "updated_at": _TIME}),
         "Api": _obj({**resource_common, "protocol": _STR, "methods": {"type": "array", "items": _STR},
-                     "path": _STR, "connector": _STR, "timeout_ms": _INT,
-                     "auth": {"type": "object", "required": ["mode"], "properties": {"mode": _STR},
-                              "description": "a jwt secret shows as secret_set: true, never itself"},
-                     "rate_limit": {"type": ["object", "null"]}, "enabled": _BOOL},
+                     "path": _STR, "connector": _STR, "timeout_ms": _INT, "enabled": _BOOL},
                     [*resource_common, "protocol", "methods", "path", "connector", "timeout_ms", "auth", "enabled"]),
-        "Connector": _obj({**resource_common, "target": {"type": "object", "required": ["protocol", "url"],
-                                                        "properties": {"protocol": _STR, "url": _STR}},
-                           "script": _STR_OR_NULL, "settings": {"type": "object", "description":
+        "Connector": _obj({**resource_common, "script": _STR_OR_NULL, "settings": {"type": "object", "description":
                                                                 "secret_fields show as ********"},
                            "secret_fields": {"type": "array", "items": _STR}},
                           [*resource_common, "target", "script", "settings"]),
@@ -147,6 +141,34 @@ def _response_schemas() -> dict[str, Schema]:
             },
         },
     }
+
+
+# A resource's answer is its stored content, which is the validated body: each field a body takes is
+# documented in the answer with the body's own schema, so the two cannot drift. The answer's own schema wins
+# where it shows a field differently (a sealed secret as secret_set, a masked setting); write-only fields are
+# never answered.
+ECHOED_FIELDS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("Org", ("OrgCreate", "OrgUpdate"), ()),
+    ("User", ("UserCreate", "UserUpdate"), ("password",)),
+    ("Api", ("ApiCreate",), ("auth.secret",)),  # a jwt secret shows as secret_set: true, never itself
+    ("Connector", ("ConnectorCreate",), ()),
+    ("Consumer", ("ConsumerCreate",), ()),
+    ("AlertRule", ("AlertRuleCreate",), ("webhook_secret",)),
+)
+
+
+def _echoing(answer: Schema, bodies: list[Schema], write_only: tuple[str, ...]) -> Schema:
+    """``write_only``: field names, or ``field.key`` for a key of an object field."""
+    echoed: Schema = {}
+    for body in bodies:
+        for name, prop in body.get("properties", {}).items():
+            if name not in write_only:
+                echoed.setdefault(name, copy.deepcopy(prop))
+    for path in write_only:
+        field, _, key = path.partition(".")
+        if key and field in echoed:
+            echoed[field]["properties"].pop(key, None)
+    return {**answer, "properties": {**echoed, **answer["properties"]}}
 
 
 def _dead_letter_schema(*, full: bool) -> Schema:
@@ -487,6 +509,8 @@ def build_openapi(settings: Settings) -> Schema:
 
     schemas = {**copy.deepcopy(request_schemas(settings)), **_response_schemas(), **observability_schemas(),
                **alert_schemas()}
+    for resource, bodies, write_only in ECHOED_FIELDS:
+        schemas[resource] = _echoing(schemas[resource], [schemas[b] for b in bodies], write_only)
     ok_only = {"200": _json({"type": "object"}, "ok")}
     paths: dict[str, Schema] = {
         "/healthz": {"get": _op("Liveness", ok_only, public=True, tag="health")},

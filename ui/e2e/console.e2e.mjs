@@ -238,6 +238,23 @@ try {
   check((await page.getByRole("button", { name: "Revoke" }).count()) === 1, "one key listed");
   step("a consumer's new API key is shown once");
 
+  // -- the consumer's own rate limit: a refused value under its field, then saved, shown, removed ---------
+  await page.getByRole("button", { name: "Set a limit" }).click();
+  const limitForm = page.getByRole("form", { name: "Own rate limit" });
+  await limitForm.getByLabel("Requests").fill("0");
+  await limitForm.getByLabel("Per seconds").fill("60");
+  await limitForm.getByRole("button", { name: "Save limit" }).click();
+  await limitForm.locator(".field.invalid", { has: page.getByLabel("Requests") }).getByText("must be at least 1").waitFor();
+  await limitForm.getByLabel("Requests").fill("100");
+  await limitForm.getByRole("button", { name: "Save limit" }).click();
+  await page.getByText("At most 100 per 60 s").waitFor();
+  await page.goto(`${base}/orgs/${slug}/consumers`);
+  await page.getByRole("row", { name: /shop/ }).getByRole("cell", { name: "100 per 60 s" }).waitFor();
+  await page.getByRole("link", { name: "shop" }).click();
+  await page.getByRole("region", { name: "Own rate limit" }).getByRole("button", { name: "Remove" }).click();
+  await page.getByText("None: the APIs' and the organisation's limits apply.").waitFor();
+  step("a consumer's own rate limit: the refused value's field error, saved, listed, removed");
+
   // -- audit log with a filter -------------------------------------------------------------------------
   await page.goto(`${base}/orgs/${slug}/audit`);
   await page.getByLabel("Resource type").selectOption("api");

@@ -139,6 +139,14 @@ export function TableWrap({ children, label }: { children: ReactNode; label: str
   );
 }
 
+/** A number field's value: a number when it is one, else the text itself (the API says what is wrong);
+ * undefined when empty. */
+export function num(text: string): number | undefined {
+  if (!text.trim()) return undefined;
+  const n = Number(text);
+  return Number.isFinite(n) ? n : (text as unknown as number);
+}
+
 export function Loading({ what }: { what: string }) {
   return (
     <p className="muted" role="status">

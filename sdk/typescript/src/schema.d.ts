@@ -1761,27 +1761,280 @@ export interface components {
             to: string;
         };
         Api: {
-            /** @description a jwt secret shows as secret_set: true, never itself */
+            /** @description rest: a caller still waiting at timeout_ms gets 202 and a Location for the result instead of 504; the call itself may take JUNCTION_ASYNC_TIMEOUT_MS */
+            async_fallback?: boolean;
+            /** @description Caller authentication (docs/consumers.md); which keys a mode takes is checked per mode. */
             auth: {
-                mode: string;
+                algorithms?: ("RS256" | "RS384" | "RS512" | "ES256" | "ES384" | "PS256" | "HS256" | "HS384" | "HS512")[];
+                audience?: string;
+                /** @description jwt: default sub */
+                consumer_claim?: string;
+                /** @description header carrying the consumer's id upstream (default X-Consumer-Id) */
+                consumer_header?: string;
+                /** @description ids of the consumers allowed (default: every consumer of the organisation) */
+                consumers?: string[];
+                /**
+                 * @description api_key: where the key is (default header)
+                 * @enum {string}
+                 */
+                in?: "header" | "query";
+                issuer?: string;
+                /** @description jwt: https URL of the issuer's keys */
+                jwks_url?: string;
+                /** @description jwt: clock skew allowed (default 30) */
+                leeway_s?: number;
+                /** @enum {string} */
+                mode: "none" | "api_key" | "basic" | "jwt" | "oauth2";
+                /** @description api_key: header or parameter (default X-API-Key) */
+                name?: string;
+                /** @description jwt, oauth2: scopes every token must hold */
+                scopes?: string[];
+                /** @description read-only: a jwt secret is stored (ignored on writes) */
+                secret_set?: boolean;
             };
+            /** @description rest: the upstream's answers kept and served by ingress with no upstream call (docs/caching.md); null removes it */
+            cache?: {
+                /** @description methods whose answers are cached (default GET and HEAD) */
+                methods?: ("GET" | "HEAD")[];
+                /** @description longest time an answer is kept (the upstream's max-age may shorten it) */
+                ttl_s: number;
+                /** @description request headers whose values are part of the cache key (as Accept-Language) */
+                vary?: string[];
+            } | null;
             connector: string;
+            /** @description read-only: the contract Junction computed from wsdl or operations; ignored when sent */
+            contract?: Record<string, never> | null;
+            /** @description pages of these origins may call the API from a browser (docs/cors.md): ingress answers their preflights itself and sets the Access-Control-* headers of every answer; null removes it */
+            cors?: {
+                /** @description pages may send cookies and HTTP authentication (credentials: 'include'); default false */
+                credentials?: boolean;
+                /** @description response headers pages may read besides the CORS-safelisted ones (such as X-Correlation-Id) */
+                exposed_headers?: string[];
+                /** @description request headers pages may send besides the CORS-safelisted ones (default: any a preflight asks for) */
+                headers?: string[];
+                /** @description how long a browser may keep a preflight's answer (default: the browser's) */
+                max_age_s?: number;
+                /** @description methods pages may use (default: the API's) */
+                methods?: ("DELETE" | "GET" | "HEAD" | "OPTIONS" | "PATCH" | "POST" | "PUT")[];
+                /** @description origins as browsers send them (scheme://host[:port], lowercase, no path), https://*.example.com for every subdomain of example.com, or * for any page (not with credentials) */
+                origins: string[];
+            } | null;
             /** Format: date-time */
             created_at: string;
+            description?: string;
             enabled: boolean;
             id: string;
+            /** @description how long an Idempotency-Key keeps its answer (default JUNCTION_IDEMPOTENCY_TTL_S) */
+            idempotency_ttl_s?: number | null;
+            /** @description the callers' addresses this API admits (docs/auth.md): deny wins over allow, and with allow only those may call (403 ip_not_allowed); behind a load balancer, set JUNCTION_INGRESS_TRUSTED_PROXIES; null removes it */
+            ip_restriction?: {
+                /** @description addresses or networks (203.0.113.7, 10.0.0.0/8, 2001:db8::/32) */
+                allow?: string[];
+                /** @description addresses or networks refused, even when allow has them */
+                deny?: string[];
+            } | null;
             methods: string[];
             name: string;
+            /** @description soap, code first: target namespace of the generated WSDL (default urn:junction:api:<id>) */
+            namespace?: string;
+            /** @description soap, code first: Junction generates the WSDL (SOAP 1.1 and 1.2 bindings) */
+            operations?: {
+                /** @description its soapAction (default <namespace>/<name>) */
+                action?: string;
+                input?: {
+                    /** @description the fields of a type object */
+                    fields?: {
+                        /** @description the fields of a type object */
+                        fields?: {
+                            /** @description the fields of a type object */
+                            fields?: {
+                                /** @description the fields of a type object */
+                                fields?: {
+                                    /** @description the fields of a type object */
+                                    fields?: {
+                                        /** @description the fields of a type object */
+                                        fields?: {
+                                            /** @description the fields of a type object */
+                                            fields?: {
+                                                /** @description the element's name (an XML NCName) */
+                                                name: string;
+                                                /** @description default false; true: a list (maxOccurs unbounded) */
+                                                repeated?: boolean;
+                                                /** @description default true (minOccurs 1) */
+                                                required?: boolean;
+                                                /** @enum {string} */
+                                                type: "string" | "int" | "long" | "decimal" | "double" | "boolean" | "dateTime" | "date" | "base64Binary" | "object";
+                                            }[];
+                                            /** @description the element's name (an XML NCName) */
+                                            name: string;
+                                            /** @description default false; true: a list (maxOccurs unbounded) */
+                                            repeated?: boolean;
+                                            /** @description default true (minOccurs 1) */
+                                            required?: boolean;
+                                            /** @enum {string} */
+                                            type: "string" | "int" | "long" | "decimal" | "double" | "boolean" | "dateTime" | "date" | "base64Binary" | "object";
+                                        }[];
+                                        /** @description the element's name (an XML NCName) */
+                                        name: string;
+                                        /** @description default false; true: a list (maxOccurs unbounded) */
+                                        repeated?: boolean;
+                                        /** @description default true (minOccurs 1) */
+                                        required?: boolean;
+                                        /** @enum {string} */
+                                        type: "string" | "int" | "long" | "decimal" | "double" | "boolean" | "dateTime" | "date" | "base64Binary" | "object";
+                                    }[];
+                                    /** @description the element's name (an XML NCName) */
+                                    name: string;
+                                    /** @description default false; true: a list (maxOccurs unbounded) */
+                                    repeated?: boolean;
+                                    /** @description default true (minOccurs 1) */
+                                    required?: boolean;
+                                    /** @enum {string} */
+                                    type: "string" | "int" | "long" | "decimal" | "double" | "boolean" | "dateTime" | "date" | "base64Binary" | "object";
+                                }[];
+                                /** @description the element's name (an XML NCName) */
+                                name: string;
+                                /** @description default false; true: a list (maxOccurs unbounded) */
+                                repeated?: boolean;
+                                /** @description default true (minOccurs 1) */
+                                required?: boolean;
+                                /** @enum {string} */
+                                type: "string" | "int" | "long" | "decimal" | "double" | "boolean" | "dateTime" | "date" | "base64Binary" | "object";
+                            }[];
+                            /** @description the element's name (an XML NCName) */
+                            name: string;
+                            /** @description default false; true: a list (maxOccurs unbounded) */
+                            repeated?: boolean;
+                            /** @description default true (minOccurs 1) */
+                            required?: boolean;
+                            /** @enum {string} */
+                            type: "string" | "int" | "long" | "decimal" | "double" | "boolean" | "dateTime" | "date" | "base64Binary" | "object";
+                        }[];
+                        /** @description the element's name (an XML NCName) */
+                        name: string;
+                        /** @description default false; true: a list (maxOccurs unbounded) */
+                        repeated?: boolean;
+                        /** @description default true (minOccurs 1) */
+                        required?: boolean;
+                        /** @enum {string} */
+                        type: "string" | "int" | "long" | "decimal" | "double" | "boolean" | "dateTime" | "date" | "base64Binary" | "object";
+                    }[];
+                    /** @description the element's name (an XML NCName) */
+                    name: string;
+                    /** @description default false; true: a list (maxOccurs unbounded) */
+                    repeated?: boolean;
+                    /** @description default true (minOccurs 1) */
+                    required?: boolean;
+                    /** @enum {string} */
+                    type: "string" | "int" | "long" | "decimal" | "double" | "boolean" | "dateTime" | "date" | "base64Binary" | "object";
+                }[];
+                name: string;
+                output?: {
+                    /** @description the fields of a type object */
+                    fields?: {
+                        /** @description the fields of a type object */
+                        fields?: {
+                            /** @description the fields of a type object */
+                            fields?: {
+                                /** @description the fields of a type object */
+                                fields?: {
+                                    /** @description the fields of a type object */
+                                    fields?: {
+                                        /** @description the fields of a type object */
+                                        fields?: {
+                                            /** @description the fields of a type object */
+                                            fields?: {
+                                                /** @description the element's name (an XML NCName) */
+                                                name: string;
+                                                /** @description default false; true: a list (maxOccurs unbounded) */
+                                                repeated?: boolean;
+                                                /** @description default true (minOccurs 1) */
+                                                required?: boolean;
+                                                /** @enum {string} */
+                                                type: "string" | "int" | "long" | "decimal" | "double" | "boolean" | "dateTime" | "date" | "base64Binary" | "object";
+                                            }[];
+                                            /** @description the element's name (an XML NCName) */
+                                            name: string;
+                                            /** @description default false; true: a list (maxOccurs unbounded) */
+                                            repeated?: boolean;
+                                            /** @description default true (minOccurs 1) */
+                                            required?: boolean;
+                                            /** @enum {string} */
+                                            type: "string" | "int" | "long" | "decimal" | "double" | "boolean" | "dateTime" | "date" | "base64Binary" | "object";
+                                        }[];
+                                        /** @description the element's name (an XML NCName) */
+                                        name: string;
+                                        /** @description default false; true: a list (maxOccurs unbounded) */
+                                        repeated?: boolean;
+                                        /** @description default true (minOccurs 1) */
+                                        required?: boolean;
+                                        /** @enum {string} */
+                                        type: "string" | "int" | "long" | "decimal" | "double" | "boolean" | "dateTime" | "date" | "base64Binary" | "object";
+                                    }[];
+                                    /** @description the element's name (an XML NCName) */
+                                    name: string;
+                                    /** @description default false; true: a list (maxOccurs unbounded) */
+                                    repeated?: boolean;
+                                    /** @description default true (minOccurs 1) */
+                                    required?: boolean;
+                                    /** @enum {string} */
+                                    type: "string" | "int" | "long" | "decimal" | "double" | "boolean" | "dateTime" | "date" | "base64Binary" | "object";
+                                }[];
+                                /** @description the element's name (an XML NCName) */
+                                name: string;
+                                /** @description default false; true: a list (maxOccurs unbounded) */
+                                repeated?: boolean;
+                                /** @description default true (minOccurs 1) */
+                                required?: boolean;
+                                /** @enum {string} */
+                                type: "string" | "int" | "long" | "decimal" | "double" | "boolean" | "dateTime" | "date" | "base64Binary" | "object";
+                            }[];
+                            /** @description the element's name (an XML NCName) */
+                            name: string;
+                            /** @description default false; true: a list (maxOccurs unbounded) */
+                            repeated?: boolean;
+                            /** @description default true (minOccurs 1) */
+                            required?: boolean;
+                            /** @enum {string} */
+                            type: "string" | "int" | "long" | "decimal" | "double" | "boolean" | "dateTime" | "date" | "base64Binary" | "object";
+                        }[];
+                        /** @description the element's name (an XML NCName) */
+                        name: string;
+                        /** @description default false; true: a list (maxOccurs unbounded) */
+                        repeated?: boolean;
+                        /** @description default true (minOccurs 1) */
+                        required?: boolean;
+                        /** @enum {string} */
+                        type: "string" | "int" | "long" | "decimal" | "double" | "boolean" | "dateTime" | "date" | "base64Binary" | "object";
+                    }[];
+                    /** @description the element's name (an XML NCName) */
+                    name: string;
+                    /** @description default false; true: a list (maxOccurs unbounded) */
+                    repeated?: boolean;
+                    /** @description default true (minOccurs 1) */
+                    required?: boolean;
+                    /** @enum {string} */
+                    type: "string" | "int" | "long" | "decimal" | "double" | "boolean" | "dateTime" | "date" | "base64Binary" | "object";
+                }[];
+            }[];
             org: string;
             org_id: string;
             path: string;
             protocol: string;
-            rate_limit?: Record<string, never> | null;
+            /** @description at most `requests` calls per `per_seconds` seconds for each `by`; null removes it */
+            rate_limit?: {
+                /** @enum {string} */
+                by: "consumer" | "api" | "org" | "ip";
+                per_seconds: number;
+                requests: number;
+            } | null;
             tags: string[];
             timeout_ms: number;
             /** Format: date-time */
             updated_at: string;
             version: number;
+            /** @description soap, contract first: the WSDL 1.1 document (XML text, document/literal, schemas inline) */
+            wsdl?: string;
         };
         ApiCreate: {
             /** @description rest: a caller still waiting at timeout_ms gets 202 and a Location for the result instead of 504; the call itself may take JUNCTION_ASYNC_TIMEOUT_MS */
@@ -2397,18 +2650,97 @@ export interface components {
         Connector: {
             /** Format: date-time */
             created_at: string;
+            description?: string;
             id: string;
             name: string;
             org: string;
             org_id: string;
+            /** @description retries of transient failures (docs/resilience.md); each key omitted takes the JUNCTION_RETRY_* default; null removes it */
+            retry?: {
+                /** @description attempts, the first included (1: no retry) */
+                attempts?: number;
+                /** @description backoff before the second attempt, doubling, with full jitter */
+                base_ms?: number;
+                /** @description longest backoff between two attempts */
+                cap_ms?: number;
+            } | null;
             script: string | null;
             secret_fields?: string[];
             /** @description secret_fields show as ******** */
             settings: Record<string, never>;
             tags: string[];
             target: {
-                protocol: string;
+                /** @description soap: http or https URL the envelopes are posted to, instead of the port's soap:address */
+                address?: string;
+                /** @description rest: how egress authenticates to the upstream (docs/upstream-auth.md); which keys a type takes is checked per type. Secrets are write-only: reads show ********, and sending ******** keeps the stored value */
+                auth?: {
+                    /** @description oauth2_client_credentials: sent as the audience parameter */
+                    audience?: string;
+                    /**
+                     * @description oauth2_client_credentials: client_secret_basic (default) or client_secret_post
+                     * @enum {string}
+                     */
+                    client_auth?: "basic" | "post";
+                    /** @description oauth2_client_credentials */
+                    client_id?: string;
+                    /** @description oauth2_client_credentials (secret) */
+                    client_secret?: string;
+                    /**
+                     * @description api_key: default header
+                     * @enum {string}
+                     */
+                    in?: "header" | "query";
+                    /** @description api_key: the header or query parameter */
+                    name?: string;
+                    /** @description basic (secret) */
+                    password?: string;
+                    /** @description oauth2_client_credentials: scopes asked for */
+                    scopes?: string[];
+                    /** @description bearer (secret) */
+                    token?: string;
+                    /** @description oauth2_client_credentials: https URL of the token endpoint */
+                    token_url?: string;
+                    /** @enum {string} */
+                    type: "api_key" | "basic" | "bearer" | "oauth2_client_credentials";
+                    /** @description basic */
+                    username?: string;
+                    /** @description api_key: the key (secret) */
+                    value?: string;
+                };
+                /** @description soap: the WSDL binding to call (local name or {namespace}name); default: SOAP 1.1 if present, else 1.2 */
+                binding?: string;
+                /** @description soap: the schemas and WSDLs the WSDL imports, keyed by their location (as written in the import, or absolute); an import not here is fetched */
+                documents?: {
+                    [key: string]: string;
+                };
+                /** @description follow the upstream's redirects (each hop passes the SSRF guard); default false */
+                follow_redirects?: boolean;
+                headers?: {
+                    [key: string]: string;
+                };
+                /** @enum {string} */
+                method?: "*" | "DELETE" | "GET" | "HEAD" | "OPTIONS" | "PATCH" | "POST" | "PUT";
+                operation?: string;
+                /** @description soap: the WSDL port to call (takes precedence over binding) */
+                port?: string;
+                /** @enum {string} */
+                protocol: "rest" | "soap";
+                timeout_ms?: number;
+                /** @description rest, https: client certificate (mutual TLS) and the CA bundle the upstream is verified against (default: the system's); verification cannot be turned off */
+                tls?: {
+                    /** @description PEM: the CA certificates to trust instead of the system's */
+                    ca_bundle?: string;
+                    /** @description PEM: the client certificate, then any intermediates */
+                    client_cert?: string;
+                    /** @description PEM: the unencrypted private key of client_cert (secret) */
+                    client_key?: string;
+                    /** @description only true: give ca_bundle rather than turn it off */
+                    verify?: boolean;
+                };
+                /** @description http or https URL */
                 url: string;
+                /** @description soap: the WSDL document itself (XML text), used instead of fetching url; url stays its location, against which relative imports resolve */
+                wsdl?: string;
             };
             /** Format: date-time */
             updated_at: string;
@@ -2714,6 +3046,11 @@ export interface components {
             }[];
             org: string;
             org_id: string;
+            /** @description this consumer's own allowance (docs/auth.md#a-consumers-own-limit): it replaces the numbers of a limit by consumer on the APIs it calls, and elsewhere counts its calls across the organisation; null removes it */
+            rate_limit?: {
+                per_seconds: number;
+                requests: number;
+            } | null;
             tags: string[];
             /** Format: date-time */
             updated_at: string;
@@ -2914,7 +3251,13 @@ export interface components {
             id: string;
             name: string;
             quotas?: Record<string, never>;
-            rate_limit?: Record<string, never> | null;
+            /** @description at most `requests` calls per `per_seconds` seconds for each `by`; null removes it */
+            rate_limit?: {
+                /** @enum {string} */
+                by: "consumer" | "api" | "org" | "ip";
+                per_seconds: number;
+                requests: number;
+            } | null;
             slug: string;
             /** Format: date-time */
             updated_at: string;

@@ -9,7 +9,8 @@ import { Link, useLocation, useNavigate, useParams } from "react-router";
 import { VersionsPanel } from "../components/Versions";
 import { useSession } from "../session";
 import {
-  ErrorMessage, Field, fieldError, Loading, PageHeader, Pager, TableWrap, TagsField, tagsOf, useAction, useCursor, useLoad,
+  ErrorMessage, Field, fieldError, Loading, num, PageHeader, Pager, TableWrap, TagsField, tagsOf, useAction, useCursor,
+  useLoad,
 } from "../ui";
 import { allApis } from "./Apis";
 
@@ -123,7 +124,7 @@ function formOf(r?: AlertRule): RuleForm {
 }
 
 function bodyOf(f: RuleForm): AlertRuleCreate {
-  const threshold = f.threshold.trim() === "" ? undefined : Number.isFinite(Number(f.threshold)) ? Number(f.threshold) : f.threshold;
+  const threshold = num(f.threshold);
   const body: Record<string, unknown> = {
     name: f.name,
     description: f.description,

@@ -6,7 +6,7 @@ import { AppliedStatus } from "../components/Applied";
 import { VersionsPanel } from "../components/Versions";
 import { useSession } from "../session";
 import {
-  ErrorMessage, Field, fieldError, Loading, PageHeader, Pager, TableWrap, TagsField, tagsOf, useAction, useCursor,
+  ErrorMessage, Field, fieldError, Loading, num, PageHeader, Pager, TableWrap, TagsField, tagsOf, useAction, useCursor,
   useLoad,
 } from "../ui";
 
@@ -134,43 +134,33 @@ interface ApiForm {
 }
 
 function formOf(api?: Api): ApiForm {
-  const auth = (api?.auth ?? { mode: "none" }) as Record<string, unknown>;
-  const rl = api?.rate_limit as { requests?: number; per_seconds?: number; by?: ApiForm["by"] } | null | undefined;
+  const auth = api?.auth ?? { mode: "none" };
+  const rl = api?.rate_limit;
   return {
     name: api?.name ?? "",
-    description: (api as { description?: string } | undefined)?.description ?? "",
+    description: api?.description ?? "",
     tags: (api?.tags ?? []).join(", "),
     protocol: (api?.protocol as "rest" | "soap") ?? "rest",
     methods: (api?.methods as Method[]) ?? ["GET"],
     path: api?.path ?? "",
     connector: api?.connector ?? "",
     timeout_ms: api?.timeout_ms ? String(api.timeout_ms) : "",
-    mode: (auth.mode as AuthMode) ?? "none",
-    key_in: (auth.in as ApiForm["key_in"]) ?? "",
-    key_name: (auth.name as string) ?? "",
-    issuer: (auth.issuer as string) ?? "",
-    audience: (auth.audience as string) ?? "",
-    jwks_url: (auth.jwks_url as string) ?? "",
+    mode: auth.mode ?? "none",
+    key_in: auth.in ?? "",
+    key_name: auth.name ?? "",
+    issuer: auth.issuer ?? "",
+    audience: auth.audience ?? "",
+    jwks_url: auth.jwks_url ?? "",
     secret: "",
     limit_on: !!rl,
     requests: rl?.requests ? String(rl.requests) : "",
     per_seconds: rl?.per_seconds ? String(rl.per_seconds) : "",
     by: rl?.by ?? "consumer",
-    cors_origins: (corsOf(api)?.origins ?? []).join(", "),
+    cors_origins: (api?.cors?.origins ?? []).join(", "),
     enabled: api?.enabled ?? true,
   };
 }
 
-function corsOf(api?: Api): { origins?: string[] } | null {
-  return ((api as { cors?: { origins?: string[] } | null } | undefined)?.cors ?? null);
-}
-
-/** A number field's value: a number when it is one, else the text itself (the API says what is wrong). */
-function num(text: string): number | undefined {
-  if (!text.trim()) return undefined;
-  const n = Number(text);
-  return Number.isFinite(n) ? n : (text as unknown as number);
-}
 
 function bodyOf(f: ApiForm, original?: Api): ApiCreate {
   const before = (original?.auth ?? {}) as Record<string, unknown>;
@@ -205,8 +195,8 @@ function bodyOf(f: ApiForm, original?: Api): ApiCreate {
   };
   // The form edits the origins; the policy's other settings (methods, headers…) are kept.
   const origins = f.cors_origins.split(",").map((o) => o.trim()).filter(Boolean);
-  if (origins.length) body.cors = { ...(corsOf(original) ?? {}), origins };
-  else if (corsOf(original)) body.cors = null;
+  if (origins.length) body.cors = { ...(original?.cors ?? {}), origins };
+  else if (original?.cors) body.cors = null;
   if (f.description || original) body.description = f.description;
   const timeout = num(f.timeout_ms);
   if (timeout !== undefined) body.timeout_ms = timeout;
@@ -363,7 +353,7 @@ function ApiFormView(props: {
             {(p) => <input {...p} readOnly={ro} value={f.jwks_url} onChange={(e) => upd("jwks_url", e.target.value)} />}
           </Field>
           <Field label="Shared secret (HS256…)" error={fieldError(err, "auth.secret")}
-            hint={(props.api?.auth as { secret_set?: boolean } | undefined)?.secret_set ? "a secret is stored; type to replace it" : "at least 32 characters"}>
+            hint={props.api?.auth.secret_set ? "a secret is stored; type to replace it" : "at least 32 characters"}>
             {(p) => <input {...p} type="password" autoComplete="off" readOnly={ro} value={f.secret} onChange={(e) => upd("secret", e.target.value)} />}
           </Field>
         </>

@@ -81,7 +81,7 @@ function formOf(c?: Connector): ConnectorForm {
   const target = (c?.target ?? {}) as Record<string, unknown>;
   return {
     name: c?.name ?? "",
-    description: (c as { description?: string } | undefined)?.description ?? "",
+    description: c?.description ?? "",
     tags: (c?.tags ?? []).join(", "),
     protocol: (target.protocol as "rest" | "soap") ?? "rest",
     url: (target.url as string) ?? "",

@@ -4,7 +4,7 @@ import { Link, useParams } from "react-router";
 import { VersionsPanel } from "../components/Versions";
 import { useSession } from "../session";
 import {
-  ErrorMessage, Field, fieldError, formatTime, Loading, PageHeader, Pager, TableWrap, useAction, useCursor, useLoad,
+  ErrorMessage, Field, fieldError, formatTime, Loading, num, PageHeader, Pager, TableWrap, useAction, useCursor, useLoad,
 } from "../ui";
 
 export function ConsumersPage() {
@@ -53,7 +53,7 @@ function ConsumersList() {
       {page.loading && !page.data ? <Loading what="consumers" /> : (
         <>
           <TableWrap label="Consumers">
-            <thead><tr><th>Name</th><th>State</th><th>API keys</th><th>Basic</th><th>OAuth clients</th><th>Version</th></tr></thead>
+            <thead><tr><th>Name</th><th>State</th><th>API keys</th><th>Basic</th><th>OAuth clients</th><th>Own rate limit</th><th>Version</th></tr></thead>
             <tbody>
               {page.data?.items.map((c) => (
                 <tr key={c.id}>
@@ -62,10 +62,11 @@ function ConsumersList() {
                   <td>{c.keys.length}</td>
                   <td>{c.basic ? c.basic.username : "—"}</td>
                   <td>{c.oauth_clients.length}</td>
+                  <td>{limitText(c)}</td>
                   <td>v{c.version}</td>
                 </tr>
               ))}
-              {page.data?.items.length === 0 && <tr><td colSpan={6}>No consumers yet.</td></tr>}
+              {page.data?.items.length === 0 && <tr><td colSpan={7}>No consumers yet.</td></tr>}
             </tbody>
           </TableWrap>
           <Pager page={paging.page} hasNext={!!page.data?.next_cursor} onPrev={paging.prev}
@@ -74,6 +75,12 @@ function ConsumersList() {
       )}
     </section>
   );
+}
+
+/** A consumer's own rate limit, as people say it. */
+function limitText(c: Consumer): string {
+  const rl = c.rate_limit;
+  return rl ? `${rl.requests} per ${rl.per_seconds} s` : "none";
 }
 
 /** A secret shown once (a new API key or OAuth client secret), with a copy button. */
@@ -104,6 +111,7 @@ export function ConsumerPage() {
   const [basicUser, setBasicUser] = useState("");
   const [basicPassword, setBasicPassword] = useState("");
   const [scopes, setScopes] = useState("");
+  const [limit, setLimit] = useState<{ requests: string; per_seconds: string } | null>(null);
 
   const c = consumer.data;
   if (consumer.loading && !c) return <Loading what="the consumer" />;
@@ -143,6 +151,15 @@ export function ConsumerPage() {
       refresh();
     }
   }
+  async function saveLimit(e: FormEvent, cur: Consumer) {
+    e.preventDefault();
+    if (!limit) return;
+    const body = { rate_limit: { requests: num(limit.requests), per_seconds: num(limit.per_seconds) } as Consumer["rate_limit"] };
+    if (await act.run(() => client.updateConsumer(org, id, body, cur.version))) {
+      setLimit(null);
+      refresh();
+    }
+  }
   const done = async (fn: () => Promise<void>) => {
     if (await act.run(async () => { await fn(); return true; })) refresh();
   };
@@ -152,7 +169,7 @@ export function ConsumerPage() {
       <PageHeader title={`Consumer ${c.name}`}>
         <Link to={`/orgs/${org}/consumers`}>← All consumers</Link>
       </PageHeader>
-      <ErrorMessage error={act.error} claimed={["name", "expires_at", "username", "password", "scopes"]} />
+      <ErrorMessage error={act.error} claimed={["name", "expires_at", "username", "password", "scopes", "rate_limit.requests", "rate_limit.per_seconds"]} />
       <div className="card">
         <p>State: {c.enabled ? "enabled" : <span className="warn">disabled</span>} · version {c.version} · id <code>{c.id}</code></p>
         {canWrite && (
@@ -173,6 +190,36 @@ export function ConsumerPage() {
           </form>
         )}
       </div>
+
+      <section className="card" aria-labelledby="limit-title">
+        <h2 id="limit-title">Own rate limit</h2>
+        <p>
+          {c.rate_limit
+            ? <>At most <strong>{limitText(c)}</strong>: it replaces the numbers of a limit by consumer on the APIs it calls, and elsewhere counts its calls across the organisation.</>
+            : "None: the APIs' and the organisation's limits apply."}
+        </p>
+        {canWrite && limit === null && (
+          <div className="buttons">
+            <button type="button" onClick={() => setLimit({ requests: String(c.rate_limit?.requests ?? ""), per_seconds: String(c.rate_limit?.per_seconds ?? "") })}>
+              {c.rate_limit ? "Change" : "Set a limit"}
+            </button>
+            {c.rate_limit && <button type="button" className="danger"
+              onClick={() => done(async () => { await client.updateConsumer(org, id, { rate_limit: null }, c.version); })}>Remove</button>}
+          </div>
+        )}
+        {canWrite && limit !== null && (
+          <form onSubmit={(e) => saveLimit(e, c)} noValidate className="inline-form" aria-label="Own rate limit">
+            <Field label="Requests" error={fieldError(act.error, "rate_limit.requests")}>
+              {(p) => <input {...p} inputMode="numeric" value={limit.requests} onChange={(e) => setLimit({ ...limit, requests: e.target.value })} />}
+            </Field>
+            <Field label="Per seconds" error={fieldError(act.error, "rate_limit.per_seconds")}>
+              {(p) => <input {...p} inputMode="decimal" value={limit.per_seconds} onChange={(e) => setLimit({ ...limit, per_seconds: e.target.value })} />}
+            </Field>
+            <button type="submit" className="primary">Save limit</button>
+            <button type="button" onClick={() => setLimit(null)}>Cancel</button>
+          </form>
+        )}
+      </section>
 
       <section className="card" aria-labelledby="keys-title">
         <h2 id="keys-title">API keys</h2>

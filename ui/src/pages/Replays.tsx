@@ -6,7 +6,9 @@ import type { JunctionClient, ReplayCreate } from "@junction/sdk";
 import { useEffect, useState, type FormEvent } from "react";
 import { Link, useNavigate, useParams } from "react-router";
 import { useSession } from "../session";
-import { ErrorMessage, Field, fieldError, formatTime, Loading, PageHeader, Pager, TableWrap, useAction, useCursor, useLoad } from "../ui";
+import {
+  ErrorMessage, Field, fieldError, formatTime, Loading, num, PageHeader, Pager, TableWrap, useAction, useCursor, useLoad,
+} from "../ui";
 
 type Job = Awaited<ReturnType<JunctionClient["getReplay"]>>;
 type Progress = Job["progress"];
@@ -46,7 +48,7 @@ export function ReplayStarter(props: {
 
   function body(dryRun: boolean): ReplayCreate {
     const b: Record<string, unknown> = { ...selection, config, force, dry_run: dryRun };
-    if (rate.trim()) b.rate_per_second = Number.isFinite(Number(rate)) ? Number(rate) : rate;
+    if (rate.trim()) b.rate_per_second = num(rate);
     return b as ReplayCreate;
   }
 
