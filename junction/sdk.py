@@ -39,11 +39,13 @@ class Token(TypedDict):
     expires_in: int
 
 
-class Org(TypedDict):
+class Org(TypedDict, total=False):
     id: str
     slug: str
     name: str
     enabled: bool
+    rate_limit: dict[str, Any] | None  # {"requests", "per_seconds", "by"}
+    quotas: dict[str, int]  # the deployment's quotas as they apply to it
     version: int
     created_at: str
     updated_at: str
@@ -68,7 +70,10 @@ class Connector(TypedDict, total=False):
     description: str
     target: dict[str, Any]
     script: str | None
-    settings: dict[str, Any]
+    settings: dict[str, Any]  # secret_fields show as ********
+    secret_fields: list[str]
+    retry: dict[str, Any] | None  # docs/resilience.md
+    tags: list[str]
     version: int
     created_at: str
     updated_at: str
@@ -90,6 +95,12 @@ class Api(TypedDict, total=False):
     cache: dict[str, Any] | None
     cors: dict[str, Any] | None  # docs/cors.md
     ip_restriction: dict[str, Any] | None  # docs/auth.md#the-callers-address
+    async_fallback: bool  # docs/async.md
+    idempotency_ttl_s: int | None
+    wsdl: str  # soap, contract first
+    operations: list[dict[str, Any]]  # soap, code first
+    namespace: str
+    contract: dict[str, Any] | None  # soap: what Junction computed from wsdl or operations
     tags: list[str]
     enabled: bool
     version: int

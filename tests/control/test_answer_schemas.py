@@ -3,10 +3,12 @@ meets: the SDKs' types come from it, so a field missing there is a field their u
 
 Resources are made with every field their bodies take, then their answers (create, get, list) are checked
 against the document's schema closed (no property it does not name). And statically: every field a body
-takes is in the answer's schema, but the write-only ones (passwords, secrets)."""
+takes is in the answer's schema, but the write-only ones (passwords, secrets); and the Python SDK's types
+(hand-written TypedDicts) name exactly the documented fields."""
 from __future__ import annotations
 
 import copy
+import typing
 import uuid
 from typing import Any
 
@@ -14,6 +16,7 @@ import jsonschema_rs
 import pytest
 
 from control.openapi import ECHOED_FIELDS
+from junction import sdk
 from tests.soap_servers import WSDL_DIR
 
 WRITE_ONLY = {"User": {"password"}, "AlertRule": {"webhook_secret"}}  # and auth.secret of an API, below
@@ -55,6 +58,13 @@ async def test_every_field_a_body_takes_is_in_the_answers_schema(control: Any) -
         leaked = set(schemas[resource]["properties"]) & WRITE_ONLY.get(resource, set())
         assert not leaked, f"{resource}: a write-only field is documented in the answer: {sorted(leaked)}"
     assert "secret" not in schemas["Api"]["properties"]["auth"]["properties"], "an API's jwt secret is write-only"
+
+
+async def test_the_python_sdks_types_name_every_documented_field(control: Any) -> None:
+    schemas = (await _document(control))["components"]["schemas"]
+    for name in ("Org", "User", "Connector", "Api", "Consumer", "ApiKey", "NewApiKey", "Token"):
+        typed, documented = set(typing.get_type_hints(getattr(sdk, name))), set(schemas[name]["properties"])
+        assert typed == documented, f"junction.sdk.{name}: lacks {sorted(documented - typed)}, more {sorted(typed - documented)}"
 
 
 @pytest.mark.skipif(not WSDL_DIR.is_dir(), reason=f"the real-world WSDLs are not at {WSDL_DIR}")
