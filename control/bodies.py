@@ -20,6 +20,7 @@ Schema = dict[str, Any]
 SLUG_PATTERN = "^[a-z][a-z0-9-]{1,62}$"
 NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$"
 TAG_PATTERN = "^[A-Za-z0-9._~:-]{1,64}$"  # no comma or slash: they join tags in a list's ?tags= filter
+MAX_ORIGINS = 16
 TAG_RULE = "1 to 64 of A-Z a-z 0-9 . _ ~ : -"  # TAG_PATTERN, as the errors say it
 MAX_TAGS = 20
 
@@ -82,6 +83,11 @@ _target: Schema = {
                       "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 524288},
                       "description": "soap: the schemas and WSDLs the WSDL imports, keyed by their location (as "
                                      "written in the import, or absolute); an import not here is fetched"},
+        "origins": {"type": "array", "minItems": 1, "maxItems": MAX_ORIGINS, "uniqueItems": True,
+                    "items": {"type": "string", "minLength": 1, "maxLength": 300},
+                    "description": "rest: the origins (scheme://host[:port]) that serve this upstream, instead of "
+                                   "target.url's own: calls go round them, passing over one whose circuit is open "
+                                   "or that cannot be connected to (docs/resilience.md#several-origins)"},
         "address": {"type": "string", "minLength": 1, "maxLength": 2048,
                     "description": "soap: http or https URL the envelopes are posted to, instead of the port's soap:address"},
         "operation": {"type": "string", "maxLength": 200},

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 from lxml import etree
@@ -12,6 +13,7 @@ from lxml import etree
 from control.soap_api import check_protocol_fields, routed_methods, soap_contract
 from control.store.resources import API, CONNECTOR, content_of
 from control.validation import check_url, raise_if
+from core.breaker_state import origin_of
 from core.client_address import address_rule_errors
 from core.cors import cors_errors
 from core.errors import Conflict, FieldError, InvalidInput
@@ -60,12 +62,38 @@ async def prepare_api(conn: asyncpg.Connection, settings: Settings, org_id: str,
 
 async def prepare_connector(data: dict[str, Any]) -> dict[str, Any]:
     content = {**CONNECTOR_DEFAULTS, **data}
-    raise_if(check_url(content["target"]["url"], "target.url"))
+    raise_if(check_url(content["target"]["url"], "target.url") + check_origins(content["target"]))
     # Parsing an uploaded WSDL is CPU work: off the event loop.
     raise_if(await asyncio.to_thread(check_soap_target, content["target"]))
     if content.get("script"):
         await check_script(content["script"])
     return content
+
+
+def check_origins(target: dict[str, Any]) -> list[FieldError]:
+    """A rest target's ``origins``: each scheme://host[:port] and nothing more (the path is target.url's),
+    each once."""
+    if "origins" not in target:
+        return []
+    if target.get("protocol") != "rest":
+        return [FieldError("target.origins", "is a setting of rest targets only: a soap upstream is its WSDL's address")]
+    errors: list[FieldError] = []
+    seen: set[str] = set()
+    for i, origin in enumerate(target["origins"]):
+        field = f"target.origins[{i}]"
+        problems = check_url(origin, field)
+        if problems:
+            errors += problems
+            continue
+        parts = urlsplit(origin)
+        if parts.path not in ("", "/") or parts.query or parts.fragment or "?" in origin or "#" in origin:
+            errors.append(FieldError(field, "must be scheme://host[:port] with no path: the path comes from target.url"))
+        elif parts.username is not None or parts.password is not None:
+            errors.append(FieldError(field, "takes no user or password: set credentials in target.auth"))
+        elif origin_of(origin) in seen:
+            errors.append(FieldError(field, f"{origin_of(origin)} is listed twice"))
+        seen.add(origin_of(origin))
+    return errors
 
 
 SOAP_ONLY = ("wsdl", "documents", "address", "operation", "binding", "port")

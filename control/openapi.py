@@ -108,7 +108,12 @@ def _response_schemas() -> dict[str, Schema]:
                          "failures": {**_INT, "description": "consecutive failures counted across egress instances"},
                          "opened_at_ms": {"type": ["integer", "null"]},
                          "retry_after_ms": {**_INT, "description": "open: until a trial call may go through"},
-                         "fail_max": _INT, "reset_ms": _INT},
+                         "fail_max": _INT, "reset_ms": _INT,
+                         "origins": {"type": "array", "description": "with target.origins: each one's breaker (the "
+                                     "fields above are the first's)", "items": _obj({
+                                         "origin": _STR, "state": {"type": "string", "enum": ["closed", "open", "half_open"]},
+                                         "failures": _INT, "opened_at_ms": {"type": ["integer", "null"]},
+                                         "retry_after_ms": _INT})}},
                         ["connector", "origin", "state", "failures", "opened_at_ms", "retry_after_ms"]),
         "OAuthClient": _obj({"client_id": _STR, "scopes": {"type": "array", "items": _STR}, "created_at": _TIME}),
         "NewOAuthClient": _obj({"client_id": _STR, "client_secret": {**_STR, "description": "shown this once"},

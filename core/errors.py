@@ -35,6 +35,7 @@ __all__ = [
     "Unauthorized",
     "UpstreamError",
     "UnsupportedMediaType",
+    "UpstreamNotConnected",
     "UpstreamUnreachable",
 ]
 
@@ -163,6 +164,10 @@ class UpstreamError(ServerError):
 class UpstreamUnreachable(UpstreamError):
     code = "upstream_unreachable"
     retriable = True
+
+
+class UpstreamNotConnected(UpstreamUnreachable):
+    """No connection was made, so nothing was sent: another origin may take the call, whatever its method."""
 
 
 class CircuitOpen(UpstreamError):

@@ -16,6 +16,7 @@ from core.kafka import make_consumer, make_producer
 from core.redis import make_redis
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot
+from egress.balancer import Balancer
 from egress.breaker import Breakers
 from egress.caller import RestCaller
 from egress.dedupe import CompletedCalls
@@ -39,6 +40,7 @@ class EgressParts:
     caller: RestCaller
     soap: SoapCaller
     breakers: Breakers
+    balancer: Balancer  # whose turn it is among a connector's target.origins
     redis: aioredis.Redis
     completed: CompletedCalls
     offsets: OffsetTracker
@@ -69,6 +71,7 @@ def build_parts(settings: Settings, *, targets: TargetPolicy | None = None) -> E
         caller=caller,
         soap=SoapCaller(caller.get_bytes, caller.post),
         breakers=Breakers(redis, settings),  # shared with every egress instance through Redis
+        balancer=Balancer(),
         redis=redis,
         completed=CompletedCalls(settings, redis),
         offsets=OffsetTracker(),

@@ -24,7 +24,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 from yarl import URL
 
-from core.errors import DeadlineExceeded, UpstreamError, UpstreamUnreachable
+from core.errors import DeadlineExceeded, UpstreamError, UpstreamNotConnected, UpstreamUnreachable
 from core.headers import end_to_end
 from core.ssrf import TargetPolicy
 
@@ -130,7 +130,9 @@ class RestCaller:
         except aiohttp.ClientSSLError as exc:
             # A certificate the upstream or its CA bundle does not accept: retrying cannot help.
             raise UpstreamError(f"TLS with the upstream failed: {_ssl_reason(exc)}", code="upstream_tls_error") from None
-        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, ConnectionError) as exc:
+        except aiohttp.ClientConnectorError as exc:  # after ClientSSLError, its subclass
+            raise UpstreamNotConnected(f"upstream unreachable: {exc}") from None
+        except (aiohttp.ServerDisconnectedError, ConnectionError) as exc:
             raise UpstreamUnreachable(f"upstream unreachable: {exc}") from None
         except aiohttp.InvalidURL as exc:
             raise UpstreamError(f"invalid upstream URL: {exc}", code="invalid_upstream_url") from None

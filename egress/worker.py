@@ -18,7 +18,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from core.consume import fetch_decoded
-from core.errors import DeadlineExceeded, JunctionError, UpstreamError
+from core.errors import CircuitOpen, DeadlineExceeded, JunctionError, UpstreamError, UpstreamNotConnected
 from core.headers import pairs_to_records, records_to_pairs, with_correlation_id
 from core.messages import (INVALID_REPLY_PARTITION, dead_letter, error_reply, expired, nobody_waits, now_ms, reply_route_error,
                            reply_target)
@@ -27,6 +27,7 @@ from core.tasks import Supervised
 from core.scripts import has_response_transform, script_ctx, script_response
 from core.settings import Settings
 from egress.assemble import EgressParts, build_parts
+from egress.balancer import origins_of, with_origin
 from egress.breaker import Ticket
 from egress.caller import UpstreamResponse
 from core.kafka import Outgoing, stop_consumer
@@ -78,6 +79,7 @@ class EgressWorker:
         self._caller = parts.caller
         self._soap = parts.soap
         self._breakers = parts.breakers
+        self._balancer = parts.balancer
         self._targets = parts.targets
         self._consumer = parts.consumer
         self._producer = parts.producer
@@ -330,11 +332,11 @@ class EgressWorker:
 
         upstream_s = [-0.001]  # -1 ms: never sent
 
-        async def send(prepared: Any) -> UpstreamResponse:
-            """One request within the upstream's breaker."""
+        async def send(prepared: Any, url: str) -> UpstreamResponse:
+            """One request within the breaker of ``url``'s origin."""
             remaining = left_s()
             # A SOAP upstream is where its envelopes go (the WSDL's address, or the connector's), not where its WSDL is.
-            ticket = await self._breakers.acquire(prepared.endpoint if protocol == "soap" else call["url"], int(remaining * 1000))
+            ticket = await self._breakers.acquire(prepared.endpoint if protocol == "soap" else url, int(remaining * 1000))
             sent_at = time.perf_counter()
             try:
                 if protocol == "soap":
@@ -356,6 +358,27 @@ class EgressWorker:
             await self._breaker_verdict(ticket, _UpstreamFailed(response) if response.status >= 500 else None)
             return response
 
+        async def send_rest() -> UpstreamResponse:
+            """To the call's URL, or with ``target.origins`` to each origin in turn until one is connected to."""
+            origins = self._balancer.order(connector_id, origins_of(connector))
+            for n, url in enumerate([with_origin(call["url"], o) for o in origins] or [call["url"]]):
+                try:
+                    if origins:
+                        await self._targets.check(url)
+                    # A token request, too, is outside the upstream's breaker: it says nothing of the upstream.
+                    prepared = await self._upstream_auth.prepare(connector, url, headers, left_s())
+                    response = await send(prepared, url)
+                except (CircuitOpen, UpstreamNotConnected):
+                    if n + 1 < len(origins):
+                        continue  # nothing was sent: the next origin takes it
+                    raise
+                if response.status == 401:
+                    again = await self._upstream_auth.after_unauthorized(connector, prepared, url, headers, left_s())
+                    if again is not None:
+                        response = await send(again, url)  # once: a new token refused too is the upstream's answer
+                return response
+            raise AssertionError("unreachable: the last origin's failure is raised")
+
         async def attempt() -> UpstreamResponse:
             nonlocal connector
             remaining = left_s()
@@ -366,14 +389,9 @@ class EgressWorker:
                 sent = with_target_headers((connector or {}).get("target", {}).get("headers"), headers)
                 prepared: Any = await self._soap.prepare(call["url"], call.get("soap_operation") or "", call["body"], sent,
                                                          remaining, **soap_options(call, connector))
+                response = await send(prepared, call["url"])
             else:
-                # A token request, too, is outside the upstream's breaker: it says nothing of the upstream.
-                prepared = await self._upstream_auth.prepare(connector, call["url"], headers, remaining)
-            response = await send(prepared)
-            if protocol == "rest" and response.status == 401:
-                again = await self._upstream_auth.after_unauthorized(connector, prepared, call["url"], headers, left_s())
-                if again is not None:
-                    response = await send(again)  # once: a new token refused too is the upstream's answer
+                response = await send_rest()
             if retry_ok and response.status in TRANSIENT_STATUSES:
                 retry_after = next((v for k, v in response.headers if k.lower() == "retry-after"), None)
                 raise TransientAnswer(response, response.status, parse_retry_after(retry_after, time.time()))

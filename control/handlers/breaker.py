@@ -29,9 +29,13 @@ async def connector_breaker(request: web.Request) -> web.Response:
     # A SOAP connector's breaker is where its envelopes go: its address override, else (not knowing the WSDL's
     # soap:address here) the WSDL's origin, which is the service's own in nearly every deployment.
     url = str(target.get("address") or target.get("url", ""))
-    view = await BreakerStore(st.redis, st.settings).read(origin_of(url), now_ms())
-    return reply({**view.to_dict(), "connector": str(row["id"]), "fail_max": st.settings.breaker_fail_max,
-                  "reset_ms": st.settings.breaker_reset_ms})
+    store, at = BreakerStore(st.redis, st.settings), now_ms()
+    # With target.origins, calls go to them and not to target.url's own: the first one's is shown, and each.
+    origins = [origin_of(o) for o in target.get("origins") or []] if target.get("protocol", "rest") == "rest" else []
+    views = [(await store.read(o, at)).to_dict() for o in origins or [origin_of(url)]]
+    shown = {**views[0], "connector": str(row["id"]), "fail_max": st.settings.breaker_fail_max,
+             "reset_ms": st.settings.breaker_reset_ms}
+    return reply({**shown, "origins": views} if origins else shown)
 
 
 def routes() -> list[web.RouteDef]:

@@ -2622,6 +2622,15 @@ export interface components {
             opened_at_ms: number | null;
             /** @description scheme://host:port: one breaker per upstream origin */
             origin: string;
+            /** @description with target.origins: each one's breaker (the fields above are the first's) */
+            origins?: {
+                failures: number;
+                opened_at_ms: number | null;
+                origin: string;
+                retry_after_ms: number;
+                /** @enum {string} */
+                state: "closed" | "open" | "half_open";
+            }[];
             reset_ms?: number;
             /** @description open: until a trial call may go through */
             retry_after_ms: number;
@@ -2721,6 +2730,8 @@ export interface components {
                 /** @enum {string} */
                 method?: "*" | "DELETE" | "GET" | "HEAD" | "OPTIONS" | "PATCH" | "POST" | "PUT";
                 operation?: string;
+                /** @description rest: the origins (scheme://host[:port]) that serve this upstream, instead of target.url's own: calls go round them, passing over one whose circuit is open or that cannot be connected to (docs/resilience.md#several-origins) */
+                origins?: string[];
                 /** @description soap: the WSDL port to call (takes precedence over binding) */
                 port?: string;
                 /** @enum {string} */
@@ -2816,6 +2827,8 @@ export interface components {
                 /** @enum {string} */
                 method?: "*" | "DELETE" | "GET" | "HEAD" | "OPTIONS" | "PATCH" | "POST" | "PUT";
                 operation?: string;
+                /** @description rest: the origins (scheme://host[:port]) that serve this upstream, instead of target.url's own: calls go round them, passing over one whose circuit is open or that cannot be connected to (docs/resilience.md#several-origins) */
+                origins?: string[];
                 /** @description soap: the WSDL port to call (takes precedence over binding) */
                 port?: string;
                 /** @enum {string} */
@@ -3004,6 +3017,8 @@ export interface components {
                 /** @enum {string|null} */
                 method?: "*" | "DELETE" | "GET" | "HEAD" | "OPTIONS" | "PATCH" | "POST" | "PUT" | null;
                 operation?: string | null;
+                /** @description rest: the origins (scheme://host[:port]) that serve this upstream, instead of target.url's own: calls go round them, passing over one whose circuit is open or that cannot be connected to (docs/resilience.md#several-origins) */
+                origins?: string[] | null;
                 /** @description soap: the WSDL port to call (takes precedence over binding) */
                 port?: string | null;
                 /** @enum {string} */
