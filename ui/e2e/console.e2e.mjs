@@ -255,6 +255,19 @@ try {
   await page.getByText("None: the APIs' and the organisation's limits apply.").waitFor();
   step("a consumer's own rate limit: the refused value's field error, saved, listed, removed");
 
+  // -- a connector's origins: an origin with a path refused under its field, then saved ----------------
+  await page.goto(base + connectorUrl);
+  const originsField = page.getByLabel("Origins (optional)");
+  await originsField.fill("http://a.example/x, http://b.example:8080");
+  await page.getByRole("button", { name: "Save changes" }).click();
+  await page.locator(".field.invalid", { has: originsField }).getByText(/target\.origins\[0\]: must be scheme/).waitFor();
+  await originsField.fill("http://a.example, http://b.example:8080");
+  await page.getByRole("button", { name: "Save changes" }).click();
+  await page.getByText(/Saved: orders is at version \d+/).waitFor();
+  await page.reload();
+  check((await page.getByLabel("Origins (optional)").inputValue()) === "http://a.example, http://b.example:8080", "the origins are saved");
+  step("a connector's origins: the refused origin's field error, then saved");
+
   // -- audit log with a filter -------------------------------------------------------------------------
   await page.goto(`${base}/orgs/${slug}/audit`);
   await page.getByLabel("Resource type").selectOption("api");

@@ -71,6 +71,7 @@ interface ConnectorForm {
   tags: string;
   protocol: "rest" | "soap";
   url: string;
+  origins: string;
   method: string;
   headers: string;
   settings: string;
@@ -85,6 +86,7 @@ function formOf(c?: Connector): ConnectorForm {
     tags: (c?.tags ?? []).join(", "),
     protocol: (target.protocol as "rest" | "soap") ?? "rest",
     url: (target.url as string) ?? "",
+    origins: (c?.target.origins ?? []).join(", "),
     method: (target.method as string) ?? "",
     headers: target.headers ? JSON.stringify(target.headers, null, 2) : "",
     settings: c?.settings && Object.keys(c.settings).length ? JSON.stringify(c.settings, null, 2) : "",
@@ -175,6 +177,9 @@ function ConnectorFormView(props: {
     const target: Record<string, unknown> = { ...((props.connector?.target ?? {}) as Record<string, unknown>) };
     target.protocol = f.protocol;
     target.url = f.url;
+    const origins = f.origins.split(",").map((o) => o.trim()).filter(Boolean);
+    if (origins.length) target.origins = origins;
+    else delete target.origins;
     if (f.method) target.method = f.method;
     else delete target.method;
     if (headers !== undefined) target.headers = headers;
@@ -218,6 +223,13 @@ function ConnectorFormView(props: {
           {(p) => <input {...p} required readOnly={ro} value={f.url} placeholder="https://upstream.example/orders"
             onChange={(e) => upd("url", e.target.value)} />}
         </Field>
+        {f.protocol === "rest" && (
+          <Field label="Origins (optional)" error={fieldError(err, "target.origins")}
+            hint="comma separated scheme://host[:port]: calls go round them instead of the URL's own (docs/resilience.md)">
+            {(p) => <input {...p} readOnly={ro} value={f.origins} placeholder="http://10.0.0.5:8080, http://10.0.0.6:8080"
+              onChange={(e) => upd("origins", e.target.value)} />}
+          </Field>
+        )}
         <Field label="Upstream method" error={fieldError(err, "target.method")} hint="empty: the caller's method">
           {(p) => (
             <select {...p} disabled={ro} value={f.method} onChange={(e) => upd("method", e.target.value)}>
