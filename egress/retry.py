@@ -1,7 +1,8 @@
 """Redelivery policy for outbound calls (Camel's redelivery, in tenacity terms).
 
 Only transient failures are retried: an unreachable upstream (connect error) and the answers
-429, 502, 503 and 504; and only for idempotent methods or calls carrying an ``Idempotency-Key``.
+429, 502, 503 and 504; and only for idempotent methods or calls carrying an ``Idempotency-Key``,
+or calls that were never sent (no connection was made: the upstream cannot have acted on them).
 Waits grow exponentially with full jitter (a random wait up to ``min(cap, base * 2**n)``), a 429's
 ``Retry-After`` is honoured as given, and no attempt is started that could not begin before the
 call's deadline: a wait ending past it ends the retries instead.
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
-from core.errors import JunctionError, UpstreamError
+from core.errors import JunctionError, UpstreamError, UpstreamNotConnected
 from core.metrics import UPSTREAM_RETRIES
 from core.settings import Settings
 
@@ -106,8 +107,12 @@ class Attempts:
         self.gave_up: TransientAnswer | None = None  # the last transient answer, when the retries ran out
 
 
-def _retriable(exc: BaseException) -> bool:
-    return isinstance(exc, JunctionError) and exc.retriable
+def _retriable_when(may_retry: bool) -> Callable[[BaseException], bool]:
+    """A transient failure is retried if the call may be repeated, or if it was never sent (no connection was
+    made): the upstream cannot have acted on a request it never got, whatever its method."""
+    def retriable(exc: BaseException) -> bool:
+        return isinstance(exc, JunctionError) and exc.retriable and (may_retry or isinstance(exc, UpstreamNotConnected))
+    return retriable
 
 
 async def with_retries(fn: Callable[[], Awaitable[T]], *, policy: RetryPolicy, may_retry: bool, deadline_ms: int,
@@ -115,8 +120,9 @@ async def with_retries(fn: Callable[[], Awaitable[T]], *, policy: RetryPolicy, m
     """``fn`` until it succeeds, fails for good, or the policy or the deadline stops it; the last error is raised."""
     tally = attempts if attempts is not None else Attempts()
     tally.made = 1
-    if not may_retry or policy.attempts <= 1:
+    if policy.attempts <= 1:
         return await fn()
+    _retriable = _retriable_when(may_retry)
     # The first attempt runs outside tenacity, whose machinery costs about 18 µs a call, and most
     # calls succeed at once. A retriable failure is handed to tenacity as its first attempt's outcome.
     try:

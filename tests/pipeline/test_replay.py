@@ -88,7 +88,8 @@ async def test_a_replayed_call_of_an_api_with_caller_auth_is_checked_again_with_
     async with aiohttp.ClientSession() as s:
         for payload in payloads:
             async with s.post(f"{ingress.url}/{org}/echo", data=payload, headers={"X-API-Key": key}) as r:
-                assert r.status == 502, await r.text()
+                # Never sent (nothing listens), so retried although a POST: its failures can open the breaker (503).
+                assert r.status in (502, 503), await r.text()
                 cids.append((await r.json())["correlation_id"])
     letters = await indexed_letters(control, org, cids)
     raw = await read_dead_letters(settings, org=org, correlation_ids=set(cids))

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from core.errors import UpstreamError, UpstreamUnreachable
+from core.errors import UpstreamError, UpstreamNotConnected, UpstreamUnreachable
 from core.settings import Settings
 from egress.retry import (
     Attempts,
@@ -92,34 +92,39 @@ def test_the_connectors_policy_overrides_the_settings_defaults() -> None:
     assert policy_for({"retry": {"attempts": 99, "base_ms": 5, "cap_ms": 50}}, s) == RetryPolicy(10, 5, 50)
 
 
-@hsettings(max_examples=100, deadline=None)
-@given(attempts=st.integers(1, 5), failures=st.integers(0, 6), permanent=st.booleans(), retryable=st.booleans())
+@hsettings(max_examples=150, deadline=None)
+@given(attempts=st.integers(1, 5), failures=st.integers(0, 6), kind=st.sampled_from(["permanent", "sent", "not_sent"]),
+       retryable=st.booleans())
 def test_with_retries_calls_until_success_a_permanent_error_or_the_last_attempt(
-    attempts: int, failures: int, permanent: bool, retryable: bool
+    attempts: int, failures: int, kind: str, retryable: bool
 ) -> None:
-    """The first attempt runs outside tenacity; whatever path it takes, the call count and the tally agree."""
+    """The first attempt runs outside tenacity; whatever path it takes, the call count and the tally agree. A call
+    that may not be repeated (a POST) is still retried when it was never sent: no connection was made."""
     calls = []
+    errors = {"permanent": lambda: UpstreamError("refused for good", code="bad"),
+              "sent": lambda: UpstreamUnreachable("reset after sending"),
+              "not_sent": lambda: UpstreamNotConnected("connection refused")}
 
     async def fn() -> str:
         calls.append(1)
         if len(calls) <= failures:
-            raise UpstreamError("refused for good", code="bad") if permanent else UpstreamUnreachable("down")
+            raise errors[kind]()
         return "ok"
 
     tally = Attempts()
     policy = RetryPolicy(attempts=attempts, base_ms=0, cap_ms=0)
     coro = with_retries(fn, policy=policy, may_retry=retryable, deadline_ms=int(time.time() * 1000) + 60_000, attempts=tally)
-    allowed = attempts if retryable else 1
+    allowed = attempts if retryable or kind == "not_sent" else 1
     try:
         result = asyncio.run(coro)
     except UpstreamError as exc:
         # Failed: a permanent error at once, or a transient one on the last attempt allowed.
         assert failures >= 1
-        expected = 1 if permanent else allowed
+        expected = 1 if kind == "permanent" else allowed
         assert failures >= expected
-        assert isinstance(exc, UpstreamUnreachable) is (not permanent)
+        assert isinstance(exc, UpstreamUnreachable) is (kind != "permanent")
         assert len(calls) == tally.made == expected
     else:
         assert result == "ok"
-        assert failures < allowed and not (permanent and failures)
+        assert failures < allowed and not (kind == "permanent" and failures)
         assert len(calls) == tally.made == failures + 1
