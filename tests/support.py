@@ -137,13 +137,15 @@ class Stage:
     async def api(
         self, upstream_url: str, *, org: str | None = None, path: str = "/echo", methods: list[str] | None = None,
         timeout_ms: int = 5000, target_method: str = "*", version: int = 1, target: dict[str, Any] | None = None,
-        script: str | None = None,
+        script: str | None = None, retry: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         org = org or f"o{uuid.uuid4().hex[:8]}"
         org_id = str(uuid.uuid5(uuid.NAMESPACE_DNS, org))  # ids are uuids, as the control plane makes them
         api_id, conn_id = str(uuid.uuid4()), str(uuid.uuid4())
         connector = {"id": conn_id, "org": org, "name": "c", "version": version, "script": script,
                      "target": target or {"protocol": "rest", "url": upstream_url, "method": target_method}}
+        if retry is not None:
+            connector["retry"] = retry
         api = {"id": api_id, "org": org, "name": "a", "protocol": "rest", "methods": methods or ["*"], "path": path,
                "connector": conn_id, "timeout_ms": timeout_ms, "version": version}
         await publish_config_events(self._producer, self.settings, [

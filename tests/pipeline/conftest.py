@@ -4,6 +4,7 @@ them), and upstream servers on loopback."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +15,8 @@ from control.migrate import apply_migrations
 from control.observe import ObserveService
 from core.db import make_pool
 from core.settings import Settings
+from core.ssrf import TargetPolicy
+from egress.assemble import build_parts
 from egress.worker import EgressWorker
 from junction.demo import echo_app
 from junction.demo_soap import soap_app
@@ -91,3 +94,29 @@ async def echo_api(stage: Stage, ingress: IngressInstance, upstream: str) -> dic
 async def soap_upstream() -> AsyncIterator[str]:
     async with serving(soap_app()) as url:
         yield url + "/orders?wsdl"
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def guarded_egress(settings: Settings, egress: dict[str, Any]) -> AsyncIterator[None]:
+    """Egress with the SSRF guard on, trusting only 127.0.0.1 (where the test servers are); the usual
+    egress again afterwards, whatever failed meanwhile (the tests after this one share it)."""
+    policy = TargetPolicy(allow_private=False, allow_networks=["127.0.0.1/32"])
+    try:
+        await _replace_egress(egress, EgressWorker(settings, build_parts(settings, targets=policy)))
+        yield
+    finally:
+        await _replace_egress(egress, EgressWorker(settings))
+
+
+async def _replace_egress(egress: dict[str, Any], worker: EgressWorker) -> None:
+    """The session's egress worker stopped, and ``worker`` serving in its place (same consumer group).
+
+    Bounded well inside pytest's timeout: that one interrupts the event loop and abandons whatever task
+    was running, so a slow swap would leave a half-started worker serving the tests after this one."""
+    old, egress["worker"] = egress["worker"], worker
+    started = time.monotonic()
+    await asyncio.wait_for(old.stop(), 30)
+    stopped = time.monotonic()
+    await worker.start()
+    await worker.wait_assigned(timeout_s=45)
+    print(f"egress replaced: stopped in {stopped - started:.1f} s, serving {time.monotonic() - stopped:.1f} s later")

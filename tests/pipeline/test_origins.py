@@ -1,9 +1,12 @@
 """A connector's ``target.origins``: one upstream served by several origins. Through control, ingress,
 processors and egress: calls go round the origins (target.url's own origin is never called), keep their path
 and query, pass over an origin that cannot be connected to even for a POST (nothing was sent), and that
-origin's breaker opens and is shown per origin; control refuses what is not an origin, naming the item."""
+origin's breaker opens and is shown per origin; control refuses what is not an origin, naming the item; and
+the SSRF guard is asked for each origin: one it refuses is never connected to, and its call fails with
+target_not_allowed and a dead letter (a misconfigured pool shows, it is not hidden)."""
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -13,6 +16,8 @@ import aiohttp
 import pytest_asyncio
 from aiohttp import web
 
+from control.replay import read_dead_letters
+from core.settings import Settings
 from junction.broker import free_port
 from tests.support import IngressInstance, serving, wait_until
 
@@ -115,3 +120,38 @@ async def test_control_refuses_what_is_not_an_origin(control: Any) -> None:
         assert field in problems and words in problems[field], (target, problems)
     r = await control.call("GET", f"/api/v1/orgs/{org}/connectors", control.admin_token)
     assert r.body["items"] == [], "a refused connector was saved"
+
+
+async def test_every_origin_passes_the_ssrf_guard(settings: Settings, control: Any, ingress: IngressInstance,
+                                                  egress: dict[str, Any], two_origins: tuple[Origin, Origin],
+                                                  guarded_egress: None) -> None:
+    a, _ = two_origins  # on 127.0.0.1, which the guard of guarded_egress trusts
+    reached: list[str] = []
+
+    async def victim(request: web.Request) -> web.Response:
+        reached.append(request.path_qs)
+        return web.json_response({"served_by": "victim"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", victim)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.2", port).start()  # loopback, but not the trusted address
+    try:
+        org, url, _ = await _api(control, ingress, egress, [f"http://127.0.0.2:{port}", a.url], "GET")
+        answers = await _calls("GET", url, 4)
+    finally:
+        await runner.cleanup()
+    assert reached == [], "the guard let a call reach an origin it refuses"
+    # The refused origin's turns fail (its call is not quietly moved on); the trusted one's are served.
+    assert [status for status, _ in answers] == [502, 200, 502, 200], answers
+    refused = [body for status, body in answers if status == 502]
+    assert all(b["code"] == "target_not_allowed" and "127.0.0.2" in b["message"] for b in refused), refused
+    cids = {b["correlation_id"] for b in refused}
+    for _ in range(100):  # written with the reply; read back from the topic
+        letters = await read_dead_letters(settings, org=org, correlation_ids=cids)
+        if len(letters) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert {v.letter["error_code"] for v in letters} == {"target_not_allowed"} and len(letters) == 2, letters

@@ -6,8 +6,6 @@ A failure must come back as a reply with a code and leave a dead letter.
 """
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,9 +17,6 @@ from aiohttp import web
 
 from control.replay import read_dead_letters
 from core.settings import Settings
-from core.ssrf import TargetPolicy
-from egress.assemble import build_parts
-from egress.worker import EgressWorker
 from junction.broker import free_port
 from tests.soap_servers import SOAP11, WSDL_DIR, SoapServers, serving_soap
 from tests.support import IngressInstance, Stage, wait_until
@@ -247,32 +242,6 @@ async def test_the_wsdl_is_loaded_once_per_connector_version(
 
 
 # -- the SSRF guard on the documents a WSDL imports ------------------------------------------
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def guarded_egress(settings: Settings, egress: dict[str, Any]) -> AsyncIterator[None]:
-    """Egress with the SSRF guard on, trusting only 127.0.0.1 (where the SOAP services are); the usual
-    egress again afterwards, whatever failed meanwhile (the tests after this one share it)."""
-    policy = TargetPolicy(allow_private=False, allow_networks=["127.0.0.1/32"])
-    try:
-        await _replace_egress(egress, EgressWorker(settings, build_parts(settings, targets=policy)))
-        yield
-    finally:
-        await _replace_egress(egress, EgressWorker(settings))
-
-
-async def _replace_egress(egress: dict[str, Any], worker: EgressWorker) -> None:
-    """The session's egress worker stopped, and ``worker`` serving in its place (same consumer group).
-
-    Bounded well inside pytest's timeout: that one interrupts the event loop and abandons whatever task
-    was running, so a slow swap would leave a half-started worker serving the tests after this one."""
-    old, egress["worker"] = egress["worker"], worker
-    started = time.monotonic()
-    await asyncio.wait_for(old.stop(), 30)
-    stopped = time.monotonic()
-    await worker.start()
-    await worker.wait_assigned(timeout_s=45)
-    print(f"egress replaced: stopped in {stopped - started:.1f} s, serving {time.monotonic() - stopped:.1f} s later")
-
 
 async def test_an_import_from_a_private_address_is_refused_with_a_reply_and_a_dead_letter(
     settings: Settings, stage: Stage, ingress: IngressInstance, soap_servers: SoapServers, guarded_egress: None
