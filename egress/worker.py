@@ -316,9 +316,10 @@ class EgressWorker:
         connector_id = call.get("connector_id") or ""
         current = (self.snapshot.connector(connector_id, call.get("connector_version") or None)
                    or self.snapshot.connector(connector_id))
-        if not (protocol == "soap" and ((current or {}).get("target") or {}).get("wsdl")):
+        if not (protocol == "soap" and ((current or {}).get("target") or {}).get("wsdl")) and not origins_of(current):
             # Refused before anything is fetched. An uploaded WSDL's url is only its location: nothing is fetched
-            # from it, and the envelope's address is guarded when it is posted to.
+            # from it, and the envelope's address is guarded when it is posted to. With origins, each is guarded
+            # as it is called (send_rest): the URL's own host is never called.
             await self._targets.check(call["url"])
         headers = with_correlation_id(records_to_pairs(call["headers"]), call["correlation_id"])
         policy = policy_for(current, self._settings)
@@ -362,11 +363,11 @@ class EgressWorker:
             """To the call's URL, or with ``target.origins`` to each origin in turn until one is connected to."""
             origins = self._balancer.order(connector_id, origins_of(connector))
             for n, url in enumerate([with_origin(call["url"], o) for o in origins] or [call["url"]]):
+                if origins:
+                    await self._targets.check(url)
+                # A token request, too, is outside the upstream's breaker: it says nothing of the upstream.
+                prepared = await self._upstream_auth.prepare(connector, url, headers, left_s())
                 try:
-                    if origins:
-                        await self._targets.check(url)
-                    # A token request, too, is outside the upstream's breaker: it says nothing of the upstream.
-                    prepared = await self._upstream_auth.prepare(connector, url, headers, left_s())
                     response = await send(prepared, url)
                 except (CircuitOpen, UpstreamNotConnected):
                     if n + 1 < len(origins):
