@@ -30,14 +30,14 @@ __all__ = ["IngressInstance", "ProcessorsProcess", "Stage", "alive", "descendant
 
 
 @contextlib.asynccontextmanager
-async def serving(app: web.Application) -> AsyncIterator[str]:
+async def serving(app: web.Application, host: str = "127.0.0.1") -> AsyncIterator[str]:
     """Serve ``app`` on a free loopback port for the block; yields its base URL."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, host, port).start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest_asyncio
@@ -120,3 +121,25 @@ async def _replace_egress(egress: dict[str, Any], worker: EgressWorker) -> None:
     await worker.start()
     await worker.wait_assigned(timeout_s=45)
     print(f"egress replaced: stopped in {stopped - started:.1f} s, serving {time.monotonic() - stopped:.1f} s later")
+
+
+@dataclass
+class Victim:
+    url: str
+    reached: list[str]  # path and query of every request that reached it
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def untrusted_victim() -> AsyncIterator[Victim]:
+    """A server on 127.0.0.2: loopback, but not the address ``guarded_egress`` trusts. A call the guard
+    refuses must leave ``reached`` empty."""
+    reached: list[str] = []
+
+    async def victim(request: web.Request) -> web.Response:
+        reached.append(request.path_qs)
+        return web.Response(text="secret")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", victim)
+    async with serving(app, "127.0.0.2") as url:
+        yield Victim(url, reached)

@@ -124,26 +124,11 @@ async def test_control_refuses_what_is_not_an_origin(control: Any) -> None:
 
 async def test_every_origin_passes_the_ssrf_guard(settings: Settings, control: Any, ingress: IngressInstance,
                                                   egress: dict[str, Any], two_origins: tuple[Origin, Origin],
-                                                  guarded_egress: None) -> None:
+                                                  guarded_egress: None, untrusted_victim: Any) -> None:
     a, _ = two_origins  # on 127.0.0.1, which the guard of guarded_egress trusts
-    reached: list[str] = []
-
-    async def victim(request: web.Request) -> web.Response:
-        reached.append(request.path_qs)
-        return web.json_response({"served_by": "victim"})
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", victim)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.2", port).start()  # loopback, but not the trusted address
-    try:
-        org, url, _ = await _api(control, ingress, egress, [f"http://127.0.0.2:{port}", a.url], "GET")
-        answers = await _calls("GET", url, 4)
-    finally:
-        await runner.cleanup()
-    assert reached == [], "the guard let a call reach an origin it refuses"
+    org, url, _ = await _api(control, ingress, egress, [untrusted_victim.url, a.url], "GET")
+    answers = await _calls("GET", url, 4)
+    assert untrusted_victim.reached == [], "the guard let a call reach an origin it refuses"
     # The refused origin's turns fail (its call is not quietly moved on); the trusted one's are served.
     assert [status for status, _ in answers] == [502, 200, 502, 200], answers
     refused = [body for status, body in answers if status == 502]

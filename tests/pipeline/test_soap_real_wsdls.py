@@ -13,7 +13,6 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from aiohttp import web
 
 from control.replay import read_dead_letters
 from core.settings import Settings
@@ -244,22 +243,11 @@ async def test_the_wsdl_is_loaded_once_per_connector_version(
 # -- the SSRF guard on the documents a WSDL imports ------------------------------------------
 
 async def test_an_import_from_a_private_address_is_refused_with_a_reply_and_a_dead_letter(
-    settings: Settings, stage: Stage, ingress: IngressInstance, soap_servers: SoapServers, guarded_egress: None
+    settings: Settings, stage: Stage, ingress: IngressInstance, soap_servers: SoapServers, guarded_egress: None,
+    untrusted_victim: Any,
 ) -> None:
-    reached: list[str] = []
-
-    async def victim(request: web.Request) -> web.Response:
-        reached.append(request.path_qs)
-        return web.Response(text="secret")
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", victim)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.2", port).start()  # loopback, but not the trusted address
     try:
-        soap_servers.moved_schema_base = f"http://127.0.0.2:{port}/Service1.svc"
+        soap_servers.moved_schema_base = f"{untrusted_victim.url}/Service1.svc"
         staged = await soap_api(stage, ingress, soap_servers.moved_wsdl, "GetData")
         body = await failed(settings, ingress, staged, {}, 502, "target_not_allowed")
         assert "127.0.0.2" in body["message"]
@@ -269,8 +257,7 @@ async def test_an_import_from_a_private_address_is_refused_with_a_reply_and_a_de
         assert status == 200 and "GetDataResult" in body
     finally:
         soap_servers.moved_schema_base = "http://localhost:53068/Service1.svc"
-        await runner.cleanup()
-    assert reached == []
+    assert untrusted_victim.reached == []
 
 
 # -- an uploaded WSDL, its schemas beside it, and an address override -------------------------
