@@ -107,12 +107,10 @@ class Attempts:
         self.gave_up: TransientAnswer | None = None  # the last transient answer, when the retries ran out
 
 
-def _retriable_when(may_retry: bool) -> Callable[[BaseException], bool]:
+def _retriable(exc: BaseException, may_retry: bool) -> bool:
     """A transient failure is retried if the call may be repeated, or if it was never sent (no connection was
     made): the upstream cannot have acted on a request it never got, whatever its method."""
-    def retriable(exc: BaseException) -> bool:
-        return isinstance(exc, JunctionError) and exc.retriable and (may_retry or isinstance(exc, UpstreamNotConnected))
-    return retriable
+    return isinstance(exc, JunctionError) and exc.retriable and (may_retry or isinstance(exc, UpstreamNotConnected))
 
 
 async def with_retries(fn: Callable[[], Awaitable[T]], *, policy: RetryPolicy, may_retry: bool, deadline_ms: int,
@@ -122,13 +120,12 @@ async def with_retries(fn: Callable[[], Awaitable[T]], *, policy: RetryPolicy, m
     tally.made = 1
     if policy.attempts <= 1:
         return await fn()
-    _retriable = _retriable_when(may_retry)
     # The first attempt runs outside tenacity, whose machinery costs about 18 µs a call, and most
     # calls succeed at once. A retriable failure is handed to tenacity as its first attempt's outcome.
     try:
         return await fn()
     except Exception as exc:  # noqa: BLE001 - re-raised below, or by tenacity
-        if not _retriable(exc):
+        if not _retriable(exc, may_retry):
             raise
         first: BaseException | None = exc
 
@@ -155,8 +152,8 @@ async def with_retries(fn: Callable[[], Awaitable[T]], *, policy: RetryPolicy, m
         exc = state.outcome.exception() if state.outcome else None
         UPSTREAM_RETRIES.labels(str(exc.status) if isinstance(exc, TransientAnswer) else "unreachable").inc()
 
-    async for attempt in AsyncRetrying(retry=retry_if_exception(_retriable), wait=wait, stop=stop, before_sleep=count,
-                                       reraise=True):
+    async for attempt in AsyncRetrying(retry=retry_if_exception(lambda e: _retriable(e, may_retry)), wait=wait, stop=stop,
+                                       before_sleep=count, reraise=True):
         with attempt:
             tally.made = attempt.retry_state.attempt_number
             return await attempt_fn()
