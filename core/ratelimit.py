@@ -9,32 +9,45 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-__all__ = ["Decision", "SlidingWindow"]
+__all__ = ["Decision", "SlidingWindow", "Window"]
 
-# KEYS[1] window key; ARGV: limit, window in ms, a unique member id.
-# Returns {admitted (0|1), remaining, ms until the oldest counted request leaves the window}.
+# KEYS: one window key per limit; ARGV: limit and window in ms for each key in turn, then a unique member id.
+# A call is admitted only if every window has room, and only an admitted call is counted, in all of them: a
+# call one limit refuses spends nothing of another (a consumer over its own limit does not eat the budget it
+# shares with every other caller). Returns {admitted (0|1), then per key: remaining, ms until the oldest
+# counted request leaves the window}.
 _SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local count = redis.call('ZCARD', KEYS[1])
-local admitted = 0
-if count < limit then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  count = count + 1
-  admitted = 1
+local n = #KEYS
+local counts = {}
+local admitted = 1
+for i = 1, n do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - tonumber(ARGV[2 * i]))
+  counts[i] = redis.call('ZCARD', KEYS[i])
+  if counts[i] >= tonumber(ARGV[2 * i - 1]) then admitted = 0 end
 end
-redis.call('PEXPIRE', KEYS[1], window)
-local reset = window
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if oldest[2] then reset = tonumber(oldest[2]) + window - now end
-return {admitted, limit - count, reset}
+local out = {admitted}
+for i = 1, n do
+  local limit = tonumber(ARGV[2 * i - 1])
+  local window = tonumber(ARGV[2 * i])
+  if admitted == 1 then
+    redis.call('ZADD', KEYS[i], now, ARGV[2 * n + 1])
+    counts[i] = counts[i] + 1
+    redis.call('PEXPIRE', KEYS[i], window)
+  end
+  local reset = window
+  local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+  if oldest[2] then reset = tonumber(oldest[2]) + window - now end
+  out[#out + 1] = limit - counts[i]
+  out[#out + 1] = reset
+end
+return out
 """
 
 
@@ -54,14 +67,30 @@ class Decision:
         return out
 
 
+@dataclass(frozen=True)
+class Window:
+    key: str  # a full Redis key, already carrying the run's prefix
+    limit: int
+    per_seconds: float
+
+
 class SlidingWindow:
-    """``hit(key, limit, per_seconds)`` admits or refuses one request against the window of ``key``
-    (a full Redis key, already carrying the run's prefix)."""
+    """Admits or refuses one request against one window (``hit``) or several at once (``hit_all``)."""
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._script = redis.register_script(_SCRIPT)
 
     async def hit(self, key: str, limit: int, per_seconds: float) -> Decision:
-        window_ms = max(int(per_seconds * 1000), 1)
-        admitted, remaining, reset_ms = await self._script(keys=[key], args=[limit, window_ms, uuid.uuid4().hex])
-        return Decision(bool(admitted), limit, int(remaining), max(math.ceil(int(reset_ms) / 1000), 0))
+        return (await self.hit_all([Window(key, limit, per_seconds)]))[0]
+
+    async def hit_all(self, windows: Sequence[Window]) -> list[Decision]:
+        """One decision per window, in one round trip: all admitted, counted in every window, or all refused,
+        counted in none. A refused call's full windows are those with nothing remaining."""
+        if not windows:
+            return []
+        args: list[object] = []
+        for w in windows:
+            args += [w.limit, max(int(w.per_seconds * 1000), 1)]
+        admitted, *rest = await self._script(keys=[w.key for w in windows], args=[*args, uuid.uuid4().hex])
+        return [Decision(bool(admitted), w.limit, int(rest[2 * i]), max(math.ceil(int(rest[2 * i + 1]) / 1000), 0))
+                for i, w in enumerate(windows)]

@@ -23,7 +23,7 @@ from core.callerauth import MISSING, CallerAuth, Credential, Principal, consumer
 from core.callerauth.base import Pairs
 from core.client_address import AddressRule, client_address, is_trusted, trusted_networks
 from core.errors import FieldError, Forbidden, RateLimited, Unauthorized
-from core.ratelimit import SlidingWindow
+from core.ratelimit import SlidingWindow, Window
 from core.security import ViolationTracker, record_security_event
 from core.settings import Settings
 from core.snapshot import RouteMatch
@@ -128,12 +128,14 @@ class EdgeAuth:
 
     async def rate_limit(self, api: dict[str, Any], org: dict[str, Any], principal: Principal, source: str) -> dict[str, str]:
         """429 over any limit of the call; else the RateLimit-* headers of the one with the fewest calls left."""
-        tightest = None
-        for limit in limits_for(api, org, principal.consumer, source):
-            decision = await self._window.hit(self._settings.redis_key(*limit.window), limit.requests, limit.per_seconds)
-            if not decision.admitted:
-                raise RateLimited(f"over the limit of {limit.requests} requests per {limit.per_seconds:g} s",
-                                  headers=decision.headers(), extra={"retry_after_s": int(decision.headers()["Retry-After"])})
-            if tightest is None or decision.remaining < tightest.remaining:
-                tightest = decision
+        limits = limits_for(api, org, principal.consumer, source)
+        decisions = await self._window.hit_all([Window(self._settings.redis_key(*limit.window), limit.requests,
+                                                       limit.per_seconds) for limit in limits])
+        if decisions and not decisions[0].admitted:
+            # Retry-After: when every full window has room again.
+            full = max((d for d in decisions if d.remaining <= 0), key=lambda d: d.reset_s, default=decisions[0])
+            limit = limits[decisions.index(full)]
+            raise RateLimited(f"over the limit of {limit.requests} requests per {limit.per_seconds:g} s",
+                              headers=full.headers(), extra={"retry_after_s": int(full.headers()["Retry-After"])})
+        tightest = min(decisions, key=lambda d: d.remaining, default=None)
         return tightest.headers() if tightest is not None else {}

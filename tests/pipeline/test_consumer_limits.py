@@ -86,3 +86,20 @@ async def test_control_refuses_a_consumer_limit_that_is_not_one(control: Any) ->
     assert r.status == 200 and r.body["version"] == 1, r.body
     r = await control.call("PUT", f"{base}/c", control.admin_token, {"name": "c"})
     assert r.status == 200 and r.body["version"] == 2 and r.body["rate_limit"] is None, r.body
+
+
+async def test_a_call_refused_by_one_limit_spends_nothing_of_another(control: Any, ingress: IngressInstance,
+                                                                      upstream: str) -> None:
+    """A consumer hammering past its own limit must not use up the limit every caller of the API shares."""
+    org = (await control.new_org("fair"))["slug"]
+    conn = await control.new_connector(org, target={"protocol": "rest", "url": upstream + "/echo", "method": "*"})
+    api = await control.new_api(org, conn["id"], path="/shared", auth={"mode": "api_key"},
+                                rate_limit={"requests": 5, "per_seconds": WINDOW_S, "by": "api"})
+    noisy, noisy_key = await _consumer(control, org, "noisy", rate_limit={"requests": 2, "per_seconds": WINDOW_S})
+    quiet, quiet_key = await _consumer(control, org, "quiet")
+    await wait_until(lambda: ingress.snapshot.version_of("api", api["id"])
+                     and all(ingress.snapshot.version_of("consumer", c["id"]) == c["version"] for c in (noisy, quiet)))
+    # Refused by its own 2, never by the shared 5: the four refusals were not counted there.
+    assert await _calls(ingress, org, "/shared", noisy_key, 6) == [(200, "2")] * 2 + [(429, "2")] * 4
+    # So the shared window holds 2 calls, and the quiet consumer gets the other 3.
+    assert await _calls(ingress, org, "/shared", quiet_key, 4) == [(200, "5")] * 3 + [(429, "5")]
