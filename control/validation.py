@@ -88,8 +88,7 @@ def check_schema(value: Any, schema: dict[str, Any], path: str = "") -> list[Fie
             return [FieldError(where, f"must be of type {' or '.join(kinds_list)}")]
     errors: list[FieldError] = []
     if isinstance(value, str):
-        if "\x00" in value:
-            errors.append(FieldError(where, "must not contain NUL characters"))
+        errors.extend(_unstorable(value, where))
         if len(value) < schema.get("minLength", 0):
             errors.append(FieldError(where, f"must be at least {schema['minLength']} characters"))
         if "maxLength" in schema and len(value) > schema["maxLength"]:
@@ -125,8 +124,9 @@ def check_schema(value: Any, schema: dict[str, Any], path: str = "") -> list[Fie
                 errors.append(FieldError(_join(path, name), "is required"))
         extra = schema.get("additionalProperties", True)
         for name, item in value.items():
-            if "\x00" in name:
-                errors.append(FieldError(where, "keys must not contain NUL characters"))
+            bad_key = _unstorable(name, where)
+            if bad_key:
+                errors.extend(FieldError(where, f"keys {e.message}") for e in bad_key)
             elif name in props:
                 errors.extend(check_schema(item, props[name], _join(path, name)))
             elif extra is False:
@@ -138,10 +138,22 @@ def check_schema(value: Any, schema: dict[str, Any], path: str = "") -> list[Fie
     return errors
 
 
+# JSON may escape any UTF-16 code unit, but a lone surrogate is no character: UTF-8 cannot encode it, and
+# neither can PostgreSQL's text and jsonb (nor can they hold NUL).
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unstorable(value: str, where: str) -> list[FieldError]:
+    errors = [FieldError(where, "must not contain NUL characters")] if "\x00" in value else []
+    if _LONE_SURROGATE.search(value):
+        errors.append(FieldError(where, "must not contain unpaired surrogates (\\ud800-\\udfff escapes)"))
+    return errors
+
+
 def _no_nul(value: Any, path: str) -> list[FieldError]:
-    # Free-form JSON lands in jsonb, which refuses \u0000.
+    # Free-form JSON lands in jsonb.
     if isinstance(value, str):
-        return [FieldError(path, "must not contain NUL characters")] if "\x00" in value else []
+        return _unstorable(value, path)
     if isinstance(value, dict):
         return [e for k, v in value.items() for e in (_no_nul(k, path) + _no_nul(v, _join(path, str(k))))]
     if isinstance(value, list):

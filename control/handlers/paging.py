@@ -42,6 +42,8 @@ def decode_cursor(cursor: str) -> Position | None:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, id_ = json.loads(raw)
+        if not (isinstance(at, str) and isinstance(id_, str)):
+            return None
         position = (datetime.fromisoformat(at), str(uuid.UUID(id_)))
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         return None
