@@ -416,7 +416,7 @@ def request_schemas(settings: Settings) -> dict[str, Schema]:
         "KeyCreate": _obj(_key_create, []),
         "BasicSet": _obj(_basic_set, ["username", "password"]),
         "OAuthClientCreate": _obj({"scopes": _scopes}, []),
-        "RollbackRequest": _obj({"version": {"type": "integer", "minimum": 1}}, ["version"]),
+        "RollbackRequest": _obj({"version": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}}, ["version"]),
         "ConnectorTestRequest": _obj(_test_props, []),
         # A connector not saved yet: the script is the point.
         "ConnectorTryRequest": _obj({**_test_props, "script": {**_test_props["script"], "type": "string"}}, ["script"]),
