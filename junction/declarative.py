@@ -16,10 +16,11 @@ document again changes nothing, so a deployment script can apply it on every run
   clients) are kept only as hashes and are never in a document: issue them in each organisation.
 - A rule's webhook secret is never exported (``webhook_secret_set`` says there is one): give it as
   ``${JUNCTION_SECRET_<NAME>}`` where the organisation has none.
-- Secrets are never exported: they read ``********``, which apply leaves as stored. Where there is nothing
-  stored (a new organisation), the document says ``${JUNCTION_SECRET_<NAME>}`` and the variable holds the
-  value. Only variables named ``JUNCTION_SECRET_*`` are read: a document cannot pull anything else out of
-  the environment. A secret given in clear cannot be compared with the stored one, so it is always sent
+- Secrets are never exported: they read ``********`` (a jwt secret: ``secret_set``), which apply leaves as
+  stored. Where there is nothing stored (a new organisation), the document says ``${JUNCTION_SECRET_<NAME>}``
+  and the variable holds the value; without it, the plan names the field before anything changes. Only
+  variables named ``JUNCTION_SECRET_*`` are read: a document cannot pull anything else out of the
+  environment. A secret given in clear cannot be compared with the stored one, so it is always sent
   (the server writes no new version when it is unchanged).
 - The whole document is checked before anything changes: its shape, unique names, each API's connector,
   and each entry against the server's own request schemas (from its OpenAPI document).
@@ -41,6 +42,8 @@ import yaml
 from control.bodies import TAG_RULE, is_tag
 from control.store.resources import with_tags
 from control.validation import check_schema
+from core.connector_secrets import MASK
+from core.upstream_secrets import secret_values
 from junction.sdk import JunctionAPIError, JunctionClient, path_segment
 
 __all__ = ["FORMAT", "ApplyFailed", "Change", "DocumentError", "Plan", "apply_plan", "dump", "export_document",
@@ -306,12 +309,39 @@ def load_document(text: str, env: Mapping[str, str]) -> dict[str, Any]:
     return doc
 
 
-def _secret_errors(rule: Mapping[str, Any], where: str, stored_secret: bool) -> list[tuple[str, str]]:
-    """A webhook secret the rule says it has (an export) that neither the document nor the server holds."""
-    if rule.get(SECRET_SET) and not stored_secret and "webhook_secret" not in rule:
-        return [(f"{where}.webhook_secret", "the rule signs its webhooks with a secret, which an export never "
-                                            "carries: give it, as ${JUNCTION_SECRET_<NAME>}")]
-    return []
+_GIVE_IT = "which an export never carries, and the organisation has none stored: give it, as ${JUNCTION_SECRET_<NAME>}"
+
+
+def _secret_errors(plural: str, entry: Mapping[str, Any], where: str,
+                   have: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """The secrets an entry keeps as stored (a mask, a ``*_set`` flag: an export) where the server holds none, as
+    when an export is applied to another organisation. The server would refuse them after earlier changes were
+    made; the plan names them before any change."""
+    have = have or {}
+    if plural == "alert_rules":
+        if entry.get(SECRET_SET) and not have.get(SECRET_SET) and "webhook_secret" not in entry:
+            return [(f"{where}.webhook_secret", f"the rule signs its webhooks with a secret, {_GIVE_IT}")]
+        return []
+    if plural == "apis":
+        auth, had = entry.get("auth"), have.get("auth")
+        if (isinstance(auth, dict) and auth.get("mode") == "jwt" and auth.get("secret_set")
+                and not {"secret", "jwks_url"} & set(auth) and not (isinstance(had, dict) and had.get("secret_set"))):
+            return [(f"{where}.auth.secret", f"the API checks tokens with a jwt secret, {_GIVE_IT}")]
+        return []
+    if plural != "connectors":
+        return []
+    errors: list[tuple[str, str]] = []
+    settings, stored = entry.get("settings") or {}, set(have.get("secret_fields") or [])
+    for i, name in enumerate(entry.get("secret_fields") or []):
+        if settings.get(name, MASK) == MASK and name not in stored:
+            at = f"settings.{name}" if name in settings else f"secret_fields[{i}]"
+            errors.append((f"{where}.{at}", f"is a secret setting, {_GIVE_IT}"))
+    target, had_target = entry.get("target"), have.get("target")
+    if isinstance(target, dict):
+        kept = secret_values(had_target) if isinstance(had_target, dict) else {}
+        errors += [(f"{where}.target.{slot}", f"is an upstream credential, {_GIVE_IT}")
+                   for slot, value in secret_values(target).items() if value == MASK and kept.get(slot) != MASK]
+    return errors
 
 
 async def _global_rule_errors(client: JunctionClient, deleted_apis: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -415,8 +445,8 @@ async def make_plan(client: JunctionClient, org: str | None, doc: dict[str, Any]
                 differ = sorted(k for k, v in entry.items() if shown.get(k) != v and k not in READ_ONLY)
                 change = Change("update", kind, entry["name"], differ, {**shown, **entry}, have["id"], have["version"])
             _references(plural, change.body, missing(where))
+            errors += _secret_errors(plural, change.body, where, have)
             if plural == "alert_rules":
-                errors += _secret_errors(change.body, where, bool(have and have.get(SECRET_SET)))
                 final_rules[entry["name"]] = change.body.get("api")
             # What is sent, checked as the server will check it: an update's entry may name only what it changes.
             sent = _references(plural, change.body, _stand_in)

@@ -95,11 +95,11 @@ async def test_an_export_applied_to_a_new_organisation_makes_the_same_one_and_ap
         assert "jk_" not in text
 
         # As exported, the masked secrets cannot make a new connector: refused before anything changes.
-        plan = await make_plan(jc, copy_, load_document(text, {}), prune=False)
-        with pytest.raises(ApplyFailed) as failed:
-            await apply_plan(jc, plan)
-        assert failed.value.error.status == 422 and failed.value.change.name == "secret"
-        assert [(d.kind, d.name) for d in failed.value.done] == [("connector", "plain")]  # as the error says
+        with pytest.raises(DocumentError) as err:
+            await make_plan(jc, copy_, load_document(text, {}), prune=False)
+        assert dict(err.value.fields).keys() == {"connectors[1].settings.api_token",
+                                                 "connectors[1].target.auth.password"}, err.value.fields
+        assert await jc.list_connectors(copy_) == []
 
         doc = load_document(json.dumps(_with_secret_refs(exported)), _secrets_env())
         plan = await make_plan(jc, copy_, doc, prune=False)
@@ -125,6 +125,29 @@ async def test_an_export_applied_to_a_new_organisation_makes_the_same_one_and_ap
         assert [(c.action, c.name) for c in resent.changes] == [("update", "secret")]
         await apply_plan(jc, resent)
         assert await _versions(jc, copy_) == before
+
+
+async def test_a_jwt_secret_an_export_leaves_out_is_named_before_anything_changes(control: Any) -> None:
+    source = (await control.new_org("decl-jwt"))["slug"]
+    copy_ = (await control.new_org("decl-jwt-cp"))["slug"]
+    plain = await control.new_connector(source, name="plain")
+    await control.new_api(source, plain["id"], name="tokens", path="/tokens/{id}",
+                          auth={"mode": "jwt", "secret": "s" * 32, "algorithms": ["HS256"]})
+    async with JunctionClient(control.base_url, control.admin_token) as jc:
+        exported = await export_document(jc, source)
+        assert exported["apis"][0]["auth"]["secret_set"] is True and "s" * 32 not in json.dumps(exported)
+        # Applied to its own organisation, the stored secret is kept: nothing to change.
+        assert (await make_plan(jc, source, load_document(json.dumps(exported), {}), prune=False)).changes == []
+        with pytest.raises(DocumentError) as err:
+            await make_plan(jc, copy_, load_document(json.dumps(exported), {}), prune=False)
+        assert dict(err.value.fields).keys() == {"apis[0].auth.secret"}, err.value.fields
+        assert await jc.list_connectors(copy_) == []
+        exported["apis"][0]["auth"]["secret"] = "${JUNCTION_SECRET_JWT}"
+        doc = load_document(json.dumps(exported), {"JUNCTION_SECRET_JWT": "s" * 32})
+        await apply_plan(jc, await make_plan(jc, copy_, doc, prune=False))
+        assert _without_org(await export_document(jc, copy_)) == _without_org(
+            {**exported, "apis": [{**exported["apis"][0], "auth": {k: v for k, v in exported["apis"][0]["auth"].items()
+                                                                   if k != "secret"}}]})
 
 
 async def test_a_changed_field_is_one_update_and_nothing_else_moves(control: Any) -> None:
