@@ -13,7 +13,7 @@ from control.auth import check_password, hash_password
 from control.migrate import apply_migrations
 from control.rbac import GLOBAL_ADMIN
 from control.store.audit import AuditEntry, insert_audit
-from control.store.users import find_login, insert_user, set_password, user_view
+from control.store.users import find_login, get_user, insert_user, set_password, user_view
 from core.db import make_pool
 from core.errors import Conflict, FieldError, InvalidInput, NotFound
 from core.settings import Settings
@@ -87,18 +87,18 @@ async def ensure_admin(settings: Settings) -> tuple[str, str | None]:
         await pool.close()
 
 
-async def reset_password(settings: Settings, email: str, password: str) -> dict:
-    """Set a user's password directly in the database (for a lost global admin
-    password); NotFound if no user has that email. Audited, never the password."""
+async def reset_password(settings: Settings, email: str, password: str, org: str | None = None) -> dict:
+    """Set a user's password directly in the database (for a lost global admin password). One e-mail may
+    have an account in each organisation: ``org`` (a slug) names one; without it, the global admin's, else the
+    only account. NotFound if there is none, Conflict (listing them) if several accounts could be meant.
+    Audited, never the password."""
     check_new_password(password)
     new_hash = await hash_password(password, settings.bcrypt_rounds)
     pool = await make_pool(settings, max_size=2)
     try:
         await apply_migrations(pool)
         async with pool.acquire() as conn, conn.transaction():
-            row = await find_login(conn, email)
-            if row is None:
-                raise NotFound(f"no user with email {email!r}")
+            row = await _account(conn, email, org)
             before = user_view(row)
             after = user_view(await set_password(conn, str(row["id"]), new_hash))
             await insert_audit(conn, AuditEntry(None, "system", after["org_id"], "update", "user", after["id"],
@@ -106,6 +106,25 @@ async def reset_password(settings: Settings, email: str, password: str) -> dict:
             return after
     finally:
         await pool.close()
+
+
+async def _account(conn: asyncpg.Connection, email: str, org: str | None) -> asyncpg.Record:
+    rows = await conn.fetch(
+        "SELECT u.id, o.slug FROM users u LEFT JOIN organisations o ON o.id = u.org_id WHERE lower(u.email) = lower($1)"
+        " ORDER BY u.org_id IS NOT NULL, o.slug", email)
+    chosen = [r for r in rows if r["slug"] == org] if org is not None else rows[:1] if rows and rows[0]["slug"] is None \
+        else rows
+    if not chosen:
+        where = f" in organisation {org!r}" if org is not None else ""
+        raise NotFound(f"no user with email {email!r}{where}")
+    if len(chosen) > 1:
+        raise Conflict(f"{len(chosen)} accounts have the email {email!r}, one in each of these organisations: "
+                       "name one with --org", code="ambiguous_email",
+                       fields=[FieldError("org", "names the account's organisation")],
+                       extra={"orgs": [r["slug"] for r in chosen]})
+    row = await get_user(conn, str(chosen[0]["id"]), for_update=True)
+    assert row is not None  # read in this transaction
+    return row
 
 
 def check_new_password(password: str) -> None:

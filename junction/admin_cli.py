@@ -488,7 +488,7 @@ def cmd_admin_reset_password(args: argparse.Namespace, settings: Settings) -> in
 
     password = args.password or secrets.token_urlsafe(12)
     try:
-        user = asyncio.run(_on_database(settings, lambda s: reset_password(s, args.email, password)))
+        user = asyncio.run(_on_database(settings, lambda s: reset_password(s, args.email, password, args.org)))
     except JunctionError as err:
         print(json.dumps(err.to_dict()), file=sys.stderr)
         return 1
@@ -535,6 +535,8 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_admin_create)
     p = admin.add_parser("reset-password", help="set a user's password directly in the database (a lost admin password)")
     p.add_argument("email")
+    p.add_argument("--org", help="the organisation (slug) of the account, where the e-mail has several; default: "
+                                 "the global admin's, else the only one")
     p.add_argument("--password", help="default: generate one and print it")
     p.set_defaults(func=cmd_admin_reset_password)
     p = subparsers.add_parser("migrate", help="apply database migrations")

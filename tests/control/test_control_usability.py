@@ -375,3 +375,38 @@ async def test_admin_reset_password(control: Any) -> None:
     assert rc == 1 and json.loads(err)["code"] == "not_found", err
     rc, data, err = await run_cli(control, "admin", "reset-password", email, "--password", "short")
     assert rc == 1 and json.loads(err)["fields"][0]["field"] == "password", err
+
+
+async def test_admin_reset_password_of_an_email_with_accounts_in_several_organisations(control: Any) -> None:
+    """One e-mail may have an account in each organisation: the operator names which, and an ambiguous
+    e-mail changes nothing. A global admin's account is the one an e-mail alone names (recovery must not be
+    blocked by an org admin making an account of the same e-mail)."""
+    a, b = (await control.new_org("rpa"))["slug"], (await control.new_org("rpb"))["slug"]
+    email = f"twice{uuid.uuid4().hex[:6]}@x.io"
+    for org, password in ((a, "password-in-a"), (b, "password-in-b")):
+        r = await control.call("POST", f"/api/v1/orgs/{org}/users", control.admin_token,
+                               {"email": email, "password": password, "role": "org_viewer"})
+        assert r.status == 201, r.body
+    rc, data, err = await run_cli(control, "admin", "reset-password", email, "--password", "password-new-1")
+    assert rc == 1 and json.loads(err)["code"] == "ambiguous_email" and sorted(json.loads(err)["orgs"]) == sorted([a, b]), err
+    await control.login(email, "password-in-a")  # nothing changed
+    await control.login(email, "password-in-b")
+    rc, data, err = await run_cli(control, "admin", "reset-password", email, "--org", b, "--password", "password-new-1")
+    assert rc == 0 and data["org_id"] is not None and data["email"] == email, err
+    r = await control.call("POST", "/api/v1/auth/login", json_body={"email": email, "password": "password-in-b"})
+    assert r.status == 401
+    await control.login(email, "password-in-a")  # the other account is untouched
+    rc, data, err = await run_cli(control, "admin", "reset-password", email, "--org", "no-such-org", "--password", "password-new-2")
+    assert rc == 1 and json.loads(err)["code"] == "not_found", err
+
+    # A global admin's e-mail, taken by an account in an organisation: the e-mail alone names the global admin.
+    from control.admin import create_admin
+    admin = f"root{uuid.uuid4().hex[:6]}@x.io"
+    await create_admin(control.settings, admin, "global-password-1")
+    r = await control.call("POST", f"/api/v1/orgs/{a}/users", control.admin_token,
+                           {"email": admin, "password": "password-in-a", "role": "org_admin"})
+    assert r.status == 201, r.body
+    rc, data, err = await run_cli(control, "admin", "reset-password", admin, "--password", "global-password-2")
+    assert rc == 0 and data["org_id"] is None and data["role"] == "global_admin", err
+    await control.login(admin, "global-password-2")
+    await control.login(admin, "password-in-a")
