@@ -541,8 +541,9 @@ def build_openapi(settings: Settings) -> Schema:
                          {"200": _json(_ref("Org"), "updated", True),
                           **_errors("400", "401", "403", "404", "409", "412", "413", "422")},
                          body="OrgUpdate", params=[_IF_MATCH], tag="orgs"),
-            "delete": _op("Delete an organisation with everything in it (global admin)",
-                          {"204": {"description": "deleted"}, **_errors("401", "403", "404", "412")},
+            "delete": _op("Delete an organisation with everything in it (global admin); 409 api_in_use while a "
+                          "global alert rule watches one of its APIs",
+                          {"204": {"description": "deleted"}, **_errors("401", "403", "404", "409", "412")},
                           params=[_IF_MATCH], tag="orgs"),
         },
         "/api/v1/orgs/{org}/users": {

@@ -130,6 +130,13 @@ async def delete(request: web.Request) -> web.Response:
     async with state(request).db.acquire() as conn, conn.transaction():
         before = org_view(await org_for(conn, request, write=True, lock=True))
         check_if_match(request.headers.get("If-Match"), before["version"])
+        # The organisation's own rules go with it; a global rule watching one of its APIs would be left watching
+        # nothing, and refused on every change after (as deleting that API alone is refused).
+        rules = await conn.fetch("SELECT r.id FROM alert_rules r JOIN apis a ON a.id::text = r.content->>'api'"
+                                 " WHERE r.org_id IS NULL AND a.org_id = $1 ORDER BY r.created_at, r.id", before["id"])
+        if rules:
+            raise Conflict("global alert rules watch APIs of this organisation; delete them or change their api first",
+                           code="api_in_use", extra={"alert_rules": [str(r["id"]) for r in rules]})
         events = [api_event(resource_view(r, before["slug"]), "delete") for r in await API.list(conn, before["id"])]
         events += [connector_event(resource_view(r, before["slug"]), "delete")
                    for r in await CONNECTOR.list(conn, before["id"])]

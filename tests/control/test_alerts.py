@@ -466,3 +466,28 @@ async def test_an_api_a_rule_watches_cannot_be_deleted_until_the_rule_lets_go(co
     assert (await control.call("DELETE", f"/api/v1/alert-rules/{glob['id']}", t)).status == 204
     assert (await control.call("DELETE", f"/api/v1/orgs/{org}/alert-rules/{rule['id']}", t)).status == 204
     assert (await control.call("DELETE", f"/api/v1/orgs/{org}/apis/{third['id']}", org_admin)).status == 204
+
+
+async def test_an_organisation_whose_api_a_global_rule_watches_cannot_be_deleted_until_the_rule_lets_go(
+        control: Any) -> None:
+    """Deleting the organisation deletes its APIs: a global rule watching one would be left watching nothing,
+    and every change to it refused (its api no longer exists). The organisation's own rules go with it."""
+    org = (await control.new_org("al-orgdel"))["slug"]
+    connector = await control.new_connector(org)
+    api = await control.new_api(org, connector["id"])
+    t = control.admin_token
+    r = await control.call("POST", f"/api/v1/orgs/{org}/alert-rules", t, {
+        "name": "own", "metric": "error_rate", "comparison": ">", "threshold": 0.5, "api": api["id"]})
+    assert r.status == 201, r.body
+    r = await control.call("POST", "/api/v1/alert-rules", t, {
+        "name": f"g-{org}", "metric": "error_rate", "comparison": ">", "threshold": 0.5, "api": api["id"]})
+    assert r.status == 201, r.body
+    glob = r.body
+    r = await control.call("DELETE", f"/api/v1/orgs/{org}", t)
+    assert r.status == 409 and r.body["code"] == "api_in_use" and r.body["alert_rules"] == [glob["id"]], r.body
+    assert (await control.call("GET", f"/api/v1/orgs/{org}/apis/{api['id']}", t)).status == 200  # nothing deleted
+    r = await control.call("PATCH", f"/api/v1/alert-rules/{glob['id']}", t, {"api": None})
+    assert r.status == 200, r.body
+    assert (await control.call("DELETE", f"/api/v1/orgs/{org}", t)).status == 204
+    r = await control.call("PATCH", f"/api/v1/alert-rules/{glob['id']}", t, {"enabled": False})
+    assert r.status == 200, r.body

@@ -437,7 +437,7 @@ export interface paths {
         get: operations["getOrgsOrg"];
         put?: never;
         post?: never;
-        /** Delete an organisation with everything in it (global admin) */
+        /** Delete an organisation with everything in it (global admin); 409 api_in_use while a global alert rule watches one of its APIs */
         delete: operations["deleteOrgsOrg"];
         options?: never;
         head?: never;
@@ -5344,6 +5344,15 @@ export interface operations {
             };
             /** @description No such resource, or it belongs to another organisation. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflict: name, slug or username taken, route clash (code route_clash), connector, consumer or API in use. */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
