@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -60,6 +61,22 @@ async def new_org(control: Any) -> str:
     org = await control.new_org("rp")
     await control.watch.wait_for(lambda: control.watch.document("org", org["id"]) is not None)
     return str(org["slug"])
+
+
+async def staged_api(control: Any, stage: Any, upstream_url: str, *, org: str, **fields: Any) -> dict[str, Any]:
+    """``stage.api`` for an organisation of control's, with its connector and API also in control's store, as
+    every API of a running gateway is: a dead letter is its organisation's only if the API it names is one of
+    the organisation's (control/store/dead_letters.py)."""
+    staged = await stage.api(upstream_url, org=org, **fields)
+    api, connector = staged["api"], staged["connector"]
+    async with control.pool.acquire() as conn, conn.transaction():
+        org_id = await conn.fetchval("SELECT id FROM organisations WHERE slug = $1", org)
+        await conn.execute("INSERT INTO connectors (id, org_id, name, version, content) VALUES ($1, $2, $3, 1, $4::jsonb)",
+                           connector["id"], org_id, f"staged-{connector['id']}", json.dumps(connector))
+        await conn.execute("INSERT INTO apis (id, org_id, name, connector_id, version, content)"
+                           " VALUES ($1, $2, $3, $4, 1, $5::jsonb)", api["id"], org_id, f"staged-{api['id']}",
+                           connector["id"], json.dumps(api))
+    return staged
 
 
 async def indexed_letters(control: Any, org: str, correlation_ids: list[str], *, stage: str | None = None,

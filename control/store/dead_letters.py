@@ -17,6 +17,8 @@ from control.store.keyset import Keyset, Position
 __all__ = ["LetterFilter", "LetterRow", "count_letters", "delete_older_than", "get_letter", "insert_letters", "letter_view", "page_letters"]
 
 _PAGE = Keyset("failed_at", newest_first=True)
+# A letter's api_id is text from a topic: cast to uuid (and the primary key used) only when it is one.
+_UUID_TEXT = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 _COLS = ("id, org_slug, api_id, connector_id, connector_version, config_version, stage, error_code, error_message,"
          " details, attempt, correlation_id, original_topic, length(original) AS original_bytes, inbound_partition,"
          " inbound_offset, topic_partition, topic_offset, failed_at")
@@ -46,7 +48,12 @@ class LetterFilter:
 
 
 async def insert_letters(conn: asyncpg.Connection, rows: list[LetterRow]) -> int:
-    """Insert the rows not yet indexed (by digest); the organisation is found by slug. Returns how many were new."""
+    """Insert the rows not yet indexed (by digest). Returns how many were new.
+
+    A letter carries its organisation's slug, as the call did; a slug can be given up (a renamed or deleted
+    organisation) and taken by another while the call waits in a topic. So a letter that names an API is
+    the organisation's only if the API is one of its APIs now; otherwise it is no organisation's (``org_id``
+    NULL), and no tenant sees another's bodies. A letter naming no API is found by slug alone."""
     if not rows:
         return 0
     records = [(r.id, r.digest, r.org_slug, r.letter["api_id"], r.letter["connector_id"], int(r.letter["connector_version"]),
@@ -67,10 +74,12 @@ async def insert_letters(conn: asyncpg.Connection, rows: list[LetterRow]) -> int
         " SELECT i.id, i.digest, o.id, i.org_slug, i.api_id, i.connector_id, i.connector_version, i.config_version,"
         " i.stage, i.error_code, i.error_message, i.details::jsonb, i.attempt, i.correlation_id, i.original_topic,"
         " i.original, i.inbound_partition, i.inbound_offset, i.topic_partition, i.topic_offset, i.failed_at"
-        " FROM incoming i LEFT JOIN organisations o ON o.slug = i.org_slug"
+        " FROM incoming i LEFT JOIN organisations o ON o.slug = i.org_slug AND (i.api_id = '' OR EXISTS"
+        " (SELECT 1 FROM apis a WHERE a.id = CASE WHEN i.api_id ~* $21 THEN i.api_id::uuid END"
+        " AND a.org_id = o.id))"
         " ON CONFLICT (digest) DO NOTHING RETURNING 1)"
         " SELECT count(*) FROM added",
-        *[list(col) for col in zip(*records)])
+        *[list(col) for col in zip(*records)], _UUID_TEXT)
     return int(inserted)
 
 

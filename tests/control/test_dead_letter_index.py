@@ -124,3 +124,38 @@ async def test_an_original_written_with_credentials_is_cleaned_on_the_way_in_and
     assert len(rows) == 1
     assert secret.encode() not in rows[0]["original"] and b"Authorization" not in rows[0]["original"]
     assert secret not in rows[0]["error_message"] and secret not in rows[0]["details"]
+
+
+async def test_a_letter_is_its_organisations_only_if_the_api_it_names_is_one_of_its_apis(control: Any) -> None:
+    """A slug can be given up and taken by another organisation while a call waits in a topic: the letter of
+    the old tenant's call must not be handed to the new one (bodies included)."""
+    from tests.dead_letter_support import index_letters
+
+    old = await control.new_org("dl-slug")
+    slug = old["slug"]
+    api = await control.new_api(slug, (await control.new_connector(slug))["id"])
+    other = (await control.new_org("dl-other"))["slug"]
+    theirs = await control.new_api(other, (await control.new_connector(other))["id"])
+    t = control.admin_token
+    # The organisation's own API, no API at all (an async producer's unroutable call): the organisation's.
+    own, unnamed = await index_letters(control.pool, [letter_bytes(slug, api_id=api["id"]), letter_bytes(slug)])
+    # Another organisation's API, an API that does not exist, an api_id that is no id: nobody's.
+    foreign, gone, junk = await index_letters(control.pool, [
+        letter_bytes(slug, api_id=theirs["id"]), letter_bytes(slug, api_id=str(uuid.uuid4())),
+        letter_bytes(slug, api_id="'; DROP TABLE apis; --")])
+    r = await control.call("GET", f"/api/v1/orgs/{slug}/dead-letters", t)
+    assert {i["id"] for i in r.body["items"]} == {own, unnamed}, r.body
+    r = await control.call("GET", f"/api/v1/orgs/{other}/dead-letters", t)
+    assert r.body["items"] == [], r.body
+    for letter in (foreign, gone, junk):
+        assert await control.pool.fetchval("SELECT org_id FROM dead_letters WHERE id = $1", uuid.UUID(letter)) is None
+
+    # The slug renamed and taken by a new organisation; a letter of the old tenant's call arrives late.
+    r = await control.call("PATCH", f"/api/v1/orgs/{slug}", t, {"slug": f"{slug}-was"})
+    assert r.status == 200, r.body
+    r = await control.call("POST", "/api/v1/orgs", t, {"slug": slug, "name": "new tenant"})
+    assert r.status == 201, r.body
+    (late,) = await index_letters(control.pool, [letter_bytes(slug, api_id=api["id"], code="late_letter")])
+    r = await control.call("GET", f"/api/v1/orgs/{slug}/dead-letters", t)
+    assert r.body["items"] == [], r.body
+    assert (await control.call("GET", f"/api/v1/orgs/{slug}/dead-letters/{late}", t)).status == 404

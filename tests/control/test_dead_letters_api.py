@@ -1,7 +1,6 @@
 """GET /api/v1/orgs/{org}/dead-letters[/{id}]: roles, tenancy, filters, pagination and bad filter values."""
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from junction.sdk import JunctionClient
@@ -13,7 +12,7 @@ BASE_MS = 1_700_000_000_000
 
 async def _world(control: Any) -> dict[str, Any]:
     org, other = await control.new_org("dl"), await control.new_org("dlx")
-    api = str(uuid.uuid4())
+    api = (await control.new_api(org["slug"], (await control.new_connector(org["slug"]))["id"]))["id"]  # its own API
     secret_call = inbound_call(org["slug"], headers=[{"name": "Authorization", "value": "Bearer tok-abcdefgh-123"},
                                                      {"name": "Accept", "value": "application/json"}])
     values = [

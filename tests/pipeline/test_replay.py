@@ -13,7 +13,7 @@ from aiohttp import web
 from control.replay import read_dead_letters
 from core.settings import Settings
 from junction.broker import free_port
-from tests.replay_support import indexed_letters, new_org, replay, wait_job
+from tests.replay_support import indexed_letters, new_org, replay, staged_api, wait_job
 from tests.support import IngressInstance, Stage, serving, wait_until
 
 # A call to a dead upstream is never sent, so it would be retried even as a POST, and its failures would open
@@ -40,7 +40,8 @@ async def test_a_dead_letter_replayed_after_the_upstream_is_fixed_is_delivered_o
 ) -> None:
     good_url, bodies = tagged_upstream
     org = await new_org(control)
-    staged = await stage.api(f"http://127.0.0.1:{free_port()}/down", org=org, target_method="POST", retry=ONE_ATTEMPT)
+    staged = await staged_api(control, stage, f"http://127.0.0.1:{free_port()}/down", org=org, target_method="POST",
+                              retry=ONE_ATTEMPT)
     await wait_until(lambda: staged["api"]["id"] in ingress.snapshot.apis)
     payload = f"order-{uuid.uuid4().hex}".encode()
     async with aiohttp.ClientSession() as s:
@@ -82,7 +83,8 @@ async def test_a_replayed_call_of_an_api_with_caller_auth_is_checked_again_with_
 
     good_url, bodies = tagged_upstream
     org = await new_org(control)
-    staged = await stage.api(f"http://127.0.0.1:{free_port()}/down", org=org, target_method="POST", retry=ONE_ATTEMPT)
+    staged = await staged_api(control, stage, f"http://127.0.0.1:{free_port()}/down", org=org, target_method="POST",
+                              retry=ONE_ATTEMPT)
     staged = await secure_api(stage, "", {"mode": "api_key"}, ingress, staged=staged)
     key, entry = new_key()
     doc = consumer_doc(staged, keys=[entry])

@@ -17,7 +17,7 @@ from control.replay import InboundReader
 from control.state import STATE
 from core.settings import Settings
 from tests.dead_letter_support import inbound_call
-from tests.replay_support import RecordingUpstream, indexed_letters, new_org, replay, wait_job
+from tests.replay_support import RecordingUpstream, indexed_letters, new_org, replay, staged_api, wait_job
 from tests.support import IngressInstance, Stage, post_raw, wait_until
 
 # A call to a dead upstream is never sent, so it would be retried even as a POST, and its failures would open
@@ -55,7 +55,7 @@ async def test_a_dead_upstream_that_comes_back_gets_each_call_once_with_current_
 ) -> None:
     org = await new_org(control)
     async with RecordingUpstream.running(up=False) as upstream:
-        staged = await stage.api(upstream.url, org=org, target_method="POST", retry=ONE_ATTEMPT)
+        staged = await staged_api(control, stage, upstream.url, org=org, target_method="POST", retry=ONE_ATTEMPT)
         await wait_until(lambda: staged["api"]["id"] in ingress.snapshot.apis)
         payloads = [f"order-{n}-{uuid.uuid4().hex}".encode() for n in range(2)]
         cids = await _fail_calls(ingress, org, payloads)
@@ -88,7 +88,7 @@ async def test_a_failed_script_fixed_by_a_new_connector_version_is_replayed_with
     org = await new_org(control)
     script = "def transform_request(request, ctx):\n    raise ValueError('not ready yet')\n"
     async with RecordingUpstream.running() as target:
-        staged = await stage.api(target.url, org=org, target_method="POST", script=script)
+        staged = await staged_api(control, stage, target.url, org=org, target_method="POST", script=script)
         await wait_until(lambda: staged["api"]["id"] in ingress.snapshot.apis)
         payload = f"scripted-{uuid.uuid4().hex}".encode()
         [cid] = await _fail_calls(ingress, org, [payload])
@@ -113,7 +113,8 @@ async def test_an_unknown_route_fixed_by_creating_the_api_is_replayed(
 ) -> None:
     org = await new_org(control)
     async with RecordingUpstream.running() as target:
-        first = await stage.api(target.url, org=org, target_method="POST")  # the organisation, as processors know it
+        # The organisation, as processors know it.
+        first = await staged_api(control, stage, target.url, org=org, target_method="POST")
         await wait_until(lambda: first["api"]["id"] in ingress.snapshot.apis)
         payload = f"late-{uuid.uuid4().hex}".encode()
         # An async producer's call (nobody waits) to a route that does not exist yet: a dead letter.
@@ -121,7 +122,7 @@ async def test_an_unknown_route_fixed_by_creating_the_api_is_replayed(
         [letter] = await indexed_letters(control, org, [cid])
         assert (letter["stage"], letter["error_code"]) == ("processors", "route_not_found")
 
-        await stage.api(target.url, org=org, path="/late", target_method="POST")
+        await staged_api(control, stage, target.url, org=org, path="/late", target_method="POST")
         await _until_served(f"{ingress.url}/{org}/late")
         target.bodies.clear()
         r = await replay(control, org, {"filter": {"code": "route_not_found"}})
@@ -136,7 +137,7 @@ async def test_a_call_that_fails_again_is_recorded_with_its_new_dead_letter(
 ) -> None:
     org = await new_org(control)
     async with RecordingUpstream.running(up=False) as upstream:
-        staged = await stage.api(upstream.url, org=org, target_method="POST", retry=ONE_ATTEMPT)
+        staged = await staged_api(control, stage, upstream.url, org=org, target_method="POST", retry=ONE_ATTEMPT)
         await wait_until(lambda: staged["api"]["id"] in ingress.snapshot.apis)
         [cid] = await _fail_calls(ingress, org, [b"still-down"])
         [letter] = await indexed_letters(control, org, [cid])
@@ -160,7 +161,7 @@ async def test_two_jobs_asked_at_once_send_the_message_once_and_force_sends_it_a
 ) -> None:
     org = await new_org(control)
     async with RecordingUpstream.running(up=False) as upstream:
-        staged = await stage.api(upstream.url, org=org, target_method="POST", retry=ONE_ATTEMPT)
+        staged = await staged_api(control, stage, upstream.url, org=org, target_method="POST", retry=ONE_ATTEMPT)
         await wait_until(lambda: staged["api"]["id"] in ingress.snapshot.apis)
         payload = f"twice-{uuid.uuid4().hex}".encode()
         [cid] = await _fail_calls(ingress, org, [payload])
@@ -198,7 +199,7 @@ async def test_a_control_restart_mid_job_resumes_without_resending(
 ) -> None:
     org = await new_org(control)
     async with RecordingUpstream.running(up=False) as upstream:
-        staged = await stage.api(upstream.url, org=org, target_method="POST", retry=ONE_ATTEMPT)
+        staged = await staged_api(control, stage, upstream.url, org=org, target_method="POST", retry=ONE_ATTEMPT)
         await wait_until(lambda: staged["api"]["id"] in ingress.snapshot.apis)
         payloads = [f"paced-{n}-{uuid.uuid4().hex}".encode() for n in range(4)]
         cids = await _fail_calls(ingress, org, payloads)
@@ -234,7 +235,7 @@ async def test_a_stop_between_a_claim_and_its_send_gives_the_claim_back(
     goes back to pending and the restarted job sends the message, once."""
     org = await new_org(control)
     async with RecordingUpstream.running(up=False) as upstream:
-        staged = await stage.api(upstream.url, org=org, target_method="POST", retry=ONE_ATTEMPT)
+        staged = await staged_api(control, stage, upstream.url, org=org, target_method="POST", retry=ONE_ATTEMPT)
         await wait_until(lambda: staged["api"]["id"] in ingress.snapshot.apis)
         payloads = [f"held-{uuid.uuid4().hex}".encode()]
         [letter] = await indexed_letters(control, org, await _fail_calls(ingress, org, payloads))
@@ -281,7 +282,7 @@ async def test_the_cli_replays_through_the_api_and_shows_progress(
 ) -> None:
     org = await new_org(control)
     async with RecordingUpstream.running(up=False) as upstream:
-        staged = await stage.api(upstream.url, org=org, target_method="POST", retry=ONE_ATTEMPT)
+        staged = await staged_api(control, stage, upstream.url, org=org, target_method="POST", retry=ONE_ATTEMPT)
         await wait_until(lambda: staged["api"]["id"] in ingress.snapshot.apis)
         payloads = [f"cli-{n}-{uuid.uuid4().hex}".encode() for n in range(2)]
         letters = await indexed_letters(control, org, await _fail_calls(ingress, org, payloads))
