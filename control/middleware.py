@@ -159,7 +159,7 @@ def authenticate() -> Middleware:
 
     The user row is read on every request, so a deleted or disabled user or a changed
     role takes effect at once, not when the token expires. A logged-out token, or one
-    issued before the user's last password change, is refused (``token_revoked``).
+    issued before the user's last password change or disable, is refused (``token_revoked``).
     """
 
     @web.middleware
@@ -179,10 +179,10 @@ def authenticate() -> Middleware:
             user = await get_user(conn, sub)
         if user is None:
             raise Unauthorized("the token's user no longer exists", code="invalid_token")
+        if not user["enabled"]:  # said first: disabling also revoked the token, but this is what to know
+            raise Unauthorized("this account is disabled", code="user_disabled")
         if await token_revoked(st.redis, st.settings, claims, user["tokens_not_before"]):
             raise Unauthorized("this token was revoked; log in again", code="token_revoked")
-        if not user["enabled"]:
-            raise Unauthorized("this account is disabled", code="user_disabled")
         org_id = str(user["org_id"]) if user["org_id"] else None
         request[PRINCIPAL] = Principal(str(user["id"]), user["email"], user["role"], org_id)
         request[TOKEN_CLAIMS] = claims

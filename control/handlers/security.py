@@ -136,9 +136,13 @@ async def update_admin(request: web.Request) -> web.Response:
                 raise Forbidden("a global admin cannot disable itself", code="cannot_disable_self")
             if await count_enabled_admins(conn, None, except_id=before["id"]) == 0:
                 raise Conflict("the last enabled global admin cannot be disabled", code="last_admin")
-        after = user_view(await set_enabled(conn, before["id"], data["enabled"]))
+        # Disabling ends the admin's sessions: enabling again must not revive a stolen token.
+        not_before = revocation_instant() if before["enabled"] and not data["enabled"] else None
+        after = user_view(await set_enabled(conn, before["id"], data["enabled"], not_before))
         await record(conn, request, action="update", resource_type="user", resource_id=after["id"], org_id=None,
                      before=before, after=after, events=[])
+    if not_before is not None:
+        await revoke_user_tokens(state(request).redis, state(request).settings, after["id"], not_before)
     return reply(after, version=after["version"])
 
 

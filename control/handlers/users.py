@@ -90,11 +90,13 @@ async def patch(request: web.Request) -> web.Response:
     data = await body(request, "UserUpdate")
     st = state(request)
     new_hash = await hash_password(data["password"], st.settings.bcrypt_rounds) if "password" in data else None
-    not_before = revocation_instant() if new_hash else None
     async with st.db.acquire() as conn, conn.transaction():
         org = await org_for(conn, request, write=True, lock=True)
         before = user_view(await _user(conn, request, str(org["id"]), lock=True))
         check_if_match(request.headers.get("If-Match"), before["version"])
+        # A new password, or disabling, ends the user's sessions: enabling again must not revive a stolen token.
+        disabling = before["enabled"] and data.get("enabled") is False
+        not_before = revocation_instant() if new_hash or disabling else None
         role = data.get("role", before["role"])
         await _keep_an_admin(conn, before, role=role, enabled=data.get("enabled", before["enabled"]))
         after = user_view(await update_user(conn, str(org["id"]), before["id"], role, new_hash,
@@ -103,7 +105,7 @@ async def patch(request: web.Request) -> web.Response:
         audit_after = dict(after, password_changed=True) if new_hash else after
         await record(conn, request, action="update", resource_type="user", resource_id=after["id"],
                      org_id=after["org_id"], before=before, after=audit_after, events=[])
-    if not_before is not None:  # a new password ends the user's sessions
+    if not_before is not None:
         await revoke_user_tokens(st.redis, st.settings, after["id"], not_before)
     return reply(after, version=after["version"])
 

@@ -98,10 +98,12 @@ async def set_password(conn: asyncpg.Connection, user_id: str, password_hash: st
         not_before)
 
 
-async def set_enabled(conn: asyncpg.Connection, user_id: str, enabled: bool) -> asyncpg.Record:
+async def set_enabled(conn: asyncpg.Connection, user_id: str, enabled: bool,
+                      not_before: datetime | None = None) -> asyncpg.Record:
+    """``not_before`` (given when disabling) revokes the tokens issued earlier."""
     return await conn.fetchrow(
-        f"UPDATE users SET enabled = $2, version = version + 1, updated_at = now() WHERE id = $1 RETURNING {_COLS}",
-        user_id, enabled)
+        f"UPDATE users SET enabled = $2, tokens_not_before = coalesce($3, tokens_not_before), version = version + 1,"
+        f" updated_at = now() WHERE id = $1 RETURNING {_COLS}", user_id, enabled, not_before)
 
 
 async def delete_user(conn: asyncpg.Connection, org_id: str, user_id: str) -> None:

@@ -214,6 +214,9 @@ async def test_disabled_user_cannot_log_in_and_its_tokens_stop(control: Control)
     assert r.status == 401 and r.body["code"] == "invalid_credentials"  # as a wrong password answers
     r = await control.call("PATCH", path, admin_token, {"enabled": True})
     assert r.status == 200 and r.body["enabled"] is True
+    # Enabled again, the account logs in anew; a token of before the disable (perhaps stolen) stays dead.
+    r = await control.call("GET", f"/api/v1/orgs/{org['slug']}", token)
+    assert r.status == 401 and r.body["code"] == "token_revoked", r.body
     assert (await _login(control, user["email"], PASSWORD)).status == 200
 
 
@@ -318,6 +321,12 @@ async def test_global_admins_manage_one_another(control: Control) -> None:
     r = await control.call("GET", "/api/v1/admins", token)
     assert r.status == 401 and r.body["code"] == "user_disabled"
     assert (await _login(control, email, "chosen-password-1")).status == 401
+    r = await control.call("PATCH", f"/api/v1/admins/{new_id}", control.admin_token, {"enabled": True})
+    assert r.status == 200 and r.body["enabled"] is True
+    r = await control.call("GET", "/api/v1/admins", token)
+    assert r.status == 401 and r.body["code"] == "token_revoked", r.body  # not revived by enabling again
+    token = await control.login(email, "chosen-password-1")
+    assert (await control.call("GET", "/api/v1/admins", token)).status == 200
     # An org user is not a global admin here.
     org = await control.new_org("ga")
     user, _ = await control.new_user(org["slug"], "org_viewer")
@@ -333,13 +342,15 @@ async def test_the_last_enabled_global_admin_stays(control: Control) -> None:
         for _ in range(2):
             email = _email()
             r = await c.call("POST", "/api/v1/admins", c.admin_token, {"email": email, "password": "an-admin-pw-1"})
-            admins.append((r.body["id"], await c.login(email, "an-admin-pw-1")))
-        (a, a_token), (b, b_token) = admins
+            admins.append((r.body["id"], email))
+        (a, a_email), (b, b_email) = admins
         others = [r["id"] for r in await c.pool.fetch(
             "SELECT id FROM users WHERE role = 'global_admin' AND enabled AND id <> ALL($1::uuid[])", [a, b])]
         await c.pool.execute("UPDATE users SET enabled = false WHERE id = ANY($1)", others)
         try:
             for _ in range(3):
+                # Disabling revoked the loser's tokens of the round before: log in anew.
+                a_token, b_token = await c.login(a_email, "an-admin-pw-1"), await c.login(b_email, "an-admin-pw-1")
                 r1, r2 = await asyncio.gather(c.call("PATCH", f"/api/v1/admins/{b}", a_token, {"enabled": False}),
                                               c.call("PATCH", f"/api/v1/admins/{a}", b_token, {"enabled": False}))
                 assert sorted([r1.status, r2.status]) in ([200, 401], [200, 409])  # never both
