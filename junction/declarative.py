@@ -19,8 +19,8 @@ document again changes nothing, so a deployment script can apply it on every run
 - Secrets are never exported: they read ``********`` (a jwt secret: ``secret_set``), which apply leaves as
   stored. Where there is nothing stored (a new organisation), the document says ``${JUNCTION_SECRET_<NAME>}``
   and the variable holds the value; without it, the plan names the field before anything changes. Only
-  variables named ``JUNCTION_SECRET_*`` are read: a document cannot pull anything else out of the
-  environment. A secret given in clear cannot be compared with the stored one, so it is always sent
+  variables named ``JUNCTION_SECRET_*`` are read, and only where a secret is taken: a document cannot pull
+  anything else out of the environment, nor put a secret in clear into a script, a header or a plain setting. A secret given in clear cannot be compared with the stored one, so it is always sent
   (the server writes no new version when it is unchanged).
 - The whole document is checked before anything changes: its shape, unique names, each API's connector,
   and each entry against the server's own request schemas (from its OpenAPI document).
@@ -43,7 +43,7 @@ from control.bodies import TAG_RULE, is_tag
 from control.store.resources import with_tags
 from control.validation import check_schema
 from core.connector_secrets import MASK
-from core.upstream_secrets import secret_values
+from core.upstream_secrets import AUTH_SECRETS, TLS_SECRETS, secret_values
 from junction.sdk import JunctionAPIError, JunctionClient, path_segment
 
 __all__ = ["FORMAT", "ApplyFailed", "Change", "DocumentError", "Plan", "apply_plan", "dump", "export_document",
@@ -240,20 +240,55 @@ def _no_aliases(text: str) -> None:
             raise DocumentError([("(document)", "YAML aliases (*name) are not accepted")])
 
 
-def _substitute(value: Any, env: Mapping[str, str], where: str, errors: list[tuple[str, str]]) -> Any:
-    if isinstance(value, str):
-        def one(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in env:
-                errors.append((where, f"${{{name}}}: the variable {name} is not set"))
-                return match.group(0)
-            return env[name]
-        return SECRET_REF.sub(one, value)
-    if isinstance(value, dict):
-        return {k: _substitute(v, env, f"{where}.{k}", errors) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_substitute(v, env, f"{where}[{i}]", errors) for i, v in enumerate(value)]
-    return value
+def _substitute(value: str, env: Mapping[str, str], where: str, errors: list[tuple[str, str]]) -> str:
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            errors.append((where, f"${{{name}}}: the variable {name} is not set"))
+            return match.group(0)
+        return env[name]
+    return SECRET_REF.sub(one, value)
+
+
+def _secret_places(plural: str, entry: dict[str, Any]) -> list[tuple[dict[str, Any], str, str]]:
+    """``(object, key, path)`` of each place in an entry that takes a secret: only there is
+    ``${JUNCTION_SECRET_*}`` filled in. Anywhere else (a script, a plain setting, a header) the text is kept as
+    written: a secret must never land in clear where everyone who may read the resource sees it, and an
+    export must apply back as it is."""
+    def obj(value: Any) -> dict[str, Any] | None:
+        return value if isinstance(value, dict) else None
+
+    places: list[tuple[dict[str, Any], str, str]] = []
+    if plural == "connectors":
+        settings, names = obj(entry.get("settings")), entry.get("secret_fields")
+        if settings is not None and isinstance(names, list):
+            places += [(settings, n, f"settings.{n}") for n in names if isinstance(n, str) and n in settings]
+        target = obj(entry.get("target")) or {}
+        auth, tls = obj(target.get("auth")), obj(target.get("tls"))
+        if auth is not None:
+            places += [(auth, n, f"target.auth.{n}") for n in AUTH_SECRETS.get(str(auth.get("type")), ()) if n in auth]
+        if tls is not None:
+            places += [(tls, n, f"target.tls.{n}") for n in TLS_SECRETS if n in tls]
+    elif plural == "apis":
+        auth = obj(entry.get("auth"))
+        if auth is not None and "secret" in auth:
+            places.append((auth, "secret", "auth.secret"))
+    elif plural == "alert_rules" and "webhook_secret" in entry:
+        places.append((entry, "webhook_secret", "webhook_secret"))
+    return places
+
+
+def _with_secrets(plural: str, entry: dict[str, Any], env: Mapping[str, str], where: str,
+                  errors: list[tuple[str, str]]) -> dict[str, Any]:
+    """The entry with ``${JUNCTION_SECRET_*}`` filled in where a secret is taken (a copy of what it changes)."""
+    out = dict(entry)
+    for key in ("settings", "target", "auth"):
+        if isinstance(out.get(key), dict):
+            out[key] = {k: dict(v) if isinstance(v, dict) else v for k, v in out[key].items()}
+    for holder, key, path in _secret_places(plural, out):
+        if isinstance(holder[key], str):
+            holder[key] = _substitute(holder[key], env, f"{where}.{path}", errors)
+    return out
 
 
 def load_document(text: str, env: Mapping[str, str]) -> dict[str, Any]:
@@ -300,10 +335,8 @@ def load_document(text: str, env: Mapping[str, str]) -> dict[str, Any]:
             for key in sorted(SERVER_FIELDS & set(entry)):
                 if key != "org":  # an export's own org field is harmless; the others would mislead
                     errors.append((f"{where}.{key}", "is kept by the server: leave it out"))
-            try:
-                entries[i] = _substitute({k: v for k, v in entry.items() if k not in SERVER_FIELDS}, env, where, errors)
-            except RecursionError:
-                errors.append((where, "is nested too deeply"))
+            entries[i] = _with_secrets(plural, {k: v for k, v in entry.items() if k not in SERVER_FIELDS}, env, where,
+                                       errors)
     if errors:
         raise DocumentError(errors)
     return doc

@@ -392,8 +392,8 @@ BAD_DOCUMENTS = [
     ('{"format": "junction/v1", "connectors": [{"name": "a", "target": {}}, {"name": "a", "target": {}}]}',
      "connectors[1].name"),
     ('{"format": "junction/v1", "apis": [{"name": "x", "id": "5", "path": "/x", "connector": "c"}]}', "apis[0].id"),
-    ('{"format": "junction/v1", "connectors": [{"name": "c", "target": {}, "settings": {"k": "${JUNCTION_SECRET_UNSET_X}"}}]}',
-     "connectors[0].settings.k"),
+    ('{"format": "junction/v1", "connectors": [{"name": "c", "target": {}, "settings": {"k": "${JUNCTION_SECRET_UNSET_X}"},'
+     ' "secret_fields": ["k"]}]}', "connectors[0].settings.k"),
     # A YAML alias bomb: refused before it is expanded.
     ("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b]\n"
      "d: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n", "(document)"),
@@ -414,8 +414,35 @@ def test_a_document_that_cannot_be_applied_is_refused_naming_the_field(text: str
 def test_only_junction_secret_variables_are_read_from_the_environment() -> None:
     env = {"HOME": "/root", "JUNCTION_SECRET_A": "s3cr3t"}
     doc = load_document(json.dumps({"format": "junction/v1", "connectors": [
-        {"name": "c", "settings": {"a": "${JUNCTION_SECRET_A}", "home": "${HOME}", "mixed": "x-${JUNCTION_SECRET_A}"}}]}), env)
+        {"name": "c", "settings": {"a": "${JUNCTION_SECRET_A}", "home": "${HOME}", "mixed": "x-${JUNCTION_SECRET_A}"},
+         "secret_fields": ["a", "home", "mixed"]}]}), env)
     assert doc["connectors"][0]["settings"] == {"a": "s3cr3t", "home": "${HOME}", "mixed": "x-s3cr3t"}
+
+
+def test_a_secret_is_filled_in_only_where_a_secret_is_taken() -> None:
+    """Elsewhere (a plain setting, a header, a URL, a script) the text stays as written, set or not: a secret
+    must not land in clear where every reader of the resource sees it, and an export applies back as it is."""
+    env = {f"JUNCTION_SECRET_{n}": f"value-{n}" for n in ("S", "P", "K", "J", "W", "X")}
+    ref = "see ${JUNCTION_SECRET_X} docs"
+    doc = load_document(json.dumps({"format": "junction/v1", "connectors": [
+        {"name": "c", "script": f"# {ref}\n", "settings": {"s": "${JUNCTION_SECRET_S}", "plain": ref},
+         "secret_fields": ["s"],
+         "target": {"protocol": "rest", "url": "http://x/${JUNCTION_SECRET_X}", "headers": {"X-Doc": ref},
+                    "auth": {"type": "basic", "username": ref, "password": "${JUNCTION_SECRET_P}"},
+                    "tls": {"client_key": "${JUNCTION_SECRET_K}"}}}],
+        "apis": [{"name": "a", "description": ref, "auth": {"mode": "jwt", "secret": "${JUNCTION_SECRET_J}"}}],
+        "alert_rules": [{"name": "r", "description": ref, "webhook_secret": "${JUNCTION_SECRET_W}"}]}), env)
+    c, a, r = doc["connectors"][0], doc["apis"][0], doc["alert_rules"][0]
+    assert c["settings"] == {"s": "value-S", "plain": ref} and c["script"] == f"# {ref}\n"
+    assert c["target"]["url"] == "http://x/${JUNCTION_SECRET_X}" and c["target"]["headers"] == {"X-Doc": ref}
+    assert c["target"]["auth"] == {"type": "basic", "username": ref, "password": "value-P"}
+    assert c["target"]["tls"] == {"client_key": "value-K"}
+    assert a["auth"]["secret"] == "value-J" and a["description"] == ref
+    assert r["webhook_secret"] == "value-W" and r["description"] == ref
+    assert "value-X" not in json.dumps(doc)
+    # Where nothing is set, a reference outside a secret place is no fault either.
+    assert load_document(json.dumps({"format": "junction/v1", "connectors": [{"name": "c", "script": f"# {ref}\n"}]}),
+                         {})["connectors"][0]["script"] == f"# {ref}\n"
 
 
 async def test_the_server_schemas_and_connector_names_are_checked_before_anything_changes(control: Any) -> None:
