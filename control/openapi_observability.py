@@ -48,8 +48,9 @@ def observability_schemas() -> dict[str, Schema]:
             "stage": {"type": ["string", "null"]},
             "latency_ms": {**_NUM_OR_NULL, "description": "end to end, from arrival on the requests topic to the reply"},
             "upstream_ms": _NUM_OR_NULL, "bytes_in": {"type": ["integer", "null"]}, "bytes_out": {"type": ["integer", "null"]},
-            "details": {"type": "array", "items": {"type": "string"},
-                        "description": "a failed script's traceback and log lines"},
+            "details": {"type": ["array", "null"], "items": {"type": "string"},
+                        "description": "a failed script's traceback and log lines; null for an org viewer (details_hidden)"},
+            "details_hidden": {"type": "boolean"},
             "at": {"type": "string", "format": "date-time", "description": "when the call arrived"},
         },
     }

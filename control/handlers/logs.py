@@ -1,7 +1,9 @@
 """The request log of an organisation: GET /api/v1/orgs/{org}/logs.
 
 One row per call, written by control's observe stage from the topics (docs/observability.md):
-status, error code, latencies, sizes and config versions, never a body or a credential. Newest
+status, error code, latencies, sizes and config versions, never a body or a credential; a failed script's
+traceback and log lines (``details``) for org admins and global admins only, null for an org viewer
+(``details_hidden``), as in a dead letter. Newest
 first, filtered by ``api``, ``status`` (``404`` or a class like ``5xx``), ``code``,
 ``correlation_id`` and a ``from``/``to`` range, paginated like every list (``limit``, ``cursor``). With
 ``wait`` (seconds, at most 60) it first waits until the observe stage has written every call answered
@@ -17,7 +19,7 @@ from aiohttp import web
 
 from control.filters import common, param_errors
 from control.catch_up import OBSERVE_STAGE
-from control.handlers.common import org_for, reply, state, wait_for_reader, wait_seconds
+from control.handlers.common import org_for, principal, reply, state, wait_for_reader, wait_seconds
 from control.handlers.paging import one_page, page_query
 from control.store.metrics import LogFilter, log_view, page_logs
 from control.validation import raise_if
@@ -55,7 +57,12 @@ async def list_logs(request: web.Request) -> web.Response:
     caught_up = await wait_for_reader(request, OBSERVE_STAGE, wait_s)
     async with state(request).db.acquire() as conn:
         rows, next_cursor = one_page(await page_logs(conn, str(org["id"]), logs, limit + 1, after), limit, at="at")
-    page: dict[str, Any] = {"items": [log_view(r) for r in rows], "next_cursor": next_cursor}
+    # As for a dead letter: a failed script's traceback and log lines may hold the organisation's data (a
+    # logged body), for those who may change its connectors only.
+    shown = principal(request).can_write(str(org["id"]))
+    items = [{**log_view(r), "details_hidden": False} if shown else {**log_view(r), "details": None, "details_hidden": True}
+             for r in rows]
+    page: dict[str, Any] = {"items": items, "next_cursor": next_cursor}
     if caught_up is not None:
         page["caught_up"] = caught_up
     return reply(page)

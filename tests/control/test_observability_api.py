@@ -176,3 +176,19 @@ async def test_live_stream_sends_settled_windows_and_is_bounded(control: Any, wo
         streams.limit = limit
     r = await control.call("GET", f"/api/v1/orgs/{world['other']['slug']}/metrics/stream", world["tokens"]["home_admin"])
     assert r.status == 404
+
+
+async def test_a_scripts_log_lines_are_for_admins_as_in_a_dead_letter(control: Any, world: dict[str, Any]) -> None:
+    """A failed script's traceback and log lines may hold a logged body: an org viewer gets the row without them."""
+    slug, org_id = world["home"]["slug"], world["home"]["id"]
+    cid = await control.pool.fetchval("SELECT correlation_id FROM request_logs WHERE org_id = $1 LIMIT 1", org_id)
+    lines = ["line 3, in transform_request", "INFO card=5500000000000004"]
+    await control.pool.execute("UPDATE request_logs SET details = $2::jsonb WHERE correlation_id = $1", cid,
+                               json.dumps(lines))
+    for caller, details, hidden in (("home_admin", lines, False), ("global_admin", lines, False),
+                                    ("home_viewer", None, True)):
+        r = await control.call("GET", f"/api/v1/orgs/{slug}/logs?correlation_id={cid}", world["tokens"][caller])
+        assert r.status == 200, r.body
+        (row,) = r.body["items"]
+        assert (row["details"], row["details_hidden"]) == (details, hidden), (caller, row)
+        assert "5500000000000004" not in json.dumps(r.body) or not hidden

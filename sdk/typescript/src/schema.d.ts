@@ -3338,8 +3338,9 @@ export interface components {
             connector_id?: string | null;
             connector_version?: number | null;
             correlation_id: string;
-            /** @description a failed script's traceback and log lines */
-            details?: string[];
+            /** @description a failed script's traceback and log lines; null for an org viewer (details_hidden) */
+            details?: string[] | null;
+            details_hidden?: boolean;
             error_code: string | null;
             id: string;
             /** @description end to end, from arrival on the requests topic to the reply */
