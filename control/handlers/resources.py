@@ -128,6 +128,10 @@ async def _prepare_connector(conn: asyncpg.Connection, request: web.Request, org
     check_quota("settings_bytes", "settings", len(json.dumps(content.get("settings") or {}).encode()), limit,
                 "the settings are too large")
     stored = await _stored(conn, CONNECTOR, org_id, id_)
+    given = content.get("settings") or {}
+    raise_if([FieldError(f"settings.{name}", "was a secret setting, and ******** is its mask, not its value: send the "
+                                             "value to keep it as a plain setting")
+              for name in _unmarked(stored, content) if given.get(name) == MASK])
     previous = content.get(SEALED_KEY) or stored.get(SEALED_KEY)
     sealer = sealer_for(settings) if content.get("secret_fields") else None
     content = seal_secret_settings(content, id_, previous, sealer)
@@ -171,11 +175,22 @@ def _merge_top(old: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     return {**old, **data}
 
 
+def _unmarked(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The settings secret in ``old`` and no longer in ``new``."""
+    still = set(new.get("secret_fields") or [])
+    return [name for name in old.get("secret_fields") or [] if name not in still]
+
+
 def _merge_connector(old: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     """PATCH of a connector: top-level fields replace, but ``target`` merges key
     by key, so changing its URL keeps the protocol, operation and method; a
     null removes a key."""
     merged = {**old, **data}
+    unmarked = _unmarked(old, merged)
+    if unmarked and "settings" not in data:
+        # The stored settings hold no value for a secret (it is sealed apart): merged as they are, it would go.
+        raise_if([FieldError("secret_fields", f"{name} stops being secret: send settings with its value (kept in "
+                                              "clear) or without it (removed)") for name in unmarked])
     if "target" in data:
         target = {**(old.get("target") or {}), **data["target"]}
         merged["target"] = {k: v for k, v in target.items() if v is not None}

@@ -201,6 +201,26 @@ async def test_secret_connector_settings(control: Any) -> None:
                            {"name": "x", "target": c["target"], "settings": {"k": MASK}, "secret_fields": ["k"]})
     assert r.status == 422 and _fields(r.body) == ["settings.k"]
 
+    # A setting that stops being secret is never lost, nor replaced by its mask: its value is asked for.
+    r = await control.call("PATCH", url, control.admin_token, {"secret_fields": []})
+    assert r.status == 422 and _fields(r.body) == ["secret_fields"] and "api_token" in r.body["message"], r.body
+    r = await control.call("PATCH", url, control.admin_token,
+                           {"settings": {"api_token": MASK, "region": "us"}, "secret_fields": []})
+    assert r.status == 422 and _fields(r.body) == ["settings.api_token"], r.body
+    r = await control.call("PUT", url, control.admin_token, {"name": c["name"], "target": c["target"],
+                                                             "settings": {"api_token": MASK}})
+    assert r.status == 422 and _fields(r.body) == ["settings.api_token"], r.body
+    r = await control.call("GET", url, control.admin_token)
+    assert r.body["version"] == 4 and r.body["secret_fields"] == ["api_token"]
+    # Given in clear, it is kept as a plain setting; left out of the settings sent, it is removed.
+    r = await control.call("PATCH", url, control.admin_token,
+                           {"settings": {"api_token": "tok-plain", "region": "eu"}, "secret_fields": []})
+    assert r.status == 200 and r.body["settings"] == {"api_token": "tok-plain", "region": "eu"}, r.body
+    r = await control.call("PATCH", url, control.admin_token, {"settings": {"k2": "v"}, "secret_fields": ["k2"]})
+    assert r.status == 200, r.body
+    r = await control.call("PATCH", url, control.admin_token, {"settings": {"region": "eu"}, "secret_fields": []})
+    assert r.status == 200 and r.body["settings"] == {"region": "eu"} and not r.body.get("secret_fields"), r.body
+
 
 @PROPS
 @given(values=st.dictionaries(st.from_regex(r"[a-z]{1,8}", fullmatch=True),
