@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from core.errors import BodyTooLarge, FieldError, Forbidden, InvalidInput, MalformedBody
 from core.headers import HEADER_NAME
@@ -47,14 +48,43 @@ async def read_json(request: web.Request, max_bytes: int) -> Any:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise BodyTooLarge.over(max_bytes, "request body") from None
+    except RequestPayloadError as exc:  # a Content-Encoding its bytes do not match, a broken chunked body
+        # The rest of the stream cannot be trusted: answer, then close (error_middleware says so). aiohttp would
+        # otherwise read on after the answer, meet the same error and log it as unhandled.
+        if request.protocol is not None:
+            request.protocol.close()
+        request.content.feed_eof()
+        cause = exc.__cause__
+        raise _malformed(f"could not be read: {getattr(cause, 'message', None) or cause or exc}") from None
     if len(raw) > max_bytes:
         raise BodyTooLarge.over(max_bytes, "request body")
     if not raw.strip():
         raise _malformed("is empty; a JSON object is expected")
     try:
-        return json.loads(raw, parse_constant=_reject_constant, parse_float=_parse_float)
+        value = json.loads(raw, parse_constant=_reject_constant, parse_float=_parse_float)
     except (ValueError, RecursionError) as exc:
         raise _malformed(f"is not valid JSON: {exc}") from None
+    if _depth_over(value, MAX_JSON_DEPTH):
+        raise _malformed(f"is nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+# Deeper than any configuration needs, and what the checks that walk a body (recursively) can always take.
+MAX_JSON_DEPTH = 64
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests objects and arrays deeper than ``limit``; walked without recursion."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _malformed(problem: str) -> MalformedBody:

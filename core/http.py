@@ -93,7 +93,12 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
         _check_headers(request)
         response = await handler(request)
     except JunctionError as err:
-        return error_response(err, request_id=request_id)
+        response = error_response(err, request_id=request_id)
+        if isinstance(request.protocol, _Protocol) and request.protocol.closing:
+            # The connection closes after this answer (a body that timed out or could not be decoded): say so,
+            # or a client that keeps connections alive sends its next request into a closed one.
+            response.force_close()
+        return response
     except web.HTTPNotFound:
         return error_response(NotFound(f"no route for {request.path}"), request_id=request_id)
     except web.HTTPMethodNotAllowed as exc:
@@ -322,6 +327,11 @@ class _Protocol(web.RequestHandler):
         self._body: StreamReader | None = None  # the body still arriving, if any
         self._counted = True
         self._lingering = False  # answered and half-closed: what the peer still sends is dropped
+
+    @property
+    def closing(self) -> bool:
+        """Whether the connection closes once the current request is answered."""
+        return self._close or self._force_close
 
     # -- connection -----------------------------------------------------------------------------------
 

@@ -49,6 +49,8 @@ class Kind:
         Names are unique in an organisation, so a name is as good a key as an id, and one a person or a script
         already knows. A ref in the form of an id is tried as an id first: only a resource named like an id is
         found by name through one."""
+        if "\x00" in ref:  # PostgreSQL text cannot hold NUL, so no name has one
+            return None
         if is_uuid(ref):
             row = await self.get(conn, org_id, ref, for_update=for_update)
             if row is not None:
