@@ -90,20 +90,31 @@ class ViolationTracker:
     def _key(self, kind: str, subject: str) -> str:
         return self._settings.redis_key("sec", self._scope, kind, subject)
 
-    async def blocked_for(self, *subjects: str) -> int:
-        """Seconds left on the longest block among ``subjects``; 0 when none is blocked."""
-        keys = [self._key("block", s) for s in subjects if s]
-        if not keys:
+    async def blocked_for(self, *subjects: str, source: str = "") -> int:
+        """Seconds left on the longest block among ``subjects`` that holds against ``source``; 0 when none does.
+
+        A block holds against everyone, except that with a ``source`` (the subject of the caller's address) a
+        blocked subject other than that address (a credential, an account) holds only against the sources that
+        failed for it: whoever knows a consumer's name or an admin's e-mail cannot lock its owner out by failing
+        on purpose from elsewhere, and a guesser gets one more try per new address, not ten."""
+        wanted = [s for s in subjects if s]
+        if not wanted:
             return 0
         async with self._redis.pipeline(transaction=False) as pipe:
-            for k in keys:
-                pipe.pttl(k)
-            ttls = await pipe.execute()
-        longest = max((t for t in ttls if t and t > 0), default=0)
+            for s in wanted:
+                pipe.pttl(self._key("block", s))
+                pipe.sismember(self._key("from", s), source)
+            answers = await pipe.execute()
+        longest = 0
+        for i, s in enumerate(wanted):
+            ttl, failed_from_here = answers[2 * i], answers[2 * i + 1]
+            if ttl and ttl > 0 and (not source or s == source or failed_from_here):
+                longest = max(longest, ttl)
         return -(-longest // 1000)
 
-    async def failure(self, *subjects: str) -> list[str]:
-        """Count one failure for each subject; returns the subjects this failure blocked."""
+    async def failure(self, *subjects: str, source: str = "") -> list[str]:
+        """Count one failure for each subject (and note ``source`` as one that failed for it); returns the
+        subjects this failure blocked."""
         newly: list[str] = []
         for s in subjects:
             if not s:
@@ -112,6 +123,12 @@ class ViolationTracker:
             count = await self._redis.incr(key)
             if int(count) == 1:  # the window starts at the first failure (Redis 6.2 has no EXPIRE NX)
                 await self._redis.expire(key, self.window_s)
+            if source and s != source:
+                sources = self._key("from", s)
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.sadd(sources, source)
+                    pipe.expire(sources, self.window_s + self.block_s)
+                    await pipe.execute()
             if int(count) >= self.max_failures:
                 if await self._redis.set(self._key("block", s), "1", ex=self.block_s, nx=True):
                     newly.append(s)

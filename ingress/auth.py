@@ -108,7 +108,7 @@ class EdgeAuth:
         return f"ip:{source}", named
 
     async def refuse_if_blocked(self, *subjects: str) -> None:
-        retry = await self.tracker.blocked_for(*subjects)
+        retry = await self.tracker.blocked_for(*subjects, source=subjects[0])
         if retry > 0:
             raise SourceBlocked("too many failed attempts: try again later", headers={"Retry-After": str(retry)},
                                 extra={"retry_after_s": retry})
@@ -120,7 +120,7 @@ class EdgeAuth:
         slug = str(org.get("slug", ""))
         await record_security_event(self._redis, self._settings, "auth_failure", org=slug, source=source,
                                     subject=subject, detail=detail)
-        for blocked in await self.tracker.failure(*subjects):
+        for blocked in await self.tracker.failure(*subjects, source=subjects[0]):
             await record_security_event(self._redis, self._settings, "source_blocked", org=slug, source=source,
                                         subject=subject if blocked.startswith("cred:") else source,
                                         detail={**detail, "blocked": blocked.split(":", 1)[0],

@@ -46,7 +46,7 @@ class LoginGuard:
 
     async def check(self) -> None:
         account, address = self._subjects
-        wait = max(await self._account.blocked_for(account), await self._address.blocked_for(address))
+        wait = max(await self._account.blocked_for(account, source=address), await self._address.blocked_for(address))
         if wait:
             raise RateLimited("too many failed logins; try again later", code="login_blocked",
                               headers={"Retry-After": str(wait)})
@@ -56,7 +56,7 @@ class LoginGuard:
         st = self._st
         await record_security_event(st.redis, st.settings, "login_failure", org=org_id, source=self.address,
                                     subject=self.email, detail={"via": via})
-        blocked = [("account", s) for s in await self._account.failure(account)]
+        blocked = [("account", s) for s in await self._account.failure(account, source=address)]
         blocked += [("address", s) for s in await self._address.failure(address)]
         for by, _ in blocked:
             tracker = self._account if by == "account" else self._address

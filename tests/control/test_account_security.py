@@ -90,7 +90,8 @@ async def test_brute_force_from_one_address_across_many_emails(control: Control)
 
 async def test_brute_force_on_one_email_from_many_addresses(control: Control) -> None:
     """Behind a trusted proxy, X-Forwarded-For names the client; one e-mail tried from many addresses
-    is blocked per account, and an unknown e-mail is blocked with the very same answer."""
+    is blocked per account, against the addresses that failed for it (its owner, elsewhere, is not locked out
+    by someone who knows the e-mail), and an unknown e-mail is blocked with the very same answer."""
     async with own_control(control.settings, security_max_failures=3, control_login_address_max_failures=100,
                            control_trusted_proxies="127.0.0.1, 10.0.0.0/8") as c:
         org = await c.new_org("bf")
@@ -102,13 +103,19 @@ async def test_brute_force_on_one_email_from_many_addresses(control: Control) ->
                 # The client's own first hop is a lie; the trusted proxies (127.0.0.1, 10.x) append the truth.
                 r = await _login(c, email.upper(), f"wrong-{i}", addr=f"6.6.6.6, 192.0.2.{i}, 10.9.9.9")
                 assert r.status == 401, r.body
-            r = await _login(c, email, PASSWORD if email == user["email"] else "x", addr="198.51.100.99")
+            r = await _login(c, email, PASSWORD if email == user["email"] else "x", addr="192.0.2.1")
             assert r.status == 429, r.body
             answers[email] = (r.status, r.body["code"], r.body["message"], "Retry-After" in r.headers)
+            # A guesser at a new address gets one try, then the block holds there too.
+            assert (await _login(c, email, "wrong-again", addr="203.0.113.7")).status == 401
+            assert (await _login(c, email, "wrong-more", addr="203.0.113.7")).status == 429
         assert answers[user["email"]] == answers[ghost]
+        # The owner, from an address that never failed, logs in.
+        assert (await _login(c, user["email"], PASSWORD, addr="198.51.100.99")).status == 200
         failures = await _events(c, kind="login_failure")
         sources = {e["source"] for e in failures if e["subject"] == user["email"]}
-        assert sources == {"192.0.2.0", "192.0.2.1", "192.0.2.2"}  # the client, not the proxy or a spoofed hop
+        # The client, not the proxy or a spoofed hop.
+        assert sources == {"192.0.2.0", "192.0.2.1", "192.0.2.2", "203.0.113.7"}
         assert {e["org"] for e in failures if e["subject"] == user["email"]} == {org["id"]}
         blocked = await _events(c, kind="login_blocked")
         assert {e["subject"] for e in blocked} == {user["email"], ghost}

@@ -170,3 +170,31 @@ async def test_control_refuses_entries_that_are_not_networks(control: Any) -> No
         ({"allow": [], "deny": []}, "ip_restriction", "needs allow or deny"),
         ({"allow": ["10.0.0.0/8"], "block": ["1.2.3.4"]}, "ip_restriction.block", "unknown field"),
     ])
+
+
+@pytest.mark.usefixtures("processors", "egress")
+async def test_a_blocked_credential_is_refused_only_where_it_failed(control: Any, behind_proxy: IngressInstance,
+                                                                   recording: Recording) -> None:
+    """Whoever knows a consumer's key prefix (or username) cannot lock the consumer out by failing on purpose
+    from many addresses: the block holds against the addresses that failed, and a new one gets one try."""
+    org, api = await _api(control, recording, behind_proxy, auth={"mode": "api_key"})
+    r = await control.call("POST", f"/api/v1/orgs/{org}/consumers", control.admin_token, {"name": "partner"})
+    k = await control.call("POST", f"/api/v1/orgs/{org}/consumers/{r.body['id']}/keys", control.admin_token, {})
+    key = k.body["key"]
+    now = await control.call("GET", f"/api/v1/orgs/{org}/consumers/{r.body['id']}", control.admin_token)
+    await wait_until(lambda: behind_proxy.snapshot.version_of("consumer", r.body["id"]) == now.body["version"])
+    net = f"198.18.{uuid.uuid4().int % 250}"  # addresses of this test alone (counts are per address too)
+    wrong = key[:10] + "x" * (len(key) - 10)  # the same credential (its first 10 characters), a wrong secret
+    for i in range(10):
+        status, body = await _get(behind_proxy.url, org, uuid.uuid4().hex, {"X-API-Key": wrong, "X-Forwarded-For": f"{net}.{i}"})
+        assert status == 401, body
+    # The credential is blocked: against an address that failed for it, even with the right key.
+    status, body = await _get(behind_proxy.url, org, uuid.uuid4().hex, {"X-API-Key": key, "X-Forwarded-For": f"{net}.3"})
+    assert status == 429 and body["code"] == "source_blocked", body
+    # Its owner, from its own address, is served.
+    status, body = await _get(behind_proxy.url, org, uuid.uuid4().hex, {"X-API-Key": key, "X-Forwarded-For": f"{net}.200"})
+    assert status == 200, body
+    # A guesser at a new address: one try, then refused there too.
+    for expected in (401, 429):
+        status, body = await _get(behind_proxy.url, org, uuid.uuid4().hex, {"X-API-Key": wrong, "X-Forwarded-For": f"{net}.201"})
+        assert status == expected, body
