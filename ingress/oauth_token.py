@@ -16,7 +16,7 @@ from aiohttp import web
 
 from core.callerauth import Credential, oauth2
 from core.callerauth.basic import parse as parse_basic
-from core.errors import ClientError, Forbidden, JunctionError, NotFound, Unauthorized
+from core.errors import ClientError, FieldError, Forbidden, JunctionError, NotFound, Unauthorized
 from core.http import json_response
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot
@@ -75,7 +75,13 @@ class TokenEndpoint:
                 data = json.loads(raw or b"{}")
                 if not isinstance(data, dict):
                     raise ValueError("not an object")
-                return {str(k): str(v) for k, v in data.items() if isinstance(v, (str, int))}
+                # A field of another type is refused, never dropped: a scope sent as a list, left out, would
+                # ask for every scope of the client.
+                wrong = sorted(str(k) for k, v in data.items() if not isinstance(v, str))
+                if wrong:
+                    raise _oauth_error(ClientError, "invalid_request", f"{wrong[0]} must be a string",
+                                       fields=[FieldError(k, "must be a string") for k in wrong])
+                return {str(k): v for k, v in data.items()}
             if request.content_type in ("application/x-www-form-urlencoded", "application/octet-stream", ""):
                 text = raw.decode("utf-8")
                 return {unquote_plus(k): unquote_plus(v) for k, _, v in (p.partition("=") for p in text.split("&") if p)}

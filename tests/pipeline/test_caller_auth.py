@@ -251,3 +251,24 @@ async def test_no_credential_in_clear_on_any_topic_or_in_the_logs(stage: Stage, 
     for secret in used:
         assert secret.encode() not in everything, f"a credential of {len(secret)} chars is on a topic in clear"
         assert secret.encode() not in logs
+
+
+async def test_a_token_request_whose_fields_are_not_strings_is_refused(stage: Stage, ingress: IngressInstance,
+                                                                       upstream: str) -> None:
+    """A scope sent as a JSON list was dropped, and asking for no scope is asking for all the client's: 400."""
+    staged = await stage.api(upstream + "/echo")
+    client_id, secret, client = client_secret_pair(["orders:read", "orders:write"])
+    await publish_consumer(stage, consumer_doc(staged, clients=[client]), ingress)
+    url = f"{ingress.url}/{staged['org']}/oauth/token"
+    async with aiohttp.ClientSession() as s:
+        for body, field in (({"scope": ["orders:read"]}, "scope"), ({"scope": 7}, "scope"),
+                            ({"scope": "orders:read", "extra": {"a": 1}}, "extra")):
+            payload = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret, **body}
+            async with s.post(url, json=payload) as r:
+                answer = await r.json()
+                assert r.status == 400 and answer["error"] == "invalid_request", answer
+                assert [f["field"] for f in answer["fields"]] == [field], answer
+        payload = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret, "scope": "orders:read"}
+        async with s.post(url, json=payload) as r:
+            answer = await r.json()
+            assert r.status == 200 and answer["scope"] == "orders:read", answer
