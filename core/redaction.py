@@ -31,7 +31,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from schemas import CodecError, decode, encode
 
-__all__ = ["MARK", "Redacted", "credential_names", "is_credential_name", "mask_raw", "redact_original", "scrub"]
+__all__ = ["MARK", "Redacted", "credential_names", "is_credential_name", "mask_raw", "presented_credentials",
+           "redact_original", "scrub"]
 
 MARK = "[removed]"
 ALWAYS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
@@ -71,6 +72,13 @@ def is_credential_name(name: str, extra: Iterable[str] = ()) -> bool:
     if lowered in _NOT_SECRET:
         return False
     return lowered in ALWAYS or lowered in extra or bool(_LOOKS_SECRET.search(lowered))
+
+
+def presented_credentials(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The headers of a call that carry a credential by their name (``Authorization``, ``Cookie``, an API key,
+    a session or token header), lower-cased names, in order: on an API that does not authenticate callers,
+    what tells one caller from another to the upstream that checks them."""
+    return [(k.lower(), v) for k, v in headers if is_credential_name(k)]
 
 
 def _pieces(value: str) -> set[str]:

@@ -24,7 +24,7 @@ from ingress.async_results import AsyncResults, Owner, location, parse_prefer, w
 from ingress.auth import Admission, EdgeAuth
 from ingress.compression import compress_response, decoded_headers, read_body
 from ingress.cors import POLICY_KEY, policy_of, preflight_method, preflight_response
-from ingress.idempotency import KEY_HEADER, REPLAYED_HEADER, Claim, IdempotencyKeys, fingerprint
+from ingress.idempotency import KEY_HEADER, REPLAYED_HEADER, Claim, IdempotencyKeys, caller_scope, fingerprint
 from ingress.replies import ReplyReader
 from ingress.response_cache import ResponseCache, upstream_headers
 from ingress.soap_edge import (MEDIA_TYPE, OPERATION_HEADER, Contracts, address_of, answer, fault_response, guess_version,
@@ -137,7 +137,7 @@ class Gateway:
             admission = dataclasses.replace(admission, headers=upstream_headers(admission.headers))
         claim: tuple[str, str, int] | None = None
         if key is not None:
-            redis_key = self._keys.redis_key(org, owner.api_id, owner.consumer, key)
+            redis_key = self._keys.redis_key(org, owner.api_id, caller_scope(owner.consumer, request.headers.items()), key)
             fp = fingerprint(request.method, path, admission.query, body)
             ttl_s = int(api.get("idempotency_ttl_s") or self._settings.idempotency_ttl_s)
             held = await self._keys.claim(redis_key, fp, correlation_id, ttl_s)

@@ -3,7 +3,8 @@ the first one's stored response, without a second outbound call (Zilla's http-ka
 IETF draft on the header).
 
 A key is scoped by organisation, API and consumer (the caller's identity when the API has caller
-auth), so two tenants or two consumers never share one. The first call claims the key (``SET NX``)
+auth; on an API without, the credentials the call carries to the upstream: :func:`caller_scope`), so two
+tenants, two consumers or two callers never share one. The first call claims the key (``SET NX``)
 with a fingerprint of what it asked (method, path, query, body) and its correlation id; its answer
 replaces the claim. Then:
 
@@ -21,12 +22,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from core.errors import Conflict, FieldError, InvalidInput
+from core.redaction import presented_credentials
 from core.settings import Settings
 
 __all__ = ["Claim", "IdempotencyKeys", "KEY_HEADER", "REPLAYED_HEADER", "fingerprint"]
@@ -52,6 +55,16 @@ class Claim:
     fingerprint: str
     correlation_id: str
     answer: dict[str, Any] | None  # {"status", "headers": [[name, value]], "body" (base64)}
+
+
+def caller_scope(consumer: str | None, headers: Iterable[tuple[str, str]]) -> str:
+    """Whose keys a call's key is among: its consumer's on an API that authenticates callers; on one that does
+    not, those of the callers presenting the same credentials upstream (Authorization, a cookie, an API key),
+    so that nobody who learns another caller's key is answered with that caller's stored answer."""
+    if consumer:
+        return consumer
+    presented = presented_credentials(headers)
+    return "presented:" + hashlib.sha256(json.dumps(presented).encode()).hexdigest() if presented else ""
 
 
 class IdempotencyKeys:

@@ -8,9 +8,9 @@ callers. A new version of the API or of its connector therefore reads other keys
 are never read again and expire with their TTL.
 
 Not cached: a request with an ``Idempotency-Key`` or ``Prefer: respond-async`` (the gateway does not
-ask: those have answers of their own), one carrying ``Authorization`` or ``Cookie`` to an API that
-does not authenticate callers, unless ``vary`` names it (it went upstream: the answer may be that
-caller's), and one whose consumer is not known on an API that authenticates callers.
+ask: those have answers of their own), one carrying a credential (``Authorization``, ``Cookie``, an API
+key or any header named like one, core/redaction.py) to an API that does not authenticate callers, unless
+``vary`` names it (it went upstream: the answer may be that caller's), and one whose consumer is not known on an API that authenticates callers.
 
 Stored: the statuses in :data:`STORED_STATUSES`, unless the upstream says ``Cache-Control:
 no-store``, ``private`` or ``no-cache``, sets a cookie, varies on a header ``vary`` does not name,
@@ -40,6 +40,7 @@ from redis.exceptions import RedisError
 
 from core.headers import end_to_end
 from core.metrics import CACHE_HITS, CACHE_MISSES
+from core.redaction import presented_credentials
 from core.settings import Settings
 from core.snapshot import RouteMatch
 from ingress.auth import Admission
@@ -54,8 +55,6 @@ DEFAULT_METHODS = ("GET", "HEAD")
 # Cacheable by default (RFC 9110 §15.1) less 206 (ranges), 405, 414 and 501 (about the request, not the
 # resource) and 308: the answers that describe the resource itself.
 STORED_STATUSES = frozenset({200, 203, 204, 300, 301, 404, 410})
-# Credentials that went upstream with the call: the answer may be that caller's alone.
-_PERSONAL = ("authorization", "cookie")
 _UNCACHED = frozenset({"no-store", "private", "no-cache"})
 
 
@@ -119,7 +118,7 @@ class ResponseCache:
         consumer = admission.principal.consumer_id
         if authenticated and not consumer:
             return None
-        if not authenticated and any(name in request.headers and name not in vary for name in _PERSONAL):
+        if not authenticated and any(name not in vary for name, _ in presented_credentials(request.headers.items())):
             return None
         connector = match.connector or {}
         org = str(match.org.get("slug", ""))

@@ -176,6 +176,27 @@ async def test_an_idempotency_key_answers_a_repeat_without_a_second_call(
     assert status == 200 and body["n"] == 2 and counting.calls[tag] == 2
 
 
+async def test_on_an_api_without_caller_auth_a_key_is_the_callers_who_present_the_same_credentials(
+    ingress: IngressInstance, stage: Stage, counting: Counting
+) -> None:
+    """Attack: whoever learns Alice's key (an order number) must not be answered with Alice's stored answer,
+    which her upstream gave her for her own credentials."""
+    staged = await _api(stage, ingress, counting)
+    tag, key = uuid.uuid4().hex, uuid.uuid4().hex
+    path, body = f"/{staged['org']}/up", b'{"show": "account"}'
+    alice = {TAG: tag, "Idempotency-Key": key, "Authorization": "Bearer ALICE", "Cookie": "sid=alice"}
+    first = await _send(ingress, "POST", path, body=body, headers=alice)
+    assert first[0] == 200 and first[2]["n"] == 1
+    for other in ({}, {"Authorization": "Bearer MALLORY"}, {"Authorization": "Bearer ALICE"}, {"X-API-Key": "k"}):
+        status, got, answer = await _send(ingress, "POST", path, body=body,
+                                          headers={TAG: tag, "Idempotency-Key": key, **other})
+        assert status == 200 and "Idempotent-Replayed" not in got, (other, got)  # a call of its own
+    assert counting.calls[tag] == 5
+    # Alice herself, with the same credentials, is answered from her first call.
+    status, got, answer = await _send(ingress, "POST", path, body=body, headers=alice)
+    assert status == 200 and got["Idempotent-Replayed"] == "true" and answer["n"] == 1 and counting.calls[tag] == 5
+
+
 async def test_a_repeat_while_the_first_call_is_in_flight_is_a_409_then_the_answer(
     ingress: IngressInstance, stage: Stage, counting: Counting
 ) -> None:

@@ -164,11 +164,17 @@ async def test_consumers_do_not_share_entries(ingress: IngressInstance, stage: S
 async def test_a_credential_sent_upstream_is_not_cached_unless_varied_on(ingress: IngressInstance, stage: Stage,
                                                                          counting: Counting) -> None:
     staged = await _cached_api(stage, ingress, counting)
-    tag = uuid.uuid4().hex
-    for _ in range(2):
-        _, headers, _ = await _send(ingress, staged, query={"t": tag}, headers={"Authorization": "Bearer mine"})
-        assert "X-Cache" not in headers
-    assert counting.calls[tag] == 2
+    # Any credential by its name: the upstream may check it and answer that caller alone (attack: a keyed
+    # caller's answer served to one without the key).
+    for credential in ({"Authorization": "Bearer mine"}, {"Cookie": "sid=mine"}, {"X-API-Key": "victimkey"},
+                       {"X-Auth-Token": "t0k3n"}, {"X-Session-Id": "s1"}):
+        tag = uuid.uuid4().hex
+        for _ in range(2):
+            _, headers, _ = await _send(ingress, staged, query={"t": tag}, headers=credential)
+            assert "X-Cache" not in headers, credential
+        assert counting.calls[tag] == 2
+        _, headers, _ = await _send(ingress, staged, query={"t": tag})
+        assert headers["X-Cache"] == "MISS", credential  # nothing of the keyed caller's was kept
     varied = await _cached_api(stage, ingress, counting, cache={"ttl_s": TTL_S, "vary": ["Authorization"]})
     seen = [(await _send(ingress, varied, query={"t": tag}, headers={"Authorization": who}))[1]["X-Cache"]
             for who in ("Bearer a", "Bearer b", "Bearer a")]
