@@ -271,6 +271,14 @@ class Settings:
 
     # Derived -----------------------------------------------------------
     @property
+    def control_url(self) -> str:
+        """Where the management API of these settings answers, for the CLI on the same host: a wildcard
+        listening address is reached on loopback."""
+        host = "127.0.0.1" if self.control_host in ("", "0.0.0.0") else "[::1]" if self.control_host == "::" else \
+            f"[{self.control_host}]" if ":" in self.control_host else self.control_host
+        return f"http://{host}:{self.control_port}"
+
+    @property
     def topics(self) -> Topics:
         return Topics(self.topic_prefix)
 

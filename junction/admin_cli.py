@@ -3,7 +3,8 @@
 ``register(subparsers)`` adds: login, orgs, users, connectors, apis, versions,
 rollback, audit, wait, instances, admin create, admin reset-password, migrate. Every handler is
 ``func(args, settings) -> int`` and prints JSON. The control URL comes from ``--url``
-(default http://127.0.0.1:8081), the token from ``--token`` or JUNCTION_TOKEN.
+(default: where JUNCTION_CONTROL_HOST and JUNCTION_CONTROL_PORT say, http://127.0.0.1:8081), the token from
+``--token`` or JUNCTION_TOKEN.
 """
 from __future__ import annotations
 
@@ -69,6 +70,9 @@ def _json_object(text: str, option: str) -> dict[str, Any]:
     return value
 
 
+URL_HELP = "control URL (default: JUNCTION_CONTROL_HOST and JUNCTION_CONTROL_PORT, http://127.0.0.1:8081)"
+
+
 def _print(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
@@ -78,9 +82,10 @@ def _client_cmd(call: Call) -> Callable[[argparse.Namespace, Settings], int]:
 
     def handler(args: argparse.Namespace, settings: Settings) -> int:
         token = args.token or settings.token or None  # settings.token is JUNCTION_TOKEN
+        url = args.url or settings.control_url
 
         async def run() -> Any:
-            async with JunctionClient(args.url, token) as client:
+            async with JunctionClient(url, token) as client:
                 return await call(client, args)
 
         try:
@@ -92,7 +97,7 @@ def _client_cmd(call: Call) -> Callable[[argparse.Namespace, Settings], int]:
             print(json.dumps(shown, indent=2), file=sys.stderr)
             return 1
         except aiohttp.ClientError as err:
-            print(json.dumps({"code": "unreachable", "message": f"{args.url}: {err}"}), file=sys.stderr)
+            print(json.dumps({"code": "unreachable", "message": f"{url}: {err}"}), file=sys.stderr)
             return 2
         except CliFailure as err:
             print(json.dumps({"code": err.code, "message": str(err), **err.details}), file=sys.stderr)
@@ -131,7 +136,7 @@ def _body(args: argparse.Namespace, flags: dict[str, Any]) -> dict[str, Any]:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", default="http://127.0.0.1:8081", help="control URL")
+    p.add_argument("--url", default=None, help=URL_HELP)
     p.add_argument("--token", default=None, help="bearer token (default: $JUNCTION_TOKEN)")
 
 

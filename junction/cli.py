@@ -201,7 +201,7 @@ async def _dlq_replay(client: Any, args: argparse.Namespace) -> Any:
 
 def _register_dlq_commands(dlq: Any) -> None:
     """``junction dlq list``, ``show`` and ``replay``: the management API, with JUNCTION_TOKEN."""
-    from junction.admin_cli import _client_cmd
+    from junction.admin_cli import URL_HELP, _client_cmd
 
     q = dlq.add_parser("list", help="an organisation's dead letters, newest first, without originals")
     q.add_argument("--org", required=True, help="the organisation (slug or id)")
@@ -233,13 +233,13 @@ def _register_dlq_commands(dlq: Any) -> None:
     q.add_argument("--no-wait", action="store_true", help="print the new job and return without following it")
     q.set_defaults(func=_client_cmd(_dlq_replay))
     for q in (dlq.choices["list"], dlq.choices["show"], dlq.choices["replay"]):
-        q.add_argument("--url", default="http://127.0.0.1:8081", help="control URL")
+        q.add_argument("--url", default=None, help=URL_HELP)
         q.add_argument("--token", default=None, help="bearer token (default: $JUNCTION_TOKEN)")
 
 
 def _register_replay_commands(replay: Any) -> None:
     """``junction replay list``, ``show`` and ``follow``: the jobs ``junction dlq replay`` creates."""
-    from junction.admin_cli import _client_cmd
+    from junction.admin_cli import URL_HELP, _client_cmd
 
     q = replay.add_parser("list", help="an organisation's replay jobs, newest first")
     q.add_argument("--limit", type=int, default=None, help="at most this many")
@@ -252,7 +252,7 @@ def _register_replay_commands(replay: Any) -> None:
     q.set_defaults(func=_client_cmd(lambda c, a: c.wait_replay(a.org, a.id, on_progress=_progress)))
     for q in replay.choices.values():
         q.add_argument("--org", required=True, help="the organisation (slug or id)")
-        q.add_argument("--url", default="http://127.0.0.1:8081", help="control URL")
+        q.add_argument("--url", default=None, help=URL_HELP)
         q.add_argument("--token", default=None, help="bearer token (default: $JUNCTION_TOKEN)")
 
 

@@ -1,12 +1,17 @@
 """The SDK and the CLI against the live control server."""
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import sys
 import uuid
 from typing import Any
 
 import pytest
 
+from core.settings import load_settings
+from junction.broker import free_port
 from junction.sdk import JunctionAPIError, JunctionClient
 from tests.control_support import run_cli
 
@@ -111,3 +116,28 @@ async def test_cli_refuses_a_body_or_file_it_cannot_use_naming_the_option(contro
         assert words in shown["message"], err
     rc, data, err = await run_cli(control, "connectors", "list", slug, *url)
     assert rc == 0 and data == [], err
+
+
+async def test_the_cli_finds_the_management_api_where_the_settings_put_it(control: Any) -> None:
+    """Without --url, the CLI talks to JUNCTION_CONTROL_HOST:JUNCTION_CONTROL_PORT, as the service listens (a
+    moved port must not send every documented command to whatever else answers on 8081)."""
+    org = await control.new_org("cliurl")
+    assert control.settings.control_port != 8081
+    rc, data, err = await run_cli(control, "orgs", "get", org["slug"])  # run_cli passes the control's settings
+    assert rc == 0 and data["slug"] == org["slug"], err
+    port = free_port()
+    env = {**os.environ, **control.settings.to_env(), "JUNCTION_TOKEN": control.admin_token,
+           "JUNCTION_CONTROL_PORT": str(port)}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "junction", "orgs", "get", org["slug"], env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, err_bytes = await proc.communicate()
+    failure = json.loads(err_bytes)
+    assert proc.returncode == 2 and failure["code"] == "unreachable", failure
+    assert failure["message"].startswith(f"http://127.0.0.1:{port}"), failure
+
+
+@pytest.mark.parametrize("host, url", [("127.0.0.1", "http://127.0.0.1:9"), ("0.0.0.0", "http://127.0.0.1:9"),
+                                       ("::", "http://[::1]:9"), ("::1", "http://[::1]:9"),
+                                       ("control.internal", "http://control.internal:9")])
+def test_the_control_url_of_a_listening_address(host: str, url: str) -> None:
+    assert load_settings({"JUNCTION_CONTROL_HOST": host, "JUNCTION_CONTROL_PORT": "9"}).control_url == url
