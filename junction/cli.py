@@ -5,6 +5,7 @@ import argparse
 import asyncio
 import importlib.metadata
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -69,6 +70,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from junction.supervisor import up
 
+    if args.demo and "JUNCTION_ALLOW_PRIVATE_TARGETS" not in os.environ:
+        # The demo upstream listens on loopback, which the SSRF guard refuses: allowed for the demo, as
+        # `make run` does, unless the variable says otherwise (the banner says which).
+        settings = settings.with_overrides(allow_private_targets=True)
     return up(settings, demo=args.demo)
 
 

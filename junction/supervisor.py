@@ -235,6 +235,10 @@ def _banner(settings: Settings, demo: bool, admin_line: str) -> None:
             "Try the demo:",
             f"  curl -s '{ingress}/demo/echo?x=1' -d hello",
             f"  curl -s {ingress}/demo/orders/A-42          # REST in, SOAP out, through a connector script",
+            "  (loopback targets are allowed, for the demo upstream: JUNCTION_ALLOW_PRIVATE_TARGETS=0 turns the SSRF "
+            "guard on)" if settings.allow_private_targets else
+            "  (JUNCTION_ALLOW_PRIVATE_TARGETS is off: the SSRF guard refuses the demo upstream on loopback, so these "
+            "answer 502 target_not_allowed)",
         ]
     lines += ["", "Ctrl-C stops everything.", ""]
     print("\n".join(lines), flush=True)

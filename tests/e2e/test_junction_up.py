@@ -54,6 +54,9 @@ async def test_junction_up_with_nothing_preinstalled_serves_the_demo_and_keeps_i
     """No database or Redis URL: `junction up` starts embedded PostgreSQL and Redis, serves the demo, stops them
     on Ctrl-C, and a second start on the same data finds the configuration and the admin again."""
     up = up_env(settings)
+    # As a user types it, without `make run`'s JUNCTION_ALLOW_PRIVATE_TARGETS: the demo upstream on loopback
+    # must still be served (the SSRF guard would refuse it, and every demo call answer 502).
+    del up.env["JUNCTION_ALLOW_PRIVATE_TARGETS"]
     ingress, control = up.ingress, up.control
     log = Path(up.data_dir) / "first-run.log"
     proc = up.start("--demo", log=log)
@@ -64,7 +67,7 @@ async def test_junction_up_with_nothing_preinstalled_serves_the_demo_and_keeps_i
         assert len(started) >= 8
         await _interrupt(proc, started)
         output = log.read_bytes()
-        assert b"curl -s" in output  # it printed what to curl
+        assert b"curl -s" in output and b"loopback targets are allowed" in output  # what to curl, and why it works
         assert f"127.0.0.1:{up.ports['EMBEDDED_POSTGRES']}".encode() in output
 
         # Second start: the configuration made through the management API is still in PostgreSQL, and is
