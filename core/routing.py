@@ -88,6 +88,10 @@ def parse_template(text: str, field_name: str = "path") -> PathTemplate:
     for i, seg in enumerate(raw):
         if seg == "":
             raise bad("empty segment '//'")
+        if seg in (".", ".."):  # clients resolve dot segments before sending: such a path is never asked for
+            raise bad(f"segment {seg!r}: dot segments are resolved by clients, so no call could reach it")
+        if "%" in seg:  # calls are matched on their decoded path
+            raise bad(f"segment {seg!r}: write the character itself, not a percent-escape (calls are matched decoded)")
         if _LITERAL.match(seg):  # the common case first; a literal has no braces
             segments.append(seg)
             continue
