@@ -293,14 +293,14 @@ USER = _path_param("user", "user id")
 
 
 def _op(summary: str, responses: dict[str, Schema], *, body: str | None = None, params: list[Schema] | None = None,
-        public: bool = False, tag: str = "") -> Schema:
+        public: bool = False, tag: str = "", body_required: bool = True) -> Schema:
     op: Schema = {"summary": summary, "operationId": "", "responses": responses}
     if tag:
         op["tags"] = [tag]
     if params:
         op["parameters"] = params
     if body:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(body)}}}
+        op["requestBody"] = {"required": body_required, "content": {"application/json": {"schema": _ref(body)}}}
     if public:
         op["security"] = []
     return op
@@ -417,9 +417,9 @@ def _consumers() -> dict[str, Schema]:
             "parameters": [ORG, REF],
             "get": _op("List the consumer's API keys (never the keys)", {"200": _json(_list_of("ApiKey"), "keys"),
                                                                          **read_err}, tag=tag),
-            "post": _op("Create an API key: the key is in this answer only",
+            "post": _op("Create an API key: the key is in this answer only (the body may be left out)",
                         {"201": _json(_ref("NewApiKey"), "created", True), **write_err},
-                        body="KeyCreate", params=[_IF_MATCH], tag=tag),
+                        body="KeyCreate", params=[_IF_MATCH], tag=tag, body_required=False),
         },
         one + "/keys/{key_id}": {
             "parameters": [ORG, REF, key],

@@ -16,7 +16,7 @@ from aiohttp import web
 from control.alerting.evaluator import enqueue_acknowledged
 from control.filters import param_errors
 from control.handlers.alert_rules import global_scope
-from control.handlers.common import principal, record, reply, state
+from control.handlers.common import optional_body, principal, record, reply, state
 from control.handlers.paging import one_page, page_query
 from control.handlers.resources import Scope, org_scope
 from control.store import alerts as store
@@ -59,6 +59,7 @@ def _handlers(base: str, scope_of: Callable[..., Awaitable[Scope]]) -> list[web.
         return reply(store.alert_view(row, where.slug, sent.get(str(row["id"]), [])))
 
     async def ack(request: web.Request) -> web.Response:
+        await optional_body(request, None)  # no fields: a body, if any, must say nothing
         ref = request.match_info["id"]
         p = principal(request)
         async with state(request).db.acquire() as conn, conn.transaction():

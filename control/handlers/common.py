@@ -18,8 +18,8 @@ from core.errors import FieldError, InvalidInput, NotFound, PreconditionFailed, 
 from core import http as core_http
 from core.http import json_response
 
-__all__ = ["body", "check_put", "org_for", "principal", "put_data", "record", "reply", "state", "wait_for_reader",
-           "wait_seconds"]
+__all__ = ["body", "check_put", "optional_body", "org_for", "principal", "put_data", "record", "reply", "state",
+           "wait_for_reader", "wait_seconds"]
 
 
 # core.http stores the request id under a RequestKey (newer) or a plain string (older).
@@ -44,6 +44,19 @@ def principal(request: web.Request) -> Principal:
 async def body(request: web.Request, schema_name: str) -> dict[str, Any]:
     st = state(request)
     return await validate_body(request, st.schemas[schema_name], st.settings.control_max_body_bytes)
+
+
+NO_FIELDS: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": False}
+
+
+async def optional_body(request: web.Request, schema_name: str | None) -> dict[str, Any]:
+    """As :func:`body` for an operation whose body may be left out (every field optional): ``{}`` when there is
+    none. ``None``: the operation takes no fields, and a body, if sent, must be ``{}``."""
+    if not request.can_read_body:
+        return {}
+    st = state(request)
+    schema = st.schemas[schema_name] if schema_name else NO_FIELDS
+    return await validate_body(request, schema, st.settings.control_max_body_bytes)
 
 
 def check_put(request: web.Request, data: Any, schema_name: str, ref: str, row: asyncpg.Record | None,

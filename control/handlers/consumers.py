@@ -24,7 +24,7 @@ from aiohttp import web
 
 from control.auth import hash_password
 from control.documents import consumer_event
-from control.handlers.common import body, check_put, org_for, principal, put_data, record, reply, state
+from control.handlers.common import body, check_put, optional_body, org_for, principal, put_data, record, reply, state
 from control.handlers.paging import one_page, tagged_page_query
 from control.handlers.resources import check_count_quota
 from control.store import consumers as store
@@ -226,7 +226,7 @@ def _expiry(raw: str | None) -> datetime | None:
 
 
 async def create_key(request: web.Request) -> web.Response:
-    data = await body(request, "KeyCreate")
+    data = await optional_body(request, "KeyCreate")
     expires_at = _expiry(data.get("expires_at"))
     key = new_api_key()
     async with state(request).db.acquire() as conn, conn.transaction():

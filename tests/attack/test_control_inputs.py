@@ -57,3 +57,18 @@ async def test_json_nested_to_the_limit_is_kept(control: Any) -> None:
     c = await control.new_connector(org, settings=settings)
     r = await control.call("GET", f"/api/v1/orgs/{org}/connectors/{c['id']}", control.admin_token)
     assert r.body["settings"] == settings
+
+
+async def test_a_key_is_made_without_a_body_and_a_bad_one_is_still_refused(control: Any) -> None:
+    """The key body's one field is optional, so the body may be left out (as Kong's key-auth); one that is
+    sent is still checked."""
+    org = (await control.new_org("keys"))["slug"]
+    r = await control.call("POST", f"/api/v1/orgs/{org}/consumers", control.admin_token, {"name": "c"})
+    keys = f"/api/v1/orgs/{org}/consumers/c/keys"
+    r = await control.call("POST", keys, control.admin_token)
+    assert r.status == 201 and r.body["key"] and r.body["expires_at"] is None, r.body
+    for raw, status in ((b"{bad", 400), (b'{"expires": 1}', 422), (b"[]", 422)):
+        r = await control.call("POST", keys, control.admin_token, data=raw, headers={"Content-Type": "application/json"})
+        assert r.status == status, (raw, r.body)
+    r = await control.call("GET", keys, control.admin_token)
+    assert len(r.body) == 1, r.body

@@ -175,6 +175,13 @@ async def test_ack_stops_escalation(control: Any, alerting: Alerting, world: dic
         slug = world["org"]["slug"]
         r = await control.call("POST", f"/api/v1/orgs/{slug}/alerts/{alert_id}/ack", world["viewer"])
         assert r.status == 403, r.body
+        # The acknowledgement takes no fields: a body that says something is refused, and nothing is acknowledged.
+        for raw, status in ((b"{bad", 400), (b'{"note": "x"}', 422), (b'"x"', 422)):
+            r = await control.call("POST", f"/api/v1/orgs/{slug}/alerts/{alert_id}/ack", world["admin"], data=raw,
+                                   headers={"Content-Type": "application/json"})
+            assert r.status == status, (raw, r.body)
+        r = await control.call("GET", f"/api/v1/orgs/{slug}/alerts/{alert_id}", world["admin"])
+        assert r.body["acked_at"] is None, r.body
         r = await control.call("POST", f"/api/v1/orgs/{slug}/alerts/{alert_id}/ack", world["admin"])
         assert r.status == 200 and r.body["acked_at"] and r.body["acked_by"], r.body
         for later in (70, 130):

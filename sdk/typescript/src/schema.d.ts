@@ -1152,7 +1152,7 @@ export interface paths {
         /** List the consumer's API keys (never the keys) */
         get: operations["getOrgsOrgConsumersIdKeys"];
         put?: never;
-        /** Create an API key: the key is in this answer only */
+        /** Create an API key: the key is in this answer only (the body may be left out) */
         post: operations["postOrgsOrgConsumersIdKeys"];
         delete?: never;
         options?: never;
@@ -9034,7 +9034,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody: {
+        requestBody?: {
             content: {
                 "application/json": components["schemas"]["KeyCreate"];
             };
