@@ -438,6 +438,8 @@ def _handlers(spec: Spec) -> list[web.RouteDef]:
             old = content_of(target)
             await _check_name(conn, spec, org_id, old["name"], before["id"])
             content = await spec.prepare(conn, request, org_id, before["id"], old)
+            if content == content_of(row):  # as a PUT or PATCH that changes nothing: no new version, no audit row
+                return reply(shown(before), version=before["version"])
             after = await write_version(conn, request, org, before, content, "rollback", before["id"])
         return reply(shown(after), version=after["version"])
 
