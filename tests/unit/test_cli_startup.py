@@ -3,6 +3,7 @@
 one (kafka-acl needs aiokafka, status prometheus_client) imports it when it runs."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -25,3 +26,18 @@ def test_the_commands_that_need_them_still_have_their_arguments() -> None:
     assert args.producer == ["billing"] and args.create_topics is False and str(args.credentials).endswith("kafka-credentials")
     args = parser.parse_args(["status", "--json"])
     assert args.json is True and args.token is None
+
+
+def test_a_reader_that_goes_away_is_no_traceback() -> None:
+    """`junction ... | head`: when the reader closes the pipe, the CLI stops quietly, as any Unix tool."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written
+    try:
+        # `status` of a gateway that is not there prints its table at once (every service refuses).
+        nowhere = {f"JUNCTION_{s}_PORT": "1" for s in ("INGRESS", "CONTROL", "PROCESSORS", "EGRESS")}
+        done = subprocess.run([sys.executable, "-m", "junction", "status"], stdout=write, stderr=subprocess.PIPE,
+                              env={**os.environ, **nowhere}, timeout=60, check=False)
+    finally:
+        os.close(write)
+    assert b"Traceback" not in done.stderr and b"BrokenPipe" not in done.stderr, done.stderr.decode()
+    assert done.returncode == 141
