@@ -10,6 +10,12 @@ Redirects are not followed unless the call asks for it (a connector's
 ``target.follow_redirects``); a redirect not followed is the upstream's answer,
 3xx and Location as they came. Followed, each hop is guarded like the first and
 at most ``max_redirects`` hops are taken (502 ``too_many_redirects`` beyond).
+
+An answer that is not valid HTTP (a bad status line, framing the parser refuses, a
+final status outside 200..599) is a 502 ``upstream_error``. What the caller reads is
+a fixed message per kind of failure: the exception's own text names the target URL
+(hosts, ports, secrets in its path or query), so it goes only to the log and the
+dead letter (the error's ``detail``).
 """
 from __future__ import annotations
 
@@ -28,9 +34,10 @@ from core.errors import DeadlineExceeded, UpstreamError, UpstreamNotConnected, U
 from core.headers import end_to_end
 from core.ssrf import TargetPolicy
 
-__all__ = ["RestCaller", "UpstreamResponse", "follows_redirects"]
+__all__ = ["INVALID_ANSWER", "RestCaller", "UpstreamResponse", "follows_redirects"]
 
 MAX_REDIRECTS = 5
+INVALID_ANSWER = "the upstream's answer was not valid HTTP"
 
 
 def follows_redirects(connector: Mapping[str, Any] | None) -> bool:
@@ -87,8 +94,15 @@ class RestCaller:
             self._session = None
 
     async def get_bytes(self, url: str, timeout_s: float, *, follow_redirects: bool = False) -> bytes:
-        """A GET whose non-2xx answer is an error (used to load WSDLs and the documents they import)."""
-        response = await self.call("GET", url, [], b"", timeout_s, follow_redirects=follow_redirects)
+        """A GET whose non-2xx answer is an error (used to load WSDLs and the documents they import). Its
+        errors name the document, as SOAP's errors do (docs/connectors.md): an operator's WSDL location,
+        not a REST connector's target."""
+        try:
+            response = await self.call("GET", url, [], b"", timeout_s, follow_redirects=follow_redirects)
+        except UpstreamError as err:
+            err.message = f"GET {url}: {err.message}"
+            err.args = (err.message,)
+            raise
         if not 200 <= response.status < 300:
             raise UpstreamError(f"GET {url} answered {response.status}", code="wsdl_unavailable")
         return response.body
@@ -118,11 +132,13 @@ class RestCaller:
                 # The one hop-by-hop filter on the way in (core/headers.py): after it, nothing adds a header.
                 method, url, headers=end_to_end(headers), data=_payload(body), timeout=timeout,
                 allow_redirects=follow_redirects, max_redirects=self._max_redirects + 1,  # aiohttp counts the answer that stops it
-                skip_auto_headers=("User-Agent", "Content-Type"), **extra,
+                # No Accept-Encoding of aiohttp's own: the caller's goes as it is, none when none, so an
+                # answer is never encoded for a caller that did not ask for it.
+                skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"), **extra,
             ) as resp:
+                _check_status(resp)
                 payload = await _read_limited(resp, self._max_response_bytes)
-                # Plain str names: aiohttp's istr does not cross to the sandbox's worker processes.
-                return UpstreamResponse(resp.status, [(str(k), v) for k, v in resp.headers.items()], payload)
+                return UpstreamResponse(resp.status, _decoded_headers(resp.raw_headers), payload)
         except aiohttp.TooManyRedirects:
             raise UpstreamError(f"the upstream redirected more than {self._max_redirects} times", code="too_many_redirects") from None
         except asyncio.TimeoutError:
@@ -131,13 +147,46 @@ class RestCaller:
             # A certificate the upstream or its CA bundle does not accept: retrying cannot help.
             raise UpstreamError(f"TLS with the upstream failed: {_ssl_reason(exc)}", code="upstream_tls_error") from None
         except aiohttp.ClientConnectorError as exc:  # after ClientSSLError, its subclass
-            raise UpstreamNotConnected(f"upstream unreachable: {exc}") from None
+            raise _failed(UpstreamNotConnected("could not connect to the upstream"), exc) from None
         except (aiohttp.ServerDisconnectedError, ConnectionError) as exc:
-            raise UpstreamUnreachable(f"upstream unreachable: {exc}") from None
+            raise _failed(UpstreamUnreachable("the connection to the upstream broke before it answered"), exc) from None
         except aiohttp.InvalidURL as exc:
-            raise UpstreamError(f"invalid upstream URL: {exc}", code="invalid_upstream_url") from None
+            raise _failed(UpstreamError("the upstream URL is not valid", code="invalid_upstream_url"), exc) from None
+        except (aiohttp.ClientResponseError, aiohttp.ClientPayloadError) as exc:
+            raise _failed(UpstreamError(INVALID_ANSWER), exc) from None
         except aiohttp.ClientError as exc:
-            raise UpstreamError(f"upstream error: {type(exc).__name__}: {exc}") from None
+            raise _failed(UpstreamError("the call to the upstream failed"), exc) from None
+
+
+def _failed(err: UpstreamError, exc: BaseException) -> UpstreamError:
+    """``err``, for the caller, with ``exc``'s own text as its ``detail``, for the log and the dead letter."""
+    err.detail = f"{type(exc).__name__}: {exc}"  # type: ignore[attr-defined]
+    return err
+
+
+def _check_status(resp: aiohttp.ClientResponse) -> None:
+    """Refuse a final status no HTTP answer has: one outside 100..599, or a 1xx (interim answers are
+    skipped by aiohttp, all but 101; a 101 nobody asked for leaves the connection in no known state)."""
+    if not 200 <= resp.status <= 599:
+        resp.close()  # not back into the pool: what follows on that connection is unknown
+        err = UpstreamError(INVALID_ANSWER)
+        err.detail = f"final status {resp.status} {resp.reason or ''}, url={resp.url}"  # type: ignore[attr-defined]
+        raise err
+
+
+def _decoded_headers(raw: tuple[tuple[bytes, bytes], ...]) -> list[tuple[str, str]]:
+    """The answer's header fields as text. A byte that is not UTF-8 (obs-text, RFC 9110 §5.5, such as an
+    older server's Latin-1 ``filename=café``) makes its field read as Latin-1: aiohttp's own reading keeps it
+    as a lone surrogate, which no Reply can carry. Plain str names: aiohttp's istr does not cross to the
+    sandbox's worker processes."""
+    return [(_text(name), _text(value)) for name, value in raw]
+
+
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 def _origin_bound(origin: URL, names: Collection[str]) -> Any:

@@ -18,7 +18,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from core.consume import fetch_decoded
-from core.errors import CircuitOpen, DeadlineExceeded, JunctionError, UpstreamError, UpstreamNotConnected
+from core.errors import CircuitOpen, DeadlineExceeded, JunctionError, TransformError, UpstreamError, UpstreamNotConnected
 from core.headers import pairs_to_records, records_to_pairs, with_correlation_id
 from core.messages import (INVALID_REPLY_PARTITION, dead_letter, error_reply, expired, nobody_waits, now_ms, reply_route_error,
                            reply_target)
@@ -292,7 +292,8 @@ class EgressWorker:
             # A SOAP call whose arguments make no envelope is the caller's fault (422), but, like every failure
             # to load a WSDL or build an envelope, it is kept for the operator.
             if isinstance(err, (UpstreamError, SoapArgumentsInvalid)):
-                details = [f"attempts: {attempts.made}", *err.extra.get("traceback", []), *getattr(err, "script_logs", [])]
+                details = [f"attempts: {attempts.made}", *err.extra.get("traceback", []), *getattr(err, "script_logs", []),
+                           *_detail_lines(err)]
                 records.append(self._dead_letter(call, err, call.get("original") or raw, details))
         finally:
             UPSTREAM_LATENCY.labels(call["org"], call.get("api_id") or NO_API).observe(time.perf_counter() - started)
@@ -349,7 +350,10 @@ class EgressWorker:
                                                            follow_redirects=self._caller.follows_redirects(connector),
                                                            ssl_context=prepared.ssl_context, origin_bound=prepared.origin_bound)
                     except JunctionError as err:
-                        raise prepared.redact(err) from None  # its message goes to the caller and the dead letters
+                        err = prepared.redact(err)  # its message goes to the caller and the dead letters
+                        if getattr(err, "detail", None):
+                            log.warning("call %s to the upstream failed (%s): %s", call["correlation_id"], err.code, err.detail)
+                        raise err from None
             except Exception as exc:
                 await self._breaker_verdict(ticket, exc)
                 raise
@@ -366,7 +370,8 @@ class EgressWorker:
                 if origins:
                     await self._targets.check(url)
                 # A token request, too, is outside the upstream's breaker: it says nothing of the upstream.
-                prepared = await self._upstream_auth.prepare(connector, url, headers, left_s())
+                sent = _unencoded(headers) if has_response_transform(connector) else headers
+                prepared = await self._upstream_auth.prepare(connector, url, sent, left_s())
                 try:
                     response = await send(prepared, url)
                 except (CircuitOpen, UpstreamNotConnected):
@@ -446,6 +451,7 @@ class EgressWorker:
         result = await self._sandbox.transform_response(ref, response, script_ctx(call["org"], api, connector, self._sealer))
         if result.value is None:
             return reply
+        _check_script_headers(result.value["headers"], result.logs)
         return {**reply, "status": int(result.value["status"]), "headers": pairs_to_records(result.value["headers"]),
                 "body": result.value["body"]}
 
@@ -481,6 +487,34 @@ class EgressWorker:
         record.update(inbound_partition=int(call.get("inbound_partition", -1)), inbound_offset=int(call.get("inbound_offset", -1)))
         DEAD_LETTERS.labels("egress", err.code).inc()
         return Outgoing(topics.dlq, (call.get("correlation_id") or "").encode(), encode("DeadLetter", record))
+
+
+def _unencoded(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``headers`` asking the upstream for an unencoded answer: a connector's transform_response reads the
+    body, which it could not if it came gzipped (as the response cache asks, ingress/response_cache.py)."""
+    return [*((k, v) for k, v in headers if k.lower() != "accept-encoding"), ("Accept-Encoding", "identity")]
+
+
+def _detail_lines(err: JunctionError) -> list[str]:
+    """What the caller was not told of ``err`` (egress/caller.py's ``detail``), for the dead letter."""
+    detail = getattr(err, "detail", None)
+    return [f"upstream: {detail}"] if detail else []
+
+
+def _check_script_headers(headers: list[Any], logs: list[str]) -> None:
+    """A response header a script set to text no message can carry (a lone surrogate, ``chr(0xdce9)``) is
+    the script's fault: ``transform_failed``, with the upstream's answer's call dead-lettered, never an
+    egress crash when the Reply is encoded."""
+    for name, value in headers:
+        for part, what in ((name, "name"), (value, "value")):
+            try:
+                str(part).encode("utf-8")
+            except UnicodeEncodeError as exc:
+                err = TransformError(f"connector script failed: response header {str(name)!r} has a {what} that is not "
+                                     f"valid Unicode text ({exc.reason}: {exc.object[exc.start:exc.end]!r})",
+                                     extra={"line": None, "traceback": []})
+                err.script_logs = list(logs)  # type: ignore[attr-defined]
+                raise err from None
 
 
 class _UpstreamFailed(Exception):

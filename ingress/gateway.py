@@ -91,7 +91,7 @@ class Gateway:
                 response.headers.update(admission.response_headers)
             response = await compress_response(request, response, self._settings)
             status = response.status
-            sent = response.content_length or 0
+            sent = 0 if request.method == "HEAD" else response.content_length or 0  # a HEAD's length is a GET's body
             return response
         except Exception as exc:
             status = getattr(exc, "status", 500)
@@ -174,7 +174,7 @@ class Gateway:
                 await self._keys.complete(claim[0], claim[1], correlation_id, reply, claim[2])
             else:  # a failure a retry may cure: the next attempt with this key makes a new call
                 await self._keys.release(claim[0], correlation_id)
-        response = self._response(reply)
+        response = self._response(reply, head=request.method == "HEAD")
         if plan is not None:
             await self._cache.store(plan, reply)
             self._cache.mark(plan, response)
@@ -338,7 +338,20 @@ class Gateway:
         finally:
             self._replies.forget(correlation_id)
 
-    def _response(self, reply: dict[str, Any]) -> web.Response:
+    def _response(self, reply: dict[str, Any], *, head: bool = False) -> web.Response:
+        """The Reply as the caller's answer. To a HEAD, the upstream's Content-Length is kept, the size a GET's
+        body would have (RFC 9110 §9.3.2): elsewhere it is the framing of the body sent, which aiohttp sets."""
         filtered: CIMultiDict[str] = CIMultiDict(end_to_end((h["name"], h["value"]) for h in reply["headers"]))
         filtered[CORRELATION_ID] = reply["correlation_id"]
+        length = _head_length(reply) if head else None
+        if length is not None:
+            filtered["Content-Length"] = length
         return web.Response(status=reply["status"], body=reply["body"], headers=filtered)
+
+
+def _head_length(reply: dict[str, Any]) -> str | None:
+    """The Content-Length an answer to a HEAD came with, when it has no body and one valid length."""
+    lengths = [h["value"].strip() for h in reply["headers"] if h["name"].lower() == "content-length"]
+    if reply["body"] or len(set(lengths)) != 1 or not (lengths[0].isascii() and lengths[0].isdigit()):
+        return None
+    return lengths[0]
