@@ -1,4 +1,8 @@
-"""Circuit breaker state per upstream origin, shared by every egress instance through Redis.
+"""Circuit breaker state per organisation and upstream origin, shared by every egress instance through Redis.
+
+Per organisation: a breaker counts the failures of calls one tenant's connectors made, so no tenant's
+failing calls (or its callers' requests for a path the upstream answers 500) take a shared upstream
+away from another tenant.
 
 pybreaker's ``CircuitRedisStorage`` does not fit: it needs the synchronous redis client (a blocking
 round trip on the event loop at every state read) and its transitions are read-modify-write from
@@ -24,7 +28,7 @@ import redis.asyncio as aioredis
 
 from core.settings import Settings
 
-__all__ = ["BreakerState", "BreakerStore", "State", "origin_of"]
+__all__ = ["BreakerState", "BreakerStore", "State", "origin_of", "target_origins"]
 
 State = Literal["closed", "open", "half_open"]
 # Untouched for a day, an origin's state is forgotten (a closed breaker with a few old failures).
@@ -73,6 +77,16 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
 
 
+def target_origins(target: dict[str, object]) -> list[str]:
+    """The origins whose breakers a connector's calls go through: a REST target's ``origins`` when it lists
+    some, else where its calls go (a SOAP connector's ``address``, else, not knowing the WSDL's
+    ``soap:address`` here, its WSDL's origin, the service's own in nearly every deployment)."""
+    listed = target.get("origins") if target.get("protocol", "rest") == "rest" else None
+    if isinstance(listed, list) and listed:
+        return list(dict.fromkeys(origin_of(str(o)) for o in listed))
+    return [origin_of(str(target.get("address") or target.get("url", "")))]
+
+
 @dataclass(frozen=True)
 class BreakerState:
     origin: str
@@ -98,29 +112,32 @@ class BreakerStore:
         self._failure = redis.register_script(_FAILURE)
         self._release = redis.register_script(_RELEASE)
 
-    def key(self, origin: str) -> str:
-        return self._settings.redis_key("breaker", origin)
+    def key(self, org: str, origin: str) -> str:
+        """``org``: the organisation's slug. A renamed organisation starts with closed breakers, as a restart
+        would: their state lasts seconds, and a slug is what every stage and reader of a call knows."""
+        return self._settings.redis_key("breaker", org, origin)
 
-    async def acquire(self, origin: str, now_ms: int, lease_ms: int) -> tuple[Literal["closed", "trial", "refused"], int, int]:
+    async def acquire(self, org: str, origin: str, now_ms: int,
+                      lease_ms: int) -> tuple[Literal["closed", "trial", "refused"], int, int]:
         """Whether a call may go now (as a trial when half-open), else how long until one may; and the
         failures counted so far."""
-        verdict, wait, *rest = await self._acquire(keys=[self.key(origin)],
+        verdict, wait, *rest = await self._acquire(keys=[self.key(org, origin)],
                                                    args=[now_ms, self.reset_ms, max(lease_ms, 1), _IDLE_TTL_MS])
         failures = int(rest[0]) if rest else 0
         return ("closed", "trial", "refused")[int(verdict)], int(wait), failures  # type: ignore[return-value]
 
-    async def succeeded(self, origin: str, *, trial: bool) -> None:
-        await self._success(keys=[self.key(origin)], args=[int(trial)])
+    async def succeeded(self, org: str, origin: str, *, trial: bool) -> None:
+        await self._success(keys=[self.key(org, origin)], args=[int(trial)])
 
-    async def failed(self, origin: str, now_ms: int, *, trial: bool) -> bool:
+    async def failed(self, org: str, origin: str, now_ms: int, *, trial: bool) -> bool:
         """Count a failure; True if the breaker is open after it."""
-        return bool(await self._failure(keys=[self.key(origin)], args=[now_ms, self.fail_max, int(trial), _IDLE_TTL_MS]))
+        return bool(await self._failure(keys=[self.key(org, origin)], args=[now_ms, self.fail_max, int(trial), _IDLE_TTL_MS]))
 
-    async def release(self, origin: str) -> None:
-        await self._release(keys=[self.key(origin)])
+    async def release(self, org: str, origin: str) -> None:
+        await self._release(keys=[self.key(org, origin)])
 
-    async def read(self, origin: str, now_ms: int) -> BreakerState:
-        raw = await self._redis.hgetall(self.key(origin))  # type: ignore[misc]
+    async def read(self, org: str, origin: str, now_ms: int) -> BreakerState:
+        raw = await self._redis.hgetall(self.key(org, origin))  # type: ignore[misc]
         fields = {k.decode(): int(v) for k, v in raw.items()}
         opened = fields.get("opened_at")
         if opened is None:

@@ -42,9 +42,10 @@ DUPLICATES_SKIPPED = Counter("junction_duplicates_skipped_total", "Redelivered o
 PRODUCE_RETRIES = Counter("junction_produce_retries_total", "Produce attempts retried while the broker was away", ["stage"])
 # reason: unreachable or the transient status (429, 502, 503, 504).
 UPSTREAM_RETRIES = Counter("junction_upstream_retries_total", "Outbound attempts retried after a transient failure", ["reason"])
-# origin: scheme://host:port; at most egress.breaker.MAX_GAUGED_ORIGINS per process (least recently used dropped).
-BREAKER_STATE = Gauge("junction_breaker_state", "Circuit breaker of an upstream origin, as this process last saw it: "
-                      "0 closed, 1 half-open, 2 open", ["origin"])
+# org: the organisation's slug (each has its own breakers); origin: scheme://host:port; at most
+# egress.breaker.MAX_GAUGED_ORIGINS per process (least recently used dropped).
+BREAKER_STATE = Gauge("junction_breaker_state", "Circuit breaker of an organisation's upstream origin, as this process "
+                      "last saw it: 0 closed, 1 half-open, 2 open", ["org", "origin"])
 # The breaker's state is in Redis; when Redis does not answer, calls go ahead as if it were closed (egress/breaker.py).
 BREAKER_STORE_ERRORS = Counter("junction_breaker_store_errors_total", "Circuit-breaker reads and writes Redis did not "
                                "answer; the calls went ahead, as through a closed breaker")

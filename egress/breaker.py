@@ -1,4 +1,5 @@
-"""One circuit breaker per upstream origin, shared by every egress instance (core/breaker_state.py).
+"""One circuit breaker per organisation and upstream origin, shared by every egress instance
+(core/breaker_state.py): one tenant's failing calls never take an upstream away from another.
 
 pybreaker decides what counts as a failure (its ``exclude`` list, as before); the state lives in
 Redis, so N failures seen by any mix of instances open the breaker for all of them. Unreachable
@@ -46,6 +47,7 @@ __all__ = ["MAX_GAUGED_ORIGINS", "Breakers", "Ticket"]
 class Ticket:
     """Leave to call an origin, from :meth:`Breakers.acquire`."""
 
+    org: str
     origin: str
     trial: bool
     clean: bool = False  # no failure was counted when it was given: a success has nothing to reset
@@ -60,38 +62,39 @@ class Breakers:
             ClientError, DeadlineExceeded, asyncio.CancelledError,
             lambda e: isinstance(e, JunctionError) and e.code in _NOT_THE_UPSTREAMS_FAULT,
         ])
-        self._gauged: OrderedDict[str, None] = OrderedDict()
+        self._gauged: OrderedDict[tuple[str, str], None] = OrderedDict()
         # Origins last seen healthy in Redis, until when (monotonic ms): the healthy path skips the round trip,
         # which profiling showed was a sixth of egress's CPU per call.
         self._cache_ms = settings.breaker_cache_ms
-        self._healthy_until: OrderedDict[str, float] = OrderedDict()
+        self._healthy_until: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._next_store_warning = 0.0
 
-    async def acquire(self, url: str, lease_ms: int) -> Ticket:
-        """Leave to call ``url``'s origin now, or :class:`CircuitOpen` at once. ``lease_ms`` bounds
-        how long a half-open trial holds the origin (the call's remaining time)."""
+    async def acquire(self, org: str, url: str, lease_ms: int) -> Ticket:
+        """Leave for ``org`` (an organisation's slug) to call ``url``'s origin now, or :class:`CircuitOpen` at
+        once. ``lease_ms`` bounds how long a half-open trial holds the breaker (the call's remaining time)."""
         origin = origin_of(url)
-        until = self._healthy_until.get(origin)
+        cached = (org, origin)
+        until = self._healthy_until.get(cached)
         if until is not None and time.monotonic() * 1000 < until:
-            return Ticket(origin, False, clean=True)
+            return Ticket(org, origin, False, clean=True)
         try:
-            verdict, wait_ms, failures = await self.store.acquire(origin, now_ms(), lease_ms)
+            verdict, wait_ms, failures = await self.store.acquire(org, origin, now_ms(), lease_ms)
         except _STORE_ERRORS as exc:
             self._store_unavailable(exc)
-            return Ticket(origin, False, clean=True)
+            return Ticket(org, origin, False, clean=True)
         if verdict == "closed" and failures == 0 and self._cache_ms > 0:
-            self._healthy_until[origin] = time.monotonic() * 1000 + self._cache_ms
-            self._healthy_until.move_to_end(origin)
+            self._healthy_until[cached] = time.monotonic() * 1000 + self._cache_ms
+            self._healthy_until.move_to_end(cached)
             while len(self._healthy_until) > MAX_CACHED_ORIGINS:
                 self._healthy_until.popitem(last=False)
         else:
-            self._healthy_until.pop(origin, None)
+            self._healthy_until.pop(cached, None)
         if verdict == "refused":
-            self._gauge(origin, "open")
+            self._gauge(org, origin, "open")
             raise CircuitOpen(f"circuit open for {origin}: too many recent failures",
                               extra={"retry_after_s": round(wait_ms / 1000, 3)})
-        self._gauge(origin, "half_open" if verdict == "trial" else "closed")
-        return Ticket(origin, verdict == "trial", clean=verdict == "closed" and failures == 0)
+        self._gauge(org, origin, "half_open" if verdict == "trial" else "closed")
+        return Ticket(org, origin, verdict == "trial", clean=verdict == "closed" and failures == 0)
 
     def is_failure(self, exc: BaseException) -> bool:
         return self._classifier.is_system_error(exc)  # type: ignore[arg-type]
@@ -102,33 +105,33 @@ class Breakers:
             # counts meanwhile is then reset by the next success that sees it, not by this one.)
             return
         try:
-            await self.store.succeeded(ticket.origin, trial=ticket.trial)
+            await self.store.succeeded(ticket.org, ticket.origin, trial=ticket.trial)
         except _STORE_ERRORS as exc:
             self._store_unavailable(exc)
             return
         if ticket.trial:
-            self._gauge(ticket.origin, "closed")
+            self._gauge(ticket.org, ticket.origin, "closed")
 
     async def failed(self, ticket: Ticket) -> None:
-        self._healthy_until.pop(ticket.origin, None)  # this instance's own failure is never hidden by the cache
+        self._healthy_until.pop((ticket.org, ticket.origin), None)  # this instance's own failure is never hidden by the cache
         try:
-            opened = await self.store.failed(ticket.origin, now_ms(), trial=ticket.trial)
+            opened = await self.store.failed(ticket.org, ticket.origin, now_ms(), trial=ticket.trial)
         except _STORE_ERRORS as exc:
             self._store_unavailable(exc)
             return
         if opened:
-            self._gauge(ticket.origin, "open")
+            self._gauge(ticket.org, ticket.origin, "open")
 
     async def abandoned(self, ticket: Ticket) -> None:
         """The call ended without telling anything about the upstream (its deadline passed)."""
         if ticket.trial:
             try:
-                await self.store.release(ticket.origin)
+                await self.store.release(ticket.org, ticket.origin)
             except _STORE_ERRORS as exc:
                 self._store_unavailable(exc)  # the trial's lease runs out by itself
 
-    async def state(self, url: str) -> BreakerState:
-        return await self.store.read(origin_of(url), now_ms())
+    async def state(self, org: str, url: str) -> BreakerState:
+        return await self.store.read(org, origin_of(url), now_ms())
 
     def _store_unavailable(self, exc: BaseException) -> None:
         BREAKER_STORE_ERRORS.inc()
@@ -137,10 +140,11 @@ class Breakers:
             self._next_store_warning = now + STORE_WARNING_EVERY_S
             log.warning("circuit breakers unavailable (Redis: %s); calls go ahead as through closed breakers", exc)
 
-    def _gauge(self, origin: str, state: str) -> None:
-        self._gauged[origin] = None
-        self._gauged.move_to_end(origin)
-        BREAKER_STATE.labels(origin).set(_GAUGE_VALUE[state])
+    def _gauge(self, org: str, origin: str, state: str) -> None:
+        labels = (org, origin)
+        self._gauged[labels] = None
+        self._gauged.move_to_end(labels)
+        BREAKER_STATE.labels(*labels).set(_GAUGE_VALUE[state])
         while len(self._gauged) > MAX_GAUGED_ORIGINS:
             dropped, _ = self._gauged.popitem(last=False)
-            BREAKER_STATE.remove(dropped)
+            BREAKER_STATE.remove(*dropped)

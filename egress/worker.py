@@ -338,7 +338,8 @@ class EgressWorker:
             """One request within the breaker of ``url``'s origin."""
             remaining = left_s()
             # A SOAP upstream is where its envelopes go (the WSDL's address, or the connector's), not where its WSDL is.
-            ticket = await self._breakers.acquire(prepared.endpoint if protocol == "soap" else url, int(remaining * 1000))
+            ticket = await self._breakers.acquire(call["org"], prepared.endpoint if protocol == "soap" else url,
+                                                  int(remaining * 1000))
             sent_at = time.perf_counter()
             try:
                 if protocol == "soap":

@@ -15,7 +15,7 @@ from control.alerting.rules import Rule
 from control.store.alerts import connector_targets
 from control.store.dead_letters import count_letters
 from control.store.metrics import summarise, window_rows
-from core.breaker_state import BreakerStore, origin_of
+from core.breaker_state import BreakerStore, target_origins
 
 __all__ = ["measure"]
 
@@ -41,8 +41,10 @@ async def measure(conn: asyncpg.Connection, breakers: BreakerStore, rule: Rule, 
 async def _open_breakers(conn: asyncpg.Connection, breakers: BreakerStore, rule: Rule, now: datetime) -> int:
     """Breakers not closed among the upstream origins of the connectors in scope. Half-open counts: no call
     has shown the upstream healthy again yet."""
-    # As control/handlers/breaker.py: a SOAP connector's breaker is its address override's, else its URL's.
-    origins = {origin_of(str(t.get("address") or t.get("url", ""))) for t in await connector_targets(conn, rule.org_id, rule.api)}
+    # Each organisation's breakers for the origins its connectors call (core/breaker_state.py), every origin of
+    # a target that lists several.
+    breakers_in_scope = {(org, origin) for org, target in await connector_targets(conn, rule.org_id, rule.api)
+                         for origin in target_origins(target)}
     now_ms = int(now.timestamp() * 1000)
-    states = [await breakers.read(o, now_ms) for o in sorted(origins) if o != "://"]
+    states = [await breakers.read(org, origin, now_ms) for org, origin in sorted(breakers_in_scope) if origin != "://"]
     return sum(s.state != "closed" for s in states)

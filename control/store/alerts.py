@@ -34,18 +34,22 @@ async def rules_to_evaluate(conn: asyncpg.Connection) -> list[asyncpg.Record]:
         " WHERE coalesce((r.content->>'enabled')::boolean, true) ORDER BY r.id")
 
 
-async def connector_targets(conn: asyncpg.Connection, org_id: str | None, api_id: str | None) -> list[dict[str, Any]]:
-    """The ``target`` of each connector in scope: the API's, else the organisation's (every one for None)."""
+async def connector_targets(conn: asyncpg.Connection, org_id: str | None,
+                            api_id: str | None) -> list[tuple[str, dict[str, Any]]]:
+    """``(organisation slug, target)`` of each connector in scope: the API's, else the organisation's (every
+    one for None)."""
     if api_id is not None:
         rows = await conn.fetch(
-            "SELECT c.content FROM apis a JOIN connectors c ON c.id = a.connector_id"
+            "SELECT o.slug, c.content FROM apis a JOIN connectors c ON c.id = a.connector_id"
+            " JOIN organisations o ON o.id = c.org_id"
             " WHERE a.id::text = $1 AND ($2::uuid IS NULL OR a.org_id = $2::uuid)", api_id, org_id)
     else:
-        rows = await conn.fetch("SELECT content FROM connectors WHERE $1::uuid IS NULL OR org_id = $1::uuid", org_id)
+        rows = await conn.fetch("SELECT o.slug, c.content FROM connectors c JOIN organisations o ON o.id = c.org_id"
+                                " WHERE $1::uuid IS NULL OR c.org_id = $1::uuid", org_id)
     out = []
     for r in rows:
         content = json.loads(r["content"]) if isinstance(r["content"], str) else dict(r["content"])
-        out.append(content.get("target") or {})
+        out.append((str(r["slug"]), content.get("target") or {}))
     return out
 
 

@@ -392,7 +392,7 @@ async def test_every_metric_is_measured(control: Any, alerting: Alerting, world:
     breakers = BreakerStore(alerting.redis, alerting.settings)
     url = world["connector"]["target"]["url"]
     for _ in range(alerting.settings.breaker_fail_max):
-        await breakers.failed(origin_of(url), int(t.timestamp() * 1000), trial=False)
+        await breakers.failed(world["org"]["slug"], origin_of(url), int(t.timestamp() * 1000), trial=False)
 
     def rule(metric: str, api: str | None = api_id) -> Rule:
         return Rule.of(str(uuid.uuid4()), org_id, None, 1, {"name": "m", "metric": metric, "comparison": ">",
@@ -408,7 +408,7 @@ async def test_every_metric_is_measured(control: Any, alerting: Alerting, world:
     assert abs(values["p95_latency_ms"] - 250) / 250 < 0.045 and abs(values["p99_latency_ms"] - 250) / 250 < 0.045
     assert values["dead_letters_per_minute"] == 4 and values["circuit_open"] == 1 and org_wide == 1
     assert idle is None  # no calls: nothing to compare, the condition does not hold
-    await alerting.redis.delete(breakers.key(origin_of(url)))
+    await alerting.redis.delete(breakers.key(world["org"]["slug"], origin_of(url)))
 
 
 async def test_a_rule_written_while_the_evaluator_fires_it_does_not_deadlock(control: Any, alerting: Alerting,

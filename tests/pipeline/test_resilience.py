@@ -207,27 +207,34 @@ async def test_the_breaker_opens_across_two_instances_refuses_at_once_half_opens
             reply = await pair.call(worker, url + "/refused")
             assert reply["status"] == 503 and reply["error_code"] == "circuit_open"
         assert len(up.seen) == FAIL_MAX
-        assert BREAKER_STATE.labels(origin)._value.get() == 2
+        assert BREAKER_STATE.labels("resilience", origin)._value.get() == 2
+        # Another organisation's calls to the same origin have a breaker of their own: still closed.
+        reply = await pair.call(0, url + "/other-tenant", org="another-org")
+        assert reply["status"] == 500 and len(up.seen) == FAIL_MAX + 1
         redis = make_redis(pair.settings)
         store = BreakerStore(redis, pair.settings)
         try:
-            assert (await store.read(origin, int(time.time() * 1000))).state == "open"
+            assert (await store.read("resilience", origin, int(time.time() * 1000))).state == "open"
+            assert (await store.read("another-org", origin, int(time.time() * 1000))).state == "closed"
             # After the reset timeout, half-open: one trial goes through, and its success closes the breaker.
             for _ in range(200):
-                if (await store.read(origin, int(time.time() * 1000))).state == "half_open":
+                if (await store.read("resilience", origin, int(time.time() * 1000))).state == "half_open":
                     break
                 await asyncio.sleep(0.05)
             else:
                 raise AssertionError("the breaker never half-opened")
             up.then = 200
             reply = await pair.call(1, url + "/trial")
-            assert reply["status"] == 200 and len(up.seen) == FAIL_MAX + 1
-            assert (await store.read(origin, int(time.time() * 1000))).state == "closed"
-            assert BREAKER_STATE.labels(origin)._value.get() == 0
+            assert reply["status"] == 200 and len(up.seen) == FAIL_MAX + 2
+            assert (await store.read("resilience", origin, int(time.time() * 1000))).state == "closed"
+            assert BREAKER_STATE.labels("resilience", origin)._value.get() == 0
             reply = await pair.call(0, url + "/after")
             assert reply["status"] == 200
         finally:
             await redis.aclose()
+
+
+ORG = "an-org"
 
 
 async def test_a_half_open_breaker_lets_one_trial_through_and_a_failed_trial_opens_it_again(settings: Settings) -> None:
@@ -236,20 +243,20 @@ async def test_a_half_open_breaker_lets_one_trial_through_and_a_failed_trial_ope
                          fail_max=2, reset_ms=1000)
     origin, t = "http://upstream.test:80", 1_000_000
     try:
-        assert await store.acquire(origin, t, 500) == ("closed", 0, 0)
-        assert not await store.failed(origin, t, trial=False)
-        assert await store.acquire(origin, t, 500) == ("closed", 0, 1)  # one failure counted: a success must reset it
-        assert await store.failed(origin, t + 1, trial=False)  # the second failure opens it
-        assert (await store.acquire(origin, t + 500, 500))[:2] == ("refused", 501)
-        assert (await store.acquire(origin, t + 1001, 500))[:2] == ("trial", 0)
-        assert (await store.acquire(origin, t + 1002, 500))[0] == "refused"  # one trial at a time
-        assert await store.failed(origin, t + 1100, trial=True)  # the trial failed: open again, from now
-        assert (await store.acquire(origin, t + 1500, 500))[:2] == ("refused", 600)
-        assert (await store.acquire(origin, t + 2100, 500))[:2] == ("trial", 0)
-        await store.succeeded(origin, trial=True)
-        assert (await store.read(origin, t + 2200)).state == "closed"
+        assert await store.acquire(ORG, origin, t, 500) == ("closed", 0, 0)
+        assert not await store.failed(ORG, origin, t, trial=False)
+        assert await store.acquire(ORG, origin, t, 500) == ("closed", 0, 1)  # one failure counted: a success must reset it
+        assert await store.failed(ORG, origin, t + 1, trial=False)  # the second failure opens it
+        assert (await store.acquire(ORG, origin, t + 500, 500))[:2] == ("refused", 501)
+        assert (await store.acquire(ORG, origin, t + 1001, 500))[:2] == ("trial", 0)
+        assert (await store.acquire(ORG, origin, t + 1002, 500))[0] == "refused"  # one trial at a time
+        assert await store.failed(ORG, origin, t + 1100, trial=True)  # the trial failed: open again, from now
+        assert (await store.acquire(ORG, origin, t + 1500, 500))[:2] == ("refused", 600)
+        assert (await store.acquire(ORG, origin, t + 2100, 500))[:2] == ("trial", 0)
+        await store.succeeded(ORG, origin, trial=True)
+        assert (await store.read(ORG, origin, t + 2200)).state == "closed"
     finally:
-        await redis.delete(store.key(origin))
+        await redis.delete(store.key(ORG, origin))
         await redis.aclose()
 
 
@@ -270,16 +277,21 @@ async def test_the_breaker_endpoint_shows_the_shared_state_to_those_who_may_read
     store = BreakerStore(redis, control.settings)
     try:
         for _ in range(control.settings.breaker_fail_max):
-            await store.failed(f"http://127.0.0.1:{port}", int(time.time() * 1000), trial=False)
+            await store.failed(org["slug"], f"http://127.0.0.1:{port}", int(time.time() * 1000), trial=False)
         for token in (viewer, control.admin_token):
             r = await control.call("GET", path, token)
             assert r.status == 200 and r.body["state"] == "open" and r.body["retry_after_ms"] > 0, r.body
         r = await control.call("GET", path, stranger)
         assert r.status == 404
+        # The other organisation's connector to the same origin shows its own breaker: closed.
+        theirs = await control.new_connector(other["slug"], target={"protocol": "rest", "method": "GET",
+                                                                    "url": f"http://127.0.0.1:{port}/y"})
+        r = await control.call("GET", f"/api/v1/orgs/{other['slug']}/connectors/{theirs['id']}/breaker", stranger)
+        assert r.status == 200 and r.body["state"] == "closed" and r.body["failures"] == 0, r.body
         r = await control.call("GET", f"/api/v1/orgs/{org['slug']}/connectors/{uuid.uuid4()}/breaker", viewer)
         assert r.status == 404
     finally:
-        await redis.delete(store.key(f"http://127.0.0.1:{port}"))
+        await redis.delete(store.key(org["slug"], f"http://127.0.0.1:{port}"))
         await redis.aclose()
 
 
@@ -307,19 +319,19 @@ async def test_an_instance_trusts_a_healthy_breaker_for_breaker_cache_ms_only(se
         trusting = Breakers(redis, s.with_overrides(breaker_cache_ms=60_000))
         asking = Breakers(redis, s.with_overrides(breaker_cache_ms=0))
         opener = Breakers(redis, s.with_overrides(breaker_cache_ms=60_000))
-        assert (await trusting.acquire(url, 1000)).clean  # read healthy: trusted from now on
+        assert (await trusting.acquire(ORG, url, 1000)).clean  # read healthy: trusted from now on
         for _ in range(2):  # another instance sees two failures: open for everyone who asks
-            ticket = await opener.acquire(url, 1000)
+            ticket = await opener.acquire(ORG, url, 1000)
             assert opener.is_failure(UpstreamUnreachable("down"))
             await opener.failed(ticket)
-        assert (await trusting.acquire(url, 1000)).clean  # still within its cache: it does not know yet
+        assert (await trusting.acquire(ORG, url, 1000)).clean  # still within its cache: it does not know yet
         try:
-            await asking.acquire(url, 1000)
+            await asking.acquire(ORG, url, 1000)
             raise AssertionError("an instance that asks Redis must see the open breaker")
         except CircuitOpen:
             pass
         try:
-            await opener.acquire(url, 1000)  # its own failures dropped its cached health
+            await opener.acquire(ORG, url, 1000)  # its own failures dropped its cached health
             raise AssertionError("the instance that opened the breaker must refuse")
         except CircuitOpen:
             pass
