@@ -234,10 +234,24 @@ def _declared(fields: list[dict[str, Any]], namespace: str) -> tuple[Field, ...]
                        _declared(f.get("fields") or [], namespace)) for f in fields)
 
 
+def _namespace_ok(namespace: str) -> bool:
+    """An absolute URI that the WSDL can be written with: lxml refuses some that the pattern lets
+    through (a quote, ``<``, ``>``, a bad %-escape, non-ASCII), and braces would break the
+    ``{namespace}name`` form every element name is made in."""
+    if not _URI.fullmatch(namespace) or len(namespace) > 512 or "{" in namespace or "}" in namespace:
+        return False
+    try:
+        etree.Element(f"{{{namespace}}}probe", nsmap={"tns": namespace})
+    except ValueError:
+        return False
+    return True
+
+
 def _check_operations(operations: list[dict[str, Any]], namespace: str) -> list[FieldError]:
     errors: list[FieldError] = []
-    if not _URI.fullmatch(namespace) or len(namespace) > 512:
-        errors.append(FieldError("namespace", "must be an absolute URI, such as urn:example:calculator"))
+    if not _namespace_ok(namespace):
+        errors.append(FieldError("namespace", "must be an absolute URI, such as urn:example:calculator "
+                                              "(ASCII, no spaces, quotes, braces, < or >)"))
     names = [str(op.get("name")) for op in operations]
     for i, name in enumerate(names):
         if name in names[:i]:

@@ -69,7 +69,7 @@ def build_parts(settings: Settings, *, targets: TargetPolicy | None = None) -> E
         upstream_auth=UpstreamAuth(caller, sealer),  # its token requests go through the guarded caller
         targets=targets,
         caller=caller,
-        soap=SoapCaller(caller.get_bytes, caller.post),
+        soap=SoapCaller(caller.get_bytes, caller.post, max_answer_bytes=settings.max_body_bytes),
         breakers=Breakers(redis, settings),  # shared with every egress instance through Redis
         balancer=Balancer(),
         redis=redis,

@@ -18,34 +18,46 @@ from hundreds of milliseconds to tens, and small answers faster inline than thro
 (bench/results/soap.json).
 
 Contract: the OutboundCall body is a JSON object of the operation's arguments (the connector
-script shapes it); the Reply body is the operation's result as JSON, keyed by the response's
-element names (egress/soap_reply.py). Failures are JunctionErrors with a code; every failure
-to load the WSDL or to build the envelope is dead-lettered by the worker (an UpstreamError or
-a :class:`SoapArgumentsInvalid`).
+script shapes it), checked against the WSDL before anything is sent (:func:`argument_errors`:
+names, required elements, values of the XML Schema simple types), so a caller's bad argument is
+its 422, never an envelope the service refuses and a 502 counted against the service's breaker;
+the Reply body is the operation's result as JSON, keyed by the response's element names
+(egress/soap_reply.py). Failures are JunctionErrors with a code; every failure to load the WSDL
+or to build the envelope is dead-lettered by the worker (an UpstreamError or a
+:class:`SoapArgumentsInvalid`). The envelope asks for an ``identity`` answer, and one compressed
+anyway is decoded within ``max_answer_bytes``.
 """
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import json
+import math
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from core.errors import DeadlineExceeded, InvalidInput, JunctionError, UpstreamError
-from egress.soap_reply import SoapFault, read_reply
-from egress.soap_wsdl import (MAX_DOCUMENTS, MAX_WSDL_BYTES, Fetch, Port, SoapLoadTimeout, SoapWsdlError, loader,
+from core.errors import DeadlineExceeded, FieldError, InvalidInput, JunctionError, UpstreamError
+from core.settings import Settings
+from egress.soap_reply import SoapFault, decode_answer, read_reply
+from egress.soap_wsdl import (MAX_DOCUMENTS, MAX_WSDL_BYTES, Fetch, Port, SoapLoadTimeout, SoapWsdlError, loader, naming,
                               parse_wsdl, select_port, uploaded_lookup)
 
 __all__ = ["MAX_CLIENTS", "MAX_DOCUMENTS", "MAX_WSDL_BYTES", "PreparedCall", "SoapArgumentsInvalid", "SoapCaller", "SoapFault",
-           "SoapLoadTimeout", "SoapWsdlError", "soap_options"]
+           "SoapLoadTimeout", "SoapWsdlError", "argument_errors", "soap_options"]
 
 MAX_CLIENTS = 256  # loaded WSDLs kept, across connectors and their versions
 CPU_THREADS = 2  # envelope building and answer reading; the GIL makes more threads no faster
 INLINE_BELOW = 16 * 1024  # bytes: smaller arguments or answers are handled on the loop, faster than a thread hop
 WSDL_THREADS = 2  # WSDL parsing: seldom, but long, so apart from the calls' pool
+# Headers of the caller's that say nothing to the SOAP service: the envelope is Junction's, and so is the
+# answer's coding (the caller's Accept-Encoding is for the JSON reply, which ingress encodes itself).
+_NOT_SENT = frozenset({"content-type", "content-length", "soapaction", "accept", "accept-encoding"})
+SHOWN_ARGUMENTS = 20  # argument names a message lists; a wider operation's list ends with "…"
+MAX_FIELDS = 50  # problems an invalid_soap_arguments lists; the message counts the rest
 
 T = TypeVar("T")
 VersionKey = tuple[str, int]
@@ -90,19 +102,22 @@ def soap_options(call: Mapping[str, Any], connector: Mapping[str, Any] | None) -
 
 class SoapCaller:
     def __init__(self, fetch: Fetch, post: Any, *, cpu: Executor | None = None, inline_below: int = INLINE_BELOW,
-                 max_clients: int = MAX_CLIENTS) -> None:
+                 max_clients: int = MAX_CLIENTS, max_answer_bytes: int = Settings.max_body_bytes) -> None:
         """``fetch(url, timeout_s, follow_redirects=...) -> bytes`` loads a WSDL or a document it
         imports; ``post(url, headers, body, timeout_s, follow_redirects=...)`` returns an
         UpstreamResponse. Both come from the egress REST caller, so SOAP shares its pool, SSRF
         guard, size limit, timeouts and error mapping. ``cpu`` builds the envelopes and reads the
         answers (default: a pool of ``CPU_THREADS``), except those smaller than ``inline_below``
-        bytes (JSON arguments, answer), which take less time on the loop than a thread hop."""
+        bytes (JSON arguments, answer), which take less time on the loop than a thread hop.
+        ``max_answer_bytes`` bounds an answer decoded from its Content-Encoding (JUNCTION_MAX_BODY_BYTES,
+        as ``post`` bounds the bytes received)."""
         self._fetch = fetch
         self._post = post
         self._cpu = cpu if cpu is not None else ThreadPoolExecutor(CPU_THREADS, thread_name_prefix="soap-cpu")
         self._wsdl_pool = ThreadPoolExecutor(WSDL_THREADS, thread_name_prefix="soap-wsdl")
         self._inline_below = inline_below
         self._max_clients = max_clients
+        self._max_answer_bytes = max_answer_bytes
         self._clients: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._locks: dict[tuple[Any, ...], asyncio.Lock] = {}
 
@@ -162,8 +177,7 @@ class SoapCaller:
         except DeadlineExceeded as exc:
             raise SoapLoadTimeout(f"loading the WSDL {wsdl_url}: {exc.message}") from None
         except JunctionError as exc:  # same class and code, the message names the WSDL
-            raise type(exc)(f"loading the WSDL {wsdl_url}: {exc.message}", code=exc.code, status=exc.status,
-                            extra=exc.extra) from None
+            raise naming(exc, f"loading the WSDL {wsdl_url}") from None
 
     async def prepare(self, wsdl_url: str, operation: str, body: bytes, headers: list[tuple[str, str]], timeout_s: float, *,
                       address: str | None = None, follow_redirects: bool = False, binding: str | None = None,
@@ -189,8 +203,10 @@ class SoapCaller:
         if not endpoint:
             raise SoapWsdlError(f"the WSDL {wsdl_url} gives no address for its port {chosen.name}")
         payload, soap_headers = await self._cpu_work(len(body), _build, client, chosen, operation, args, endpoint)
-        send = [(k, v) for k, v in headers if k.lower() not in ("content-type", "content-length", "soapaction", "accept")]
-        return PreparedCall(chosen, op, endpoint, payload, send + soap_headers, deadline, follow_redirects)
+        send = [(k, v) for k, v in headers if k.lower() not in _NOT_SENT]
+        # identity: the answer is parsed here, not passed on (a server that compresses anyway is decoded in send).
+        return PreparedCall(chosen, op, endpoint, payload, [*send, *soap_headers, ("Accept-Encoding", "identity")], deadline,
+                            follow_redirects)
 
     async def send(self, prepared: PreparedCall) -> tuple[int, bytes]:
         """POST the envelope and read the answer: (200, the result as JSON), or a JunctionError."""
@@ -200,8 +216,11 @@ class SoapCaller:
         response = await self._post(prepared.endpoint, prepared.headers, prepared.payload, remaining,
                                     follow_redirects=prepared.follow_redirects)
         content_type = next((v for k, v in response.headers if k.lower() == "content-type"), "")
-        result = await self._cpu_work(len(response.body), read_reply, prepared.port.binding, prepared.operation,
-                                      response.status, content_type, response.body)
+        coding = ", ".join(v for k, v in response.headers if k.lower() == "content-encoding")
+        # An encoded answer goes to the pool however small: a few kilobytes can decode to megabytes.
+        size = len(response.body) if not coding else max(len(response.body), self._inline_below)
+        result = await self._cpu_work(size, _read, prepared, response.status, content_type, coding, response.body,
+                                      self._max_answer_bytes)
         return 200, result
 
     async def call(self, wsdl_url: str, operation: str, body: bytes, headers: list[tuple[str, str]], timeout_s: float,
@@ -226,16 +245,32 @@ def _arguments(body: bytes) -> dict[str, Any]:
     return args
 
 
+def _read(prepared: PreparedCall, status: int, content_type: str, coding: str, body: bytes, limit: int) -> bytes:
+    """The answer decoded, then read (egress/soap_reply.py); runs off the event loop unless small."""
+    return read_reply(prepared.port.binding, prepared.operation, status, content_type, decode_answer(coding, body, limit))
+
+
 def _build(client: Any, port: Port, operation: str, args: dict[str, Any], endpoint: str) -> tuple[bytes, list[tuple[str, str]]]:
     """The envelope and its HTTP headers; runs off the event loop."""
     from lxml import etree
     from zeep.exceptions import Error as ZeepError
+    from zeep.exceptions import ValidationError
 
+    op = port.binding.get(operation)
+    errors = argument_errors(op, args)
+    if errors:
+        raise _invalid(op, errors)
     try:
         # zeep's own path (WS-Addressing headers where the WSDL declares actions), short of sending.
         envelope, _ = port.binding._create(operation, (), args, client=client, options={"address": endpoint})
+    except ValidationError as exc:  # what argument_errors leaves to zeep (a choice, an extension, occurrences)
+        raise _invalid(op, [FieldError(_zeep_path(op, exc.path), _zeep_message(exc.message))]) from None
     except (TypeError, ValueError, ZeepError) as exc:
-        raise SoapArgumentsInvalid(f"arguments do not fit operation {operation}: {exc}") from None
+        # zeep's text is a Python signature or an internal message: only the name it refused is kept.
+        refused = re.search(r"unexpected keyword argument '([^']+)'", str(exc))
+        field = (FieldError(_shown(refused.group(1)), "is not a field of the object it is in") if refused
+                 else FieldError("(body)", "does not fit the operation's input"))
+        raise _invalid(op, [field]) from None
     except Exception as exc:  # noqa: BLE001 - a WSDL zeep loaded but cannot serialise for
         raise UpstreamError(f"could not build the {operation} envelope: {type(exc).__name__}: {exc}",
                             code="soap_envelope_failed") from None
@@ -246,3 +281,190 @@ def _build(client: Any, port: Port, operation: str, args: dict[str, Any], endpoi
     else:
         headers = [("Content-Type", "text/xml; charset=utf-8"), ("SOAPAction", f'"{action}"')]
     return etree.tostring(envelope, xml_declaration=True, encoding="utf-8"), headers
+
+
+# -- the arguments against the WSDL ----------------------------------------------------------------------
+# zeep renders whatever it is given (True as "True", 1.5 or 99999999999 for an xsd:int, a dict as its repr):
+# the service would refuse the envelope, and its 500 would be the caller's 502 and the service's breaker count.
+
+# The integer types' value spaces (XML Schema part 2, §3.3): zeep converts them but does not bound them.
+_INTEGER_RANGES: dict[str, tuple[int | None, int | None]] = {
+    "integer": (None, None), "long": (-2**63, 2**63 - 1), "int": (-2**31, 2**31 - 1), "short": (-2**15, 2**15 - 1),
+    "byte": (-2**7, 2**7 - 1), "nonNegativeInteger": (0, None), "positiveInteger": (1, None),
+    "nonPositiveInteger": (None, 0), "negativeInteger": (None, -1), "unsignedLong": (0, 2**64 - 1),
+    "unsignedInt": (0, 2**32 - 1), "unsignedShort": (0, 2**16 - 1), "unsignedByte": (0, 2**8 - 1),
+}
+# Lexical forms where Python's conversion is wider than XML Schema's (int("1_000"), Decimal("NaN")).
+_LEXICAL = {
+    "integer": re.compile(r"\s*[+-]?[0-9]+\s*"),
+    "decimal": re.compile(r"\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)\s*"),
+    "float": re.compile(r"\s*([+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?|[+-]?INF|NaN)\s*"),
+}
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_BOOLEAN_TEXT = frozenset({"true", "false", "1", "0"})
+_TEXT_TYPES = frozenset({"string", "normalizedString", "token", "language", "NMTOKEN", "NMTOKENS", "Name", "NCName", "ID",
+                         "IDREF", "IDREFS", "ENTITY", "ENTITIES", "anyURI", "QName", "NOTATION", "hexBinary"})
+_EXAMPLES = {"date": "a date such as 2024-05-31", "dateTime": "a date and time such as 2024-05-31T12:00:00Z",
+             "time": "a time such as 12:00:00", "duration": "a duration such as P1DT2H", "boolean": "true or false",
+             "decimal": "a number", "float": "a number", "double": "a number", "base64Binary": "base64 text"}
+
+
+def argument_errors(operation: Any, args: dict[str, Any]) -> list[FieldError]:
+    """What in ``args`` does not fit the input of zeep's ``operation``, one FieldError per argument at
+    fault (``order.lines[1].qty``): a name the input does not have, a required element left out, a
+    value that is no valid value of its element's XML Schema simple type. Where the WSDL says more
+    than a sequence of elements (a choice, an extension, xsd:any), what is not checked here is left
+    to zeep's own rendering."""
+    body = operation.input.body if operation.input is not None else None
+    kind = getattr(body, "type", None) if body is not None else None
+    if body is not None and not hasattr(kind, "elements"):
+        return []  # one simple-typed part: zeep's conversion is all there is to check
+    return _object_errors(kind, args, "", f"an argument of {_signature(operation)}", top=True)
+
+
+def _object_errors(kind: Any, value: dict[str, Any], prefix: str, member_of: str, *, top: bool = False) -> list[FieldError]:
+    from zeep.xsd.elements import Element
+
+    elements = [(n, e) for n, e in (kind.elements if kind is not None else []) if isinstance(e, Element)]
+    known = {n for n, _ in (kind.elements if kind is not None else [])}
+    known |= {a.attr_name for a in (kind.attributes if kind is not None else []) if getattr(a, "attr_name", None)}
+    if top:
+        known.add("_soapheaders")  # zeep's own keyword for SOAP header values
+    errors = [FieldError(f"{prefix}{_shown(name)}", f"is not {member_of}") for name in value if name not in known]
+    for name, element in elements:
+        field = f"{prefix}{name}"
+        given = value.get(name)
+        if given is None:
+            if _required(kind, element):
+                errors.append(FieldError(field, "is required"))
+            continue
+        errors += _element_errors(element, given, field)
+    return errors
+
+
+def _required(kind: Any, element: Any) -> bool:
+    """An element no valid envelope leaves out: a direct child of the type's own sequence (or all),
+    at least once, not nillable. Inside a choice or a group it may be left out for another."""
+    container = getattr(kind, "_element", None)
+    if type(container).__name__ not in ("Sequence", "All") or container.min_occurs == 0 or container.accepts_multiple:
+        return False
+    return any(child is element for child in container) and element.min_occurs >= 1 and not element.nillable
+
+
+def _element_errors(element: Any, value: Any, field: str) -> list[FieldError]:
+    if isinstance(value, list):
+        if not element.accepts_multiple:
+            return [FieldError(field, "takes one value, not a list")]
+        return [e for i, item in enumerate(value) for e in _one_value_errors(element, item, f"{field}[{i}]")]
+    return _one_value_errors(element, value, field)
+
+
+def _one_value_errors(element: Any, value: Any, field: str) -> list[FieldError]:
+    kind = element.type
+    if value is None:
+        return []  # nil, or left out: zeep decides by the element's nillable and minOccurs
+    if getattr(kind, "elements", None):  # a complex type with elements of its own
+        if not isinstance(value, dict):
+            return [FieldError(field, f"must be an object with {_names(n for n, _ in kind.elements)}")]
+        return _object_errors(kind, value, f"{field}.", f"a field of {field}")
+    problem = _simple_value_error(kind, value)
+    return [FieldError(field, problem)] if problem else []
+
+
+def _simple_value_error(kind: Any, value: Any) -> str | None:
+    """Why ``value`` is no valid value of the simple type ``kind`` (None: it is, or the type is one
+    zeep does not know the value space of). zeep's own conversion, XML text and back, is the check;
+    what it lets through (a boolean as text, an int out of range, a non-finite number) is added."""
+    name = _builtin_name(kind)
+    if name is None:
+        return None
+    expected = _expected(name)
+    if isinstance(value, (dict, list)):
+        return f"must be {expected}, not {'an object' if isinstance(value, dict) else 'a list'}"
+    if name == "boolean":  # zeep's Boolean renders anything truthy as "true" (" false " too: taken as written only)
+        ok = isinstance(value, bool) or (type(value) is int and value in (0, 1)) or (
+            isinstance(value, str) and value in _BOOLEAN_TEXT)
+        return None if ok else f"must be {expected}"
+    if isinstance(value, bool):  # zeep would send "True"
+        return f"must be {expected}, not {'true' if value else 'false'}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be {expected}, not {value}"
+    if isinstance(value, str) and _NOT_XML.search(value):  # lxml would refuse the envelope
+        return "has a character XML cannot carry (a control character or a lone surrogate)"
+    try:
+        text = kind.xmlvalue(value)
+        parsed = kind.pythonvalue(text)
+    except Exception:  # noqa: BLE001 - zeep's conversions raise ValueError, TypeError, isodate's errors, ...
+        return f"must be {expected}"
+    family = "integer" if name in _INTEGER_RANGES else ("float" if name in ("float", "double") else name)
+    lexical = _LEXICAL.get(family)
+    if lexical is not None and not lexical.fullmatch(str(text)):
+        return f"must be {expected}"
+    if family == "integer":
+        low, high = _INTEGER_RANGES[name]
+        if (low is not None and parsed < low) or (high is not None and parsed > high):
+            return f"must be {expected}"
+    return None
+
+
+def _builtin_name(kind: Any) -> str | None:
+    """The local name of the XML Schema built-in type ``kind`` is or restricts (zeep gives a restricted
+    simple type its base type's class), or None."""
+    from zeep.xsd.types.builtins import BuiltinType
+
+    for cls in type(kind).__mro__:
+        if issubclass(cls, BuiltinType) and "_default_qname" in cls.__dict__:
+            return str(cls._default_qname).rpartition("}")[2]
+    return None
+
+
+def _expected(name: str) -> str:
+    if name in _INTEGER_RANGES:
+        low, high = _INTEGER_RANGES[name]
+        span = (f" from {low} to {high}" if low is not None and high is not None
+                else f" of at least {low}" if low is not None else f" of at most {high}" if high is not None else "")
+        return f"a whole number{span} (xsd:{name})"
+    if name in _TEXT_TYPES:
+        return f"text (xsd:{name})"
+    return f"{_EXAMPLES.get(name, 'a valid value')} (xsd:{name})"
+
+
+def _signature(operation: Any) -> str:
+    body = operation.input.body if operation.input is not None else None
+    kind = getattr(body, "type", None) if body is not None else None
+    return f"{operation.name} ({_names(n for n, _ in getattr(kind, 'elements', []))})"
+
+
+def _names(names: Any) -> str:
+    shown = list(names)
+    return ", ".join(shown[:SHOWN_ARGUMENTS]) + (", …" if len(shown) > SHOWN_ARGUMENTS else "")
+
+
+def _invalid(operation: Any, errors: list[FieldError]) -> SoapArgumentsInvalid:
+    """The 422: a stable message naming the operation's arguments and the first problem, and every problem in ``fields``."""
+    first = errors[0]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return SoapArgumentsInvalid(f"the arguments do not fit operation {_signature(operation)}: {first.field} {first.message}{more}",
+                                fields=errors[:MAX_FIELDS])
+
+
+def _shown(name: str) -> str:
+    """A name the caller sent, as an error can carry it: bounded, and UTF-8 (a lone surrogate from a
+    ``\\udce9`` escape in the JSON would make the reply unencodable)."""
+    return name[:100].encode("utf-8", "backslashreplace").decode("utf-8") + ("…" if len(name) > 100 else "")
+
+
+def _zeep_path(operation: Any, path: list[Any]) -> str:
+    """zeep's render path (``['Divide', 'lines', 0, 'qty']``) as a field (``lines[0].qty``), the wrapper left out."""
+    body = operation.input.body if operation.input is not None else None
+    steps = list(path or [])
+    if steps and body is not None and steps[0] == getattr(body, "name", None):
+        steps = steps[1:]
+    field = ""
+    for step in steps:
+        field += f"[{step}]" if isinstance(step, int) else (f".{step}" if field else str(step))
+    return field or "(body)"
+
+
+def _zeep_message(message: str) -> str:
+    return "is required" if message.startswith("Missing element") else message

@@ -8,20 +8,32 @@ A fault, SOAP 1.1 (``faultcode``/``faultstring``/``detail``) or 1.2 (``Code/Valu
 ``Subcode``, ``Reason/Text``, ``Detail``), is a 502 ``soap_fault``. An answer that is no
 envelope of the binding's version (an HTML error page, a 415, an empty body) is a 502
 ``upstream_error`` naming the upstream's status with a short excerpt.
+
+An answer with a ``Content-Encoding`` (gzip, deflate, br) is decoded first: egress asks for
+``identity``, but a server may compress anyway (IIS static compression, a proxy in front). Its
+decoded size is bounded like every body (``JUNCTION_MAX_BODY_BYTES``): a decoder is never asked for
+more than one byte past the limit, so a zip bomb is a 502 ``upstream_response_too_large``, not a
+worker out of memory.
 """
 from __future__ import annotations
 
 import json
 import re
+import zlib
 from decimal import Decimal
 from typing import Any
 
 from lxml import etree
 
 from core.errors import UpstreamError
+
+try:  # a dependency of Junction (ingress decodes br bodies); br answers are read only where it is installed
+    import brotli
+except ImportError:  # pragma: no cover
+    brotli = None
 from core.safe_xml import safe_parser
 
-__all__ = ["EXCERPT_CHARS", "SoapFault", "read_reply"]
+__all__ = ["EXCERPT_CHARS", "SoapFault", "decode_answer", "read_reply"]
 
 EXCERPT_CHARS = 200
 SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -31,6 +43,10 @@ _WS = re.compile(r"\s+")
 
 class SoapFault(UpstreamError):
     code = "soap_fault"
+
+
+class _Undecodable(Exception):
+    """A compressed answer that is no valid stream of its coding."""
 
 
 def _excerpt(body: bytes) -> str:
@@ -89,6 +105,67 @@ def _fault(fault: etree._Element, envelope_ns: str, status: int) -> SoapFault:
     if detail is not None:
         extra["fault_detail"] = _xml_to_json(detail)
     return SoapFault(f"SOAP fault: {reason.strip()}", extra=extra)
+
+
+def decode_answer(content_encoding: str, body: bytes, limit: int) -> bytes:
+    """``body`` decoded from its ``Content-Encoding`` (as is when none), of at most ``limit`` bytes;
+    an UpstreamError for a coding Junction cannot read, a stream that does not decode, or more."""
+    codings = [c.strip().lower() for c in content_encoding.split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    if not codings or not body:
+        return body
+    coding = codings[0]
+    if len(codings) > 1 or coding not in ("gzip", "x-gzip", "deflate", "br"):
+        raise UpstreamError(f"the upstream answered in Content-Encoding {content_encoding.strip()[:100]!r}, "
+                            "which Junction cannot decode (it asked for identity)")
+    try:
+        decoded = _brotli(body, limit) if coding == "br" else _zlib(coding, body, limit)
+    except (zlib.error, _Undecodable) as exc:
+        raise UpstreamError(f"the upstream's {coding} answer does not decode: {exc}") from None
+    if len(decoded) > limit:
+        raise UpstreamError(f"the upstream's answer exceeds {limit} bytes once decoded from {coding} (JUNCTION_MAX_BODY_BYTES)",
+                            code="upstream_response_too_large")
+    return decoded
+
+
+def _zlib(coding: str, body: bytes, limit: int) -> bytes:
+    """gzip (members in sequence, RFC 1952) or deflate (zlib-wrapped or raw, as servers send both);
+    stops one byte past ``limit``."""
+    out = bytearray()
+    data = body
+    while data:
+        if coding == "deflate":
+            wbits = zlib.MAX_WBITS if (data[0] & 0x0F == 8 and len(data) > 1 and (data[0] << 8 | data[1]) % 31 == 0) \
+                else -zlib.MAX_WBITS
+        else:
+            wbits = 16 + zlib.MAX_WBITS
+        decoder = zlib.decompressobj(wbits)
+        out += decoder.decompress(data, limit + 1 - len(out))  # the room is never 0 (which would mean no bound)
+        if len(out) > limit:
+            return bytes(out)
+        if not decoder.eof:
+            raise _Undecodable("the stream ends early")
+        data = decoder.unused_data if coding != "deflate" else b""
+    return bytes(out)
+
+
+def _brotli(body: bytes, limit: int) -> bytes:
+    if brotli is None:
+        raise UpstreamError("the upstream answered in Content-Encoding br, which this installation cannot decode "
+                            "(no brotli module)")
+    decoder = brotli.Decompressor()
+    try:
+        out = bytearray(decoder.process(body, output_buffer_limit=limit + 1))
+        while len(out) <= limit and not decoder.can_accept_more_data():  # output held back by the bound
+            more = decoder.process(b"", output_buffer_limit=limit + 1 - len(out))
+            if not more:
+                break
+            out += more
+    except brotli.error as exc:
+        raise _Undecodable(str(exc) or "not a br stream") from None
+    if len(out) <= limit and not decoder.is_finished():
+        raise _Undecodable("the stream ends early")
+    return bytes(out)
 
 
 def read_reply(binding: Any, operation: Any, status: int, content_type: str, body: bytes) -> bytes:

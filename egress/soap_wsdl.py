@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from core.errors import DeadlineExceeded, UpstreamError
+from core.errors import DeadlineExceeded, JunctionError, UpstreamError
 from core.ssrf import TargetNotAllowed
 
-__all__ = ["MAX_DOCUMENTS", "MAX_WSDL_BYTES", "Fetch", "Port", "SoapLoadTimeout", "SoapWsdlError", "loader", "parse_wsdl", "select_port",
-           "uploaded_lookup"]
+__all__ = ["MAX_DOCUMENTS", "MAX_WSDL_BYTES", "Fetch", "Port", "SoapLoadTimeout", "SoapWsdlError", "loader", "naming", "parse_wsdl",
+           "select_port", "uploaded_lookup"]
 
 MAX_DOCUMENTS = 32  # the WSDL and what it imports, transitively
 MAX_WSDL_BYTES = 8 * 1024 * 1024  # all of them together
@@ -118,10 +118,20 @@ def loader(fetch: Fetch, wsdl_url: str, document: bytes, timeout_s: float, follo
             raise SoapLoadTimeout(f"loading {location} took longer than {timeout_s * 1000:.0f} ms") from None
         except DeadlineExceeded as exc:  # the session's own timeout
             raise SoapLoadTimeout(f"loading {location}: {exc.message}") from None
+        except JunctionError as exc:  # same class and code; the message names the document (the session's says only how)
+            raise naming(exc, f"loading {location}, imported by the WSDL {wsdl_url}") from None
         budget.add(loaded)
         return loaded
 
     return load
+
+
+def naming(exc: JunctionError, what: str) -> JunctionError:
+    """``exc`` again (same class, code, status), its message saying which document it was about."""
+    named = type(exc)(f"{what}: {exc.message}", code=exc.code, status=exc.status, extra=exc.extra)
+    if getattr(exc, "detail", None):  # what egress/caller.py keeps for the log and the dead letter only
+        named.detail = exc.detail  # type: ignore[attr-defined]
+    return named
 
 
 def parse_wsdl(url: str, document: bytes, load: Callable[[str], bytes]) -> Any:

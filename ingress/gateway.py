@@ -34,7 +34,10 @@ from schemas import encode
 __all__ = ["Gateway", "CORRELATION_ID"]
 
 # A SOAP call's own framing, replaced by the JSON call's: the upstream behind a SOAP API speaks JSON.
-_SOAP_ONLY_HEADERS = frozenset({"content-type", "content-length", "soapaction", "accept", OPERATION_HEADER.lower()})
+# What the SOAP caller said about its envelope, not about the REST call made for it. Accept-Encoding too: the JSON
+# answer is read here to build the SOAP one, so it is asked for unencoded.
+_SOAP_ONLY_HEADERS = frozenset({"content-type", "content-length", "soapaction", "accept", "accept-encoding",
+                                OPERATION_HEADER.lower()})
 _CORRELATION = re.compile(r"[0-9a-f]{32}")
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 _INLINE_PARSE_BYTES = 64 * 1024  # larger envelopes are parsed in a thread, off the event loop
@@ -267,7 +270,7 @@ class Gateway:
             version = call.version
             headers = [(k, v) for k, v in decoded_headers(admission.headers) if k.lower() not in _SOAP_ONLY_HEADERS]
             headers += [("Content-Type", "application/json"), ("Accept", "application/json"),
-                        (OPERATION_HEADER, call.operation.name)]
+                        ("Accept-Encoding", "identity"), (OPERATION_HEADER, call.operation.name)]
             reply = await self._call(request, org, path, match.api, match.path_params, json_bytes(call.arguments),
                                      self._timeout_ms(match), dataclasses.replace(admission, headers=headers))
             extra[CORRELATION_ID] = reply["correlation_id"]

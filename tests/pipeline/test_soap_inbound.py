@@ -8,6 +8,7 @@ operation's response envelope, or a fault of its own SOAP version.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -105,8 +106,17 @@ async def rest_upstream() -> AsyncIterator[Upstream]:
                                              "notes": ["one", "two"], "extra": {"ignored": True}}),
                             content_type="application/json")
 
+    async def gz_calc(request: web.Request) -> web.Response:
+        """As nginx with gzip on: a compressed answer to whoever accepts one."""
+        answer = await calc(request)
+        if "gzip" not in request.headers.get("Accept-Encoding", ""):
+            return answer
+        return web.Response(body=gzip.compress(answer.body), headers={"Content-Encoding": "gzip"},
+                            content_type="application/json")
+
     app = web.Application()
-    app.add_routes([web.post("/calc", calc), web.post("/v2/calc", calc_v2), web.post("/orders", orders)])
+    app.add_routes([web.post("/calc", calc), web.post("/v2/calc", calc_v2), web.post("/orders", orders),
+                    web.post("/gzcalc", gz_calc)])
     async with serving(app) as url:
         up.url = url
         yield up
@@ -303,6 +313,16 @@ async def test_caller_auth_and_rate_limits_work_for_a_soap_api(
 
 
 # -- code first -------------------------------------------------------------------------------------------
+@needs_wsdls
+async def test_a_rest_upstream_that_compresses_is_asked_for_an_unencoded_answer(
+        control: Any, ingress: IngressInstance, rest_upstream: Upstream) -> None:
+    """The SOAP caller's Accept-Encoding is about the envelope it gets, not the JSON read to build it."""
+    url, _ = await soap_api(control, ingress, rest_upstream.url + "/gzcalc", wsdl=CALCULATOR.read_text())
+    status, _, root = await post(url, envelope(add(2, 3)), action=TEMPURI + "Add", headers={"Accept-Encoding": "gzip"})
+    assert status == 200 and root.findtext(f".//{{{TEMPURI}}}AddResult") == "5"
+    assert rest_upstream.seen[-1]["headers"].get("Accept-Encoding") == "identity"
+
+
 async def test_code_first_operations_round_trip_through_zeep_as_json(
         control: Any, ingress: IngressInstance, rest_upstream: Upstream) -> None:
     url, _ = await soap_api(control, ingress, rest_upstream.url + "/orders", operations=ORDER_OPS,
