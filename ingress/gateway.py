@@ -185,20 +185,24 @@ class Gateway:
 
     async def _repeat(self, held: Claim, fp: str, ttl_s: int) -> web.StreamResponse:
         """The answer to a repeated Idempotency-Key: the first call's, or 409 while it is in flight."""
+        response = self._response(await self._first_reply(held, fp, ttl_s))
+        response.headers[REPLAYED_HEADER] = "true"
+        return response
+
+    async def _first_reply(self, held: Claim, fp: str, ttl_s: int) -> dict[str, Any]:
+        """The reply of the first call with a repeated Idempotency-Key (422 for another request, 409 while
+        the first is in flight), from its stored answer or, once there, its result."""
         self._keys.check(held, fp)
         if held.answer is None:
             reply = await self._results.result(held.correlation_id)
             if reply is None or reply["status"] >= 500:
                 raise self._keys.in_flight(held, location(held.correlation_id))
             await self._keys.complete(held.redis_key, held.fingerprint, held.correlation_id, reply, ttl_s)
-            response = self._response(reply)
-        else:
-            answer = held.answer
-            headers: CIMultiDict[str] = CIMultiDict(end_to_end((str(k), str(v)) for k, v in answer["headers"]))
-            headers[CORRELATION_ID] = held.correlation_id
-            response = web.Response(status=int(answer["status"]), body=base64.b64decode(answer["body"]), headers=headers)
-        response.headers[REPLAYED_HEADER] = "true"
-        return response
+            return reply
+        answer = held.answer
+        return {"correlation_id": held.correlation_id, "status": int(answer["status"]),
+                "headers": [{"name": str(k), "value": str(v)} for k, v in answer["headers"]],
+                "body": base64.b64decode(answer["body"])}
 
     def _accepted(self, correlation_id: str, headers: dict[str, str]) -> web.Response:
         where = location(correlation_id)
@@ -271,8 +275,9 @@ class Gateway:
             headers = [(k, v) for k, v in decoded_headers(admission.headers) if k.lower() not in _SOAP_ONLY_HEADERS]
             headers += [("Content-Type", "application/json"), ("Accept", "application/json"),
                         ("Accept-Encoding", "identity"), (OPERATION_HEADER, call.operation.name)]
-            reply = await self._call(request, org, path, match.api, match.path_params, json_bytes(call.arguments),
-                                     self._timeout_ms(match), dataclasses.replace(admission, headers=headers))
+            arguments = json_bytes(call.arguments)
+            reply = await self._soap_call(request, org, path, match, arguments, call.operation.name,
+                                          dataclasses.replace(admission, headers=headers), extra)
             extra[CORRELATION_ID] = reply["correlation_id"]
             if reply["status"] >= 400:
                 raise reply_error(reply)
@@ -283,6 +288,38 @@ class Gateway:
         except JunctionError as err:
             return fault_response(version, err, correlation_id=extra.get(CORRELATION_ID) or err.headers.get(CORRELATION_ID),
                                   headers=extra)
+
+    async def _soap_call(self, request: web.Request, org: str, path: str, match: RouteMatch, arguments: bytes,
+                         operation: str, admission: Admission, extra: dict[str, str]) -> dict[str, Any]:
+        """The JSON call a SOAP request makes, once per Idempotency-Key, as a REST call's (the key's request is
+        the operation and its arguments, not the envelope's wording); a repeat's reply is the first call's."""
+        key = request.headers.get(KEY_HEADER)
+        if key is None:
+            return await self._call(request, org, path, match.api, match.path_params, arguments, self._timeout_ms(match),
+                                    admission)
+        correlation_id = uuid.uuid4().hex
+        scope = caller_scope(admission.principal.consumer_id, request.headers.items())
+        redis_key = self._keys.redis_key(org, str(match.api.get("id", "")), scope, key)
+        fp = fingerprint("POST", path, [(OPERATION_HEADER, operation)], arguments)
+        ttl_s = int(match.api.get("idempotency_ttl_s") or self._settings.idempotency_ttl_s)
+        held = await self._keys.claim(redis_key, fp, correlation_id, ttl_s)
+        if held is not None:
+            reply = await self._first_reply(held, fp, ttl_s)
+            extra[REPLAYED_HEADER] = "true"
+            return reply
+        try:
+            reply = await self._call(request, org, path, match.api, match.path_params, arguments, self._timeout_ms(match),
+                                     admission, correlation_id=correlation_id)
+        except DeadlineExceeded:
+            raise  # produced: the call may still finish, and its key stays held by it
+        except JunctionError:
+            await self._keys.release(redis_key, correlation_id)  # never produced: the key is free for a new attempt
+            raise
+        if reply["status"] < 500:
+            await self._keys.complete(redis_key, fp, correlation_id, reply, ttl_s)
+        else:  # a failure a retry may cure: the next attempt with this key makes a new call
+            await self._keys.release(redis_key, correlation_id)
+        return reply
 
     async def _read_body(self, request: web.Request) -> bytes:
         """The body, decoded if the caller encoded it (its Content-Encoding then goes no further)."""

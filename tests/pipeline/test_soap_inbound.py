@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -313,6 +314,31 @@ async def test_caller_auth_and_rate_limits_work_for_a_soap_api(
 
 
 # -- code first -------------------------------------------------------------------------------------------
+@needs_wsdls
+async def test_an_idempotency_key_makes_a_soap_call_once(control: Any, ingress: IngressInstance,
+                                                         rest_upstream: Upstream) -> None:
+    """As for a REST API: the same key and the same operation and arguments are answered from the first call
+    (however the envelope is worded); other arguments under the same key are a fault (422), not a second call."""
+    url, _ = await soap_api(control, ingress, rest_upstream.url + "/calc", wsdl=CALCULATOR.read_text())
+    key = uuid.uuid4().hex
+    before = len(rest_upstream.seen)
+    statuses, headers = [], []
+    for body, version in ((envelope(add(20, 22)), "1.1"), (envelope(add(20, 22)), "1.1"),
+                          (envelope(add(20, 22), "1.2"), "1.2")):
+        status, got, root = await post(url, body, version=version, action=TEMPURI + "Add", headers={"Idempotency-Key": key})
+        assert status == 200 and root.findtext(f".//{{{TEMPURI}}}AddResult") == "42", (version, status)
+        statuses.append(status)
+        headers.append(got)
+    assert len(rest_upstream.seen) == before + 1  # one call upstream
+    assert "Idempotent-Replayed" not in headers[0] and headers[1]["Idempotent-Replayed"] == "true"
+    assert headers[0]["X-Correlation-Id"] == headers[1]["X-Correlation-Id"] == headers[2]["X-Correlation-Id"]
+    status, _, root = await post(url, envelope(add(20, 23)), action=TEMPURI + "Add", headers={"Idempotency-Key": key})
+    fault = fault_of(root)
+    assert (status, fault["code"], fault["error"], fault["status"]) == (500, "Client", "idempotency_key_reused", 422), fault
+    assert fault["fields"] == {"Idempotency-Key": "was used for a different request"}, fault
+    assert len(rest_upstream.seen) == before + 1
+
+
 @needs_wsdls
 async def test_a_rest_upstream_that_compresses_is_asked_for_an_unencoded_answer(
         control: Any, ingress: IngressInstance, rest_upstream: Upstream) -> None:
