@@ -26,7 +26,10 @@ import re
 from collections.abc import Iterable
 from typing import TypedDict
 
-__all__ = ["CORRELATION_ID", "HEADER_NAME", "HOP_BY_HOP", "Header", "with_correlation_id", "end_to_end", "pairs_to_records", "records_to_pairs"]
+__all__ = [
+    "CONSUMED_PREFERENCES", "CORRELATION_ID", "HEADER_NAME", "HOP_BY_HOP", "Header", "with_correlation_id", "end_to_end",
+    "pairs_to_records", "records_to_pairs", "without_preferences",
+]
 
 # The call's id: answered to the caller, sent to the upstream, on every dead letter and request log.
 CORRELATION_ID = "X-Correlation-Id"
@@ -40,6 +43,10 @@ HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
     "te", "trailer", "transfer-encoding", "upgrade", "content-length", "host",
 })
+
+# RFC 7240 preferences Junction applies itself, at its edge (docs/async.md): ``respond-async`` (a 202 and a
+# Location) and ``wait`` (a long poll). Asked again, an upstream would answer Junction 202 too, or hold it.
+CONSUMED_PREFERENCES = frozenset({"respond-async", "wait"})
 
 
 class Header(TypedDict):
@@ -72,3 +79,41 @@ def with_correlation_id(headers: Iterable[tuple[str, str]], correlation_id: str)
     """``headers`` with the call's own correlation id, in place of any a caller or a script set: the id an
     upstream logs is the one its caller got, and one no caller chose."""
     return [(k, v) for k, v in headers if k.lower() != "x-correlation-id"] + [(CORRELATION_ID, correlation_id)]
+
+
+def _list_items(value: str) -> list[str]:
+    """The comma-separated items of a header value, a comma inside a quoted string not counting."""
+    items, current, quoted, escaped = [], [], False, False
+    for ch in value:
+        if escaped:
+            escaped = False
+        elif quoted and ch == "\\":
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+        elif ch == "," and not quoted:
+            items.append("".join(current))
+            current = []
+            continue
+        current.append(ch)
+    items.append("".join(current))
+    return items
+
+
+def _preference_name(item: str) -> str:
+    return item.split(";", 1)[0].split("=", 1)[0].strip().lower()
+
+
+def without_preferences(headers: Iterable[tuple[str, str]],
+                        names: frozenset[str] = CONSUMED_PREFERENCES) -> list[tuple[str, str]]:
+    """``headers`` with the preferences ``names`` taken out of every ``Prefer`` header; the others stay as
+    written (``return=minimal``, say), and a ``Prefer`` left with none is dropped."""
+    out = []
+    for name, value in headers:
+        if name.lower() != "prefer":
+            out.append((name, value))
+            continue
+        kept = [item.strip() for item in _list_items(value) if item.strip() and _preference_name(item) not in names]
+        if kept:
+            out.append((name, ", ".join(kept)))
+    return out

@@ -13,8 +13,8 @@ from core.redaction import redact_original, scrub
 from schemas.types import DeadLetter, InboundCall, Reply
 
 __all__ = [
-    "INVALID_REPLY_PARTITION", "INVALID_REPLY_TOPIC", "dead_letter", "error_reply", "expired", "is_results_topic",
-    "nobody_waits", "now_ms", "reply_route_error", "reply_target", "strip_secrets",
+    "INVALID_REPLY_PARTITION", "INVALID_REPLY_TOPIC", "dead_letter", "encodable", "error_reply", "expired",
+    "is_results_topic", "nobody_waits", "now_ms", "reply_route_error", "reply_target", "strip_secrets",
 ]
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,31 @@ INVALID_REPLY_TOPIC = "invalid_reply_topic"
 INVALID_REPLY_PARTITION = "invalid_reply_partition"
 # What Kafka accepts as a topic name.
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+# Code points UTF-8 cannot carry: a lone surrogate (from a script's text, a decoded byte, a caller's escape).
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_REPLACEMENT = "\ufffd"
+
+
+def encodable(text: str) -> str:
+    """``text`` with every surrogate code point replaced by U+FFFD: what a message field can carry. Error
+    text may come from a script or a caller, and a Reply or dead letter that cannot be encoded is an error
+    nobody ever sees."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return _SURROGATES.sub(_REPLACEMENT, text)
+
+
+def _encodable_data(value: Any) -> Any:
+    """A JSON-able value with every string in it (keys too) made :func:`encodable`."""
+    if isinstance(value, str):
+        return encodable(value)
+    if isinstance(value, Mapping):
+        return {encodable(str(k)): _encodable_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encodable_data(v) for v in value]
+    return value
 
 
 def now_ms() -> int:
@@ -31,17 +56,17 @@ def now_ms() -> int:
 
 def error_reply(call: Mapping[str, Any], err: JunctionError, *, stage: str) -> Reply:
     """The Reply that carries ``err`` to the caller, rendered once, as JSON."""
-    body = {**err.to_dict(), "correlation_id": call["correlation_id"]}
+    body = _encodable_data({**err.to_dict(), "correlation_id": call["correlation_id"]})
     headers = [{"name": "Content-Type", "value": "application/json"}]
-    headers += [{"name": k, "value": v} for k, v in err.headers.items()]
+    headers += [{"name": encodable(str(k)), "value": encodable(str(v))} for k, v in err.headers.items()]
     return {
         "correlation_id": call["correlation_id"],
         "org": call.get("org", ""),
         "status": err.status,
         "headers": headers,
         "body": json.dumps(body, separators=(",", ":")).encode(),
-        "error_code": err.code,
-        "error_message": err.message,
+        "error_code": encodable(err.code),
+        "error_message": encodable(err.message),
         "stage": stage,
         "config_version": int(call.get("config_version", 0)),
         "produced_at_ms": now_ms(),
@@ -140,15 +165,15 @@ def dead_letter(
     The values removed are scrubbed from the message and details too: a script's traceback may print them.
     """
     redacted = redact_original(original, auth=auth)
-    lines = [scrub(str(x), redacted.removed_values) for x in list(details or err.extra.get("traceback", []))][:199]
+    lines = [encodable(scrub(str(x), redacted.removed_values)) for x in list(details or err.extra.get("traceback", []))][:199]
     if redacted.removed_names:
         lines.append("removed from original: " + ", ".join(dict.fromkeys(redacted.removed_names)))
     return {
         "correlation_id": call.get("correlation_id", ""),
         "org": call.get("org", ""),
         "stage": stage,
-        "error_code": err.code,
-        "error_message": scrub(err.message, redacted.removed_values),
+        "error_code": encodable(err.code),
+        "error_message": encodable(scrub(err.message, redacted.removed_values)),
         "original_topic": original_topic,
         "original": redacted.original,
         "attempt": int(call.get("attempt", 1)),

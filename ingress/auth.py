@@ -19,7 +19,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from core.callerauth import MISSING, CallerAuth, Credential, Principal, consumer_header, limits_for, mode_of, without
+from core.callerauth import MISSING, CallerAuth, Credential, Principal, consumer_headers, limits_for, mode_of, without
 from core.callerauth.base import Pairs
 from core.client_address import AddressRule, client_address, is_trusted, trusted_networks
 from core.errors import FieldError, Forbidden, RateLimited, Unauthorized
@@ -94,9 +94,10 @@ class EdgeAuth:
                 raise
             if credential is not None:
                 await self.tracker.success(subjects[1])
-            # The credential goes on sealed, never in clear; a caller's own consumer header is not believed.
-            strip = extracted.strip_headers | {consumer_header(api.get("auth") or {}).lower()}
-            headers, query = without(headers, strip), without(query, extracted.strip_query)
+            # The credential goes on sealed, never in clear.
+            headers, query = without(headers, extracted.strip_headers), without(query, extracted.strip_query)
+        # A caller's own consumer header is not believed, whatever the mode: only Junction says who called.
+        headers = without(headers, consumer_headers(api.get("auth") or {}))
         response_headers = await self.rate_limit(api, org, principal, source)
         return Admission(headers, query, credential, principal, response_headers)
 

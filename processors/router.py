@@ -17,9 +17,10 @@ from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 
 import yarl
 
-from core.callerauth import CallerAuth, Principal, consumer_header, mode_of, without
+from core.callerauth import CallerAuth, Principal, consumer_header, consumer_headers, mode_of, without
 from core.callerauth.base import INVALID
-from core.errors import JunctionError, Unauthorized, MethodNotAllowed, NotFound, ServiceUnavailable, TransformError
+from core.errors import FieldError, JunctionError, Unauthorized, MethodNotAllowed, NotFound, ServiceUnavailable, TransformError
+from core.headers import without_preferences
 from core.kafka import Outgoing, topic_partitions
 from core.messages import (INVALID_REPLY_PARTITION, INVALID_REPLY_TOPIC, dead_letter, error_reply, expired, nobody_waits,
                            now_ms, reply_route_error, reply_target, strip_secrets)
@@ -100,7 +101,9 @@ def fill_target(target_url: str, params: dict[str, str]) -> str:
         try:
             return _encode_param(params.get(m.group(1), ""), m.group(0).endswith("+}"))
         except UnicodeEncodeError:
-            raise InvalidPathParameter(f"path parameter {m.group(1)!r} is not valid text", extra={"parameter": m.group(1)}) from None
+            name = m.group(1)
+            raise InvalidPathParameter(f"path parameter {name!r} is not valid text", extra={"parameter": name},
+                                       fields=[FieldError(name, "is not valid text")]) from None
 
     return _PLACEHOLDER.sub(fill, target_url)
 
@@ -136,9 +139,17 @@ def _check_within(url: str, target_url: str) -> None:
     whichever way aiohttp is handed it."""
     for sent, base in _sent_paths(url, target_url):
         if not sent.startswith(base):
-            raise InvalidPathParameter(f"the path parameters would take the call outside {base}")
+            raise InvalidPathParameter(f"the path parameters would take the call outside {base}",
+                                       fields=_param_fields(target_url, f"takes the call outside {base}"))
         if any(_climbs(segment) for segment in sent[len(base):].split("/")):
-            raise InvalidPathParameter("the path parameters would put a '.' or '..' segment in the outbound path")
+            raise InvalidPathParameter("the path parameters would put a '.' or '..' segment in the outbound path",
+                                       fields=_param_fields(target_url, "puts a '.' or '..' segment in the outbound path"))
+
+
+def _param_fields(target_url: str, message: str) -> list[FieldError]:
+    """One field per path parameter the target takes: which of them, together, went wrong is not known
+    here, but the caller learns what to look at."""
+    return [FieldError(name, message) for name in dict.fromkeys(m.group(1) for m in _PLACEHOLDER.finditer(target_url))]
 
 
 def build_url(target_url: str, params: dict[str, str], query: list[dict[str, str]]) -> str:
@@ -154,7 +165,9 @@ def build_url(target_url: str, params: dict[str, str], query: list[dict[str, str
         value = params.get(name, "")
         if _climbs(value):
             raise InvalidPathParameter(f"path parameter {name!r} has a '.' or '..' segment (percent-encoded or not)",
-                                       extra={"parameter": name})
+                                       extra={"parameter": name},
+                                       fields=[FieldError(name, "has a '.' or '..' segment (percent-encoded or not), "
+                                                                "which could take the call outside the target's path")])
     url = fill_target(target_url, params)
     _check_within(url, target_url)
     if not query:
@@ -379,12 +392,15 @@ class Router:
             # config written so far is applied here, the credential is checked again (only on failure).
             await self._config_caught_up(CATCH_UP_S)
             principal = await self._caller_auth.authenticate_sealed(api, match.org, sealed, cid)
-        if mode_of(api).NAME == "none":
-            return call, principal
-        # A producer may have put the credential in the clear, too: it never goes further.
         headers, query = records_to_tuples(call["headers"]), records_to_tuples(call["query"])
+        # Only Junction says who called, on every API: a caller's (or producer's) consumer header goes,
+        # anonymous calls included, before the script could read it as Junction's.
+        not_believed = consumer_headers(api.get("auth") or {})
+        if mode_of(api).NAME == "none":
+            return {**call, "headers": [{"name": k, "value": v} for k, v in without(headers, not_believed)]}, principal
+        # A producer may have put the credential in the clear, too: it never goes further.
         found = self._caller_auth.extract(api, headers, query)
-        strip = found.strip_headers | {consumer_header(api.get("auth") or {}).lower()}
+        strip = found.strip_headers | not_believed
         return {**call, "sealed_credentials": None,
                 "headers": [{"name": k, "value": v} for k, v in without(headers, strip)],
                 "query": [{"name": k, "value": v} for k, v in without(query, found.strip_query)]}, principal
@@ -408,6 +424,9 @@ class Router:
 
     async def _outbound(self, call: dict[str, Any], match: RouteMatch, raw: bytes) -> OutboundCall:
         call, principal = await self._authenticate(call, match)
+        # Junction applied these preferences itself (a 202 and a Location, a long poll): the upstream is not
+        # asked again. Before the script, which sees the call as it would go and may still ask for them.
+        call = {**call, "headers": pairs_to_records(without_preferences(records_to_tuples(call["headers"])))}
         connector = match.connector
         if connector is None:
             raise ServiceUnavailable(f"API {match.api.get('id')} has no connector configured", code="connector_missing")

@@ -17,6 +17,7 @@ import signal
 import sys
 import warnings
 from collections import deque
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from core.errors import (
@@ -26,6 +27,7 @@ from core.errors import (
     TransformMemory,
     TransformTimeout,
 )
+from core.messages import encodable
 
 from ._protocol import HEADER, MAX_FRAME, ProtocolError, dumps, loads_untrusted
 from .contract import ScriptRef, TransformResult
@@ -392,12 +394,14 @@ class SandboxPool:
             value, logs = data
             if value is not None or kind == "request":
                 _check_output(value, _REQUEST_TYPES if kind == "request" else _RESPONSE_TYPES, kind)
+                _check_text(value, kind)
             return TransformResult(value=value, logs=_str_list(logs))
         if status == "error" and len(data) == 5:
             etype, message, line, tb, logs = data
             line = line if type(line) is int else None
             where = f" (script line {line})" if line is not None else ""
-            err = TransformError(f"connector script failed: {message}{where}",
+            # The script's own text (an exception's message) goes into the Reply and the dead letter.
+            err = TransformError(encodable(f"connector script failed: {message}{where}"),
                                  extra={"line": line, "traceback": _str_list(tb)})
             err.script_logs = _str_list(logs)  # type: ignore[attr-defined]
             return _raise(err)
@@ -414,7 +418,7 @@ class SandboxPool:
                     extra={"line": None, "traceback": []}))
             if type(message) is not str or not message:
                 message = "rejected by connector script"
-            err = JunctionError(message, code=code, status=code_status)
+            err = JunctionError(encodable(message), code=code, status=code_status)
             err.script_logs = _str_list(logs)  # type: ignore[attr-defined]
             return _raise(err)
         if status == "cpu":
@@ -435,9 +439,11 @@ def _raise(err: JunctionError) -> TransformResult:
 
 
 def _str_list(value: Any) -> list[str]:
+    """The strings of a worker's list (log lines, traceback lines), each made encodable: they are
+    written into dead letters and request logs."""
     if not isinstance(value, list):
         return []
-    return [v for v in value if type(v) is str]
+    return [encodable(v) for v in value if type(v) is str]
 
 
 _REQUEST_TYPES = {"method": str, "path": str, "path_params": dict, "query": list, "headers": list,
@@ -467,6 +473,43 @@ def _check_output(value: Any, types_: dict[str, Any], what: str) -> None:
                                               for k, v in value["path_params"].items())))
     if not ok:
         raise TransformError(f"sandbox worker returned a malformed {what}", extra={"line": None, "traceback": []})
+
+
+def _valid_text(text: str) -> bool:
+    """Whether UTF-8 can carry ``text``: a lone surrogate (``chr(0xdce9)``) cannot, so no message holding
+    it could be written onto a topic."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _text_fields(value: dict, what: str) -> Iterator[tuple[str, str]]:
+    """(where, text) for every string of a request or response that travels on as it is."""
+    for name, header in value["headers"]:
+        yield f"header {encodable(name)!r}", name
+        yield f"header {encodable(name)!r}", header
+    if what != "request":
+        return
+    for field_ in ("method", "path", "url"):
+        if value[field_] is not None:
+            yield f"request.{field_}", value[field_]
+    for name, param in value["query"]:
+        yield f"query parameter {encodable(name)!r}", name
+        yield f"query parameter {encodable(name)!r}", param
+    for name, param in value["path_params"].items():
+        yield f"path parameter {encodable(name)!r}", name
+        yield f"path parameter {encodable(name)!r}", param
+
+
+def _check_text(value: dict, what: str) -> None:
+    """Refuse a request or response holding text no message can carry: the script's bad output
+    (``transform_failed``), not a failure of the stage that would write it."""
+    for where, text in _text_fields(value, what):
+        if not _valid_text(text):
+            raise TransformError(f"connector script output is not valid text: {where} holds a lone surrogate "
+                                 "(a code point between U+D800 and U+DFFF)", extra={"line": None, "traceback": []})
 
 
 def _plain_ctx(ctx: dict) -> dict:

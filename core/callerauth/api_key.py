@@ -9,7 +9,9 @@ import hashlib
 import time
 from typing import Any
 
-from core.callerauth.base import EXPIRED, AuthEnv, Credential, Extracted, Pairs, Principal, belongs, single, unauthorized
+from core.callerauth.base import (
+    EXPIRED, AuthEnv, Credential, Extracted, Pairs, Principal, belongs, malformed, single, unauthorized,
+)
 
 __all__ = ["NAME", "PREFIX_CHARS", "SCHEME", "extract", "verify"]
 
@@ -31,7 +33,8 @@ def extract(auth: dict[str, Any], headers: Pairs, query: Pairs) -> Extracted:
     if count == 0 or not value:
         return stripped
     if count > 1:
-        return Extracted(None, stripped.strip_headers, stripped.strip_query, malformed=f"{name} is given more than once")
+        return malformed(name, "is given more than once", strip_headers=stripped.strip_headers,
+                         strip_query=stripped.strip_query)
     value = value.strip()
     return Extracted(Credential(NAME, value, value[:PREFIX_CHARS]), stripped.strip_headers, stripped.strip_query)
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from core.errors import Forbidden, Unauthorized
+from core.errors import FieldError, Forbidden, Unauthorized
 
 if TYPE_CHECKING:
     from core.callerauth.basic import PasswordCache
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_CONSUMER_HEADER", "EXPIRED", "INVALID", "MISSING", "AuthEnv", "Credential", "Extracted", "Pairs", "Principal", "admit", "belongs",
-    "challenge", "consumer_header", "forbidden", "single", "unauthorized", "without",
+    "challenge", "consumer_header", "consumer_headers", "forbidden", "malformed", "single", "unauthorized", "without",
 ]
 
 Pairs = list[tuple[str, str]]
@@ -60,6 +60,16 @@ class Extracted:
     # Set when the request carries something unusable (two values, a malformed header): a 401,
     # never "no credential" (which an allow-less API might treat differently one day).
     malformed: str | None = None
+    # The header or query parameter at fault when ``malformed``: the 401 names it in ``fields``.
+    malformed_field: FieldError | None = None
+
+
+def malformed(name: str, problem: str, *, strip_headers: frozenset[str] = frozenset(),
+              strip_query: frozenset[str] = frozenset()) -> Extracted:
+    """What a request carrying ``name`` (a header or query parameter) in an unusable form yields: a 401
+    whose message and ``fields`` name it (``X-API-Key`` is given more than once, say)."""
+    return Extracted(None, strip_headers, strip_query, malformed=f"{name} {problem}",
+                     malformed_field=FieldError(name, problem))
 
 
 @dataclass(frozen=True)
@@ -120,11 +130,13 @@ def _quoted(text: str) -> str:
     return "".join(c for c in text if c.isprintable() and c not in '"\\')[:200]
 
 
-def unauthorized(auth: dict[str, Any], scheme: str, org: str, message: str, *, code: str = INVALID) -> Unauthorized:
+def unauthorized(auth: dict[str, Any], scheme: str, org: str, message: str, *, code: str = INVALID,
+                 fields: list[FieldError] | None = None) -> Unauthorized:
     """A 401 naming the scheme and realm. ``code`` is :data:`MISSING` when nothing was presented (no
     Bearer ``error``, RFC 6750 §3.1), else why the credential was refused; the message never quotes it."""
     error = None if code == MISSING or scheme != "Bearer" else "invalid_token"
-    return Unauthorized(message, code=code, headers={"WWW-Authenticate": challenge(auth, scheme, org, error=error)})
+    return Unauthorized(message, code=code, headers={"WWW-Authenticate": challenge(auth, scheme, org, error=error)},
+                        fields=fields)
 
 
 def forbidden(auth: dict[str, Any], scheme: str, org: str, message: str, *, code: str = "forbidden",
@@ -158,3 +170,10 @@ def admit(principal: Principal, auth: dict[str, Any], scheme: str, org: str) -> 
 
 def consumer_header(auth: dict[str, Any]) -> str:
     return str(auth.get("consumer_header") or DEFAULT_CONSUMER_HEADER)
+
+
+def consumer_headers(auth: dict[str, Any]) -> frozenset[str]:
+    """The headers (lower-case) that tell an upstream who called: the API's consumer header and the default
+    one. Only Junction sets them, on every API (an anonymous one too): an upstream serving an open and an
+    authenticated API alike could not tell a caller's copy from Junction's."""
+    return frozenset({DEFAULT_CONSUMER_HEADER.lower(), consumer_header(auth).lower()})

@@ -18,7 +18,7 @@ from typing import Any
 
 import bcrypt
 
-from core.callerauth.base import AuthEnv, Credential, Extracted, Pairs, Principal, belongs, single, unauthorized
+from core.callerauth.base import AuthEnv, Credential, Extracted, Pairs, Principal, belongs, malformed, single, unauthorized
 
 __all__ = ["NAME", "SCHEME", "PasswordCache", "extract", "parse", "verify"]
 
@@ -84,10 +84,10 @@ def extract(auth: dict[str, Any], headers: Pairs, query: Pairs) -> Extracted:
     if count == 0 or not value:
         return Extracted(None, _HEADER)
     if count > 1:
-        return Extracted(None, _HEADER, malformed="Authorization is given more than once")
+        return malformed("Authorization", "is given more than once", strip_headers=_HEADER)
     parsed = parse(value)
     if parsed is None:
-        return Extracted(None, _HEADER, malformed="Authorization is not a Basic credential")
+        return malformed("Authorization", "is not a Basic credential", strip_headers=_HEADER)
     return Extracted(Credential(NAME, value.strip(), parsed[0][:128]), _HEADER)
 
 

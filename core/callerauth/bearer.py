@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.callerauth.base import Credential, Extracted, Pairs, single
+from core.callerauth.base import Credential, Extracted, Pairs, malformed, single
 
 __all__ = ["extract_bearer", "scopes_of", "subject_of"]
 
@@ -15,11 +15,11 @@ def extract_bearer(mode: str, headers: Pairs) -> Extracted:
     if count == 0 or not value:
         return Extracted(None, _HEADER)
     if count > 1:
-        return Extracted(None, _HEADER, malformed="Authorization is given more than once")
+        return malformed("Authorization", "is given more than once", strip_headers=_HEADER)
     scheme, _, token = value.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or " " in token:
-        return Extracted(None, _HEADER, malformed="Authorization is not a Bearer token")
+        return malformed("Authorization", "is not a Bearer token", strip_headers=_HEADER)
     return Extracted(Credential(mode, token, subject_of(token)), _HEADER)
 
 

@@ -42,7 +42,9 @@ class CallerAuth:
         auth = api.get("auth") or {}
         slug = str(org.get("slug", ""))
         if extracted.malformed is not None:
-            raise unauthorized(auth, mode.SCHEME, slug, extracted.malformed, code=INVALID)
+            field = extracted.malformed_field
+            raise unauthorized(auth, mode.SCHEME, slug, extracted.malformed, code=INVALID,
+                               fields=[field] if field is not None else None)
         if extracted.credential is None:
             raise unauthorized(auth, mode.SCHEME, slug, "this API needs a credential", code=MISSING)
         return await self.verify(api, org, extracted.credential)
