@@ -28,7 +28,7 @@ from typing import TypedDict
 
 __all__ = [
     "CONSUMED_PREFERENCES", "CORRELATION_ID", "HEADER_NAME", "HOP_BY_HOP", "Header", "with_correlation_id", "end_to_end",
-    "pairs_to_records", "records_to_pairs", "without_preferences",
+    "asking_identity", "pairs_to_records", "records_to_pairs", "without_preferences",
 ]
 
 # The call's id: answered to the caller, sent to the upstream, on every dead letter and request log.
@@ -73,6 +73,12 @@ def end_to_end(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         for token in value.split(",")
     }
     return [(n, v) for n, v in pairs if n.lower() not in HOP_BY_HOP and n.lower() not in named]
+
+
+def asking_identity(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``headers`` asking the upstream for an unencoded answer, for whoever must read its body (a cached
+    entry every caller is served from, a connector's transform_response): ``Accept-Encoding: identity``."""
+    return [*((k, v) for k, v in headers if k.lower() != "accept-encoding"), ("Accept-Encoding", "identity")]
 
 
 def with_correlation_id(headers: Iterable[tuple[str, str]], correlation_id: str) -> list[tuple[str, str]]:

@@ -18,8 +18,8 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from core.consume import fetch_decoded
-from core.errors import CircuitOpen, DeadlineExceeded, JunctionError, TransformError, UpstreamError, UpstreamNotConnected
-from core.headers import pairs_to_records, records_to_pairs, with_correlation_id
+from core.errors import CircuitOpen, DeadlineExceeded, JunctionError, UpstreamError, UpstreamNotConnected
+from core.headers import asking_identity, pairs_to_records, records_to_pairs, with_correlation_id
 from core.messages import (INVALID_REPLY_PARTITION, dead_letter, error_reply, expired, nobody_waits, now_ms, reply_route_error,
                            reply_target)
 from core.metrics import DEAD_LETTERS, DUPLICATES_SKIPPED, EXPIRED_DROPPED, NO_API, UPSTREAM_CALLS, UPSTREAM_LATENCY
@@ -371,7 +371,7 @@ class EgressWorker:
                 if origins:
                     await self._targets.check(url)
                 # A token request, too, is outside the upstream's breaker: it says nothing of the upstream.
-                sent = _unencoded(headers) if has_response_transform(connector) else headers
+                sent = asking_identity(headers) if has_response_transform(connector) else headers
                 prepared = await self._upstream_auth.prepare(connector, url, sent, left_s())
                 try:
                     response = await send(prepared, url)
@@ -452,7 +452,6 @@ class EgressWorker:
         result = await self._sandbox.transform_response(ref, response, script_ctx(call["org"], api, connector, self._sealer))
         if result.value is None:
             return reply
-        _check_script_headers(result.value["headers"], result.logs)
         return {**reply, "status": int(result.value["status"]), "headers": pairs_to_records(result.value["headers"]),
                 "body": result.value["body"]}
 
@@ -490,32 +489,10 @@ class EgressWorker:
         return Outgoing(topics.dlq, (call.get("correlation_id") or "").encode(), encode("DeadLetter", record))
 
 
-def _unencoded(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """``headers`` asking the upstream for an unencoded answer: a connector's transform_response reads the
-    body, which it could not if it came gzipped (as the response cache asks, ingress/response_cache.py)."""
-    return [*((k, v) for k, v in headers if k.lower() != "accept-encoding"), ("Accept-Encoding", "identity")]
-
-
 def _detail_lines(err: JunctionError) -> list[str]:
     """What the caller was not told of ``err`` (egress/caller.py's ``detail``), for the dead letter."""
     detail = getattr(err, "detail", None)
     return [f"upstream: {detail}"] if detail else []
-
-
-def _check_script_headers(headers: list[Any], logs: list[str]) -> None:
-    """A response header a script set to text no message can carry (a lone surrogate, ``chr(0xdce9)``) is
-    the script's fault: ``transform_failed``, with the upstream's answer's call dead-lettered, never an
-    egress crash when the Reply is encoded."""
-    for name, value in headers:
-        for part, what in ((name, "name"), (value, "value")):
-            try:
-                str(part).encode("utf-8")
-            except UnicodeEncodeError as exc:
-                err = TransformError(f"connector script failed: response header {str(name)!r} has a {what} that is not "
-                                     f"valid Unicode text ({exc.reason}: {exc.object[exc.start:exc.end]!r})",
-                                     extra={"line": None, "traceback": []})
-                err.script_logs = list(logs)  # type: ignore[attr-defined]
-                raise err from None
 
 
 class _UpstreamFailed(Exception):

@@ -15,7 +15,7 @@ from multidict import CIMultiDict
 
 from core.errors import (ClientError, DeadlineExceeded, FieldError, JunctionError, MethodNotAllowed, NotFound,
                          ServiceUnavailable)
-from core.headers import CORRELATION_ID, end_to_end
+from core.headers import CORRELATION_ID, asking_identity, end_to_end
 from core.http import json_response
 from core.metrics import INGRESS_LATENCY, INGRESS_REQUEST_BYTES, INGRESS_REQUESTS, INGRESS_RESPONSE_BYTES, NO_API
 from core.settings import Settings
@@ -26,7 +26,7 @@ from ingress.compression import compress_response, decoded_headers, read_body
 from ingress.cors import POLICY_KEY, policy_of, preflight_method, preflight_response
 from ingress.idempotency import KEY_HEADER, REPLAYED_HEADER, Claim, IdempotencyKeys, caller_scope, fingerprint
 from ingress.replies import ReplyReader
-from ingress.response_cache import ResponseCache, upstream_headers
+from ingress.response_cache import ResponseCache
 from ingress.soap_edge import (MEDIA_TYPE, OPERATION_HEADER, Contracts, address_of, answer, fault_response, guess_version,
                                is_wsdl_request, json_bytes, parse_call, reply_error, wsdl_response)
 from schemas import encode
@@ -137,7 +137,7 @@ class Gateway:
             hit = await self._cache.lookup(plan)
             if hit is not None:
                 return hit  # no call: nothing on the broker, nothing upstream
-            admission = dataclasses.replace(admission, headers=upstream_headers(admission.headers))
+            admission = dataclasses.replace(admission, headers=asking_identity(admission.headers))
         claim: tuple[str, str, int] | None = None
         if key is not None:
             redis_key = self._keys.redis_key(org, owner.api_id, caller_scope(owner.consumer, request.headers.items()), key)

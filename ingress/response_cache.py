@@ -46,7 +46,7 @@ from core.snapshot import RouteMatch
 from ingress.auth import Admission
 from ingress.compression import add_vary
 
-__all__ = ["CACHE_HEADER", "DEFAULT_METHODS", "STORED_STATUSES", "Lookup", "ResponseCache", "upstream_headers"]
+__all__ = ["CACHE_HEADER", "DEFAULT_METHODS", "STORED_STATUSES", "Lookup", "ResponseCache"]
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +95,6 @@ def _digest(parts: Iterable[str]) -> str:
         raw = part.encode()
         digest.update(len(raw).to_bytes(8, "big") + raw)
     return digest.hexdigest()
-
-
-def upstream_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The caller's headers for the upstream call of a cacheable request: an unencoded answer."""
-    return [*((k, v) for k, v in headers if k.lower() != "accept-encoding"), ("Accept-Encoding", "identity")]
 
 
 class ResponseCache:
