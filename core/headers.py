@@ -28,7 +28,8 @@ from typing import TypedDict
 
 __all__ = [
     "CONSUMED_PREFERENCES", "CORRELATION_ID", "HEADER_NAME", "HOP_BY_HOP", "Header", "with_correlation_id", "end_to_end",
-    "asking_identity", "pairs_to_records", "records_to_pairs", "without_preferences",
+    "JUNCTION_ANSWER_HEADERS", "asking_identity", "pairs_to_records", "records_to_pairs", "upstream_answer_headers",
+    "without_preferences",
 ]
 
 # The call's id: answered to the caller, sent to the upstream, on every dead letter and request log.
@@ -73,6 +74,16 @@ def end_to_end(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         for token in value.split(",")
     }
     return [(n, v) for n, v in pairs if n.lower() not in HOP_BY_HOP and n.lower() not in named]
+
+
+# Answer headers whose meaning Junction defines: an upstream's own would pass for Junction's word (a replay that
+# was none, a cache hit where nothing is cached, another request id than the edge's).
+JUNCTION_ANSWER_HEADERS = frozenset({"idempotent-replayed", "x-cache", "x-request-id"})
+
+
+def upstream_answer_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """An upstream's answer headers as the caller gets them: end to end, and none Junction sets itself."""
+    return [(n, v) for n, v in end_to_end(headers) if n.lower() not in JUNCTION_ANSWER_HEADERS]
 
 
 def asking_identity(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

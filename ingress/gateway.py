@@ -15,7 +15,7 @@ from multidict import CIMultiDict
 
 from core.errors import (ClientError, DeadlineExceeded, FieldError, JunctionError, MethodNotAllowed, NotFound,
                          ServiceUnavailable)
-from core.headers import CORRELATION_ID, asking_identity, end_to_end
+from core.headers import CORRELATION_ID, asking_identity, upstream_answer_headers
 from core.http import json_response
 from core.metrics import INGRESS_LATENCY, INGRESS_REQUEST_BYTES, INGRESS_REQUESTS, INGRESS_RESPONSE_BYTES, NO_API
 from core.settings import Settings
@@ -381,7 +381,7 @@ class Gateway:
     def _response(self, reply: dict[str, Any], *, head: bool = False) -> web.Response:
         """The Reply as the caller's answer. To a HEAD, the upstream's Content-Length is kept, the size a GET's
         body would have (RFC 9110 §9.3.2): elsewhere it is the framing of the body sent, which aiohttp sets."""
-        filtered: CIMultiDict[str] = CIMultiDict(end_to_end((h["name"], h["value"]) for h in reply["headers"]))
+        filtered: CIMultiDict[str] = CIMultiDict(upstream_answer_headers((h["name"], h["value"]) for h in reply["headers"]))
         filtered[CORRELATION_ID] = reply["correlation_id"]
         length = _head_length(reply) if head else None
         if length is not None:

@@ -38,7 +38,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from redis.exceptions import RedisError
 
-from core.headers import end_to_end
+from core.headers import upstream_answer_headers
 from core.metrics import CACHE_HITS, CACHE_MISSES
 from core.redaction import presented_credentials
 from core.settings import Settings
@@ -176,7 +176,7 @@ class ResponseCache:
 
     async def store(self, plan: Lookup, reply: dict[str, Any]) -> None:
         """Keep the reply if it and its upstream allow it."""
-        headers: CIMultiDict[str] = CIMultiDict(end_to_end((h["name"], h["value"]) for h in reply["headers"]))
+        headers: CIMultiDict[str] = CIMultiDict(upstream_answer_headers((h["name"], h["value"]) for h in reply["headers"]))
         ttl = self._ttl(plan, reply, headers)
         if ttl <= 0:
             return

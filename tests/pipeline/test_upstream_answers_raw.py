@@ -32,6 +32,8 @@ ANSWERS = {
     "/999": b"HTTP/1.1 999 Beyond\r\nContent-Type: application/octet-stream\r\nContent-Length: 2\r\n\r\nok",
     "/garbage": b"NOT HTTP AT ALL\r\n\r\n",
     "/dupcl": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+    "/owned": b"HTTP/1.1 200 OK\r\nX-Request-Id: upstream-req-1\r\nIdempotent-Replayed: true\r\nX-Cache: HIT\r\n"
+              b"X-Correlation-Id: upstream-corr-1\r\nX-Upstream-Own: kept\r\nContent-Length: 2\r\n\r\nok",
 }
 
 SURROGATE_HEADER = '''
@@ -229,3 +231,14 @@ async def test_a_response_script_reads_an_unencoded_body_whatever_the_caller_acc
             status, _, body = await _send(ingress, staged, headers={"Accept-Encoding": accept} if accept else None)
             assert status == 200 and json.loads(body) == {"name": "NEGOTIATED"}, (accept, body)
     assert seen == ["identity", "identity"]
+
+
+async def test_headers_whose_meaning_junction_defines_are_junctions_not_the_upstreams(
+        ingress: IngressInstance, stage: Stage, raw: RawUpstream) -> None:
+    """An upstream's Idempotent-Replayed or X-Cache would tell the caller a replay or a cache hit happened
+    (it would skip its own duplicate handling), and its X-Request-Id would replace the edge's support id."""
+    staged = await _api(stage, ingress, raw.url + "/owned")
+    status, headers, body = await _send(ingress, staged)
+    assert status == 200 and body == b"ok" and headers["X-Upstream-Own"] == "kept"
+    assert "Idempotent-Replayed" not in headers and "X-Cache" not in headers
+    assert headers["X-Request-Id"] != "upstream-req-1" and headers["X-Correlation-Id"] != "upstream-corr-1"
