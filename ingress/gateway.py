@@ -7,6 +7,7 @@ import dataclasses
 import re
 import time
 import uuid
+from urllib.parse import unquote_to_bytes
 from typing import Any
 
 from aiohttp import web
@@ -74,6 +75,8 @@ class Gateway:
                 # not send one on (a 502 for the caller's mistake).
                 raise ClientError("the path holds a control character (such as %00 or %0A)", code="invalid_path",
                                   fields=[FieldError("(path)", "must not hold control characters")])
+            if "%" in request.raw_path:
+                _refuse_undecodable(request.raw_path)
             asked = preflight_method(request)
             match = self._snapshot.resolve(org, request.method, path) if asked is None else self._preflight_match(org, asked, path)
             api_id = str(match.api.get("id") or NO_API)
@@ -387,6 +390,28 @@ class Gateway:
         if length is not None:
             filtered["Content-Length"] = length
         return web.Response(status=reply["status"], body=reply["body"], headers=filtered)
+
+
+def _refuse_undecodable(raw_target: str) -> None:
+    """400 for percent-escapes that are no UTF-8 text (``caf%E9``, ``%FF``), in the path or in a query name or
+    value: the path and the query are matched and passed on as text, so such bytes would silently become
+    others (U+FFFD, or an escaped ``%``), and two different requests one."""
+    raw_path, _, raw_query = raw_target.partition("?")
+    try:
+        unquote_to_bytes(raw_path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ClientError("the path holds percent-escapes that are not UTF-8 text", code="invalid_path",
+                          fields=[FieldError("(path)", "must be UTF-8 text once percent-decoded")]) from None
+    for item in raw_query.split("&"):
+        name, _, value = item.partition("=")
+        for part, what in ((name, "name"), (value, "value")):
+            try:
+                unquote_to_bytes(part.replace("+", " ")).decode("utf-8")
+            except UnicodeDecodeError:
+                shown = unquote_to_bytes(name).decode("utf-8", "replace")[:64]
+                raise ClientError(f"the query parameter {shown!r} has a {what} whose percent-escapes are not UTF-8 "
+                                  "text", code="invalid_query",
+                                  fields=[FieldError(f"query.{shown}", "must be UTF-8 text once percent-decoded")]) from None
 
 
 def _head_length(reply: dict[str, Any]) -> str | None:

@@ -68,3 +68,23 @@ async def test_body_over_limit_is_413(ingress: IngressInstance, echo_api: dict[s
             body = await r.json()
     assert body["code"] == "body_too_large"
     assert body["limit"] == limit
+
+
+async def test_percent_escapes_that_are_not_utf8_are_refused_naming_where(ingress: IngressInstance,
+                                                                           echo_api: dict[str, Any]) -> None:
+    """Attack and fidelity: %E9 (Latin-1) or %FF would be passed on changed (U+FFFD, or an escaped %), so two
+    different requests became one (one cache entry): refused, naming the path or the parameter."""
+    org = echo_api["org"]
+    async with aiohttp.ClientSession() as s:
+        for target, code, field in ((f"/{org}/echo/caf%E9", "invalid_path", "(path)"),
+                                    (f"/{org}/echo?name=Caf%E9", "invalid_query", "query.name"),
+                                    (f"/{org}/echo?sig=%00%FF", "invalid_query", "query.sig"),
+                                    (f"/{org}/echo?%FF=x", "invalid_query", "query.\ufffd")):
+            async with s.get(f"{ingress.url}{target}", skip_auto_headers=()) as r:
+                body = await r.json()
+                assert r.status == 400 and body["code"] == code, (target, body)
+                assert [f["field"] for f in body["fields"]] == [field], (target, body)
+        # UTF-8 escapes are text: served, and the upstream gets the text.
+        async with s.get(f"{ingress.url}/{org}/echo?name=Caf%C3%A9&x=a%20b") as r:
+            assert r.status == 200
+            assert (await r.json())["query"] == {"name": "Café", "x": "a b"}
