@@ -6,7 +6,6 @@ and code, and never reaches the upstream.
 """
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 import uuid
@@ -22,7 +21,6 @@ import redis.asyncio as aioredis
 from cryptography.hazmat.primitives.asymmetric import rsa
 from multidict import CIMultiDict
 
-from control.replay import read_dead_letters
 from core.kafka import make_consumer, topic_partitions
 from core.security import list_security_events
 from core.settings import Settings
@@ -30,6 +28,7 @@ from schemas import decode
 from tests.callerauth_support import (  # noqa: F401 - clear_ingress_blocks is a fixture
     Issuer, clear_ingress_blocks, consumer_doc, issuer, new_key, publish_consumer, secure_api,
 )
+from tests.dead_letter_support import wait_for_dead_letter
 from tests.support import IngressInstance, Stage, header_recorder, post_raw, running_pipeline
 
 pytestmark = pytest.mark.usefixtures("clear_ingress_blocks")
@@ -204,15 +203,6 @@ async def _inbound_of(settings: Settings, correlation_id: str) -> dict[str, Any]
     raise AssertionError(f"no InboundCall {correlation_id}")
 
 
-async def _dead_letter(settings: Settings, cid: str) -> dict[str, Any]:
-    for _ in range(300):
-        letters = await read_dead_letters(settings, correlation_ids={cid})
-        if letters:
-            return letters[0].letter
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no dead letter for {cid}")
-
-
 @pytest.mark.parametrize("sealed", ["copied from another call", "absent", "tampered"])
 async def test_processors_refuse_a_sealed_credential_that_is_not_this_calls(world: World, sealed: str) -> None:
     staged = await world.stage.api(world.upstream + "/echo")
@@ -230,7 +220,7 @@ async def test_processors_refuse_a_sealed_credential_that_is_not_this_calls(worl
               "reply_partition": -1, "deadline_ms": int(time.time() * 1000) + 20_000}
     before = len(world.seen)
     await post_raw(world.settings, forged)
-    letter = await _dead_letter(world.settings, forged["correlation_id"])
+    letter = await wait_for_dead_letter(world.settings, forged["correlation_id"])
     assert letter["error_code"] == ("credential_missing" if sealed == "absent" else "invalid_credential")
     assert key.encode() not in letter["original"]
     assert len(world.seen) == before, "the upstream was called"

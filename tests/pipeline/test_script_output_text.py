@@ -7,14 +7,13 @@ processors (or egress) fail to encode the call or even its error Reply: 500 ``in
 """
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import aiohttp
 import pytest
 
-from control.replay import read_dead_letters
 from core.settings import Settings
+from tests.dead_letter_support import wait_for_dead_letter
 from tests.support import IngressInstance, Stage, wait_until
 
 LONE = "chr(0xdce9)"
@@ -32,15 +31,6 @@ async def _call(ingress: IngressInstance, stage: Stage, upstream: str, script: s
         return r.status, await r.json(content_type=None)
 
 
-async def _dead_letter(settings: Settings, correlation_id: str) -> dict[str, Any]:
-    for _ in range(100):
-        letters = await read_dead_letters(settings, correlation_ids={correlation_id})
-        if letters:
-            return letters[0].letter
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no dead letter for {correlation_id}")
-
-
 @pytest.mark.parametrize(("body", "where"), [
     (f"    request.headers['X-S'] = 'a' + {LONE}", "header 'X-S'"),
     (f"    request.headers[{LONE}] = 'a'", "header"),  # refused by the worker (not a header name)
@@ -55,7 +45,7 @@ async def test_a_lone_surrogate_in_the_scripts_request_is_transform_failed(
     assert status == 502, answer
     assert answer["code"] == "transform_failed"
     assert where in answer["message"]
-    letter = await _dead_letter(settings, answer["correlation_id"])
+    letter = await wait_for_dead_letter(settings, answer["correlation_id"])
     assert letter["error_code"] == "transform_failed" and where in letter["error_message"]
 
 
@@ -66,7 +56,7 @@ async def test_a_lone_surrogate_in_an_exception_is_replaced_and_keeps_its_line(
     assert status == 502, answer
     assert answer["code"] == "transform_failed" and answer["line"] == 3
     assert "ValueError: bad \ufffd" in answer["message"]
-    letter = await _dead_letter(settings, answer["correlation_id"])
+    letter = await wait_for_dead_letter(settings, answer["correlation_id"])
     assert "ValueError: bad \ufffd" in letter["error_message"]
     assert any("about to fail \ufffd" in line for line in letter["details"])
 
