@@ -327,7 +327,8 @@ def load_document(text: str, env: Mapping[str, str]) -> dict[str, Any]:
                 continue
             name = entry.get("name")
             if not isinstance(name, str) or not name:
-                errors.append((f"{where}.name", "is required: entries are matched by name"))
+                errors.append((f"{where}.name", "is required: entries are matched by name" if name in (None, "")
+                               else "must be a string: entries are matched by name"))
             elif name in seen:
                 errors.append((f"{where}.name", f"{name!r} is named twice"))
             else:

@@ -411,6 +411,13 @@ def test_a_document_that_cannot_be_applied_is_refused_naming_the_field(text: str
     assert field in [f for f, _ in err.value.fields], err.value.fields
 
 
+def test_a_name_that_is_not_text_is_named_as_such() -> None:
+    for name, message in ((123, "must be a string"), (None, "is required"), ("", "is required")):
+        with pytest.raises(DocumentError) as err:
+            load_document(json.dumps({"format": "junction/v1", "connectors": [{"name": name, "target": {}}]}), {})
+        assert [m for f, m in err.value.fields if f == "connectors[0].name"][0].startswith(message), err.value.fields
+
+
 def test_only_junction_secret_variables_are_read_from_the_environment() -> None:
     env = {"HOME": "/root", "JUNCTION_SECRET_A": "s3cr3t"}
     doc = load_document(json.dumps({"format": "junction/v1", "connectors": [
