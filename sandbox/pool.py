@@ -477,7 +477,9 @@ def _check_output(value: Any, types_: dict[str, Any], what: str) -> None:
 
 def _valid_text(text: str) -> bool:
     """Whether UTF-8 can carry ``text``: a lone surrogate (``chr(0xdce9)``) cannot, so no message holding
-    it could be written onto a topic."""
+    it could be written onto a topic. ASCII, nearly every header and parameter, is decided without encoding."""
+    if text.isascii():
+        return True
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -485,29 +487,31 @@ def _valid_text(text: str) -> bool:
     return True
 
 
-def _text_fields(value: dict, what: str) -> Iterator[tuple[str, str]]:
-    """(where, text) for every string of a request or response that travels on as it is."""
+def _text_fields(value: dict, what: str) -> Iterator[tuple[str, str | None, str]]:
+    """(kind, name or None, text) for every string of a request or response that travels on as it is; the
+    place is worded only for one that fails (this runs on every transformed call)."""
     for name, header in value["headers"]:
-        yield f"header {encodable(name)!r}", name
-        yield f"header {encodable(name)!r}", header
+        yield "header", name, name
+        yield "header", name, header
     if what != "request":
         return
     for field_ in ("method", "path", "url"):
         if value[field_] is not None:
-            yield f"request.{field_}", value[field_]
+            yield f"request.{field_}", None, value[field_]
     for name, param in value["query"]:
-        yield f"query parameter {encodable(name)!r}", name
-        yield f"query parameter {encodable(name)!r}", param
+        yield "query parameter", name, name
+        yield "query parameter", name, param
     for name, param in value["path_params"].items():
-        yield f"path parameter {encodable(name)!r}", name
-        yield f"path parameter {encodable(name)!r}", param
+        yield "path parameter", name, name
+        yield "path parameter", name, param
 
 
 def _check_text(value: dict, what: str) -> None:
     """Refuse a request or response holding text no message can carry: the script's bad output
     (``transform_failed``), not a failure of the stage that would write it."""
-    for where, text in _text_fields(value, what):
+    for kind, name, text in _text_fields(value, what):
         if not _valid_text(text):
+            where = kind if name is None else f"{kind} {encodable(name)!r}"
             raise TransformError(f"connector script output is not valid text: {where} holds a lone surrogate "
                                  "(a code point between U+D800 and U+DFFF)", extra={"line": None, "traceback": []})
 
