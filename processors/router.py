@@ -397,6 +397,8 @@ class Router:
         # anonymous calls included, before the script could read it as Junction's.
         not_believed = consumer_headers(api.get("auth") or {})
         if mode_of(api).NAME == "none":
+            if not any(k.lower() in not_believed for k, _ in headers):  # nearly every call: nothing to take out
+                return call, principal
             return {**call, "headers": [{"name": k, "value": v} for k, v in without(headers, not_believed)]}, principal
         # A producer may have put the credential in the clear, too: it never goes further.
         found = self._caller_auth.extract(api, headers, query)
@@ -426,7 +428,8 @@ class Router:
         call, principal = await self._authenticate(call, match)
         # Junction applied these preferences itself (a 202 and a Location, a long poll): the upstream is not
         # asked again. Before the script, which sees the call as it would go and may still ask for them.
-        call = {**call, "headers": pairs_to_records(without_preferences(records_to_tuples(call["headers"])))}
+        if any(h["name"].lower() == "prefer" for h in call["headers"]):
+            call = {**call, "headers": pairs_to_records(without_preferences(records_to_tuples(call["headers"])))}
         connector = match.connector
         if connector is None:
             raise ServiceUnavailable(f"API {match.api.get('id')} has no connector configured", code="connector_missing")
