@@ -53,6 +53,8 @@ class JunctionError(Exception):
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
     retriable: ClassVar[bool] = False
+    # What the caller is not told (a library's text naming the upstream's URL): for the log and the dead letter.
+    detail: str | None = None
 
     def __init__(
         self,

@@ -160,7 +160,7 @@ class RestCaller:
 
 def _failed(err: UpstreamError, exc: BaseException) -> UpstreamError:
     """``err``, for the caller, with ``exc``'s own text as its ``detail``, for the log and the dead letter."""
-    err.detail = f"{type(exc).__name__}: {exc}"  # type: ignore[attr-defined]
+    err.detail = f"{type(exc).__name__}: {exc}"
     return err
 
 
@@ -170,7 +170,7 @@ def _check_status(resp: aiohttp.ClientResponse) -> None:
     if not 200 <= resp.status <= 599:
         resp.close()  # not back into the pool: what follows on that connection is unknown
         err = UpstreamError(INVALID_ANSWER)
-        err.detail = f"final status {resp.status} {resp.reason or ''}, url={resp.url}"  # type: ignore[attr-defined]
+        err.detail = f"final status {resp.status} {resp.reason or ''}, url={resp.url}"
         raise err
 
 

@@ -129,8 +129,7 @@ def loader(fetch: Fetch, wsdl_url: str, document: bytes, timeout_s: float, follo
 def naming(exc: JunctionError, what: str) -> JunctionError:
     """``exc`` again (same class, code, status), its message saying which document it was about."""
     named = type(exc)(f"{what}: {exc.message}", code=exc.code, status=exc.status, extra=exc.extra)
-    if getattr(exc, "detail", None):  # what egress/caller.py keeps for the log and the dead letter only
-        named.detail = exc.detail  # type: ignore[attr-defined]
+    named.detail = exc.detail  # what egress/caller.py keeps for the log and the dead letter only
     return named
 
 

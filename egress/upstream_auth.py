@@ -218,13 +218,13 @@ class Outbound:
 
     def redact(self, err: JunctionError) -> JunctionError:
         """``err`` without the key this call's URL carries (an error may quote the URL)."""
-        detail = getattr(err, "detail", None)  # egress/caller.py: the exception's text, which may quote it too
+        detail = err.detail  # egress/caller.py: the exception's text, which may quote it too
         for value in self.hidden:
             err.message = err.message.replace(value, MASK)
             if detail is not None:
                 detail = detail.replace(value, MASK)
         if detail is not None:
-            err.detail = detail  # type: ignore[attr-defined]
+            err.detail = detail
         err.args = (err.message,)
         return err
 

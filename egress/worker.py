@@ -352,7 +352,7 @@ class EgressWorker:
                                                            ssl_context=prepared.ssl_context, origin_bound=prepared.origin_bound)
                     except JunctionError as err:
                         err = prepared.redact(err)  # its message goes to the caller and the dead letters
-                        if getattr(err, "detail", None):
+                        if err.detail:
                             log.warning("call %s to the upstream failed (%s): %s", call["correlation_id"], err.code, err.detail)
                         raise err from None
             except Exception as exc:
@@ -491,8 +491,7 @@ class EgressWorker:
 
 def _detail_lines(err: JunctionError) -> list[str]:
     """What the caller was not told of ``err`` (egress/caller.py's ``detail``), for the dead letter."""
-    detail = getattr(err, "detail", None)
-    return [f"upstream: {detail}"] if detail else []
+    return [f"upstream: {err.detail}"] if err.detail else []
 
 
 class _UpstreamFailed(Exception):
