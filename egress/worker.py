@@ -76,6 +76,7 @@ class EgressWorker:
         self._offsets = parts.offsets
         self._sem = asyncio.Semaphore(settings.egress_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running: set[str] = set()  # call_ids being made by this worker now
         self._caller = parts.caller
         self._soap = parts.soap
         self._breakers = parts.breakers
@@ -193,12 +194,16 @@ class EgressWorker:
             decoded = [(TopicPartition(r.topic, r.partition), r.offset, r.value, call) for r, call in fetched.decoded]
             already = await self._completed.done([c["call_id"] for _, _, _, c in decoded])
             for tp, offset, raw, call in decoded:
-                if call["call_id"] in already:
+                # Made already, or being made now: a copy of a call in flight (a producer's retry after a lost
+                # ack, in the same partition, so on this worker) waits on nothing and is not made twice; the
+                # first copy answers it.
+                if call["call_id"] in already or call["call_id"] in self._running:
                     DUPLICATES_SKIPPED.inc()
                     self._offsets.started(tp, offset)
                     self._offsets.finished(tp, offset)
                     continue
                 await self._sem.acquire()
+                self._running.add(call["call_id"])  # after the wait: a loop cancelled there leaves none behind
                 self._start(tp, offset, self._handle(tp, offset, raw, call), acquired=True)
 
     def _start(self, tp: TopicPartition, offset: int, work: Any, *, acquired: bool = False) -> None:
@@ -248,17 +253,20 @@ class EgressWorker:
         """
         called = False
         try:
-            records, called = await self._process(call, raw)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - one bad call must not take the worker down
-            log.exception("egress failed on %s@%s (%s)", tp, offset, call.get("correlation_id"))
-            err = JunctionError("egress failed on this call", code="internal_error", status=500)
-            records = [self._dead_letter(call, err, call.get("original") or raw, [repr(exc)]),
-                       *self._reply(call, error_reply(call, err, stage="egress"))]
-        await self._outbox.deliver(records)
-        if called:
-            self._completed.mark(call["call_id"], call["deadline_ms"])
+            try:
+                records, called = await self._process(call, raw)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one bad call must not take the worker down
+                log.exception("egress failed on %s@%s (%s)", tp, offset, call.get("correlation_id"))
+                err = JunctionError("egress failed on this call", code="internal_error", status=500)
+                records = [self._dead_letter(call, err, call.get("original") or raw, [repr(exc)]),
+                           *self._reply(call, error_reply(call, err, stage="egress"))]
+            await self._outbox.deliver(records)
+            if called:
+                self._completed.mark(call["call_id"], call["deadline_ms"])
+        finally:
+            self._running.discard(call["call_id"])
 
     async def _process(self, call: dict[str, Any], raw: bytes) -> tuple[list[Outgoing], bool]:
         """The records to produce for the call (its reply, dead letters), and whether the upstream was called."""
