@@ -351,10 +351,12 @@ class Router:
             # Ingress matched this call on a version we may not have read yet.
             remaining_s = (call["deadline_ms"] - now_ms()) / 1000
             await self._snapshot.caught_up("api", call["api_id"], int(call["config_version"]), min(remaining_s, CATCH_UP_S))
-        api = self._snapshot.api(call["api_id"]) if call.get("api_id") else None
-        if api is None:
+        if not call.get("api_id"):
             # Async producers may name only org, method and path; resolving checks everything below.
             return self._snapshot.resolve(call["org"], call["method"], call["path"])
+        api = self._snapshot.api(call["api_id"])
+        if api is None:  # a mistyped id, or an API deleted since: never another API in its place
+            raise NotFound(f"API {call['api_id'][:64]} is not an API of {call['org']}", code="api_not_in_org")
         # The message names its API: check it as resolving would, whoever sent it.
         org = self._snapshot.orgs.get(call["org"])
         if org is None or org.get("enabled") is False:

@@ -159,6 +159,14 @@ async def test_another_organisations_api_is_refused(pipeline: Pipeline, upstream
     assert letter["org"] == attacker["org"]
 
 
+async def test_an_api_id_that_names_no_api_is_refused_not_routed_by_path(pipeline: Pipeline, upstream: Upstream) -> None:
+    """A mistyped id, or an API deleted since, must not have some other API (the path's) made in its place."""
+    staged = await staged_api(pipeline, upstream, methods=["POST"])
+    for api_id in (str(uuid.uuid4()), "not-a-uuid"):
+        letter = await assert_refused(pipeline, upstream, inbound(staged["org"], api_id=api_id), "api_not_in_org")
+        assert letter["org"] == staged["org"] and letter["api_id"] == api_id
+
+
 async def test_a_disabled_api_is_refused(pipeline: Pipeline, upstream: Upstream) -> None:
     victim = await staged_api(pipeline, upstream)
     await pipeline.stage.publish("api", {**victim["api"], "version": 2, "enabled": False}, victim["org"])
