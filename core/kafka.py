@@ -19,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError, for_code
 from aiokafka.helpers import create_ssl_context
+from aiokafka.protocol.metadata import MetadataRequest
 
 from core.consumer_lag import track
 from core.settings import InvalidConfiguration, Settings
@@ -240,12 +241,15 @@ async def topic_partitions(settings: Settings, topic: str) -> list[TopicPartitio
     """Every partition of ``topic`` (none if it does not exist), asked of the broker.
 
     A consumer's metadata cache is no answer: on Apache Kafka it may hold no topic at all
-    right after start, until a subscription or assignment asks for one.
+    right after start, until a subscription or assignment asks for one. Asking never creates the topic.
     """
     admin = make_admin(settings)
     await admin.start()
     try:
-        described = await admin.describe_topics([topic])
+        # Not describe_topics(): its metadata request lets the broker create a topic it does not have, so a
+        # question about a topic would make it (any name a producer puts in reply_topic).
+        response = await admin._send_request(MetadataRequest([topic], allow_auto_topic_creation=False))
+        described = response.to_object()["topics"]
     finally:
         await admin.close()
     out: list[TopicPartition] = []

@@ -251,7 +251,7 @@ async def test_a_results_topic_of_the_producers_own_gets_the_reply_and_its_range
     assert len(upstream.seen) == 1
     upstream.seen.clear()
     # Partition 2 of a two-partition topic does not exist. (A results topic nobody created: see the
-    # Router test below; the embedded broker answers for any name as if it existed.)
+    # Router test below, and tests/pipeline/test_topic_lookup.py: asking about it does not create it.)
     beyond = inbound(victim["org"], api_id=victim["api"]["id"], config_version=1, reply_topic=topic, reply_partition=2)
     await assert_refused(pipeline, upstream, beyond, "invalid_reply_partition")
 
