@@ -55,7 +55,10 @@ async def _prepare(conn: asyncpg.Connection, request: web.Request, org_id: str |
             row = await API.find(conn, org_id, api)
             found = str(row["id"]) if row is not None else None
         else:  # a global rule's API is in any organisation: names repeat across them, ids do not
-            found = api if is_uuid(api) and await conn.fetchval("SELECT 1 FROM apis WHERE id = $1::uuid", api) else None
+            # FOR SHARE: the API cannot be deleted until this rule is written, and a deletion under way (it
+            # locks the API's row, FOR NO KEY UPDATE, before it looks for rules) makes this wait, then find no API.
+            found = api if is_uuid(api) and await conn.fetchval(
+                "SELECT 1 FROM apis WHERE id = $1::uuid FOR SHARE", api) else None
         if found is None:
             errors.append(FieldError("api", "no such API" + (" in this organisation" if org_id else "")))
         else:

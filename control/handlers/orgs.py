@@ -131,7 +131,9 @@ async def delete(request: web.Request) -> web.Response:
         before = org_view(await org_for(conn, request, write=True, lock=True))
         check_if_match(request.headers.get("If-Match"), before["version"])
         # The organisation's own rules go with it; a global rule watching one of its APIs would be left watching
-        # nothing, and refused on every change after (as deleting that API alone is refused).
+        # nothing, and refused on every change after (as deleting that API alone is refused). Its APIs' rows are
+        # locked first: a global rule being pointed at one of them meanwhile waits, then finds no API.
+        await conn.execute("SELECT id FROM apis WHERE org_id = $1 FOR UPDATE", before["id"])
         rules = await conn.fetch("SELECT r.id FROM alert_rules r JOIN apis a ON a.id::text = r.content->>'api'"
                                  " WHERE r.org_id IS NULL AND a.org_id = $1 ORDER BY r.created_at, r.id", before["id"])
         if rules:

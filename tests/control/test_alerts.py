@@ -498,3 +498,25 @@ async def test_an_organisation_whose_api_a_global_rule_watches_cannot_be_deleted
     assert (await control.call("DELETE", f"/api/v1/orgs/{org}", t)).status == 204
     r = await control.call("PATCH", f"/api/v1/alert-rules/{glob['id']}", t, {"enabled": False})
     assert r.status == 200, r.body
+
+
+async def test_a_global_rule_and_the_deletion_of_its_api_never_both_succeed(control: Any) -> None:
+    """Race: a global rule made (or pointed) at an API while the API, or its organisation, is deleted. One of
+    the two must lose: a rule left watching a deleted API never fires, and refuses every change after."""
+    t = control.admin_token
+    both = 0
+    for round_ in range(24):
+        org = (await control.new_org("al-race"))["slug"]
+        api = await control.new_api(org, (await control.new_connector(org))["id"])
+        deletion = f"/api/v1/orgs/{org}/apis/{api['id']}" if round_ % 2 else f"/api/v1/orgs/{org}"
+        made, deleted = await asyncio.gather(
+            control.call("POST", "/api/v1/alert-rules", t, {"name": f"race-{org}", "metric": "error_rate",
+                                                            "comparison": ">", "threshold": 0.5, "api": api["id"]}),
+            control.call("DELETE", deletion, t))
+        assert made.status in (201, 422) and deleted.status in (204, 409), (made.body, deleted.body)
+        both += made.status == 201 and deleted.status == 204
+        if made.status == 201:  # whatever happened, the rule can still be changed
+            r = await control.call("PATCH", f"/api/v1/alert-rules/{made.body['id']}", t, {"enabled": False})
+            assert r.status == 200, r.body
+            await control.call("DELETE", f"/api/v1/alert-rules/{made.body['id']}", t)
+    assert both == 0
