@@ -44,7 +44,7 @@ from control.store.resources import with_tags
 from control.validation import check_schema
 from core.connector_secrets import MASK
 from core.upstream_secrets import AUTH_SECRETS, TLS_SECRETS, secret_values
-from junction.sdk import JunctionAPIError, JunctionClient, path_segment
+from junction.sdk import JunctionAPIError, JunctionClient, _etag, path_segment
 
 __all__ = ["FORMAT", "ApplyFailed", "Change", "DocumentError", "Plan", "apply_plan", "dump", "export_document",
            "load_document", "make_plan"]
@@ -549,8 +549,8 @@ async def apply_plan(client: JunctionClient, plan: Plan) -> list[Change]:
             elif change.action == "create":
                 made = await client.request("POST", path, body)
                 ids[plural][change.name] = made["id"]
-            elif change.action == "delete":
-                await client.request("DELETE", f"{path}/{change.id}")
+            elif change.action == "delete":  # as every change: not if someone changed it since the plan read it
+                await client.request("DELETE", f"{path}/{change.id}", headers=_etag(version))
             elif change.kind == "connector":
                 await client.replace_connector(plan.org, str(change.id), body, if_version=version)
             elif change.kind == "consumer":

@@ -380,6 +380,17 @@ async def test_a_resource_changed_after_the_plan_stops_the_apply_with_412(contro
             await apply_plan(jc, plan)
         assert failed.value.error.status == 412
         assert next(a for a in await jc.list_apis(org) if a["name"] == "orders")["timeout_ms"] == 6000
+        # A deletion too: --prune deletes what the plan read, not what someone changed since.
+        doc = await export_document(jc, org)
+        doc["apis"] = [a for a in doc["apis"] if a["name"] != "stock"]
+        plan = await make_plan(jc, org, load_document(json.dumps(doc), {}), prune=True)
+        assert [(c.action, c.name) for c in plan.changes] == [("delete", "stock")]
+        stock = next(a for a in await jc.list_apis(org) if a["name"] == "stock")
+        await jc.update_api(org, stock["id"], timeout_ms=4321)  # handed over meanwhile
+        with pytest.raises(ApplyFailed) as failed:
+            await apply_plan(jc, plan)
+        assert failed.value.error.status == 412
+        assert any(a["name"] == "stock" for a in await jc.list_apis(org))
 
 
 BAD_DOCUMENTS = [
