@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from schemas import CodecError, decode, encode
 
-__all__ = ["MARK", "Redacted", "credential_names", "is_credential_name", "mask_raw", "presented_credentials",
+__all__ = ["MARK", "Redacted", "credential_names", "is_credential_name", "mask_raw", "mask_text", "presented_credentials",
            "redact_original", "scrub"]
 
 MARK = "[removed]"
@@ -147,7 +147,7 @@ def redact_original(data: bytes, *, auth: Mapping[str, Any] | None = None, heade
     except CodecError:
         name, record = "", {}
     if name not in ("InboundCall", "OutboundCall"):
-        masked = mask_raw(bytes(data), headers | query)
+        masked = mask_text(mask_raw(bytes(data), headers | query), headers | query)
         if masked != data:
             out.removed_names.append("values in undecodable bytes")
         out.original = masked
@@ -211,6 +211,27 @@ def mask_raw(data: bytes, extra: Iterable[str] = ()) -> bytes:
             buf[start:start + value[0]] = b"*" * value[0]
             masked_to = start + value[0]
     return bytes(buf)
+
+
+# In text (JSON, a form, HTTP headers) a credential-looking name, then what joins a value to it (`": "`,
+# `=`, `: `, the `", "` of a JSON pair), then the value, up to what ends one.
+_TEXT_PAIR = rb"""([A-Za-z0-9_.-]*(?:%s)[A-Za-z0-9_.-]*)(["']?[ \t]*[:=,][ \t]*["']?)([^"'&\r\n]+)"""
+
+
+def mask_text(data: bytes, extra: Iterable[str] = ()) -> bytes:
+    """``data`` with the value after each credential-looking name in text overwritten by ``*`` (same
+    length): a producer's message that is no Avro at all (JSON, a form, raw HTTP) keeps no credential in
+    clear in its dead letter. Best effort, as :func:`mask_raw`; names are judged as dead letters judge them."""
+    names = [_SECRET_WORDS, *(re.escape(n.encode()) for n in extra)]
+    pattern = re.compile(_TEXT_PAIR % b"|".join(names), re.IGNORECASE)
+
+    def star(m: re.Match[bytes]) -> bytes:
+        name = m.group(1).decode("latin-1")
+        if not is_credential_name(name, extra):
+            return m.group(0)
+        return m.group(1) + m.group(2) + b"*" * len(m.group(3))
+
+    return pattern.sub(star, data)
 
 
 def scrub(text: str, values: Iterable[str]) -> str:

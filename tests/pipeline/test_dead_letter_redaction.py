@@ -8,6 +8,8 @@ clear in any dead letter, and the sealed API key is in clear nowhere at all.
 """
 from __future__ import annotations
 
+import asyncio
+import json
 import secrets
 import uuid
 from typing import Any
@@ -16,6 +18,7 @@ import aiohttp
 
 from control.replay import read_dead_letters
 from core.consume import read_topic
+from core.kafka import make_producer
 from core.messages import now_ms
 from core.settings import Settings
 from junction.broker import free_port
@@ -145,3 +148,29 @@ async def test_a_key_under_a_plain_name_written_straight_onto_the_requests_topic
     letters = await _letters(settings, {cid})
     assert all(key.encode() not in letter["original"] and not any(key in line for line in letter["details"])
                for letter in letters)
+
+
+async def test_a_message_that_is_no_avro_keeps_no_credential_in_its_dead_letter(settings: Settings, processors: Any) -> None:
+    """A producer posting JSON, a form or raw HTTP by mistake: its bytes are dead-lettered (undecodable), and
+    the credentials in them are overwritten, as in any dead letter."""
+    marker = uuid.uuid4().hex
+    planted = [f"Bearer tok-{marker}", f"pw-{marker}", f"k-{marker}", f"sid-{marker}"]
+    bodies = [json.dumps({"marker": marker, "headers": [["Authorization", planted[0]]], "password": planted[1]}).encode(),
+              f"marker={marker}&api_key={planted[2]}&x=1".encode(),
+              f"POST /x HTTP/1.1\r\nX-Marker: {marker}\r\nCookie: {planted[3]}\r\n\r\n".encode()]
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        for body in bodies:
+            await producer.send_and_wait(settings.topics.requests, key=marker.encode(), value=body)
+    finally:
+        await producer.stop()
+    found: list[dict[str, Any]] = []
+    for _ in range(100):
+        found = [v.letter for v in await read_dead_letters(settings, limit=0) if marker.encode() in v.letter["original"]]
+        if len(found) == len(bodies):
+            break
+        await asyncio.sleep(0.1)
+    assert len(found) == len(bodies) and {letter["error_code"] for letter in found} == {"undecodable"}
+    for letter in found:
+        assert not any(_clear(secret, letter["original"]) for secret in planted), letter["original"]
