@@ -8,18 +8,20 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from core.errors import JunctionError
+from core.errors import FieldError, JunctionError
 from core.redaction import redact_original, scrub
 from schemas.types import DeadLetter, InboundCall, Reply
 
 __all__ = [
-    "INVALID_REPLY_PARTITION", "INVALID_REPLY_TOPIC", "dead_letter", "encodable", "error_reply", "expired",
-    "is_results_topic", "nobody_waits", "now_ms", "reply_route_error", "reply_target", "strip_secrets",
+    "INVALID_CORRELATION_ID", "INVALID_REPLY_PARTITION", "INVALID_REPLY_TOPIC", "correlation_id_error", "dead_letter",
+    "encodable", "error_reply", "expired", "is_results_topic", "nobody_waits", "now_ms", "reply_route_error",
+    "reply_target", "strip_secrets",
 ]
 
 log = logging.getLogger(__name__)
 
 INVALID_REPLY_TOPIC = "invalid_reply_topic"
+INVALID_CORRELATION_ID = "invalid_correlation_id"
 INVALID_REPLY_PARTITION = "invalid_reply_partition"
 # What Kafka accepts as a topic name.
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -98,6 +100,21 @@ def is_results_topic(name: Any, settings: Any = None) -> bool:
         return False
     results = f"{topics.prefix}.results."
     return name == topics.replies or (name.startswith(results) and len(name) > len(results))
+
+
+# What a correlation id may be: it travels as a Kafka key, a header to the upstream and the caller, and into
+# logs, so visible ASCII only, and short (ingress makes 32 hex digits; a producer's UUID has 36 characters).
+_CORRELATION_ID = re.compile(r"[!-~]{1,128}")
+
+
+def correlation_id_error(call: dict[str, Any]) -> JunctionError | None:
+    """Why a call's correlation id cannot be used (a producer's: a line break would forge log lines and break
+    the upstream call's header), or None."""
+    if _CORRELATION_ID.fullmatch(str(call.get("correlation_id", ""))):
+        return None
+    return JunctionError("correlation_id must be 1 to 128 visible ASCII characters (a UUID, say)",
+                         code=INVALID_CORRELATION_ID, status=400,
+                         fields=[FieldError("correlation_id", "must be 1 to 128 visible ASCII characters")])
 
 
 def reply_route_error(call: dict[str, Any], settings: Any = None) -> JunctionError | None:

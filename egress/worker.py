@@ -258,7 +258,7 @@ class EgressWorker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one bad call must not take the worker down
-                log.exception("egress failed on %s@%s (%s)", tp, offset, call.get("correlation_id"))
+                log.exception("egress failed on %s@%s (%r)", tp, offset, call.get("correlation_id"))  # %r: no line a message forges
                 err = JunctionError("egress failed on this call", code="internal_error", status=500)
                 records = [self._dead_letter(call, err, call.get("original") or raw, [repr(exc)]),
                            *self._reply(call, error_reply(call, err, stage="egress"))]

@@ -22,8 +22,8 @@ from core.callerauth.base import INVALID
 from core.errors import FieldError, JunctionError, Unauthorized, MethodNotAllowed, NotFound, ServiceUnavailable, TransformError
 from core.headers import without_preferences
 from core.kafka import Outgoing, topic_partitions
-from core.messages import (INVALID_REPLY_PARTITION, INVALID_REPLY_TOPIC, dead_letter, error_reply, expired, nobody_waits,
-                           now_ms, reply_route_error, reply_target, strip_secrets)
+from core.messages import (INVALID_REPLY_PARTITION, INVALID_REPLY_TOPIC, correlation_id_error, dead_letter, error_reply,
+                           expired, nobody_waits, now_ms, reply_route_error, reply_target, strip_secrets)
 from core.metrics import DEAD_LETTERS, EXPIRED_DROPPED
 from core.routing import ANY_METHOD, PathTemplate, parse_template, split_path
 from core.sealing import sealer_for
@@ -292,6 +292,9 @@ class Router:
         except CodecError as exc:
             err = JunctionError(f"undecodable message: {exc}", code="undecodable", status=400)
             return Outcome([self._dlq({}, err, raw, inbound=inbound)])
+        bad_id = correlation_id_error(call)
+        if bad_id is not None:  # nothing can be answered or called under it: the dead letter is the only record
+            return Outcome([self._dlq(call, bad_id, raw, inbound=inbound)])
         late = call["deadline_ms"] <= now_ms()
         if late and not nobody_waits(call, self._settings):
             EXPIRED_DROPPED.labels("processors").inc()  # its caller had its 504 from ingress

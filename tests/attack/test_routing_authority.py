@@ -167,6 +167,16 @@ async def test_an_api_id_that_names_no_api_is_refused_not_routed_by_path(pipelin
         assert letter["org"] == staged["org"] and letter["api_id"] == api_id
 
 
+async def test_a_correlation_id_that_cannot_travel_is_refused(pipeline: Pipeline, upstream: Upstream) -> None:
+    """A line break in a producer's correlation id would forge log lines and break the upstream call's header;
+    50,000 characters would reach the upstream as one: neither is called, the dead letter names the field."""
+    staged = await staged_api(pipeline, upstream, methods=["POST"])
+    for cid in ("a\n2026-11-28 05:00:00,000 CRITICAL control.auth: FORGED", "x" * 50_000, "has space"):
+        letter = await assert_refused(pipeline, upstream, inbound(staged["org"], correlation_id=cid),
+                                      "invalid_correlation_id")
+        assert letter["correlation_id"] == cid
+
+
 async def test_a_disabled_api_is_refused(pipeline: Pipeline, upstream: Upstream) -> None:
     victim = await staged_api(pipeline, upstream)
     await pipeline.stage.publish("api", {**victim["api"], "version": 2, "enabled": False}, victim["org"])
