@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 
 from control.replay import InboundReader, revive
 from control.store.replays import (
+    api_serves,
     claim_item,
     finish_jobs,
     later_attempts,
@@ -142,6 +143,14 @@ class ReplayJobs:
                 if claim.verdict != "send":
                     continue
                 dl_id = str(item["dead_letter_id"])
+                if config == "original" and item["api_id"]:
+                    # Egress makes an original call as it was, asking nothing: the authority is here. A deleted
+                    # or disabled API serves no call, as processors would refuse it with the current config.
+                    async with self._pool.acquire() as conn:
+                        if not await api_serves(conn, str(item["org_id"]), str(item["api_id"])):
+                            await record_unsendable(conn, job_id, dl_id, "its API is deleted or disabled: the original "
+                                                    "configuration has nothing to call (replay it with config current)")
+                            continue
                 try:
                     revived = await revive(self._settings, reader, item, attempt=claim.attempt, config=config,
                                            timeout_ms=timeout_ms)

@@ -113,7 +113,7 @@ async def running_jobs(conn: asyncpg.Connection) -> list[asyncpg.Record]:
 async def pending_items(conn: asyncpg.Connection, job_id: str, limit: int) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT i.dead_letter_id, i.org_id, i.org_slug, i.correlation_id, i.letter_attempt, d.original, d.original_topic,"
-        " d.inbound_partition, d.inbound_offset FROM replay_items i LEFT JOIN dead_letters d ON d.id = i.dead_letter_id"
+        " d.inbound_partition, d.inbound_offset, d.api_id FROM replay_items i LEFT JOIN dead_letters d ON d.id = i.dead_letter_id"
         " WHERE i.job_id = $1 AND i.state = 'pending' ORDER BY i.seq LIMIT $2", job_id, limit)
 
 
@@ -171,6 +171,13 @@ async def release_claim(conn: asyncpg.Connection, job_id: str, dead_letter_id: s
     """Give back a claim whose message never reached the producer (the job was stopped first): pending again."""
     await conn.execute("UPDATE replay_items SET state = 'pending', attempt = NULL, sent_at = NULL, deadline_at = NULL"
                        " WHERE job_id = $1 AND dead_letter_id = $2 AND state = 'sending'", job_id, dead_letter_id)
+
+
+async def api_serves(conn: asyncpg.Connection, org_id: str, api_id: str) -> bool:
+    """Whether ``api_id`` is an enabled API of the organisation now."""
+    return bool(await conn.fetchval(
+        "SELECT 1 FROM apis WHERE org_id = $1 AND id::text = $2 AND coalesce((content->>'enabled')::boolean, true)",
+        org_id, api_id))
 
 
 async def record_unsendable(conn: asyncpg.Connection, job_id: str, dead_letter_id: str, reason: str) -> None:

@@ -297,3 +297,24 @@ async def test_the_cli_replays_through_the_api_and_shows_progress(
         assert job["status"] == "done" and [i["outcome"] for i in job["items"]] == ["succeeded", "succeeded"]
         assert f"replay {job['id'][:8]} [" in err and "2/2 sent" in err and err.endswith("(done)\n")
         assert sorted(upstream.bodies) == sorted(payloads)
+
+
+async def test_an_original_replay_of_a_deleted_api_calls_nothing(control: Any, ingress: IngressInstance,
+                                                                 stage: Stage) -> None:
+    """Egress makes an original call as it was, asking nothing: the replay job is where a deleted (or disabled)
+    API stops it, as processors stop a current one."""
+    org = await new_org(control)
+    async with RecordingUpstream.running(up=False) as upstream:
+        staged = await staged_api(control, stage, upstream.url, org=org, target_method="POST", retry=ONE_ATTEMPT)
+        await wait_until(lambda: staged["api"]["id"] in ingress.snapshot.apis)
+        cids = await _fail_calls(ingress, org, [f"order-{uuid.uuid4().hex}".encode()])
+        (letter,) = await indexed_letters(control, org, cids)
+        await upstream.up()
+        await control.pool.execute("UPDATE apis SET content = content || '{\"enabled\": false}'::jsonb WHERE id = $1",
+                                   staged["api"]["id"])  # disabled in control's store (deleted: the same answer)
+        r = await replay(control, org, {"ids": [letter["id"]], "config": "original"})
+        assert r.status == 201, r.body
+        job = await wait_job(control, org, r.body["id"])
+        (item,) = job["items"]
+        assert item["outcome"] == "not_replayable" and "API is deleted or disabled" in item["message"], item
+        assert upstream.bodies == []
