@@ -358,8 +358,8 @@ class Router:
             # Async producers may name only org, method and path; resolving checks everything below.
             return self._snapshot.resolve(call["org"], call["method"], call["path"])
         api = self._snapshot.api(call["api_id"])
-        if api is None:  # a mistyped id, or an API deleted since: never another API in its place
-            raise NotFound(f"API {call['api_id'][:64]} is not an API of {call['org']}", code="api_not_in_org")
+        if api is None:  # a mistyped id, or an API deleted since ingress matched it: never another API in its place
+            raise NotFound(f"no API {call['api_id'][:64]!r} in {call['org']}", code="route_not_found")
         # The message names its API: check it as resolving would, whoever sent it.
         org = self._snapshot.orgs.get(call["org"])
         if org is None or org.get("enabled") is False:

@@ -163,7 +163,7 @@ async def test_an_api_id_that_names_no_api_is_refused_not_routed_by_path(pipelin
     """A mistyped id, or an API deleted since, must not have some other API (the path's) made in its place."""
     staged = await staged_api(pipeline, upstream, methods=["POST"])
     for api_id in (str(uuid.uuid4()), "not-a-uuid"):
-        letter = await assert_refused(pipeline, upstream, inbound(staged["org"], api_id=api_id), "api_not_in_org")
+        letter = await assert_refused(pipeline, upstream, inbound(staged["org"], api_id=api_id), "route_not_found")
         assert letter["org"] == staged["org"] and letter["api_id"] == api_id
 
 
