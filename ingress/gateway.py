@@ -176,10 +176,7 @@ class Gateway:
                 await self._keys.release(claim[0], correlation_id)
             raise
         if claim is not None:
-            if reply["status"] < 500:
-                await self._keys.complete(claim[0], claim[1], correlation_id, reply, claim[2])
-            else:  # a failure a retry may cure: the next attempt with this key makes a new call
-                await self._keys.release(claim[0], correlation_id)
+            await self._keys.settle(claim[0], claim[1], correlation_id, reply, claim[2])
         response = self._response(reply, head=request.method == "HEAD")
         if plan is not None:
             await self._cache.store(plan, reply)
@@ -318,10 +315,7 @@ class Gateway:
         except JunctionError:
             await self._keys.release(redis_key, correlation_id)  # never produced: the key is free for a new attempt
             raise
-        if reply["status"] < 500:
-            await self._keys.complete(redis_key, fp, correlation_id, reply, ttl_s)
-        else:  # a failure a retry may cure: the next attempt with this key makes a new call
-            await self._keys.release(redis_key, correlation_id)
+        await self._keys.settle(redis_key, fp, correlation_id, reply, ttl_s)
         return reply
 
     async def _read_body(self, request: web.Request) -> bytes:

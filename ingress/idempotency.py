@@ -111,6 +111,14 @@ class IdempotencyKeys:
                   "body": base64.b64encode(bytes(reply["body"])).decode()}
         await self._redis.set(redis_key, json.dumps({"fp": fp, "cid": correlation_id, "answer": answer}), ex=ttl_s)
 
+    async def settle(self, redis_key: str, fp: str, correlation_id: str, reply: dict[str, Any], ttl_s: int) -> None:
+        """The key once its call is answered: kept with the answer, or, for a failure a retry may cure (a 5xx),
+        freed, so that the next attempt with the key makes a new call."""
+        if int(reply["status"]) < 500:
+            await self.complete(redis_key, fp, correlation_id, reply, ttl_s)
+        else:
+            await self.release(redis_key, correlation_id)
+
     async def release(self, redis_key: str, correlation_id: str) -> None:
         """Give the key back (the call was never produced), unless another call holds it by now."""
         raw = await self._redis.get(redis_key)
