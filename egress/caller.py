@@ -132,9 +132,9 @@ class RestCaller:
                 # The one hop-by-hop filter on the way in (core/headers.py): after it, nothing adds a header.
                 method, url, headers=end_to_end(headers), data=_payload(body), timeout=timeout,
                 allow_redirects=follow_redirects, max_redirects=self._max_redirects + 1,  # aiohttp counts the answer that stops it
-                # No Accept-Encoding of aiohttp's own: the caller's goes as it is, none when none, so an
-                # answer is never encoded for a caller that did not ask for it.
-                skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"), **extra,
+                # No Accept-Encoding or Accept of aiohttp's own: the caller's go as they are, none when none,
+                # so an answer is never encoded, or its type chosen, for a caller that did not ask.
+                skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding", "Accept"), **extra,
             ) as resp:
                 _check_status(resp)
                 payload = await _read_limited(resp, self._max_response_bytes)

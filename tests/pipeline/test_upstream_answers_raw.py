@@ -20,6 +20,7 @@ from control.replay import read_dead_letters
 from core.settings import Settings
 from tests.support import IngressInstance, Stage, serving, wait_until
 
+SEEN_ACCEPT: list[str | None] = []  # the Accept of each request _negotiating's upstream read
 INVALID_ANSWER = "the upstream's answer was not valid HTTP"  # what the caller reads, whatever the parser said
 
 # path -> the bytes answered, as written; the connection is closed after each.
@@ -95,8 +96,8 @@ async def _api(stage: Stage, ingress: IngressInstance, url: str, *, script: str 
 
 async def _send(ingress: IngressInstance, staged: dict[str, Any], method: str = "GET", *,
                 headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
-    # skip_auto_headers: a caller that sends no Accept-Encoding, unless the test gives one.
-    async with aiohttp.ClientSession(auto_decompress=False, skip_auto_headers=("Accept-Encoding",)) as s:
+    # skip_auto_headers: a caller that sends no Accept-Encoding and no Accept, unless the test gives one.
+    async with aiohttp.ClientSession(auto_decompress=False, skip_auto_headers=("Accept-Encoding", "Accept")) as s:
         async with s.request(method, f"{ingress.url}/{staged['org']}/p", headers=headers or {},
                              timeout=aiohttp.ClientTimeout(total=20)) as r:
             return r.status, r.headers, await r.read()
@@ -196,11 +197,12 @@ async def test_an_upstream_nobody_listens_on_is_answered_without_its_address(
 @contextlib.asynccontextmanager
 async def _negotiating() -> AsyncIterator[tuple[str, list[str | None]]]:
     """An upstream that gzips its JSON when the request's Accept-Encoding takes gzip (nginx's ``gzip on``);
-    yields its URL and the Accept-Encoding of each request (None when absent)."""
+    yields its URL and the Accept-Encoding of each request (None when absent); ``SEEN_ACCEPT`` gets its Accept."""
     seen: list[str | None] = []
 
     async def answer(request: web.Request) -> web.Response:
         seen.append(request.headers.get("Accept-Encoding"))
+        SEEN_ACCEPT.append(request.headers.get("Accept"))
         body = json.dumps({"name": "negotiated"}).encode()
         if "gzip" in (request.headers.get("Accept-Encoding") or ""):
             return web.Response(body=gzip.compress(body), content_type="application/json", headers={"Content-Encoding": "gzip"})
@@ -221,6 +223,17 @@ async def test_the_callers_accept_encoding_goes_as_it_is_and_none_when_none(ingr
         assert status == 200 and headers["Content-Encoding"] == "gzip"
         assert gzip.decompress(body) == json.dumps({"name": "negotiated"}).encode()  # passed through untouched
     assert seen == [None, "gzip"]
+
+
+async def test_the_callers_accept_goes_as_it_is_and_none_when_none(ingress: IngressInstance, stage: Stage) -> None:
+    """The HTTP client's own ``Accept: */*`` would make the upstream's choice for a caller that made none."""
+    SEEN_ACCEPT.clear()
+    async with _negotiating() as (url, _):
+        staged = await _api(stage, ingress, url)
+        for accept in (None, "application/xml;q=0.9, text/csv"):
+            status, _, body = await _send(ingress, staged, headers={"Accept": accept} if accept else None)
+            assert status == 200 and json.loads(body) == {"name": "negotiated"}
+    assert SEEN_ACCEPT == [None, "application/xml;q=0.9, text/csv"]
 
 
 async def test_a_response_script_reads_an_unencoded_body_whatever_the_caller_accepts(ingress: IngressInstance,
