@@ -13,7 +13,7 @@ from core.redaction import redact_original, scrub
 from schemas.types import DeadLetter, InboundCall, Reply
 
 __all__ = [
-    "INVALID_CORRELATION_ID", "INVALID_REPLY_PARTITION", "INVALID_REPLY_TOPIC", "correlation_id_error", "dead_letter",
+    "INVALID_CALL", "INVALID_CORRELATION_ID", "INVALID_REPLY_PARTITION", "call_contract_error", "INVALID_REPLY_TOPIC", "correlation_id_error", "dead_letter",
     "encodable", "error_reply", "expired", "is_results_topic", "nobody_waits", "now_ms", "reply_route_error",
     "reply_target", "strip_secrets",
 ]
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 INVALID_REPLY_TOPIC = "invalid_reply_topic"
 INVALID_CORRELATION_ID = "invalid_correlation_id"
 INVALID_REPLY_PARTITION = "invalid_reply_partition"
+INVALID_CALL = "invalid_call"
 # What Kafka accepts as a topic name.
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 # Code points UTF-8 cannot carry: a lone surrogate (from a script's text, a decoded byte, a caller's escape).
@@ -115,6 +116,27 @@ def correlation_id_error(call: dict[str, Any]) -> JunctionError | None:
     return JunctionError("correlation_id must be 1 to 128 visible ASCII characters (a UUID, say)",
                          code=INVALID_CORRELATION_ID, status=400,
                          fields=[FieldError("correlation_id", "must be 1 to 128 visible ASCII characters")])
+
+
+# An HTTP method is a token (RFC 9110 §9.1, §5.6.2); anything else would be a request line of the producer's.
+_METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def call_contract_error(call: Mapping[str, Any]) -> JunctionError | None:
+    """Why an InboundCall's method, path or attempt is outside its contract (docs/topics.md), or None.
+
+    Ingress never sends such a call; an async producer may, and nothing of it may reach an upstream."""
+    method, path, attempt = call.get("method"), call.get("path"), call.get("attempt", 1)
+    if not isinstance(method, str) or not _METHOD.fullmatch(method):
+        field, why = "method", "must be an HTTP method: 1 to 64 token characters, no space or line break"
+    elif not isinstance(path, str) or not path.startswith("/") or _CONTROL.search(path):
+        field, why = "path", "must start with '/' and hold no control character"
+    elif not isinstance(attempt, int) or attempt < 1:
+        field, why = "attempt", "must be 1 or more (1 for a new call)"
+    else:
+        return None
+    return JunctionError(f"{field} {why}", code=INVALID_CALL, status=400, fields=[FieldError(field, why)])
 
 
 def reply_route_error(call: dict[str, Any], settings: Any = None) -> JunctionError | None:

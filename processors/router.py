@@ -22,8 +22,9 @@ from core.callerauth.base import INVALID
 from core.errors import FieldError, JunctionError, Unauthorized, MethodNotAllowed, NotFound, ServiceUnavailable, TransformError
 from core.headers import without_preferences
 from core.kafka import Outgoing, topic_partitions
-from core.messages import (INVALID_REPLY_PARTITION, INVALID_REPLY_TOPIC, correlation_id_error, dead_letter, error_reply,
-                           expired, nobody_waits, now_ms, reply_route_error, reply_target, strip_secrets)
+from core.messages import (INVALID_CALL, INVALID_REPLY_PARTITION, INVALID_REPLY_TOPIC, call_contract_error, correlation_id_error,
+                           dead_letter, error_reply, expired, nobody_waits, now_ms, reply_route_error, reply_target,
+                           strip_secrets)
 from core.metrics import DEAD_LETTERS, EXPIRED_DROPPED
 from core.routing import ANY_METHOD, PathTemplate, parse_template, split_path
 from core.sealing import sealer_for
@@ -42,7 +43,7 @@ _DOT_SEGMENTS = frozenset({".", ".."})
 _SEPARATORS = re.compile(r"[/\\]")
 # Errors that say the message itself may not run here, whoever sent it: always dead-lettered
 # (with a reply too when the call names a usable one), never an upstream call.
-ALWAYS_DEAD_LETTERED = frozenset({"org_not_found", "route_not_found", "api_not_in_org", "api_disabled", "method_not_allowed"})
+ALWAYS_DEAD_LETTERED = frozenset({INVALID_CALL, "org_not_found", "route_not_found", "api_not_in_org", "api_disabled", "method_not_allowed"})
 
 
 @dataclass(frozen=True)
@@ -350,6 +351,9 @@ class Router:
                                 code=INVALID_REPLY_PARTITION, status=400)
 
     async def _resolve(self, call: dict[str, Any]) -> RouteMatch:
+        outside = call_contract_error(call)
+        if outside is not None:
+            raise outside
         if call.get("api_id") and call.get("config_version"):
             # Ingress matched this call on a version we may not have read yet.
             remaining_s = (call["deadline_ms"] - now_ms()) / 1000

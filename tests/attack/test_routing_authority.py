@@ -177,6 +177,46 @@ async def test_a_correlation_id_that_cannot_travel_is_refused(pipeline: Pipeline
         assert letter["correlation_id"] == cid
 
 
+OUTSIDE_THE_CONTRACT: list[tuple[str, Any]] = [
+    ("method", "GET /admin HTTP/1.1\r\nX-Injected: 1"), ("method", "GE T"), ("method", ""), ("method", "M" * 65),
+    ("path", "echo"), ("path", ""), ("path", "/echo\r\nX-Injected: 1"), ("path", "/ec\x00ho"),
+    ("attempt", 0), ("attempt", -3),
+]
+
+
+async def test_a_field_outside_the_contract_is_refused(pipeline: Pipeline, upstream: Upstream) -> None:
+    """What ingress never sends, a producer may: a method that is no HTTP token (a request line of its own),
+    a path that does not start with '/' or holds a control character, an attempt below 1 (replays count up
+    from 1, and egress runs each attempt once). None is called; the reply and the dead letter name the field."""
+    s = pipeline.settings
+    staged = await staged_api(pipeline, upstream)  # any method
+    results = f"{s.topics.prefix}.results.contract-{uuid.uuid4().hex[:8]}"
+    admin = make_admin(s)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(results, 1, 1)])
+    finally:
+        await admin.close()
+    calls = [(field, inbound(staged["org"], api_id=staged["api"]["id"], config_version=1, reply_topic=results,
+                             reply_partition=0, **{field: value})) for field, value in OUTSIDE_THE_CONTRACT]
+    for _, call in calls:
+        await post_raw(s, call)
+    for field, call in calls:
+        letter = await dead_letter_of(s, call["correlation_id"])
+        assert letter["error_code"] == "invalid_call" and letter["stage"] == "processors", (field, letter)
+        assert field in letter["error_message"], letter
+    replies = await records_of(s, results)
+    for field, call in calls:
+        [(_, reply)] = replies_for(replies, call["correlation_id"])
+        body = json.loads(reply["body"])
+        assert reply["status"] == 400 and body["code"] == "invalid_call", (field, body)
+        assert [f["field"] for f in body["fields"]] == [field], body
+    await asyncio.sleep(GRACE_S)
+    assert upstream.seen == [], f"the upstream was called: {upstream.seen}"
+    called = {k for _, k, _ in await records_of(s, s.topics.calls)}
+    assert not [c for _, c in calls if c["correlation_id"].encode() in called], "an OutboundCall was produced"
+
+
 async def test_a_disabled_api_is_refused(pipeline: Pipeline, upstream: Upstream) -> None:
     victim = await staged_api(pipeline, upstream)
     await pipeline.stage.publish("api", {**victim["api"], "version": 2, "enabled": False}, victim["org"])

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from core.callerauth import api_key, basic
 from core.callerauth.base import malformed
 from core.errors import FieldError, JunctionError, TransformError
-from core.messages import dead_letter, encodable, error_reply
+from core.messages import call_contract_error, dead_letter, encodable, error_reply
 from processors.router import InvalidPathParameter, build_url
 from schemas import decode, encode
 
@@ -109,3 +109,24 @@ def test_a_malformed_authorization_names_the_header() -> None:
     found = basic.extract({"mode": "basic"}, [("Authorization", "Bearer x")], [])
     assert found.malformed_field == FieldError("Authorization", "is not a Basic credential")
     assert malformed("Authorization", "is given more than once").malformed == "Authorization is given more than once"
+
+
+@settings(max_examples=300, deadline=None)
+@given(method=ANY_TEXT, path=ANY_TEXT, attempt=st.integers(min_value=-2**31, max_value=2**31 - 1))
+def test_a_call_inside_the_contract_can_only_be_sent_as_one_request_line(method: str, path: str, attempt: int) -> None:
+    """Whatever a producer writes, what passes the contract check cannot split the upstream request's line
+    or headers: a method with no space, control character or non-ASCII, a path from '/' with no control
+    character, an attempt from 1. What fails names one field, in an error that can be written."""
+    call = {"method": method, "path": path, "attempt": attempt}
+    err = call_contract_error(call)
+    fits = (0 < len(method) <= 64 and method.isascii() and all(c.isprintable() and not c.isspace() for c in method)
+            and path.startswith("/") and not any(ord(c) < 0x20 or ord(c) == 0x7f for c in path) and attempt >= 1)
+    if err is None:
+        assert fits
+        assert not set(method) & set("()<>@,;:\\\"/[]?={}")  # separators are no token characters either
+    else:
+        assert err.code == "invalid_call" and err.status == 400 and len(err.fields) == 1
+        assert err.fields[0].field in {"method", "path", "attempt"} and err.fields[0].field in err.message
+        encode("DeadLetter", dead_letter(CALL, err, stage="processors", original_topic="t", original=ORIGINAL))
+    for m in ("GET", "PATCH", "PROPFIND", "VERSION-CONTROL", "M-SEARCH"):
+        assert call_contract_error({"method": m, "path": "/", "attempt": 1}) is None
