@@ -132,6 +132,18 @@ async def assert_refused(p: Pipeline, up: Upstream, call: dict[str, Any], code: 
     return letter
 
 
+async def results_topic(settings: Settings, *, partitions: int) -> str:
+    """A results topic of a producer's own, made as docs/topics.md says to: before naming it."""
+    topic = f"{settings.topics.prefix}.results.app-{uuid.uuid4().hex[:8]}"
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        await admin.close()
+    return topic
+
+
 async def staged_api(p: Pipeline, up: Upstream, **kwargs: Any) -> dict[str, Any]:
     staged = await p.stage.api(up.url + "/echo", **kwargs)
     await wait_until(lambda: staged["api"]["id"] in p.ingress.snapshot.apis)
@@ -190,13 +202,7 @@ async def test_a_field_outside_the_contract_is_refused(pipeline: Pipeline, upstr
     from 1, and egress runs each attempt once). None is called; the reply and the dead letter name the field."""
     s = pipeline.settings
     staged = await staged_api(pipeline, upstream)  # any method
-    results = f"{s.topics.prefix}.results.contract-{uuid.uuid4().hex[:8]}"
-    admin = make_admin(s)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(results, 1, 1)])
-    finally:
-        await admin.close()
+    results = await results_topic(s, partitions=1)
     calls = [(field, inbound(staged["org"], api_id=staged["api"]["id"], config_version=1, reply_topic=results,
                              reply_partition=0, **{field: value})) for field, value in OUTSIDE_THE_CONTRACT]
     for _, call in calls:
@@ -281,13 +287,7 @@ async def test_a_results_topic_of_the_producers_own_gets_the_reply_and_its_range
     pipeline: Pipeline, upstream: Upstream
 ) -> None:
     s = pipeline.settings
-    topic = f"{s.topics.prefix}.results.app-{uuid.uuid4().hex[:6]}"
-    admin = make_admin(s)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 2, 1)])
-    finally:
-        await admin.close()
+    topic = await results_topic(s, partitions=2)
     victim = await staged_api(pipeline, upstream)
     ok = inbound(victim["org"], api_id=victim["api"]["id"], config_version=1, reply_topic=topic, reply_partition=1)
     await post_raw(s, ok)
