@@ -15,7 +15,7 @@ from schemas.types import DeadLetter, InboundCall, Reply
 __all__ = [
     "INVALID_CALL", "INVALID_CORRELATION_ID", "INVALID_REPLY_PARTITION", "call_contract_error", "INVALID_REPLY_TOPIC", "correlation_id_error", "dead_letter",
     "encodable", "error_reply", "expired", "is_results_topic", "nobody_waits", "now_ms", "reply_route_error",
-    "reply_target", "strip_secrets",
+    "reply_target", "strip_secrets", "undecodable_call",
 ]
 
 log = logging.getLogger(__name__)
@@ -137,6 +137,16 @@ def call_contract_error(call: Mapping[str, Any]) -> JunctionError | None:
     else:
         return None
     return JunctionError(f"{field} {why}", code=INVALID_CALL, status=400, fields=[FieldError(field, why)])
+
+
+def undecodable_call(key: bytes | None) -> dict[str, Any]:
+    """What is known of a record that could not be decoded: its correlation id, when its key (producers key
+    a call by it) can be one. The dead letter then carries it, and an operator finds it by that id."""
+    try:
+        text = (key or b"").decode("ascii")
+    except UnicodeDecodeError:
+        return {}
+    return {"correlation_id": text} if _CORRELATION_ID.fullmatch(text) else {}
 
 
 def reply_route_error(call: dict[str, Any], settings: Any = None) -> JunctionError | None:

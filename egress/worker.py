@@ -14,14 +14,14 @@ import logging
 import time
 from typing import Any
 
-from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from core.consume import fetch_decoded
 from core.errors import CircuitOpen, DeadlineExceeded, JunctionError, UpstreamError, UpstreamNotConnected
 from core.headers import asking_identity, pairs_to_records, records_to_pairs, with_correlation_id
-from core.messages import (INVALID_REPLY_PARTITION, dead_letter, error_reply, expired, nobody_waits, now_ms, reply_route_error,
-                           reply_target)
+from core.messages import (INVALID_REPLY_PARTITION, dead_letter, error_reply, expired, nobody_waits, now_ms,
+                           reply_route_error, reply_target, undecodable_call)
 from core.metrics import DEAD_LETTERS, DUPLICATES_SKIPPED, EXPIRED_DROPPED, NO_API, UPSTREAM_CALLS, UPSTREAM_LATENCY
 from core.tasks import Supervised
 from core.scripts import has_response_transform, script_ctx, script_response
@@ -190,7 +190,7 @@ class EgressWorker:
             for record, exc in fetched.undecodable:
                 # Logged and counted like every reader's; egress also leaves the record in the dead letters.
                 tp = TopicPartition(record.topic, record.partition)
-                self._start(tp, record.offset, self._outbox.deliver([self._undecodable(exc, record.value)]))
+                self._start(tp, record.offset, self._outbox.deliver([self._undecodable(exc, record)]))
             decoded = [(TopicPartition(r.topic, r.partition), r.offset, r.value, call) for r, call in fetched.decoded]
             already = await self._completed.done([c["call_id"] for _, _, _, c in decoded])
             for tp, offset, raw, call in decoded:
@@ -225,8 +225,8 @@ class EgressWorker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _undecodable(self, exc: CodecError, raw: bytes) -> Outgoing:
-        return self._dead_letter({}, JunctionError(str(exc), code="undecodable"), raw)
+    def _undecodable(self, exc: CodecError, record: ConsumerRecord[Any, Any]) -> Outgoing:
+        return self._dead_letter(undecodable_call(record.key), JunctionError(str(exc), code="undecodable"), record.value)
 
     async def _commit_periodically(self) -> None:
         while True:

@@ -67,7 +67,8 @@ def build_app(settings: Settings) -> Any:
         async def one(event: Any, slot: Any) -> None:
             try:
                 # The router turns whatever fails in a call into that call's error reply and dead letter.
-                outcome = await router.process(event.value, inbound=(event.message.partition, event.message.offset))
+                outcome = await router.process(event.value, inbound=(event.message.partition, event.message.offset),
+                                               key=event.key)
                 await outbox.deliver(outcome.messages)
                 await acks.finish(slot)
             except asyncio.CancelledError:

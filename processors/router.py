@@ -24,7 +24,7 @@ from core.headers import without_preferences
 from core.kafka import Outgoing, topic_partitions
 from core.messages import (INVALID_CALL, INVALID_REPLY_PARTITION, INVALID_REPLY_TOPIC, call_contract_error, correlation_id_error,
                            dead_letter, error_reply, expired, nobody_waits, now_ms, reply_route_error, reply_target,
-                           strip_secrets)
+                           strip_secrets, undecodable_call)
 from core.metrics import DEAD_LETTERS, EXPIRED_DROPPED
 from core.routing import ANY_METHOD, PathTemplate, parse_template, split_path
 from core.sealing import sealer_for
@@ -266,14 +266,15 @@ class Router:
         self._config_caught_up = config_caught_up
         self._partitions = PartitionCounts(settings)
 
-    async def process(self, raw: bytes, *, inbound: tuple[int, int] = (-1, -1)) -> Outcome:
+    async def process(self, raw: bytes, *, inbound: tuple[int, int] = (-1, -1), key: bytes | None = None) -> Outcome:
         """The messages one InboundCall turns into; never raises for a bad message.
 
         ``inbound`` is where ``raw`` sits on the requests topic (partition, offset): an OutboundCall
-        carries that pointer instead of a copy of the InboundCall, for dead letters and replay.
+        carries that pointer instead of a copy of the InboundCall, for dead letters and replay. ``key``, the
+        record's, names the dead letter of a record that cannot be decoded.
         """
         try:
-            return await self._process(raw, inbound)
+            return await self._process(raw, inbound, key)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - one bad message must not fail its batch
@@ -286,13 +287,13 @@ class Router:
             out = self._reply(call, error_reply(call, err, stage="processors")) if call else []
             return Outcome([*out, self._dlq(call, err, raw, [repr(exc)], inbound)])
 
-    async def _process(self, raw: bytes, inbound: tuple[int, int]) -> Outcome:
+    async def _process(self, raw: bytes, inbound: tuple[int, int], key: bytes | None = None) -> Outcome:
         topics = self._settings.topics
         try:
             _, call = decode(raw, expected="InboundCall")
         except CodecError as exc:
             err = JunctionError(f"undecodable message: {exc}", code="undecodable", status=400)
-            return Outcome([self._dlq({}, err, raw, inbound=inbound)])
+            return Outcome([self._dlq(undecodable_call(key), err, raw, inbound=inbound)])
         bad_id = correlation_id_error(call)
         if bad_id is not None:  # nothing can be answered or called under it: the dead letter is the only record
             return Outcome([self._dlq(call, bad_id, raw, inbound=inbound)])

@@ -175,7 +175,7 @@ async def test_an_undecodable_call_is_dead_lettered_and_the_next_call_is_served(
     before = _counter(UNDECODABLE_RECORDS, "egress")
     producer = make_producer(settings)
     await producer.start()
-    key = b"poison-" + echo_api["org"].encode()
+    key = uuid.uuid4().hex.encode()  # the producer's correlation id, as the contract keys a call
     try:
         with caplog.at_level(logging.WARNING, logger="core.consume"):
             sent = await producer.send_and_wait(settings.topics.calls, key=key, value=b"\xc3\x01not an avro record")
@@ -195,6 +195,33 @@ async def test_an_undecodable_call_is_dead_lettered_and_the_next_call_is_served(
             break
         await asyncio.sleep(0.1)
     assert found, "the undecodable record left no dead letter"
+    assert [v.letter["correlation_id"] for v in found] == [key.decode()]  # an operator finds it by its key
+
+
+async def test_an_undecodable_inbound_call_is_dead_lettered_under_its_key_when_the_key_is_a_correlation_id(
+    settings: Settings, ingress: IngressInstance, echo_api: dict[str, Any]
+) -> None:
+    """A producer that wrote JSON instead of Avro finds its failed call by the correlation id it keyed it
+    with; a key that could not be one (a line break would forge log lines) is not taken."""
+    good, bad = uuid.uuid4().hex, f"{uuid.uuid4().hex}\nFORGED"
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        for key in (good, bad):
+            await producer.send_and_wait(settings.topics.requests, key=key.encode(), value=b'{"org": "x", "method": "GET"}')
+    finally:
+        await producer.stop()
+    letters: list[Any] = []
+    for _ in range(100):
+        letters = [v.letter for v in await read_dead_letters(settings, limit=0)
+                   if v.letter["stage"] == "processors" and v.letter["original"] == b'{"org": "x", "method": "GET"}']
+        if len(letters) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert sorted(v["correlation_id"] for v in letters) == ["", good]
+    assert all(v["error_code"] == "undecodable" and v["org"] == "" for v in letters)
+    status, body = await _echo(ingress, echo_api["org"], "after the poison")
+    assert status == 200 and body["body"] == "after the poison"
 
 
 async def test_an_outbound_call_posted_straight_to_egress_with_a_bad_reply_route_is_dead_lettered_uncalled(
