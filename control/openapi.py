@@ -227,6 +227,22 @@ def _dead_letters() -> dict[str, Schema]:
             "get": _op("One dead letter; its details and original (credentials removed) for org admins and global admins",
                        {"200": _json(_ref("DeadLetter"), "the dead letter"), **_errors("401", "404")}, tag="dead letter"),
         },
+        # Letters no organisation can be trusted to own: undecodable bytes, a producer naming another
+        # organisation's API, an API deleted meanwhile (docs/replay.md).
+        "/api/v1/dead-letters": {
+            "get": _op("List the dead letters of no organisation, newest first, without originals (global admin)",
+                       {"200": _json(_waited_page_of("DeadLetterSummary", "dead letter"),
+                                     "one page of the dead letters no organisation owns"),
+                        **_errors("401", "403", "422"), "503": _json(_ref("Error"), "wait, on a control without Kafka")},
+                       params=[*copy.deepcopy(query), *copy.deepcopy(_PAGE_PARAMS), _wait_param("dead letter")],
+                       tag="dead letter"),
+        },
+        "/api/v1/dead-letters/{id}": {
+            "parameters": [_path_param("id", "dead letter id")],
+            "get": _op("One dead letter of no organisation, with its details and original (global admin)",
+                       {"200": _json(_ref("DeadLetter"), "the dead letter"), **_errors("401", "403", "404")},
+                       tag="dead letter"),
+        },
     }
 
 

@@ -93,9 +93,11 @@ async def _dlq_list(client: Any, args: argparse.Namespace) -> list[dict[str, Any
     cursor = None
     wait_s = args.wait  # the first page waits for the indexer; the pages after it read the same rows
     while len(items) < args.limit:
-        page = await client.list_dead_letters(args.org, api=args.api, stage=args.stage, code=args.code,
-                                              correlation_id=args.correlation_id, since=args.since, until=args.until,
-                                              limit=min(args.limit - len(items), 1000), cursor=cursor, wait_s=wait_s)
+        filters = {"api": args.api, "stage": args.stage, "code": args.code, "correlation_id": args.correlation_id,
+                   "since": args.since, "until": args.until, "limit": min(args.limit - len(items), 1000),
+                   "cursor": cursor, "wait_s": wait_s}
+        page = await (client.list_dead_letters(args.org, **filters) if args.org is not None
+                      else client.list_unattributed_dead_letters(**filters))
         if wait_s is not None and not page.get("caught_up"):
             raise CliFailure("not_indexed", f"the dead-letter indexer had not caught up after {wait_s:g} s: "
                              "a dead letter written before now may be missing (run again, or without --wait)")
@@ -204,12 +206,21 @@ async def _dlq_replay(client: Any, args: argparse.Namespace) -> Any:
     return await client.wait_replay(args.org, job["id"], on_progress=_progress)
 
 
+def _org_or_none(parser: argparse.ArgumentParser) -> None:
+    """``--org``, or ``--no-org``: the letters no organisation owns (a global admin's)."""
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--org", help="the organisation (slug or id)")
+    which.add_argument("--no-org", dest="org", action="store_const", const=None,
+                       help="the dead letters of no organisation (global admin): undecodable bytes, a producer naming "
+                            "another organisation's API, an API deleted while its call waited")
+
+
 def _register_dlq_commands(dlq: Any) -> None:
     """``junction dlq list``, ``show`` and ``replay``: the management API, with JUNCTION_TOKEN."""
     from junction.admin_cli import URL_HELP, _client_cmd
 
     q = dlq.add_parser("list", help="an organisation's dead letters, newest first, without originals")
-    q.add_argument("--org", required=True, help="the organisation (slug or id)")
+    _org_or_none(q)
     q.add_argument("--limit", type=int, default=100, help="at most this many, newest (default 100)")
     for flag, help_ in (("--api", "only this API (id)"), ("--stage", "processors or egress"), ("--code", "only this error code"),
                         ("--correlation-id", "only this call"), ("--since", "failed at or after (ISO 8601)"),
@@ -220,9 +231,10 @@ def _register_dlq_commands(dlq: Any) -> None:
                         "exit 1 (not_indexed) if the indexer is still behind")
     q.set_defaults(func=_client_cmd(_dlq_list))
     q = dlq.add_parser("show", help="one dead letter, with its original (credentials removed) for admins")
-    q.add_argument("--org", required=True, help="the organisation (slug or id)")
+    _org_or_none(q)
     q.add_argument("id", help="the dead letter's id (from dlq list)")
-    q.set_defaults(func=_client_cmd(lambda c, a: c.get_dead_letter(a.org, a.id)))
+    q.set_defaults(func=_client_cmd(lambda c, a: c.get_dead_letter(a.org, a.id) if a.org is not None
+                                    else c.get_unattributed_dead_letter(a.id)))
     q = dlq.add_parser("replay", help="replay dead letters through the management API: a job, followed to its end")
     q.add_argument("--org", required=True, help="the organisation (slug or id)")
     q.add_argument("ids", nargs="*", help="the dead letters to replay (ids from dlq list)")

@@ -739,6 +739,19 @@ class JunctionClient:
     async def get_dead_letter(self, org: str, letter_id: str) -> DeadLetter:
         return cast(DeadLetter, await self.request("GET", f"/orgs/{path_segment(org)}/dead-letters/{path_segment(letter_id)}"))
 
+    async def list_unattributed_dead_letters(self, *, api: str | None = None, stage: str | None = None,
+                                             code: str | None = None, correlation_id: str | None = None,
+                                             since: str | None = None, until: str | None = None, limit: int | None = None,
+                                             cursor: str | None = None, wait_s: float | None = None) -> DeadLetterPage:
+        """As :meth:`list_dead_letters`, for the letters no organisation owns (global admin): bytes that were no
+        message, a producer naming another organisation's API, an API deleted while its call waited."""
+        query = {"api": api, "stage": stage, "code": code, "correlation_id": correlation_id, "from": since,
+                 "to": until, "limit": limit, "cursor": cursor, "wait": wait_s}
+        return cast(DeadLetterPage, await self.request("GET", "/dead-letters", query=query))
+
+    async def get_unattributed_dead_letter(self, letter_id: str) -> DeadLetter:
+        return cast(DeadLetter, await self.request("GET", f"/dead-letters/{path_segment(letter_id)}"))
+
     # -- replay (docs/replay.md) -------------------------------------------------
     async def create_replay(self, org: str, *, ids: list[str] | None = None, filter: dict[str, Any] | None = None,
                             dry_run: bool = False, config: str | None = None, rate_per_second: int | None = None,

@@ -9,6 +9,10 @@ and says whether it had (``caught_up``, control/catch_up.py). One letter shows i
 org admins and global admins; an org viewer sees the metadata only (``original_hidden``,
 ``details_hidden``): a script's log lines and the call's body may hold the organisation's data.
 Another organisation's letters answer 404.
+
+A letter that names no organisation it can be trusted to belong to (bytes that are no message, a
+producer naming another organisation's API, an API deleted meanwhile) is listed to global admins only,
+at GET /api/v1/dead-letters[/{id}], with the same filters.
 """
 from __future__ import annotations
 
@@ -52,15 +56,25 @@ def _filter(request: web.Request) -> LetterFilter:
 
 
 async def list_letters(request: web.Request) -> web.Response:
+    _filter(request), page_query(request)  # a bad query is a 422 before an unknown organisation is a 404
+    async with state(request).db.acquire() as conn:
+        org = await org_for(conn, request)
+    return await _page(request, str(org["id"]))
+
+
+async def list_unattributed(request: web.Request) -> web.Response:
+    principal(request).require_global_admin()
+    return await _page(request, None)
+
+
+async def _page(request: web.Request, org_id: str | None) -> web.Response:
     letters = _filter(request)
     limit, after = page_query(request)
     wait_s = wait_seconds(request) if "wait" in request.query else None
-    async with state(request).db.acquire() as conn:
-        org = await org_for(conn, request)
     # Not holding a connection while it waits: waiters must not starve the API of the pool.
     caught_up = await wait_for_reader(request, DEAD_LETTER_INDEXER, wait_s)
     async with state(request).db.acquire() as conn:
-        rows, next_cursor = one_page(await page_letters(conn, str(org["id"]), letters, limit + 1, after), limit, at="failed_at")
+        rows, next_cursor = one_page(await page_letters(conn, org_id, letters, limit + 1, after), limit, at="failed_at")
     items = [{k: v for k, v in letter_view(r).items() if k != "details"} for r in rows]
     page: dict[str, Any] = {"items": items, "next_cursor": next_cursor}
     if caught_up is not None:
@@ -92,21 +106,39 @@ def original_view(data: bytes) -> dict[str, Any]:
 
 
 async def get_one(request: web.Request) -> web.Response:
-    ref = request.match_info["id"]
     async with state(request).db.acquire() as conn:
         org = await org_for(conn, request)
-        # As a UUID object: asyncpg refuses the other spellings is_uuid accepts ({...}, urn:uuid:...).
-        row = await get_letter(conn, str(org["id"]), str(uuid.UUID(ref))) if is_uuid(ref) else None
+        row = await _letter(conn, request, str(org["id"]))
+    return reply(_full_view(row, principal(request).can_write(str(org["id"]))))
+
+
+async def get_unattributed(request: web.Request) -> web.Response:
+    principal(request).require_global_admin()
+    async with state(request).db.acquire() as conn:
+        row = await _letter(conn, request, None)
+    return reply(_full_view(row, True))
+
+
+async def _letter(conn: Any, request: web.Request, org_id: str | None) -> Any:
+    ref = request.match_info["id"]
+    # As a UUID object: asyncpg refuses the other spellings is_uuid accepts ({...}, urn:uuid:...).
+    row = await get_letter(conn, org_id, str(uuid.UUID(ref))) if is_uuid(ref) else None
     if row is None:
         raise NotFound(f"dead letter {ref!r} not found")
+    return row
+
+
+def _full_view(row: Any, may_read_original: bool) -> dict[str, Any]:
     view = letter_view(row)
-    if principal(request).can_write(str(org["id"])):
+    if may_read_original:
         view.update(original=original_view(row["original"]), original_hidden=False, details_hidden=False)
     else:
         view.update(original=None, details=None, original_hidden=True, details_hidden=True)
-    return reply(view)
+    return view
 
 
 def routes() -> list[web.RouteDef]:
     base = "/api/v1/orgs/{org}/dead-letters"
-    return [web.get(base, list_letters, allow_head=False), web.get(base + "/{id}", get_one, allow_head=False)]
+    return [web.get(base, list_letters, allow_head=False), web.get(base + "/{id}", get_one, allow_head=False),
+            web.get("/api/v1/dead-letters", list_unattributed, allow_head=False),
+            web.get("/api/v1/dead-letters/{id}", get_unattributed, allow_head=False)]

@@ -83,10 +83,17 @@ async def insert_letters(conn: asyncpg.Connection, rows: list[LetterRow]) -> int
     return int(inserted)
 
 
-async def page_letters(conn: asyncpg.Connection, org_id: str, f: LetterFilter, limit: int,
+def _of(org_id: str | None) -> tuple[str, list[Any]]:
+    """The clause that keeps an organisation's letters; ``None``: the letters of no organisation."""
+    return ("org_id = $1", [org_id]) if org_id is not None else ("org_id IS NULL", [])
+
+
+async def page_letters(conn: asyncpg.Connection, org_id: str | None, f: LetterFilter, limit: int,
                        after: Position | None) -> list[asyncpg.Record]:
-    """Newest first (failed_at, then id); ``after`` is the last row of the previous page."""
-    where, args = ["org_id = $1"], [org_id]  # type: list[str], list[Any]
+    """Newest first (failed_at, then id); ``after`` is the last row of the previous page. ``org_id`` None:
+    the letters of no organisation."""
+    clause, args = _of(org_id)
+    where = [clause]
 
     def add(clause: str, value: Any) -> None:
         args.append(value)
@@ -105,8 +112,10 @@ async def page_letters(conn: asyncpg.Connection, org_id: str, f: LetterFilter, l
                             *args)
 
 
-async def get_letter(conn: asyncpg.Connection, org_id: str, id_: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(f"SELECT {_COLS}, original FROM dead_letters WHERE org_id = $1 AND id = $2", org_id, id_)
+async def get_letter(conn: asyncpg.Connection, org_id: str | None, id_: str) -> asyncpg.Record | None:
+    clause, args = _of(org_id)
+    return await conn.fetchrow(f"SELECT {_COLS}, original FROM dead_letters WHERE {clause} AND id = ${len(args) + 1}",
+                               *args, id_)
 
 
 async def count_letters(conn: asyncpg.Connection, org_id: str | None, api_id: str | None, since: datetime,

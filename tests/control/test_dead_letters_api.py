@@ -1,10 +1,12 @@
-"""GET /api/v1/orgs/{org}/dead-letters[/{id}]: roles, tenancy, filters, pagination and bad filter values."""
+"""GET /api/v1/orgs/{org}/dead-letters[/{id}] and the letters of no organisation: roles, tenancy, filters, pagination and bad filter values."""
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from junction.sdk import JunctionClient
 from schemas import decode
+from tests.control_support import run_cli
 from tests.dead_letter_support import inbound_call, index_letters, letter_bytes
 
 BASE_MS = 1_700_000_000_000
@@ -116,3 +118,40 @@ async def test_the_sdk_lists_and_reads_dead_letters(control: Any) -> None:
         assert [i["id"] for i in page["items"]] == [w["ids"][2]] and page["next_cursor"]
         letter = await jc.get_dead_letter(w["org"], w["ids"][2])
         assert letter["error_code"] == "upstream_unreachable" and letter["original"] is not None
+
+
+async def test_letters_of_no_organisation_are_listed_to_global_admins_alone(control: Any) -> None:
+    """Bytes under a slug nobody has (deleted, or never there) and a producer's call naming another
+    organisation's API belong to no organisation: no org's list shows them, a global admin finds them."""
+    w = await _world(control)
+    values = [letter_bytes(f"gone-{uuid.uuid4().hex[:6]}", failed_at_ms=BASE_MS + 7000, code="undecodable"),
+              letter_bytes(w["other"], failed_at_ms=BASE_MS + 8000, api_id=w["api"], code="api_not_in_org")]
+    ids = await index_letters(control.pool, values)
+    cids = [decode(v)[1]["correlation_id"] for v in values]
+    for cid, id_ in zip(cids, ids):
+        r = await control.call("GET", f"/api/v1/dead-letters?correlation_id={cid}", control.admin_token)
+        assert r.status == 200 and [i["id"] for i in r.body["items"]] == [id_], r.body
+        r = await control.call("GET", f"/api/v1/dead-letters/{id_}", control.admin_token)
+        assert r.status == 200 and r.body["original_hidden"] is False and r.body["original"]["type"] == "InboundCall"
+    for slug in (w["org"], w["other"]):
+        r = await _list(control, slug, control.admin_token, "?limit=1000")
+        assert r.status == 200 and not set(ids) & {i["id"] for i in r.body["items"]}
+    # An organisation's letter is not one of them.
+    assert (await control.call("GET", f"/api/v1/dead-letters/{w['ids'][0]}", control.admin_token)).status == 404
+    r = await control.call("GET", f"/api/v1/dead-letters?correlation_id={w['cid']}", control.admin_token)
+    assert r.status == 200 and r.body["items"] == []
+    _, org_admin = await control.new_user(w["org"], "org_admin")
+    for url in ("/api/v1/dead-letters", f"/api/v1/dead-letters/{ids[0]}"):
+        r = await control.call("GET", url, org_admin)
+        assert r.status == 403 and r.body["code"] == "forbidden", (url, r.body)
+    r = await control.call("GET", "/api/v1/dead-letters?stage=ingress", control.admin_token)
+    assert r.status == 422 and [f["field"] for f in r.body["fields"]] == ["stage"]
+    async with JunctionClient(control.base_url, control.admin_token) as jc:
+        page = await jc.list_unattributed_dead_letters(correlation_id=cids[1])
+        assert [i["id"] for i in page["items"]] == [ids[1]] and page["items"][0]["error_code"] == "api_not_in_org"
+        assert (await jc.get_unattributed_dead_letter(ids[0]))["error_code"] == "undecodable"
+    code, out, err = await run_cli(control, "dlq", "list", "--url", control.base_url, "--no-org", "--code", "undecodable",
+                                   "--correlation-id", cids[0])
+    assert code == 0 and [i["id"] for i in out] == [ids[0]], err
+    code, out, err = await run_cli(control, "dlq", "show", "--url", control.base_url, "--no-org", ids[1])
+    assert code == 0 and out["correlation_id"] == cids[1], err

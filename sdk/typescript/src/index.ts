@@ -737,6 +737,16 @@ export class JunctionClient {
     return this.unwrap(this.raw.GET("/api/v1/orgs/{org}/dead-letters/{id}", { params: { path: { org, id } } }));
   }
 
+  /** The dead letters of no organisation (global admin): undecodable bytes, a producer naming another
+   * organisation's API, an API deleted while its call waited. */
+  listUnattributedDeadLetters(query: Query<"/api/v1/dead-letters", "get"> = {}) {
+    return this.unwrap(this.raw.GET("/api/v1/dead-letters", { params: { query } }));
+  }
+
+  getUnattributedDeadLetter(id: string): Promise<DeadLetter> {
+    return this.unwrap(this.raw.GET("/api/v1/dead-letters/{id}", { params: { path: { id } } }));
+  }
+
   metrics(org: string, query: Query<"/api/v1/orgs/{org}/metrics", "get"> = {}): Promise<OrgMetrics> {
     return this.unwrap(this.raw.GET("/api/v1/orgs/{org}/metrics", { params: { path: { org }, query } }));
   }

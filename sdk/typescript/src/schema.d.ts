@@ -337,6 +337,43 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/dead-letters": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the dead letters of no organisation, newest first, without originals (global admin) */
+        get: operations["getDead-Letters"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/dead-letters/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description dead letter id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        /** One dead letter of no organisation, with its details and original (global admin) */
+        get: operations["getDead-LettersId"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/instances": {
         parameters: {
             query?: never;
@@ -4923,6 +4960,135 @@ export interface operations {
             };
             /** @description this control instance runs without Kafka */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    "getDead-Letters": {
+        parameters: {
+            query?: {
+                /** @description an API id */
+                api?: string;
+                stage?: "processors" | "egress";
+                /** @description error code */
+                code?: string;
+                correlation_id?: string;
+                /** @description failed at or after */
+                from?: string;
+                /** @description failed before; not before from (422) */
+                to?: string;
+                /** @description items per page (default 100) */
+                limit?: number;
+                /** @description the next_cursor of the previous page (opaque); a bad one answers 422 */
+                cursor?: string;
+                /** @description seconds to wait first until every dead letter written before the question is indexed (docs/replay.md, docs/observability.md); the page's caught_up says whether it was */
+                wait?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description one page of the dead letters no organisation owns */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description only with wait: whether every dead letter written before the question was indexed, so is listed if it matches */
+                        caught_up?: boolean;
+                        items: components["schemas"]["DeadLetterSummary"][];
+                        /** @description pass as cursor for the next page; null on the last page */
+                        next_cursor: string | null;
+                    };
+                };
+            };
+            /** @description Missing, expired or invalid bearer token; wrong login. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role may not do this (a viewer writing, an org admin doing a global admin's job), or over a quota (code quota_exceeded, with quota and limit). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input: see fields[] for each field at fault. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description wait, on a control without Kafka */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    "getDead-LettersId": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description dead letter id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the dead letter */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeadLetter"];
+                };
+            };
+            /** @description Missing, expired or invalid bearer token; wrong login. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your role may not do this (a viewer writing, an org admin doing a global admin's job), or over a quota (code quota_exceeded, with quota and limit). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource, or it belongs to another organisation. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
