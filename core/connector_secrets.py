@@ -9,12 +9,13 @@ another's). People see ``MASK`` in their place. Only a script gets the values:
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from core.errors import FieldError, InvalidInput
 from core.sealing import Sealer, SealError
 
-__all__ = ["MASK", "SEALED_KEY", "masked", "open_secret_settings", "script_settings", "seal_secret_settings"]
+__all__ = ["MASK", "SEALED_KEY", "masked", "open_secret_settings", "script_settings", "seal_secret_settings", "secret_texts"]
 
 MASK = "********"
 SEALED_KEY = "secret_settings_sealed"
@@ -90,3 +91,21 @@ def script_settings(connector_doc: dict[str, Any], sealer: Sealer | None) -> dic
     if sealer is None or not sealed:
         return settings
     return {**settings, **open_secret_settings(str(connector_doc["id"]), sealed, sealer)}
+
+
+# Shorter values are not looked for: scrubbing a two-digit secret would blank every "42" in a message.
+MIN_SCRUBBED = 4
+
+
+def secret_texts(connector_doc: dict[str, Any], settings: dict[str, Any]) -> tuple[str, ...]:
+    """The texts of the connector's secret settings, as ``settings`` (a script's, opened) holds them: what a
+    script's error, reject message or log line must not carry out (the value, and its JSON and repr forms
+    when it is not a string)."""
+    texts: set[str] = set()
+    for name in connector_doc.get("secret_fields") or ():
+        if name not in settings:
+            continue
+        value = settings[name]
+        forms = [value] if isinstance(value, str) else [str(value), repr(value), json.dumps(value, sort_keys=True)]
+        texts.update(f for f in forms if len(f) >= MIN_SCRUBBED)
+    return tuple(texts)

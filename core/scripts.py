@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.connector_secrets import script_settings
+from core.connector_secrets import script_settings, secret_texts
 from core.sealing import Sealer
 
-__all__ = ["has_response_transform", "pairs_to_records", "records_to_pairs", "script_ctx", "script_request", "script_response"]
+__all__ = ["has_response_transform", "pairs_to_records", "records_to_pairs", "script_ctx", "script_request", "script_response",
+           "script_secrets"]
 
 
 def records_to_pairs(records: list[dict[str, str]]) -> list[list[str]]:
@@ -53,6 +54,12 @@ def script_ctx(org: str, api: dict[str, Any] | None, connector: dict[str, Any],
         "connector_version": int(connector.get("version", 0)),
         "settings": script_settings(connector, sealer),
     }
+
+
+def script_secrets(connector: dict[str, Any], ctx: dict[str, Any]) -> tuple[str, ...]:
+    """The secret setting values ``ctx`` (of :func:`script_ctx`) gave the script: the sandbox removes them
+    from what the script's run reports (errors, reject messages, log lines)."""
+    return secret_texts(connector, ctx.get("settings") or {})
 
 
 def has_response_transform(connector: dict[str, Any] | None) -> bool:

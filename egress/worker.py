@@ -24,7 +24,7 @@ from core.messages import (INVALID_REPLY_PARTITION, dead_letter, error_reply, ex
                            reply_route_error, reply_target, undecodable_call)
 from core.metrics import DEAD_LETTERS, DUPLICATES_SKIPPED, EXPIRED_DROPPED, NO_API, UPSTREAM_CALLS, UPSTREAM_LATENCY
 from core.tasks import Supervised
-from core.scripts import has_response_transform, script_ctx, script_response
+from core.scripts import has_response_transform, script_ctx, script_response, script_secrets
 from core.settings import Settings
 from egress.assemble import EgressParts, build_parts
 from egress.balancer import origins_of, with_origin
@@ -457,7 +457,8 @@ class EgressWorker:
         ref = ScriptRef(call["org"], str(connector["id"]), int(connector.get("version", 0)), connector["script"])
         api = self.snapshot.api(call.get("api_id", ""))
         response = script_response(reply["status"], records_to_pairs(reply["headers"]), reply["body"])
-        result = await self._sandbox.transform_response(ref, response, script_ctx(call["org"], api, connector, self._sealer))
+        ctx = script_ctx(call["org"], api, connector, self._sealer)
+        result = await self._sandbox.transform_response(ref, response, ctx, secrets=script_secrets(connector, ctx))
         if result.value is None:
             return reply
         return {**reply, "status": int(result.value["status"]), "headers": pairs_to_records(result.value["headers"]),

@@ -29,7 +29,7 @@ from core.metrics import DEAD_LETTERS, EXPIRED_DROPPED
 from core.routing import ANY_METHOD, PathTemplate, parse_template, split_path
 from core.sealing import sealer_for
 from core.settings import Settings
-from core.scripts import pairs_to_records, script_ctx, script_request
+from core.scripts import pairs_to_records, script_ctx, script_request, script_secrets
 from core.snapshot import ConfigSnapshot, RouteMatch
 from schemas import CodecError, decode, encode
 from schemas.types import Header, OutboundCall
@@ -426,7 +426,8 @@ class Router:
             raise ServiceUnavailable("connector scripts cannot run: no sandbox pool", code="sandbox_unavailable")
         ref = ScriptRef(call["org"], str(connector["id"]), int(connector.get("version", 0)), connector["script"])
         ctx = script_ctx(call["org"], match.api, connector, self._caller_auth.env.sealer, consumer=consumer)
-        result = await self._sandbox.transform_request(ref, script_request(call, params), ctx)
+        result = await self._sandbox.transform_request(ref, script_request(call, params), ctx,
+                                                       secrets=script_secrets(connector, ctx))
         value = result.value or {}
         method = str(value.get("method", call["method"])).upper()
         return ScriptedRequest(method=method, method_set=method != call["method"],

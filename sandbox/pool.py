@@ -17,10 +17,11 @@ import signal
 import sys
 import warnings
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Awaitable, Collection, Iterator
 from typing import TYPE_CHECKING, Any
 
 from core.errors import (
+    FieldError,
     JunctionError,
     ServiceUnavailable,
     TransformError,
@@ -28,6 +29,7 @@ from core.errors import (
     TransformTimeout,
 )
 from core.messages import encodable
+from core.redaction import scrub
 
 from ._protocol import HEADER, MAX_FRAME, ProtocolError, dumps, loads_untrusted
 from .contract import ScriptRef, TransformResult
@@ -324,15 +326,35 @@ class SandboxPool:
 
     # ------------------------------------------------------------ calls
 
-    async def transform_request(self, script: ScriptRef, request: dict, ctx: dict) -> TransformResult:
-        """Run ``transform_request(request, ctx)`` of ``script`` on ``request``."""
+    async def transform_request(self, script: ScriptRef, request: dict, ctx: dict, *,
+                                secrets: Collection[str] = ()) -> TransformResult:
+        """Run ``transform_request(request, ctx)`` of ``script`` on ``request``. ``secrets`` (the secret
+        settings in ``ctx``) are replaced by ``[removed]`` in the error, reject message and log lines the
+        run reports: those reach the caller, dead letters and request logs."""
         _check_input(request, _REQUEST_TYPES, "request")
-        return await self._call("request", script, request, ctx)
+        return await self._scrubbed(self._call("request", script, request, ctx), secrets)
 
-    async def transform_response(self, script: ScriptRef, response: dict, ctx: dict) -> TransformResult:
+    async def transform_response(self, script: ScriptRef, response: dict, ctx: dict, *,
+                                 secrets: Collection[str] = ()) -> TransformResult:
         """Run ``transform_response(response, ctx)``; ``value`` is None if the script has none."""
         _check_input(response, _RESPONSE_TYPES, "response")
-        return await self._call("response", script, response, ctx)
+        return await self._scrubbed(self._call("response", script, response, ctx), secrets)
+
+    @staticmethod
+    async def _scrubbed(run: Awaitable[TransformResult], secrets: Collection[str]) -> TransformResult:
+        if not secrets:
+            return await run
+        try:
+            result = await run
+        except JunctionError as err:
+            err.message = scrub(err.message, secrets)
+            err.args = (err.message,)
+            err.extra["traceback"] = [scrub(line, secrets) for line in err.extra.get("traceback") or []]
+            if hasattr(err, "script_logs"):
+                err.script_logs = [scrub(line, secrets) for line in err.script_logs]
+            err.fields = [FieldError(f.field, scrub(f.message, secrets)) for f in err.fields]
+            raise
+        return TransformResult(value=result.value, logs=[scrub(line, secrets) for line in result.logs])
 
     async def _call(self, kind: str, script: ScriptRef, payload: dict, ctx: dict) -> TransformResult:
         if not isinstance(script, ScriptRef):

@@ -225,3 +225,56 @@ async def test_secret_connector_settings_reach_both_scripts_and_travel_sealed(
     finally:
         await consumer.stop()
     assert sealed.encode() in raw and secret.encode() not in raw
+
+
+LEAKING_SCRIPTS = {
+    # A script's exception text goes to the caller: one that names a secret setting must not carry it out.
+    "raises": '''
+def transform_request(request, ctx):
+    print("tok=" + ctx.settings["pin"], ctx.settings["num"])
+    raise ValueError("invalid literal for int(): " + repr(ctx.settings["pin"]) + " " + str(ctx.settings["num"]))
+''',
+    "rejects": '''
+def transform_request(request, ctx):
+    reject(403, "denied with " + ctx.settings["pin"], code="denied")
+''',
+    "response": '''
+def transform_request(request, ctx):
+    return None
+
+def transform_response(response, ctx):
+    print("seen", ctx.settings["pin"])
+    raise RuntimeError("upstream said " + ctx.settings["pin"])
+''',
+}
+
+
+async def test_secret_settings_never_leave_in_a_scripts_error_its_logs_or_dead_letter(
+    settings: Settings, ingress: IngressInstance, stage: Stage, upstream: str
+) -> None:
+    """The value of a secret setting (masked to people as ********) reaches the script only: an exception's
+    message, a reject() message or a printed line that holds it reaches the caller, the dead letter and the
+    request log (which takes its lines from the dead letter) as [removed]."""
+    from core.connector_secrets import SEALED_KEY
+    from core.sealing import sealer_for
+    from tests.dead_letter_support import wait_for_dead_letter
+
+    pin, num = "PIN-SECRET-4711", 98765432
+    for name, script in LEAKING_SCRIPTS.items():
+        staged = await stage.api(upstream + "/echo", script=script)
+        conn_id = staged["connector"]["id"]
+        sealed = sealer_for(settings).seal_json({"pin": pin, "num": num}, f"connector-secrets:{conn_id}")
+        connector = {**staged["connector"], "version": 2, "settings": {}, "secret_fields": ["pin", "num"], SEALED_KEY: sealed}
+        await stage.publish("connector", connector, staged["org"])
+        await wait_until(lambda: ingress.snapshot.version_of("connector", conn_id) == 2)
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"{ingress.url}/{staged['org']}/echo") as r:
+                status, body, cid = r.status, await r.text(), r.headers["X-Correlation-Id"]
+        assert status in (403, 502), (name, status, body)
+        assert pin not in body and str(num) not in body and "[removed]" in body, (name, body)
+        if name == "rejects":
+            continue  # a rejection is the script's answer, not a failure: no dead letter
+        letter = await wait_for_dead_letter(settings, cid)
+        text = letter["error_message"] + "\n".join(letter["details"])
+        assert pin not in text and str(num) not in text, (name, text)
+        assert "[removed]" in letter["error_message"], (name, letter)
