@@ -26,6 +26,9 @@ async def make_pool(settings: Settings, *, min_size: int = 1, max_size: int = 10
     return await asyncpg.create_pool(
         settings.database_dsn, min_size=min_size, max_size=max_size,
         server_settings={"search_path": f'"{schema}", public'},
+        # A new connection to a server that stopped answering fails soon (asyncpg waits 60 s), so a request
+        # that needs one gets its 503 rather than its client's timeout.
+        timeout=max(settings.store_timeout_ms / 1000, 1.0),
     )
 
 

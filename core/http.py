@@ -26,7 +26,7 @@ from typing import Any, cast
 
 from aiohttp import StreamReader, http_exceptions, web
 
-from core.errors import ClientError, FieldError, JunctionError, MethodNotAllowed, NotFound
+from core.errors import ClientError, FieldError, JunctionError, MethodNotAllowed, NotFound, ServiceUnavailable
 from core.loop_lag import sample_loop_lag
 from core.settings import InvalidConfiguration, Settings
 
@@ -113,12 +113,41 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
         return error_response(err, request_id=request_id)
     except asyncio.CancelledError:
         raise
-    except Exception:
+    except Exception as exc:
+        unavailable = store_unavailable(exc)
+        if unavailable is not None:
+            log.warning("%s %s: %s (%s: %s)", request.method, request.path, unavailable.message, type(exc).__name__, exc)
+            return error_response(unavailable, request_id=request_id)
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(JunctionError("internal error"), request_id=request_id)
     if not response.prepared:
         response.headers.setdefault(REQUEST_ID, request_id)
     return response
+
+
+READY_TIMEOUT_S = 2.0
+
+
+def store_unavailable(exc: BaseException) -> JunctionError | None:
+    """The 503 of a store that is down or stopped answering (JUNCTION_STORE_TIMEOUT_MS), or None: the
+    caller may try again, and nothing about it is an internal error."""
+    import asyncpg
+    import redis.exceptions
+
+    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        return ServiceUnavailable("Redis is not answering; try again shortly", code="redis_unavailable",
+                                  headers={"Retry-After": "1"})
+    if isinstance(exc, (asyncpg.PostgresConnectionError, asyncpg.exceptions.ConnectionDoesNotExistError,
+                        asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.TooManyConnectionsError)):
+        return ServiceUnavailable("PostgreSQL is not answering; try again shortly", code="database_unavailable",
+                                  headers={"Retry-After": "1"})
+    return None
+
+
+def _consume_outcome(task: "asyncio.Future[Any]") -> None:
+    """Retrieve a readiness check's late outcome, so that it is never reported as an exception nobody read."""
+    if not task.cancelled():
+        task.exception()
 
 
 def health_routes(checks: dict[str, ReadinessCheck]) -> list[web.RouteDef]:
@@ -132,17 +161,26 @@ def health_routes(checks: dict[str, ReadinessCheck]) -> list[web.RouteDef]:
         return json_response({"status": "ok"})
 
     async def readyz(request: web.Request) -> web.Response:
+        # All at once, and not waiting for a late check to finish cancelling: a client cancelled against a
+        # frozen server can take as long to let go as it took to hang (asyncpg's does), and the probe must
+        # answer within its bound whatever the dependency does.
+        tasks = {name: asyncio.ensure_future(check()) for name, check in checks.items()}
+        if tasks:
+            await asyncio.wait(tasks.values(), timeout=READY_TIMEOUT_S)
         results: dict[str, str] = {}
-        ok = True
-        for name, check in checks.items():
-            try:
-                await asyncio.wait_for(check(), timeout=2.0)
-                results[name] = "ok"
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a failing dependency is the answer, not an error
-                ok = False
+        for name, task in tasks.items():
+            if not task.done():
+                task.cancel()
+                task.add_done_callback(_consume_outcome)
+                results[name] = f"TimeoutError: no answer within {READY_TIMEOUT_S:g} s"
+            elif task.cancelled():
+                results[name] = "cancelled"
+            elif task.exception() is not None:  # a failing dependency is the answer, not an error
+                exc = task.exception()
                 results[name] = f"{type(exc).__name__}: {exc}"[:200]
+            else:
+                results[name] = "ok"
+        ok = all(v == "ok" for v in results.values())
         return json_response({"status": "ok" if ok else "unavailable", "checks": results}, status=200 if ok else 503)
 
     return [web.get("/healthz", healthz), web.get("/readyz", readyz)]

@@ -149,6 +149,9 @@ class Settings:
     database_schema: str = "junction"
     redis_url: str = ""  # empty: the embedded Redis that `junction up` starts
     redis_prefix: str = "junction:"
+    # A store that stops answering (a frozen host, a full network queue) fails a request with 503 after this
+    # long, instead of holding it (and a connection) until the caller gives up.
+    store_timeout_ms: int = 2000
     # Off the usual 5432/6379, so a system PostgreSQL or Redis never clashes with them.
     embedded_postgres_port: int = 15432
     embedded_redis_port: int = 16379
@@ -412,6 +415,8 @@ def _validate(s: Settings) -> None:
             raise InvalidConfiguration(f"JUNCTION_{name.upper()} must be 0 or more")
     if s.observe_flush_ms < 1 or s.observe_grace_s < 0:
         raise InvalidConfiguration("JUNCTION_OBSERVE_FLUSH_MS must be positive and JUNCTION_OBSERVE_GRACE_S not negative")
+    if not 0 < s.store_timeout_ms <= 300_000:
+        raise InvalidConfiguration("JUNCTION_STORE_TIMEOUT_MS must be more than 0 and at most 300000")
     for name in ("async_timeout_ms", "async_result_ttl_s", "idempotency_ttl_s", "cache_max_entry_bytes"):
         if getattr(s, name) < 1:
             raise InvalidConfiguration(f"JUNCTION_{name.upper()} must be positive")
