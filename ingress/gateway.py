@@ -17,7 +17,7 @@ from multidict import CIMultiDict
 from core.errors import (ClientError, DeadlineExceeded, FieldError, JunctionError, MethodNotAllowed, NotFound,
                          ServiceUnavailable)
 from core.headers import CORRELATION_ID, asking_identity, upstream_answer_headers
-from core.http import json_response
+from core.http import json_response, store_unavailable
 from core.metrics import INGRESS_LATENCY, INGRESS_REQUEST_BYTES, INGRESS_REQUESTS, INGRESS_RESPONSE_BYTES, NO_API
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot, RouteMatch
@@ -100,7 +100,7 @@ class Gateway:
             sent = 0 if request.method == "HEAD" else response.content_length or 0  # a HEAD's length is a GET's body
             return response
         except Exception as exc:
-            status = getattr(exc, "status", 500)
+            status = getattr(exc, "status", None) or (503 if store_unavailable(exc) is not None else 500)
             raise
         finally:
             # Labels only from the configuration: a caller's made-up path or organisation adds no series.
