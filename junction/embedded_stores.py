@@ -455,6 +455,13 @@ class EmbeddedStores:
             changes["redis_url"] = self.redis.url
         return settings.with_overrides(**changes)
 
+    def exited(self) -> str | None:
+        """Which started server has exited, with its exit status, or None while all run."""
+        for what, server in (("PostgreSQL", self.postgres), ("Redis", self.redis)):
+            if server is not None and server.process is not None and server.process.poll() is not None:
+                return f"the embedded {what} exited with {server.process.returncode}"
+        return None
+
     def stop(self) -> None:
         for server in (self.redis, self.postgres):
             if server is not None:

@@ -38,6 +38,9 @@ class Child:
     health_url: str | None
     process: subprocess.Popen[bytes] | None = None
     restarts: list[float] = field(default_factory=list)
+    # Not needed to serve (the demo upstream): crash-looping, it is left down instead of taking the rest along.
+    essential: bool = True
+    given_up: bool = False
 
     def start(self) -> None:
         self.process = subprocess.Popen([sys.executable, "-m", "junction", "serve", self.name], env=self.env,
@@ -159,7 +162,8 @@ async def _supervise(settings: Settings, demo: bool) -> int:
             names.insert(0, ("demo-upstream", f"http://{host}:{settings.demo_upstream_port}/healthz"))
         # Each child's own stable instance id: restarted, it rejoins its consumer groups as the same
         # static member and takes back its partitions at once (core/kafka.py).
-        children = [Child(name, {**env, "JUNCTION_INSTANCE_ID": _instance_id(settings, name)}, url) for name, url in names]
+        children = [Child(name, {**env, "JUNCTION_INSTANCE_ID": _instance_id(settings, name)}, url,
+                          essential=name != "demo-upstream") for name, url in names]
         for child in children:
             child.start()
         await _wait_ready(children)
@@ -173,8 +177,13 @@ async def _supervise(settings: Settings, demo: bool) -> int:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
             for child in children:
-                if not stop.is_set() and not child.alive():
+                if not stop.is_set() and not child.given_up and not child.alive():
                     _restart(child)
+            # Nothing serves without them, and restarting one behind the services' backs would not do: the
+            # memory-only broker comes back without topics. Exiting non-zero hands it to whatever runs us.
+            gone = stores.exited() or _broker_exited(broker)
+            if gone and not stop.is_set():
+                raise RuntimeError(f"{gone}; Junction cannot serve without it, so everything stops (start it again)")
         return 0
     finally:
         log.info("stopping")
@@ -194,12 +203,23 @@ def _instance_id(settings: Settings, service: str) -> str:
     return f"{socket.gethostname()}-{settings.ingress_port}-{service}"
 
 
+def _broker_exited(broker: EmbeddedBroker | None) -> str | None:
+    if broker is not None and broker.process is not None and broker.process.poll() is not None:
+        return f"the embedded broker exited with {broker.process.returncode}"
+    return None
+
+
 def _restart(child: Child) -> None:
     now = time.monotonic()
     child.restarts = [t for t in child.restarts if now - t < 60]
     code = child.process.returncode if child.process else None
     if len(child.restarts) >= 5:
-        raise RuntimeError(f"{child.name} died {len(child.restarts)} times in a minute (last exit {code}); giving up")
+        if child.essential:
+            raise RuntimeError(f"{child.name} died {len(child.restarts)} times in a minute (last exit {code}); giving up")
+        log.error("%s died %d times in a minute (last exit %s); it is left down, and the rest keeps serving",
+                  child.name, len(child.restarts), code)
+        child.given_up = True
+        return
     log.warning("%s exited with %s; restarting", child.name, code)
     child.restarts.append(now)
     child.start()

@@ -1,7 +1,9 @@
-"""`make run` end to end: `junction up --demo` starts everything, serves the demo, and Ctrl-C stops it all."""
+"""`make run` end to end: `junction up --demo` starts everything, serves the demo, and Ctrl-C stops it all;
+a crash-looping demo upstream is left down, and a dead embedded store stops everything with exit status 1."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import signal
 import subprocess
@@ -11,7 +13,7 @@ import aiohttp
 import pytest
 
 from core.settings import Settings
-from tests.e2e.up_support import ADMIN_EMAIL, ADMIN_PASSWORD, up_env
+from tests.e2e.up_support import ADMIN_EMAIL, ADMIN_PASSWORD, service_pid, up_env
 from tests.support import alive, descendants, wait_until
 
 
@@ -49,7 +51,44 @@ async def _interrupt(proc: subprocess.Popen[bytes], started: list[int]) -> bytes
     return output
 
 
-@pytest.mark.timeout(240)
+async def _a_crash_looping_demo_is_left_down(proc: subprocess.Popen[bytes], log: Path, ingress: str) -> None:
+    """The demo upstream is no part of the gateway: when it keeps dying, the services keep serving."""
+    for _ in range(8):
+        pid = service_pid(proc.pid, "demo-upstream", descendants(proc.pid))
+        os.kill(pid, signal.SIGKILL)
+        await wait_until(lambda: b"it is left down" in log.read_bytes() or _restarted(proc.pid, pid), timeout_s=30)
+        if b"it is left down" in log.read_bytes():
+            break
+    assert b"demo-upstream died 5 times in a minute" in log.read_bytes(), log.read_text(errors="replace")[-3000:]
+    assert proc.poll() is None
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{ingress}/readyz") as r:
+            assert r.status == 200
+        async with s.get(f"{ingress}/demo/orders/A-42") as r:
+            assert r.status == 502  # its upstream is down, and the gateway says so
+
+
+def _restarted(root: int, killed: int) -> bool:
+    try:
+        return service_pid(root, "demo-upstream", descendants(root)) != killed
+    except LookupError:
+        return False
+
+
+async def _a_dead_store_stops_everything(proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Redis gone for good (killed, crashed): `junction up` exits non-zero, naming it, and stops the rest, so
+    that whatever runs it (systemd, a container runtime) starts it again; serving 503s for ever would not."""
+    started = descendants(proc.pid)
+    redis = next(pid for pid in started if b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes())
+    os.kill(redis, signal.SIGKILL)
+    await asyncio.to_thread(proc.wait, 60)
+    output = log.read_text(errors="replace")
+    assert proc.returncode == 1, output[-3000:]
+    assert "the embedded Redis exited with -9; Junction cannot serve without it" in output
+    await wait_until(lambda: not [pid for pid in started if alive(pid)], timeout_s=30)
+
+
+@pytest.mark.timeout(300)
 async def test_junction_up_with_nothing_preinstalled_serves_the_demo_and_keeps_it_across_a_restart(settings: Settings) -> None:
     """No database or Redis URL: `junction up` starts embedded PostgreSQL and Redis, serves the demo, stops them
     on Ctrl-C, and a second start on the same data finds the configuration and the admin again."""
@@ -75,8 +114,9 @@ async def test_junction_up_with_nothing_preinstalled_serves_the_demo_and_keeps_i
         log = Path(up.data_dir) / "second-run.log"
         proc = up.start("--demo", log=log)
         await _serves_the_demo(proc, log, ingress, control)
-        await _interrupt(proc, descendants(proc.pid))
         assert b"password as set before" in log.read_bytes()
+        await _a_crash_looping_demo_is_left_down(proc, log, ingress)
+        await _a_dead_store_stops_everything(proc, log)
     finally:
         if proc.poll() is None:
             proc.kill()
