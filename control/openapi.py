@@ -627,8 +627,10 @@ def build_openapi(settings: Settings) -> Schema:
         **replays_paths(op=_op, json=_json, errors=_errors, org=ORG, page_params=_PAGE_PARAMS),
         "/api/v1/audit": {"get": _op("Audit trail, newest first", {
             "200": _json(_ref("AuditPage"), "one page; pass next_cursor as cursor for the next"),
-            **_errors("401", "422")}, params=[
-                {"name": "org", "in": "query", "schema": _STR, "description": "slug or id"},
+            **_errors("401", "404", "422")}, params=[
+                {"name": "org", "in": "query", "schema": _STR,
+                 "description": "slug or id of an organisation the caller can see (else 404); a global admin may "
+                                "name a deleted organisation by its id"},
                 {"name": "actor", "in": "query", "schema": _STR, "description": "user id or email"},
                 {"name": "resource_type", "in": "query", "schema": {"type": "string", "enum": list(RESOURCE_TYPES)}},
                 {"name": "resource_id", "in": "query", "schema": _STR},

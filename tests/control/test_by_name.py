@@ -267,3 +267,20 @@ async def test_the_sdk_keeps_an_id_or_name_inside_its_own_path_segment(control: 
             else:
                 raise AssertionError(f"get_connector({dots!r}) was sent")
         assert (await jc.get_consumer(org, shop["id"]))["version"] == 1
+
+
+async def test_the_audit_trail_of_an_organisation_is_404_to_outsiders_and_outlives_its_deletion(control: Any) -> None:
+    """Read as any other route of an organisation: another's is a 404, not an empty page that looks like a
+    quiet trail. A global admin still reads a deleted organisation's trail, by the id its rows keep."""
+    org, other = await control.new_org("trail"), await control.new_org("trailx")
+    await control.new_connector(org["slug"], name="kept")
+    _, outsider = await control.new_user(other["slug"], "org_admin")
+    for ref in (org["slug"], org["id"], "no-such-org"):
+        r = await control.call("GET", f"/api/v1/audit?org={ref}", outsider)
+        assert r.status == 404 and r.body["code"] == "org_not_found", (ref, r.body)
+    r = await control.call("DELETE", f"/api/v1/orgs/{org['slug']}", control.admin_token)
+    assert r.status == 204, r.body
+    r = await control.call("GET", f"/api/v1/audit?org={org['id']}", control.admin_token)
+    assert r.status == 200 and {"connector", "org"} <= {e["resource_type"] for e in r.body["items"]}, r.body
+    assert (await control.call("GET", f"/api/v1/audit?org={org['slug']}", control.admin_token)).status == 404
+    assert (await control.call("GET", f"/api/v1/audit?org={org['id']}", outsider)).status == 404

@@ -4777,7 +4777,7 @@ export interface operations {
     getAudit: {
         parameters: {
             query?: {
-                /** @description slug or id */
+                /** @description slug or id of an organisation the caller can see (else 404); a global admin may name a deleted organisation by its id */
                 org?: string;
                 /** @description user id or email */
                 actor?: string;
@@ -4805,6 +4805,15 @@ export interface operations {
             };
             /** @description Missing, expired or invalid bearer token; wrong login. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource, or it belongs to another organisation. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
