@@ -1,5 +1,7 @@
 import type { Org } from "@junction/sdk";
-import { useEffect, type ReactNode } from "react";
+import { useEffect, useMemo, type ReactNode } from "react";
+import { SessionExpiry } from "./components/SessionDialog";
+import { OrgListContext } from "./orgList";
 import { Navigate, NavLink, Outlet, Route, Routes, useLocation, useNavigate, useParams } from "react-router";
 import { AccountPage } from "./pages/Account";
 import { AlertRuleEditPage, AlertRulesPage } from "./pages/AlertRules";
@@ -103,6 +105,16 @@ function Home() {
   return <Loading what="your organisation" />;
 }
 
+/** An organisation's pages, once it is known to exist for this user: one it cannot see (404) shows the
+ * message only, none of the page's lists, forms or write buttons. */
+function OrgGate({ org }: { org: string }) {
+  const { client } = useSession();
+  const found = useLoad(() => client.getOrg(org), [org, client]);
+  if (found.error) return <ErrorMessage error={found.error} />;
+  if (!found.data || found.data.slug !== org) return <Loading what="the organisation" />;
+  return <Outlet />;
+}
+
 function Layout() {
   const session = useSession();
   const { claims, isGlobal, client, canWrite } = session;
@@ -110,6 +122,12 @@ function Layout() {
   const navigate = useNavigate();
   const location = useLocation();
   const orgs = useLoad(() => client.listOrgs(), [client]);
+  const orgList = useMemo(() => ({ reload: orgs.reload }), [orgs.reload]);
+  // An organisation the list does not hold yet (made elsewhere since it loaded): load the list again.
+  const missing = !!org && !!orgs.data && !orgs.data.some((o) => o.slug === org);
+  useEffect(() => {
+    if (missing) orgs.reload();
+  }, [missing, org, orgs.reload]);
 
   const section = location.pathname.match(/^\/orgs\/[^/]+\/([^/]+)/)?.[1] ?? "apis";
   const orgLinks: [string, string][] = [
@@ -194,8 +212,11 @@ function Layout() {
         )}
       </nav>
       <main id="main" tabIndex={-1}>
+        <SessionExpiry />
         <ErrorMessage error={orgs.error} />
-        <Outlet />
+        <OrgListContext.Provider value={orgList}>
+          {org ? <OrgGate org={org} /> : <Outlet />}
+        </OrgListContext.Provider>
       </main>
     </div>
   );

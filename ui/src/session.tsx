@@ -2,8 +2,14 @@
  * The session: the bearer token (kept in sessionStorage, so a reload stays logged in and closing the
  * tab logs out), what its claims say (role, organisation, expiry), and the SDK client that sends it.
  *
- * When the token expires, or any call answers 401, the session ends and the app goes back to the
- * log-in page, remembering the page it was on; logging in again returns there.
+ * A couple of minutes before the token expires the page says so (`expiresSoon`), and the user may log in
+ * again without leaving it (`relogin`, the log-in dialog of components/SessionDialog.tsx); once it has
+ * expired the dialog opens over the page by itself: the page, and its unsaved edits, stay as they are.
+ * (The management API has no token refresh: a new token takes the password again.)
+ *
+ * When a call answers 401 with a token that has not expired (revoked, the user's password changed), the
+ * session ends and the app goes back to the log-in page, remembering the page it was on; the same user
+ * logging in again returns there, another user goes to their own start page.
  */
 import { JunctionClient } from "@junction/sdk";
 import { createContext, useCallback, useContext, useEffect, useMemo, useRef, useState, type ReactNode } from "react";
@@ -20,6 +26,27 @@ export interface Claims {
 
 const TOKEN_KEY = "junction.token";
 const NEXT_KEY = "junction.next";
+/** How long before the token's expiry the page warns. */
+export const WARN_BEFORE_MS = 2 * 60 * 1000;
+
+/** The page an ended session was on, and whose session it was (only that user returns there). */
+interface NextPage {
+  sub: string;
+  path: string;
+}
+
+function readNext(): NextPage | null {
+  try {
+    const next = JSON.parse(sessionStorage.getItem(NEXT_KEY) ?? "null") as NextPage | null;
+    return next && typeof next.sub === "string" && typeof next.path === "string" ? next : null;
+  } catch {
+    return null;
+  }
+}
+
+function safePath(path: string | null | undefined): string | null {
+  return path && path.startsWith("/") && !path.startsWith("//") && path !== "/login" ? path : null;
+}
 
 /** The claims of a JWT (not verified: the API does that); null when it is not one. */
 export function decodeClaims(token: string): Claims | null {
@@ -40,12 +67,19 @@ export interface Session {
   client: JunctionClient;
   /** why the last session ended: "expired" (shown on the log-in page) or "logout" */
   ended: string | null;
+  /** the token expires within WARN_BEFORE_MS (the page shows a banner) */
+  expiresSoon: boolean;
+  /** the token has expired while the page stays open: the log-in dialog is over it */
+  expired: boolean;
   login(email: string, password: string): Promise<void>;
+  /** log in again as the session's own user, staying on the page (a new token, the same user) */
+  relogin(password: string): Promise<void>;
   /** carry on with a new token (after a password change) */
   adopt(token: string): void;
   logout(): Promise<void>;
-  /** the page to return to after logging in (forgotten once logged in) */
-  nextPage(): string | null;
+  /** where to go once logged in: the page the same user's ended session was on; else `from` (the page that
+   * sent a logged-out visitor to log-in) when no other user's session ended here; else the start page */
+  returnPage(from?: string | null): string;
   canWrite: boolean;
   isGlobal: boolean;
 }
@@ -55,23 +89,37 @@ const SessionContext = createContext<Session | null>(null);
 function storedToken(): string | null {
   const token = sessionStorage.getItem(TOKEN_KEY);
   const claims = token ? decodeClaims(token) : null;
+  if (claims && claims.exp * 1000 <= Date.now()) {
+    // Reloaded after it expired: log-in returns here, for this user only.
+    const path = window.location.pathname + window.location.search;
+    if (safePath(path)) sessionStorage.setItem(NEXT_KEY, JSON.stringify({ sub: claims.sub, path } satisfies NextPage));
+    sessionStorage.removeItem(TOKEN_KEY);
+  }
   return claims && claims.exp * 1000 > Date.now() ? token : null;
 }
 
 export function SessionProvider({ children, baseUrl = "" }: { children: ReactNode; baseUrl?: string }) {
   const [token, setToken] = useState<string | null>(storedToken);
   const [ended, setEnded] = useState<string | null>(null);
+  const [expiresSoon, setExpiresSoon] = useState(false);
+  const [expired, setExpired] = useState(false);
   const tokenRef = useRef(token);
   tokenRef.current = token;
+  // Where the last log-in goes: computed when it succeeds, from the ended session's page and user.
+  const returnRef = useRef<{ path: string | null; otherUser: boolean } | null>(null);
 
   const end = useCallback((reason: string | null) => {
-    if (tokenRef.current && reason === "expired") {
-      sessionStorage.setItem(NEXT_KEY, window.location.pathname + window.location.search);
+    const claims = tokenRef.current ? decodeClaims(tokenRef.current) : null;
+    if (claims && reason === "expired") {
+      const next: NextPage = { sub: claims.sub, path: window.location.pathname + window.location.search };
+      sessionStorage.setItem(NEXT_KEY, JSON.stringify(next));
     }
     sessionStorage.removeItem(TOKEN_KEY);
     tokenRef.current = null;
     setToken(null);
     setEnded(reason);
+    setExpired(false);
+    setExpiresSoon(false);
   }, []);
 
   const client = useMemo(
@@ -79,9 +127,13 @@ export function SessionProvider({ children, baseUrl = "" }: { children: ReactNod
       new JunctionClient({
         baseUrl,
         token: () => tokenRef.current,
-        // A 401 with a token is an expired or revoked session; without one it is a wrong log-in.
-        onUnauthorized: () => {
-          if (tokenRef.current) end("expired");
+        // A 401 with a token is an expired or revoked session; without one, or answering a log-in, a wrong
+        // password. An expired token leaves the page as it is, under the log-in dialog.
+        onUnauthorized: (error) => {
+          if (!tokenRef.current || error.code === "invalid_credentials") return;
+          const claims = decodeClaims(tokenRef.current);
+          if (error.code === "token_expired" || (claims && claims.exp * 1000 <= Date.now())) setExpired(true);
+          else end("expired");
         },
       }),
     [baseUrl, end],
@@ -90,11 +142,17 @@ export function SessionProvider({ children, baseUrl = "" }: { children: ReactNod
   const claims = useMemo(() => (token ? decodeClaims(token) : null), [token]);
 
   useEffect(() => {
+    setExpired(false);
+    setExpiresSoon(false);
     if (!claims) return;
-    const ms = claims.exp * 1000 - Date.now();
-    const timer = window.setTimeout(() => end("expired"), Math.max(0, Math.min(ms, 2 ** 31 - 1)));
-    return () => window.clearTimeout(timer);
-  }, [claims, end]);
+    const at = (ms: number, fn: () => void) => window.setTimeout(fn, Math.max(0, Math.min(ms - Date.now(), 2 ** 31 - 1)));
+    const warn = at(claims.exp * 1000 - WARN_BEFORE_MS, () => setExpiresSoon(true));
+    const expire = at(claims.exp * 1000, () => setExpired(true));
+    return () => {
+      window.clearTimeout(warn);
+      window.clearTimeout(expire);
+    };
+  }, [claims]);
 
   const value = useMemo<Session>(
     () => ({
@@ -102,12 +160,26 @@ export function SessionProvider({ children, baseUrl = "" }: { children: ReactNod
       claims,
       client,
       ended,
+      expiresSoon,
+      expired,
       async login(email, password) {
         const t = await client.login(email, password);
+        const next = readNext();
+        const sub = decodeClaims(t.access_token)?.sub;
+        returnRef.current = next ? { path: next.sub === sub ? safePath(next.path) : null, otherUser: next.sub !== sub } : null;
         sessionStorage.removeItem(NEXT_KEY);
         sessionStorage.setItem(TOKEN_KEY, t.access_token);
         tokenRef.current = t.access_token;
         setEnded(null);
+        setToken(t.access_token);
+      },
+      async relogin(password) {
+        const email = claims?.email;
+        if (!email) throw new Error("no session to renew");
+        const t = await client.login(email, password);
+        if (decodeClaims(t.access_token)?.sub !== claims?.sub) throw new Error("that log-in is another user's");
+        sessionStorage.setItem(TOKEN_KEY, t.access_token);
+        tokenRef.current = t.access_token;
         setToken(t.access_token);
       },
       adopt(t) {
@@ -123,14 +195,18 @@ export function SessionProvider({ children, baseUrl = "" }: { children: ReactNod
           end("logout");
         }
       },
-      nextPage() {
-        const next = sessionStorage.getItem(NEXT_KEY);
-        return next && next.startsWith("/") && !next.startsWith("//") && next !== "/login" ? next : null;
+      returnPage(from) {
+        const back = returnRef.current;
+        if (back) return back.path ?? "/";
+        const next = readNext();
+        const sub = claims?.sub;
+        if (next) return (next.sub === sub && safePath(next.path)) || "/";
+        return safePath(from) ?? "/";
       },
       canWrite: claims?.role === "global_admin" || claims?.role === "org_admin",
       isGlobal: claims?.role === "global_admin",
     }),
-    [token, claims, client, ended, end],
+    [token, claims, client, ended, end, expiresSoon, expired],
   );
   return <SessionContext.Provider value={value}>{children}</SessionContext.Provider>;
 }

@@ -58,6 +58,13 @@ export function fieldError(error: unknown, ...names: string[]): string | undefin
 /** The error as a message: code, text, request id, and the `fields` no form field claimed. */
 export function ErrorMessage({ error, claimed = [] }: { error: unknown; claimed?: string[] }) {
   if (!error) return null;
+  if (error instanceof JunctionError && error.code === "unreachable") {
+    return (
+      <div className="error" role="alert">
+        <strong>Could not reach the management API:</strong> {String(error.body.message ?? error.message)}
+      </div>
+    );
+  }
   if (error instanceof JunctionError) {
     const rest = error.fields.filter(
       (f) => !claimed.some((n) => f.field === n || f.field.startsWith(n + ".") || f.field.startsWith(n + "[")),

@@ -162,6 +162,18 @@ export function pathSegments(pathname: string, params: Record<string, unknown>):
   });
 }
 
+function isAbort(e: unknown): boolean {
+  return (e instanceof Error || (typeof DOMException !== "undefined" && e instanceof DOMException)) && e.name === "AbortError";
+}
+
+/** The error of a call that got no answer: status 0, code "unreachable", the URL and the cause in its message. */
+function unreachable(url: string, cause: unknown): JunctionError {
+  const why = cause instanceof Error ? (cause.cause instanceof Error ? `${cause.message} (${cause.cause.message})` : cause.message) : String(cause);
+  const error = new JunctionError(0, { code: "unreachable", message: `could not reach ${url}: ${why}` });
+  (error as { cause?: unknown }).cause = cause;
+  return error;
+}
+
 function ifMatch(version?: number): { "If-Match"?: string } {
   return version === undefined ? {} : { "If-Match": etag(version) };
 }
@@ -186,7 +198,17 @@ export class JunctionClient {
     this.tokenOption = options.token;
     this.token = typeof options.token === "string" ? options.token : null;
     this.onUnauthorized = options.onUnauthorized;
-    this.fetchImpl = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+    const fetchImpl = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+    // A call that gets no answer at all (refused, DNS, TLS, reset) rejects with the SDK's own error, code
+    // "unreachable", naming the URL; an aborted call still rejects with the AbortError its signal gave.
+    this.fetchImpl = async (input, init) => {
+      try {
+        return await fetchImpl(input, init);
+      } catch (e) {
+        if (isAbort(e)) throw e;
+        throw unreachable(input instanceof Request ? input.url : String(input), e);
+      }
+    };
     this.raw = createClient<paths>({ baseUrl: this.baseUrl, fetch: this.fetchImpl, pathSerializer: pathSegments });
     this.raw.use({
       onRequest: ({ request }) => {
@@ -769,12 +791,24 @@ export class JunctionClient {
     onPoint: (point: MetricPoint) => void,
     options: { api?: string; signal?: AbortSignal } = {},
   ): Promise<void> {
-    const { response, error } = await this.raw.GET("/api/v1/orgs/{org}/metrics/stream", {
-      params: { path: { org }, query: options.api ? { api: options.api } : {} },
-      headers: { Accept: "text/event-stream" },
-      parseAs: "stream",
-      signal: options.signal,
-    });
+    // Aborting the signal ends the stream quietly, before or after the answer came: the promise resolves.
+    const aborted = (e: unknown) => {
+      if (options.signal?.aborted) return; // the AbortError, or the reason the signal was aborted with
+      throw e;
+    };
+    if (options.signal?.aborted) return;
+    let outcome;
+    try {
+      outcome = await this.raw.GET("/api/v1/orgs/{org}/metrics/stream", {
+        params: { path: { org }, query: options.api ? { api: options.api } : {} },
+        headers: { Accept: "text/event-stream" },
+        parseAs: "stream",
+        signal: options.signal,
+      });
+    } catch (e) {
+      return aborted(e);
+    }
+    const { response, error } = outcome;
     if (!response.ok) {
       let body: unknown = error;
       try {
@@ -785,9 +819,13 @@ export class JunctionClient {
       this.fail(response.status, body);
     }
     if (!response.body) return;
-    await readEvents(response.body, (event, data) => {
-      if (event === "window") onPoint(JSON.parse(data) as MetricPoint);
-    });
+    try {
+      await readEvents(response.body, (event, data) => {
+        if (event === "window") onPoint(JSON.parse(data) as MetricPoint);
+      });
+    } catch (e) {
+      aborted(e);
+    }
   }
 }
 

@@ -1,4 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
 import { JunctionClient, JunctionError, describeNotApplied, etag, everyPage, readEvents } from "../src/index";
 
 function stream(chunks: string[]): ReadableStream<Uint8Array> {
@@ -117,5 +119,62 @@ describe("describeNotApplied", () => {
     expect(describeNotApplied({ ...answer, relayed: false })).toMatch(/not yet written the change to Kafka/);
     const killed = { ...answer, missing: [], services: { ...services, ingress: { instances: 2, applied: 1, silent: 1 } } };
     expect(describeNotApplied(killed)).toBe("1 of 2 ingress instances behind, 1 of them silent for over 2 s (stalled or killed)");
+  });
+});
+
+describe("without an answer", () => {
+  // A real server on a loopback port of this test's own (node:http): nothing is stubbed.
+  async function listen(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<[Server, string]> {
+    const server = createServer(handler);
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    return [server, `http://127.0.0.1:${(server.address() as AddressInfo).port}`];
+  }
+
+  it("rejects an unreachable server with JunctionError code unreachable, naming the URL", async () => {
+    const [server, url] = await listen(() => {});
+    await new Promise((resolve) => server.close(resolve)); // the port is free again: connections are refused
+    const err = await new JunctionClient({ baseUrl: url }).healthz().catch((e) => e);
+    expect(err).toBeInstanceOf(JunctionError);
+    expect(err).toMatchObject({ status: 0, code: "unreachable" });
+    expect(err.message).toContain(`${url}/healthz`);
+  });
+
+  it("still rejects an aborted call with its AbortError", async () => {
+    const [server, url] = await listen(() => {}); // never answers
+    try {
+      const controller = new AbortController();
+      const call = new JunctionClient({ baseUrl: url }).raw.GET("/healthz", { signal: controller.signal });
+      controller.abort();
+      await expect(call).rejects.toMatchObject({ name: "AbortError" });
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
+  it("streamMetrics resolves when its signal aborts, before or during the stream", async () => {
+    let opened!: () => void;
+    const streaming = new Promise<void>((resolve) => (opened = resolve));
+    const [server, url] = await listen((req, res) => {
+      res.writeHead(200, { "Content-Type": "text/event-stream" });
+      res.write(`event: window\ndata: {"t": 1}\n\n`);
+      opened();
+    });
+    try {
+      const client = new JunctionClient({ baseUrl: url });
+      const points: unknown[] = [];
+      const controller = new AbortController();
+      const stream = client.streamMetrics("acme", (p) => points.push(p), { signal: controller.signal });
+      await streaming;
+      await expect.poll(() => points.length).toBe(1);
+      controller.abort();
+      await expect(stream).resolves.toBeUndefined();
+      const before = new AbortController();
+      before.abort();
+      await expect(client.streamMetrics("acme", () => {}, { signal: before.signal })).resolves.toBeUndefined();
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
   });
 });

@@ -177,13 +177,15 @@ export function AlertRuleEditPage() {
           if (id) {
             setNotice(text);
             rule.setData(saved);
+            // Opened by name: the name may have just changed, so the page goes on by id.
+            if (saved.id !== id) navigate(`${base}/alert-rules/${saved.id}`, { replace: true, state: { notice: text } });
           } else {
             navigate(`${base}/alert-rules/${saved.id}`, { state: { notice: text } });
           }
         }}
       />
       {id && rule.data && (
-        <VersionsPanel org={org} kind="alert-rules" id={id} current={rule.data.version}
+        <VersionsPanel org={org} kind="alert-rules" id={rule.data.id} current={rule.data.version}
           onRolledBack={() => { setNotice(null); rule.reload(); }} />
       )}
     </section>

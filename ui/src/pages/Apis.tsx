@@ -1,4 +1,4 @@
-import { everyPage } from "@junction/sdk";
+import { everyPage, JunctionError } from "@junction/sdk";
 import type { Api, ApiCreate, ApiUpdate, Connector, JunctionClient } from "@junction/sdk";
 import { useMemo, useState, type FormEvent } from "react";
 import { Link, useLocation, useNavigate, useParams } from "react-router";
@@ -14,6 +14,10 @@ const METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "*"
 type Method = (typeof METHODS)[number];
 const AUTH_MODES = ["none", "api_key", "basic", "jwt", "oauth2"] as const;
 type AuthMode = (typeof AUTH_MODES)[number];
+// The algorithms an API's jwt mode takes (control/bodies.py JWT_ALGORITHMS): HMAC ones with a shared secret,
+// the others with the issuer's JWKS URL.
+export const HMAC_ALGORITHMS = ["HS256", "HS384", "HS512"] as const;
+export const KEY_ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"] as const;
 const AUTH_LABELS: Record<AuthMode, string> = {
   none: "None (open)", api_key: "API key", basic: "Basic (username and password)", jwt: "JWT", oauth2: "OAuth2 token",
 };
@@ -125,6 +129,15 @@ interface ApiForm {
   audience: string;
   jwks_url: string;
   secret: string;
+  /** jwt: the algorithms accepted; none checked: HS256 with a secret, RS256 with a JWKS URL */
+  algorithms: string[];
+  /** jwt, oauth2: scopes every token must hold, comma or space separated */
+  scopes: string;
+  leeway_s: string;
+  consumer_claim: string;
+  /** every mode but none: the consumers allowed (empty: all) and the header naming the consumer upstream */
+  consumers: string[];
+  consumer_header: string;
   limit_on: boolean;
   requests: string;
   per_seconds: string;
@@ -152,6 +165,12 @@ function formOf(api?: Api): ApiForm {
     audience: auth.audience ?? "",
     jwks_url: auth.jwks_url ?? "",
     secret: "",
+    algorithms: auth.algorithms ?? [],
+    scopes: (auth.scopes ?? []).join(", "),
+    leeway_s: auth.leeway_s !== undefined && auth.leeway_s !== null ? String(auth.leeway_s) : "",
+    consumer_claim: auth.consumer_claim ?? "",
+    consumers: auth.consumers ?? [],
+    consumer_header: auth.consumer_header ?? "",
     limit_on: !!rl,
     requests: rl?.requests ? String(rl.requests) : "",
     per_seconds: rl?.per_seconds ? String(rl.per_seconds) : "",
@@ -162,26 +181,45 @@ function formOf(api?: Api): ApiForm {
 }
 
 
-function bodyOf(f: ApiForm, original?: Api): ApiCreate {
+/** Scopes typed as "orders:read, orders:write" (or space separated): the list the API takes. */
+export function scopesOf(text: string): string[] {
+  return text.split(/[\s,]+/).filter(Boolean);
+}
+
+/** The API's `auth` from the form: every setting of the chosen mode (control/bodies.py `_auth`), nothing of
+ * another mode (the API refuses those). A stored jwt secret is kept by not sending one. */
+export function authOf(f: ApiForm, original?: Api): Record<string, unknown> {
   const before = (original?.auth ?? {}) as Record<string, unknown>;
-  // Settings of the form's mode the form does not show (consumers, scopes…) are kept.
-  const auth: Record<string, unknown> = before.mode === f.mode ? { ...before } : {};
-  delete auth.secret_set;
-  auth.mode = f.mode;
+  const auth: Record<string, unknown> = { mode: f.mode };
   const set = (key: string, value: string) => {
     if (value.trim()) auth[key] = value.trim();
-    else delete auth[key];
   };
+  if (f.mode === "none") return auth;
+  if (f.consumers.length) auth.consumers = f.consumers;
+  set("consumer_header", f.consumer_header);
   if (f.mode === "api_key") {
     set("in", f.key_in);
     set("name", f.key_name);
+  }
+  if (f.mode === "jwt" || f.mode === "oauth2") {
+    const scopes = scopesOf(f.scopes);
+    if (scopes.length) auth.scopes = scopes;
   }
   if (f.mode === "jwt") {
     set("issuer", f.issuer);
     set("audience", f.audience);
     set("jwks_url", f.jwks_url);
+    set("consumer_claim", f.consumer_claim);
+    if (f.leeway_s.trim()) auth.leeway_s = num(f.leeway_s);
     if (f.secret) auth.secret = f.secret;
+    const withSecret = !f.jwks_url.trim() && (!!f.secret || (before.mode === "jwt" && !!before.secret_set));
+    auth.algorithms = f.algorithms.length ? f.algorithms : [withSecret ? "HS256" : "RS256"];
   }
+  return auth;
+}
+
+function bodyOf(f: ApiForm, original?: Api): ApiCreate {
+  const auth = authOf(f, original);
   const body: Record<string, unknown> = {
     name: f.name,
     tags: tagsOf(f.tags),
@@ -202,6 +240,10 @@ function bodyOf(f: ApiForm, original?: Api): ApiCreate {
   if (timeout !== undefined) body.timeout_ms = timeout;
   return body as unknown as ApiCreate;
 }
+
+// The auth settings with a field of their own in the form (their errors show there).
+const AUTH_FIELDS = ["in", "name", "issuer", "audience", "jwks_url", "secret", "algorithms", "consumer_claim", "leeway_s",
+  "scopes", "consumer_header", "consumers"];
 
 const CLAIMED = ["name", "description", "tags", "protocol", "methods", "path", "connector", "timeout_ms", "auth", "rate_limit",
   "cors", "enabled"];
@@ -235,6 +277,8 @@ export function ApiEditPage() {
           if (id) {
             setNotice(text);
             api.setData(saved);
+            // Opened by name (…/apis/<name>): the name may have just changed, so the page goes on by id.
+            if (saved.id !== id) navigate(`/orgs/${org}/apis/${saved.id}`, { replace: true, state: { notice: text } });
           } else {
             navigate(`/orgs/${org}/apis/${saved.id}`, { state: { notice: text } });
           }
@@ -242,7 +286,7 @@ export function ApiEditPage() {
         onEdit={() => setNotice(null)}
       />
       {id && api.data && (
-        <VersionsPanel org={org} kind="apis" id={id} current={api.data.version} onRolledBack={api.reload} />
+        <VersionsPanel org={org} kind="apis" id={api.data.id} current={api.data.version} onRolledBack={api.reload} />
       )}
     </section>
   );
@@ -251,7 +295,12 @@ export function ApiEditPage() {
 function ApiFormView(props: {
   org: string; api?: Api; connectors: Connector[]; readOnly: boolean; onSaved: (api: Api) => void; onEdit: () => void;
 }) {
-  const { client } = useSession();
+  const { client, canWrite } = useSession();
+  // The consumers to allow (admins only may list them; a viewer sees the stored ids).
+  const consumers = useLoad(
+    () => (canWrite ? everyPage((cursor) => client.listConsumers(props.org, { limit: 1000, cursor }), 10000) : Promise.resolve([])),
+    [props.org, canWrite, client],
+  );
   const [f, setF] = useState<ApiForm>(() => formOf(props.api));
   const save = useAction();
   const err = save.error;
@@ -272,6 +321,11 @@ function ApiFormView(props: {
   }
 
   const ro = props.readOnly;
+  // The auth errors no auth field of the form shows.
+  const authRest = err instanceof JunctionError
+    ? err.fields.filter((x) => (x.field === "auth" || x.field.startsWith("auth.")) &&
+      !["mode", ...AUTH_FIELDS].some((k) => x.field === `auth.${k}` || x.field.startsWith(`auth.${k}.`) || x.field.startsWith(`auth.${k}[`)))
+    : [];
   return (
     <form onSubmit={submit} noValidate className="card form-grid" aria-label="API settings">
       <ErrorMessage error={err} claimed={CLAIMED} />
@@ -358,8 +412,60 @@ function ApiFormView(props: {
           </Field>
         </>
       )}
-      {f.mode !== "none" && fieldError(err, "auth") && !fieldError(err, "auth.mode") && (
-        <div className="field-error wide">{fieldError(err, "auth")}</div>
+      {f.mode === "jwt" && (
+        <>
+          <fieldset className={`field wide${fieldError(err, "auth.algorithms") ? " invalid" : ""}`}>
+            <legend>Algorithms</legend>
+            {[...HMAC_ALGORITHMS, ...KEY_ALGORITHMS].map((alg) => (
+              <label key={alg} className="check">
+                <input type="checkbox" disabled={ro} checked={f.algorithms.includes(alg)}
+                  onChange={(e) => upd("algorithms", e.target.checked ? [...f.algorithms, alg] : f.algorithms.filter((a) => a !== alg))} />
+                {alg}
+              </label>
+            ))}
+            <div className="hint">HS* with a shared secret, the others with a JWKS URL; none checked: HS256 with a secret, RS256 with a JWKS URL</div>
+            {fieldError(err, "auth.algorithms") && <div className="field-error">{fieldError(err, "auth.algorithms")}</div>}
+          </fieldset>
+          <Field label="Consumer claim" error={fieldError(err, "auth.consumer_claim")} hint="the claim naming the consumer (default sub)">
+            {(p) => <input {...p} readOnly={ro} value={f.consumer_claim} onChange={(e) => upd("consumer_claim", e.target.value)} />}
+          </Field>
+          <Field label="Leeway (s)" error={fieldError(err, "auth.leeway_s")} hint="clock skew allowed, 0 to 600 (default 30)">
+            {(p) => <input {...p} inputMode="numeric" readOnly={ro} value={f.leeway_s} onChange={(e) => upd("leeway_s", e.target.value)} />}
+          </Field>
+        </>
+      )}
+      {(f.mode === "jwt" || f.mode === "oauth2") && (
+        <Field label="Required scopes" error={fieldError(err, "auth.scopes")} hint="every token must hold all of them: comma or space separated">
+          {(p) => <input {...p} readOnly={ro} value={f.scopes} onChange={(e) => upd("scopes", e.target.value)} />}
+        </Field>
+      )}
+      {f.mode !== "none" && (
+        <>
+          <Field label="Consumer header" error={fieldError(err, "auth.consumer_header")} hint="names the caller's consumer upstream (default X-Consumer-Id)">
+            {(p) => <input {...p} readOnly={ro} value={f.consumer_header} onChange={(e) => upd("consumer_header", e.target.value)} />}
+          </Field>
+          <fieldset className={`field wide${fieldError(err, "auth.consumers") ? " invalid" : ""}`}>
+            <legend>Allowed consumers</legend>
+            {(consumers.data ?? []).map((c) => (
+              <label key={c.id} className="check">
+                <input type="checkbox" disabled={ro} checked={f.consumers.includes(c.id)}
+                  onChange={(e) => upd("consumers", e.target.checked ? [...f.consumers, c.id] : f.consumers.filter((x) => x !== c.id))} />
+                {c.name}
+              </label>
+            ))}
+            {f.consumers.filter((id) => !consumers.data?.some((c) => c.id === id)).map((id) => (
+              <label key={id} className="check">
+                <input type="checkbox" disabled={ro} checked onChange={() => upd("consumers", f.consumers.filter((x) => x !== id))} />
+                <code>{id}</code>
+              </label>
+            ))}
+            <div className="hint">none checked: every consumer of the organisation</div>
+            {fieldError(err, "auth.consumers") && <div className="field-error">{fieldError(err, "auth.consumers")}</div>}
+          </fieldset>
+        </>
+      )}
+      {f.mode !== "none" && authRest.length > 0 && (
+        <div className="field-error wide">{authRest.map((x) => `${x.field}: ${x.message}`).join("; ")}</div>
       )}
       <fieldset className={`field wide${fieldError(err, "rate_limit") ? " invalid" : ""}`}>
         <legend>Rate limit</legend>

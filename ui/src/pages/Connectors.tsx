@@ -129,13 +129,15 @@ export function ConnectorEditPage() {
           if (id) {
             setNotice(text);
             connector.setData(saved);
+            // Opened by name (…/connectors/<name>): the name may have just changed, so the page goes on by id.
+            if (saved.id !== id) navigate(`/orgs/${org}/connectors/${saved.id}`, { replace: true, state: { notice: text } });
           } else {
             navigate(`/orgs/${org}/connectors/${saved.id}`, { state: { notice: text } });
           }
         }}
       />
       {id && connector.data && (
-        <VersionsPanel org={org} kind="connectors" id={id} current={connector.data.version} onRolledBack={connector.reload} />
+        <VersionsPanel org={org} kind="connectors" id={connector.data.id} current={connector.data.version} onRolledBack={connector.reload} />
       )}
     </section>
   );
@@ -149,6 +151,7 @@ function ConnectorFormView(props: {
   const { client } = useSession();
   const [f, setF] = useState<ConnectorForm>(() => formOf(props.connector));
   const [localError, setLocalError] = useState<string | null>(null);
+  const [statusError, setStatusError] = useState<string | null>(null);
   const [tryLine, setTryLine] = useState<{ line: number; message: string } | null>(null);
   const save = useAction();
   const err = save.error;
@@ -295,6 +298,7 @@ function TryPanel(props: {
   const [responseBody, setResponseBody] = useState("");
   const [result, setResult] = useState<ConnectorTestResult | null>(null);
   const [localError, setLocalError] = useState<string | null>(null);
+  const [statusError, setStatusError] = useState<string | null>(null);
   const run = useAction();
 
   if (!canWrite) return null; // the try-out endpoint is for those who may change the connector
@@ -302,6 +306,7 @@ function TryPanel(props: {
   async function submit(e: FormEvent) {
     e.preventDefault();
     setLocalError(null);
+    setStatusError(null);
     setResult(null);
     props.onLine(null);
     let request: NonNullable<ConnectorTestRequest["request"]>;
@@ -322,7 +327,12 @@ function TryPanel(props: {
         }
       }
       if (withResponse) {
-        response = { status: Number(status) || 200 };
+        const code = status.trim();
+        if (!/^\d+$/.test(code) || Number(code) < 100 || Number(code) > 599) {
+          setStatusError("must be an integer from 100 to 599");
+          return;
+        }
+        response = { status: Number(code) };
         if (responseBody.trim()) {
           try {
             response.json = JSON.parse(responseBody);
@@ -380,7 +390,7 @@ function TryPanel(props: {
         </label>
         {withResponse && (
           <>
-            <Field label="Response status" error={fieldError(run.error, "response.status")}>
+            <Field label="Response status" error={statusError ?? fieldError(run.error, "response.status")}>
               {(p) => <input {...p} inputMode="numeric" value={status} onChange={(e) => setStatus(e.target.value)} />}
             </Field>
             <Field label="Response body (JSON or text)" error={fieldError(run.error, "response")}>

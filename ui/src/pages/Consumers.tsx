@@ -1,6 +1,6 @@
 import type { Consumer, NewApiKey, NewOAuthClient } from "@junction/sdk";
 import { useState, type FormEvent } from "react";
-import { Link, useParams } from "react-router";
+import { Link, useNavigate, useParams } from "react-router";
 import { VersionsPanel } from "../components/Versions";
 import { useSession } from "../session";
 import {
@@ -101,6 +101,7 @@ function ShownOnce({ label, value, onDone }: { label: string; value: string; onD
 export function ConsumerPage() {
   const { org = "", id = "" } = useParams();
   const { client, canWrite } = useSession();
+  const navigate = useNavigate();
   const consumer = useLoad(() => client.getConsumer(org, id), [org, id, client]);
   const keys = useLoad(() => client.listKeys(org, id), [org, id, consumer.data?.version, client]);
   const act = useAction();
@@ -120,9 +121,12 @@ export function ConsumerPage() {
   const refresh = () => consumer.reload();
   async function rename(e: FormEvent, cur: Consumer) {
     e.preventDefault();
-    if (name !== null && (await act.run(() => client.updateConsumer(org, id, { name }, cur.version)))) {
+    const saved = name !== null ? await act.run(() => client.updateConsumer(org, id, { name }, cur.version)) : undefined;
+    if (saved) {
       setName(null);
-      refresh();
+      // Opened by name: the page goes on by id, which the rename did not change.
+      if (saved.id !== id) navigate(`/orgs/${org}/consumers/${saved.id}`, { replace: true });
+      else refresh();
     }
   }
   async function createKey(e: FormEvent) {
@@ -298,7 +302,7 @@ export function ConsumerPage() {
         )}
       </section>
 
-      <VersionsPanel org={org} kind="consumers" id={id} current={c.version} onRolledBack={refresh} />
+      <VersionsPanel org={org} kind="consumers" id={c.id} current={c.version} onRolledBack={refresh} />
     </section>
   );
 }

@@ -9,13 +9,9 @@ export function LoginPage() {
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
   const { error, busy, run } = useAction();
-  // Where to go once logged in: the page an ended session was on, or the one that sent us here.
-  const [target] = useState(() => {
-    const from = (location.state as { from?: string } | null)?.from;
-    return session.nextPage() ?? (from && from !== "/login" ? from : "/");
-  });
-
-  if (session.token) return <Navigate to={target} replace />;
+  // Where to go once logged in: the page this user's ended session was on, or the one that sent us here
+  // (another user's page never: they start on their own start page).
+  if (session.token) return <Navigate to={session.returnPage((location.state as { from?: string } | null)?.from)} replace />;
 
   async function submit(e: FormEvent) {
     e.preventDefault();

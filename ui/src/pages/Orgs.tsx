@@ -1,13 +1,17 @@
 import type { Org } from "@junction/sdk";
 import { useState, type FormEvent } from "react";
 import { Link } from "react-router";
+import { useOrgList } from "../orgList";
 import { useClient } from "../session";
 import { ErrorMessage, Field, fieldError, formatTime, Loading, PageHeader, TableWrap, useAction, useLoad } from "../ui";
 
 /** Global admin: every organisation; create, rename, disable or enable one. */
 export function OrgsPage() {
   const client = useClient();
-  const orgs = useLoad(() => client.listOrgs(), [client]);
+  const loaded = useLoad(() => client.listOrgs(), [client]);
+  const orgList = useOrgList();
+  // Every change here shows in the top bar's organisation switch too.
+  const orgs = { ...loaded, reload: () => { loaded.reload(); orgList.reload(); } };
   const [slug, setSlug] = useState("");
   const [name, setName] = useState("");
   const create = useAction();
