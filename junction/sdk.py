@@ -366,6 +366,15 @@ class JunctionClient:
         if self.token:
             h["Authorization"] = f"Bearer {self.token}"
         params = {k: str(v) for k, v in (query or {}).items() if v is not None}
+        try:
+            return await self._send(method, path, body, params, h)
+        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+            # No answer at all: the same error type as an answered one, so one except clause handles both.
+            raise JunctionAPIError(0, "unreachable", f"no answer from {self.base_url}: {type(exc).__name__}: {exc}"[:500],
+                                   body={}) from exc
+
+    async def _send(self, method: str, path: str, body: Any, params: dict[str, str], h: dict[str, str]) -> Any:
+        assert self._session is not None
         async with self._session.request(method, f"{self.base_url}/api/v1{path}", json=body, params=params,
                                          headers=h) as resp:
             if resp.status == 204:
@@ -408,8 +417,9 @@ class JunctionClient:
         body = {"email": email, **({"password": password} if password is not None else {})}
         return cast(dict[str, Any], await self.request("POST", "/admins", body))
 
-    async def set_admin_enabled(self, admin_id: str, enabled: bool) -> User:
-        return cast(User, await self.request("PATCH", f"/admins/{path_segment(admin_id)}", {"enabled": enabled}))
+    async def set_admin_enabled(self, admin_id: str, enabled: bool, *, if_version: int | None = None) -> User:
+        return cast(User, await self.request("PATCH", f"/admins/{path_segment(admin_id)}", {"enabled": enabled},
+                                             headers=_etag(if_version)))
 
     async def reset_admin_password(self, admin_id: str, password: str | None = None) -> dict[str, Any]:
         body = {"password": password} if password is not None else {}
@@ -443,8 +453,8 @@ class JunctionClient:
     async def update_org(self, org: str, *, if_version: int | None = None, **fields: Any) -> Org:
         return cast(Org, await self.request("PATCH", f"/orgs/{path_segment(org)}", fields, headers=_etag(if_version)))
 
-    async def delete_org(self, org: str) -> None:
-        await self.request("DELETE", f"/orgs/{path_segment(org)}")
+    async def delete_org(self, org: str, *, if_version: int | None = None) -> None:
+        await self.request("DELETE", f"/orgs/{path_segment(org)}", headers=_etag(if_version))
 
     # -- users -----------------------------------------------------------
     async def list_users(self, org: str) -> list[User]:
@@ -459,12 +469,14 @@ class JunctionClient:
         return cast(User, await self.request("GET", f"/orgs/{path_segment(org)}/users/{path_segment(user_id)}"))
 
     async def update_user(self, org: str, user_id: str, *, role: str | None = None,
-                          password: str | None = None, enabled: bool | None = None) -> User:
+                          password: str | None = None, enabled: bool | None = None,
+                          if_version: int | None = None) -> User:
         body = {k: v for k, v in (("role", role), ("password", password), ("enabled", enabled)) if v is not None}
-        return cast(User, await self.request("PATCH", f"/orgs/{path_segment(org)}/users/{path_segment(user_id)}", body))
+        return cast(User, await self.request("PATCH", f"/orgs/{path_segment(org)}/users/{path_segment(user_id)}", body,
+                                             headers=_etag(if_version)))
 
-    async def delete_user(self, org: str, user_id: str) -> None:
-        await self.request("DELETE", f"/orgs/{path_segment(org)}/users/{path_segment(user_id)}")
+    async def delete_user(self, org: str, user_id: str, *, if_version: int | None = None) -> None:
+        await self.request("DELETE", f"/orgs/{path_segment(org)}/users/{path_segment(user_id)}", headers=_etag(if_version))
 
     # -- paginated lists ---------------------------------------------------
     async def _page(self, path: str, limit: int | None, cursor: str | None, tags: str | None = None) -> dict[str, Any]:
@@ -526,8 +538,9 @@ class JunctionClient:
         return cast(Connector, await self.request("PATCH", f"/orgs/{path_segment(org)}/connectors/{path_segment(connector_id)}", fields,
                                                   headers=_etag(if_version)))
 
-    async def delete_connector(self, org: str, connector_id: str) -> None:
-        await self.request("DELETE", f"/orgs/{path_segment(org)}/connectors/{path_segment(connector_id)}")
+    async def delete_connector(self, org: str, connector_id: str, *, if_version: int | None = None) -> None:
+        await self.request("DELETE", f"/orgs/{path_segment(org)}/connectors/{path_segment(connector_id)}",
+                           headers=_etag(if_version))
 
     async def test_connector(self, org: str, connector_id: str | None = None, *, script: str | None = None,
                              settings: dict[str, Any] | None = None, method: str | None = None,
@@ -608,8 +621,8 @@ class JunctionClient:
     async def update_api(self, org: str, api_id: str, *, if_version: int | None = None, **fields: Any) -> Api:
         return cast(Api, await self.request("PATCH", f"/orgs/{path_segment(org)}/apis/{path_segment(api_id)}", fields, headers=_etag(if_version)))
 
-    async def delete_api(self, org: str, api_id: str) -> None:
-        await self.request("DELETE", f"/orgs/{path_segment(org)}/apis/{path_segment(api_id)}")
+    async def delete_api(self, org: str, api_id: str, *, if_version: int | None = None) -> None:
+        await self.request("DELETE", f"/orgs/{path_segment(org)}/apis/{path_segment(api_id)}", headers=_etag(if_version))
 
     # -- consumers and their credentials (docs/consumers.md) --------------
     async def list_consumers(self, org: str, *, page_size: int | None = 1000,
@@ -655,8 +668,9 @@ class JunctionClient:
         return cast(Consumer, await self.request("PATCH", f"/orgs/{path_segment(org)}/consumers/{path_segment(consumer_id)}", fields,
                                                  headers=_etag(if_version)))
 
-    async def delete_consumer(self, org: str, consumer_id: str) -> None:
-        await self.request("DELETE", f"/orgs/{path_segment(org)}/consumers/{path_segment(consumer_id)}")
+    async def delete_consumer(self, org: str, consumer_id: str, *, if_version: int | None = None) -> None:
+        await self.request("DELETE", f"/orgs/{path_segment(org)}/consumers/{path_segment(consumer_id)}",
+                           headers=_etag(if_version))
 
     async def create_key(self, org: str, consumer_id: str, *, expires_at: str | None = None) -> NewApiKey:
         """A new API key; ``key`` is in this answer only (RFC 3339 ``expires_at``, or none)."""
@@ -710,9 +724,11 @@ class JunctionClient:
         return cast(Diff, await self.request("GET", f"{self._versioned(org, kind, resource_id)}/diff",
                                              query={"from": from_version, "to": to_version}))
 
-    async def rollback(self, org: str | None, kind: Kind, resource_id: str, version: int) -> dict[str, Any]:
+    async def rollback(self, org: str | None, kind: Kind, resource_id: str, version: int, *,
+                       if_version: int | None = None) -> dict[str, Any]:
+        """A new version equal to ``version``; ``if_version``: only if the current version is still that one."""
         return cast(dict[str, Any], await self.request("POST", f"{self._versioned(org, kind, resource_id)}/rollback",
-                                                       {"version": version}))
+                                                       {"version": version}, headers=_etag(if_version)))
 
     # -- audit -------------------------------------------------------------
     async def audit(self, *, org: str | None = None, actor: str | None = None, resource_type: str | None = None,
@@ -856,8 +872,8 @@ class JunctionClient:
         return cast(dict[str, Any], await self.request("GET", f"/orgs/{path_segment(org)}/logs", query=query))
 
     async def iter_logs(self, org: str, **filters: Any) -> AsyncIterator[dict[str, Any]]:
-        """Every matching request-log row, newest first, following the cursor."""
-        cursor = None
+        """Every matching request-log row, newest first, following the cursor (from ``cursor``, if given)."""
+        cursor = filters.pop("cursor", None)
         while True:
             page = await self.list_logs(org, **filters, cursor=cursor)
             for row in page["items"]:
@@ -867,8 +883,8 @@ class JunctionClient:
                 return
 
     async def iter_audit(self, **filters: Any) -> AsyncIterator[AuditEntry]:
-        """Every matching entry, newest first, following the cursor."""
-        cursor = None
+        """Every matching entry, newest first, following the cursor (from ``cursor``, if given)."""
+        cursor = filters.pop("cursor", None)
         while True:
             page = await self.audit(**filters, cursor=cursor)
             for entry in page["items"]:
@@ -916,9 +932,10 @@ class JunctionClient:
     async def delete_alert_rule(self, org: str | None, rule_id: str, *, if_version: int | None = None) -> None:
         await self.request("DELETE", self._alerting(org, f"alert-rules/{path_segment(rule_id)}"), headers=_etag(if_version))
 
-    async def rollback_alert_rule(self, org: str | None, rule_id: str, version: int) -> dict[str, Any]:
+    async def rollback_alert_rule(self, org: str | None, rule_id: str, version: int, *,
+                                  if_version: int | None = None) -> dict[str, Any]:
         return cast(dict[str, Any], await self.request("POST", self._alerting(org, f"alert-rules/{path_segment(rule_id)}/rollback"),
-                                                       {"version": version}))
+                                                       {"version": version}, headers=_etag(if_version)))
 
     async def list_alerts(self, org: str | None = None, *, state: str | None = None, rule: str | None = None,
                           limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:

@@ -141,3 +141,40 @@ async def test_the_cli_finds_the_management_api_where_the_settings_put_it(contro
                                        ("control.internal", "http://control.internal:9")])
 def test_the_control_url_of_a_listening_address(host: str, url: str) -> None:
     assert load_settings({"JUNCTION_CONTROL_HOST": host, "JUNCTION_CONTROL_PORT": "9"}).control_url == url
+
+
+async def test_the_sdk_sends_if_match_wherever_the_api_takes_it_and_names_an_unreachable_server(control: Any) -> None:
+    """A stale ``if_version`` is refused (412) and changes nothing; the current one goes through. No answer at
+    all is the SDK's own error type too (code unreachable), not a library's."""
+    org = (await control.new_org("ifm"))["slug"]
+    async with JunctionClient(control.base_url, control.admin_token) as jc:
+        conn = await jc.create_connector(org, "c1", {"protocol": "rest", "url": "https://example.com/x"})
+        api = await jc.create_api(org, "a1", ["GET"], "/a1", conn["id"])
+        await jc.update_api(org, api["id"], timeout_ms=1234)  # version 2
+        user = await jc.create_user(org, f"u{uuid.uuid4().hex[:6]}@x.io", "password-1")
+        consumer = await jc.create_consumer(org, "shop")
+        stale: list[tuple[str, Any]] = [
+            ("rollback", lambda v: jc.rollback(org, "apis", api["id"], 1, if_version=v)),
+            ("delete_api", lambda v: jc.delete_api(org, api["id"], if_version=v)),
+            ("update_user", lambda v: jc.update_user(org, user["id"], role="org_admin", if_version=v)),
+            ("delete_user", lambda v: jc.delete_user(org, user["id"], if_version=v)),
+            ("delete_consumer", lambda v: jc.delete_consumer(org, consumer["id"], if_version=v)),
+            ("delete_connector", lambda v: jc.delete_connector(org, conn["id"], if_version=v)),
+        ]
+        for name, call in stale:
+            with pytest.raises(JunctionAPIError) as refused:
+                await call(99)
+            assert refused.value.status == 412, (name, refused.value)
+        assert (await jc.get_api(org, api["id"]))["version"] == 2  # nothing changed
+        rolled = await jc.rollback(org, "apis", api["id"], 1, if_version=2)
+        assert rolled["version"] == 3
+        await jc.delete_api(org, api["id"], if_version=3)
+        user_now = await jc.get_user(org, user["id"])
+        await jc.update_user(org, user["id"], role="org_admin", if_version=user_now["version"])
+        await jc.delete_connector(org, conn["id"], if_version=1)
+        page = await jc.list_logs(org, limit=1)
+        assert [row async for row in jc.iter_logs(org, cursor=page["next_cursor"])] == []  # no TypeError
+    async with JunctionClient(f"http://127.0.0.1:{free_port()}", "t") as dead:
+        with pytest.raises(JunctionAPIError) as nobody:
+            await dead.list_orgs()
+    assert nobody.value.status == 0 and nobody.value.code == "unreachable" and "127.0.0.1" in nobody.value.message
