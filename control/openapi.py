@@ -119,7 +119,9 @@ def _response_schemas() -> dict[str, Schema]:
         "NewOAuthClient": _obj({"client_id": _STR, "client_secret": {**_STR, "description": "shown this once"},
                                 "scopes": {"type": "array", "items": _STR}, "created_at": _TIME}),
         "Version": _obj({"id": _STR, "version": _INT, "content": {"type": "object"},
-                         "created_by": _STR_OR_NULL, "created_at": _TIME}),
+                         "created_by": _STR_OR_NULL,
+                         "created_by_email": {**_STR_OR_NULL, "description": "null once that user is deleted"},
+                         "created_at": _TIME}),
         "Diff": _obj({"id": _STR, "from": _INT, "to": _INT, "changes": {"type": "array", "items": {
             "type": "object", "required": ["field", "before", "after"],
             "properties": {"field": _STR, "before": {}, "after": {}}}}}),

@@ -160,6 +160,7 @@ class Version(TypedDict):
     version: int
     content: dict[str, Any]
     created_by: str | None
+    created_by_email: str | None  # null once that user is deleted
     created_at: str
 
 

@@ -116,13 +116,17 @@ class Kind:
 
     async def list_versions(self, conn: asyncpg.Connection, org_id: str | None, id_: str) -> list[asyncpg.Record]:
         return await conn.fetch(
-            f"SELECT version, content, created_by, created_at FROM {self.versions}"
+            f"SELECT version, content, created_by, {_AUTHOR_EMAIL}, created_at FROM {self.versions}"
             f" WHERE {self.org_match} AND {self.fk} = $2 ORDER BY version", org_id, id_)
 
     async def get_version(self, conn: asyncpg.Connection, org_id: str | None, id_: str, version: int) -> asyncpg.Record | None:
         return await conn.fetchrow(
-            f"SELECT version, content, created_by, created_at FROM {self.versions}"
+            f"SELECT version, content, created_by, {_AUTHOR_EMAIL}, created_at FROM {self.versions}"
             f" WHERE {self.org_match} AND {self.fk} = $2 AND version = $3", org_id, id_, version)
+
+
+# Who made a version, as people know them; null once that user is deleted (the id stays).
+_AUTHOR_EMAIL = "(SELECT u.email FROM users u WHERE u.id = created_by) AS created_by_email"
 
 
 API = Kind("api", "apis", "api_versions", "api_id")
@@ -154,4 +158,4 @@ def with_tags(content: dict[str, Any]) -> dict[str, Any]:
 def version_view(row: asyncpg.Record) -> dict[str, Any]:
     return {"version": row["version"], "content": content_of(row),
             "created_by": str(row["created_by"]) if row["created_by"] else None,
-            "created_at": row["created_at"].isoformat()}
+            "created_by_email": row.get("created_by_email"), "created_at": row["created_at"].isoformat()}

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from control.bodies import NAME_PATTERN
 from junction.sdk import InvalidReference, JunctionAPIError, JunctionClient
+from tests.control_support import ADMIN_EMAIL
 
 TARGET = {"protocol": "rest", "url": "http://127.0.0.1:9/x", "method": "GET"}
 RULE = {"metric": "error_rate", "comparison": ">", "threshold": 0.5}
@@ -55,6 +56,9 @@ async def test_every_kind_is_read_changed_versioned_and_deleted_by_name(control:
         assert all(r.body[k] == v for k, v in change.items()), (kind, r.body)
         r = await control.call("GET", by_name + "/versions", control.admin_token)
         assert r.status == 200 and [v["version"] for v in r.body["items"]] == [1, 2], (kind, r.body)
+        assert {v["created_by_email"] for v in r.body["items"]} == {ADMIN_EMAIL}, (kind, r.body)  # who, as people know them
+        r = await control.call("GET", by_name + "/versions/2", control.admin_token)
+        assert r.status == 200 and r.body["created_by_email"] == ADMIN_EMAIL, (kind, r.body)
     # Rollback and diff, by name too.
     r = await control.call("POST", f"/api/v1/orgs/{org}/apis/items/rollback", control.admin_token, {"version": 1})
     assert r.status == 200 and r.body["version"] == 3 and r.body["timeout_ms"] == api["timeout_ms"], r.body

@@ -3428,6 +3428,8 @@ export interface components {
             /** Format: date-time */
             created_at: string;
             created_by: string | null;
+            /** @description null once that user is deleted */
+            created_by_email: string | null;
             id: string;
             version: number;
         };

@@ -90,7 +90,7 @@ export function VersionsPanel(props: Versioned & { id: string; current: number; 
               <tr key={v.version}>
                 <td>v{v.version}{v.version === current ? " (current)" : ""}</td>
                 <td>{formatTime(v.created_at)}</td>
-                <td>{v.created_by ?? ""}</td>
+                <td title={v.created_by ?? undefined}>{v.created_by_email ?? v.created_by ?? ""}</td>
                 {canWrite && ops.rollback && (
                   <td className="buttons">
                     {v.version !== current && (
