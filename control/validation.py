@@ -120,7 +120,8 @@ def check_schema(value: Any, schema: dict[str, Any], path: str = "") -> list[Fie
     if isinstance(value, str):
         errors.extend(_unstorable(value, where))
         if len(value) < schema.get("minLength", 0):
-            errors.append(FieldError(where, f"must be at least {schema['minLength']} characters"))
+            least = schema["minLength"]
+            errors.append(FieldError(where, "must not be empty" if least == 1 else f"must be at least {least} characters"))
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             errors.append(FieldError(where, f"must be at most {schema['maxLength']} characters"))
         if "pattern" in schema and not _full_match(schema["pattern"], value):

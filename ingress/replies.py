@@ -117,7 +117,10 @@ class ReplyReader:
             if not self._lease.held:
                 lost, self._tp = self._tp, None
                 self._consumer.assign([])  # stop reading it at once: it is someone else's now
-                log.error("reply partition %s lost; leasing another", lost.partition if lost else None)
+                if lost is not None:
+                    log.error("reply partition %s lost; leasing another", lost.partition)
+                else:
+                    log.warning("holding no reply partition; leasing one")
                 await self._take(await self._lease.acquire())  # NoPartitionFree crashes the loop: retried
                 continue
             tp = self._tp

@@ -108,7 +108,9 @@ class Notifier:
                     attempts += 1
                     await send(d)
         except (JunctionError, _Transient, _Permanent, aiosmtplib.SMTPException, OSError, SealError) as exc:
-            reason = exc.message if isinstance(exc, JunctionError) else f"{type(exc).__name__}: {exc}"
+            # Our own reasons are sentences already; a library's is named by its type.
+            reason = (exc.message if isinstance(exc, JunctionError) else str(exc) if isinstance(exc, (_Permanent, _Transient))
+                      else f"{type(exc).__name__}: {exc}")
             log.warning("alert %s: %s notification to %s failed after %d attempt(s): %s", d.alert_id, d.event,
                         d.target, attempts, reason)
             return Outcome("failed", attempts, reason[:1000])

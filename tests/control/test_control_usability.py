@@ -410,3 +410,11 @@ async def test_admin_reset_password_of_an_email_with_accounts_in_several_organis
     assert rc == 0 and data["org_id"] is None and data["role"] == "global_admin", err
     await control.login(admin, "global-password-2")
     await control.login(admin, "password-in-a")
+
+
+async def test_an_empty_required_text_is_named_empty_not_counted(control: Any) -> None:
+    org = (await control.new_org("empty"))["slug"]
+    conn = await control.new_connector(org)
+    r = await control.call("POST", f"/api/v1/orgs/{org}/apis", control.admin_token,
+                           {"name": "e", "methods": ["GET"], "path": "", "connector": conn["id"]})
+    assert r.status == 422 and {"field": "path", "message": "must not be empty"} in r.body["fields"], r.body
