@@ -10,7 +10,12 @@ from urllib.parse import urlsplit
 import asyncpg
 from lxml import etree
 
-from control.soap_api import check_protocol_fields, routed_methods, soap_contract
+from control.soap_api import (
+    check_protocol_fields,
+    routed_methods,
+    soap_address_errors,
+    soap_contract,
+)
 from control.store.resources import API, CONNECTOR, content_of
 from control.validation import check_url, raise_if
 from core.breaker_state import origin_of
@@ -116,7 +121,7 @@ def check_soap_target(target: dict[str, Any]) -> list[FieldError]:
     if documents and "wsdl" not in target:
         errors.append(FieldError("target.documents", "needs target.wsdl: they are the documents an uploaded WSDL imports"))
     if "wsdl" in target:
-        errors += _check_document(target["wsdl"], "target.wsdl", wsdl=True)
+        errors += _check_document(target["wsdl"], "target.wsdl", wsdl=True) or soap_address_errors(target)
     for location, text in documents.items():
         if not location.strip() or len(location) > 2048:
             errors.append(FieldError("target.documents", f"{location[:100]!r} is not a document location"))

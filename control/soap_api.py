@@ -11,14 +11,17 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from lxml import etree
 
 from core.errors import FieldError, InvalidInput
 from core.soap_contract import ADDRESS, SOAP11, SOAP12, Contract, Field, Message, Operation, safe_xml
 
-__all__ = ["MAX_NESTING", "check_protocol_fields", "generate_wsdl", "read_wsdl", "routed_methods", "soap_contract"]
+__all__ = ["MAX_NESTING", "check_protocol_fields", "generate_wsdl", "read_wsdl", "routed_methods", "soap_address_errors",
+           "soap_contract"]
 
 MAX_NESTING = 8  # object levels in one message: deeper (or recursive) types are refused
 _WSDL_MAX_DEPTH = 64
@@ -78,6 +81,54 @@ async def soap_contract(content: dict[str, Any], api_id: str | None) -> dict[str
     return (await asyncio.to_thread(generate_wsdl, content["operations"], namespace, str(content.get("name") or "api"))).to_dict()
 
 
+# -- an outbound connector's uploaded WSDL -----------------------------------------------------------------
+def soap_address_errors(target: dict[str, Any]) -> list[FieldError]:
+    """Where a soap connector's envelopes would go, checked at save time when its WSDL is uploaded
+    (``target.wsdl``): the soap:address of the port it calls (as egress/soap_wsdl.py select_port picks
+    it) must be an http or https URL, unless ``target.address`` overrides it (checked as a URL
+    itself). A WSDL with no wsdl:service has no address at all: it needs the override."""
+    if "wsdl" not in target or "address" in target:
+        return []
+    try:
+        root = safe_xml(str(target["wsdl"]).encode(), max_depth=_WSDL_MAX_DEPTH)
+    except ValueError:
+        return []  # refused already, naming why (control/checks.py)
+    soap11, soap12 = f"{{{_NS['soap']}}}address", f"{{{_NS['soap12']}}}address"
+    ports = []
+    for port in root.iterfind(f"{{{_NS['wsdl']}}}service/{{{_NS['wsdl']}}}port"):
+        address = port.find(soap11)
+        address = address if address is not None else port.find(soap12)
+        if address is not None:
+            ports.append((port.get("name") or "", port.get("binding") or "", address))
+    if not ports:
+        return [FieldError("target.wsdl", "has no wsdl:service port with a soap:address or soap12:address: give "
+                                          "target.address, the http(s) URL the envelopes are posted to")]
+    if target.get("port") is not None:
+        chosen = [p for p in ports if p[0] == target["port"]]
+    elif target.get("binding") is not None:
+        wanted = str(target["binding"]).rpartition("}")[2]
+        chosen = [p for p in ports if p[1].rpartition(":")[2] == wanted]
+    else:
+        chosen = [p for p in ports if p[2].tag == soap11] or ports
+    if not chosen:
+        return []  # an unknown port or binding is named, with the WSDL's, when the connector is called
+    name, _, address = chosen[0]
+    location = (address.get("location") or "").strip()
+    if _is_http_url(location):
+        return []
+    return [FieldError("target.wsdl", f"the soap:address of port {name[:100]} is {location[:200]!r}, not an http or "
+                                      "https URL: correct it, or give target.address")]
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in url)
+
+
 # -- contract first ---------------------------------------------------------------------------------------
 def read_wsdl(text: str) -> Contract:
     """The contract of a WSDL document (InvalidInput on field ``wsdl``)."""
@@ -120,6 +171,7 @@ def _read_wsdl(text: str) -> Contract:
         raise _Refused(f"is not a valid WSDL: {str(exc)[:300]}") from None
     versions: list[str] = []
     operations: dict[str, Operation] = {}
+    actions: dict[str, list[tuple[str, str]]] = {}  # each binding's (version, soapAction) of an operation
     for service in document.services.values():
         for port in service.ports.values():
             binding = port.binding
@@ -131,9 +183,15 @@ def _read_wsdl(text: str) -> Contract:
             for name, op in binding._operations.items():
                 if name not in operations:
                     operations[name] = _operation(name, op)
+                pair = (version, str(op.soapaction or ""))
+                if pair not in actions.setdefault(name, []):
+                    actions[name].append(pair)
     if not operations:
         raise _Refused("binds no operation to SOAP 1.1 or 1.2")
-    return Contract(tuple(sorted(versions)), tuple(operations.values()), template)
+    # Where the bindings give an operation different actions (a SOAP 1.2 binding's own), each is kept for its version.
+    ops = tuple(replace(op, actions=tuple(actions[name])) if len({a for _, a in actions[name]}) > 1 else op
+                for name, op in operations.items())
+    return Contract(tuple(sorted(versions)), ops, template)
 
 
 class _NoFetch:

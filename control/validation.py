@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from core.errors import BodyTooLarge, FieldError, Forbidden, InvalidInput, MalformedBody
+from core.nesting import MAX_JSON_DEPTH, depth_over
 from core.headers import HEADER_NAME
 from core.ids import is_uuid
 from core.settings import Settings
@@ -64,27 +65,9 @@ async def read_json(request: web.Request, max_bytes: int) -> Any:
         value = json.loads(raw, parse_constant=_reject_constant, parse_float=_parse_float)
     except (ValueError, RecursionError) as exc:
         raise _malformed(f"is not valid JSON: {exc}") from None
-    if _depth_over(value, MAX_JSON_DEPTH):
+    if depth_over(value, MAX_JSON_DEPTH):
         raise _malformed(f"is nested deeper than {MAX_JSON_DEPTH} levels")
     return value
-
-
-# Deeper than any configuration needs, and what the checks that walk a body (recursively) can always take.
-MAX_JSON_DEPTH = 64
-
-
-def _depth_over(value: Any, limit: int) -> bool:
-    """Whether ``value`` nests objects and arrays deeper than ``limit``; walked without recursion."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
 
 
 def _malformed(problem: str) -> MalformedBody:

@@ -10,6 +10,7 @@ Document shape (all plain JSON)::
     {"versions": ["1.1", "1.2"],                  # the SOAP versions the WSDL binds
      "wsdl": "<definitions …>",                   # served at ?wsdl; ADDRESS stands for the gateway URL
      "operations": [{"name": "Add", "action": "http://tempuri.org/Add",
+                     "actions": [["1.1", "http://tempuri.org/Add"], ["1.2", "urn:add12"]],  # each binding's (optional)
                      "input":  {"element": "{http://tempuri.org/}Add", "fields": [FIELD, …]},
                      "output": {"element": "{http://tempuri.org/}AddResponse", "fields": [FIELD, …]} or null}]}
     FIELD = {"name": "intA", "ns": "http://tempuri.org/" ("" when unqualified), "type": "int",
@@ -19,16 +20,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from core.safe_xml import XmlRefused, parse_xml
 
 __all__ = [
-    "ADDRESS", "Contract", "Field", "Message", "Operation", "SCALAR_TYPES", "SOAP11", "SOAP12", "TYPES",
-    "from_text", "safe_xml", "to_text",
+    "ADDRESS", "MAX_DECIMAL_CHARS", "Contract", "Field", "Message", "Operation", "SCALAR_TYPES", "SOAP11", "SOAP12",
+    "TYPES", "from_text", "plain_length", "safe_xml", "to_text",
 ]
 
 SOAP11 = "1.1"
@@ -41,12 +43,18 @@ TYPES = (*SCALAR_TYPES, "object")
 
 _INT = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
+# Decimal text as a JSON string may carry it: plain, or in exponent form (Decimal() alone also takes 1_0 and NaN).
+_DECIMAL_INPUT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _DOUBLE = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _ZONE = r"(Z|[+-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00))?"
 _DATE = re.compile(r"-?[0-9]{4,}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])" + _ZONE)
 _DATETIME = re.compile(r"-?[0-9]{4,}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
                        r"T(([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?|24:00:00(\.0+)?)" + _ZONE)
 _RANGES = {"int": (-2**31, 2**31 - 1), "long": (-2**63, 2**63 - 1)}
+# The longest plain text of an xsd:decimal Junction writes or reads (digits, sign, point): far past any
+# real amount, and short of a 31-byte 1e20000000 becoming 20 MB of zeros.
+MAX_DECIMAL_CHARS = 1000
+_MAX_INT_DIGITS = 20  # more digits (leading zeros aside) are past any xsd:long
 _XML_WS = " \t\r\n"
 
 
@@ -101,15 +109,27 @@ class Operation:
     action: str  # the soapAction ("" when the WSDL gives none)
     input: Message
     output: Message | None  # None: one-way
+    # (SOAP version, soapAction) of each binding of the operation, where a WSDL's bindings differ; empty: ``action``.
+    actions: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "action": self.action, "input": self.input.to_dict(),
-                "output": self.output.to_dict() if self.output else None}
+        out = {"name": self.name, "action": self.action, "input": self.input.to_dict(),
+               "output": self.output.to_dict() if self.output else None}
+        if self.actions:
+            out["actions"] = [list(a) for a in self.actions]
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Operation:
         return cls(str(d["name"]), str(d.get("action") or ""), Message.from_dict(d["input"]),
-                   Message.from_dict(d["output"]) if d.get("output") else None)
+                   Message.from_dict(d["output"]) if d.get("output") else None,
+                   tuple((str(v), str(a or "")) for v, a in d.get("actions") or ()))
+
+    def accepts(self, version: str, action: str) -> bool:
+        """Whether a call of SOAP ``version`` naming ``action`` is one of this operation: the action of one
+        of its bindings of that version (any action where that binding gives none)."""
+        mine = {a for v, a in self.actions if v == version} if self.actions else {self.action}
+        return action in mine or "" in mine
 
 
 @dataclass(frozen=True)
@@ -142,18 +162,21 @@ def from_text(kind: str, text: str) -> Any:
     if kind in _RANGES:
         if not _INT.fullmatch(value):
             raise ValueError(f"is not an {kind}")
+        if len(value.lstrip("+-").lstrip("0")) > _MAX_INT_DIGITS:  # before int(): its cost grows with the digits
+            raise ValueError(f"is out of range for {kind}")
         number = int(value)
         low, high = _RANGES[kind]
         if not low <= number <= high:
             raise ValueError(f"is out of range for {kind}")
         return number
     if kind == "decimal":
-        if not _DECIMAL.fullmatch(value):
-            raise ValueError("is not a decimal")
+        if not _DECIMAL.fullmatch(value) or len(value) > MAX_DECIMAL_CHARS:
+            raise ValueError("is not a decimal" if len(value) <= MAX_DECIMAL_CHARS
+                             else f"has more than {MAX_DECIMAL_CHARS} characters")
         return Decimal(value)
     if kind == "double":
-        # INF and NaN are doubles, but no JSON number can carry them.
-        if not _DOUBLE.fullmatch(value):
+        # INF and NaN are doubles, but no JSON number can carry them; nor can 1e400, which is INF as a double.
+        if not _DOUBLE.fullmatch(value) or len(value) > MAX_DECIMAL_CHARS or not math.isfinite(float(value)):
             raise ValueError("is not a finite double")
         return float(value)
     if kind == "boolean":
@@ -199,20 +222,29 @@ def to_text(kind: str, value: Any) -> str:
     if isinstance(value, bool):
         raise ValueError(f"is not a {kind}")
     if kind in _RANGES:
-        if isinstance(value, float) and value.is_integer():
+        low, high = _RANGES[kind]
+        if isinstance(value, (float, Decimal)):
+            # Range first: int() of a Decimal 1E+200000 would build a 200,000-digit number.
+            if not (math.isfinite(value) and low <= value <= high):
+                raise ValueError(f"is out of range for {kind}")
+            if value != int(value):
+                raise ValueError(f"is not an {kind}")
             value = int(value)
-        elif isinstance(value, Decimal) and value == value.to_integral_value():
-            value = int(value)
+        if isinstance(value, int) and not low <= value <= high:  # before str(): a huge int writes out slowly
+            raise ValueError(f"is out of range for {kind}")
         text = str(value) if isinstance(value, (int, str)) else ""
         return str(from_text(kind, text))
     if kind == "decimal":
-        text = _number_text(value) if isinstance(value, (int, float, Decimal)) else str(value)
-        try:
-            number = Decimal(text)
-        except InvalidOperation:
-            raise ValueError("is not a decimal") from None
+        if isinstance(value, (int, float, Decimal)):
+            number = Decimal(value) if isinstance(value, int) else Decimal(_number_text(value))
+        elif isinstance(value, str) and _DECIMAL_INPUT.fullmatch(value.strip(_XML_WS)):
+            number = Decimal(value.strip(_XML_WS))
+        else:
+            raise ValueError("is not a decimal")
         if not number.is_finite():
             raise ValueError("is not a decimal")
+        if plain_length(number) > MAX_DECIMAL_CHARS:  # before format(): its text would be that long
+            raise ValueError(f"has more than {MAX_DECIMAL_CHARS} characters written out")
         return format(number, "f")
     if kind == "double":
         text = _number_text(value) if isinstance(value, (int, float, Decimal)) else str(value)
@@ -226,7 +258,19 @@ def to_text(kind: str, value: Any) -> str:
 def _number_text(value: int | float | Decimal) -> str:
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, int) and value.bit_length() > 3 * MAX_DECIMAL_CHARS:  # str() of it is slow, and refused
+        raise ValueError(f"has more than {MAX_DECIMAL_CHARS} digits")
     return str(value)
+
+
+def plain_length(number: Decimal) -> int:
+    """How many characters ``format(number, "f")`` writes (a bound: sign and point counted), computed
+    without writing them."""
+    sign, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)
+    n = len(digits)
+    body = n + exponent if exponent >= 0 else max(n, -exponent + 1) + 1
+    return body + sign
 
 
 

@@ -19,7 +19,8 @@ from hundreds of milliseconds to tens, and small answers faster inline than thro
 
 Contract: the OutboundCall body is a JSON object of the operation's arguments (the connector
 script shapes it), checked against the WSDL before anything is sent (:func:`argument_errors`:
-names, required elements, values of the XML Schema simple types), so a caller's bad argument is
+names, XML Schema attributes as keys beside the elements, required elements, values of the simple
+types, at most MAX_ARGUMENT_DEPTH levels deep), so a caller's bad argument is
 its 422, never an envelope the service refuses and a 502 counted against the service's breaker;
 the Reply body is the operation's result as JSON, keyed by the response's element names
 (egress/soap_reply.py). Failures are JunctionErrors with a code; every failure to load the WSDL
@@ -38,10 +39,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from core.errors import DeadlineExceeded, FieldError, InvalidInput, JunctionError, UpstreamError
+from core.nesting import MAX_JSON_DEPTH, depth_over
 from core.settings import Settings
+from core.soap_contract import MAX_DECIMAL_CHARS, plain_length
 from egress.soap_reply import SoapFault, decode_answer, read_reply
 from egress.soap_wsdl import (MAX_DOCUMENTS, MAX_WSDL_BYTES, Fetch, Port, SoapLoadTimeout, SoapWsdlError, loader, naming,
                               parse_wsdl, select_port, uploaded_lookup)
@@ -58,6 +63,9 @@ WSDL_THREADS = 2  # WSDL parsing: seldom, but long, so apart from the calls' poo
 _NOT_SENT = frozenset({"content-type", "content-length", "soapaction", "accept", "accept-encoding"})
 SHOWN_ARGUMENTS = 20  # argument names a message lists; a wider operation's list ends with "…"
 MAX_FIELDS = 50  # problems an invalid_soap_arguments lists; the message counts the rest
+# Objects and arrays nested in a call's arguments, as a config body is bounded: deeper is refused before
+# anything walks them (the checks below and zeep's rendering recurse once per level).
+MAX_ARGUMENT_DEPTH = MAX_JSON_DEPTH
 
 T = TypeVar("T")
 VersionKey = tuple[str, int]
@@ -201,7 +209,12 @@ class SoapCaller:
             raise UnknownSoapOperation(f"the WSDL's port {chosen.name} has no operation {operation!r}") from None
         endpoint = address or chosen.address
         if not endpoint:
-            raise SoapWsdlError(f"the WSDL {wsdl_url} gives no address for its port {chosen.name}")
+            raise SoapWsdlError(f"the WSDL {wsdl_url} gives no soap:address for its port {chosen.name} (and the connector "
+                                "no target.address)")
+        if not _http_url(endpoint):
+            where = ("the connector's target.address" if address else
+                     f"the soap:address of port {chosen.name} in the WSDL {wsdl_url}")
+            raise UpstreamError(f"{where} is {_shown(endpoint)!r}, not an http or https URL", code="invalid_upstream_url")
         payload, soap_headers = await self._cpu_work(len(body), _build, client, chosen, operation, args, endpoint)
         send = [(k, v) for k, v in headers if k.lower() not in _NOT_SENT]
         # identity: the answer is parsed here, not passed on (a server that compresses anyway is decoded in send).
@@ -229,6 +242,16 @@ class SoapCaller:
         return await self.send(await self.prepare(wsdl_url, operation, body, headers, timeout_s, **options))
 
 
+def _http_url(url: str) -> bool:
+    """An absolute http(s) URL with a host, as a soap:address must be to be posted to."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in url)
+
+
 def _digest(uploaded: Uploaded | None) -> str | None:
     if uploaded is None:
         return None
@@ -236,13 +259,24 @@ def _digest(uploaded: Uploaded | None) -> str | None:
 
 
 def _arguments(body: bytes) -> dict[str, Any]:
+    """The call's JSON arguments; a number with a fraction or an exponent is kept as the Decimal it is
+    written as (1e30 is 10**30 exactly for an xsd:decimal; zeep writes it in exponent form for a double)."""
     try:
-        args = json.loads(body or b"{}")
+        args = json.loads(body or b"{}", parse_float=Decimal)
+    except RecursionError:
+        raise _too_deep() from None
     except ValueError:
         args = None
     if not isinstance(args, dict):
         raise SoapArgumentsInvalid("a SOAP call's body must be a JSON object of operation arguments")
+    if depth_over(args, MAX_ARGUMENT_DEPTH):
+        raise _too_deep()
     return args
+
+
+def _too_deep() -> SoapArgumentsInvalid:
+    problem = f"nests objects and arrays deeper than {MAX_ARGUMENT_DEPTH} levels"
+    return SoapArgumentsInvalid(f"the arguments {problem}", fields=[FieldError("(body)", problem)])
 
 
 def _read(prepared: PreparedCall, status: int, content_type: str, coding: str, body: bytes, limit: int) -> bytes:
@@ -263,6 +297,8 @@ def _build(client: Any, port: Port, operation: str, args: dict[str, Any], endpoi
     try:
         # zeep's own path (WS-Addressing headers where the WSDL declares actions), short of sending.
         envelope, _ = port.binding._create(operation, (), args, client=client, options={"address": endpoint})
+    except RecursionError:  # past MAX_ARGUMENT_DEPTH nothing recurses this deep; kept as the caller's, not a 502
+        raise _too_deep() from None
     except ValidationError as exc:  # what argument_errors leaves to zeep (a choice, an extension, occurrences)
         raise _invalid(op, [FieldError(_zeep_path(op, exc.path), _zeep_message(exc.message))]) from None
     except (TypeError, ValueError, ZeepError) as exc:
@@ -326,8 +362,10 @@ def _object_errors(kind: Any, value: dict[str, Any], prefix: str, member_of: str
     from zeep.xsd.elements import Element
 
     elements = [(n, e) for n, e in (kind.elements if kind is not None else []) if isinstance(e, Element)]
-    known = {n for n, _ in (kind.elements if kind is not None else [])}
-    known |= {a.attr_name for a in (kind.attributes if kind is not None else []) if getattr(a, "attr_name", None)}
+    # XML Schema attributes are keys beside the elements, as answers carry them (zeep's (name, Attribute) pairs;
+    # an attribute named like an element is attr__name).
+    attributes = [(n, a) for n, a in (getattr(kind, "attributes", None) or []) if n and not n.startswith("_attr_")]
+    known = {n for n, _ in (kind.elements if kind is not None else [])} | {n for n, _ in attributes}
     if top:
         known.add("_soapheaders")  # zeep's own keyword for SOAP header values
     errors = [FieldError(f"{prefix}{_shown(name)}", f"is not {member_of}") for name in value if name not in known]
@@ -339,6 +377,16 @@ def _object_errors(kind: Any, value: dict[str, Any], prefix: str, member_of: str
                 errors.append(FieldError(field, "is required"))
             continue
         errors += _element_errors(element, given, field)
+    for name, attribute in attributes:
+        field = f"{prefix}{name}"
+        given = value.get(name)
+        if given is None:
+            if getattr(attribute, "required", False):
+                errors.append(FieldError(field, "is required (an attribute)"))
+            continue
+        problem = _simple_value_error(attribute.type, given)
+        if problem:
+            errors.append(FieldError(field, problem))
     return errors
 
 
@@ -389,6 +437,11 @@ def _simple_value_error(kind: Any, value: Any) -> str | None:
         return f"must be {expected}, not {'true' if value else 'false'}"
     if isinstance(value, float) and not math.isfinite(value):
         return f"must be {expected}, not {value}"
+    if isinstance(value, Decimal):  # a JSON number with a fraction or exponent: bounded before zeep writes it out
+        if not value.is_finite() or (name in ("float", "double") and not math.isfinite(float(value))):
+            return f"must be {expected}, within the range of xsd:{name}" if name in ("float", "double") else f"must be {expected}"
+        if name == "decimal" and plain_length(value) > MAX_DECIMAL_CHARS:
+            return f"must be {expected} of at most {MAX_DECIMAL_CHARS} characters written out"
     if isinstance(value, str) and _NOT_XML.search(value):  # lxml would refuse the envelope
         return "has a character XML cannot carry (a control character or a lone surrogate)"
     try:

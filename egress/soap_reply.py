@@ -17,6 +17,8 @@ worker out of memory.
 """
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import json
 import re
 import zlib
@@ -62,12 +64,17 @@ def _not_soap(status: int, content_type: str, body: bytes, why: str) -> Upstream
 
 
 def _json_default(value: Any) -> Any:
+    """A value of zeep's as JSON, in its XML Schema lexical form (what the SOAP-to-REST direction reads too)."""
     if isinstance(value, Decimal):
         return str(value)
+    if isinstance(value, dt.timedelta) or type(value).__name__ == "Duration":  # xsd:duration (isodate's Duration)
+        import isodate
+
+        return isodate.duration_isoformat(value)
     if hasattr(value, "isoformat"):
         return value.isoformat()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
+    if isinstance(value, bytes):  # xsd:base64Binary, decoded by zeep: base64 text again (xsd:hexBinary stays hex text)
+        return base64.b64encode(value).decode("ascii")
     return str(value)
 
 
@@ -168,6 +175,20 @@ def _brotli(body: bytes, limit: int) -> bytes:
     return bytes(out)
 
 
+_XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
+
+
+def _nil_is_empty(body: etree._Element | None) -> None:
+    """An ``xsi:nil`` element made the empty element zeep reads as None (JSON null): zeep reads a nil element of
+    a complex type that has the nil attribute as an object of nulls (a nil item of a list too)."""
+    if body is None:
+        return
+    for node in body.iter():
+        if isinstance(node.tag, str) and node.get(_XSI_NIL) in ("true", "1") and len(node) == 0:
+            node.attrib.clear()
+            node.text = None
+
+
 def read_reply(binding: Any, operation: Any, status: int, content_type: str, body: bytes) -> bytes:
     """The JSON body of the Reply for the upstream's answer; raises SoapFault or UpstreamError."""
     envelope_ns = binding.nsmap["soap-env"]
@@ -195,6 +216,7 @@ def read_reply(binding: Any, operation: Any, status: int, content_type: str, bod
     if output is None:
         return b"null"
     soap_body = root.find(f"{{{envelope_ns}}}Body")
+    _nil_is_empty(soap_body)
     try:
         # zeep's SoapMessage.deserialize, short of its last step that unwraps a single child.
         result = output.envelope(**output._deserialize_body(soap_body)).body

@@ -155,16 +155,23 @@ def parse_wsdl(url: str, document: bytes, load: Callable[[str], bytes]) -> Any:
             raise SoapWsdlError("zeep's own transport is not used")
 
     # No DTDs, no entities; imports are allowed (forbid_external off) because each goes through
-    # ``load``, so through the SSRF guard. strict=False: real WSDLs bend the schema rules.
-    settings = Settings(strict=False, xml_huge_tree=False, forbid_dtd=True, forbid_entities=True, forbid_external=False)
+    # ``load``, so through the SSRF guard. strict=False: real WSDLs bend the schema rules. force_https off: an
+    # http soap:address is where the service listens, whatever scheme the WSDL itself was fetched over.
+    settings = Settings(strict=False, xml_huge_tree=False, forbid_dtd=True, forbid_entities=True, forbid_external=False,
+                        force_https=False)
     return Client(url, transport=_Guarded(timeout=10, operation_timeout=10), settings=settings)
 
 
 def select_port(client: Any, wsdl_url: str, *, binding: str | None = None, port: str | None = None) -> Port:
     """The port named ``port``, or the first port of the binding named ``binding`` (a local
-    name or ``{namespace}name``); by default the first SOAP 1.1 port, else the first SOAP 1.2."""
+    name or ``{namespace}name``); by default the first SOAP 1.1 port, else the first SOAP 1.2.
+    A WSDL with no wsdl:service has no port: its SOAP bindings then stand for ports without an
+    address (a connector's address override says where the envelopes go)."""
     ports = [(name, p) for service in client.wsdl.services.values() for name, p in service.ports.items()
              if type(p.binding).__name__ in (SOAP11_BINDING, SOAP12_BINDING)]
+    if not ports and not client.wsdl.services:
+        ports = [(b.name.localname, _Unbound(b)) for b in client.wsdl.bindings.values()
+                 if type(b).__name__ in (SOAP11_BINDING, SOAP12_BINDING)]
     if not ports:
         raise SoapWsdlError(f"the WSDL {wsdl_url} has no SOAP 1.1 or 1.2 port")
     if port is not None:
@@ -182,3 +189,11 @@ def select_port(client: Any, wsdl_url: str, *, binding: str | None = None, port:
         raise SoapWsdlError(f"the WSDL {wsdl_url} has no {what}; it has: {', '.join(known)}", code="unknown_soap_port")
     name, found = chosen[0]
     return Port(name, found.binding, found.binding_options.get("address"))
+
+
+class _Unbound:
+    """A SOAP binding of a WSDL with no wsdl:service, as a port with no soap:address."""
+
+    def __init__(self, binding: Any) -> None:
+        self.binding = binding
+        self.binding_options: dict[str, Any] = {}

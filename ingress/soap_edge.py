@@ -125,7 +125,7 @@ def parse_call(body: bytes, content_type: str | None, soap_action: str | None, c
     payload = [c for c in parts[0] if isinstance(c.tag, str)]
     if len(payload) != 1:
         raise _error("the Body must hold exactly one element: the operation's", "soap_envelope_invalid")
-    operation = _operation(contract, payload[0].tag, action)
+    operation = _operation(contract, payload[0].tag, action, version)
     errors: list[FieldError] = []
     arguments = _object(payload[0], operation.input.fields, "", errors)
     if errors:
@@ -141,12 +141,12 @@ def _check_headers(header: Any, env: str) -> None:
                          "process SOAP headers", "soap_must_understand")
 
 
-def _operation(contract: Contract, tag: str, action: str) -> Operation:
+def _operation(contract: Contract, tag: str, action: str, version: str) -> Operation:
     candidates = contract.by_element(tag)
     if not candidates:
         raise _error(f"no operation of this API takes the element {etree.QName(tag).localname}", "soap_unknown_operation")
     if action:
-        chosen = [o for o in candidates if o.action in (action, "")]
+        chosen = [o for o in candidates if o.accepts(version, action)]
         if not chosen:
             raise _error(f"the action {action[:200]} does not name the operation {candidates[0].name}",
                          "soap_action_mismatch")

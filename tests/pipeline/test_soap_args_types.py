@@ -237,3 +237,38 @@ async def test_valid_values_of_each_simple_type_go_to_the_service_as_xml_schema_
     for text in ("<ns0:paid>false</ns0:paid>", "<ns0:total>3</ns0:total>", "<ns0:weight>1E3</ns0:weight>",
                  "<ns0:qty>255</ns0:qty>", "<ns0:n>3</ns0:n>"):
         assert text in sent, sent
+
+
+# A recursive type (a tree) and an attribute, answered by the shop's BookResponse.
+TREE_WSDL = SHOP_WSDL.replace('<xsd:element name="Book">', '''<xsd:complexType name="Node">
+        <xsd:sequence><xsd:element name="name" type="xsd:string"/><xsd:element name="child" type="tns:Node" minOccurs="0"/></xsd:sequence>
+        <xsd:attribute name="rank" type="xsd:int"/>
+      </xsd:complexType>
+      <xsd:element name="Plant"><xsd:complexType><xsd:sequence><xsd:element name="root" type="tns:Node"/></xsd:sequence></xsd:complexType></xsd:element>
+      <xsd:element name="Book">''').replace('<message name="BookIn"><part name="parameters" element="tns:Book"/></message>',
+                                             '<message name="BookIn"><part name="parameters" element="tns:Plant"/></message>')
+
+
+def _tree(levels: int) -> bytes:
+    return b'{"root":' + b'{"name":"n","child":' * (levels - 1) + b'{"name":"leaf","rank":1}' + b"}" * (levels - 1) + b"}"
+
+
+async def test_deep_arguments_of_a_recursive_type_are_a_422_with_the_depth_limit_not_a_recursion_error(
+    stage: Stage, ingress: IngressInstance, shop: dict[str, Any]
+) -> None:
+    staged = await soap_api(stage, ingress, "http://shop.example/shop?wsdl", "Book", wsdl=TREE_WSDL, address=shop["url"])
+    before = len(shop["posts"])
+    for levels in (200, 900):
+        async with aiohttp.ClientSession() as s:
+            async with s.post(f"{ingress.url}/{staged['org']}/soap", data=_tree(levels),
+                              headers={"Content-Type": "application/json"}) as r:
+                status, body = r.status, await r.json()
+        assert (status, body["code"], fields(body)) == (
+            422, "invalid_soap_arguments", {"(body)": "nests objects and arrays deeper than 64 levels"}), body
+        assert "Recursion" not in body["message"]
+    assert len(shop["posts"]) == before
+    status, body = await call(ingress, staged, {"root": {"name": "a", "rank": 2, "child": {"name": "b", "rank": 3}}})
+    assert (status, body) == (200, {"BookResult": "booked"})
+    assert b'rank="2"' in shop["posts"][-1] and b'rank="3"' in shop["posts"][-1]
+    status, body = await call(ingress, staged, {"root": {"name": "a", "rank": "first"}})
+    assert (status, fields(body)) == (422, {"root.rank": INT_RANGE}), body
