@@ -21,6 +21,7 @@ from core.client_address import Network, trusted_networks
 from core.client_address import client_address as core_client_address
 from core.errors import Forbidden, JunctionError, RateLimited, Unauthorized
 from core.http import SECURITY_HEADERS
+from core.security import record_security_event
 from core.ratelimit import SlidingWindow
 from core.settings import Settings
 
@@ -187,6 +188,14 @@ def authenticate() -> Middleware:
         request[PRINCIPAL] = Principal(str(user["id"]), user["email"], user["role"], org_id)
         request[TOKEN_CLAIMS] = claims
         await count_request(st.redis, st.settings, str(user["id"]), org_id)
-        return await handler(request)
+        try:
+            return await handler(request)
+        except Forbidden as err:
+            # Someone signed in reaching past their role: each attempt is a security event (a viewer's
+            # stolen token probing for writes, an org admin trying global routes), not only a 403.
+            await record_security_event(st.redis, st.settings, "access_denied", org=org_id,
+                                        source=client_address(request), subject=user["email"],
+                                        detail={"method": request.method, "path": request.path[:200], "code": err.code})
+            raise
 
     return middleware

@@ -490,7 +490,7 @@ def _accounts() -> dict[str, Schema]:
                 "items": {"type": "array", "items": event}, "next_cursor": _STR_OR_NULL}}, "one page"),
             **_errors("401", "403", "422")}, params=[
                 {"name": "org", "in": "query", "schema": _STR, "description": "slug or id"},
-                {"name": "kind", "in": "query", "schema": _STR, "description": "such as login_failure, login_blocked"},
+                {"name": "kind", "in": "query", "schema": _STR, "description": "such as login_failure, login_blocked, access_denied"},
                 *copy.deepcopy(_PAGE_PARAMS)], tag="security")},
         "/api/v1/admins": {
             "get": _op("List global admins, a page at a time (global admin)", {

@@ -282,6 +282,11 @@ async def test_org_admins_cannot_reach_global_admin_endpoints(control: Control) 
         assert r.status == 403, (method, path, r.body)
     r = await control.call("GET", "/api/v1/admins", None)
     assert r.status == 401
+    # Each refusal is a security event a global admin reads: who, from where, what they reached for.
+    denied = [e for e in await _events(control, kind="access_denied", org=org["id"], limit="100")
+              if e["subject"] == admin["email"]]
+    assert sorted((e["detail"]["method"], e["detail"]["path"]) for e in denied) == sorted((m, p) for m, p, _ in calls)
+    assert all(e["detail"]["code"] == "forbidden" and e["source"] for e in denied), denied
 
 
 async def test_global_admins_manage_one_another(control: Control) -> None:

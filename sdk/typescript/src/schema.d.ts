@@ -10928,7 +10928,7 @@ export interface operations {
             query?: {
                 /** @description slug or id */
                 org?: string;
-                /** @description such as login_failure, login_blocked */
+                /** @description such as login_failure, login_blocked, access_denied */
                 kind?: string;
                 /** @description items per page (default 100) */
                 limit?: number;
