@@ -25,11 +25,13 @@ from core.consumer_lag import track
 from core.settings import InvalidConfiguration, Settings
 
 __all__ = [
-    "Outgoing", "client_security", "ensure_topics", "make_admin", "make_consumer", "make_producer", "partition_end",
+    "Outgoing", "check_topics", "client_security", "ensure_topics", "make_admin", "make_consumer", "make_producer", "partition_end",
     "partition_ends", "start_client", "stop_consumer", "topic_specs", "wait_for_broker",
 ]
 
 log = logging.getLogger(__name__)
+
+METADATA_MAX_AGE_MS = 30_000
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,9 @@ def make_consumer(
         rebalance_timeout_ms=profile.rebalance_timeout_ms,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        # A topic deleted and made again (by hand, by `junction topics`) is found within this, not the
+        # client's default 5 minutes of a group with nothing assigned; one metadata request a while costs nothing.
+        metadata_max_age_ms=METADATA_MAX_AGE_MS,
         **client_security(settings),
     )
     if group is not None:
@@ -281,28 +286,64 @@ async def ensure_topics(settings: Settings) -> list[str]:
                     message = rest[0] if rest else ""
                     raise InvalidConfiguration(f"the broker refused topic {name}: {for_code(code).__name__} {message}")
                 created.append(name)
-        if settings.broker.enforces_message_size:
-            await _check_message_sizes(admin, settings)
+        await _check_topics(admin, settings)
         return created
     finally:
         await admin.close()
 
 
-async def _check_message_sizes(admin: AIOKafkaAdminClient, settings: Settings) -> None:
-    """Refuse to start when a topic would refuse a call the body limit allows (a topic made earlier,
-    or by hand, with a smaller max.message.bytes): better now than as lost calls later."""
+async def check_topics(settings: Settings) -> None:
+    """Refuse to start (InvalidConfiguration) on topics that exist but cannot serve these settings, or are
+    missing: what `junction serve` checks before a service starts (`junction up` through ensure_topics)."""
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        await _check_topics(admin, settings)
+    finally:
+        await admin.close()
+
+
+async def _check_topics(admin: AIOKafkaAdminClient, settings: Settings) -> None:
+    """Every topic exists; the replies topic has a partition for each reply partition ingress may lease (one it
+    lacks, a leasing ingress waits on for ever); on a broker that enforces them, the configs a topic was made
+    with by hand or by an older version: better a clear refusal now than lost calls later."""
+    specs = topic_specs(settings)
+    # Not describe_topics(): its metadata request may create a topic it asks about.
+    response = await admin._send_request(MetadataRequest([s.name for s in specs], allow_auto_topic_creation=False))
+    counts = {t["topic"]: len(t.get("partitions", [])) for t in response.to_object()["topics"] if t.get("error_code", 0) == 0}
+    missing = [s.name for s in specs if s.name not in counts]
+    if missing:
+        raise InvalidConfiguration(f"topic(s) {', '.join(missing)} do not exist: create them with `junction topics` "
+                                   "(with the same JUNCTION_TOPIC_PREFIX and partition settings)")
+    replies = settings.topics.replies
+    if counts[replies] < settings.reply_partitions:
+        raise InvalidConfiguration(
+            f"topic {replies} has {counts[replies]} partition(s), but JUNCTION_REPLY_PARTITIONS={settings.reply_partitions}:"
+            f" ingress leases reply partitions 0 to {settings.reply_partitions - 1}. Add partitions to the topic, or set"
+            f" JUNCTION_REPLY_PARTITIONS={counts[replies]}")
+    if settings.broker.enforces_message_size:
+        await _check_topic_configs(admin, settings)
+
+
+async def _check_topic_configs(admin: AIOKafkaAdminClient, settings: Settings) -> None:
+    """A topic that would refuse a call the body limit allows, or a config topic that is not compacted (its
+    records would expire, and with them every organisation's configuration after a restart)."""
     needed = message_limit(settings)
-    topics = [spec.name for spec in topic_specs(settings) if "max.message.bytes" in (spec.topic_configs or {})]
-    responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t, None) for t in topics])
+    wanted = {spec.name: spec.topic_configs or {} for spec in topic_specs(settings) if spec.topic_configs}
+    responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t, None) for t in wanted])
     for response in responses:
         for *_, name, entries in response.resources:
             for entry in entries:
-                if entry[0] == "max.message.bytes" and int(entry[1]) < needed:
+                if entry[0] == "max.message.bytes" and "max.message.bytes" in wanted.get(name, {}) and int(entry[1]) < needed:
                     raise InvalidConfiguration(
                         f"topic {name} accepts records up to {entry[1]} bytes, but JUNCTION_MAX_BODY_BYTES="
                         f"{settings.max_body_bytes} needs {needed}: raise the topic's max.message.bytes, "
                         "or lower JUNCTION_MAX_BODY_BYTES"
                     )
+                if entry[0] == "cleanup.policy" and "cleanup.policy" in wanted.get(name, {}) and "compact" not in str(entry[1]):
+                    raise InvalidConfiguration(
+                        f"topic {name} has cleanup.policy={entry[1]}: the configuration topic must be compacted "
+                        "(cleanup.policy=compact), or its records expire and a restart loses the configuration")
 
 
 # -- faust ---------------------------------------------------------------

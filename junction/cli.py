@@ -40,9 +40,26 @@ def _run_until_signal(make: Callable[[asyncio.Event], Coroutine[Any, Any, None]]
     return 0
 
 
+TOPIC_CHECK_S = 10.0
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     service = args.service
     use_uvloop()
+    # A stage on topics that cannot serve its settings is refused now, not answered with 500s or a hang later.
+    # Control is not checked: it serves the management API while the broker is away. A broker that does not
+    # answer is not a refusal either: the stage's own clients wait for it, as after any broker restart.
+    if service in ("ingress", "processors", "egress"):
+        from core.kafka import check_topics
+
+        try:
+            asyncio.run(asyncio.wait_for(check_topics(settings), TOPIC_CHECK_S))
+        except InvalidConfiguration as exc:
+            print(f"junction serve {service}: {exc}", file=sys.stderr)
+            return 1
+        except Exception as exc:  # noqa: BLE001 - unreachable or slow broker: the service itself waits for it
+            logging.getLogger("junction").warning("could not check the topics (%s: %s); starting anyway",
+                                                  type(exc).__name__, exc)
     if service == "processors":
         from processors.app import run
 
@@ -78,11 +95,26 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    from aiokafka.errors import KafkaError
+
     from core.kafka import ensure_topics
 
-    created = asyncio.run(ensure_topics(settings))
+    try:
+        created = asyncio.run(ensure_topics(settings))
+    except (InvalidConfiguration, KafkaError) as exc:
+        print(f"junction topics: {_one_line(exc, settings)}", file=sys.stderr)
+        return 1
     print("\n".join(created) if created else "all topics exist")
     return 0
+
+
+def _one_line(exc: BaseException, settings: Settings) -> str:
+    """What went wrong, for a person: our message, or the client's error named (an unreachable broker)."""
+    if isinstance(exc, InvalidConfiguration):
+        return str(exc)
+    text = str(exc)
+    named = text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
+    return f"the broker at {settings.bootstrap_servers} could not be used: {named}"
 
 
 async def _dlq_list(client: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
