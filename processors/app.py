@@ -110,7 +110,7 @@ def build_app(settings: Settings) -> Any:
             health = web.Application(middlewares=[error_middleware])
             health[SERVE_OPTIONS] = serve_options(settings, metrics_port=settings.processors_metrics_port)
             health.add_routes(health_routes({
-                "config": follower.ready, "kafka": _consumer_ready(app), "database": lambda: ping_pool(db),
+                "config": follower.ready, "kafka": _kafka_ready(app, producer), "database": lambda: ping_pool(db),
                 "sandbox": pool.check, "outbox": outbox.check,
             }))
             await serve(health, settings.ingress_host, settings.processors_port, asyncio.Event())
@@ -126,10 +126,12 @@ def build_app(settings: Settings) -> Any:
     return app
 
 
-def _consumer_ready(app: Any) -> Any:
+def _kafka_ready(app: Any, producer: Any) -> Any:
     async def check() -> None:
         if not app.consumer.assignment():
             raise RuntimeError("no partitions assigned yet")
+        # The assignment is remembered while the broker is away: ask it, as ingress and egress do.
+        await producer.client.fetch_all_metadata()
 
     return check
 
