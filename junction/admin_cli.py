@@ -91,6 +91,9 @@ def _client_cmd(call: Call) -> Callable[[argparse.Namespace, Settings], int]:
         try:
             result = asyncio.run(run())
         except JunctionAPIError as err:
+            if err.status == 0:  # no answer at all (docs/control.md: exit status 2)
+                print(json.dumps({"code": err.code, "message": f"{url}: {err.__cause__ or err.message}"}), file=sys.stderr)
+                return 2
             shown = {"status": err.status, **(err.body or {"code": err.code, "message": err.message})}
             if err.status == 401:
                 shown["hint"] = LOGIN_HINT if token is None else f"the token was refused: {LOGIN_HINT}"

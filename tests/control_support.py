@@ -169,8 +169,11 @@ async def assert_api_field_refused(control: Control, org: str, key: str,
 def control_settings(settings: Settings) -> Settings:
     # Cheap bcrypt keeps user-heavy property tests fast; production uses 12. No alert evaluator in the
     # shared app: tests/control/test_alerts.py drives its own, on its own clock.
+    # The session's admin token is made once: it must outlive the run however slow the machine (15 minutes,
+    # the default, ran out in an 18-minute run and failed every later test with token_expired).
     return settings.with_overrides(bcrypt_rounds=4, control_port=free_port(),
-                                   jwt_secret=settings.jwt_secret.ljust(40, "x"), alert_interval_s=0)
+                                   jwt_secret=settings.jwt_secret.ljust(40, "x"), alert_interval_s=0,
+                                   jwt_ttl_s=4 * 3600)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
