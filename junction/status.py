@@ -1,7 +1,8 @@
 """``junction status``: every service's readiness, consumer lag and recent traffic, as a table or JSON.
 
 Readiness is each service's ``/readyz``, lag its ``/metrics`` (``junction_consumer_lag``): both need
-nothing but the ports of the settings. Calls and errors come from the management API's cross-organisation
+nothing but the ports of the settings. The stages' groups' lag is also asked of the broker (committed offsets
+against the ends), which holds it even for a stage that cannot answer. Calls and errors come from the management API's cross-organisation
 metrics (``GET /api/v1/metrics``, the last minute) when a global admin's token is given (JUNCTION_TOKEN or
 ``--token``); without one, from ingress' ``/metrics`` counters, since that ingress started. With a token it
 also says whether every instance has applied the configuration (``GET /api/v1/config/applied``).
@@ -25,6 +26,7 @@ __all__ = ["collect", "render", "run"]
 
 SERVICES = ("ingress", "processors", "egress", "control")
 _TIMEOUT = aiohttp.ClientTimeout(total=5)
+GROUP_LAG_TIMEOUT_S = 10.0
 
 
 def _urls(settings: Settings, service: str) -> tuple[str, str | None]:
@@ -107,6 +109,36 @@ async def _config_applied(session: aiohttp.ClientSession, settings: Settings, to
         return {"error": f"{type(exc).__name__}: {exc}"[:200]}
 
 
+# The stages' consumer groups (unprefixed) and the topic each reads. What the broker holds for them, committed
+# offsets against the ends, is what waits for a stage even when the stage cannot say (hung, stopped, restarting).
+STAGE_GROUPS = {"processors": ("processors", "requests"), "egress": ("egress", "calls")}
+
+
+async def _group_lag(settings: Settings) -> dict[str, list[dict[str, Any]]]:
+    """Per stage, each partition's committed offset, end and lag, asked of the broker (never joining a group)."""
+    from core.kafka import make_consumer, partition_ends, start_client, stop_consumer, topic_partitions
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    ends_reader = await start_client(make_consumer(settings, background=True))
+    try:
+        for service, (role, attr) in STAGE_GROUPS.items():
+            topic = getattr(settings.topics, attr)
+            tps = await topic_partitions(settings, topic)
+            # In the group but never joining it (no subscription, no assignment): it only asks for offsets.
+            offsets = await start_client(make_consumer(settings, background=True, group_id=settings.group_id(role)))
+            try:
+                committed = {tp: await offsets.committed(tp) for tp in tps}
+            finally:
+                await stop_consumer(offsets)
+            ends_reader.assign(tps)
+            ends = await partition_ends(settings, ends_reader, tps)
+            out[service] = [{"group": role, "topic": topic, "partition": tp.partition, "committed": committed[tp],
+                             "end": ends[tp], "lag": max(0, ends[tp] - (committed[tp] or 0))} for tp in tps]
+    finally:
+        await stop_consumer(ends_reader)
+    return out
+
+
 async def collect(settings: Settings, *, token: str = "") -> dict[str, Any]:
     """The whole report: ``{services: {name: {ready, checks, consumer_lag}}, traffic: {source, orgs}}``, and
     with a token ``config``: whether every instance has applied the configuration."""
@@ -115,6 +147,14 @@ async def collect(settings: Settings, *, token: str = "") -> dict[str, Any]:
         ready = await asyncio.gather(*(_readiness(session, urls[s][0]) for s in SERVICES))
         scraped = await asyncio.gather(*(_scrape(session, urls[s][1]) for s in SERVICES))
         services = {s: {**r, "consumer_lag": _lag(m)} for s, r, m in zip(SERVICES, ready, scraped)}
+        try:
+            by_broker = await asyncio.wait_for(_group_lag(settings), GROUP_LAG_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - the broker's view is extra: its absence is said, not fatal
+            by_broker = {}
+            for service in STAGE_GROUPS:
+                services[service]["group_lag_error"] = f"{type(exc).__name__}: {exc}"[:200]
+        for service, rows in by_broker.items():
+            services[service]["group_lag"] = rows
         traffic: dict[str, Any]
         if token:
             try:
@@ -133,7 +173,9 @@ def render(report: dict[str, Any]) -> str:
     """The report as plain-text tables."""
     lines = [f"{'SERVICE':<12}{'READY':<7}{'LAG':>8}  DETAIL"]
     for name, s in report["services"].items():
-        lag = sum(row["lag"] for row in s["consumer_lag"]) if s["consumer_lag"] else "-"
+        # The service's own count when it answers; else what the broker holds for its group (a hung stage).
+        rows = s["consumer_lag"] or s.get("group_lag") or []
+        lag = sum(row["lag"] for row in rows) if rows else "-"
         failing = [f"{check}: {result}" for check, result in s["checks"].items() if result != "ok"]
         detail = s.get("error") or "; ".join(failing)
         lines.append(f"{name:<12}{'yes' if s['ready'] else 'NO':<7}{lag!s:>8}  {detail}")
@@ -141,6 +183,15 @@ def render(report: dict[str, Any]) -> str:
     for name, s in report["services"].items():
         for row in s["consumer_lag"]:
             lines.append(f"{name:<12}{row['group']:<32}{row['topic']:<32}{row['partition']:>10}{row['lag']:>8}")
+    lines += ["", "Committed by each stage's group, as the broker has it:",
+              f"{'SERVICE':<12}{'GROUP':<32}{'TOPIC':<32}{'PARTITION':>10}{'COMMITTED':>10}{'END':>10}{'LAG':>8}"]
+    for name, s in report["services"].items():
+        for row in s.get("group_lag", []):
+            committed = "-" if row["committed"] is None else row["committed"]
+            lines.append(f"{name:<12}{row['group']:<32}{row['topic']:<32}{row['partition']:>10}{committed!s:>10}"
+                         f"{row['end']:>10}{row['lag']:>8}")
+        if "group_lag_error" in s:
+            lines.append(f"{name:<12}the broker could not be asked: {s['group_lag_error']}")
     traffic = report["traffic"]
     lines += ["", f"Calls ({traffic['source']}):", f"{'ORG':<36}{'CALLS':>10}{'ERRORS':>10}"]
     for row in traffic["orgs"]:

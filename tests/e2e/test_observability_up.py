@@ -4,7 +4,9 @@ the module (each costs about 20 s)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -17,14 +19,14 @@ import pytest
 import pytest_asyncio
 
 from core.settings import Settings
-from tests.e2e.up_support import ADMIN_EMAIL, ADMIN_PASSWORD, UpEnv, up_env
+from tests.e2e.up_support import ADMIN_EMAIL, ADMIN_PASSWORD, UpEnv, service_pid, up_env
 from tests.monitoring_support import (
     dashboard_queries,
     exposed_names,
     load_dashboard,
     metric_names,
 )
-from tests.support import wait_http_ok
+from tests.support import descendants, wait_http_ok
 
 SERVICES = ("ingress", "processors", "egress", "control")
 # The consumers each service runs, by the group label of their lag (group prefix removed).
@@ -158,3 +160,29 @@ async def test_junction_status_prints_readiness_lag_and_calls(up: UpEnv) -> None
     assert code == 0 and "Configuration: applied on every instance" in out, out
     code, out = await _status(up, "--json")
     assert "config" not in json.loads(out)
+
+
+@pytest.mark.timeout(180)
+async def test_junction_status_shows_what_waits_for_a_stage_that_cannot_answer(up: UpEnv) -> None:
+    """A hung egress answers neither /readyz nor /metrics: its own lag is unknown. The broker still holds what
+    its group has not committed, and status shows it."""
+    egress = service_pid(up.pid, "egress", descendants(up.pid))
+    os.kill(egress, signal.SIGSTOP)
+    try:
+        async with aiohttp.ClientSession() as s:
+            async def call(i: int) -> None:
+                with contextlib.suppress(asyncio.TimeoutError, aiohttp.ClientError):
+                    async with s.post(f"{up.ingress}/demo/echo?n={i}", data=b"x", timeout=aiohttp.ClientTimeout(total=2)):
+                        pass
+            await asyncio.gather(*(call(i) for i in range(6)))
+        code, out = await _status(up, "--json")
+        report = json.loads(out)
+        waiting = report["services"]["egress"]
+        assert code == 1 and not waiting["ready"], out
+        assert sum(row["lag"] for row in waiting["group_lag"]) >= 6, waiting
+        assert all(row["committed"] is None or row["committed"] <= row["end"] for row in waiting["group_lag"])
+        code, out = await _status(up)
+        line = next(line for line in out.splitlines() if line.split()[:2] == ["egress", "NO"])
+        assert int(line.split()[2]) >= 6, out  # the LAG column, from the broker's view
+    finally:
+        os.kill(egress, signal.SIGCONT)

@@ -24,6 +24,7 @@ class UpEnv:
     ports: dict[str, int]
     data_dir: str
     extra: list[str] = field(default_factory=list)
+    pid: int = 0  # of the running `junction up`, once started
 
     @property
     def ingress(self) -> str:
@@ -37,8 +38,10 @@ class UpEnv:
         """``junction up ARGS``; its output is piped, or appended to ``log`` (a long run would fill a pipe)."""
         out = open(log, "ab") if log else subprocess.PIPE
         try:
-            return subprocess.Popen([sys.executable, "-m", "junction", "up", *args], env=self.env,
+            proc = subprocess.Popen([sys.executable, "-m", "junction", "up", *args], env=self.env,
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+            self.pid = proc.pid
+            return proc
         finally:
             if log:
                 out.close()  # the child holds its own copy
