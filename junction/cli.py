@@ -380,4 +380,7 @@ def _main(argv: list[str] | None) -> int:
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    from core.log_flood import install
+
+    install()  # a broker outage: one aiokafka line of a kind per 10 s, not thousands
     return int(args.func(args, settings) or 0)
