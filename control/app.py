@@ -7,6 +7,11 @@ indexer (control/dead_letters.py), the replay jobs (control/replay_jobs.py), the
 observe stage that turns the topics into metrics and request logs (control/observe/),
 the alert evaluator (control/alerting/), and the sandbox pool for the connector
 try-out endpoint.
+
+With the relay, control refuses to start when the config topic belongs to another
+installation (control/installation.py): two installations on one topic prefix would
+overwrite each other's configuration. A broker that cannot be reached at start leaves
+the check to the relay, which makes it before it publishes anything.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
+from aiokafka.errors import KafkaError
 
 from control.alerting import AlertEvaluator
 from control.auth import TokenIssuer, dummy_hash, resolve_jwt_secret
@@ -28,6 +34,7 @@ from control.dead_letters import DeadLetterIndexer
 from control.handlers import routes
 from control.handlers.instances import CONFIG_APPLIED
 from control.handlers.metrics import close_streams
+from control.installation import check_topic_prefix, installation_id
 from control.middleware import authenticate, cors_preflight, rate_limit, response_headers
 from control.migrate import apply_migrations
 from control.observe import ObserveService
@@ -38,6 +45,7 @@ from control.replay_jobs import ReplayJobs
 from control.state import STATE, ControlState
 from core.db import make_pool, ping_pool
 from core.http import SERVE_OPTIONS, error_middleware, health_routes, serve_options
+from core.installation import ForeignInstallation
 from core.redis import make_redis
 from core.settings import Settings
 
@@ -79,6 +87,15 @@ def create_app(settings: Settings, *, relay: bool = True, sandbox: bool = True,
             await st.redis.aclose()
 
     async def outbox(app: web.Application) -> AsyncIterator[None]:
+        own = await installation_id(st.db)
+        try:
+            await check_topic_prefix(settings, own)
+        except ForeignInstallation as exc:  # control does not start
+            log.error("%s", exc)
+            raise
+        except (TimeoutError, KafkaError, OSError) as exc:
+            log.warning("could not check the config topic %s at start (%s: %s); the outbox relay checks it before "
+                        "it publishes", settings.topics.config, type(exc).__name__, exc)
         st.relay = OutboxRelay(settings, st.db)
         await st.relay.start()
         try:

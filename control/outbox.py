@@ -7,6 +7,10 @@ transaction-scoped advisory lock, so several control instances never
 interleave. A missing broker is retried with backoff; the API keeps working
 and the rows wait. Each time it connects it first re-publishes the whole
 current configuration (:mod:`control.resync`), since a broker may have lost it.
+
+Every record names this installation in a header (core/installation.py). Before it publishes on a new
+connection the relay checks that the config topic is not another installation's; if it is, it publishes
+nothing, says so in ``last_error`` (control's /readyz) and checks again every ``FOREIGN_RETRY_S``.
 """
 from __future__ import annotations
 
@@ -18,8 +22,10 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from control.installation import check_topic_prefix, installation_id
 from control.resync import current_config_events
 from control.store.outbox import fetch_pending, mark_published, notify_channel
+from core.installation import ForeignInstallation, header_of
 from core.kafka import make_producer, start_client
 from core.settings import Settings
 from core.tasks import cancel_and_wait
@@ -32,6 +38,7 @@ log = logging.getLogger(__name__)
 POLL_S = 0.2
 BATCH = 500
 MAX_BACKOFF_S = 5.0
+FOREIGN_RETRY_S = 30.0  # the config topic is another installation's: an operator has to act
 
 
 class OutboxRelay:
@@ -47,6 +54,7 @@ class OutboxRelay:
         self.last_error: str | None = None
         # Connected, and the current configuration re-published since: what the broker holds is whole.
         self.resynced = False
+        self.installation: str | None = None  # this installation's id, read from the database
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
@@ -71,7 +79,10 @@ class OutboxRelay:
         while True:
             try:
                 await self._ensure_listener()
+                if self.installation is None:
+                    self.installation = await installation_id(self._pool)
                 if await self._ensure_producer():
+                    await check_topic_prefix(self._settings, self.installation)
                     await self._resync()
                     self.resynced = True
                 while await self._drain_once() == BATCH:
@@ -80,6 +91,12 @@ class OutboxRelay:
                 self.last_error = None
             except asyncio.CancelledError:
                 raise
+            except ForeignInstallation as exc:  # publish nothing into another installation's topic
+                self.last_error = str(exc)
+                log.error("outbox relay: %s", exc)
+                await self._close_producer()
+                await asyncio.sleep(FOREIGN_RETRY_S)
+                continue
             except Exception as exc:  # broker or database away: keep the API up, retry later
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("outbox relay: %s; retrying in %.1fs", self.last_error, backoff)
@@ -100,7 +117,7 @@ class OutboxRelay:
             events = await fetch_pending(conn, BATCH)
             if not events:
                 return 0
-            await publish_config_events(self._producer, self._settings, events)
+            await publish_config_events(self._producer, self._settings, events, installation=self.installation)
             await mark_published(conn, [e["event_id"] for e in events])
         self.published += len(events)
         return len(events)
@@ -111,7 +128,7 @@ class OutboxRelay:
             # Under the relay's lock, so a snapshot never interleaves with a batch.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':junction-outbox'))")
             events = await current_config_events(conn)
-            await publish_config_events(self._producer, self._settings, events)
+            await publish_config_events(self._producer, self._settings, events, installation=self.installation)
         log.info("outbox relay: re-published %d configuration records", len(events))
 
     async def _ensure_producer(self) -> bool:
@@ -143,14 +160,19 @@ class OutboxRelay:
                 await conn.close()
 
 
-async def publish_config_events(producer: AIOKafkaProducer, settings: Settings, events: list[dict[str, Any]]) -> None:
+async def publish_config_events(producer: AIOKafkaProducer, settings: Settings, events: list[dict[str, Any]],
+                                *, installation: str | None = None) -> None:
     """Write ConfigEvents to the config topic, keyed ``<kind>/<id>`` so
-    compaction keeps the latest of each resource. The control plane's outbox
-    relay is the production caller; tests use it to stage configuration."""
+    compaction keeps the latest of each resource, each naming ``installation``
+    in its header (none given: no header, as older versions wrote them). The
+    control plane's outbox relay is the production caller; tests use it to
+    stage configuration."""
+    headers = header_of(installation) if installation else None
     for event in events:
         await producer.send_and_wait(
             settings.topics.config,
             key=f"{event['kind']}/{event['id']}".encode(),
             value=encode("ConfigEvent", event),
             partition=0,
+            headers=headers,
         )

@@ -5,6 +5,14 @@ Every request-path instance reads the whole topic from the beginning with
 instance rebuilds its snapshot. ``synced`` is set once the reader has reached
 the high-water mark seen at start; Tansu's ``end_offsets`` is not exact, so
 the high-water mark is taken from fetch responses instead.
+
+One installation per topic prefix (core/installation.py): the follower applies the
+records of the installation that wrote the topic first, and records without an
+installation header (older versions). Another installation's records are skipped,
+counted in ``junction_foreign_config_records_total`` and logged at ERROR once per
+installation: merged, its organisations would take over the owner's slugs. The
+snapshot served stays the owner's, so readiness is not affected. Checked per
+config record only: nothing on the request path.
 """
 from __future__ import annotations
 
@@ -13,8 +21,10 @@ import contextlib
 import logging
 
 from aiokafka import TopicPartition
+from prometheus_client import Counter
 
 from core.consume import fetch_decoded
+from core.installation import foreign_records_message, installation_of
 from core.instances import InstanceReporter
 from core.kafka import make_consumer, stop_consumer
 from core.settings import Settings
@@ -24,6 +34,9 @@ from core.tasks import Supervised
 __all__ = ["ConfigFollower"]
 
 log = logging.getLogger(__name__)
+
+FOREIGN_RECORDS = Counter("junction_foreign_config_records_total",
+                          "Config records of another installation on this topic prefix (skipped)")
 
 
 class ConfigFollower:
@@ -40,6 +53,8 @@ class ConfigFollower:
         self._tp = TopicPartition(settings.topics.config, 0)
         self._applied = 0  # offset after the last event applied
         self._advanced = asyncio.Event()  # set (and replaced) whenever _applied moves
+        self.owner: str | None = None  # the installation whose records come first in the topic
+        self.foreign: set[str] = set()  # other installations whose records were skipped
         self._reporter = (InstanceReporter(settings, service, self._position, self._wait_advanced, instance=instance)
                           if service else None)
 
@@ -94,6 +109,20 @@ class ConfigFollower:
         if self._loop is not None:
             await self._loop.check()
 
+    def _owned(self, record: object) -> bool:
+        """Whether ``record`` is the owner's (or nobody's); the first installation seen becomes the owner."""
+        installation = installation_of(record)
+        if installation is None or installation == self.owner:
+            return True
+        if self.owner is None:
+            self.owner = installation
+            return True
+        FOREIGN_RECORDS.inc()
+        if installation not in self.foreign:
+            self.foreign.add(installation)
+            log.error("%s", foreign_records_message(self._settings, self.owner, installation))
+        return False
+
     async def _run(self, tp: TopicPartition) -> None:
         assert self._consumer is not None
         consumer = self._consumer
@@ -102,6 +131,8 @@ class ConfigFollower:
             fetched = await fetch_decoded(consumer, tp, expected="ConfigEvent", reader="config-follower",
                                           timeout_ms=200, max_records=500)
             for record, event in fetched.decoded:
+                if not self._owned(record):
+                    continue
                 try:
                     self.snapshot.apply(event)
                 except Exception:

@@ -32,6 +32,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 METADATA_MAX_AGE_MS = 30_000
+TOPIC_METADATA_ATTEMPTS = 10  # half a second apart
 
 
 @dataclass(frozen=True)
@@ -308,10 +309,17 @@ async def _check_topics(admin: AIOKafkaAdminClient, settings: Settings) -> None:
     lacks, a leasing ingress waits on for ever); on a broker that enforces them, the configs a topic was made
     with by hand or by an older version: better a clear refusal now than lost calls later."""
     specs = topic_specs(settings)
-    # Not describe_topics(): its metadata request may create a topic it asks about.
-    response = await admin._send_request(MetadataRequest([s.name for s in specs], allow_auto_topic_creation=False))
-    counts = {t["topic"]: len(t.get("partitions", [])) for t in response.to_object()["topics"] if t.get("error_code", 0) == 0}
-    missing = [s.name for s in specs if s.name not in counts]
+    for attempt in range(TOPIC_METADATA_ATTEMPTS):
+        # Not describe_topics(): its metadata request may create a topic it asks about.
+        response = await admin._send_request(MetadataRequest([s.name for s in specs], allow_auto_topic_creation=False))
+        counts = {t["topic"]: len(t.get("partitions", [])) for t in response.to_object()["topics"]
+                  if t.get("error_code", 0) == 0 and t.get("partitions")}
+        missing = [s.name for s in specs if s.name not in counts]
+        if not missing:
+            break
+        # A topic created a moment ago (by ensure_topics, by `junction topics` just before) reaches every
+        # broker's metadata a little later on Apache Kafka.
+        await asyncio.sleep(0.5)
     if missing:
         raise InvalidConfiguration(f"topic(s) {', '.join(missing)} do not exist: create them with `junction topics` "
                                    "(with the same JUNCTION_TOPIC_PREFIX and partition settings)")

@@ -75,8 +75,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         return _run_until_signal(lambda stop: run_egress(settings, stop))
     if service == "control":
         from control.main import run as run_control
+        from core.installation import ForeignInstallation
 
-        return _run_until_signal(lambda stop: run_control(settings, stop))
+        try:
+            return _run_until_signal(lambda stop: run_control(settings, stop))
+        except ForeignInstallation as exc:  # another installation's topic prefix: said in one line, as `up` does
+            print(f"junction serve control: {exc}", file=sys.stderr)
+            return 1
     if service == "demo-upstream":
         from junction.demo import run_upstream
 

@@ -226,10 +226,23 @@ def _restart(child: Child) -> None:
 
 
 async def _prepare_control(settings: Settings) -> tuple[str, str]:
-    """Apply migrations and make sure a global admin exists; returns (email, a line to print)."""
+    """Apply migrations, make sure a global admin exists, and refuse a topic prefix that another installation
+    uses (control/installation.py: raised here, `junction up` prints it as one line before any child starts);
+    returns (email, a line to print)."""
     from control.admin import ensure_admin
+    from control.installation import check_topic_prefix, installation_id
+    from control.migrate import apply_migrations
+    from core.db import make_pool
 
-    email, password = await ensure_admin(settings)  # applies the migrations first
+    pool = await make_pool(settings, max_size=1)
+    try:
+        await apply_migrations(pool)
+        own = await installation_id(pool)
+    finally:
+        await pool.close()
+    # Before the admin is made: a refused start shows no generated password that would then be lost.
+    await check_topic_prefix(settings, own)  # ForeignInstallation, a RuntimeError: `up` prints it, exits 1
+    email, password = await ensure_admin(settings)
     if password:
         return email, f"Global admin: {email}  password: {password}  (set JUNCTION_ADMIN_EMAIL/JUNCTION_ADMIN_PASSWORD to choose)"
     return email, f"Global admin: {email} (password as set before; to set a new one: junction admin reset-password {email})"
