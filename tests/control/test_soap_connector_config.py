@@ -38,10 +38,14 @@ async def test_an_uploaded_wsdl_its_documents_and_an_address_are_stored_and_vers
     assert r.status == 201, r.body
     assert r.body["target"]["wsdl"] == WSDL and r.body["target"]["documents"] == {"types.xsd": XSD}
     base = f"/api/v1/orgs/{org}/connectors/{r.body['id']}"
-    # The operation may now come from the SOAP caller; null removes the address again.
-    r = await control.call("PATCH", base, control.admin_token, {"target": {"operation": None, "address": None}})
+    # The operation may now come from the SOAP caller: null removes it.
+    r = await control.call("PATCH", base, control.admin_token, {"target": {"operation": None}})
     assert r.status == 200, r.body
-    assert "operation" not in r.body["target"] and "address" not in r.body["target"] and r.body["version"] == 2
+    assert "operation" not in r.body["target"] and r.body["target"]["address"] == "https://svc.example/run"
+    assert r.body["version"] == 2
+    # This WSDL names no soap:address: without the connector's own, envelopes could go nowhere.
+    r = await control.call("PATCH", base, control.admin_token, {"target": {"address": None}})
+    assert r.status == 422 and [f["field"] for f in r.body["fields"]] == ["target.wsdl"], r.body
 
 
 @pytest.mark.parametrize("extra, field, words", [

@@ -9,7 +9,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { check, launch, settled, step } from "./support.mjs";
+import { check, launch, managementApi, settled, step } from "./support.mjs";
 
 const base = process.env.CONSOLE_URL ?? "http://127.0.0.1:8081";
 const adminEmail = process.env.ADMIN_EMAIL;
@@ -22,17 +22,7 @@ const viewerEmail = `viewer-${suffix}@example.com`;
 const viewerPassword = "viewer-password-1";
 
 
-async function api(method, path, token, body) {
-  const r = await fetch(base + path, {
-    method,
-    headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.text();
-  const data = text ? JSON.parse(text) : null;
-  if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${text}`);
-  return data;
-}
+const api = managementApi(base);
 
 const { context, close } = await launch("e2e");
 let failed = false;

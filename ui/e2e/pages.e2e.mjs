@@ -3,7 +3,7 @@
 //   CASE             the case to run (a key of CASES below)
 //   CONSOLE_URL, ADMIN_EMAIL, ADMIN_PASSWORD, CHROMIUM   as for console.e2e.mjs
 // Each case has a browser of its own; it prints "ok <case>: <what>" and exits 0, or "FAILED" and exits 1.
-import { check, launch } from "./support.mjs";
+import { check, launch, managementApi } from "./support.mjs";
 
 const base = process.env.CONSOLE_URL ?? "http://127.0.0.1:8081";
 const adminEmail = process.env.ADMIN_EMAIL;
@@ -15,16 +15,7 @@ const password = "pages-password-1";
 const orgAdmin = `admin-${suffix}@example.com`;
 const viewer = `viewer-${suffix}@example.com`;
 
-async function api(method, path, token, body) {
-  const r = await fetch(base + path, {
-    method,
-    headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.text();
-  if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
+const api = managementApi(base);
 
 async function login(page, email, pass) {
   await page.goto(`${base}/login`);

@@ -5,6 +5,21 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 
+/** A caller of the management API at `base`: `api(method, path, token, body)` answers the JSON (null for
+ * none), or throws with the status and body. */
+export function managementApi(base) {
+  return async function api(method, path, token, body) {
+    const r = await fetch(base + path, {
+      method,
+      headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await r.text();
+    if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${text}`);
+    return text ? JSON.parse(text) : null;
+  };
+}
+
 export function check(cond, message) {
   if (!cond) throw new Error(message);
 }
