@@ -21,6 +21,7 @@ from typing import Any
 
 import asyncpg
 
+from control.storable import storable
 from control.store.dead_letters import LetterRow, delete_older_than, insert_letters
 from core.kafka import make_consumer, stop_consumer
 from core.redaction import redact_original, scrub
@@ -39,8 +40,7 @@ _MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last instant Post
 
 
 def _text(value: Any) -> str:
-    # PostgreSQL text and jsonb cannot hold NUL; a record written straight onto the topic may.
-    return str(value).replace("\x00", "\ufffd")
+    return storable(str(value))
 
 
 def row_of(partition: int, offset: int, value: bytes) -> LetterRow | None:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from control.storable import storable
 from core.errors import JunctionError
 from core.ids import is_uuid
 from core.messages import is_results_topic
@@ -39,6 +40,11 @@ class Partial:
     org: str
     correlation_id: str
     values: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # One NUL (a producer's path, a script's log line) once made the database refuse the whole flush.
+        self.org, self.correlation_id = storable(self.org), storable(self.correlation_id)
+        self.values = {k: storable(v) for k, v in self.values.items()}
 
     @property
     def key(self) -> tuple[str, str]:
@@ -111,7 +117,7 @@ def from_reply(reply: dict[str, Any], timestamp_ms: int, snapshot: ConfigSnapsho
 def from_dead_letter(letter: dict[str, Any], timestamp_ms: int, snapshot: ConfigSnapshot | None = None) -> Partial:
     """The failure: its code and stage, and a failed script's lines (already scrubbed of
     credentials by core/messages.dead_letter). The original call it carries is not read."""
-    details = [str(line) for line in letter.get("details") or []][:MAX_DETAIL_LINES]
+    details = [storable(str(line)) for line in letter.get("details") or []][:MAX_DETAIL_LINES]
     return Partial(str(letter.get("org") or ""), str(letter.get("correlation_id") or ""), {
         **_ids(snapshot, str(letter.get("org") or ""), str(letter.get("api_id") or "")),
         "connector_id": str(letter.get("connector_id") or "") or None,

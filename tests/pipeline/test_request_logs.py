@@ -4,6 +4,7 @@ and never with its body or credentials."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -55,7 +56,8 @@ async def apis(stage: Stage, ingress: IngressInstance, status_upstream: str, obs
     statuses = await stage.api(status_upstream + "/status/{code}", path="/s/{code}")
     failing = await stage.api(status_upstream + "/status/200", org=statuses["org"], path="/fails", script=FAILING)
     await wait_until(lambda: {statuses["api"]["id"], failing["api"]["id"]} <= set(ingress.snapshot.apis))
-    return {"org": statuses["org"], "org_id": statuses["org_id"], "status": statuses["api"]["id"], "fails": failing["api"]["id"]}
+    return {"org": statuses["org"], "org_id": statuses["org_id"], "status": statuses["api"]["id"], "fails": failing["api"]["id"],
+            "status_url": status_upstream}
 
 
 calls = st.lists(st.one_of(st.tuples(st.just("status"), st.sampled_from([200, 201, 404, 500])),
@@ -102,3 +104,45 @@ async def test_property_comprehensive_logging(db: asyncpg.Pool, ingress: Ingress
         else:
             assert row["upstream_ms"] is not None and row["upstream_ms"] <= row["latency_ms"]
         assert SECRET not in repr(dict(row)), "a body or credential reached the request log"
+
+
+NUL_LOGGING = '''
+def transform_request(request, ctx):
+    print("a NUL\\x00 in a log line")
+    return 1 / 0
+'''
+
+
+async def test_text_postgresql_cannot_store_costs_no_other_call_its_row(
+        db: asyncpg.Pool, stage: Stage, ingress: IngressInstance, apis: dict[str, Any], settings: Settings) -> None:
+    """A NUL in a producer's path or method, or in a failed script's log line, once made PostgreSQL refuse the
+    whole flush: every call in it went unlogged. Such text is stored with U+FFFD in the NUL's place."""
+    from tests.support import post_raw
+
+    nul_script = await stage.api(apis_url(apis), org=apis["org"], path="/nul-log", script=NUL_LOGGING)
+    await wait_until(lambda: nul_script["api"]["id"] in ingress.snapshot.apis)
+    producer_cid = await post_raw(settings, {
+        "correlation_id": f"nul{time.time_ns()}", "org": apis["org"], "api_id": "", "method": "GE\x00T",
+        "path": "/s/200\x00", "deadline_ms": int(time.time() * 1000) + 20_000})
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{ingress.url}/{apis['org']}/nul-log") as r:
+            assert r.status == 502
+            script_cid = r.headers["X-Correlation-Id"]
+        normal_cid, status, _, _ = await _send(s, ingress.url, apis["org"], ("status", 200))
+    assert status == 200
+    ids = [producer_cid, script_cid, normal_cid]
+    rows: dict[str, asyncpg.Record] = {}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(rows) < 3:
+        rows = {r["correlation_id"]: r for r in await db.fetch("SELECT * FROM request_logs WHERE correlation_id = ANY($1)", ids)}
+        await asyncio.sleep(0.2)
+    assert set(rows) == set(ids), f"unlogged: {set(ids) - set(rows)}"
+    assert rows[normal_cid]["path"] == "/s/200"
+    assert rows[producer_cid]["path"] == "/s/200\ufffd" and rows[producer_cid]["method"] == "GE\ufffdT"
+    details = rows[script_cid]["details"]
+    lines = json.loads(details) if isinstance(details, str) else details or []
+    assert any("a NUL\ufffd in a log line" in line for line in lines), details
+
+
+def apis_url(apis: dict[str, Any]) -> str:
+    return apis["status_url"] + "/status/200"
