@@ -10,13 +10,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from control.bodies import MAX_TAGS, TAG_RULE, is_tag
+from control.bodies import MAX_TAGS, NAME_PATTERN, TAG_RULE, is_tag
 from control.validation import is_uuid
 from core.errors import FieldError
 
-__all__ = ["CODE", "Common", "TagFilter", "common", "param_errors", "parse_time", "tag_filter"]
+__all__ = ["CODE", "Common", "TagFilter", "api_ref", "common", "param_errors", "parse_time", "tag_filter"]
 
 CODE = re.compile(r"[a-z0-9_]{1,64}")
+API_NAME = re.compile(NAME_PATTERN)
 CORRELATION_ID = re.compile(r"[\x21-\x7e]{1,200}")
 
 
@@ -65,9 +66,24 @@ def param_errors(query: Mapping[str, str], allowed: Iterable[str]) -> list[Field
     return errors + [FieldError(name, "must not contain NUL characters") for name in known if "\x00" in query.get(name, "")]
 
 
+def api_ref(raw: str | None, name: str, errors: list[FieldError]) -> tuple[str | None, str | None]:
+    """``?api=`` as an (id, name) pair, one of them set: an API is named by its id or by its name, as a path
+    names it (Kong's ``{name or id}``). A name is looked up in the organisation by the handler
+    (:func:`control.handlers.common.api_named`); an id is taken as is, so a deleted API's calls stay findable."""
+    if raw is None:
+        return None, None
+    if is_uuid(raw):
+        return str(uuid.UUID(raw)), None
+    if API_NAME.fullmatch(raw):
+        return None, raw
+    errors.append(FieldError(name, "must be an API id or name"))
+    return None, None
+
+
 @dataclass(frozen=True)
 class Common:
     api_id: str | None
+    api_name: str | None  # set instead of api_id when ``api`` names the API: the handler resolves it
     error_code: str | None
     correlation_id: str | None
     since: datetime | None
@@ -76,9 +92,8 @@ class Common:
 
 def common(values: Mapping[str, str], errors: list[FieldError], *, prefix: str = "") -> Common:
     """The shared filters of ``values``; each bad one appends its error (raise them with the list's own)."""
-    api, code, cid = values.get("api"), values.get("code"), values.get("correlation_id")
-    if api is not None and not is_uuid(api):
-        errors.append(FieldError(f"{prefix}api", "must be an API id"))
+    api_id, api_name = api_ref(values.get("api"), f"{prefix}api", errors)
+    code, cid = values.get("code"), values.get("correlation_id")
     if code is not None and not CODE.fullmatch(code):
         errors.append(FieldError(f"{prefix}code", "must be an error code: 1 to 64 of a-z, 0-9 and _"))
     if cid is not None and not CORRELATION_ID.fullmatch(cid):
@@ -87,4 +102,4 @@ def common(values: Mapping[str, str], errors: list[FieldError], *, prefix: str =
     until = parse_time(values["to"], f"{prefix}to", errors) if "to" in values else None
     if since is not None and until is not None and since > until:
         errors.append(FieldError(f"{prefix}to", "must not be before from"))
-    return Common(str(uuid.UUID(api)) if api and is_uuid(api) else None, code, cid, since, until)
+    return Common(api_id, api_name, code, cid, since, until)

@@ -204,8 +204,8 @@ def _dead_letter_schema(*, full: bool) -> Schema:
 def _dead_letters() -> dict[str, Schema]:
     base = "/api/v1/orgs/{org}/dead-letters"
     query = [
-        {"name": "api", "in": "query", "required": False, "schema": {"type": "string", "format": "uuid"},
-         "description": "an API id"},
+        {"name": "api", "in": "query", "required": False, "schema": {"type": "string", "minLength": 1, "maxLength": 100},
+         "description": "an API id or name"},
         {"name": "stage", "in": "query", "required": False, "schema": {"type": "string", "enum": ["processors", "egress"]}},
         {"name": "code", "in": "query", "required": False, "schema": {"type": "string", "pattern": "^[a-z0-9_]{1,64}$"},
          "description": "error code"},

@@ -74,7 +74,7 @@ def observability_paths(*, op: Any, json: Any, errors: Any, org: Schema, page_pa
     def q(name: str, schema: Schema, description: str) -> Schema:
         return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
-    api = q("api", {"type": "string", "format": "uuid"}, "only this API")
+    api = q("api", {"type": "string", "minLength": 1, "maxLength": 100}, "only this API (its id or name)")
     window = [
         api,
         q("from", {"type": "string", "format": "date-time"}, "windows starting at or after (default: to - 1 h)"),
@@ -87,7 +87,9 @@ def observability_paths(*, op: Any, json: Any, errors: Any, org: Schema, page_pa
         "/api/v1/metrics": {
             "get": op("Metrics of every organisation, one series each (global admin)",
                       {"200": json({"$ref": "#/components/schemas/AllMetrics"}, "the series"),
-                       **errors("401", "403", "422")}, params=copy.deepcopy(window), tag="metrics"),
+                       **errors("401", "403", "422")}, tag="metrics",
+                      params=[q("api", {"type": "string", "format": "uuid"}, "only this API (its id: names are "
+                                "unique only within an organisation)"), *copy.deepcopy(window[1:])]),
         },
         "/api/v1/orgs/{org}/metrics": {
             "parameters": [org],

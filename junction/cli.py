@@ -259,7 +259,7 @@ def _register_dlq_commands(dlq: Any) -> None:
     q = dlq.add_parser("list", help="an organisation's dead letters, newest first, without originals")
     _org_or_none(q)
     q.add_argument("--limit", type=int, default=100, help="at most this many, newest (default 100)")
-    for flag, help_ in (("--api", "only this API (id)"), ("--stage", "processors or egress"), ("--code", "only this error code"),
+    for flag, help_ in (("--api", "only this API (id or name)"), ("--stage", "processors or egress"), ("--code", "only this error code"),
                         ("--correlation-id", "only this call"), ("--since", "failed at or after (ISO 8601)"),
                         ("--until", "failed before (ISO 8601)")):
         q.add_argument(flag, default=None, help=help_)
@@ -276,7 +276,7 @@ def _register_dlq_commands(dlq: Any) -> None:
     q.add_argument("--org", required=True, help="the organisation (slug or id)")
     q.add_argument("ids", nargs="*", help="the dead letters to replay (ids from dlq list)")
     q.add_argument("--all", action="store_true", help="every dead letter of the organisation (narrowed by the flags below)")
-    for flag, help_ in (("--api", "only this API (id)"), ("--stage", "processors or egress"), ("--code", "only this error code"),
+    for flag, help_ in (("--api", "only this API (id or name)"), ("--stage", "processors or egress"), ("--code", "only this error code"),
                         ("--since", "failed at or after (ISO 8601)"), ("--until", "failed before (ISO 8601)")):
         q.add_argument(flag, default=None, help=help_)
     q.add_argument("--dry-run", action="store_true", help="only show what would be replayed")

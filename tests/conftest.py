@@ -131,6 +131,10 @@ def settings(external_services: dict[str, str]) -> Settings:
         jwt_secret=f"test-secret-{RUN_ID}",
         seal_key=new_seal_key(),
         allow_private_targets=True,  # every upstream in the tests is on loopback
+        # Dead letters are kept: many tests index letters dated 2023 (fixed instants their filters name), and a
+        # control app another test starts on this schema purged them mid-test (its indexer purges on start).
+        # tests/control/test_dead_letter_index.py tests retention with its own settings.
+        dlq_retention_days=0,
         data_dir=tempfile.mkdtemp(prefix=f"junction-{RUN_ID}-"),
     )
     for key in ("database_url", "redis_url"):

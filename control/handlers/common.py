@@ -11,6 +11,7 @@ from control.rbac import PRINCIPAL, Principal
 from control.state import STATE, ControlState
 from control.store.audit import AuditEntry, insert_audit
 from control.store.orgs import find_org
+from control.store.resources import API
 from control.store.outbox import OutboxEvent, enqueue, notify_channel
 from control.validation import check_schema, is_uuid, raise_if, read_json, validate_body
 from control.versions import etag
@@ -98,6 +99,17 @@ async def org_for(conn: asyncpg.Connection, request: web.Request, *, write: bool
     if write:
         p.require_write(str(org["id"]))
     return org
+
+
+async def api_named(conn: asyncpg.Connection, org_id: str | None, name: str, field: str = "api") -> str:
+    """The id of the organisation's API called ``name`` (a filter's ``?api=`` by name), or a 422 naming ``field``.
+    Without an organisation (a global list) a name names nothing: names are unique only within one."""
+    row = await API.find(conn, org_id, name) if org_id is not None else None
+    if row is None:
+        why = (f"no API of this organisation is named {name!r}" if org_id is not None
+               else "must be an API id here: API names are unique only within an organisation")
+        raise_if([FieldError(field, why)])
+    return str(row["id"])
 
 
 async def record(conn: asyncpg.Connection, request: web.Request, *, action: str, resource_type: str,

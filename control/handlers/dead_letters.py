@@ -17,6 +17,7 @@ at GET /api/v1/dead-letters[/{id}], with the same filters.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import uuid
 from typing import Any
 
@@ -24,7 +25,7 @@ from aiohttp import web
 
 from control.filters import common, param_errors
 from control.catch_up import DEAD_LETTER_INDEXER
-from control.handlers.common import org_for, principal, reply, state, wait_for_reader, wait_seconds
+from control.handlers.common import api_named, org_for, principal, reply, state, wait_for_reader, wait_seconds
 from control.handlers.paging import one_page, page_query
 from control.store.dead_letters import (
     LetterFilter,
@@ -42,7 +43,8 @@ STAGES = ("processors", "egress")
 QUERY_PARAMS = ("api", "stage", "code", "from", "to", "correlation_id", "limit", "cursor", "wait")
 
 
-def _filter(request: web.Request) -> LetterFilter:
+def _filter(request: web.Request) -> tuple[LetterFilter, str | None]:
+    """The list's filter, and the API name ``?api=`` gives instead of an id (looked up once the organisation is known)."""
     q = request.query
     raise_if(param_errors(q, QUERY_PARAMS))
     errors: list[FieldError] = []
@@ -52,7 +54,7 @@ def _filter(request: web.Request) -> LetterFilter:
         errors.append(FieldError("stage", f"must be one of {', '.join(STAGES)}"))
     raise_if(errors)
     return LetterFilter(api_id=shared.api_id, stage=stage, error_code=shared.error_code,
-                        correlation_id=shared.correlation_id, since=shared.since, until=shared.until)
+                        correlation_id=shared.correlation_id, since=shared.since, until=shared.until), shared.api_name
 
 
 async def list_letters(request: web.Request) -> web.Response:
@@ -68,12 +70,14 @@ async def list_unattributed(request: web.Request) -> web.Response:
 
 
 async def _page(request: web.Request, org_id: str | None) -> web.Response:
-    letters = _filter(request)
+    letters, api_name = _filter(request)
     limit, after = page_query(request)
     wait_s = wait_seconds(request) if "wait" in request.query else None
     # Not holding a connection while it waits: waiters must not starve the API of the pool.
     caught_up = await wait_for_reader(request, DEAD_LETTER_INDEXER, wait_s)
     async with state(request).db.acquire() as conn:
+        if api_name is not None:
+            letters = dataclasses.replace(letters, api_id=await api_named(conn, org_id, api_name))
         rows, next_cursor = one_page(await page_letters(conn, org_id, letters, limit + 1, after), limit, at="failed_at")
     items = [{k: v for k, v in letter_view(r).items() if k != "details"} for r in rows]
     page: dict[str, Any] = {"items": items, "next_cursor": next_cursor}

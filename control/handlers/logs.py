@@ -12,6 +12,7 @@ Another organisation's log answers 404.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -19,7 +20,7 @@ from aiohttp import web
 
 from control.filters import common, param_errors
 from control.catch_up import OBSERVE_STAGE
-from control.handlers.common import org_for, principal, reply, state, wait_for_reader, wait_seconds
+from control.handlers.common import api_named, org_for, principal, reply, state, wait_for_reader, wait_seconds
 from control.handlers.paging import one_page, page_query
 from control.store.metrics import LogFilter, log_view, page_logs
 from control.validation import raise_if
@@ -32,7 +33,8 @@ _STATUS = re.compile(r"[1-5][0-9][0-9]")
 _STATUS_CLASS = re.compile(r"[1-5]xx")
 
 
-def _filter(request: web.Request) -> LogFilter:
+def _filter(request: web.Request) -> tuple[LogFilter, str | None]:
+    """The log's filter, and the API name ``?api=`` gives instead of an id (looked up once the organisation is known)."""
     q = request.query
     raise_if(param_errors(q, QUERY_PARAMS))
     errors: list[FieldError] = []
@@ -44,15 +46,17 @@ def _filter(request: web.Request) -> LogFilter:
     exact = int(status) if status and _STATUS.fullmatch(status) else None
     klass = int(status[0]) if status and _STATUS_CLASS.fullmatch(status) else None
     return LogFilter(api_id=shared.api_id, status=exact, status_class=klass, error_code=shared.error_code,
-                     correlation_id=shared.correlation_id, since=shared.since, until=shared.until)
+                     correlation_id=shared.correlation_id, since=shared.since, until=shared.until), shared.api_name
 
 
 async def list_logs(request: web.Request) -> web.Response:
-    logs = _filter(request)
+    logs, api_name = _filter(request)
     limit, after = page_query(request)
     wait_s = wait_seconds(request) if "wait" in request.query else None
     async with state(request).db.acquire() as conn:
         org = await org_for(conn, request)
+        if api_name is not None:
+            logs = dataclasses.replace(logs, api_id=await api_named(conn, str(org["id"]), api_name))
     # Not holding a connection while it waits: waiters must not starve the API of the pool.
     caught_up = await wait_for_reader(request, OBSERVE_STAGE, wait_s)
     async with state(request).db.acquire() as conn:

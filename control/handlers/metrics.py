@@ -8,20 +8,20 @@ The numbers come from ``metric_windows``, which control's observe stage fills fr
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from aiohttp import web
 
-from control.filters import param_errors, parse_time
-from control.handlers.common import org_for, principal, reply, state
+from control.filters import api_ref, param_errors, parse_time
+from control.handlers.common import api_named, org_for, principal, reply, state
 from control.store.metrics import STEPS, points, window_rows
-from control.validation import is_uuid, raise_if
+from control.validation import raise_if
 from core.errors import FieldError, ServiceUnavailable
 
 __all__ = ["MAX_POINTS", "Range", "close_streams", "routes"]
@@ -43,6 +43,7 @@ class Range:
     until: datetime
     step: str
     api_id: str | None
+    api_name: str | None  # given instead of an id: looked up in the organisation
 
 
 def _choose_step(span: timedelta) -> str:
@@ -59,9 +60,7 @@ def _range(request: web.Request) -> Range:
     raise_if(errors)
     until = parse_time(q["to"], "to", errors) if "to" in q else datetime.now(timezone.utc)
     since = parse_time(q["from"], "from", errors) if "from" in q else None
-    api = q.get("api")
-    if api is not None and not is_uuid(api):
-        errors.append(FieldError("api", "must be an API id"))
+    api_id, api_name = api_ref(q.get("api"), "api", errors)
     step = q.get("step")
     if step is not None and step not in STEPS:
         errors.append(FieldError("step", f"must be one of {', '.join(STEPS)}"))
@@ -76,7 +75,7 @@ def _range(request: web.Request) -> Range:
         errors.append(FieldError("step", f"gives more than {MAX_POINTS} points for this range: use a coarser step "
                                          "or a shorter range"))
     raise_if(errors)
-    return Range(since, until, step, str(uuid.UUID(api)) if api else None)
+    return Range(since, until, step, api_id, api_name)
 
 
 def _window(r: Range) -> dict[str, Any]:
@@ -87,6 +86,8 @@ async def org_metrics(request: web.Request) -> web.Response:
     r = _range(request)
     async with state(request).db.acquire() as conn:
         org = await org_for(conn, request)
+        if r.api_name is not None:
+            r = dataclasses.replace(r, api_id=await api_named(conn, str(org["id"]), r.api_name), api_name=None)
         rows = await window_rows(conn, step_s=STEPS[r.step], since=r.since, until=r.until, org_id=str(org["id"]),
                                  api_id=r.api_id)
     return reply({"org": org["slug"], "org_id": str(org["id"]), **_window(r), "points": points(rows)})
@@ -96,6 +97,8 @@ async def all_metrics(request: web.Request) -> web.Response:
     principal(request).require_global_admin()
     r = _range(request)
     async with state(request).db.acquire() as conn:
+        if r.api_name is not None:
+            await api_named(conn, None, r.api_name)  # a 422: a name needs an organisation
         rows = await window_rows(conn, step_s=STEPS[r.step], since=r.since, until=r.until, api_id=r.api_id)
     by_org: dict[str, list[Any]] = {}
     for row in rows:
@@ -134,14 +137,13 @@ async def metrics_stream(request: web.Request) -> web.StreamResponse:
     """Each 10 s window of the organisation (or one API) as an SSE ``window`` event, once it has
     settled; a comment line in between keeps proxies from closing an idle stream."""
     errors = param_errors(request.query, ("api",))
-    api = request.query.get("api")
-    if api is not None and not is_uuid(api):
-        errors.append(FieldError("api", "must be an API id"))
+    api_id, api_name = api_ref(request.query.get("api"), "api", errors)
     raise_if(errors)
-    api_id = str(uuid.UUID(api)) if api else None
     db = state(request).db
     async with db.acquire() as conn:
         org = await org_for(conn, request)
+        if api_name is not None:
+            api_id = await api_named(conn, str(org["id"]), api_name)
     streams = _streams(request)
     if streams.open >= streams.limit or streams.closing.is_set():
         raise ServiceUnavailable("too many live metric streams; try again later", code="too_many_streams",

@@ -7,13 +7,14 @@ them; another organisation's jobs answer 404. docs/replay.md is the operator's g
 """
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any
 
 from aiohttp import web
 
 from control.filters import common, param_errors
-from control.handlers.common import org_for, principal, record, reply, state
+from control.handlers.common import api_named, org_for, principal, record, reply, state
 from control.handlers.dead_letters import STAGES
 from control.handlers.paging import one_page, page_query
 from control.replay import CONFIGS
@@ -44,7 +45,7 @@ REPLAY_CREATE: dict[str, Any] = {
         "filter": {"type": "object", "additionalProperties": False,
                    "description": "the organisation's dead letters matching all of these ({}: every one)",
                    "properties": {
-                       "api": {"type": "string", "format": "uuid", "description": "an API id"},
+                       "api": {"type": "string", "minLength": 1, "maxLength": 100, "description": "an API id or name"},
                        "stage": {"type": "string", "enum": list(STAGES)},
                        "code": {"type": "string", "pattern": "^[a-z0-9_]{1,64}$", "description": "error code"},
                        "from": {"type": "string", "format": "date-time", "description": "failed at or after"},
@@ -63,7 +64,8 @@ REPLAY_CREATE: dict[str, Any] = {
 }
 
 
-def _selection(data: dict[str, Any]) -> tuple[list[str] | None, LetterFilter | None]:
+def _selection(data: dict[str, Any]) -> tuple[list[str] | None, LetterFilter | None, str | None]:
+    """The dead letters' ids, or their filter and the API name it gives instead of an id."""
     """The ids, or the filter; 422 naming each bad field (the schema has already been checked)."""
     errors: list[FieldError] = []
     if ("filter" in data) == ("ids" in data):
@@ -74,7 +76,7 @@ def _selection(data: dict[str, Any]) -> tuple[list[str] | None, LetterFilter | N
             errors.append(FieldError("ids", f"must have at most {MAX_IDS} items"))
         errors += [FieldError(f"ids[{n}]", "must be a dead letter id") for n, v in enumerate(ids) if not is_uuid(v)]
         raise_if(errors)
-        return [str(uuid.UUID(v)) for v in ids], None
+        return [str(uuid.UUID(v)) for v in ids], None, None
     f = data["filter"]
     shared = common(f, errors, prefix="filter.")
     stage = f.get("stage")
@@ -82,19 +84,21 @@ def _selection(data: dict[str, Any]) -> tuple[list[str] | None, LetterFilter | N
         errors.append(FieldError("filter.stage", f"must be one of {', '.join(STAGES)}"))
     raise_if(errors)
     return None, LetterFilter(api_id=shared.api_id, stage=stage, error_code=shared.error_code,
-                              since=shared.since, until=shared.until)
+                              since=shared.since, until=shared.until), shared.api_name
 
 
 async def create(request: web.Request) -> web.Response:
     st = state(request)
     data = await validate_body(request, REPLAY_CREATE, st.settings.control_max_body_bytes)
-    ids, letters_filter = _selection(data)
+    ids, letters_filter, api_name = _selection(data)
     rate = int(data.get("rate_per_second", st.settings.replay_rate_per_second))
     config = data.get("config", "current")
     p = principal(request)
     async with st.db.acquire() as conn, conn.transaction():
         org = await org_for(conn, request, write=True)
         org_id = str(org["id"])
+        if letters_filter is not None and api_name is not None:
+            letters_filter = dataclasses.replace(letters_filter, api_id=await api_named(conn, org_id, api_name, "filter.api"))
         letters = await select_letters(conn, org_id, ids=ids, letters=letters_filter, limit=MAX_ITEMS + 1)
         if ids is not None:
             unknown = sorted(set(ids) - {str(r["id"]) for r in letters})

@@ -155,3 +155,42 @@ async def test_letters_of_no_organisation_are_listed_to_global_admins_alone(cont
     assert code == 0 and [i["id"] for i in out] == [ids[0]], err
     code, out, err = await run_cli(control, "dlq", "show", "--url", control.base_url, "--no-org", ids[1])
     assert code == 0 and out["correlation_id"] == cids[1], err
+
+
+async def test_the_api_filter_takes_the_api_name_within_its_organisation_only(control: Any) -> None:
+    """``?api=`` names an API by id or by name, as a path does; a name is looked up in the path's organisation,
+    so another organisation's API of that name, and a name on a global list, find nothing (422)."""
+    w = await _world(control)
+    ids = w["ids"]
+    name = (await control.call("GET", f"/api/v1/orgs/{w['org']}/apis/{w['api']}", control.admin_token)).body["name"]
+    r = await _list(control, w["org"], control.admin_token, f"?api={name}")
+    assert r.status == 200 and [i["id"] for i in r.body["items"]] == [ids[2], ids[0]], r.body
+    # The other organisation has an API of the same name: its filter finds its own, not ours.
+    theirs = await control.new_api(w["other"], (await control.new_connector(w["other"]))["id"], name=name)
+    r = await _list(control, w["other"], control.admin_token, f"?api={name}")
+    assert r.status == 200 and r.body["items"] == [], r.body
+    assert theirs["id"] != w["api"]
+    for slug, query, words in ((w["org"], "?api=no-such-api", "no API of this organisation is named"),
+                               (w["org"], "?api=a/b", "must be an API id or name"),
+                               (w["org"], f"?api={'x' * 101}", "must be an API id or name")):
+        r = await _list(control, slug, control.admin_token, query)
+        assert r.status == 422 and r.body["fields"][0]["field"] == "api" and words in r.body["fields"][0]["message"], r.body
+    r = await control.call("GET", f"/api/v1/dead-letters?api={name}", control.admin_token)
+    assert r.status == 422 and "unique only within an organisation" in r.body["fields"][0]["message"], r.body
+    # The metrics, the request log and a replay's filter take it the same way.
+    r = await control.call("GET", f"/api/v1/orgs/{w['org']}/metrics?api={name}", control.admin_token)
+    assert r.status == 200 and r.body["api"] == w["api"], r.body
+    r = await control.call("GET", f"/api/v1/orgs/{w['other']}/metrics?api={name}", control.admin_token)
+    assert r.status == 200 and r.body["api"] == theirs["id"], r.body
+    r = await control.call("GET", f"/api/v1/metrics?api={name}", control.admin_token)
+    assert r.status == 422 and r.body["fields"][0]["field"] == "api", r.body
+    r = await control.call("GET", f"/api/v1/orgs/{w['org']}/logs?api=no-such-api", control.admin_token)
+    assert r.status == 422 and r.body["fields"][0]["field"] == "api", r.body
+    assert (await control.call("GET", f"/api/v1/orgs/{w['org']}/logs?api={name}", control.admin_token)).status == 200
+    r = await control.call("POST", f"/api/v1/orgs/{w['org']}/replays", control.admin_token,
+                           {"filter": {"api": name}, "dry_run": True})
+    assert r.status == 200 and sorted(r.body["ids"]) == sorted([ids[2], ids[0]]), r.body
+    r = await control.call("POST", f"/api/v1/orgs/{w['org']}/replays", control.admin_token, {"filter": {"api": "nope"}})
+    assert r.status == 422 and r.body["fields"][0]["field"] == "filter.api", r.body
+    code, out, err = await run_cli(control, "dlq", "list", "--url", control.base_url, "--org", w["org"], "--api", name)
+    assert code == 0 and [i["id"] for i in out] == [ids[2], ids[0]], err

@@ -4983,7 +4983,7 @@ export interface operations {
     "getDead-Letters": {
         parameters: {
             query?: {
-                /** @description an API id */
+                /** @description an API id or name */
                 api?: string;
                 stage?: "processors" | "egress";
                 /** @description error code */
@@ -5237,7 +5237,7 @@ export interface operations {
     getMetrics: {
         parameters: {
             query?: {
-                /** @description only this API */
+                /** @description only this API (its id: names are unique only within an organisation) */
                 api?: string;
                 /** @description windows starting at or after (default: to - 1 h) */
                 from?: string;
@@ -9775,7 +9775,7 @@ export interface operations {
     "getOrgsOrgDead-Letters": {
         parameters: {
             query?: {
-                /** @description an API id */
+                /** @description an API id or name */
                 api?: string;
                 stage?: "processors" | "egress";
                 /** @description error code */
@@ -9900,7 +9900,7 @@ export interface operations {
     getOrgsOrgLogs: {
         parameters: {
             query?: {
-                /** @description only this API */
+                /** @description only this API (its id or name) */
                 api?: string;
                 /** @description a status (404) or class (5xx) */
                 status?: string;
@@ -9984,7 +9984,7 @@ export interface operations {
     getOrgsOrgMetrics: {
         parameters: {
             query?: {
-                /** @description only this API */
+                /** @description only this API (its id or name) */
                 api?: string;
                 /** @description windows starting at or after (default: to - 1 h) */
                 from?: string;
@@ -10043,7 +10043,7 @@ export interface operations {
     getOrgsOrgMetricsStream: {
         parameters: {
             query?: {
-                /** @description only this API */
+                /** @description only this API (its id or name) */
                 api?: string;
             };
             header?: never;
@@ -10217,10 +10217,7 @@ export interface operations {
                     dry_run?: boolean;
                     /** @description the organisation's dead letters matching all of these ({}: every one) */
                     filter?: {
-                        /**
-                         * Format: uuid
-                         * @description an API id
-                         */
+                        /** @description an API id or name */
                         api?: string;
                         /** @description error code */
                         code?: string;
