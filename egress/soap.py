@@ -20,13 +20,13 @@ from hundreds of milliseconds to tens, and small answers faster inline than thro
 Contract: the OutboundCall body is a JSON object of the operation's arguments (the connector
 script shapes it), checked against the WSDL before anything is sent (:func:`argument_errors`:
 names, XML Schema attributes as keys beside the elements, required elements, values of the simple
-types, at most MAX_ARGUMENT_DEPTH levels deep), so a caller's bad argument is
-its 422, never an envelope the service refuses and a 502 counted against the service's breaker;
-the Reply body is the operation's result as JSON, keyed by the response's element names
-(egress/soap_reply.py). Failures are JunctionErrors with a code; every failure to load the WSDL
-or to build the envelope is dead-lettered by the worker (an UpstreamError or a
-:class:`SoapArgumentsInvalid`). The envelope asks for an ``identity`` answer, and one compressed
-anyway is decoded within ``max_answer_bytes``.
+types and the facets of restricted ones (egress/soap_facets.py, read once per loaded WSDL), at most
+MAX_ARGUMENT_DEPTH levels deep), so a caller's bad argument is its 422, never an envelope the
+service refuses and a 502 counted against the service's breaker; the Reply body is the operation's
+result as JSON, keyed by the response's element names (egress/soap_reply.py). Failures are
+JunctionErrors with a code; every failure to load the WSDL or to build the envelope is dead-lettered
+by the worker (an UpstreamError or a :class:`SoapArgumentsInvalid`). The envelope asks for an
+``identity`` answer, and one compressed anyway is decoded within ``max_answer_bytes``.
 """
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ from core.errors import DeadlineExceeded, FieldError, InvalidInput, JunctionErro
 from core.nesting import MAX_JSON_DEPTH, depth_over
 from core.settings import Settings
 from core.soap_contract import MAX_DECIMAL_CHARS, plain_length
+from egress.soap_facets import Facets, SchemaFacets, facet_error, schema_facets
 from egress.soap_reply import SoapFault, decode_answer, read_reply
 from egress.soap_wsdl import (MAX_DOCUMENTS, MAX_WSDL_BYTES, Fetch, Port, SoapLoadTimeout, SoapWsdlError, loader, naming,
                               parse_wsdl, select_port, uploaded_lookup)
@@ -83,6 +84,14 @@ class PreparedCall:
     headers: list[tuple[str, str]]
     deadline: float  # event loop time
     follow_redirects: bool
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """A loaded WSDL: zeep's client, and the facets of its simple types (which zeep drops), read once."""
+
+    client: Any
+    facets: SchemaFacets
 
 
 class SoapArgumentsInvalid(InvalidInput):
@@ -126,7 +135,7 @@ class SoapCaller:
         self._inline_below = inline_below
         self._max_clients = max_clients
         self._max_answer_bytes = max_answer_bytes
-        self._clients: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._clients: OrderedDict[tuple[Any, ...], _Loaded] = OrderedDict()
         self._locks: dict[tuple[Any, ...], asyncio.Lock] = {}
 
     def loaded(self, wsdl_url: str) -> int:
@@ -139,7 +148,7 @@ class SoapCaller:
         return await asyncio.get_running_loop().run_in_executor(self._cpu, fn, *args)
 
     async def _client(self, wsdl_url: str, timeout_s: float, follow_redirects: bool, version_key: VersionKey | None,
-                      uploaded: Uploaded | None = None) -> Any:
+                      uploaded: Uploaded | None = None) -> _Loaded:
         # An uploaded WSDL is its own key (the same location may be fetched by another call); a connector
         # version fixes its document, so only a call without one pays for hashing it.
         key = (version_key, wsdl_url, follow_redirects, uploaded is not None if version_key else _digest(uploaded))
@@ -156,7 +165,7 @@ class SoapCaller:
                     self._clients.popitem(last=False)
         return self._clients[key]
 
-    async def _load(self, wsdl_url: str, timeout_s: float, follow_redirects: bool, uploaded: Uploaded | None) -> Any:
+    async def _load(self, wsdl_url: str, timeout_s: float, follow_redirects: bool, uploaded: Uploaded | None) -> _Loaded:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         if uploaded is not None:
@@ -168,7 +177,7 @@ class SoapCaller:
         remaining = deadline - loop.time()
         load = loader(self._fetch, wsdl_url, document, remaining, follow_redirects,
                       uploaded_lookup(wsdl_url, uploaded[1]) if uploaded is not None else None)
-        parsing = loop.run_in_executor(self._wsdl_pool, parse_wsdl, wsdl_url, document, load)
+        parsing = loop.run_in_executor(self._wsdl_pool, _parse, wsdl_url, document, load)
         try:
             return await asyncio.wait_for(parsing, max(remaining, 0.001))
         except asyncio.TimeoutError:
@@ -201,8 +210,8 @@ class SoapCaller:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         uploaded = (document, dict(documents or {})) if document else None
-        client = await self._client(wsdl_url, timeout_s, follow_redirects, version_key, uploaded)
-        chosen = select_port(client, wsdl_url, binding=binding, port=port)
+        loaded = await self._client(wsdl_url, timeout_s, follow_redirects, version_key, uploaded)
+        chosen = select_port(loaded.client, wsdl_url, binding=binding, port=port)
         try:
             op = chosen.binding.get(operation)
         except ValueError:
@@ -215,7 +224,7 @@ class SoapCaller:
             where = ("the connector's target.address" if address else
                      f"the soap:address of port {chosen.name} in the WSDL {wsdl_url}")
             raise UpstreamError(f"{where} is {_shown(endpoint)!r}, not an http or https URL", code="invalid_upstream_url")
-        payload, soap_headers = await self._cpu_work(len(body), _build, client, chosen, operation, args, endpoint)
+        payload, soap_headers = await self._cpu_work(len(body), _build, loaded, chosen, operation, args, endpoint)
         send = [(k, v) for k, v in headers if k.lower() not in _NOT_SENT]
         # identity: the answer is parsed here, not passed on (a server that compresses anyway is decoded in send).
         return PreparedCall(chosen, op, endpoint, payload, [*send, *soap_headers, ("Accept-Encoding", "identity")], deadline,
@@ -240,6 +249,20 @@ class SoapCaller:
                    **options: Any) -> tuple[int, bytes]:
         """:meth:`prepare` then :meth:`send`."""
         return await self.send(await self.prepare(wsdl_url, operation, body, headers, timeout_s, **options))
+
+
+def _parse(wsdl_url: str, document: bytes, load: Callable[[str], bytes]) -> _Loaded:
+    """zeep's client, and the facets of the simple types of the very bytes it parsed (each document kept as
+    ``load`` hands it over: never a second fetch); runs in the WSDL pool."""
+    seen: list[tuple[str, bytes]] = [(wsdl_url, document)]
+
+    def kept(location: str) -> bytes:
+        loaded = load(location)
+        seen.append((location, loaded))
+        return loaded
+
+    client = parse_wsdl(wsdl_url, document, kept)
+    return _Loaded(client, schema_facets(seen))
 
 
 def _http_url(url: str) -> bool:
@@ -284,19 +307,19 @@ def _read(prepared: PreparedCall, status: int, content_type: str, coding: str, b
     return read_reply(prepared.port.binding, prepared.operation, status, content_type, decode_answer(coding, body, limit))
 
 
-def _build(client: Any, port: Port, operation: str, args: dict[str, Any], endpoint: str) -> tuple[bytes, list[tuple[str, str]]]:
+def _build(loaded: _Loaded, port: Port, operation: str, args: dict[str, Any], endpoint: str) -> tuple[bytes, list[tuple[str, str]]]:
     """The envelope and its HTTP headers; runs off the event loop."""
     from lxml import etree
     from zeep.exceptions import Error as ZeepError
     from zeep.exceptions import ValidationError
 
     op = port.binding.get(operation)
-    errors = argument_errors(op, args)
+    errors = argument_errors(op, args, loaded.facets)
     if errors:
         raise _invalid(op, errors)
     try:
         # zeep's own path (WS-Addressing headers where the WSDL declares actions), short of sending.
-        envelope, _ = port.binding._create(operation, (), args, client=client, options={"address": endpoint})
+        envelope, _ = port.binding._create(operation, (), args, client=loaded.client, options={"address": endpoint})
     except RecursionError:  # past MAX_ARGUMENT_DEPTH nothing recurses this deep; kept as the caller's, not a 502
         raise _too_deep() from None
     except ValidationError as exc:  # what argument_errors leaves to zeep (a choice, an extension, occurrences)
@@ -345,20 +368,43 @@ _EXAMPLES = {"date": "a date such as 2024-05-31", "dateTime": "a date and time s
              "decimal": "a number", "float": "a number", "double": "a number", "base64Binary": "base64 text"}
 
 
-def argument_errors(operation: Any, args: dict[str, Any]) -> list[FieldError]:
+def argument_errors(operation: Any, args: dict[str, Any], facets: SchemaFacets | None = None) -> list[FieldError]:
     """What in ``args`` does not fit the input of zeep's ``operation``, one FieldError per argument at
     fault (``order.lines[1].qty``): a name the input does not have, a required element left out, a
-    value that is no valid value of its element's XML Schema simple type. Where the WSDL says more
-    than a sequence of elements (a choice, an extension, xsd:any), what is not checked here is left
-    to zeep's own rendering."""
+    value that is no valid value of its element's XML Schema simple type, or (given the WSDL's
+    ``facets``, egress/soap_facets.py) one that breaks a facet of its restricted type. Where the WSDL
+    says more than a sequence of elements (a choice, an extension, xsd:any), what is not checked here
+    is left to zeep's own rendering."""
     body = operation.input.body if operation.input is not None else None
     kind = getattr(body, "type", None) if body is not None else None
     if body is not None and not hasattr(kind, "elements"):
         return []  # one simple-typed part: zeep's conversion is all there is to check
-    return _object_errors(kind, args, "", f"an argument of {_signature(operation)}", top=True)
+    where = _Where(facets, facets.top(body, type(operation.input).__name__ == "RpcMessage") if facets and body else None)
+    return _object_errors(kind, args, "", f"an argument of {_signature(operation)}", where, top=True)
 
 
-def _object_errors(kind: Any, value: dict[str, Any], prefix: str, member_of: str, *, top: bool = False) -> list[FieldError]:
+@dataclass(frozen=True)
+class _Where:
+    """The WSDL's facets, and which complex type's declarations the walk is in (None: not known)."""
+
+    facets: SchemaFacets | None
+    owner: tuple[str, ...] | None
+
+    def element(self, element: Any) -> Facets | None:
+        return self.facets.element(self.owner, element) if self.facets else None
+
+    def attribute(self, attribute: Any) -> Facets | None:
+        return self.facets.attribute(self.owner, attribute) if self.facets else None
+
+    def inside(self, element: Any) -> _Where:
+        return _Where(self.facets, self.facets.child(self.owner, element)) if self.facets else self
+
+
+_NOWHERE = _Where(None, None)
+
+
+def _object_errors(kind: Any, value: dict[str, Any], prefix: str, member_of: str, where: _Where = _NOWHERE, *,
+                   top: bool = False) -> list[FieldError]:
     from zeep.xsd.elements import Element
 
     elements = [(n, e) for n, e in (kind.elements if kind is not None else []) if isinstance(e, Element)]
@@ -376,7 +422,7 @@ def _object_errors(kind: Any, value: dict[str, Any], prefix: str, member_of: str
             if _required(kind, element):
                 errors.append(FieldError(field, "is required"))
             continue
-        errors += _element_errors(element, given, field)
+        errors += _element_errors(element, given, field, where)
     for name, attribute in attributes:
         field = f"{prefix}{name}"
         given = value.get(name)
@@ -384,7 +430,7 @@ def _object_errors(kind: Any, value: dict[str, Any], prefix: str, member_of: str
             if getattr(attribute, "required", False):
                 errors.append(FieldError(field, "is required (an attribute)"))
             continue
-        problem = _simple_value_error(attribute.type, given)
+        problem = _simple_value_error(attribute.type, given, where.attribute(attribute))
         if problem:
             errors.append(FieldError(field, problem))
     return errors
@@ -399,30 +445,31 @@ def _required(kind: Any, element: Any) -> bool:
     return any(child is element for child in container) and element.min_occurs >= 1 and not element.nillable
 
 
-def _element_errors(element: Any, value: Any, field: str) -> list[FieldError]:
+def _element_errors(element: Any, value: Any, field: str, where: _Where = _NOWHERE) -> list[FieldError]:
     if isinstance(value, list):
         if not element.accepts_multiple:
             return [FieldError(field, "takes one value, not a list")]
-        return [e for i, item in enumerate(value) for e in _one_value_errors(element, item, f"{field}[{i}]")]
-    return _one_value_errors(element, value, field)
+        return [e for i, item in enumerate(value) for e in _one_value_errors(element, item, f"{field}[{i}]", where)]
+    return _one_value_errors(element, value, field, where)
 
 
-def _one_value_errors(element: Any, value: Any, field: str) -> list[FieldError]:
+def _one_value_errors(element: Any, value: Any, field: str, where: _Where = _NOWHERE) -> list[FieldError]:
     kind = element.type
     if value is None:
         return []  # nil, or left out: zeep decides by the element's nillable and minOccurs
     if getattr(kind, "elements", None):  # a complex type with elements of its own
         if not isinstance(value, dict):
             return [FieldError(field, f"must be an object with {_names(n for n, _ in kind.elements)}")]
-        return _object_errors(kind, value, f"{field}.", f"a field of {field}")
-    problem = _simple_value_error(kind, value)
+        return _object_errors(kind, value, f"{field}.", f"a field of {field}", where.inside(element))
+    problem = _simple_value_error(kind, value, where.element(element))
     return [FieldError(field, problem)] if problem else []
 
 
-def _simple_value_error(kind: Any, value: Any) -> str | None:
+def _simple_value_error(kind: Any, value: Any, facets: Facets | None = None) -> str | None:
     """Why ``value`` is no valid value of the simple type ``kind`` (None: it is, or the type is one
     zeep does not know the value space of). zeep's own conversion, XML text and back, is the check;
-    what it lets through (a boolean as text, an int out of range, a non-finite number) is added."""
+    what it lets through (a boolean as text, an int out of range, a non-finite number) is added, and
+    then the ``facets`` of a restricted type, on the text zeep writes."""
     name = _builtin_name(kind)
     if name is None:
         return None
@@ -457,6 +504,8 @@ def _simple_value_error(kind: Any, value: Any) -> str | None:
         low, high = _INTEGER_RANGES[name]
         if (low is not None and parsed < low) or (high is not None and parsed > high):
             return f"must be {expected}"
+    if facets is not None and not facets.empty and isinstance(text, str):
+        return facet_error(facets, text)
     return None
 
 
