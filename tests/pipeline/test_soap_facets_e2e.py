@@ -17,6 +17,7 @@ from lxml import etree
 
 from tests.soap_servers import WSDL_DIR
 from tests.support import IngressInstance, Stage, serving, wait_until
+from tests.wsdl_support import register_wsdl
 
 SER_XSD = WSDL_DIR / "wcf_service1" / "Service1.xsd"
 if not SER_XSD.is_file():
@@ -24,12 +25,7 @@ if not SER_XSD.is_file():
 
 NS = "urn:example:facets"
 ENV = "http://schemas.xmlsoap.org/soap/envelope/"
-WSDL = """<definitions xmlns="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/"
-    xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:tns="urn:example:facets" targetNamespace="urn:example:facets">
-  <types>
-    <xsd:schema targetNamespace="urn:example:facets" elementFormDefault="qualified"
-                xmlns:ser="http://schemas.microsoft.com/2003/10/Serialization/">
-      <xsd:import namespace="http://schemas.microsoft.com/2003/10/Serialization/" schemaLocation="ser.xsd"/>
+WSDL = register_wsdl("urn:example:facets", """\
       <xsd:simpleType name="Code"><xsd:restriction base="xsd:string">
         <xsd:enumeration value="A"/><xsd:enumeration value="B"/><xsd:enumeration value="C"/></xsd:restriction></xsd:simpleType>
       <xsd:simpleType name="Name"><xsd:restriction base="xsd:string"><xsd:maxLength value="10"/></xsd:restriction></xsd:simpleType>
@@ -54,20 +50,7 @@ WSDL = """<definitions xmlns="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="http
         <xsd:element name="odd" minOccurs="0"><xsd:simpleType><xsd:restriction base="xsd:string">
           <xsd:pattern value="(x)\\1"/></xsd:restriction></xsd:simpleType></xsd:element>
         <xsd:element name="lines" type="tns:Line" minOccurs="0" maxOccurs="unbounded"/>
-      </xsd:sequence></xsd:complexType></xsd:element>
-      <xsd:element name="RegisterResponse"><xsd:complexType><xsd:sequence>
-        <xsd:element name="ok" type="xsd:string"/></xsd:sequence></xsd:complexType></xsd:element>
-    </xsd:schema>
-  </types>
-  <message name="In"><part name="parameters" element="tns:Register"/></message>
-  <message name="Out"><part name="parameters" element="tns:RegisterResponse"/></message>
-  <portType name="P"><operation name="Register"><input message="tns:In"/><output message="tns:Out"/></operation></portType>
-  <binding name="B" type="tns:P"><soap:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>
-    <operation name="Register"><soap:operation soapAction="urn:example:facets#Register"/>
-      <input><soap:body use="literal"/></input><output><soap:body use="literal"/></output></operation></binding>
-  <service name="S"><port name="B" binding="tns:B"><soap:address location="ADDRESS"/></port></service>
-</definitions>
-"""
+      </xsd:sequence></xsd:complexType></xsd:element>""", "ADDRESS")
 GUID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 VALID = {"code": "B", "name": "Ada", "id": GUID, "tag": "aaa$", "odd": "anything", "lines": [
     {"qty": 1, "price": "9.90", "lineNo": 1}, {"qty": 99, "lineNo": 2}]}

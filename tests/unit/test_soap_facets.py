@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from egress.soap import argument_errors
 from egress.soap_facets import MAX_PATTERN_INPUT, Facets, facet_error, schema_facets, translate_pattern
 from egress.soap_wsdl import parse_wsdl, select_port
+from tests.wsdl_support import register_wsdl
 
 WCF = Path(__file__).resolve().parents[3] / "shared" / "data" / "wsdl" / "wcf_service1" / "Service1.xsd"
 SER = "http://schemas.microsoft.com/2003/10/Serialization/"
@@ -228,12 +229,7 @@ def test_a_number_within_the_range_passes_and_the_next_one_outside_fails(low: in
 
 # -- where a declaration is: argument_errors with a WSDL's facets ----------------------------------------------
 
-WSDL = """<definitions xmlns="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/"
-    xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:tns="urn:test:facets" targetNamespace="urn:test:facets">
-  <types>
-    <xsd:schema targetNamespace="urn:test:facets" elementFormDefault="qualified"
-                xmlns:ser="http://schemas.microsoft.com/2003/10/Serialization/">
-      <xsd:import namespace="http://schemas.microsoft.com/2003/10/Serialization/" schemaLocation="ser.xsd"/>
+WSDL = register_wsdl("urn:test:facets", """\
       <xsd:simpleType name="Code"><xsd:restriction base="xsd:string">
         <xsd:enumeration value="A"/><xsd:enumeration value="B"/><xsd:enumeration value="C"/></xsd:restriction></xsd:simpleType>
       <xsd:simpleType name="Qty"><xsd:restriction base="xsd:int">
@@ -272,20 +268,7 @@ WSDL = """<definitions xmlns="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="http
           <xsd:element name="note"><xsd:simpleType><xsd:restriction base="xsd:string"><xsd:maxLength value="2"/>
           </xsd:restriction></xsd:simpleType></xsd:element>
         </xsd:sequence></xsd:complexType></xsd:element>
-      </xsd:sequence></xsd:complexType></xsd:element>
-      <xsd:element name="RegisterResponse"><xsd:complexType><xsd:sequence>
-        <xsd:element name="ok" type="xsd:string"/></xsd:sequence></xsd:complexType></xsd:element>
-    </xsd:schema>
-  </types>
-  <message name="In"><part name="parameters" element="tns:Register"/></message>
-  <message name="Out"><part name="parameters" element="tns:RegisterResponse"/></message>
-  <portType name="P"><operation name="Register"><input message="tns:In"/><output message="tns:Out"/></operation></portType>
-  <binding name="B" type="tns:P"><soap:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>
-    <operation name="Register"><soap:operation soapAction="urn:test:facets#Register"/>
-      <input><soap:body use="literal"/></input><output><soap:body use="literal"/></output></operation></binding>
-  <service name="S"><port name="B" binding="tns:B"><soap:address location="http://facets.example/s"/></port></service>
-</definitions>
-"""
+      </xsd:sequence></xsd:complexType></xsd:element>""", "http://facets.example/s")
 WSDL_URL = "http://facets.example/s?wsdl"
 DOCUMENTS = {"http://facets.example/ser.xsd": WCF.read_bytes()} if WCF.is_file() else {}
 
