@@ -254,6 +254,19 @@ _ip_restriction: Schema = {
         "deny": {**_networks, "description": "addresses or networks refused, even when allow has them"},
     },
 }
+# The organisation's own: the same fields, for all of its APIs (docs/auth.md, docs/cors.md).
+_org_ip_restriction: Schema = {
+    **_ip_restriction,
+    "description": "the callers' addresses every API of the organisation admits, besides each API's own "
+                   "ip_restriction: a call must be admitted by both (403 ip_not_allowed, naming the level that "
+                   "refused); null removes it",
+}
+_org_cors: Schema = {
+    **_cors,
+    "description": "the CORS policy of the organisation's APIs that have no cors of their own (an API's own "
+                   "replaces it whole; docs/cors.md); its methods are checked against each API's when a page "
+                   "asks; null removes it",
+}
 QUOTA_NAMES = ["apis", "connectors", "consumers", "script_bytes", "settings_bytes"]
 _quotas: Schema = {
     "type": "object", "additionalProperties": False,
@@ -403,7 +416,8 @@ def request_schemas(settings: Settings) -> dict[str, Schema]:
     return {
         "LoginRequest": copy.deepcopy(_login),
         "OrgCreate": _obj(_org_props, ["slug", "name"]),
-        "OrgUpdate": _obj({**_org_props, "rate_limit": _rate_limit, "quotas": _quotas}, []),
+        "OrgUpdate": _obj({**_org_props, "rate_limit": _rate_limit, "ip_restriction": _org_ip_restriction,
+                           "cors": _org_cors, "quotas": _quotas}, []),
         "UserCreate": _obj(_user_props, ["email", "password", "role"]),
         "UserUpdate": _obj({**{k: v for k, v in _user_props.items() if k != "email"}, "enabled": {"type": "boolean"}}, []),
         **copy.deepcopy(_account_bodies),

@@ -13,7 +13,8 @@ __all__ = ["api_event", "connector_event", "consumer_event", "org_event"]
 def org_event(org: dict[str, Any], op: str = "upsert") -> OutboxEvent:
     doc = None
     if op != "delete":
-        doc = {**{k: org[k] for k in ("id", "slug", "name", "enabled")}, "rate_limit": org.get("rate_limit")}
+        doc = {**{k: org[k] for k in ("id", "slug", "name", "enabled", "version")}, "rate_limit": org.get("rate_limit"),
+               "ip_restriction": org.get("ip_restriction"), "cors": org.get("cors")}
     return OutboxEvent("org", org["id"], org["slug"], org["version"], op, doc)
 
 

@@ -555,7 +555,8 @@ def build_openapi(settings: Settings) -> Schema:
         "/api/v1/orgs/{org}": {
             "parameters": [ORG],
             "get": _op("Get an organisation", {"200": _json(_ref("Org"), "organisation", True), **_errors("401", "404")}, tag="orgs"),
-            "patch": _op("Change an organisation (slug and enabled: global admin only)",
+            "patch": _op("Change an organisation (slug, enabled and quotas: global admin only); its APIs' rate_limit, "
+                         "ip_restriction and cors: its org admins too",
                          {"200": _json(_ref("Org"), "updated", True),
                           **_errors("400", "401", "403", "404", "409", "412", "413", "422")},
                          body="OrgUpdate", params=[_IF_MATCH], tag="orgs"),

@@ -30,10 +30,12 @@ async def current_config_events(conn: asyncpg.Connection) -> list[dict[str, Any]
     reflected = await last_id(conn)
     events: list[OutboxEvent] = []
     orgs = await list_orgs(conn)
-    policies = {str(r["id"]): r["rate_limit"] for r in await conn.fetch("SELECT id, rate_limit FROM organisations")}
+    fields = ("rate_limit", "ip_restriction", "cors")  # the policies its APIs follow (control/handlers/orgs.py)
+    policies = {str(r["id"]): r for r in await conn.fetch(f"SELECT id, {', '.join(fields)} FROM organisations")}
     for row in orgs:
-        rate_limit = policies.get(str(row["id"]))
-        events.append(org_event({**org_view(row), "rate_limit": json.loads(rate_limit) if rate_limit else None}))
+        policy = policies.get(str(row["id"]))
+        events.append(org_event({**org_view(row), **{k: json.loads(policy[k]) if policy and policy[k] else None
+                                                    for k in fields}}))
     for org in orgs:
         hashes = await credential_hashes(conn, str(org["id"]))
         for row in await CONSUMER.list(conn, str(org["id"])):

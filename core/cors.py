@@ -1,6 +1,7 @@
 """An API's CORS policy: which browser origins may call it, and with what (docs/cors.md).
 
-Control checks a policy with :func:`cors_errors` when an API is saved; ingress applies it
+An organisation's ``cors`` is the policy of its APIs that have none of their own (an API's replaces it
+whole). Control checks a policy with :func:`cors_errors` when an API or organisation is saved; ingress applies it
 (ingress/cors.py). Both read origin rules with the one grammar here, so what control accepts is
 exactly what ingress matches.
 
@@ -121,9 +122,10 @@ class CorsPolicy:
         return not self.any_origin
 
 
-def cors_errors(cors: dict[str, Any] | None, api_methods: Iterable[str]) -> list[FieldError]:
+def cors_errors(cors: dict[str, Any] | None, api_methods: Iterable[str] | None) -> list[FieldError]:
     """What the body schema cannot say about an API's ``cors``: the origin rules, ``*`` with
-    credentials, and methods the API does not take."""
+    credentials, and methods the API does not take (``api_methods`` None: an organisation's policy, for
+    APIs of any methods, whose methods are not checked)."""
     if not cors:
         return []
     errors: list[FieldError] = []
@@ -135,7 +137,7 @@ def cors_errors(cors: dict[str, Any] | None, api_methods: Iterable[str]) -> list
     if cors.get("credentials") and ANY_ORIGIN in origins:
         errors.append(FieldError("cors.credentials", "cannot be true with the origin *: browsers refuse it; "
                                                      "list the origins that may send credentials"))
-    taken = set(api_methods)
+    taken = set(api_methods) if api_methods is not None else {"*"}
     if "*" not in taken:
         for i, method in enumerate(cors.get("methods") or []):
             if method not in taken:

@@ -6,7 +6,9 @@ The request path only calls :meth:`ConfigSnapshot.resolve` and
 :meth:`ConfigSnapshot.connector`; where events come from does not matter to it.
 
 Documents (JSON in ConfigEvent.document):
-  org:       {"id", "slug", "name", "enabled", "rate_limit" (dict or null)}
+  org:       {"id", "slug", "name", "enabled", "version", "rate_limit" (dict or null),
+              "ip_restriction" (dict or null: applies to every API of it besides the API's own),
+              "cors" (dict or null: the policy of its APIs that have no "cors")}
   api:       {"id", "org" (slug), "org_id", "name", "protocol", "methods", "path",
               "connector" (id), "timeout_ms", "auth" (a jwt secret as "secret_sealed"),
               "rate_limit" (dict or null), "version", "enabled", "async_fallback", "idempotency_ttl_s",
@@ -170,6 +172,10 @@ class ConfigSnapshot:
         kind, id_, op = event["kind"], event["id"], event["op"]
         doc = json.loads(event["document"]) if event.get("document") else None
         if kind == "org":
+            if doc is not None:
+                # Ingress keeps what it compiles of an organisation per version of it (ingress/per_version.py):
+                # a document written before they carried one takes its event's.
+                doc.setdefault("version", event.get("version", 0))
             self._apply_org(id_, op, doc)
         elif kind == "api":
             self._apply_api(id_, op, doc)

@@ -6,7 +6,8 @@ For an API that takes a credential: refuse a source or credential that is blocke
 credential out of what is forwarded (it travels sealed, for processors only). Then, for every API,
 the rate limit (429 ``rate_limited``) with ``RateLimit-*`` headers on every answer.
 
-Before any of it, an API's ``ip_restriction`` (403 ``ip_not_allowed``).
+Before any of it, the organisation's ``ip_restriction``, then the API's (403 ``ip_not_allowed``, naming the
+one that refused): a caller must be admitted by both.
 
 Processors check again: this is where bad calls are turned away cheaply, not where trust is decided.
 A source address is the peer's, or behind a trusted proxy the one it saw (core/client_address.py).
@@ -33,6 +34,7 @@ from ingress.per_version import PerVersion
 __all__ = ["Admission", "EdgeAuth", "SourceBlocked"]
 
 _address_rules = PerVersion("ip_restriction", AddressRule.of)
+_org_address_rules = PerVersion("ip_restriction", AddressRule.of)
 
 
 class SourceBlocked(RateLimited):
@@ -67,11 +69,7 @@ class EdgeAuth:
         """Check the caller's address, authenticate and rate-limit one call; raises Unauthorized, Forbidden or
         RateLimited."""
         api, org = match.api, match.org
-        source = self.source(request)
-        rule = _address_rules.of(api)
-        if rule is not None and not rule.admits(source):
-            raise Forbidden(f"calls from {source[:64]} may not use this API", code="ip_not_allowed",
-                            fields=[FieldError("(address)", "is not admitted by the API's ip_restriction")])
+        source = self.check_address(request, org, api)
         # Hop-by-hop headers are dropped in egress (core/headers.py), except Proxy-Authorization: a credential
         # for the hop to us, which must not sit in clear on a topic.
         headers = with_forwarding([(k, v) for k, v in request.headers.items() if k.lower() != "proxy-authorization"],
@@ -100,6 +98,18 @@ class EdgeAuth:
         headers = without(headers, consumer_headers(api.get("auth") or {}))
         response_headers = await self.rate_limit(api, org, principal, source)
         return Admission(headers, query, credential, principal, response_headers)
+
+    def check_address(self, request: web.Request, org: dict[str, Any] | None, api: dict[str, Any] | None) -> str:
+        """The caller's address, once the organisation's ``ip_restriction`` and the API's (of those given) admit
+        it; else Forbidden naming the one that refused (deny wins at either)."""
+        source = self.source(request)
+        for doc, rules, whose, what in ((org, _org_address_rules, "the organisation's", "this organisation's APIs"),
+                                        (api, _address_rules, "the API's", "this API")):
+            rule = rules.of(doc) if doc is not None else None
+            if rule is not None and not rule.admits(source):
+                raise Forbidden(f"calls from {source[:64]} may not use {what}", code="ip_not_allowed",
+                                fields=[FieldError("(address)", f"is not admitted by {whose} ip_restriction")])
+        return source
 
     @staticmethod
     def subjects(org: dict[str, Any], source: str, credential: Credential | None) -> tuple[str, str]:

@@ -1,4 +1,5 @@
-"""CORS at the edge, for an API with a ``cors`` policy (core/cors.py, docs/cors.md).
+"""CORS at the edge, for an API with a ``cors`` policy (core/cors.py, docs/cors.md): its own, else its
+organisation's (the most specific wins, whole: an API's policy is never merged with the organisation's).
 
 Ingress answers a preflight itself, from the policy alone: a browser sends no credential with one, so it
 is neither authenticated nor counted against a rate limit, and nothing goes on the broker. On every other
@@ -27,11 +28,14 @@ REQUEST_HEADERS = "Access-Control-Request-Headers"
 _MAX_ASKED_HEADERS = 100
 _MAX_ECHO = 200  # of an origin, in an error message
 _policies = PerVersion("cors", CorsPolicy.of)
+_org_policies = PerVersion("cors", CorsPolicy.of)
 
 
-def policy_of(api: dict[str, Any]) -> CorsPolicy | None:
-    """The API's policy, parsed once per version of it."""
-    return _policies.of(api)
+def policy_of(api: dict[str, Any], org: dict[str, Any] | None) -> CorsPolicy | None:
+    """The policy the API follows: its own, else its organisation's; each parsed once per version of it."""
+    if api.get("cors"):
+        return _policies.of(api)
+    return _org_policies.of(org) if org is not None else None
 
 
 def preflight_method(request: web.Request) -> str | None:
@@ -47,10 +51,13 @@ def preflight_response(request: web.Request, policy: CorsPolicy, api_methods: li
     if not policy.allows(origin):
         raise Forbidden(f"pages of {origin[:_MAX_ECHO]!r} may not call this API", code="cors_origin_not_allowed",
                         fields=[FieldError("Origin", "is not among the API's cors.origins")])
-    methods = list(policy.methods) if policy.methods is not None else [m for m in api_methods if m != "*"]
+    # An organisation's policy may name methods an API does not take: pages are told only of the API's.
+    methods = [m for m in policy.methods if m in api_methods or "*" in api_methods] if policy.methods is not None \
+        else [m for m in api_methods if m != "*"]
     if asked not in methods and not (policy.methods is None and "*" in api_methods):
         raise Forbidden(f"{asked[:_MAX_ECHO]!r} is not a method browsers may use on this API", code="cors_method_not_allowed",
-                        fields=[FieldError(REQUEST_METHOD, f"must be one of {', '.join(methods)}")])
+                        fields=[FieldError(REQUEST_METHOD, f"must be one of {', '.join(methods)}" if methods
+                                          else "no method of this API is among cors.methods")])
     asked_headers = [h.strip() for h in request.headers.get(REQUEST_HEADERS, "").split(",") if h.strip()]
     if len(asked_headers) > _MAX_ASKED_HEADERS or not all(HEADER_NAME.fullmatch(h) for h in asked_headers):
         raise Forbidden("the preflight asks for headers that are not header names, or too many",

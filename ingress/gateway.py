@@ -80,7 +80,7 @@ class Gateway:
             asked = preflight_method(request)
             match = self._snapshot.resolve(org, request.method, path) if asked is None else self._preflight_match(org, asked, path)
             api_id = str(match.api.get("id") or NO_API)
-            policy = policy_of(match.api)
+            policy = policy_of(match.api, match.org)
             if policy is not None and asked is None:
                 request[POLICY_KEY] = policy  # a preflight's answer is made whole by preflight_response
             if asked is not None and policy is not None:
@@ -118,7 +118,7 @@ class Gateway:
         except MethodNotAllowed:
             pass
         else:
-            if policy_of(match.api) is not None:
+            if policy_of(match.api, match.org) is not None:
                 return match
         return self._snapshot.resolve(org, "OPTIONS", path)
 
@@ -218,16 +218,19 @@ class Gateway:
         if owner is None:
             raise gone
         api = self._snapshot.api(owner.api_id)
-        policy = policy_of(api) if api is not None else None
+        org = self._org_of(owner, api)
+        policy = policy_of(api, org) if api is not None else None
         if policy is not None:
             request[POLICY_KEY] = policy  # the page that made the call may read its result
         if owner.consumer is not None:
-            org = self._snapshot.orgs.get(owner.org)
             if api is None or org is None:
                 raise gone
             admission = await self._auth.admit(request, RouteMatch(org=org, api=api, connector=None, path_params={}))
             if admission.principal.consumer_id != owner.consumer:
                 raise gone
+        else:
+            # The result is the API's answer: an address that may not call the API may not read it either.
+            self._auth.check_address(request, org, api)
         wait_s = wait_seconds(parse_prefer(request.headers.getall("Prefer", [])), self._settings.async_max_wait_s)
         reply = await self._results.wait(correlation_id, wait_s)
         if reply is None:
@@ -239,12 +242,18 @@ class Gateway:
         CORS policy of the API that made the call."""
         owner = await self._owner(request.match_info["correlation_id"])
         api = self._snapshot.api(owner.api_id) if owner is not None else None
-        if api is None:
+        if owner is None or api is None:
             raise NotFound("no result at this location: unknown, expired, or not yours", code="result_not_found")
-        policy, asked = policy_of(api), preflight_method(request)
+        policy, asked = policy_of(api, self._org_of(owner, api)), preflight_method(request)
         if policy is None or asked is None:
             raise MethodNotAllowed("a result's location takes GET", headers={"Allow": "GET"})
         return preflight_response(request, policy, ["GET"], asked)
+
+    def _org_of(self, owner: Owner, api: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The organisation of a result's call: its API's (by the slug it has now, should it have changed since),
+        else the one the call was made in."""
+        slug = str(api.get("org") or owner.org) if api is not None else owner.org
+        return self._snapshot.orgs.get(slug)
 
     async def _owner(self, correlation_id: str) -> Owner | None:
         """Who may read the result at this location (None: no such location; a malformed id is never looked up)."""

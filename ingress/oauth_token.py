@@ -5,6 +5,8 @@ The client authenticates with HTTP Basic (``client_id:client_secret``, RFC 6749 
 token (:func:`core.callerauth.oauth2.issue`) for the scopes requested that the client has. Failures
 count against the client id and the source address like every other credential at the edge.
 Errors carry RFC 6749's ``error`` and ``error_description`` besides Junction's ``code`` and ``message``.
+The organisation's ``ip_restriction`` applies here as to its APIs (403 ``ip_not_allowed``, before the body is
+read); an API's own cannot, as a token is not for one API.
 """
 from __future__ import annotations
 
@@ -42,11 +44,11 @@ class TokenEndpoint:
         org = self._snapshot.orgs.get(slug)
         if org is None or org.get("enabled") is False:
             raise NotFound(f"unknown organisation {slug!r}", code="org_not_found")
+        source = self._edge.check_address(request, org, None)
         form = await self._form(request)
         if form.get("grant_type") != "client_credentials":
             raise _oauth_error(ClientError, "unsupported_grant_type", "only grant_type=client_credentials is supported")
         client_id, secret = self._client(request, form, slug)
-        source = self._edge.source(request)
         credential = Credential(oauth2.NAME, secret, client_id[:128])
         subjects = self._edge.subjects(org, source, credential)
         await self._edge.refuse_if_blocked(*subjects)

@@ -1,4 +1,4 @@
-"""Settings of an API parsed once per version of it, not once per call."""
+"""Settings of an API, or of an organisation, parsed once per version of it, not once per call."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -11,7 +11,8 @@ _MAX_KEPT = 10_000  # versions; past it, everything is parsed again (cheap) rath
 
 
 class PerVersion(Generic[T]):
-    """``make(api[field])`` for an API whose ``field`` is set, else None."""
+    """``make(api[field])`` for an API (or organisation) whose ``field`` is set, else None. Keep one per kind
+    of document: the cache is by id and version."""
 
     def __init__(self, field: str, make: Callable[[Any], T]) -> None:
         self._field = field

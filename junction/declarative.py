@@ -10,8 +10,9 @@ deletes what the document does not name. It prints the plan; ``--dry-run`` stops
 document again changes nothing, so a deployment script can apply it on every run.
 
 - A field left out of an entry is left as it is on the server; an export writes every field.
-- The organisation's default ``rate_limit`` (an org admin's to set) is a field of the document; its quotas,
-  slug and ``enabled`` (a global admin's) are not.
+- The organisation's caller policies for all of its APIs (an org admin's to set): its default ``rate_limit``,
+  ``ip_restriction`` and default ``cors``, are fields of the document; its quotas, slug and ``enabled`` (a
+  global admin's) are not.
 - A consumer is its name and whether it is enabled. Its credentials (API keys, a basic password, OAuth
   clients) are kept only as hashes and are never in a document: issue them in each organisation.
 - A rule's webhook secret is never exported (``webhook_secret_set`` says there is one): give it as
@@ -74,8 +75,8 @@ CONSUMER_FIELDS = ("name", "enabled", "tags", "rate_limit")
 # Read-only fields of a view, which a document may repeat: never a difference.
 SECRET_SET = "webhook_secret_set"
 READ_ONLY = frozenset({SECRET_SET})
-# The organisation's own settings a document holds (an org admin's to change): the default rate limit of its APIs.
-ORG_FIELDS = ("rate_limit",)
+# The organisation's own settings a document holds (an org admin's to change): the policies of its APIs.
+ORG_FIELDS = ("rate_limit", "ip_restriction", "cors")
 # How a plan's messages name each kind.
 LABELS = {"connectors": "connector", "consumers": "consumer", "apis": "API", "alert_rules": "alert rule"}
 # A reference as a document holds it: (the kind it names, where in the entry, the name or id) -> what to keep.

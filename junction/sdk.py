@@ -44,7 +44,9 @@ class Org(TypedDict, total=False):
     slug: str
     name: str
     enabled: bool
-    rate_limit: dict[str, Any] | None  # {"requests", "per_seconds", "by"}
+    rate_limit: dict[str, Any] | None  # {"requests", "per_seconds", "by"}: the default of its APIs
+    ip_restriction: dict[str, Any] | None  # every API of it applies it, besides its own (docs/auth.md)
+    cors: dict[str, Any] | None  # the policy of its APIs without one of their own (docs/cors.md)
     quotas: dict[str, int]  # the deployment's quotas as they apply to it
     version: int
     created_at: str
@@ -452,6 +454,8 @@ class JunctionClient:
         return cast(Org, await self.request("GET", f"/orgs/{path_segment(org)}"))
 
     async def update_org(self, org: str, *, if_version: int | None = None, **fields: Any) -> Org:
+        """Change the fields given (``OrgUpdate``: ``name``, ``rate_limit``, ``ip_restriction``, ``cors``, and
+        for a global admin ``slug``, ``enabled`` and ``quotas``); None removes a policy."""
         return cast(Org, await self.request("PATCH", f"/orgs/{path_segment(org)}", fields, headers=_etag(if_version)))
 
     async def delete_org(self, org: str, *, if_version: int | None = None) -> None:

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from ingress.app import SNAPSHOT, create_app
 from bench.procs import wait_http_ok  # one copy: bench may not import tests, tests may import bench
 from junction.broker import die_with_parent, free_port
 
-__all__ = ["IngressInstance", "ProcessorsProcess", "Stage", "alive", "descendants", "serving", "wait_http_ok", "wait_until"]
+__all__ = ["IngressInstance", "ProcessorsProcess", "Stage", "alive", "descendants", "serving", "serving_handler", "wait_http_ok", "wait_until"]
 
 
 @contextlib.asynccontextmanager
@@ -43,6 +43,15 @@ async def serving(app: web.Application, host: str = "127.0.0.1") -> AsyncIterato
 
 
 @contextlib.asynccontextmanager
+async def serving_handler(handle: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> AsyncIterator[str]:
+    """``handle`` answering every method and path, served as :func:`serving` does; yields its base URL."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    async with serving(app) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
 async def header_recorder(header: str) -> AsyncIterator[tuple[str, list[str]]]:
     """An upstream on loopback that answers ``{"ok": true}`` and records ``header`` of every call it
     receives (empty when absent); yields its base URL and the list of values, in arrival order."""
@@ -52,9 +61,7 @@ async def header_recorder(header: str) -> AsyncIterator[tuple[str, list[str]]]:
         seen.append(request.headers.get(header, ""))
         return web.json_response({"ok": True})
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", record)
-    async with serving(app) as url:
+    async with serving_handler(record) as url:
         yield url, seen
 
 

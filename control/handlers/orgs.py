@@ -1,8 +1,10 @@
 """Organisations: /api/v1/orgs and /api/v1/orgs/{org}.
 
 Besides slug, name and enabled, an organisation has a policy: a default
-``rate_limit`` for its APIs and ``quotas`` overriding the deployment's
-(global admins only). :func:`org_policy` reads it for the other handlers.
+``rate_limit`` for its APIs, an ``ip_restriction`` every API of it applies
+besides its own, a default ``cors`` for its APIs without one (an org admin's
+to set, as the rate limit), and ``quotas`` overriding the deployment's (global
+admins only). :func:`org_policy` reads it for the other handlers.
 """
 from __future__ import annotations
 
@@ -17,10 +19,12 @@ from control.documents import api_event, connector_event, consumer_event, org_ev
 from control.handlers.common import body, org_for, principal, record, reply, state
 from control.handlers.paging import one_page, page_query
 from control.store.consumers import CONSUMER, credential_hashes
-from control.store.orgs import delete_org, insert_org, org_view, page_orgs, update_org
+from control.store.orgs import POLICY_COLS, delete_org, insert_org, org_view, page_orgs, update_org
 from control.store.resources import API, CONNECTOR, resource_view
-from control.validation import is_uuid
+from control.validation import is_uuid, raise_if
 from control.versions import check_if_match
+from core.client_address import address_rule_errors
+from core.cors import cors_errors
 from core.errors import Conflict, FieldError, InvalidInput
 
 __all__ = ["org_policy", "routes"]
@@ -41,14 +45,25 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+# Caller policies of the organisation's APIs, each an org admin's to set, and null to remove.
+CALLER_POLICIES = ("rate_limit", "ip_restriction", "cors")
+
+
 def _policy_of(row: Any) -> dict[str, Any]:
-    return {"rate_limit": _json(row["rate_limit"]), "quotas": _json(row["quotas"])}
+    return {**{k: _json(row[k]) for k in CALLER_POLICIES}, "quotas": _json(row["quotas"])}
 
 
 async def org_policy(conn: asyncpg.Connection, org_id: str) -> dict[str, Any]:
-    """``{"rate_limit": {...} or None, "quotas": {overrides}}`` of one organisation."""
-    row = await conn.fetchrow("SELECT rate_limit, quotas FROM organisations WHERE id = $1", org_id)
-    return _policy_of(row) if row else {"rate_limit": None, "quotas": {}}
+    """``{"rate_limit", "ip_restriction", "cors": {...} or None, "quotas": {overrides}}`` of one organisation."""
+    row = await conn.fetchrow(f"SELECT {POLICY_COLS} FROM organisations WHERE id = $1", org_id)
+    return _policy_of(row) if row else {**dict.fromkeys(CALLER_POLICIES), "quotas": {}}
+
+
+def _check_policies(data: dict[str, Any]) -> None:
+    """What the body schema cannot say about the organisation's ``ip_restriction`` and ``cors``: the checks
+    of an API's own, but for methods, which differ from API to API (a method an API does not take is never
+    allowed on it)."""
+    raise_if(address_rule_errors(data.get("ip_restriction")) + cors_errors(data.get("cors"), None))
 
 
 async def with_policy(conn: asyncpg.Connection, org: dict[str, Any]) -> dict[str, Any]:
@@ -90,6 +105,7 @@ async def patch(request: web.Request) -> web.Response:
     data = await body(request, "OrgUpdate")
     if "slug" in data:
         _check_slug(data["slug"])
+    _check_policies(data)
     if ("slug" in data or "enabled" in data or "quotas" in data):
         # The slug is the ingress URL prefix, enabled switches all traffic and
         # quotas bound what the organisation may hold: platform decisions, so
@@ -98,15 +114,17 @@ async def patch(request: web.Request) -> web.Response:
     async with state(request).db.acquire() as conn, conn.transaction():
         before = await with_policy(conn, org_view(await org_for(conn, request, write=True, lock=True)))
         check_if_match(request.headers.get("If-Match"), before["version"])
-        merged = {k: data.get(k, before[k]) for k in ("slug", "name", "enabled", "rate_limit")}
+        merged = {k: data.get(k, before[k]) for k in ("slug", "name", "enabled", *CALLER_POLICIES)}
         quotas = {k: v for k, v in {**before["quotas"], **data.get("quotas", {})}.items() if v is not None}
         if all(merged[k] == before[k] for k in merged) and quotas == before["quotas"]:
             return reply(before, version=before["version"])
         try:
             async with conn.transaction():
                 row = await update_org(conn, before["id"], merged["slug"], merged["name"], merged["enabled"])
-                await conn.execute("UPDATE organisations SET rate_limit = $2::jsonb, quotas = $3::jsonb WHERE id = $1",
-                                   before["id"], json.dumps(merged["rate_limit"]), json.dumps(quotas))
+                await conn.execute("UPDATE organisations SET rate_limit = $2::jsonb, quotas = $3::jsonb,"
+                                   " ip_restriction = $4::jsonb, cors = $5::jsonb WHERE id = $1",
+                                   before["id"], json.dumps(merged["rate_limit"]), json.dumps(quotas),
+                                   json.dumps(merged["ip_restriction"]), json.dumps(merged["cors"]))
                 after = await with_policy(conn, org_view(row))
         except asyncpg.UniqueViolationError:
             raise Conflict(f"slug {merged['slug']!r} is taken", code="slug_taken",

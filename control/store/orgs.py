@@ -8,10 +8,12 @@ import asyncpg
 from control.store.keyset import Keyset, Position
 from control.validation import is_uuid
 
-__all__ = ["delete_org", "find_org", "insert_org", "list_orgs", "lock_org", "org_view", "page_orgs", "update_org"]
+__all__ = ["POLICY_COLS", "delete_org", "find_org", "insert_org", "list_orgs", "lock_org", "org_view", "page_orgs", "update_org"]
 
 _COLS = "id, slug, name, enabled, version, created_at, updated_at"
 _PAGE = Keyset("created_at")
+# An organisation's policy: defaults and additions for all of its APIs, and quotas (control/handlers/orgs.py).
+POLICY_COLS = "rate_limit, quotas, ip_restriction, cors"
 
 
 def org_view(row: asyncpg.Record) -> dict[str, Any]:
@@ -53,7 +55,7 @@ async def page_orgs(conn: asyncpg.Connection, only_id: str | None, limit: int,
     position ``after``; ``only_id``: that one only (what an organisation's own users may list)."""
     args: list[Any] = [only_id]
     return await conn.fetch(
-        f"SELECT {_COLS}, rate_limit, quotas FROM organisations"
+        f"SELECT {_COLS}, {POLICY_COLS} FROM organisations"
         f" WHERE ($1::uuid IS NULL OR id = $1::uuid) AND {_PAGE.after(after, args)} {_PAGE.order(limit, args)}", *args)
 
 

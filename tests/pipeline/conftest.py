@@ -4,6 +4,7 @@ them), and upstream servers on loopback."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -120,7 +121,10 @@ async def _replace_egress(egress: dict[str, Any], worker: EgressWorker) -> None:
     stopped = time.monotonic()
     await worker.start()
     await worker.wait_assigned(timeout_s=45)
-    print(f"egress replaced: stopped in {stopped - started:.1f} s, serving {time.monotonic() - stopped:.1f} s later")
+    took = f"egress replaced: stopped in {stopped - started:.1f} s, serving {time.monotonic() - stopped:.1f} s later"
+    print(took)
+    if time.monotonic() - started > 10:  # shown in the run's log even when the test passes: a swap costs 2-3 s
+        sys.__stderr__.write(f"\nslow {took}\n")
 
 
 @dataclass

@@ -17,7 +17,7 @@ from aiohttp import web
 from core.settings import InvalidConfiguration, Settings
 from ingress.app import create_app
 from tests.control_support import assert_api_field_refused
-from tests.support import IngressInstance, serving, wait_until
+from tests.support import IngressInstance, serving_handler, wait_until
 
 
 class Recording:
@@ -34,9 +34,7 @@ async def recording() -> AsyncIterator[Recording]:
         found.seen[request.query.get("t", "")] = list(request.headers.items())
         return web.json_response({"ok": True})
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    async with serving(app) as url:
+    async with serving_handler(handle) as url:
         found.url = url
         yield found
 

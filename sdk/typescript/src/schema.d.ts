@@ -478,7 +478,7 @@ export interface paths {
         delete: operations["deleteOrgsOrg"];
         options?: never;
         head?: never;
-        /** Change an organisation (slug and enabled: global admin only) */
+        /** Change an organisation (slug, enabled and quotas: global admin only); its APIs' rate_limit, ip_restriction and cors: its org admins too */
         patch: operations["patchOrgsOrg"];
         trace?: never;
     };
@@ -3297,10 +3297,32 @@ export interface components {
             scopes?: string[];
         };
         Org: {
+            /** @description the CORS policy of the organisation's APIs that have no cors of their own (an API's own replaces it whole; docs/cors.md); its methods are checked against each API's when a page asks; null removes it */
+            cors?: {
+                /** @description pages may send cookies and HTTP authentication (credentials: 'include'); default false */
+                credentials?: boolean;
+                /** @description response headers pages may read besides the CORS-safelisted ones (such as X-Correlation-Id) */
+                exposed_headers?: string[];
+                /** @description request headers pages may send besides the CORS-safelisted ones (default: any a preflight asks for) */
+                headers?: string[];
+                /** @description how long a browser may keep a preflight's answer (default: the browser's) */
+                max_age_s?: number;
+                /** @description methods pages may use (default: the API's) */
+                methods?: ("DELETE" | "GET" | "HEAD" | "OPTIONS" | "PATCH" | "POST" | "PUT")[];
+                /** @description origins as browsers send them (scheme://host[:port], lowercase, no path), https://*.example.com for every subdomain of example.com, or * for any page (not with credentials) */
+                origins: string[];
+            } | null;
             /** Format: date-time */
             created_at: string;
             enabled: boolean;
             id: string;
+            /** @description the callers' addresses every API of the organisation admits, besides each API's own ip_restriction: a call must be admitted by both (403 ip_not_allowed, naming the level that refused); null removes it */
+            ip_restriction?: {
+                /** @description addresses or networks (203.0.113.7, 10.0.0.0/8, 2001:db8::/32) */
+                allow?: string[];
+                /** @description addresses or networks refused, even when allow has them */
+                deny?: string[];
+            } | null;
             name: string;
             quotas?: Record<string, never>;
             /** @description at most `requests` calls per `per_seconds` seconds for each `by`; null removes it */
@@ -3334,7 +3356,29 @@ export interface components {
             to: string;
         };
         OrgUpdate: {
+            /** @description the CORS policy of the organisation's APIs that have no cors of their own (an API's own replaces it whole; docs/cors.md); its methods are checked against each API's when a page asks; null removes it */
+            cors?: {
+                /** @description pages may send cookies and HTTP authentication (credentials: 'include'); default false */
+                credentials?: boolean;
+                /** @description response headers pages may read besides the CORS-safelisted ones (such as X-Correlation-Id) */
+                exposed_headers?: string[];
+                /** @description request headers pages may send besides the CORS-safelisted ones (default: any a preflight asks for) */
+                headers?: string[];
+                /** @description how long a browser may keep a preflight's answer (default: the browser's) */
+                max_age_s?: number;
+                /** @description methods pages may use (default: the API's) */
+                methods?: ("DELETE" | "GET" | "HEAD" | "OPTIONS" | "PATCH" | "POST" | "PUT")[];
+                /** @description origins as browsers send them (scheme://host[:port], lowercase, no path), https://*.example.com for every subdomain of example.com, or * for any page (not with credentials) */
+                origins: string[];
+            } | null;
             enabled?: boolean;
+            /** @description the callers' addresses every API of the organisation admits, besides each API's own ip_restriction: a call must be admitted by both (403 ip_not_allowed, naming the level that refused); null removes it */
+            ip_restriction?: {
+                /** @description addresses or networks (203.0.113.7, 10.0.0.0/8, 2001:db8::/32) */
+                allow?: string[];
+                /** @description addresses or networks refused, even when allow has them */
+                deny?: string[];
+            } | null;
             name?: string;
             /** @description overrides of the deployment's quotas (global admin only); null returns one to the default */
             quotas?: {
