@@ -14,7 +14,7 @@ import { DashboardPage } from "./pages/Dashboard";
 import { DeadLettersPage } from "./pages/DeadLetters";
 import { LoginPage } from "./pages/Login";
 import { LogsPage } from "./pages/Logs";
-import { OrgsPage } from "./pages/Orgs";
+import { OrgPoliciesPage, OrgsPage } from "./pages/Orgs";
 import { ReplayPage, ReplaysPage } from "./pages/Replays";
 import { InstancesPage } from "./pages/Instances";
 import { SecurityEventsPage } from "./pages/SecurityEvents";
@@ -50,6 +50,7 @@ export function App() {
             <Route path="consumers" element={<ConsumersPage />} />
             <Route path="consumers/:id" element={<ConsumerPage />} />
             <Route path="users" element={<UsersPage />} />
+            <Route path="policies" element={<OrgPoliciesPage />} />
             <Route path="audit" element={<AuditPage />} />
             <Route path="dashboard" element={<DashboardPage />} />
             <Route path="logs" element={<LogsPage />} />
@@ -135,6 +136,7 @@ function Layout() {
     ["connectors", "Connectors"],
     ["consumers", "Consumers"],
     ["users", "Users"],
+    ["policies", "Caller policies"],
     ["audit", "Audit log"],
     ["dashboard", "Dashboard"],
     ["logs", "Request logs"],

@@ -3,6 +3,7 @@ import type { Api, ApiCreate, ApiUpdate, Connector, JunctionClient } from "@junc
 import { useMemo, useState, type FormEvent } from "react";
 import { Link, useLocation, useNavigate, useParams } from "react-router";
 import { AppliedStatus } from "../components/Applied";
+import { commaList, CorsOriginsField, RateLimitFields, rateLimitBody, rateLimitForm, type RateLimitForm } from "../components/Policies";
 import { VersionsPanel } from "../components/Versions";
 import { useSession } from "../session";
 import {
@@ -138,17 +139,13 @@ interface ApiForm {
   /** every mode but none: the consumers allowed (empty: all) and the header naming the consumer upstream */
   consumers: string[];
   consumer_header: string;
-  limit_on: boolean;
-  requests: string;
-  per_seconds: string;
-  by: "consumer" | "api" | "org" | "ip";
+  rate_limit: RateLimitForm;
   cors_origins: string;
   enabled: boolean;
 }
 
 function formOf(api?: Api): ApiForm {
   const auth = api?.auth ?? { mode: "none" };
-  const rl = api?.rate_limit;
   return {
     name: api?.name ?? "",
     description: api?.description ?? "",
@@ -171,10 +168,7 @@ function formOf(api?: Api): ApiForm {
     consumer_claim: auth.consumer_claim ?? "",
     consumers: auth.consumers ?? [],
     consumer_header: auth.consumer_header ?? "",
-    limit_on: !!rl,
-    requests: rl?.requests ? String(rl.requests) : "",
-    per_seconds: rl?.per_seconds ? String(rl.per_seconds) : "",
-    by: rl?.by ?? "consumer",
+    rate_limit: rateLimitForm(api?.rate_limit),
     cors_origins: (api?.cors?.origins ?? []).join(", "),
     enabled: api?.enabled ?? true,
   };
@@ -229,10 +223,10 @@ function bodyOf(f: ApiForm, original?: Api): ApiCreate {
     connector: f.connector,
     auth,
     enabled: f.enabled,
-    rate_limit: f.limit_on ? { requests: num(f.requests), per_seconds: num(f.per_seconds), by: f.by } : null,
+    rate_limit: rateLimitBody(f.rate_limit),
   };
   // The form edits the origins; the policy's other settings (methods, headers…) are kept.
-  const origins = f.cors_origins.split(",").map((o) => o.trim()).filter(Boolean);
+  const origins = commaList(f.cors_origins);
   if (origins.length) body.cors = { ...(original?.cors ?? {}), origins };
   else if (original?.cors) body.cors = null;
   if (f.description || original) body.description = f.description;
@@ -467,40 +461,9 @@ function ApiFormView(props: {
       {f.mode !== "none" && authRest.length > 0 && (
         <div className="field-error wide">{authRest.map((x) => `${x.field}: ${x.message}`).join("; ")}</div>
       )}
-      <fieldset className={`field wide${fieldError(err, "rate_limit") ? " invalid" : ""}`}>
-        <legend>Rate limit</legend>
-        <label className="check">
-          <input type="checkbox" disabled={ro} checked={f.limit_on} onChange={(e) => upd("limit_on", e.target.checked)} />
-          Limit the calls to this API
-        </label>
-        {f.limit_on && (
-          <div className="row">
-            <Field label="Requests" error={fieldError(err, "rate_limit.requests")}>
-              {(p) => <input {...p} inputMode="numeric" readOnly={ro} value={f.requests} onChange={(e) => upd("requests", e.target.value)} />}
-            </Field>
-            <Field label="Per seconds" error={fieldError(err, "rate_limit.per_seconds")}>
-              {(p) => <input {...p} inputMode="decimal" readOnly={ro} value={f.per_seconds} onChange={(e) => upd("per_seconds", e.target.value)} />}
-            </Field>
-            <Field label="For each" error={fieldError(err, "rate_limit.by")}>
-              {(p) => (
-                <select {...p} disabled={ro} value={f.by} onChange={(e) => upd("by", e.target.value as ApiForm["by"])}>
-                  <option value="consumer">consumer</option>
-                  <option value="api">API (all callers)</option>
-                  <option value="org">organisation</option>
-                  <option value="ip">client address</option>
-                </select>
-              )}
-            </Field>
-          </div>
-        )}
-        {fieldError(err, "rate_limit") && !/rate_limit\./.test(fieldError(err, "rate_limit") ?? "") && (
-          <div className="field-error">{fieldError(err, "rate_limit")}</div>
-        )}
-      </fieldset>
-      <Field label="Browser origins (CORS)" error={fieldError(err, "cors")} className="wide"
-        hint="pages of these origins may call the API: comma separated, e.g. https://app.example.com, https://*.example.com (docs/cors.md)">
-        {(p) => <input {...p} readOnly={ro} value={f.cors_origins} onChange={(e) => upd("cors_origins", e.target.value)} />}
-      </Field>
+      <RateLimitFields value={f.rate_limit} onChange={(v) => upd("rate_limit", v)} error={err} readOnly={ro}
+        checkLabel="Limit the calls to this API" />
+      <CorsOriginsField value={f.cors_origins} onChange={(text) => upd("cors_origins", text)} error={fieldError(err, "cors")} readOnly={ro} />
       <label className="check wide">
         <input type="checkbox" disabled={ro} checked={f.enabled} onChange={(e) => upd("enabled", e.target.checked)} />
         Enabled (callers may use it)
