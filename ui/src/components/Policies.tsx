@@ -4,6 +4,7 @@
  * show the API's 422 `fields` beside the input they name. */
 import { JunctionError } from "@junction/sdk";
 import type { Org } from "@junction/sdk";
+import { useId, type ReactNode } from "react";
 import { Field, fieldError, num } from "../ui";
 
 export type RateLimit = NonNullable<Org["rate_limit"]>;
@@ -127,9 +128,10 @@ export function ipRestrictionBody(f: IpRestrictionForm): IpRestriction | null {
   return { ...(allow.length ? { allow } : {}), ...(deny.length ? { deny } : {}) };
 }
 
-/** Allowed and denied addresses or networks, one a line; a refused entry's message names it. */
+/** Allowed and denied addresses or networks, one a line; a refused entry's message names it. `note`: a line
+ * under the legend (an API's form says how its rule goes with the organisation's). */
 export function IpRestrictionFields(props: {
-  value: IpRestrictionForm; onChange: (f: IpRestrictionForm) => void; error: unknown; readOnly?: boolean;
+  value: IpRestrictionForm; onChange: (f: IpRestrictionForm) => void; error: unknown; readOnly?: boolean; note?: ReactNode;
 }) {
   const { value: f, error: err, readOnly: ro } = props;
   // An entry's error marks its own field; the fieldset is marked for an error of the policy as a whole.
@@ -137,6 +139,7 @@ export function IpRestrictionFields(props: {
   return (
     <fieldset className={`field wide${whole ? " invalid" : ""}`}>
       <legend>IP restriction</legend>
+      {props.note && <p className="hint policy-note">{props.note}</p>}
       <div className="row two">
         <Field label="Allowed addresses" error={listError(err, "ip_restriction.allow", linesOf(f.allow))}
           hint="only these may call: one address or network a line, e.g. 10.0.0.0/8, 203.0.113.7, 2001:db8::/32 (empty: anyone)">
@@ -179,12 +182,18 @@ export function corsForm(cors: Cors | null | undefined): CorsForm {
   };
 }
 
+/** The methods checked, as they are sent: in the order of CORS_METHODS, whatever the order they were checked
+ * in (a 422's `cors.methods[i]` is an index into this list). */
+export function corsMethods(f: CorsForm): CorsMethod[] {
+  return CORS_METHODS.filter((m) => f.methods.includes(m));
+}
+
 /** The whole `cors` policy to send (it replaces the stored one), or null when no origin is given. */
 export function corsBody(f: CorsForm): Cors | null {
   const origins = commaList(f.origins);
   if (!origins.length) return null;
   const cors: Record<string, unknown> = { origins };
-  if (f.methods.length) cors.methods = CORS_METHODS.filter((m) => f.methods.includes(m));
+  if (f.methods.length) cors.methods = corsMethods(f);
   if (commaList(f.headers).length) cors.headers = commaList(f.headers);
   if (commaList(f.exposed_headers).length) cors.exposed_headers = commaList(f.exposed_headers);
   if (f.credentials) cors.credentials = true;
@@ -206,31 +215,42 @@ export function CorsOriginsField(props: {
   );
 }
 
-/** A whole CORS policy: origins, methods, request and exposed headers, credentials, max age. */
+/** A whole CORS policy: origins, methods, request and exposed headers, credentials, max age. The labels and
+ * hints default to an organisation's policy; an API's form names its own (`legend`, `originsLabel`,
+ * `methodsLegend`, `methodsHint`) and says how its policy goes with the organisation's (`note`). */
 export function CorsFields(props: {
   value: CorsForm; onChange: (f: CorsForm) => void; error: unknown; readOnly?: boolean; originsHint?: string;
+  legend?: string; originsLabel?: string; methodsLegend?: string; methodsHint?: string; note?: ReactNode;
 }) {
   const { value: f, error: err, readOnly: ro } = props;
   const set = (patch: Partial<CorsForm>) => props.onChange({ ...f, ...patch });
-  const methodsError = listError(err, "cors.methods", f.methods);
+  const sent = corsMethods(f);
+  const methodsErrorId = useId();
+  const methodsError = listError(err, "cors.methods", sent);
+  // The methods a 422 refused (`cors.methods[i]`), marked on their own check boxes.
+  const refused = new Set(err instanceof JunctionError
+    ? err.fields.map((x) => x.field.match(/^cors\.methods\[(\d+)\]$/)?.[1]).filter((i) => i !== undefined).map((i) => sent[Number(i)])
+    : []);
   const whole = restError(err, "cors", ["origins", "methods", "headers", "exposed_headers", "max_age_s", "credentials"]);
   return (
     <fieldset className={`field wide${whole ? " invalid" : ""}`}>
-      <legend>Browser origins (CORS)</legend>
-      <CorsOriginsField label="Origins" value={f.origins} onChange={(origins) => set({ origins })} readOnly={ro}
+      <legend>{props.legend ?? "Browser origins (CORS)"}</legend>
+      {props.note && <p className="hint policy-note">{props.note}</p>}
+      <CorsOriginsField label={props.originsLabel ?? "Origins"} value={f.origins} onChange={(origins) => set({ origins })} readOnly={ro}
         error={listError(err, "cors.origins", commaList(f.origins))}
         hint={props.originsHint ?? "pages of these origins may call: comma separated, e.g. https://app.example.com, https://*.example.com, or * (empty: no policy)"} />
       <fieldset className={`field wide methods${methodsError ? " invalid" : ""}`}>
-        <legend>Methods</legend>
+        <legend>{props.methodsLegend ?? "Methods"}</legend>
         {CORS_METHODS.map((m) => (
-          <label key={m} className="check">
-            <input type="checkbox" disabled={ro} checked={f.methods.includes(m)}
+          <label key={m} className={`check${refused.has(m) ? " refused" : ""}`}>
+            <input type="checkbox" disabled={ro} checked={f.methods.includes(m)} aria-invalid={refused.has(m) ? true : undefined}
+              aria-describedby={refused.has(m) ? methodsErrorId : undefined}
               onChange={(e) => set({ methods: e.target.checked ? [...f.methods, m] : f.methods.filter((x) => x !== m) })} />
             {m}
           </label>
         ))}
-        <div className="hint">none checked: each API's own methods</div>
-        {methodsError && <div className="field-error">{methodsError}</div>}
+        <div className="hint">{props.methodsHint ?? "none checked: each API's own methods"}</div>
+        {methodsError && <div className="field-error" id={methodsErrorId}>{methodsError}</div>}
       </fieldset>
       <div className="row two">
         <Field label="Request headers" error={listError(err, "cors.headers", commaList(f.headers))}

@@ -3,7 +3,10 @@ import type { Api, ApiCreate, ApiUpdate, Connector, JunctionClient } from "@junc
 import { useMemo, useState, type FormEvent } from "react";
 import { Link, useLocation, useNavigate, useParams } from "react-router";
 import { AppliedStatus } from "../components/Applied";
-import { commaList, CorsOriginsField, RateLimitFields, rateLimitBody, rateLimitForm, type RateLimitForm } from "../components/Policies";
+import {
+  corsBody, CorsFields, corsForm, IpRestrictionFields, ipRestrictionBody, ipRestrictionForm, RateLimitFields, rateLimitBody,
+  rateLimitForm, type CorsForm, type IpRestrictionForm, type RateLimitForm,
+} from "../components/Policies";
 import { VersionsPanel } from "../components/Versions";
 import { useSession } from "../session";
 import {
@@ -140,7 +143,10 @@ interface ApiForm {
   consumers: string[];
   consumer_header: string;
   rate_limit: RateLimitForm;
-  cors_origins: string;
+  /** the API's own ip_restriction (both lists empty: none), applied besides the organisation's */
+  ip_restriction: IpRestrictionForm;
+  /** the API's own CORS policy (no origin: none, and the organisation's applies), replacing the organisation's whole */
+  cors: CorsForm;
   enabled: boolean;
 }
 
@@ -169,7 +175,8 @@ function formOf(api?: Api): ApiForm {
     consumers: auth.consumers ?? [],
     consumer_header: auth.consumer_header ?? "",
     rate_limit: rateLimitForm(api?.rate_limit),
-    cors_origins: (api?.cors?.origins ?? []).join(", "),
+    ip_restriction: ipRestrictionForm(api?.ip_restriction),
+    cors: corsForm(api?.cors),
     enabled: api?.enabled ?? true,
   };
 }
@@ -224,11 +231,10 @@ function bodyOf(f: ApiForm, original?: Api): ApiCreate {
     auth,
     enabled: f.enabled,
     rate_limit: rateLimitBody(f.rate_limit),
+    // Each whole, as the form shows it: null when empty (no rule, no policy of the API's own).
+    ip_restriction: ipRestrictionBody(f.ip_restriction),
+    cors: corsBody(f.cors),
   };
-  // The form edits the origins; the policy's other settings (methods, headers…) are kept.
-  const origins = commaList(f.cors_origins);
-  if (origins.length) body.cors = { ...(original?.cors ?? {}), origins };
-  else if (original?.cors) body.cors = null;
   if (f.description || original) body.description = f.description;
   const timeout = num(f.timeout_ms);
   if (timeout !== undefined) body.timeout_ms = timeout;
@@ -240,7 +246,15 @@ const AUTH_FIELDS = ["in", "name", "issuer", "audience", "jwks_url", "secret", "
   "scopes", "consumer_header", "consumers"];
 
 const CLAIMED = ["name", "description", "tags", "protocol", "methods", "path", "connector", "timeout_ms", "auth", "rate_limit",
-  "cors", "enabled"];
+  "ip_restriction", "cors", "enabled"];
+
+/** The methods an API answers at its path, which are all its CORS policy may name: a SOAP API answers GET too
+ * (its ?wsdl), as control/soap_api.py `routed_methods` says. */
+export function routedMethods(f: Pick<ApiForm, "methods" | "protocol">): string[] {
+  const methods = METHODS.filter((m) => f.methods.includes(m)) as string[];
+  if (f.protocol === "soap" && !methods.includes("GET") && !methods.includes("*")) methods.push("GET");
+  return methods;
+}
 
 export function ApiEditPage() {
   const { org = "", id } = useParams();
@@ -315,6 +329,8 @@ function ApiFormView(props: {
   }
 
   const ro = props.readOnly;
+  const policies = `/orgs/${props.org}/policies`;
+  const taken = routedMethods(f);
   // The auth errors no auth field of the form shows.
   const authRest = err instanceof JunctionError
     ? err.fields.filter((x) => (x.field === "auth" || x.field.startsWith("auth.")) &&
@@ -463,7 +479,14 @@ function ApiFormView(props: {
       )}
       <RateLimitFields value={f.rate_limit} onChange={(v) => upd("rate_limit", v)} error={err} readOnly={ro}
         checkLabel="Limit the calls to this API" />
-      <CorsOriginsField value={f.cors_origins} onChange={(text) => upd("cors_origins", text)} error={fieldError(err, "cors")} readOnly={ro} />
+      <IpRestrictionFields value={f.ip_restriction} onChange={(v) => upd("ip_restriction", v)} error={err} readOnly={ro}
+        note={<>Applies in addition to the organisation's IP restriction (<Link to={policies}>Caller policies</Link>): a caller must be admitted by both.</>} />
+      <CorsFields value={f.cors} onChange={(v) => upd("cors", v)} error={err} readOnly={ro}
+        legend="CORS policy" originsLabel="Browser origins (CORS)" methodsLegend="CORS methods"
+        originsHint="pages of these origins may call the API: comma separated, e.g. https://app.example.com, https://*.example.com, or * (empty: no policy of its own, the organisation's applies; docs/cors.md)"
+        methodsHint={taken.includes("*") ? "none checked: the API's own methods (it takes any)"
+          : `only methods this API takes: ${taken.join(", ") || "none yet"}; none checked: all of them`}
+        note={<>This API's own policy replaces the organisation's (<Link to={policies}>Caller policies</Link>) whole: nothing of it is merged in.</>} />
       <label className="check wide">
         <input type="checkbox" disabled={ro} checked={f.enabled} onChange={(e) => upd("enabled", e.target.checked)} />
         Enabled (callers may use it)
