@@ -23,7 +23,7 @@ def api_event(api: dict[str, Any], op: str = "upsert") -> OutboxEvent:
     if op != "delete":
         doc = {"id": api["id"], "org": api["org"], "org_id": api["org_id"], "name": api["name"],
                "protocol": api.get("protocol", "rest"), "methods": api["methods"], "path": api["path"],
-               "connector": api["connector"], "timeout_ms": api["timeout_ms"], "auth": api["auth"],
+               "connector": api["connector"], "timeout_ms": api["timeout_ms"], "auth": api.get("auth"),
                "rate_limit": api.get("rate_limit"), "version": api["version"], "enabled": api.get("enabled", True),
                "async_fallback": api.get("async_fallback", False), "idempotency_ttl_s": api.get("idempotency_ttl_s"),
                "cache": api.get("cache"), "cors": api.get("cors"),
