@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-kafka kafka bench bench-stages bench-skeleton bench-config install clean lint console console-types test-console test-console-all
+.PHONY: run test test-docs test-kafka kafka bench bench-stages bench-skeleton bench-config install clean lint console console-types test-console test-console-all
 
 # Checked first: pip's own refusal comes after the venv is made, and the old venv then stays in the way.
 NEEDS_PYTHON := import sys; sys.exit(sys.version_info < (3, 11))
@@ -25,8 +25,16 @@ run: $(STAMP) console
 
 # With Node.js and npm the console is built first, so tests/console runs its browser and Vitest tests too;
 # -rs lists every skipped test with its reason (no node, no chromium...) in the summary.
+# Every test but the docs run, which .ci/run runs after it (make test-docs): that one starts its own
+# `junction up --demo` on the default ports and runs every command of the README and docs/ in order.
+DOCS_RUN := tests/docs/test_docs_run.py::test_every_block_of_the_docs_runs_as_written
 test: $(STAMP) console
-	$(PY) -m pytest -p no:cacheprovider -rs --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -p no:cacheprovider -rs --durations=15 --deselect $(DOCS_RUN) $(PYTEST_ARGS)
+
+# The README and every guide in docs/, run as written, in order, against a `junction up --demo` of its own
+# (tests/docs/test_docs_run.py); needs the default ports (8080, 8081...) free: stop `make run` first.
+test-docs: $(STAMP)
+	$(PY) -m pytest -p no:cacheprovider -rs $(DOCS_RUN) $(PYTEST_ARGS)
 
 # The web console (ui/, docs/console.md), built into ui/dist when missing or older than its sources.
 # Needs Node.js 20.19+ and npm; without them `make run` still starts and / says how to build it.
