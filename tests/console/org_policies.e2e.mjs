@@ -1,13 +1,13 @@
 // An organisation's caller policies in the console (ui/src/pages/Orgs.tsx, OrgPoliciesPage), in a real browser
-// (Debian's chromium through playwright-core) against a real control service. tests/console/test_console_org_policies.py
+// (Debian's chromium through playwright-core) against a real control service. tests/console/test_console_policies.py
 // runs it from ui/ (so that playwright-core is found) with
 //   CONSOLE_URL, ADMIN_EMAIL, ADMIN_PASSWORD, CHROMIUM, OUT_DIR (screenshots)   as for ui/e2e/console.e2e.mjs
 // It prints one "ok <step>" line per step and exits 1 at the first failure.
-import { mkdirSync } from "node:fs";
-import { join } from "node:path";
-import { check, launch, managementApi, step } from "../../ui/e2e/support.mjs";
+import { check, launch, login as loginAt, managementApi, orgWithAdminAndViewer, sameJson, screenshots, step }
+  from "../../ui/e2e/support.mjs";
 
 const base = process.env.CONSOLE_URL ?? "http://127.0.0.1:8081";
+const login = (page, email, pass) => loginAt(page, base, email, pass);
 const adminEmail = process.env.ADMIN_EMAIL;
 const adminPassword = process.env.ADMIN_PASSWORD;
 const suffix = Math.random().toString(16).slice(2, 8);
@@ -16,28 +16,11 @@ const password = "policies-password-1";
 const orgAdmin = `poladmin-${suffix}@example.com`;
 const viewer = `polviewer-${suffix}@example.com`;
 
-const out = process.env.OUT_DIR;
-if (out) mkdirSync(out, { recursive: true });
-const shot = async (page, name) => out && page.screenshot({ path: join(out, `${name}.png`), fullPage: true });
+const shot = screenshots(process.env.OUT_DIR);
 const api = managementApi(base);
-// The same JSON, whatever the order of an object's keys (PostgreSQL's jsonb keeps its own).
-const canon = (v) => Array.isArray(v) ? v.map(canon)
-  : v && typeof v === "object" ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, canon(v[k])])) : v;
-const same = (a, b) => JSON.stringify(canon(a)) === JSON.stringify(canon(b));
-
-async function login(page, email, pass) {
-  await page.goto(`${base}/login`);
-  await page.getByLabel("E-mail").fill(email);
-  await page.getByLabel("Password").fill(pass);
-  await page.getByLabel("Password").press("Enter");
-  await page.waitForURL((url) => !url.pathname.endsWith("/login"));
-}
-
-const admin = (await api("POST", "/api/v1/auth/login", null, { email: adminEmail, password: adminPassword })).access_token;
-await api("POST", "/api/v1/orgs", admin, { slug, name: `Policies ${suffix}` });
-await api("POST", `/api/v1/orgs/${slug}/users`, admin, { email: orgAdmin, password, role: "org_admin" });
-await api("POST", `/api/v1/orgs/${slug}/users`, admin, { email: viewer, password, role: "org_viewer" });
-const adminToken = (await api("POST", "/api/v1/auth/login", null, { email: orgAdmin, password })).access_token;
+const same = sameJson;
+const { admin, adminToken } = await orgWithAdminAndViewer(api, { adminEmail, adminPassword, slug, name: `Policies ${suffix}`, password,
+  orgAdmin, viewer });
 const stored = () => api("GET", `/api/v1/orgs/${slug}`, adminToken);
 
 const { context, close } = await launch("org-policies");

@@ -3,7 +3,7 @@
 //   CASE             the case to run (a key of CASES below)
 //   CONSOLE_URL, ADMIN_EMAIL, ADMIN_PASSWORD, CHROMIUM   as for console.e2e.mjs
 // Each case has a browser of its own; it prints "ok <case>: <what>" and exits 0, or "FAILED" and exits 1.
-import { check, launch, managementApi } from "./support.mjs";
+import { check, launch, login as loginAt, managementApi } from "./support.mjs";
 
 const base = process.env.CONSOLE_URL ?? "http://127.0.0.1:8081";
 const adminEmail = process.env.ADMIN_EMAIL;
@@ -17,13 +17,7 @@ const viewer = `viewer-${suffix}@example.com`;
 
 const api = managementApi(base);
 
-async function login(page, email, pass) {
-  await page.goto(`${base}/login`);
-  await page.getByLabel("E-mail").fill(email);
-  await page.getByLabel("Password").fill(pass);
-  await page.getByLabel("Password").press("Enter");
-  await page.waitForURL((url) => !url.pathname.endsWith("/login"));
-}
+const login = (page, email, pass) => loginAt(page, base, email, pass);
 
 const token = (await api("POST", "/api/v1/auth/login", null, { email: adminEmail, password: adminPassword })).access_token;
 await api("POST", "/api/v1/orgs", token, { slug, name: `Pages ${suffix}` });

@@ -1,6 +1,6 @@
 // What both browser tests share: Debian's chromium through playwright-core, with a fresh profile and the
 // flags this machine's closed network needs (no background fetches), and their step/check helpers.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -54,4 +54,34 @@ export async function settled(page) {
   } else {
     await page.waitForLoadState("networkidle").catch(() => {});
   }
+}
+
+/** Log in through the console's page at `base` as `email`, and wait until it has left the log-in page. */
+export async function login(page, base, email, pass) {
+  await page.goto(`${base}/login`);
+  await page.getByLabel("E-mail").fill(email);
+  await page.getByLabel("Password").fill(pass);
+  await page.getByLabel("Password").press("Enter");
+  await page.waitForURL((url) => !url.pathname.endsWith("/login"));
+}
+
+/** `shot(page, name)`: a full-page screenshot `<name>.png` in `out` (OUT_DIR), or nothing without one. */
+export function screenshots(out) {
+  if (out) mkdirSync(out, { recursive: true });
+  return async (page, name) => out && page.screenshot({ path: join(out, `${name}.png`), fullPage: true });
+}
+
+// The same JSON, whatever the order of an object's keys (PostgreSQL's jsonb keeps its own).
+const canon = (v) => Array.isArray(v) ? v.map(canon)
+  : v && typeof v === "object" ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, canon(v[k])])) : v;
+export const sameJson = (a, b) => JSON.stringify(canon(a)) === JSON.stringify(canon(b));
+
+/** A new organisation `slug` with an org admin and an org viewer (both with `password`), made by the global
+ * admin; the global admin's token and the org admin's. */
+export async function orgWithAdminAndViewer(api, { adminEmail, adminPassword, slug, name, password, orgAdmin, viewer }) {
+  const admin = (await api("POST", "/api/v1/auth/login", null, { email: adminEmail, password: adminPassword })).access_token;
+  await api("POST", "/api/v1/orgs", admin, { slug, name });
+  await api("POST", `/api/v1/orgs/${slug}/users`, admin, { email: orgAdmin, password, role: "org_admin" });
+  await api("POST", `/api/v1/orgs/${slug}/users`, admin, { email: viewer, password, role: "org_viewer" });
+  return { admin, adminToken: (await api("POST", "/api/v1/auth/login", null, { email: orgAdmin, password })).access_token };
 }

@@ -1,5 +1,14 @@
-"""An API's own caller policies in the console's API form, in a real browser (Debian's chromium through
-playwright-core) against this run's control service: tests/console/api_policies.e2e.mjs. The form edits the
+"""Caller policies in the console, in a real browser (Debian's chromium through playwright-core) against this
+run's control service, one script each.
+
+tests/console/org_policies.e2e.mjs: An org admin sets the organisation's
+ip_restriction and cors in the form, and GET /api/v1/orgs/{org} then returns them; a bad network (10.0.0.0/33)
+is a 422 whose message shows beside its field; a global admin's change meanwhile makes the org admin's save a 412,
+offering a reload; Remove sends null for each; a viewer sees the fields read-only; an edit outlives the
+session's expiry (the log-in dialog over the page) and is saved after. The API form's rate limit, the same
+shared fieldset (ui/src/components/Policies.tsx), still shows its 422 and saves.
+
+tests/console/api_policies.e2e.mjs: The form edits the
 API's ip_restriction and its whole cors with the fieldsets of the organisation's Caller policies page
 (ui/src/components/Policies.tsx), each with a line saying how it goes with the organisation's (the IP restriction
 applies besides it, the CORS policy replaces it whole) and a link to that page. An org admin creates an API
@@ -21,9 +30,18 @@ from tests.control_support import ADMIN_EMAIL, ADMIN_PASSWORD
 
 pytestmark = pytest.mark.timeout(300)
 
-SCRIPT = Path(__file__).with_name("api_policies.e2e.mjs")
-
-STEPS = (
+ORG_STEPS = (
+    "an org admin opens the caller policies from the navigation",
+    "a 422 for 10.0.0.0/33 shows beside Allowed addresses",
+    "ip_restriction and cors saved: GET /api/v1/orgs/{org} returns them",
+    "a global admin edits the same policies",
+    "a stale save answers 412",
+    "Remove sends null",
+    "the API form's rate limit (the shared fieldset)",
+    "a viewer sees the policies read-only",
+    "the session expires while editing",
+)
+API_STEPS = (
     "the API form has an IP restriction and a CORS policy, each saying how it goes with the organisation's",
     "a 422 for 10.0.0.0/33 shows beside Denied addresses and nothing is created",
     "a CORS method the API does not take shows its 422 beside the CORS methods and nothing is created",
@@ -35,12 +53,21 @@ STEPS = (
 )
 
 
-async def test_api_policies_in_a_browser(control: Any) -> None:
+async def _script_passes(control: Any, script: str, steps: tuple[str, ...]) -> None:
+    """Run ``script`` (beside this module) against ``control``; it must exit 0 having printed every step."""
     _need(UI / "node_modules" / "playwright-core", UI / "dist" / "index.html", CHROMIUM)
-    code, out = await _run(["node", str(SCRIPT)], UI, {
+    code, out = await _run(["node", str(Path(__file__).with_name(script))], UI, {
         "CONSOLE_URL": control.base_url, "ADMIN_EMAIL": ADMIN_EMAIL, "ADMIN_PASSWORD": ADMIN_PASSWORD,
         "CHROMIUM": str(CHROMIUM), "OUT_DIR": str(OUT)}, 240)
     print(out)
     assert code == 0, out
-    for step in STEPS:
+    for step in steps:
         assert f"ok {step}" in out, (step, out)
+
+
+async def test_org_policies_in_a_browser(control: Any) -> None:
+    await _script_passes(control, "org_policies.e2e.mjs", ORG_STEPS)
+
+
+async def test_api_policies_in_a_browser(control: Any) -> None:
+    await _script_passes(control, "api_policies.e2e.mjs", API_STEPS)
