@@ -17,7 +17,7 @@ import asyncpg
 
 from control.documents import api_event, connector_event, consumer_event, org_event
 from control.store.consumers import CONSUMER, credential_hashes
-from control.store.orgs import list_orgs, org_view
+from control.store.orgs import CALLER_POLICIES, list_orgs, org_view
 from control.store.outbox import OutboxEvent, last_id
 from control.store.resources import API, CONNECTOR, resource_view
 
@@ -30,12 +30,11 @@ async def current_config_events(conn: asyncpg.Connection) -> list[dict[str, Any]
     reflected = await last_id(conn)
     events: list[OutboxEvent] = []
     orgs = await list_orgs(conn)
-    fields = ("rate_limit", "ip_restriction", "cors")  # the policies its APIs follow (control/handlers/orgs.py)
-    policies = {str(r["id"]): r for r in await conn.fetch(f"SELECT id, {', '.join(fields)} FROM organisations")}
+    policies = {str(r["id"]): r for r in await conn.fetch(f"SELECT id, {', '.join(CALLER_POLICIES)} FROM organisations")}
     for row in orgs:
         policy = policies.get(str(row["id"]))
         events.append(org_event({**org_view(row), **{k: json.loads(policy[k]) if policy and policy[k] else None
-                                                    for k in fields}}))
+                                                    for k in CALLER_POLICIES}}))
     for org in orgs:
         hashes = await credential_hashes(conn, str(org["id"]))
         for row in await CONSUMER.list(conn, str(org["id"])):

@@ -19,7 +19,7 @@ from control.documents import api_event, connector_event, consumer_event, org_ev
 from control.handlers.common import body, org_for, principal, record, reply, state
 from control.handlers.paging import one_page, page_query
 from control.store.consumers import CONSUMER, credential_hashes
-from control.store.orgs import POLICY_COLS, delete_org, insert_org, org_view, page_orgs, update_org
+from control.store.orgs import CALLER_POLICIES, POLICY_COLS, delete_org, insert_org, org_view, page_orgs, update_org
 from control.store.resources import API, CONNECTOR, resource_view
 from control.validation import is_uuid, raise_if
 from control.versions import check_if_match
@@ -43,10 +43,6 @@ def _check_slug(slug: str) -> None:
 
 def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
-
-
-# Caller policies of the organisation's APIs, each an org admin's to set, and null to remove.
-CALLER_POLICIES = ("rate_limit", "ip_restriction", "cors")
 
 
 def _policy_of(row: Any) -> dict[str, Any]:

@@ -8,12 +8,14 @@ import asyncpg
 from control.store.keyset import Keyset, Position
 from control.validation import is_uuid
 
-__all__ = ["POLICY_COLS", "delete_org", "find_org", "insert_org", "list_orgs", "lock_org", "org_view", "page_orgs", "update_org"]
+__all__ = ["CALLER_POLICIES", "POLICY_COLS", "delete_org", "find_org", "insert_org", "list_orgs", "lock_org", "org_view", "page_orgs", "update_org"]
 
 _COLS = "id, slug, name, enabled, version, created_at, updated_at"
 _PAGE = Keyset("created_at")
-# An organisation's policy: defaults and additions for all of its APIs, and quotas (control/handlers/orgs.py).
-POLICY_COLS = "rate_limit, quotas, ip_restriction, cors"
+# An organisation's caller policies, defaults and additions for all of its APIs (an org admin's to set, null to
+# remove), and its policy's columns: those and the quotas (control/handlers/orgs.py).
+CALLER_POLICIES = ("rate_limit", "ip_restriction", "cors")
+POLICY_COLS = ", ".join((*CALLER_POLICIES, "quotas"))
 
 
 def org_view(row: asyncpg.Record) -> dict[str, Any]:

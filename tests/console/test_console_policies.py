@@ -53,7 +53,7 @@ API_STEPS = (
 )
 
 
-async def _script_passes(control: Any, script: str, steps: tuple[str, ...]) -> None:
+async def _assert_script_passes(control: Any, script: str, steps: tuple[str, ...]) -> None:
     """Run ``script`` (beside this module) against ``control``; it must exit 0 having printed every step."""
     _need(UI / "node_modules" / "playwright-core", UI / "dist" / "index.html", CHROMIUM)
     code, out = await _run(["node", str(Path(__file__).with_name(script))], UI, {
@@ -66,8 +66,8 @@ async def _script_passes(control: Any, script: str, steps: tuple[str, ...]) -> N
 
 
 async def test_org_policies_in_a_browser(control: Any) -> None:
-    await _script_passes(control, "org_policies.e2e.mjs", ORG_STEPS)
+    await _assert_script_passes(control, "org_policies.e2e.mjs", ORG_STEPS)
 
 
 async def test_api_policies_in_a_browser(control: Any) -> None:
-    await _script_passes(control, "api_policies.e2e.mjs", API_STEPS)
+    await _assert_script_passes(control, "api_policies.e2e.mjs", API_STEPS)
