@@ -129,7 +129,8 @@ async def relay_cpu(settings: Settings, env: dict[str, str], *, concurrency: int
                 key = uuid.uuid4().hex.encode()
                 arrived[key] = asyncio.get_running_loop().create_future()
                 await producer.send(topics[0], b"x" * 300, key=key)  # about an InboundCall's size
-                await asyncio.wait_for(arrived[key], 30)
+                async with asyncio.timeout(30):
+                    await arrived[key]
                 counter[0] += 1
 
         collector = asyncio.create_task(collect())

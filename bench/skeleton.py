@@ -72,7 +72,8 @@ async def edge(port: int, requests: str, results: str, partitions: int) -> None:
         future = waiting[key] = asyncio.get_running_loop().create_future()
         try:
             await producer.send_and_wait(requests, value=request.path.encode() + body + PAD, key=key)
-            reply = await asyncio.wait_for(future, 10)
+            async with asyncio.timeout(10):  # as the gateway bounds its wait
+                reply = await future
         finally:
             waiting.pop(key, None)
         return web.Response(body=reply, content_type="application/json")

@@ -82,7 +82,8 @@ class ConfigFollower:
             self._consumer = None
 
     async def wait_synced(self, timeout_s: float = 30.0) -> None:
-        await asyncio.wait_for(self.synced.wait(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await self.synced.wait()
 
     async def caught_up(self, timeout_s: float) -> None:
         """Wait (at most ``timeout_s``) until every config event written before now is applied: for a
@@ -93,14 +94,16 @@ class ConfigFollower:
         loop = asyncio.get_running_loop()
         until = loop.time() + timeout_s
         while self._applied < end and loop.time() < until:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._advanced.wait(), until - loop.time())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(until - loop.time()):
+                    await self._advanced.wait()
 
     def _position(self) -> tuple[int, bool]:
         return self._applied, self.synced.is_set()
 
     async def _wait_advanced(self, timeout_s: float) -> None:
-        await asyncio.wait_for(self._advanced.wait(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await self._advanced.wait()
 
     async def ready(self) -> None:
         """Readiness check: raise until the snapshot has caught up."""

@@ -23,6 +23,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 
 from core.consumer_lag import track
 from core.settings import InvalidConfiguration, Settings
+from core.tasks import UNWIND_S, bounded
 
 __all__ = [
     "Outgoing", "check_topics", "client_security", "ensure_topics", "make_admin", "make_consumer", "make_producer", "partition_end",
@@ -133,11 +134,25 @@ def make_consumer(
     return consumer
 
 
-async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
-    """``consumer.stop()``, carried to the end when aiokafka's own clean-up raises ``CancelledError``
-    (aio-libs/aiokafka#647): its fetcher cancels the fetches it has in flight and awaits them, and one that
-    was backing off after a failed request re-raises that cancellation, which would cut a service's
-    shutdown short and leave the consumer's connections open. A cancellation of the caller itself goes on."""
+STOP_CONSUMER_S = 10.0
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer, *, timeout_s: float | None = None) -> None:
+    """``consumer.stop()``, bounded, and carried to the end when aiokafka's own clean-up raises
+    ``CancelledError`` (aio-libs/aiokafka#647): its fetcher cancels the fetches it has in flight and awaits
+    them, and one that was backing off after a failed request re-raises that cancellation, which would cut a
+    service's shutdown short and leave the consumer's connections open.
+
+    A stop that takes longer than ``timeout_s`` (its leave-group request waits for a coordinator that does
+    not answer) is abandoned and the consumer's connections are closed: the group then drops the member
+    after its session timeout, as it would a crashed one. ``timeout_s`` defaults to :data:`STOP_CONSUMER_S`.
+    A cancellation of the caller itself goes on."""
+    timeout_s = STOP_CONSUMER_S if timeout_s is None else timeout_s
+    if not await bounded("stopping a Kafka consumer", _stop_consumer(consumer), timeout_s):
+        await bounded("closing an abandoned Kafka consumer's connections", consumer._client.close(), UNWIND_S)
+
+
+async def _stop_consumer(consumer: AIOKafkaConsumer) -> None:
     try:
         await consumer.stop()
     except asyncio.CancelledError:

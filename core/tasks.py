@@ -9,9 +9,42 @@ from collections.abc import Awaitable, Callable
 
 from core.metrics import TASK_CRASHES
 
-__all__ = ["Supervised", "cancel_and_wait"]
+__all__ = ["Supervised", "bounded", "cancel_and_wait"]
 
 log = logging.getLogger(__name__)
+
+UNWIND_S = 1.0  # how long a step that ran out is given to unwind once cancelled, before it is abandoned
+
+
+async def bounded(what: str, step: Awaitable[object], timeout_s: float) -> bool:
+    """Await one step of a shutdown for at most ``timeout_s``; whether it finished, and without an error.
+
+    A step that runs out is cancelled, given :data:`UNWIND_S` to unwind, and abandoned; one that fails is
+    logged. Either way the shutdown goes on to its next step: one stuck client (a commit retrying a group
+    coordinator that is away, a leave-group request nobody answers) must not keep the others open, nor
+    hold a service's stop past its supervisor's patience. A cancellation of the caller itself goes on, and
+    cancels the step.
+    """
+    task = asyncio.ensure_future(step)
+    try:
+        await asyncio.wait({task}, timeout=timeout_s)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=UNWIND_S)
+        # Retrieved whenever it ends, so an abandoned step's error is not reported as "never retrieved".
+        task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
+        log.warning("%s did not finish within %.1f s; abandoned", what, timeout_s)
+        return False
+    if task.cancelled():
+        log.warning("%s was cancelled from inside", what)
+        return False
+    if (exc := task.exception()) is not None:
+        log.warning("%s failed: %r", what, exc)
+        return False
+    return True
 
 
 async def cancel_and_wait(task: asyncio.Task[object] | None) -> None:

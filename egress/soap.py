@@ -179,8 +179,9 @@ class SoapCaller:
                       uploaded_lookup(wsdl_url, uploaded[1]) if uploaded is not None else None)
         parsing = loop.run_in_executor(self._wsdl_pool, _parse, wsdl_url, document, load)
         try:
-            return await asyncio.wait_for(parsing, max(remaining, 0.001))
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(max(remaining, 0.001)):
+                return await parsing
+        except TimeoutError:
             # The parsing thread stops at its next import (its loader sees the deadline passed).
             raise SoapLoadTimeout(f"loading the WSDL {wsdl_url} took longer than {timeout_s * 1000:.0f} ms") from None
         except JunctionError:

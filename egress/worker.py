@@ -9,7 +9,6 @@ come from egress/assemble.py.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -23,14 +22,14 @@ from core.headers import asking_identity, pairs_to_records, records_to_pairs, wi
 from core.messages import (INVALID_REPLY_PARTITION, dead_letter, error_reply, expired, nobody_waits, now_ms,
                            reply_route_error, reply_target, undecodable_call)
 from core.metrics import DEAD_LETTERS, DUPLICATES_SKIPPED, EXPIRED_DROPPED, NO_API, UPSTREAM_CALLS, UPSTREAM_LATENCY
-from core.tasks import Supervised
+from core.tasks import Supervised, bounded
 from core.scripts import has_response_transform, script_ctx, script_response, script_secrets
 from core.settings import Settings
 from egress.assemble import EgressParts, build_parts
 from egress.balancer import origins_of, with_origin
 from egress.breaker import Ticket
 from egress.caller import UpstreamResponse
-from core.kafka import Outgoing, stop_consumer
+from core.kafka import STOP_CONSUMER_S, Outgoing, stop_consumer
 from egress.retry import TRANSIENT_STATUSES, Attempts, TransientAnswer, may_retry, parse_retry_after, policy_for, with_retries
 from egress.soap import SoapArgumentsInvalid, soap_options
 from egress.upstream_auth import with_target_headers
@@ -44,6 +43,7 @@ KILL_WAIT_S = 3.0
 # aiokafka awaits the revocation callback with no bound, and a commit retries a coordinator that is away
 # for as long as it is away: the whole group's rebalance would wait for it.
 REVOKE_COMMIT_S = 5.0
+STEP_S = 5.0  # for each other step of a stop
 
 
 class _Revocations(ConsumerRebalanceListener):
@@ -51,11 +51,9 @@ class _Revocations(ConsumerRebalanceListener):
         self._worker = worker
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        try:
-            await asyncio.wait_for(self._worker._commit(), REVOKE_COMMIT_S)
-        except (asyncio.TimeoutError, KafkaError) as exc:
-            # Offsets left uncommitted are redelivered to the next owner, whose de-duplication skips those done.
-            log.warning("offsets of %d revoked partitions not committed: %r", len(revoked), exc)
+        # Offsets left uncommitted are redelivered to the next owner, whose de-duplication skips those done.
+        await bounded(f"egress: committing the offsets of {len(revoked)} revoked partitions", self._worker._commit(),
+                      REVOKE_COMMIT_S)
         self._worker._offsets.forget(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
@@ -109,28 +107,31 @@ class EgressWorker:
     async def stop(self, *, grace_s: float = 5.0) -> None:
         """Stop taking calls, let those in flight finish (bounded), commit, leave."""
         for loop in (self._consume_loop, self._commit_loop):
-            await loop.stop()
+            await bounded(f"egress: stopping {loop.name}", loop.stop(), STEP_S)
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=KILL_WAIT_S)
-        await self._completed.stop()
-        with contextlib.suppress(KafkaError, CommitFailedError):
-            await self._commit()
+        # Each step bounded (core/tasks.py): a stuck one is logged by name and the rest still close.
+        await bounded("egress: writing the last de-duplication records", self._completed.stop(), STEP_S)
+        await bounded("egress: committing the finished offsets", self._commit(), REVOKE_COMMIT_S)
         await stop_consumer(self._consumer)
         await self._shutdown_clients()
 
     async def _shutdown_clients(self) -> None:
-        await self._outbox.stop()
-        await self._caller.stop()
-        await self._producer.stop()
+        await bounded("egress: the outbox", self._outbox.stop(), STEP_S)
+        await bounded("egress: the upstream HTTP client", self._caller.stop(), STEP_S)
+        await bounded("egress: the Kafka producer", self._producer.stop(), STEP_S)
+        await bounded("egress: Redis", self._close_redis(), STEP_S)
+        await bounded("egress: the configuration follower", self._follower.stop(), STEP_S + STOP_CONSUMER_S)
+        await bounded("egress: the sandbox pool", self._sandbox.stop(), STEP_S)
+
+    async def _close_redis(self) -> None:
         await self._redis.aclose()
         # A command cancelled mid-flight (by kill) leaves its connection checked out.
         await self._redis.connection_pool.disconnect(inuse_connections=True)
-        await self._follower.stop()
-        await self._sandbox.stop()
 
     async def kill(self) -> None:
         """Stop without finishing or committing: as a crash would, for tests of redelivery."""
@@ -140,8 +141,7 @@ class EgressWorker:
             task.cancel()
         # A crash waits for nothing: a task still unwinding after this is abandoned.
         await asyncio.wait(doomed, timeout=KILL_WAIT_S)
-        with contextlib.suppress(asyncio.TimeoutError, KafkaError):
-            await asyncio.wait_for(stop_consumer(self._consumer), KILL_WAIT_S)
+        await stop_consumer(self._consumer, timeout_s=KILL_WAIT_S)
         await self._shutdown_clients()
 
     async def check(self) -> None:
@@ -472,8 +472,9 @@ class EgressWorker:
         partitions = self._producer.client.cluster.partitions_for_topic(call["reply_topic"])
         if not partitions:
             try:
-                partitions = await asyncio.wait_for(self._producer.partitions_for(call["reply_topic"]), 5)
-            except (KafkaError, asyncio.TimeoutError):
+                async with asyncio.timeout(5):
+                    partitions = await self._producer.partitions_for(call["reply_topic"])
+            except (KafkaError, TimeoutError):
                 return None  # cannot tell now; producing the reply will retry meanwhile
         if int(call["reply_partition"]) not in partitions:
             return JunctionError(f"reply_partition {call['reply_partition']} is not a partition of {call['reply_topic']}",

@@ -376,8 +376,9 @@ class Gateway:
                 return call
             remaining = (wait_until - _now_ms()) / 1000
             try:
-                return await asyncio.wait_for(waiter, timeout=max(remaining, 0.001))
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(max(remaining, 0.001)):
+                    return await waiter
+            except TimeoutError:
                 raise DeadlineExceeded(
                     f"no reply within {timeout_ms} ms", headers={CORRELATION_ID: correlation_id}, extra={"timeout_ms": timeout_ms}
                 ) from None

@@ -52,8 +52,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if service in ("ingress", "processors", "egress"):
         from core.kafka import check_topics
 
+        async def check_in_time() -> None:
+            async with asyncio.timeout(TOPIC_CHECK_S):
+                await check_topics(settings)
+
         try:
-            asyncio.run(asyncio.wait_for(check_topics(settings), TOPIC_CHECK_S))
+            asyncio.run(check_in_time())
         except InvalidConfiguration as exc:
             print(f"junction serve {service}: {exc}", file=sys.stderr)
             return 1

@@ -384,8 +384,9 @@ class EmbeddedRedis:
             try:
                 writer.write(b"PING\r\n")
                 await writer.drain()
-                return (await asyncio.wait_for(reader.readline(), 2)).startswith(b"+PONG")
-            except (OSError, asyncio.TimeoutError):
+                async with asyncio.timeout(2):
+                    return (await reader.readline()).startswith(b"+PONG")
+            except (OSError, TimeoutError):
                 return False
             finally:
                 writer.close()

@@ -148,7 +148,8 @@ async def collect(settings: Settings, *, token: str = "") -> dict[str, Any]:
         scraped = await asyncio.gather(*(_scrape(session, urls[s][1]) for s in SERVICES))
         services = {s: {**r, "consumer_lag": _lag(m)} for s, r, m in zip(SERVICES, ready, scraped)}
         try:
-            by_broker = await asyncio.wait_for(_group_lag(settings), GROUP_LAG_TIMEOUT_S)
+            async with asyncio.timeout(GROUP_LAG_TIMEOUT_S):
+                by_broker = await _group_lag(settings)
         except Exception as exc:  # noqa: BLE001 - the broker's view is extra: its absence is said, not fatal
             by_broker = {}
             for service in STAGE_GROUPS:

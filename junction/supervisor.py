@@ -174,8 +174,9 @@ async def _supervise(settings: Settings, demo: bool) -> int:
         _banner(settings, demo, admin_line)
 
         while not stop.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await stop.wait()
             for child in children:
                 if not stop.is_set() and not child.given_up and not child.alive():
                     _restart(child)

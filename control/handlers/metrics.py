@@ -8,6 +8,7 @@ The numbers come from ``metric_windows``, which control's observe stage fills fr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -174,10 +175,9 @@ async def _pump(response: web.StreamResponse, db: Any, org_id: str, api_id: str 
                              for p in points(rows))
             sent_until = max(sent_until, settled)
             await response.write(chunk or b": idle\n\n")
-            try:
-                await asyncio.wait_for(closing.wait(), STREAM_POLL_S)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STREAM_POLL_S):
+                    await closing.wait()
     except (ConnectionResetError, ConnectionError):
         log.debug("metrics stream client went away")  # the normal end of a stream
 

@@ -386,3 +386,87 @@ async def test_a_consumer_whose_own_clean_up_is_cancelled_still_stops_and_closes
         await stopping
     fetch.cancel()
     await held._client.close()
+
+
+async def test_an_egress_stop_with_a_stuck_commit_and_leave_still_closes_everything_else(
+    settings: Settings, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit that retries a coordinator which is away, and a leave-group nobody answers, each hold aiokafka
+    for as long as that lasts. Egress' stop gives each step a bound, names the one that ran out, and closes
+    the rest; before, such a stop hung the whole shutdown (and a test session's teardown with it)."""
+    import core.kafka
+    import egress.worker as worker_module
+    from egress.assemble import build_parts
+    from egress.worker import EgressWorker
+
+    for module, name in ((worker_module, "REVOKE_COMMIT_S"), (core.kafka, "STOP_CONSUMER_S")):
+        monkeypatch.setattr(module, name, 0.3)  # the bounds of a real stop are seconds; the behaviour is the same
+    parts = build_parts(settings)
+    # A group of its own: the session's egress group must not see this member come and go.
+    await parts.consumer.stop()  # never started; closed so that it is not reported unclosed
+    parts.consumer = make_consumer(settings, group=f"egress-stuck-{uuid.uuid4().hex[:8]}")
+    worker = EgressWorker(settings, parts)
+    await worker.start()
+    await worker.wait_assigned()
+    tp = next(iter(parts.consumer.assignment()))
+    parts.offsets.started(tp, 0)
+    parts.offsets.finished(tp, 0)  # something to commit
+
+    stuck: list[str] = []
+    real_stop = parts.consumer.stop
+
+    def hangs(what: str) -> Any:
+        async def forever(*args: Any, **kwargs: Any) -> None:
+            stuck.append(what)
+            await asyncio.Event().wait()
+        return forever
+
+    parts.consumer.commit = hangs("commit")  # type: ignore[method-assign]
+    parts.consumer.stop = hangs("stop")  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING):
+        await asyncio.wait_for(worker.stop(), 30)  # a bound for the test only: unbounded, this waited for ever
+    assert stuck == ["commit", "stop"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("committing the finished offsets did not finish within 0.3 s" in m for m in messages), messages
+    assert any("stopping a Kafka consumer did not finish within 0.3 s" in m for m in messages), messages
+    # What came after the stuck steps was still closed.
+    assert not any(conn.connected() for conn in parts.consumer._client._conns.values())
+    assert parts.producer._closed
+    assert parts.follower._consumer is None  # stopped, after the stuck steps
+    parts.consumer.stop = real_stop  # type: ignore[method-assign]
+    await stop_consumer(parts.consumer)  # what the abandoned stop had left: the coordinator's own tasks
+
+
+async def test_a_cancelled_de_duplication_lookup_always_ends_cancelled(settings: Settings) -> None:
+    """The egress consume loop looks up completed calls in Redis between fetches. redis-py bounds each write
+    with ``asyncio.wait_for``, which on Python 3.11 swallows a cancellation that lands as the write completes:
+    the task went on as if nothing had happened (three times in four here), and stopping egress waited for
+    ever on a loop that kept consuming. core/redis.py keeps the bound without that flaw."""
+    from core.redis import make_redis
+    from egress.dedupe import CompletedCalls
+
+    redis = make_redis(settings)
+    completed = CompletedCalls(settings, redis)
+    ids = [uuid.uuid4().hex for _ in range(8)]
+    went_on = 0
+    try:
+        for i in range(300):
+            async def lookups() -> None:
+                while True:
+                    await completed.done(ids)
+
+            task = asyncio.create_task(lookups())
+            # Spread the cancellation over every point of a round trip: 0 to 3 ms in.
+            await asyncio.sleep((i % 30) / 10_000)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=2)
+            if not done:  # the cancellation was swallowed: the loop goes on
+                went_on = i + 1
+                while not task.done():
+                    task.cancel()
+                    await asyncio.wait({task}, timeout=0.1)
+                break
+            assert task.cancelled()
+    finally:
+        await redis.aclose()
+    assert went_on == 0, f"cancellation {went_on} of 300 was swallowed by the Redis client"
