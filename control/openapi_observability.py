@@ -45,7 +45,8 @@ def observability_schemas() -> dict[str, Schema]:
             "connector_version": {"type": ["integer", "null"]}, "config_version": {"type": ["integer", "null"]},
             "method": {"type": ["string", "null"]}, "path": {"type": ["string", "null"]},
             "status": {"type": ["integer", "null"]}, "error_code": {"type": ["string", "null"]},
-            "stage": {"type": ["string", "null"]},
+            "stage": {"type": ["string", "null"], "description": "where the answer was made: ingress (refused before the "
+                      "call entered the pipeline; latency_ms is then the edge's own), processors or egress"},
             "latency_ms": {**_NUM_OR_NULL, "description": "end to end, from arrival on the requests topic to the reply"},
             "upstream_ms": _NUM_OR_NULL, "bytes_in": {"type": ["integer", "null"]}, "bytes_out": {"type": ["integer", "null"]},
             "details": {"type": ["array", "null"], "items": {"type": "string"},

@@ -233,6 +233,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(t.calls, n, 1, topic_configs=sized),
         NewTopic(t.replies, settings.reply_partitions, 1, topic_configs=sized),
         NewTopic(t.dlq, n, 1, topic_configs=sized),
+        NewTopic(t.refusals, n, 1),  # small records: no body, headers or query
         NewTopic(t.config, 1, 1, topic_configs={"cleanup.policy": "compact"}),
         NewTopic(t.alerts, n, 1),  # alert events, JSON (docs/topics.md); keyed by rule
         # Answers to replayed calls, read whole by control (control/replay_jobs.py): one partition is plenty.

@@ -16,7 +16,7 @@ __all__ = [
     "CONTENT_TYPE_LATEST", "EXPIRED_DROPPED", "INGRESS_REQUESTS", "INGRESS_LATENCY", "LATE_REPLIES",
     "UPSTREAM_CALLS", "UPSTREAM_LATENCY", "DEAD_LETTERS", "DUPLICATES_SKIPPED", "PRODUCE_RETRIES", "TASK_CRASHES", "render",
     "UPSTREAM_RETRIES", "BREAKER_STATE", "CACHE_HITS", "CACHE_MISSES", "INGRESS_REQUEST_BYTES", "INGRESS_RESPONSE_BYTES",
-    "EVENT_LOOP_LAG", "NO_API",
+    "EVENT_LOOP_LAG", "NO_API", "INGRESS_REFUSALS_LOGGED", "INGRESS_REFUSALS_UNLOGGED",
 ]
 
 # The api label of a call that matched no API (an unknown path or organisation).
@@ -61,3 +61,10 @@ TASK_CRASHES = Counter("junction_task_crashes_total", "Crashes of supervised lon
 
 def render() -> bytes:
     return generate_latest()
+
+# Calls refused at the edge, by whether the request log was told of them (ingress/refusal_log.py).
+INGRESS_REFUSALS_LOGGED = Counter("junction_ingress_refusals_logged", "Calls refused at ingress that were told to the "
+                                  "request log", [])
+INGRESS_REFUSALS_UNLOGGED = Counter("junction_ingress_refusals_unlogged", "Calls refused at ingress that the request "
+                                    "log was not told of: over the rate (JUNCTION_INGRESS_REFUSAL_LOG_PER_S), too many "
+                                    "already being sent, or the broker refused the record", ["reason"])

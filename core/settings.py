@@ -117,6 +117,11 @@ class Topics:
         return f"{self.prefix}.config"
 
     @property
+    def refusals(self) -> str:
+        """Calls ingress refused before they entered the pipeline (EdgeRefusal), for the request log."""
+        return f"{self.prefix}.refusals"
+
+    @property
     def alerts(self) -> str:
         return f"{self.prefix}.alerts"
 
@@ -183,6 +188,9 @@ class Settings:
     max_body_bytes: int = 10 * 1024 * 1024
     default_timeout_ms: int = 5000
     max_timeout_ms: int = 120_000
+    # Calls ingress refuses before they enter the pipeline (401, 404, 429...) told to the request log, at most
+    # this many a second per ingress process; the rest are only counted (ingress/refusal_log.py). 0: none told
+    ingress_refusal_log_per_s: int = 100
     # Async calls and idempotency keys (docs/async.md)
     async_timeout_ms: int = 60_000  # deadline of a respond-async call, or of a call of an API with async_fallback
     async_result_ttl_s: int = 3600  # how long a result waits at its Location
@@ -407,6 +415,8 @@ def _validate(s: Settings) -> None:
             raise InvalidConfiguration(f"JUNCTION_{name.upper()} must be positive")
     if not 1 <= s.replay_rate_per_second <= 1000:
         raise InvalidConfiguration("JUNCTION_REPLAY_RATE_PER_SECOND must be between 1 and 1000")
+    if s.ingress_refusal_log_per_s < 0:
+        raise InvalidConfiguration("JUNCTION_INGRESS_REFUSAL_LOG_PER_S must be 0 (none told) or more")
     if s.dlq_retention_days < 0:
         raise InvalidConfiguration("JUNCTION_DLQ_RETENTION_DAYS must be 0 (keep) or more")
     for name in ("metrics_retention_10s_hours", "metrics_retention_1m_days", "metrics_retention_1h_days",

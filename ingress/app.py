@@ -26,6 +26,7 @@ from ingress.gateway import Gateway
 from ingress.idempotency import IdempotencyKeys
 from ingress.lease import PartitionLease
 from ingress.oauth_token import TokenEndpoint
+from ingress.refusal_log import RefusalLog
 from ingress.replies import ReplyReader
 from ingress.response_cache import ResponseCache
 
@@ -73,12 +74,14 @@ def create_app(settings: Settings, *, instance_id: str | None = None) -> web.App
         caller_auth = CallerAuth(settings, snapshot, sealer_for(settings) if settings.seal_key else None,
                                  guard=TargetPolicy(allow_private=settings.allow_private_targets))
         edge = EdgeAuth(settings, state["redis"], caller_auth)  # type: ignore[arg-type]
+        refusals = RefusalLog(settings, state["producer"])  # type: ignore[arg-type]
         gateway = Gateway(settings, snapshot, state["producer"], reader, edge, results,  # type: ignore[arg-type]
                           IdempotencyKeys(settings, state["redis"]),  # type: ignore[arg-type]
-                          cache=ResponseCache(settings, state["redis"]))  # type: ignore[arg-type]
+                          cache=ResponseCache(settings, state["redis"]), refusals=refusals)  # type: ignore[arg-type]
         state["gateway"] = gateway
         state["token"] = TokenEndpoint(settings, snapshot, edge)
         yield
+        await refusals.close()  # before the producer's own clean-up, which comes after this one
         await reader.stop()
         await caller_auth.close()
 

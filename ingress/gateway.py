@@ -27,6 +27,7 @@ from ingress.compression import compress_response, decoded_headers, read_body
 from ingress.cors import POLICY_KEY, policy_of, preflight_method, preflight_response
 from ingress.idempotency import KEY_HEADER, REPLAYED_HEADER, Claim, IdempotencyKeys, caller_scope, fingerprint
 from ingress.replies import ReplyReader
+from ingress.refusal_log import RefusalLog
 from ingress.response_cache import ResponseCache
 from ingress.soap_edge import (MEDIA_TYPE, OPERATION_HEADER, Contracts, address_of, answer, fault_response, guess_version,
                                is_wsdl_request, json_bytes, parse_call, reply_error, wsdl_response)
@@ -44,14 +45,23 @@ _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 _INLINE_PARSE_BYTES = 64 * 1024  # larger envelopes are parsed in a thread, off the event loop
 
 
+# Set on a request once its InboundCall was accepted by the broker: an error after that is the call's own,
+# in the request log from the topics; one before it is a refusal (ingress/refusal_log.py).
+ENTERED = web.RequestKey("junction_entered", str)
+# The code of an error answered as a response rather than raised (a SOAP fault).
+ANSWERED_ERROR = web.RequestKey("junction_answered_error", str)
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
 class Gateway:
     def __init__(self, settings: Settings, snapshot: ConfigSnapshot, producer: AIOKafkaProducer, replies: ReplyReader,
-                 auth: EdgeAuth, results: AsyncResults, keys: IdempotencyKeys, *, cache: ResponseCache) -> None:
+                 auth: EdgeAuth, results: AsyncResults, keys: IdempotencyKeys, *, cache: ResponseCache,
+                 refusals: RefusalLog | None = None) -> None:
         self._settings = settings
+        self._refusals = refusals
         self._cache = cache
         self._results = results
         self._keys = keys
@@ -63,6 +73,7 @@ class Gateway:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
+        received_ms = _now_ms()
         org = request.match_info["org"]
         path = "/" + request.match_info.get("path", "")
         status = 500
@@ -98,9 +109,18 @@ class Gateway:
             response = await compress_response(request, response, self._settings)
             status = response.status
             sent = 0 if request.method == "HEAD" else response.content_length or 0  # a HEAD's length is a GET's body
+            if ANSWERED_ERROR in request:
+                told = self._refused(request, org, path, api_id, status, request[ANSWERED_ERROR], received, received_ms)
+                if told is not None:
+                    response.headers.setdefault(CORRELATION_ID, told)
             return response
         except Exception as exc:
-            status = getattr(exc, "status", None) or (503 if store_unavailable(exc) is not None else 500)
+            unavailable = store_unavailable(exc)
+            status = getattr(exc, "status", None) or (503 if unavailable is not None else 500)
+            code = getattr(exc, "code", None) or (unavailable.code if unavailable is not None else "internal_error")
+            told = self._refused(request, org, path, api_id, status, str(code), received, received_ms)
+            if told is not None and isinstance(exc, JunctionError):
+                exc.headers.setdefault(CORRELATION_ID, told)  # the row's id, as a call's answer names its own
             raise
         finally:
             # Labels only from the configuration: a caller's made-up path or organisation adds no series.
@@ -109,6 +129,15 @@ class Gateway:
             INGRESS_LATENCY.labels(org_label, api_id).observe(time.perf_counter() - started)
             INGRESS_REQUEST_BYTES.labels(org_label, api_id).inc(received if received is not None else request.content_length or 0)
             INGRESS_RESPONSE_BYTES.labels(org_label, api_id).inc(sent)
+
+    def _refused(self, request: web.Request, org: str, path: str, api_id: str, status: int, code: str,
+                 received: int | None, received_ms: int) -> str | None:
+        """Tell the request log of an error answered before the call entered the pipeline; the row's id."""
+        if self._refusals is None or ENTERED in request or org not in self._snapshot.orgs:
+            return None
+        return self._refusals.tell(org=org, api_id="" if api_id == NO_API else api_id, method=request.method, path=path,
+                            status=status, error_code=code, received_at_ms=received_ms,
+                            bytes_in=received if received is not None else request.content_length or 0)
 
     def _preflight_match(self, org: str, asked: str, path: str) -> RouteMatch:
         """The API a browser's preflight asks about, when it has a CORS policy; else the API of an OPTIONS
@@ -295,6 +324,7 @@ class Gateway:
             return web.Response(body=answer(version, call.operation, reply["body"]), headers=extra,
                                 content_type=MEDIA_TYPE[version], charset="utf-8")
         except JunctionError as err:
+            request[ANSWERED_ERROR] = err.code
             return fault_response(version, err, correlation_id=extra.get(CORRELATION_ID) or err.headers.get(CORRELATION_ID),
                                   headers=extra)
 
@@ -372,6 +402,7 @@ class Gateway:
                                                        value=encode("InboundCall", call))
             except TimeoutError:
                 raise ServiceUnavailable("the broker did not accept the call in time", code="broker_unavailable") from None
+            request[ENTERED] = correlation_id
             if waiter is None:
                 return call
             remaining = (wait_until - _now_ms()) / 1000

@@ -147,14 +147,15 @@ def plan(topics: Topics, group_prefix: str, producers: Iterable[str] = (), user_
         # requests or calls, and reads their answers from its own results topic in another group; the
         # observe stage reads every pipeline topic, in a third.
         "control": [*_topic(t.config, WRITE, READ), *_topic(t.requests, WRITE, READ), *_topic(t.calls, WRITE, READ),
-                    *_topic(t.dlq, READ), *_topic(t.replay_results, READ),
+                    *_topic(t.dlq, READ), *_topic(t.replay_results, READ), *_topic(t.refusals, READ),
                     *_topic(t.alerts, WRITE),  # the alert evaluator writes alert events
                     # The observe stage reads every pipeline topic for metrics and request logs.
                     *_topic(t.replies, READ), *_topic(results, READ, prefixed=True),
                     *_group(f"{group_prefix}.{DEAD_LETTER_GROUP}"), *_group(f"{group_prefix}.{REPLAY_ANSWERS_GROUP}"),
                     *_group(f"{group_prefix}.{OBSERVE_GROUP}")],
         # Readers by assignment (no group): replies of its leased partitions, and the config.
-        "ingress": [*_topic(t.requests, WRITE), *_topic(t.replies, READ), *_topic(t.config, READ)],
+        "ingress": [*_topic(t.requests, WRITE), *_topic(t.replies, READ), *_topic(t.config, READ),
+                    *_topic(t.refusals, WRITE)],  # calls it refused, for the request log
         "processors": [*_topic(t.requests, READ), *_topic(t.config, READ), *_topic(t.calls, WRITE),
                        *_topic(t.replies, WRITE), *_topic(t.dlq, WRITE), *_topic(results, WRITE, prefixed=True),
                        *_group(f"{group_prefix}.processors")],

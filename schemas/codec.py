@@ -20,7 +20,7 @@ __all__ = ["CodecError", "MESSAGE_TYPES", "decode", "encode", "fingerprint", "sc
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = len(MAGIC) + 8
-MESSAGE_TYPES = ("InboundCall", "OutboundCall", "Reply", "DeadLetter", "ConfigEvent")
+MESSAGE_TYPES = ("InboundCall", "OutboundCall", "Reply", "DeadLetter", "ConfigEvent", "EdgeRefusal")
 _DIR = Path(__file__).parent
 
 

@@ -14,7 +14,7 @@ from typing import Any
 __all__ = ["render"]
 
 _DIR = Path(__file__).parent
-_ORDER = ("Header", "InboundCall", "OutboundCall", "Reply", "DeadLetter", "ConfigEvent")
+_ORDER = ("Header", "InboundCall", "OutboundCall", "Reply", "DeadLetter", "ConfigEvent", "EdgeRefusal")
 _PRIMITIVES = {"string": "str", "bytes": "bytes", "int": "int", "long": "int", "boolean": "bool",
                "double": "float", "float": "float", "null": "None"}
 

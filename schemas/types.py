@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import NotRequired, TypedDict
 
-__all__ = ["ConfigEvent", "DeadLetter", "Header", "InboundCall", "OutboundCall", "Reply"]
+__all__ = ["ConfigEvent", "DeadLetter", "EdgeRefusal", "Header", "InboundCall", "OutboundCall", "Reply"]
 
 
 class Header(TypedDict):
@@ -110,3 +110,18 @@ class ConfigEvent(TypedDict):
     op: str  # upsert or delete.
     document: NotRequired[None | str]  # The resource as JSON.
     emitted_at_ms: NotRequired[int]
+
+
+class EdgeRefusal(TypedDict):
+    """A call ingress answered with an error before it entered the pipeline (no InboundCall was produced), on topic <prefix>.refusals, for the request log. Never carries the call's headers, query or body."""
+
+    correlation_id: str  # The refusal's own id in the request log.
+    org: str  # The organisation's slug, as in the path (only organisations ingress knows are told).
+    api_id: NotRequired[str]  # The API the path matched; empty when none did.
+    method: str
+    path: str  # The path under the organisation, without the query.
+    status: int
+    error_code: str
+    bytes_in: NotRequired[int]  # The body's size when it was read, else its declared Content-Length, else 0.
+    received_at_ms: int
+    refused_at_ms: int

@@ -150,6 +150,19 @@ async def _prepare(s: Settings) -> None:
     await ensure_topics(s)
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def log_db(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the run's database, with control's tables made: for tests that read what control's observe
+    stage wrote (request logs, metrics windows)."""
+    from control.migrate import apply_migrations
+    from core.db import make_pool
+
+    pool = await make_pool(settings, min_size=1, max_size=2)
+    await apply_migrations(pool)
+    yield pool
+    await pool.close()
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session", autouse=True)
 async def _drop_schema_at_end(settings: Settings) -> AsyncIterator[None]:
     yield

@@ -20,7 +20,7 @@ from core.messages import is_results_topic
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot
 
-__all__ = ["COLUMNS", "Partial", "from_call", "from_dead_letter", "from_reply", "from_request", "merged"]
+__all__ = ["COLUMNS", "Partial", "from_call", "from_dead_letter", "from_refusal", "from_reply", "from_request", "merged"]
 
 # Every column a partial may fill, with its PostgreSQL type (the store builds its SQL from this).
 COLUMNS: dict[str, str] = {
@@ -111,6 +111,24 @@ def from_reply(reply: dict[str, Any], timestamp_ms: int, snapshot: ConfigSnapsho
         "replied_ms": int(reply.get("produced_at_ms") or 0) or timestamp_ms,
         "reply_upstream_ms": upstream if upstream >= 0 else None,
         "bytes_out": len(reply.get("body") or b""),
+    })
+
+
+def from_refusal(refusal: dict[str, Any], snapshot: ConfigSnapshot | None = None) -> Partial:
+    """A call ingress answered with an error before it entered the pipeline: its arrival and its answer at
+    once, so the row is complete (ingress/refusal_log.py)."""
+    org = str(refusal.get("org") or "")
+    return Partial(org, str(refusal.get("correlation_id") or ""), {
+        **_ids(snapshot, org, str(refusal.get("api_id") or "")),
+        "method": str(refusal.get("method") or "")[:16],
+        "path": str(refusal.get("path") or "")[:MAX_PATH],
+        "bytes_in": int(refusal.get("bytes_in") or 0),
+        "received_ms": int(refusal["received_at_ms"]),
+        "expects_reply": True,
+        "reply_status": int(refusal["status"]),
+        "reply_code": str(refusal.get("error_code") or "") or None,
+        "reply_stage": "ingress",
+        "replied_ms": int(refusal["refused_at_ms"]),
     })
 
 

@@ -52,8 +52,8 @@ def retention_of(settings: Settings) -> Retention:
 
 def observed_topics(settings: Settings) -> re.Pattern[str]:
     """The topics the stage reads: replies go to <prefix>.replies or to a results topic of an async
-    producer, and both are read."""
-    return re.compile(rf"^{re.escape(settings.topics.prefix)}\.(requests|calls|replies|dlq|results\..+)$")
+    producer, and both are read; calls ingress refused before they entered are on <prefix>.refusals."""
+    return re.compile(rf"^{re.escape(settings.topics.prefix)}\.(requests|calls|replies|dlq|refusals|results\..+)$")
 
 
 class ObserveStage:
@@ -62,7 +62,8 @@ class ObserveStage:
         self._snapshot = snapshot
         self._db = db
         t = settings.topics
-        self._kinds = {t.requests: "InboundCall", t.calls: "OutboundCall", t.replies: "Reply", t.dlq: "DeadLetter"}
+        self._kinds = {t.requests: "InboundCall", t.calls: "OutboundCall", t.replies: "Reply", t.dlq: "DeadLetter",
+                       t.refusals: "EdgeRefusal"}
         self._pattern = observed_topics(settings).pattern
 
     def _kind(self, topic: str) -> str:
@@ -75,6 +76,8 @@ class ObserveStage:
             return events.from_call(value, timestamp_ms, self._snapshot)
         if kind == "DeadLetter":
             return events.from_dead_letter(value, timestamp_ms, self._snapshot)
+        if kind == "EdgeRefusal":
+            return events.from_refusal(value, self._snapshot)
         return events.from_reply(value, timestamp_ms, self._snapshot)
 
     async def run(self) -> None:

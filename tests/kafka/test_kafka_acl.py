@@ -42,6 +42,7 @@ from control.dead_letters import DeadLetterIndexer
 from control.migrate import apply_migrations
 from control.observe.stage import GROUP as OBSERVE_GROUP
 from control.replay_jobs import ANSWERS_GROUP, ReplayJobs
+from core.consume import read_topic
 from core.db import make_pool
 from core.errors import JunctionError
 from core.kafka import make_admin, make_consumer, make_producer
@@ -200,6 +201,17 @@ async def test_each_service_under_its_own_principal_serves_a_call_end_to_end(sec
                         break
                     assert r.status in (404, 503, 504), (r.status, await r.text())
                 await asyncio.sleep(0.2)
+        # A refusal at the edge: ingress writes it for the request log under its own principal, control reads it.
+        async with http.get(f"{secured.ingress.url}/{secured.org}/nowhere") as r:
+            assert r.status == 404
+            refused = r.headers["X-Correlation-Id"]
+    control = secured.roles["control"]
+    async with asyncio.timeout(30):
+        while True:
+            told = [decode(rec.value, expected="EdgeRefusal")[1] for rec in await read_topic(control, control.topics.refusals)]
+            if any(t["correlation_id"] == refused for t in told):
+                break
+            await asyncio.sleep(0.2)
     users = {s.kafka_sasl_username for s in secured.roles.values()}
     assert len(users) == 4 and ADMIN.admin_username not in users  # four principals, none the admin
 
@@ -388,7 +400,9 @@ def test_the_plan_gives_each_principal_only_its_own_topics() -> None:
     assert {b.name for b in by_role["control"].bindings if b.resource_type == kafka_acl.GROUP} == {
         f"g.{DEAD_LETTER_GROUP}", f"g.{ANSWERS_GROUP}", f"g.{OBSERVE_GROUP}"}
     assert grants("control", kafka_acl.READ) == {(n, kafka_acl.LITERAL) for n in (
-        t.config, t.requests, t.calls, t.replies, t.dlq, "p.results.replays")} | {("p.results.", kafka_acl.PREFIXED)}
+        t.config, t.requests, t.calls, t.replies, t.dlq, t.refusals, "p.results.replays")} | {("p.results.", kafka_acl.PREFIXED)}
+    # Ingress writes the calls it refused for the request log, and no other topic but requests.
+    assert grants("ingress", kafka_acl.WRITE) == {(n, kafka_acl.LITERAL) for n in (t.requests, t.refusals)}
     assert grants("control", kafka_acl.WRITE) == {(n, kafka_acl.LITERAL) for n in (t.config, t.requests, t.calls, "p.alerts")}
     # Processors read requests and the config, and nothing they write.
     assert {b.name for b in by_role["processors"].bindings if b.resource_type == kafka_acl.GROUP} == {"g.processors"}

@@ -17,9 +17,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from control.migrate import apply_migrations
 from control.observe import ObserveService
-from core.db import make_pool
 from core.settings import Settings
 from tests.support import IngressInstance, Stage, serving, wait_until
 
@@ -30,14 +28,6 @@ def transform_request(request, ctx):
     return 1 / 0
 '''
 SECRET = "s3cr3t-never-logged"
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def db(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    pool = await make_pool(settings, min_size=1, max_size=2)
-    await apply_migrations(pool)
-    yield pool
-    await pool.close()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -75,7 +65,7 @@ async def _send(session: aiohttp.ClientSession, base: str, org: str, call: tuple
 
 @PROPS
 @given(batch=calls)
-async def test_property_comprehensive_logging(db: asyncpg.Pool, ingress: IngressInstance, apis: dict[str, Any],
+async def test_property_comprehensive_logging(log_db: asyncpg.Pool, ingress: IngressInstance, apis: dict[str, Any],
                                               batch: list[tuple[str, int]]) -> None:
     async with aiohttp.ClientSession() as s:
         sent = await asyncio.gather(*(_send(s, ingress.url, apis["org"], c) for c in batch))
@@ -84,12 +74,12 @@ async def test_property_comprehensive_logging(db: asyncpg.Pool, ingress: Ingress
     deadline = time.monotonic() + 30
     rows: list[asyncpg.Record] = []
     while time.monotonic() < deadline:
-        rows = await db.fetch("SELECT * FROM request_logs WHERE correlation_id = ANY($1) AND done", ids)
+        rows = await log_db.fetch("SELECT * FROM request_logs WHERE correlation_id = ANY($1) AND done", ids)
         if len(rows) == len(ids):
             break
         await asyncio.sleep(0.2)
     by_id: dict[str, list[asyncpg.Record]] = {}
-    for r in await db.fetch("SELECT * FROM request_logs WHERE correlation_id = ANY($1)", ids):
+    for r in await log_db.fetch("SELECT * FROM request_logs WHERE correlation_id = ANY($1)", ids):
         by_id.setdefault(r["correlation_id"], []).append(r)
     for cid, status, kind, path in sent:
         assert len(by_id.get(cid, [])) == 1, f"{cid} logged {len(by_id.get(cid, []))} times"
@@ -114,7 +104,7 @@ def transform_request(request, ctx):
 
 
 async def test_text_postgresql_cannot_store_costs_no_other_call_its_row(
-        db: asyncpg.Pool, stage: Stage, ingress: IngressInstance, apis: dict[str, Any], settings: Settings) -> None:
+        log_db: asyncpg.Pool, stage: Stage, ingress: IngressInstance, apis: dict[str, Any], settings: Settings) -> None:
     """A NUL in a producer's path or method, or in a failed script's log line, once made PostgreSQL refuse the
     whole flush: every call in it went unlogged. Such text is stored with U+FFFD in the NUL's place."""
     from tests.support import post_raw
@@ -134,7 +124,7 @@ async def test_text_postgresql_cannot_store_costs_no_other_call_its_row(
     rows: dict[str, asyncpg.Record] = {}
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and len(rows) < 3:
-        rows = {r["correlation_id"]: r for r in await db.fetch("SELECT * FROM request_logs WHERE correlation_id = ANY($1)", ids)}
+        rows = {r["correlation_id"]: r for r in await log_db.fetch("SELECT * FROM request_logs WHERE correlation_id = ANY($1)", ids)}
         await asyncio.sleep(0.2)
     assert set(rows) == set(ids), f"unlogged: {set(ids) - set(rows)}"
     assert rows[normal_cid]["path"] == "/s/200"

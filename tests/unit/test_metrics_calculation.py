@@ -10,19 +10,15 @@ from __future__ import annotations
 import random
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
 
 import asyncpg
-import pytest_asyncio
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from control.migrate import apply_migrations
 from control.store.metrics import points, window_rows
-from core.db import make_pool
 from core.latency import (
     FLOOR_MS,
     RELATIVE_ERROR,
@@ -41,14 +37,6 @@ PROPS = hsettings(max_examples=25, deadline=None, database=None,
                   suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 BASE_MS = 1_700_000_000_000 - 1_700_000_000_000 % 3_600_000  # an hour boundary
 STATUSES = [200, 201, 204, 301, 400, 404, 429, 500, 502, 504]
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def db(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    pool = await make_pool(settings, min_size=1, max_size=2)
-    await apply_migrations(pool)
-    yield pool
-    await pool.close()
 
 
 calls_strategy = st.lists(st.fixed_dictionaries({
@@ -99,7 +87,7 @@ def test_the_histogram_error_bound_holds_at_bucket_edges() -> None:
 
 @PROPS
 @given(calls=calls_strategy, seed=st.integers(0, 2**32 - 1))
-async def test_property_metrics_calculation(db: asyncpg.Pool, settings: Settings, calls: list[dict[str, Any]], seed: int) -> None:
+async def test_property_metrics_calculation(log_db: asyncpg.Pool, settings: Settings, calls: list[dict[str, Any]], seed: int) -> None:
     org_ids = [str(uuid.uuid4()), str(uuid.uuid4())]
     slugs = [f"m19-{o[:8]}" for o in org_ids]
     snapshot = ConfigSnapshot()
@@ -120,7 +108,7 @@ async def test_property_metrics_calculation(db: asyncpg.Pool, settings: Settings
     rng = random.Random(seed)
     rng.shuffle(partials)
     cuts = sorted(rng.sample(range(1, len(partials)), min(3, len(partials) - 1)))
-    async with db.acquire() as conn:
+    async with log_db.acquire() as conn:
         finished = 0
         for batch in (partials[a:b] for a, b in zip([0, *cuts], [*cuts, len(partials)])):
             finished += len(await record(conn, batch, now_ms=BASE_MS))
@@ -159,7 +147,7 @@ async def test_property_metrics_calculation(db: asyncpg.Pool, settings: Settings
                 assert _close(p["latency_ms"]["p99"], lat, 0.99)
 
 
-async def test_fire_and_forget_and_lost_replies_are_finished_by_the_sweep(db: asyncpg.Pool, settings: Settings) -> None:
+async def test_fire_and_forget_and_lost_replies_are_finished_by_the_sweep(log_db: asyncpg.Pool, settings: Settings) -> None:
     org_id, slug = str(uuid.uuid4()), f"m19-{uuid.uuid4().hex[:8]}"
     snapshot = ConfigSnapshot()
     snapshot.orgs[slug] = {"id": org_id, "slug": slug}
@@ -170,7 +158,7 @@ async def test_fire_and_forget_and_lost_replies_are_finished_by_the_sweep(db: as
                                 "received_at_ms": at, "deadline_ms": at + 1000, "reply_topic": settings.topics.replies,
                                 "reply_partition": 0}, at, settings, snapshot)
     handoff = events.from_call({"correlation_id": "ff", "org": slug, "api_id": ""}, at + 5, snapshot)
-    async with db.acquire() as conn:
+    async with log_db.acquire() as conn:
         assert await record(conn, [sent, lost, handoff], now_ms=at) == []
         await conn.execute("UPDATE request_logs SET seen_at = now() - interval '1 hour' WHERE org = $1", slug)
         done = {f.correlation_id: f for f in await sweep(conn, now_ms=at + 60_000, grace_s=1)}

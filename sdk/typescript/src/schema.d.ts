@@ -3429,6 +3429,7 @@ export interface components {
             method: string | null;
             org_id: string | null;
             path: string | null;
+            /** @description where the answer was made: ingress (refused before the call entered the pipeline; latency_ms is then the edge's own), processors or egress */
             stage?: string | null;
             status: number | null;
             upstream_ms: number | null;
