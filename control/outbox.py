@@ -66,9 +66,12 @@ class OutboxRelay:
         await self._close_producer()
 
     async def ready(self) -> None:
-        """Readiness check: the producer is connected."""
+        """Readiness check: connected, and the current configuration re-published on this connection (until
+        then the broker may hold less than PostgreSQL does, and changes wait behind the re-publication)."""
         if self._producer is None:
             raise RuntimeError(self.last_error or "Kafka producer not connected")
+        if not self.resynced:
+            raise RuntimeError("connected; re-publishing the current configuration before relaying changes")
 
     def wake(self) -> None:
         self._wake.set()
