@@ -175,6 +175,11 @@ async def test_a_killed_instance_drops_out_when_its_heartbeat_key_expires(
         await control.new_org("killed")
         async with JunctionClient(control.base_url, control.admin_token) as jc:
             assert await _listed(jc, "killed", timeout_s=5)
+            # The new organisation published first: until then an answer says only "not relayed yet", and the
+            # Kafka run met that (the relay's acknowledgement took longer than the steps below).
+            async with asyncio.timeout(10):
+                while not (await jc.config_applied())["relayed"]:
+                    await asyncio.sleep(0.05)
             assert stuck._loop is not None
             await stuck._loop.stop()  # as a SIGKILL leaves it: no more heartbeats, nothing removed
             # 2.5 s after its last report (its key's TTL shortened as time would): still listed and waited
