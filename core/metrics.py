@@ -58,13 +58,13 @@ EVENT_LOOP_LAG = Histogram("junction_event_loop_lag_seconds", "How late the even
                            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 TASK_CRASHES = Counter("junction_task_crashes_total", "Crashes of supervised long-lived tasks (each is restarted)", ["task"])
 
+# Calls refused at the edge, by whether the request log was told of them (ingress/refusal_log.py).
+INGRESS_REFUSALS_LOGGED = Counter("junction_ingress_refusals_logged_total", "Calls refused at ingress that were told to the "
+                                  "request log")
+INGRESS_REFUSALS_UNLOGGED = Counter("junction_ingress_refusals_unlogged_total", "Calls refused at ingress that the request "
+                                    "log was not told of: over the rate (JUNCTION_INGRESS_REFUSAL_LOG_PER_S), too many "
+                                    "already being sent, or the broker refused the record", ["reason"])
+
 
 def render() -> bytes:
     return generate_latest()
-
-# Calls refused at the edge, by whether the request log was told of them (ingress/refusal_log.py).
-INGRESS_REFUSALS_LOGGED = Counter("junction_ingress_refusals_logged", "Calls refused at ingress that were told to the "
-                                  "request log", [])
-INGRESS_REFUSALS_UNLOGGED = Counter("junction_ingress_refusals_unlogged", "Calls refused at ingress that the request "
-                                    "log was not told of: over the rate (JUNCTION_INGRESS_REFUSAL_LOG_PER_S), too many "
-                                    "already being sent, or the broker refused the record", ["reason"])
