@@ -167,11 +167,18 @@ try {
   step("the script fixed in the editor (version 2): the call goes through");
 
   // -- the calls in the request logs and on the dashboard ------------------------------------------------
+  // A call ingress refuses (no API at the path) is logged too, answered by ingress.
+  const refused = await fetch(`${ingress}/${slug}/no-api-here`);
+  check(refused.status === 404 && refused.headers.get("x-correlation-id"), `refused: ${refused.status}`);
+  const refusedId = refused.headers.get("x-correlation-id");
   await page.goto(`${base}/orgs/${slug}/logs`);
   await eventually("both calls in the request log", async () => {
     await page.reload();
     await page.getByRole("cell", { name: "200", exact: true }).first().waitFor({ timeout: 2000 });
     await page.getByRole("cell", { name: "transform_failed", exact: true }).first().waitFor({ timeout: 2000 });
+    const row = page.getByRole("row", { has: page.getByRole("button", { name: refusedId }) });
+    await row.getByRole("cell", { name: "ingress", exact: true }).waitFor({ timeout: 2000 });
+    await row.getByRole("cell", { name: "route_not_found", exact: true }).waitFor({ timeout: 2000 });
   });
   await shot("logs-1280");
   step("the calls are in the request logs");

@@ -57,7 +57,7 @@ export function LogsPage() {
       {page.loading && !page.data ? <Loading what="the request log" /> : (
         <>
           <TableWrap label="Requests">
-            <thead><tr><th>When</th><th>Method</th><th>Path</th><th>Status</th><th>Error</th><th>Latency</th><th>Correlation id</th></tr></thead>
+            <thead><tr><th>When</th><th>Method</th><th>Path</th><th>Status</th><th>Error</th><th>Answered by</th><th>Latency</th><th>Correlation id</th></tr></thead>
             <tbody>
               {items.map((r) => (
                 <Fragment key={r.id}>
@@ -67,6 +67,8 @@ export function LogsPage() {
                     <td><code className="break">{r.path}</code></td>
                     <td className={r.status && r.status >= 400 ? "warn" : ""}>{r.status ?? "—"}</td>
                     <td>{r.error_code ?? ""}</td>
+                    {/* ingress: refused before the call entered the pipeline (a 401, a 429...) */}
+                    <td>{r.stage ?? ""}</td>
                     <td>{r.latency_ms != null ? `${Math.round(r.latency_ms)} ms` : ""}</td>
                     <td>
                       <button type="button" className="link" aria-expanded={open === r.id} onClick={() => setOpen(open === r.id ? null : r.id)}>
@@ -76,7 +78,7 @@ export function LogsPage() {
                   </tr>
                   {open === r.id && (
                     <tr className="detail">
-                      <td colSpan={7}>
+                      <td colSpan={8}>
                         <button type="button" onClick={() => apply({ ...filters, correlation_id: r.correlation_id })}>
                           Only this correlation id
                         </button>
@@ -86,7 +88,7 @@ export function LogsPage() {
                   )}
                 </Fragment>
               ))}
-              {items.length === 0 && <tr><td colSpan={7}>No requests match.</td></tr>}
+              {items.length === 0 && <tr><td colSpan={8}>No requests match.</td></tr>}
             </tbody>
           </TableWrap>
           <Pager page={paging.page} hasNext={!!page.data?.next_cursor} onPrev={paging.prev}
