@@ -26,8 +26,8 @@ from ingress.auth import Admission, EdgeAuth
 from ingress.compression import compress_response, decoded_headers, read_body
 from ingress.cors import POLICY_KEY, policy_of, preflight_method, preflight_response
 from ingress.idempotency import KEY_HEADER, REPLAYED_HEADER, Claim, IdempotencyKeys, caller_scope, fingerprint
-from ingress.replies import ReplyReader
 from ingress.refusal_log import RefusalLog
+from ingress.replies import ReplyReader
 from ingress.response_cache import ResponseCache
 from ingress.soap_edge import (MEDIA_TYPE, OPERATION_HEADER, Contracts, address_of, answer, fault_response, guess_version,
                                is_wsdl_request, json_bytes, parse_call, reply_error, wsdl_response)
@@ -136,8 +136,8 @@ class Gateway:
         if self._refusals is None or ENTERED in request or org not in self._snapshot.orgs:
             return None
         return self._refusals.tell(org=org, api_id="" if api_id == NO_API else api_id, method=request.method, path=path,
-                            status=status, error_code=code, received_at_ms=received_ms,
-                            bytes_in=received if received is not None else request.content_length or 0)
+                                   status=status, error_code=code, received_at_ms=received_ms,
+                                   bytes_in=received if received is not None else request.content_length or 0)
 
     def _preflight_match(self, org: str, asked: str, path: str) -> RouteMatch:
         """The API a browser's preflight asks about, when it has a CORS policy; else the API of an OPTIONS
