@@ -40,8 +40,11 @@ def test_broker_profile_fields_can_be_overridden() -> None:
     {"JUNCTION_BROKER_FETCH_MAX_WAIT_MS": "0"},
     {"JUNCTION_PARTITIONS": "0"},
     {"JUNCTION_ALLOW_PRIVATE_TARGETS": "maybe"},
+    {"JUNCTION_INGRESS_REFUSAL_LOG_PER_S": "-1"},
+    {"JUNCTION_INGRESS_REFUSAL_LOG_PER_S": "many"},
 ])
 def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str]) -> None:
     with pytest.raises(InvalidConfiguration) as info:
         load_settings(env)
     assert "JUNCTION_" in str(info.value)
+    assert next(iter(env)) in str(info.value)
