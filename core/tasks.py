@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from core.metrics import TASK_CRASHES
 
-__all__ = ["Supervised", "bounded", "cancel_and_wait"]
+__all__ = ["Supervised", "bounded", "cancel_and_wait", "finish_or_cancel"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,18 @@ async def bounded(what: str, step: Awaitable[object], timeout_s: float) -> bool:
         log.warning("%s failed: %r", what, exc)
         return False
     return True
+
+
+async def finish_or_cancel(tasks: set[asyncio.Task[None]], grace_s: float, unwind_s: float = UNWIND_S) -> None:
+    """Let a component's work in flight finish for ``grace_s``; cancel what is left, and give it ``unwind_s``
+    to unwind before it is abandoned."""
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(set(tasks), timeout=grace_s)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=unwind_s)
 
 
 async def cancel_and_wait(task: asyncio.Task[object] | None) -> None:

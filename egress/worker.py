@@ -22,7 +22,7 @@ from core.headers import asking_identity, pairs_to_records, records_to_pairs, wi
 from core.messages import (INVALID_REPLY_PARTITION, dead_letter, error_reply, expired, nobody_waits, now_ms,
                            reply_route_error, reply_target, undecodable_call)
 from core.metrics import DEAD_LETTERS, DUPLICATES_SKIPPED, EXPIRED_DROPPED, NO_API, UPSTREAM_CALLS, UPSTREAM_LATENCY
-from core.tasks import Supervised, bounded
+from core.tasks import Supervised, bounded, finish_or_cancel
 from core.scripts import has_response_transform, script_ctx, script_response, script_secrets
 from core.settings import Settings
 from egress.assemble import EgressParts, build_parts
@@ -108,12 +108,7 @@ class EgressWorker:
         """Stop taking calls, let those in flight finish (bounded), commit, leave."""
         for loop in (self._consume_loop, self._commit_loop):
             await bounded(f"egress: stopping {loop.name}", loop.stop(), STEP_S)
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=KILL_WAIT_S)
+        await finish_or_cancel(self._tasks, grace_s, KILL_WAIT_S)
         # Each step bounded (core/tasks.py): a stuck one is logged by name and the rest still close.
         await bounded("egress: writing the last de-duplication records", self._completed.stop(), STEP_S)
         await bounded("egress: committing the finished offsets", self._commit(), REVOKE_COMMIT_S)

@@ -25,6 +25,7 @@ from aiokafka.errors import KafkaError
 from core.messages import now_ms
 from core.metrics import INGRESS_REFUSALS_LOGGED, INGRESS_REFUSALS_UNLOGGED
 from core.settings import Settings
+from core.tasks import finish_or_cancel
 from schemas import encode
 
 __all__ = ["RefusalLog"]
@@ -70,12 +71,7 @@ class RefusalLog:
 
     async def close(self) -> None:
         """Give the records on their way a moment (they are small), then drop the rest."""
-        if self._sending:
-            _, pending = await asyncio.wait(set(self._sending), timeout=1.0)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=1.0)
+        await finish_or_cancel(self._sending, grace_s=1.0)
 
     def _take(self) -> bool:
         now = time.monotonic()
