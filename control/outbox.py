@@ -41,6 +41,10 @@ MAX_BACKOFF_S = 5.0
 FOREIGN_RETRY_S = 30.0  # the config topic is another installation's: an operator has to act
 
 
+# The advisory lock one relay at a time holds while it publishes (per schema: one installation's relays).
+RELAY_LOCK = "hashtext(current_schema() || ':junction-outbox')"
+
+
 class OutboxRelay:
     def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
         self._settings = settings
@@ -115,7 +119,7 @@ class OutboxRelay:
     async def _drain_once(self) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
             leader = await conn.fetchval(
-                "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || ':junction-outbox'))")
+                f"SELECT pg_try_advisory_xact_lock({RELAY_LOCK})")
             if not leader:
                 return 0
             events = await fetch_pending(conn, BATCH)
@@ -130,7 +134,7 @@ class OutboxRelay:
         """Re-publish the current configuration: the broker may have lost it."""
         async with self._pool.acquire() as conn, conn.transaction():
             # Under the relay's lock, so a snapshot never interleaves with a batch.
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':junction-outbox'))")
+            await conn.execute(f"SELECT pg_advisory_xact_lock({RELAY_LOCK})")
             events = await current_config_events(conn)
             await publish_config_events(self._producer, self._settings, events, installation=self.installation)
         log.info("outbox relay: re-published %d configuration records", len(events))

@@ -177,7 +177,7 @@ async def test_a_relay_is_ready_only_once_it_has_re_published_the_configuration(
     """Connected is not enough: until the re-publication on a new connection is done, the broker may hold
     less than PostgreSQL, and control's /readyz said `kafka: ok` meanwhile. The re-publication waits for
     the relays' lock; holding it here holds the relay in that window."""
-    from control.outbox import OutboxRelay
+    from control.outbox import RELAY_LOCK, OutboxRelay
     from core.db import make_pool
 
     pool = await make_pool(settings, max_size=3)
@@ -192,13 +192,13 @@ async def test_a_relay_is_ready_only_once_it_has_re_published_the_configuration(
 
     try:
         async with pool.acquire() as holder:
-            await holder.execute("SELECT pg_advisory_lock(hashtext(current_schema() || ':junction-outbox'))")
+            await holder.execute(f"SELECT pg_advisory_lock({RELAY_LOCK})")
             try:
                 await relay.start()
                 await wait_until(lambda: relay._producer is not None, timeout_s=20)
                 assert "re-publishing" in await readiness()
             finally:
-                await holder.execute("SELECT pg_advisory_unlock(hashtext(current_schema() || ':junction-outbox'))")
+                await holder.execute(f"SELECT pg_advisory_unlock({RELAY_LOCK})")
         deadline = time.monotonic() + 20
         while (state := await readiness()) != "ready" and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
