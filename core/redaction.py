@@ -218,6 +218,9 @@ def mask_raw(data: bytes, extra: Iterable[str] = ()) -> bytes:
 _TEXT_PAIR = rb"""([A-Za-z0-9_.-]*(?:%s)[A-Za-z0-9_.-]*)(["']?[ \t]*[:=,][ \t]*["']?)([^"'&\r\n]+)"""
 
 
+_PAIR_LIST_OPENS = re.compile(rb"\[[ \t]*[\"']?\Z")
+
+
 def mask_text(data: bytes, extra: Iterable[str] = ()) -> bytes:
     """``data`` with the value after each credential-looking name in text overwritten by ``*`` (same
     length): a producer's message that is no Avro at all (JSON, a form, raw HTTP) keeps no credential in
@@ -228,6 +231,10 @@ def mask_text(data: bytes, extra: Iterable[str] = ()) -> bytes:
     def star(m: re.Match[bytes]) -> bytes:
         name = m.group(1).decode("latin-1")
         if not is_credential_name(name, extra):
+            return m.group(0)
+        # A comma joins a name to its value only in a pair list (`["X-API-Key", "…"]`); elsewhere the
+        # "name" is a value, and what follows is the next key, not a credential.
+        if b"," in m.group(2) and not _PAIR_LIST_OPENS.search(data, max(0, m.start() - 16), m.start()):
             return m.group(0)
         return m.group(1) + m.group(2) + b"*" * len(m.group(3))
 
