@@ -103,6 +103,13 @@ def _response_schemas() -> dict[str, Schema]:
                           "last_seen_ms_ago"]),
         "InstanceList": _obj({"config_offset": _INT, "items": {"type": "array", "items": _ref("Instance")}},
                              ["config_offset", "items"]),
+        "ProducerKey": _obj({
+            "public_key": {**_STR, "description": "base64 of the installation's raw 32-byte X25519 public key; it "
+                           "changes when JUNCTION_SEAL_KEY does"},
+            "suite": {**_STR, "description": "how to seal to it: HPKE (RFC 9180) base mode, the context "
+                      "'caller-credential:<correlation_id>' as info"},
+            "version_byte": {**_INT, "description": "the first byte of sealed_credentials, before HPKE's enc and "
+                             "ciphertext"}}, ["public_key", "suite", "version_byte"]),
         "Breaker": _obj({"connector": _STR, "origin": {**_STR, "description": "scheme://host:port: one breaker per upstream origin"},
                          "state": {"type": "string", "enum": ["closed", "open", "half_open"]},
                          "failures": {**_INT, "description": "consecutive failures counted across egress instances"},
@@ -600,6 +607,12 @@ def build_openapi(settings: Settings) -> Schema:
                        params=[{"name": "wait", "in": "query",
                                 "schema": {"type": "number", "minimum": 0, "maximum": 60, "default": 0},
                                 "description": "seconds to wait until applied"}], tag="instances"),
+        },
+        "/api/v1/producer-key": {
+            "get": _op("The public key async producers seal their callers' credentials to, for an API that "
+                       "authenticates its callers (docs/async-producers.md)",
+                       {"200": _json(_ref("ProducerKey"), "the key and how to seal to it"), **_errors("401")},
+                       tag="security"),
         },
         "/api/v1/instances": {
             "get": _op("The running ingress, processors and egress instances, and how far each has applied the "

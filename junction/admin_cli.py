@@ -1,7 +1,7 @@
 """Management subcommands of the ``junction`` CLI, built on :mod:`junction.sdk`.
 
 ``register(subparsers)`` adds: login, orgs, users, connectors, apis, versions,
-rollback, audit, wait, instances, admin create, admin reset-password, migrate. Every handler is
+rollback, audit, wait, instances, producer-key, admin create, admin reset-password, migrate. Every handler is
 ``func(args, settings) -> int`` and prints JSON. The control URL comes from ``--url``
 (default: where JUNCTION_CONTROL_HOST and JUNCTION_CONTROL_PORT say, http://127.0.0.1:8081), the token from
 ``--token`` or JUNCTION_TOKEN.
@@ -534,6 +534,8 @@ def register(subparsers: Any) -> None:
     p = _action(subparsers, "wait", _wait, "wait until every running instance has applied every configuration "
                 "change made so far (exit 1 if not within --timeout)")
     p.add_argument("--timeout", type=_seconds, default=30.0, help="seconds (default 30)")
+    _action(subparsers, "producer-key", lambda c, a: c.producer_key(),
+            "the public key async producers seal their callers' credentials to (docs/async-producers.md)")
     _action(subparsers, "instances", lambda c, a: c.list_instances(),
             "the running ingress, processors and egress instances and how far each has applied the configuration")
     admin = subparsers.add_parser("admin", help="global admins").add_subparsers(dest="action", required=True)

@@ -827,6 +827,11 @@ class JunctionClient:
                 raise TimeoutError(f"not applied after {timeout_s:g} s: {describe_not_applied(answer)}")
             await asyncio.sleep(0.1)  # answered without waiting (the control plane had enough waiters): not a busy loop
 
+    async def producer_key(self) -> dict[str, Any]:
+        """The public key async producers seal their callers' credentials to (``public_key``, base64), and the
+        suite to seal with (docs/async-producers.md)."""
+        return cast(dict[str, Any], await self.request("GET", "/producer-key"))
+
     async def list_instances(self) -> dict[str, Any]:
         """The running ingress, processors and egress instances and the config position each has applied
         (global admins)."""

@@ -7,9 +7,9 @@ __all__ = ["routes"]
 
 
 def routes() -> list[web.RouteDef]:
-    from control.handlers import alert_rules, alerts, audit, auth, breaker, connector_test, consumers, dead_letters, instances, logs, meta, metrics, orgs, replays, resources, security, users
+    from control.handlers import alert_rules, alerts, audit, auth, breaker, connector_test, consumers, dead_letters, instances, logs, meta, metrics, orgs, producer_key, replays, resources, security, users
 
     return [*auth.routes(), *orgs.routes(), *users.routes(), *resources.routes(), *consumers.routes(),
             *audit.routes(), *connector_test.routes(), *meta.routes(), *security.routes(),
             *breaker.routes(), *dead_letters.routes(), *replays.routes(), *metrics.routes(), *logs.routes(),
-            *alert_rules.routes(), *alerts.routes(), *instances.routes()]
+            *alert_rules.routes(), *alerts.routes(), *instances.routes(), *producer_key.routes()]

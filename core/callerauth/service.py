@@ -9,7 +9,9 @@ from core.callerauth.base import (
 from core.callerauth.basic import PasswordCache
 from core.callerauth.jwks import JwksCache, TargetGuard
 from core.callerauth.registry import mode_of
-from core.callerauth.sealed import SealError, open_credential, seal_credential
+from core.callerauth.sealed import (
+    SealError, is_from_producer, open_credential, open_producer_credential, seal_credential,
+)
 from core.sealing import Sealer
 from core.settings import Settings
 from core.snapshot import ConfigSnapshot
@@ -78,6 +80,13 @@ class CallerAuth:
             raise unauthorized(auth, mode.SCHEME, slug, "this API needs a credential", code=MISSING)
         if self.env.sealer is None:
             raise unauthorized(auth, mode.SCHEME, slug, "credentials cannot be checked here: no seal key")
+        if is_from_producer(sealed):
+            try:
+                headers, query = open_producer_credential(self.env.sealer, sealed, correlation_id)
+            except SealError as exc:
+                raise unauthorized(auth, mode.SCHEME, slug, f"{exc}; a producer seals for this very call "
+                                   "(docs/async-producers.md)") from None
+            return await self.authenticate(api, org, self.extract(api, headers, query))
         try:
             credential = open_credential(self.env.sealer, sealed, correlation_id)
         except SealError:

@@ -7,6 +7,8 @@ and code, and never reaches the upstream.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -22,14 +24,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from multidict import CIMultiDict
 
 from core.kafka import make_consumer, topic_partitions
+from core.sealing import Sealer, seal_as_producer, sealer_for
 from core.security import list_security_events
 from core.settings import Settings
 from schemas import decode
 from tests.callerauth_support import (  # noqa: F401 - clear_ingress_blocks is a fixture
     Issuer, clear_ingress_blocks, consumer_doc, issuer, new_key, publish_consumer, secure_api,
 )
-from tests.dead_letter_support import wait_for_dead_letter
-from tests.support import IngressInstance, Stage, header_recorder, post_raw, running_pipeline
+from tests.dead_letter_support import inbound_call, wait_for_dead_letter
+from tests.support import IngressInstance, Stage, header_recorder, post_raw, running_pipeline, wait_until
 
 pytestmark = pytest.mark.usefixtures("clear_ingress_blocks")
 
@@ -223,4 +226,69 @@ async def test_processors_refuse_a_sealed_credential_that_is_not_this_calls(worl
     letter = await wait_for_dead_letter(world.settings, forged["correlation_id"])
     assert letter["error_code"] == ("credential_missing" if sealed == "absent" else "invalid_credential")
     assert key.encode() not in letter["original"]
+    assert len(world.seen) == before, "the upstream was called"
+
+
+# -- async producers seal their callers' credentials -------------------------------------------------
+
+def _producer_sealed(public_key: bytes, correlation_id: str, doc: Any) -> bytes:
+    """As docs/async-producers.md has a producer do it: HPKE to the installation's producer key."""
+    return seal_as_producer(public_key, json.dumps(doc).encode(), f"caller-credential:{correlation_id}")
+
+
+async def _producer_call(world: World, staged: dict[str, Any], sealed: Callable[[str], bytes | None],
+                         headers: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """An async producer's call of ``staged``'s API (no reply route), its credential sealed by ``sealed``."""
+    cid = uuid.uuid4().hex
+    call = inbound_call(staged["org"], correlation_id=cid, method="GET", path="/echo", headers=headers or [],
+                        sealed_credentials=sealed(cid), deadline_ms=int(time.time() * 1000) + 20_000)
+    await post_raw(world.settings, call)
+    return call
+
+
+async def test_a_producer_calls_an_api_key_api_with_a_credential_sealed_to_the_installation(world: World) -> None:
+    """The way in for async producers: the key, sealed with the public producer key for this very call,
+    is checked by processors as ingress would check the header; the upstream learns the consumer."""
+    staged = await world.stage.api(world.upstream + "/echo")
+    key, entry = new_key()
+    doc = consumer_doc(staged, keys=[entry])
+    await publish_consumer(world.stage, doc, world.ingress)
+    await secure_api(world.stage, world.upstream, {"mode": "api_key"}, world.ingress, staged=staged)
+    public = sealer_for(world.settings).producer_public_key()
+    before = len(world.seen)
+    call = await _producer_call(world, staged, lambda cid: _producer_sealed(
+        public, cid, {"headers": [{"name": "X-API-Key", "value": key}]}))
+    await wait_until(lambda: len(world.seen) > before, timeout_s=20)
+    assert world.seen[before:] == [doc["id"]]
+    assert key.encode() not in call["sealed_credentials"]
+
+
+@pytest.mark.parametrize("case", ["wrong key", "sealed for another call", "another installation's key", "tampered",
+                                  "not JSON", "headers not a list", "too many headers", "key in the clear only"])
+async def test_processors_refuse_a_producer_credential_that_does_not_hold(world: World, case: str) -> None:
+    staged = await world.stage.api(world.upstream + "/echo")
+    key, entry = new_key()
+    await publish_consumer(world.stage, consumer_doc(staged, keys=[entry]), world.ingress)
+    await secure_api(world.stage, world.upstream, {"mode": "api_key"}, world.ingress, staged=staged)
+    public = sealer_for(world.settings).producer_public_key()
+    other = Sealer(os.urandom(32)).producer_public_key()
+    good = {"headers": [{"name": "X-API-Key", "value": key}]}
+    sealers: dict[str, Callable[[str], bytes | None]] = {
+        "wrong key": lambda cid: _producer_sealed(public, cid, {"headers": [{"name": "X-API-Key", "value": key + "x"}]}),
+        "sealed for another call": lambda cid: _producer_sealed(public, uuid.uuid4().hex, good),
+        "another installation's key": lambda cid: _producer_sealed(other, cid, good),
+        "tampered": lambda cid: (lambda b: b[:-1] + bytes([b[-1] ^ 1]))(_producer_sealed(public, cid, good)),
+        "not JSON": lambda cid: seal_as_producer(public, b"X-API-Key: " + key.encode(), f"caller-credential:{cid}"),
+        "headers not a list": lambda cid: _producer_sealed(public, cid, {"headers": {"X-API-Key": key}}),
+        "too many headers": lambda cid: _producer_sealed(public, cid, {"headers": [
+            {"name": "X-API-Key", "value": key}] + [{"name": f"X-{n}", "value": "v"} for n in range(40)]}),
+        "key in the clear only": lambda cid: None,
+    }
+    clear = [{"name": "X-API-Key", "value": key}] if case == "key in the clear only" else None
+    before = len(world.seen)
+    call = await _producer_call(world, staged, sealers[case], headers=clear)
+    letter = await wait_for_dead_letter(world.settings, call["correlation_id"])
+    assert letter["error_code"] == ("credential_missing" if case == "key in the clear only" else "invalid_credential")
+    assert letter["stage"] == "processors"
+    assert key.encode() not in letter["original"], "the key reached the dead letter in the clear"
     assert len(world.seen) == before, "the upstream was called"

@@ -97,3 +97,22 @@ async def test_a_nul_byte_in_an_organisation_reference_is_no_organisation(contro
     assert r.status == 422 and [f["field"] for f in r.body["fields"]] == ["org"], r.body
     r = await control.call("GET", "/api/v1/orgs/a%00b", control.admin_token)
     assert r.status == 404 and r.body["code"]
+
+
+async def test_the_producer_key_is_the_installations_for_every_signed_in_user_and_no_one_else(control: Any) -> None:
+    """GET /api/v1/producer-key: the public half of the key pair processors open producers' credentials with
+    (docs/async-producers.md), derived from the seal key; 401 without a token."""
+    import base64
+
+    from core.sealing import PRODUCER_VERSION, sealer_for
+
+    expected = base64.b64encode(sealer_for(control.settings).producer_public_key()).decode()
+    home = await control.new_org("pk")
+    _, viewer = await control.new_user(home["slug"], "org_viewer")
+    for token in (control.admin_token, viewer):
+        r = await control.call("GET", "/api/v1/producer-key", token)
+        assert r.status == 200, r.body
+        assert r.body["public_key"] == expected and r.body["version_byte"] == PRODUCER_VERSION
+        assert "RFC 9180" in r.body["suite"]
+    r = await control.call("GET", "/api/v1/producer-key")
+    assert r.status == 401 and r.body["code"] == "unauthorized", r.body

@@ -28,6 +28,7 @@ export type AuditPage = Schemas["AuditPage"];
 export type Breaker = Schemas["Breaker"];
 export type ConfigApplied = Schemas["ConfigApplied"];
 export type InstanceList = Schemas["InstanceList"];
+export type ProducerKey = Schemas["ProducerKey"];
 
 /** What keeps a change from every instance, in words, from `configApplied`'s answer (as the Python SDK's
  * `describe_not_applied`). */
@@ -279,6 +280,11 @@ export class JunctionClient {
    * (global admins). */
   instances(): Promise<InstanceList> {
     return this.unwrap(this.raw.GET("/api/v1/instances"));
+  }
+
+  /** The public key async producers seal their callers' credentials to (docs/async-producers.md). */
+  producerKey(): Promise<ProducerKey> {
+    return this.unwrap(this.raw.GET("/api/v1/producer-key"));
   }
 
   // -- sessions -------------------------------------------------------------------------------

@@ -1550,6 +1550,23 @@ export interface paths {
         patch: operations["patchOrgsOrgUsersUser"];
         trace?: never;
     };
+    "/api/v1/producer-key": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The public key async producers seal their callers' credentials to, for an API that authenticates its callers (docs/async-producers.md) */
+        get: operations["getProducer-Key"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/security-events": {
         parameters: {
             query?: never;
@@ -3405,6 +3422,14 @@ export interface components {
         PasswordReset: {
             /** @description default: generated and returned once */
             password?: string;
+        };
+        ProducerKey: {
+            /** @description base64 of the installation's raw 32-byte X25519 public key; it changes when JUNCTION_SEAL_KEY does */
+            public_key: string;
+            /** @description how to seal to it: HPKE (RFC 9180) base mode, the context 'caller-credential:<correlation_id>' as info */
+            suite: string;
+            /** @description the first byte of sealed_credentials, before HPKE's enc and ciphertext */
+            version_byte: number;
         };
         RequestLog: {
             api_id: string | null;
@@ -10956,6 +10981,35 @@ export interface operations {
             };
             /** @description Invalid input: see fields[] for each field at fault. */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    "getProducer-Key": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the key and how to seal to it */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProducerKey"];
+                };
+            };
+            /** @description Missing, expired or invalid bearer token; wrong login. */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };
