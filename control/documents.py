@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from control.soap_api import routed_methods
+from control.store.orgs import CALLER_POLICIES
 from control.store.outbox import OutboxEvent
 from core.connector_secrets import SEALED_KEY
 
@@ -13,8 +14,8 @@ __all__ = ["api_event", "connector_event", "consumer_event", "org_event"]
 def org_event(org: dict[str, Any], op: str = "upsert") -> OutboxEvent:
     doc = None
     if op != "delete":
-        doc = {**{k: org[k] for k in ("id", "slug", "name", "enabled", "version")}, "rate_limit": org.get("rate_limit"),
-               "ip_restriction": org.get("ip_restriction"), "cors": org.get("cors")}
+        doc = {**{k: org[k] for k in ("id", "slug", "name", "enabled", "version")},
+               **{k: org.get(k) for k in CALLER_POLICIES}}
     return OutboxEvent("org", org["id"], org["slug"], org["version"], op, doc)
 
 

@@ -41,6 +41,7 @@ from typing import Any
 import yaml
 
 from control.bodies import TAG_RULE, is_tag
+from control.store.orgs import CALLER_POLICIES
 from control.store.resources import with_tags
 from control.validation import check_schema
 from core.connector_secrets import MASK
@@ -76,7 +77,7 @@ CONSUMER_FIELDS = ("name", "enabled", "tags", "rate_limit")
 SECRET_SET = "webhook_secret_set"
 READ_ONLY = frozenset({SECRET_SET})
 # The organisation's own settings a document holds (an org admin's to change): the policies of its APIs.
-ORG_FIELDS = ("rate_limit", "ip_restriction", "cors")
+ORG_FIELDS = CALLER_POLICIES
 # How a plan's messages name each kind.
 LABELS = {"connectors": "connector", "consumers": "consumer", "apis": "API", "alert_rules": "alert rule"}
 # A reference as a document holds it: (the kind it names, where in the entry, the name or id) -> what to keep.
