@@ -82,6 +82,7 @@ DOCS = (
     "docs/performance.md",  # benchmark commands only: not run
     "docs/kafka-security.md",
     "docs/resilience.md",
+    "docs/upgrading.md",  # the drain check, migrate and topics against the running demo
 )
 
 # The README's default ports (its commands name them, so the test cannot move them): every port setting's
