@@ -58,7 +58,7 @@ async def test_console_in_a_browser(control: Any) -> None:
     print(out)
     assert code == 0, out
     for step in ("login with the keyboard", "line", "next to the Timeout field", "rollback makes version 3",
-                 "no sideways overflow", "comes back to the page", "shown once", "own rate limit: the refused value's field error", "connector's origins: the refused origin's field error", "viewer sees no write buttons"):
+                 "no sideways overflow", "asks to log in again over the page, and keeps what was typed", "shown once", "own rate limit: the refused value's field error", "connector's origins: the refused origin's field error", "viewer sees no write buttons"):
         assert step in out, (step, out)
 
 

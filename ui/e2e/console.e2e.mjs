@@ -197,7 +197,7 @@ try {
   await page.setViewportSize({ width: 1280, height: 800 });
   step("no sideways overflow at 1280x800 and 390x844 (screenshots in OUT_DIR)");
 
-  // -- the session ends: back to log-in, then back to the page ------------------------------------------
+  // -- the session is ended elsewhere: a log-in dialog over the page, its unsaved input kept ---------------
   await page.goto(`${base}/orgs/${slug}/consumers`);
   await page.getByRole("heading", { name: "Consumers" }).waitFor();
   await page.evaluate(async () => {
@@ -207,13 +207,14 @@ try {
   const consumerForm = page.getByRole("form", { name: "New consumer" });
   await consumerForm.getByLabel("Name").fill("shop");
   await consumerForm.getByLabel("Name").press("Enter");
-  await page.waitForURL(/\/login$/);
-  await page.getByText("Your session has expired").waitFor();
-  await page.getByLabel("E-mail").fill(adminEmail);
-  await page.getByLabel("Password").fill(adminPassword);
-  await page.getByLabel("Password").press("Enter");
-  await page.waitForURL(new RegExp(`/orgs/${slug}/consumers$`));
-  step("an ended session goes to log-in and comes back to the page");
+  const ended = page.getByRole("dialog", { name: "Your session was ended" });
+  await ended.waitFor();
+  check(new URL(page.url()).pathname === `/orgs/${slug}/consumers`, `still on the page: ${page.url()}`);
+  await ended.getByLabel("Password").fill(adminPassword);
+  await ended.getByLabel("Password").press("Enter");
+  await ended.waitFor({ state: "detached" });
+  check((await consumerForm.getByLabel("Name").inputValue()) === "shop", "the unsaved input is kept");
+  step("a session ended elsewhere asks to log in again over the page, and keeps what was typed");
 
   // -- consumers and a key shown once ---------------------------------------------------------------------
   await consumerForm.getByLabel("Name").fill("shop");

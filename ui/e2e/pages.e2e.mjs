@@ -98,8 +98,9 @@ const CASES = {
       await fetch("/api/v1/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${t}` } });
     });
     await page.reload(); // its calls carry the revoked token: 401
+    const ended = page.getByRole("dialog", { name: "Your session was ended" });
+    await ended.getByRole("button", { name: "Log out" }).click();
     await page.waitForURL(/\/login$/);
-    await page.getByText("Your session has expired").waitFor();
     await page.getByLabel("E-mail").fill(viewer);
     await page.getByLabel("Password").fill(password);
     await page.getByLabel("Password").press("Enter");

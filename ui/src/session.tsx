@@ -7,9 +7,10 @@
  * expired the dialog opens over the page by itself: the page, and its unsaved edits, stay as they are.
  * (The management API has no token refresh: a new token takes the password again.)
  *
- * When a call answers 401 with a token that has not expired (revoked, the user's password changed), the
- * session ends and the app goes back to the log-in page, remembering the page it was on; the same user
- * logging in again returns there, another user goes to their own start page.
+ * When a call answers 401 with a token that has not expired (revoked: logged out elsewhere, the user's
+ * password changed), the same dialog opens over the page (`revoked`): logging in again as the same user
+ * carries on with the page and its unsaved edits; "Log out" goes to the log-in page, where another user
+ * goes to their own start page.
  */
 import { JunctionClient } from "@junction/sdk";
 import { createContext, useCallback, useContext, useEffect, useMemo, useRef, useState, type ReactNode } from "react";
@@ -65,12 +66,14 @@ export interface Session {
   token: string | null;
   claims: Claims | null;
   client: JunctionClient;
-  /** why the last session ended: "expired" (shown on the log-in page) or "logout" */
+  /** why the last session ended: "logout" (log-in then starts afresh), or null */
   ended: string | null;
   /** the token expires within WARN_BEFORE_MS (the page shows a banner) */
   expiresSoon: boolean;
   /** the token has expired while the page stays open: the log-in dialog is over it */
   expired: boolean;
+  /** the token was refused before its expiry (revoked): the log-in dialog is over the page, as for `expired` */
+  revoked: boolean;
   login(email: string, password: string): Promise<void>;
   /** log in again as the session's own user, staying on the page (a new token, the same user) */
   relogin(password: string): Promise<void>;
@@ -103,22 +106,19 @@ export function SessionProvider({ children, baseUrl = "" }: { children: ReactNod
   const [ended, setEnded] = useState<string | null>(null);
   const [expiresSoon, setExpiresSoon] = useState(false);
   const [expired, setExpired] = useState(false);
+  const [revoked, setRevoked] = useState(false);
   const tokenRef = useRef(token);
   tokenRef.current = token;
   // Where the last log-in goes: computed when it succeeds, from the ended session's page and user.
   const returnRef = useRef<{ path: string | null; otherUser: boolean } | null>(null);
 
   const end = useCallback((reason: string | null) => {
-    const claims = tokenRef.current ? decodeClaims(tokenRef.current) : null;
-    if (claims && reason === "expired") {
-      const next: NextPage = { sub: claims.sub, path: window.location.pathname + window.location.search };
-      sessionStorage.setItem(NEXT_KEY, JSON.stringify(next));
-    }
     sessionStorage.removeItem(TOKEN_KEY);
     tokenRef.current = null;
     setToken(null);
     setEnded(reason);
     setExpired(false);
+    setRevoked(false);
     setExpiresSoon(false);
   }, []);
 
@@ -128,21 +128,22 @@ export function SessionProvider({ children, baseUrl = "" }: { children: ReactNod
         baseUrl,
         token: () => tokenRef.current,
         // A 401 with a token is an expired or revoked session; without one, or answering a log-in, a wrong
-        // password. An expired token leaves the page as it is, under the log-in dialog.
+        // password. Either way the page stays as it is, under the log-in dialog.
         onUnauthorized: (error) => {
           if (!tokenRef.current || error.code === "invalid_credentials") return;
           const claims = decodeClaims(tokenRef.current);
           if (error.code === "token_expired" || (claims && claims.exp * 1000 <= Date.now())) setExpired(true);
-          else end("expired");
+          else setRevoked(true);
         },
       }),
-    [baseUrl, end],
+    [baseUrl],
   );
 
   const claims = useMemo(() => (token ? decodeClaims(token) : null), [token]);
 
   useEffect(() => {
     setExpired(false);
+    setRevoked(false);
     setExpiresSoon(false);
     if (!claims) return;
     const at = (ms: number, fn: () => void) => window.setTimeout(fn, Math.max(0, Math.min(ms - Date.now(), 2 ** 31 - 1)));
@@ -162,6 +163,7 @@ export function SessionProvider({ children, baseUrl = "" }: { children: ReactNod
       ended,
       expiresSoon,
       expired,
+      revoked,
       async login(email, password) {
         const t = await client.login(email, password);
         const next = readNext();
@@ -206,7 +208,7 @@ export function SessionProvider({ children, baseUrl = "" }: { children: ReactNod
       canWrite: claims?.role === "global_admin" || claims?.role === "org_admin",
       isGlobal: claims?.role === "global_admin",
     }),
-    [token, claims, client, ended, end, expiresSoon, expired],
+    [token, claims, client, ended, end, expiresSoon, expired, revoked],
   );
   return <SessionContext.Provider value={value}>{children}</SessionContext.Provider>;
 }

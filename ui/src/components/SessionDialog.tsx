@@ -24,12 +24,17 @@ export function SessionExpiry() {
           to carry on: this page and its unsaved changes stay as they are.
         </div>
       )}
-      {(asked || session.expired) && <ReloginDialog expired={session.expired} onCancel={() => setAsked(false)} />}
+      {(asked || session.expired || session.revoked) && (
+        <ReloginDialog ended={session.expired ? "expired" : session.revoked ? "revoked" : null}
+          onCancel={() => setAsked(false)} />
+      )}
     </>
   );
 }
 
-function ReloginDialog({ expired, onCancel }: { expired: boolean; onCancel: () => void }) {
+/** `ended`: why the session is over ("expired" at its time, "revoked" before it), or null when the user asked
+ * to log in again before the expiry; only then may the dialog be put off. */
+function ReloginDialog({ ended, onCancel }: { ended: "expired" | "revoked" | null; onCancel: () => void }) {
   const session = useSession();
   const navigate = useNavigate();
   const ref = useRef<HTMLDialogElement>(null);
@@ -51,10 +56,13 @@ function ReloginDialog({ expired, onCancel }: { expired: boolean; onCancel: () =
     <dialog ref={ref} className="card relogin" aria-labelledby="relogin-title"
       onCancel={(e) => {
         e.preventDefault(); // Escape: only Cancel closes it, and only before the session has expired
-        if (!expired) onCancel();
+        if (!ended) onCancel();
       }}>
       <form onSubmit={submit} noValidate aria-label="Log in again">
-        <h2 id="relogin-title">{expired ? "Your session has expired" : "Log in again"}</h2>
+        <h2 id="relogin-title">
+          {ended === "expired" ? "Your session has expired" : ended === "revoked" ? "Your session was ended" : "Log in again"}
+        </h2>
+        {ended === "revoked" && <p>It was ended before its time: logged out elsewhere, or the password was changed.</p>}
         <p>
           Log in again as <strong>{session.claims?.email}</strong> to carry on here: the page and its unsaved
           changes stay as they are.
@@ -68,7 +76,7 @@ function ReloginDialog({ expired, onCancel }: { expired: boolean; onCancel: () =
         </Field>
         <div className="buttons">
           <button type="submit" className="primary" disabled={busy}>{busy ? "Logging in…" : "Log in"}</button>
-          {!expired && <button type="button" onClick={onCancel}>Not now</button>}
+          {!ended && <button type="button" onClick={onCancel}>Not now</button>}
           <button type="button" onClick={() => session.logout().catch(() => {}).finally(() => navigate("/login"))}>
             Log out
           </button>

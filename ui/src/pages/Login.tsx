@@ -22,11 +22,6 @@ export function LoginPage() {
     <main className="login" id="main">
       <form onSubmit={submit} className="card" aria-labelledby="login-title">
         <h1 id="login-title">Junction console</h1>
-        {session.ended === "expired" && (
-          <p className="notice" role="status">
-            Your session has expired. Log in again to go back to where you were.
-          </p>
-        )}
         <ErrorMessage error={error} claimed={["email", "password"]} />
         <Field label="E-mail" error={fieldError(error, "email")}>
           {(p) => (
