@@ -149,7 +149,24 @@ async def stop_consumer(consumer: AIOKafkaConsumer, *, timeout_s: float | None =
     A cancellation of the caller itself goes on."""
     timeout_s = STOP_CONSUMER_S if timeout_s is None else timeout_s
     if not await bounded("stopping a Kafka consumer", _stop_consumer(consumer), timeout_s):
-        await bounded("closing an abandoned Kafka consumer's connections", consumer._client.close(), UNWIND_S)
+        await _abandon(consumer)
+
+
+async def _abandon(consumer: AIOKafkaConsumer) -> None:
+    """What a stuck ``stop()`` had left undone. aiokafka stops the group coordinator first (its last commit,
+    then the leave-group); while that hangs, the heartbeat and the fetcher still run, and a fetcher left
+    running would open new connections as soon as the old ones were closed. aiokafka offers no public way."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    for name in ("_coordination_task", "_heartbeat_task", "_commit_refresh_task"):
+        task = getattr(coordinator, name, None)
+        if isinstance(task, asyncio.Task) and not task.done():
+            task.cancel()
+            await bounded(f"cancelling an abandoned Kafka consumer's {name.strip('_').replace('_', ' ')}",
+                          asyncio.wait([task]), UNWIND_S)
+    fetcher = getattr(consumer, "_fetcher", None)
+    if fetcher is not None:
+        await bounded("closing an abandoned Kafka consumer's fetcher", fetcher.close(), UNWIND_S)
+    await bounded("closing an abandoned Kafka consumer's connections", consumer._client.close(), UNWIND_S)
 
 
 async def _stop_consumer(consumer: AIOKafkaConsumer) -> None:

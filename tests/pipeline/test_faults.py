@@ -413,7 +413,6 @@ async def test_an_egress_stop_with_a_stuck_commit_and_leave_still_closes_everyth
     parts.offsets.finished(tp, 0)  # something to commit
 
     stuck: list[str] = []
-    real_stop = parts.consumer.stop
 
     def hangs(what: str) -> Any:
         async def forever(*args: Any, **kwargs: Any) -> None:
@@ -422,7 +421,9 @@ async def test_an_egress_stop_with_a_stuck_commit_and_leave_still_closes_everyth
         return forever
 
     parts.consumer.commit = hangs("commit")  # type: ignore[method-assign]
-    parts.consumer.stop = hangs("stop")  # type: ignore[method-assign]
+    # Where a real stop hangs: in the group coordinator's close (its leave-group), which aiokafka awaits before
+    # it closes the fetcher and the connections; the heartbeat and the fetcher still run meanwhile.
+    parts.consumer._coordinator.close = hangs("stop")  # type: ignore[method-assign]
     try:
         with caplog.at_level(logging.WARNING):
             await asyncio.wait_for(worker.stop(), 30)  # a bound for the test only: unbounded, this waited for ever
@@ -431,13 +432,16 @@ async def test_an_egress_stop_with_a_stuck_commit_and_leave_still_closes_everyth
         messages = [r.getMessage() for r in caplog.records]
         assert any("committing the finished offsets did not finish within 0.3 s" in m for m in messages), messages
         assert any("stopping a Kafka consumer did not finish within 0.3 s" in m for m in messages), messages
-        # What came after the stuck steps was still closed.
+        # What came after the stuck steps was still closed, and nothing of the consumer runs on to open a
+        # connection again: neither its fetcher nor its heartbeat.
         assert not any(conn.connected() for conn in parts.consumer._client._conns.values())
+        assert parts.consumer._fetcher._fetch_task.done()
+        heartbeat = parts.consumer._coordinator._heartbeat_task
+        assert heartbeat is None or heartbeat.done()
         assert parts.producer._closed
         assert parts.follower._consumer is None  # stopped, after the stuck steps
     finally:
-        parts.consumer.stop = real_stop  # type: ignore[method-assign]
-        await stop_consumer(parts.consumer)  # what the abandoned stop had left: the coordinator's own tasks
+        await stop_consumer(parts.consumer)  # a no-op after a stop; closes the consumer when the test failed early
 
 
 async def test_a_cancelled_de_duplication_lookup_always_ends_cancelled(settings: Settings) -> None:
