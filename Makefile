@@ -28,8 +28,11 @@ run: $(STAMP) console
 # Every test but the docs run, which .ci/run runs after it (make test-docs): that one starts its own
 # `junction up --demo` on the default ports and runs every command of the README and docs/ in order.
 DOCS_RUN := tests/docs/test_docs_run.py::test_every_block_of_the_docs_runs_as_written
+# Two workers (pytest-xdist), each a run of its own (its broker, database schema, Redis prefix), each taking
+# whole modules; TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP) console
-	$(PY) -m pytest -p no:cacheprovider -rs --durations=15 --deselect $(DOCS_RUN) $(PYTEST_ARGS)
+	$(PY) -m pytest -p no:cacheprovider -rs --durations=15 -n $(TEST_WORKERS) --dist loadfile --deselect $(DOCS_RUN) $(PYTEST_ARGS)
 
 # The README and every guide in docs/, run as written, in order, against a `junction up --demo` of its own
 # (tests/docs/test_docs_run.py); needs the default ports (8080, 8081...) free: stop `make run` first.

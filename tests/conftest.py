@@ -38,7 +38,18 @@ from junction.kafka_local import LocalKafka, fetch
 
 from tests.control_support import control, control_settings  # noqa: E402,F401  (fixtures for every test folder)
 
-RUN_ID = uuid.uuid4().hex[:10]
+RUN_ID = uuid.uuid4().hex[:10]  # per process: each of `make test`'s workers is a run of its own
+
+# The longest modules first. `make test` runs two workers (pytest-xdist, whole modules each): a long module
+# scheduled last would run alone at the end while the other worker idles.
+RUN_FIRST = ("tests/control/test_control_openapi.py", "tests/e2e/", "tests/console/")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((n for n, prefix in enumerate(RUN_FIRST) if item.nodeid.startswith(prefix)), len(RUN_FIRST))
+
+    items.sort(key=rank)  # stable: every module stays whole, in its order
 
 
 def _use_testcontainers() -> bool:
