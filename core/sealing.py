@@ -23,11 +23,10 @@ import binascii
 import json
 import os
 import secrets
+from functools import cached_property
 from typing import Any
 
 import asyncpg
-from functools import cached_property
-
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey

@@ -12,7 +12,6 @@ Processors then extract the credential from them as ingress would from a request
 from __future__ import annotations
 
 import json
-
 from typing import Any
 
 from core.callerauth.base import Credential, Pairs
