@@ -23,7 +23,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 
 from core.consumer_lag import track
 from core.settings import InvalidConfiguration, Settings
-from core.tasks import UNWIND_S, bounded
+from core.tasks import UNWIND_S, bounded, cancel_and_wait
 
 __all__ = [
     "Outgoing", "check_topics", "client_security", "ensure_topics", "make_admin", "make_consumer", "make_producer", "partition_end",
@@ -159,10 +159,9 @@ async def _abandon(consumer: AIOKafkaConsumer) -> None:
     coordinator = getattr(consumer, "_coordinator", None)
     for name in ("_coordination_task", "_heartbeat_task", "_commit_refresh_task"):
         task = getattr(coordinator, name, None)
-        if isinstance(task, asyncio.Task) and not task.done():
-            task.cancel()
+        if isinstance(task, asyncio.Task):
             await bounded(f"cancelling an abandoned Kafka consumer's {name.strip('_').replace('_', ' ')}",
-                          asyncio.wait([task]), UNWIND_S)
+                          cancel_and_wait(task), UNWIND_S)
     fetcher = getattr(consumer, "_fetcher", None)
     if fetcher is not None:
         await bounded("closing an abandoned Kafka consumer's fetcher", fetcher.close(), UNWIND_S)
