@@ -98,14 +98,19 @@ class InboundReader:
         async with self._lock:
             self._consumer.assign([tp])
             self._consumer.seek(tp, offset)
-            for _ in range(10):
-                records = (await self._consumer.getmany(tp, timeout_ms=200, max_records=1)).get(tp, [])
-                if records:
-                    return records[0].value if records[0].offset == offset else None
-                highwater = self._consumer.highwater(tp)
-                if highwater is not None and highwater <= offset:
-                    return None
-            return None
+            try:
+                for _ in range(10):
+                    records = (await self._consumer.getmany(tp, timeout_ms=200, max_records=1)).get(tp, [])
+                    if records:
+                        return records[0].value if records[0].offset == offset else None
+                    highwater = self._consumer.highwater(tp)
+                    if highwater is not None and highwater <= offset:
+                        return None
+                return None
+            finally:
+                # An assigned partition is fetched for ever: without this, control would read the rest of the
+                # requests partition, and then poll it, after every replay.
+                self._consumer.pause(tp)
 
 
 async def _inbound(reader: InboundReader, letter: Mapping[str, Any]) -> bytes | None:

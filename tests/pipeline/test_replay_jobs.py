@@ -12,10 +12,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiokafka.structs import TopicPartition
 
 from control.replay import InboundReader
 from control.state import STATE
+from core.kafka import make_producer, start_client
 from core.settings import Settings
+from schemas import encode
 from tests.dead_letter_support import inbound_call
 from tests.replay_support import RecordingUpstream, indexed_letters, new_org, replay, staged_api, wait_job
 from tests.support import IngressInstance, Stage, post_raw, wait_until
@@ -318,3 +321,24 @@ async def test_an_original_replay_of_a_deleted_api_calls_nothing(control: Any, i
         (item,) = job["items"]
         assert item["outcome"] == "not_replayable" and "API is deleted or disabled" in item["message"], item
         assert upstream.bodies == []
+
+
+async def test_the_inbound_reader_stops_fetching_once_it_has_read(settings: Settings, ingress: IngressInstance) -> None:
+    """A replay reads single records of the requests topic: between reads the partition is not fetched (an
+    assigned partition is otherwise read to its end, and then polled, for as long as control runs)."""
+    producer = await start_client(make_producer(settings))
+    try:
+        raws = [encode("InboundCall", inbound_call(f"no-such-org-{uuid.uuid4().hex[:6]}")) for _ in range(3)]
+        sent = [await producer.send_and_wait(settings.topics.requests, raw, partition=0) for raw in raws]
+    finally:
+        await producer.stop()
+    reader = InboundReader(settings)
+    await reader.start()
+    try:
+        tp = TopicPartition(settings.topics.requests, 0)
+        for raw, meta in zip(raws, sent):
+            assert await reader.read(0, meta.offset) == raw
+            assert reader._consumer.paused() == {tp}, "the partition is still fetched after the read"
+        assert await reader.read(0, sent[0].offset) == raws[0]  # and a later read of an earlier record works
+    finally:
+        await reader.stop()
