@@ -52,7 +52,8 @@ class ConfigWatch:
 
     async def start(self) -> None:
         tp = TopicPartition(self.settings.topics.config, 0)
-        self._consumer = make_consumer(self.settings)
+        # background: the config topic is read as the services read it, without polling the broker every few ms
+        self._consumer = make_consumer(self.settings, background=True)
         await self._consumer.start()
         self._consumer.assign([tp])
         await self._consumer.seek_to_beginning(tp)

@@ -9,7 +9,6 @@ answering good calls. The pipeline runs for this module only (as in test_routing
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,11 +105,9 @@ async def assert_refused(target: Target, body: bytes | str, code: str, *, versio
                          content_type: str | None = None, headers: dict[str, str] | None = None,
                          fault_code: str | None = None) -> dict[str, str]:
     before = len(target.hits)
-    started = time.monotonic()
     default = "text/xml; charset=utf-8" if version == "1.1" else "application/soap+xml"
     ctype = content_type if content_type is not None else default
     status, got_headers, raw = await send(target.url, body, ctype, headers)
-    assert time.monotonic() - started < 5
     assert got_headers["Content-Type"].startswith("text/xml" if version == "1.1" else "application/soap+xml")
     assert status == (500 if version == "1.1" else 400), raw
     got_code, junction_code, fields = fault(raw, version)
