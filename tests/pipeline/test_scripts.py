@@ -146,7 +146,7 @@ async def test_a_saved_version_takes_effect_on_the_next_call_within_2_seconds(
             async with s.get(f"{ingress.url}/{org}/echo") as r:
                 if (await r.json())["headers"]["X-Version"] == "two":
                     break
-            assert time.monotonic() - saved < 30, "version 2 never went live"  # a bound on the poll, not a timing
+            assert time.monotonic() - saved < 2.0, "version 2 not live within 2 s"
             await asyncio.sleep(0.05)
 
 
