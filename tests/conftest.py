@@ -42,7 +42,13 @@ RUN_ID = uuid.uuid4().hex[:10]  # per process: each of `make test`'s workers is 
 
 # The longest modules first. `make test` runs two workers (pytest-xdist, whole modules each): a long module
 # scheduled last would run alone at the end while the other worker idles.
-RUN_FIRST = ("tests/control/test_control_openapi.py", "tests/e2e/", "tests/console/")
+# The longest of the other modules (measured on two workers) come right after the folders; the rest keeps the
+# collection order, where tests/unit/ comes last.
+RUN_FIRST = ("tests/control/test_control_openapi.py", "tests/e2e/", "tests/console/",
+             "tests/unit/test_packaging.py", "tests/control/test_declarative.py", "tests/control/test_control_sdk_cli.py",
+             "tests/pipeline/test_installation_identity.py", "tests/control/test_consumers.py",
+             "tests/control/test_control_properties.py", "tests/control/test_control_usability.py",
+             "tests/unit/test_embedded_stores.py", "tests/unit/test_routing_scale.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
