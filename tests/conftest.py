@@ -40,10 +40,9 @@ from tests.control_support import control, control_settings  # noqa: E402,F401  
 
 RUN_ID = uuid.uuid4().hex[:10]  # per process: each of `make test`'s workers is a run of its own
 
-# The longest modules first. `make test` runs two workers (pytest-xdist, whole modules each): a long module
-# scheduled last would run alone at the end while the other worker idles.
-# The longest of the other modules (measured on two workers) come right after the folders; the rest keeps the
-# collection order, where tests/unit/ comes last.
+# The longest modules first (measured on two workers): `make test` runs two workers (pytest-xdist, whole
+# modules each), and a long module scheduled last would run alone at the end while the other worker idles.
+# The rest keeps the collection order, where tests/unit/ comes last.
 RUN_FIRST = ("tests/control/test_control_openapi.py", "tests/e2e/", "tests/console/",
              "tests/unit/test_packaging.py", "tests/control/test_declarative.py", "tests/control/test_control_sdk_cli.py",
              "tests/pipeline/test_installation_identity.py", "tests/control/test_consumers.py",
